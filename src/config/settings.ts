@@ -1,0 +1,168 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { z } from 'zod';
+
+/**
+ * Every setting and limit of Updraft, with its default. Each can be set by an environment
+ * variable (`UPDRAFT_…`, listed in docs/configuration.md) or in `updraft.config.json`;
+ * the environment wins. Unknown keys in the file are rejected so a typo is not silently ignored.
+ */
+export const settingsSchema = z.strictObject({
+  /** Where standalone keeps its store, logs and API token. */
+  home: z.string().default('.updraft'),
+  host: z.string().default('127.0.0.1'),
+  port: z.coerce.number().int().min(0).max(65535).default(8080),
+  /** URL of a running API; derived from host and port when unset. */
+  apiUrl: z.string().url().optional(),
+  dagsFolder: z.string().default('dags'),
+
+  /** Concurrent task slots of the standalone worker pool. */
+  workerSlots: z.coerce.number().int().min(1).max(256).default(8),
+  heartbeatIntervalMs: z.coerce.number().int().min(100).default(5_000),
+  /** A running TI whose heartbeat is older than this is a zombie: failed or retried. */
+  heartbeatTimeoutMs: z.coerce.number().int().min(500).default(60_000),
+  /** A TI queued longer than this without starting has its workload sent again. */
+  queuedTimeoutMs: z.coerce.number().int().min(500).default(120_000),
+  /** Period of the scheduler's tick: due schedules and reconciliation. */
+  schedulerTickMs: z.coerce.number().int().min(100).default(5_000),
+  /** Bound of one scheduler pass, so one huge run cannot starve the others. */
+  maxRunsPerPass: z.coerce.number().int().min(1).default(100),
+  maxTaskInstancesPerPass: z.coerce.number().int().min(1).default(1_000),
+  /** How many scheduling requests the scheduler handles in one batch. */
+  schedulerBatchSize: z.coerce.number().int().min(1).max(10).default(10),
+  /** Pools and their slots; `default_pool` is used by tasks that name none. */
+  pools: z.record(z.string(), z.number().int().min(0)).default({ default_pool: 128 }),
+
+  /** Largest XCom value, in bytes of its JSON. */
+  xcomMaxBytes: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(350_000)
+    .default(48 * 1024),
+  /** Largest conf of a triggered run, in bytes of its JSON. */
+  confMaxBytes: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(350_000)
+    .default(64 * 1024),
+  /** Largest log kept for one try; later output is dropped with a notice. */
+  logMaxBytes: z.coerce
+    .number()
+    .int()
+    .min(1024)
+    .default(5 * 1024 * 1024),
+  /** Largest request body the API accepts. */
+  requestMaxBytes: z.coerce
+    .number()
+    .int()
+    .min(1024)
+    .default(1024 * 1024),
+  queueMaxMessageBytes: z.coerce
+    .number()
+    .int()
+    .min(1024)
+    .max(1024 * 1024)
+    .default(256 * 1024),
+  queueVisibilityTimeoutSeconds: z.coerce.number().int().min(1).max(43_200).default(300),
+  /** Receives after which a message goes to the queue's dead-letter queue. */
+  queueMaxReceives: z.coerce.number().int().min(1).max(1000).default(5),
+  /** Lifetime of a task-scoped Execution API token. */
+  executionTokenTtlSeconds: z.coerce
+    .number()
+    .int()
+    .min(60)
+    .default(24 * 3600),
+  /** Period of the structured metrics log line; 0 turns it off. */
+  metricsLogIntervalMs: z.coerce.number().int().min(0).default(60_000),
+  /** Seconds a graceful stop waits for running tasks before handing them back. */
+  shutdownGraceSeconds: z.coerce.number().int().min(0).default(30),
+  logLevel: z.enum(['debug', 'info', 'warn', 'error']).default('info'),
+});
+
+export type Settings = z.infer<typeof settingsSchema>;
+
+/** Environment variable of each setting. */
+export const SETTING_ENV_VARS: Readonly<Record<keyof Settings, string>> = {
+  home: 'UPDRAFT_HOME',
+  host: 'UPDRAFT_HOST',
+  port: 'PORT',
+  apiUrl: 'UPDRAFT_API_URL',
+  dagsFolder: 'UPDRAFT_DAGS_FOLDER',
+  workerSlots: 'UPDRAFT_WORKER_SLOTS',
+  heartbeatIntervalMs: 'UPDRAFT_HEARTBEAT_INTERVAL_MS',
+  heartbeatTimeoutMs: 'UPDRAFT_HEARTBEAT_TIMEOUT_MS',
+  queuedTimeoutMs: 'UPDRAFT_QUEUED_TIMEOUT_MS',
+  schedulerTickMs: 'UPDRAFT_SCHEDULER_TICK_MS',
+  maxRunsPerPass: 'UPDRAFT_MAX_RUNS_PER_PASS',
+  maxTaskInstancesPerPass: 'UPDRAFT_MAX_TIS_PER_PASS',
+  schedulerBatchSize: 'UPDRAFT_SCHEDULER_BATCH_SIZE',
+  pools: 'UPDRAFT_POOLS',
+  xcomMaxBytes: 'UPDRAFT_XCOM_MAX_BYTES',
+  confMaxBytes: 'UPDRAFT_CONF_MAX_BYTES',
+  logMaxBytes: 'UPDRAFT_LOG_MAX_BYTES',
+  requestMaxBytes: 'UPDRAFT_REQUEST_MAX_BYTES',
+  queueMaxMessageBytes: 'UPDRAFT_QUEUE_MAX_MESSAGE_BYTES',
+  queueVisibilityTimeoutSeconds: 'UPDRAFT_QUEUE_VISIBILITY_TIMEOUT_SECONDS',
+  queueMaxReceives: 'UPDRAFT_QUEUE_MAX_RECEIVES',
+  executionTokenTtlSeconds: 'UPDRAFT_EXECUTION_TOKEN_TTL_SECONDS',
+  metricsLogIntervalMs: 'UPDRAFT_METRICS_LOG_INTERVAL_MS',
+  shutdownGraceSeconds: 'UPDRAFT_SHUTDOWN_GRACE_SECONDS',
+  logLevel: 'UPDRAFT_LOG_LEVEL',
+};
+
+export class SettingsError extends Error {
+  override name = 'SettingsError';
+}
+
+/** Reads settings from `updraft.config.json` (or `UPDRAFT_CONFIG`) and the environment. */
+export function loadSettings(env: NodeJS.ProcessEnv = process.env, cwd = process.cwd()): Settings {
+  const raw: Record<string, unknown> = {};
+  const configPath = resolve(cwd, env.UPDRAFT_CONFIG ?? 'updraft.config.json');
+  if (existsSync(configPath)) {
+    try {
+      Object.assign(raw, JSON.parse(readFileSync(configPath, 'utf8')));
+    } catch (error) {
+      throw new SettingsError(`Cannot read ${configPath}: ${(error as Error).message}`, { cause: error });
+    }
+  } else if (env.UPDRAFT_CONFIG) {
+    throw new SettingsError(`UPDRAFT_CONFIG names ${configPath}, which does not exist`);
+  }
+  for (const [key, variable] of Object.entries(SETTING_ENV_VARS)) {
+    const value = env[variable];
+    if (value === undefined || value === '') continue;
+    raw[key] = key === 'pools' ? parsePools(value) : value;
+  }
+  const parsed = settingsSchema.safeParse(raw);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((issue) => {
+      const key = issue.path.join('.');
+      const variable = SETTING_ENV_VARS[issue.path[0] as keyof Settings];
+      return `${key}${variable ? ` (${variable})` : ''}: ${issue.message}`;
+    });
+    throw new SettingsError(`Invalid settings: ${problems.join('; ')}`);
+  }
+  const settings = parsed.data;
+  if (!('default_pool' in settings.pools)) settings.pools.default_pool = 128;
+  settings.home = resolve(cwd, settings.home);
+  settings.dagsFolder = resolve(cwd, settings.dagsFolder);
+  return settings;
+}
+
+/** `UPDRAFT_POOLS` is `name=slots,name=slots` or a JSON object. */
+function parsePools(value: string): Record<string, number> {
+  if (value.trim().startsWith('{')) return JSON.parse(value) as Record<string, number>;
+  const pools: Record<string, number> = {};
+  for (const part of value.split(',')) {
+    const [name, slots] = part.split('=');
+    if (!name || slots === undefined)
+      throw new SettingsError(`UPDRAFT_POOLS: expected name=slots, got "${part}"`);
+    pools[name.trim()] = Number(slots);
+  }
+  return pools;
+}
+
+export function apiUrlOf(settings: Settings): string {
+  return settings.apiUrl ?? `http://${settings.host}:${settings.port}`;
+}
