@@ -15,6 +15,10 @@ export const settingsSchema = z.strictObject({
   /** URL of a running API; derived from host and port when unset. */
   apiUrl: z.string().url().optional(),
   dagsFolder: z.string().default('dags'),
+  /** How often standalone parses the DAGs folder again; 0 parses only at start. */
+  dagRefreshIntervalMs: z.coerce.number().int().min(0).default(30_000),
+  /** Whether a DAG seen for the first time starts paused (Airflow's dags_are_paused_at_creation). */
+  dagsArePausedAtCreation: z.union([z.boolean(), z.stringbool()]).default(false),
 
   /** Concurrent task slots of the standalone worker pool. */
   workerSlots: z.coerce.number().int().min(1).max(256).default(8),
@@ -90,6 +94,8 @@ export const SETTING_ENV_VARS: Readonly<Record<keyof Settings, string>> = {
   port: 'PORT',
   apiUrl: 'UPDRAFT_API_URL',
   dagsFolder: 'UPDRAFT_DAGS_FOLDER',
+  dagRefreshIntervalMs: 'UPDRAFT_DAG_REFRESH_INTERVAL_MS',
+  dagsArePausedAtCreation: 'UPDRAFT_DAGS_ARE_PAUSED_AT_CREATION',
   workerSlots: 'UPDRAFT_WORKER_SLOTS',
   heartbeatIntervalMs: 'UPDRAFT_HEARTBEAT_INTERVAL_MS',
   heartbeatTimeoutMs: 'UPDRAFT_HEARTBEAT_TIMEOUT_MS',

@@ -49,7 +49,7 @@ export const TASK_INSTANCE_TRANSITIONS: Readonly<Record<TaskInstanceState, reado
   none: ['scheduled', 'queued', 'upstream_failed', 'skipped', 'removed'],
   scheduled: ['queued', 'upstream_failed', 'skipped', 'none', 'removed'],
   queued: ['running', 'failed', 'up_for_retry', 'scheduled', 'removed'],
-  running: ['success', 'failed', 'up_for_retry', 'skipped', 'deferred'],
+  running: ['success', 'failed', 'up_for_retry', 'skipped', 'deferred', 'scheduled'],
   up_for_retry: ['queued', 'scheduled', 'failed', 'upstream_failed', 'skipped'],
   deferred: ['scheduled', 'queued', 'failed', 'up_for_retry'],
   success: [],

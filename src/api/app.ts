@@ -1,0 +1,141 @@
+import { timingSafeEqual } from 'node:crypto';
+import { OpenAPIHono } from '@hono/zod-openapi';
+import type { Context } from 'hono';
+import { bodyLimit } from 'hono/body-limit';
+import { HTTPException } from 'hono/http-exception';
+import type { ContentfulStatusCode } from 'hono/utils/http-status';
+import type { Settings } from '#config/settings.ts';
+import type { DagVersionCache } from '#engine/dag-cache.ts';
+import {
+  EngineError,
+  InvalidRequestError,
+  LimitExceededError,
+  NotFoundError,
+  StateConflictError,
+} from '#engine/errors.ts';
+import type { Logger } from '#engine/logger.ts';
+import type { SchedulingNotifier } from '#engine/notifier.ts';
+import type { TaskLifecycle } from '#engine/task-lifecycle.ts';
+import { InvalidTokenError, type TaskTokenSigner } from '#engine/tokens.ts';
+import type { LogStore } from '#logs/port.ts';
+import type { MetricsRegistry } from '#metrics/registry.ts';
+import { ItemTooLargeError } from '#store/errors.ts';
+import type { Store } from '#store/port.ts';
+import { registerDagRoutes } from './dag-routes.ts';
+import { ForbiddenError } from './errors.ts';
+import { registerExecutionRoutes } from './execution-routes.ts';
+import { registerTaskRoutes } from './task-routes.ts';
+
+export interface ApiDeps {
+  store: Store;
+  dags: DagVersionCache;
+  lifecycle: TaskLifecycle;
+  notifier: SchedulingNotifier;
+  tokens: TaskTokenSigner;
+  logs: LogStore;
+  metrics: MetricsRegistry;
+  settings: Pick<Settings, 'confMaxBytes' | 'requestMaxBytes' | 'xcomMaxBytes'>;
+  /** Bearer token of the public API. */
+  apiToken: string;
+  log: Logger;
+  now: () => number;
+}
+
+/** Versions of the Execution API this server speaks, oldest first; a request may name one in the header. */
+export const EXECUTION_API_VERSIONS = ['2026-11-01'] as const;
+export const EXECUTION_API_VERSION_HEADER = 'Updraft-API-Version';
+
+export type ApiApp = OpenAPIHono;
+
+/** The HTTP API: public REST API under `/api/v2`, Execution API under `/execution`. */
+export function createApi(deps: ApiDeps): ApiApp {
+  const app = new OpenAPIHono({
+    defaultHook: (result, c) => {
+      if (!result.success) {
+        const problems = result.error.issues
+          .map((issue) => `${issue.path.length ? issue.path.join('.') : 'body'}: ${issue.message}`)
+          .join('; ');
+        return c.json({ detail: `Invalid request: ${problems}`, status: 422 }, 422);
+      }
+    },
+  });
+
+  app.use(
+    '*',
+    bodyLimit({
+      maxSize: deps.settings.requestMaxBytes,
+      onError: (c) =>
+        c.json(
+          {
+            detail: `Request body is larger than ${deps.settings.requestMaxBytes} bytes (UPDRAFT_REQUEST_MAX_BYTES)`,
+            status: 413,
+          },
+          413,
+        ),
+    }),
+  );
+
+  app.get('/api/v2/monitor/health', (c) => c.json({ status: 'healthy' }));
+  app.use('/api/v2/*', async (c, next) => {
+    if (!bearerMatches(c.req.header('authorization'), deps.apiToken)) {
+      return c.json({ detail: 'Missing or invalid bearer token', status: 401 }, 401, {
+        'WWW-Authenticate': 'Bearer',
+      });
+    }
+    await next();
+  });
+  app.use('/execution/*', async (c, next) => {
+    const requested = c.req.header(EXECUTION_API_VERSION_HEADER);
+    if (requested && !(EXECUTION_API_VERSIONS as readonly string[]).includes(requested)) {
+      return c.json(
+        {
+          detail: `Unsupported ${EXECUTION_API_VERSION_HEADER} "${requested}"; this server supports ${EXECUTION_API_VERSIONS.join(', ')}`,
+          status: 400,
+        },
+        400,
+      );
+    }
+    c.header(EXECUTION_API_VERSION_HEADER, requested ?? EXECUTION_API_VERSIONS.at(-1));
+    await next();
+  });
+
+  registerDagRoutes(app, deps);
+  registerTaskRoutes(app, deps);
+  registerExecutionRoutes(app, deps);
+
+  app.get('/api/v2/metrics', async (c) => c.json(await deps.metrics.snapshot()));
+  app.doc31('/api/v2/openapi.json', {
+    openapi: '3.1.0',
+    info: { title: 'Updraft API', version: '2', description: 'Public REST API and Execution API of Updraft' },
+  });
+  app.notFound((c) => c.json({ detail: `No route for ${c.req.method} ${c.req.path}`, status: 404 }, 404));
+  app.onError((error, c) => errorResponse(error, c, deps.log));
+  return app;
+}
+
+function bearerMatches(header: string | undefined, expected: string): boolean {
+  if (!header?.startsWith('Bearer ')) return false;
+  const given = Buffer.from(header.slice('Bearer '.length));
+  const wanted = Buffer.from(expected);
+  return given.length === wanted.length && timingSafeEqual(given, wanted);
+}
+
+function errorResponse(error: Error, c: Context, log: Logger) {
+  const status = statusOf(error);
+  if (status >= 500) log.error('API request failed', { method: c.req.method, path: c.req.path, error });
+  const detail = status >= 500 ? 'Internal server error' : error.message;
+  return c.json({ detail, status }, status);
+}
+
+/** Exhaustive over the error kinds the engine and store raise; anything else is a 500. */
+function statusOf(error: Error): ContentfulStatusCode {
+  if (error instanceof HTTPException) return error.status as ContentfulStatusCode;
+  if (error instanceof InvalidTokenError) return 401;
+  if (error instanceof ForbiddenError) return 403;
+  if (error instanceof NotFoundError) return 404;
+  if (error instanceof StateConflictError) return 409;
+  if (error instanceof LimitExceededError || error instanceof ItemTooLargeError) return 413;
+  if (error instanceof InvalidRequestError) return 400;
+  if (error instanceof EngineError) return 400;
+  return 500;
+}

@@ -1,0 +1,230 @@
+import { z } from '@hono/zod-openapi';
+import { DAG_RUN_STATES, TASK_INSTANCE_STATES } from '#core/states.ts';
+
+/**
+ * Wire schemas of the public REST API (shaped after Airflow's REST API v2: snake_case, the same
+ * field names) and of the Execution API. Request bodies reject unknown keys. The same schemas
+ * produce the OpenAPI document served at `/api/v2/openapi.json`.
+ */
+
+export const errorSchema = z.object({ detail: z.string(), status: z.number().int() }).openapi('Error');
+
+export const dagIdParams = z.object({ dag_id: z.string().min(1).max(250) });
+export const runParams = dagIdParams.extend({ dag_run_id: z.string().min(1).max(250) });
+export const taskParams = runParams.extend({ task_id: z.string().min(1).max(250) });
+export const logParams = taskParams.extend({ try_number: z.coerce.number().int().min(1) });
+export const mapIndexQuery = z.object({ map_index: z.coerce.number().int().min(-1).default(-1) });
+export const pageQuery = z.object({
+  limit: z.coerce.number().int().min(1).max(1000).default(100),
+  cursor: z.string().max(2048).optional(),
+});
+
+const isoDate = z.string().openapi({ format: 'date-time' });
+
+export const importErrorSchema = z
+  .object({ filename: z.string(), stack_trace: z.string(), timestamp: isoDate })
+  .openapi('ImportError');
+
+export const dagSchema = z
+  .object({
+    dag_id: z.string(),
+    description: z.string().nullable(),
+    fileloc: z.string(),
+    is_paused: z.boolean(),
+    is_active: z.boolean(),
+    tags: z.array(z.string()),
+    schedule: z.string().nullable(),
+    next_dagrun_logical_date: isoDate.nullable(),
+    dag_version: z.string(),
+    last_parsed_time: isoDate,
+  })
+  .openapi('Dag');
+
+export const dagTaskSchema = z
+  .object({
+    task_id: z.string(),
+    operator: z.string(),
+    upstream_task_ids: z.array(z.string()),
+    downstream_task_ids: z.array(z.string()),
+    trigger_rule: z.string(),
+    retries: z.number().int(),
+    pool: z.string(),
+    pool_slots: z.number().int(),
+    priority_weight: z.number().int(),
+    queue: z.string(),
+    execution_timeout_seconds: z.number().nullable(),
+    is_branch: z.boolean(),
+  })
+  .openapi('DagTask');
+
+export const dagDetailSchema = dagSchema
+  .extend({
+    tasks: z.array(dagTaskSchema),
+    max_active_runs: z.number().int(),
+    max_active_tasks: z.number().int(),
+    catchup: z.boolean(),
+    start_date: isoDate.nullable(),
+    end_date: isoDate.nullable(),
+    params: z.record(z.string(), z.unknown()),
+  })
+  .openapi('DagDetail');
+
+export const dagCollectionSchema = z
+  .object({
+    dags: z.array(dagSchema),
+    total_entries: z.number().int(),
+    next_cursor: z.string().optional(),
+    import_errors: z.array(importErrorSchema),
+  })
+  .openapi('DagCollection');
+
+export const patchDagBody = z.strictObject({ is_paused: z.boolean() }).openapi('DagPatch');
+
+export const dagRunSchema = z
+  .object({
+    dag_id: z.string(),
+    dag_run_id: z.string(),
+    run_type: z.enum(['manual', 'scheduled']),
+    state: z.enum(DAG_RUN_STATES),
+    logical_date: isoDate,
+    data_interval_start: isoDate.nullable(),
+    data_interval_end: isoDate.nullable(),
+    queued_at: isoDate,
+    start_date: isoDate.nullable(),
+    end_date: isoDate.nullable(),
+    conf: z.record(z.string(), z.unknown()),
+    dag_version: z.string(),
+  })
+  .openapi('DagRun');
+
+export const triggerRunBody = z
+  .strictObject({
+    dag_run_id: z.string().min(1).max(250).optional(),
+    logical_date: z.iso.datetime({ offset: true }).optional(),
+    conf: z.record(z.string(), z.unknown()).optional(),
+  })
+  .openapi('TriggerDagRun');
+
+export const dagRunCollectionSchema = z
+  .object({
+    dag_runs: z.array(dagRunSchema),
+    total_entries: z.number().int(),
+    next_cursor: z.string().optional(),
+  })
+  .openapi('DagRunCollection');
+
+export const clearRunBody = z
+  .strictObject({ only_failed: z.boolean().default(false), dry_run: z.boolean().default(false) })
+  .openapi('ClearDagRun');
+
+export const taskInstanceSchema = z
+  .object({
+    dag_id: z.string(),
+    dag_run_id: z.string(),
+    task_id: z.string(),
+    map_index: z.number().int(),
+    state: z.enum(TASK_INSTANCE_STATES).nullable(),
+    try_number: z.number().int(),
+    max_tries: z.number().int(),
+    start_date: isoDate.nullable(),
+    end_date: isoDate.nullable(),
+    duration: z.number().nullable(),
+    operator: z.string(),
+    pool: z.string(),
+    pool_slots: z.number().int(),
+    priority_weight: z.number().int(),
+    queue: z.string(),
+    queued_when: isoDate.nullable(),
+    hostname: z.string().nullable(),
+    error_message: z.string().nullable(),
+    next_retry_at: isoDate.nullable(),
+  })
+  .openapi('TaskInstance');
+
+export const taskInstanceCollectionSchema = z
+  .object({ task_instances: z.array(taskInstanceSchema), total_entries: z.number().int() })
+  .openapi('TaskInstanceCollection');
+
+export const clearTaskInstancesBody = z
+  .strictObject({
+    dag_run_id: z.string().min(1),
+    task_ids: z.array(z.string()).default([]),
+    include_downstream: z.boolean().default(false),
+    only_failed: z.boolean().default(false),
+    dry_run: z.boolean().default(false),
+  })
+  .openapi('ClearTaskInstances');
+
+export const logSchema = z.object({ content: z.string() }).openapi('TaskLog');
+
+export const metricsSchema = z
+  .object({ gauges: z.record(z.string(), z.number()), counters: z.record(z.string(), z.number()) })
+  .openapi('Metrics');
+
+// Execution API
+
+export const startTaskBody = z
+  .strictObject({
+    hostname: z.string().max(255),
+    worker_id: z.string().max(255),
+    pid: z.number().int().optional(),
+  })
+  .openapi('StartTaskInstance');
+
+export const startedTaskSchema = z
+  .object({
+    dag_id: z.string(),
+    dag_run_id: z.string(),
+    task_id: z.string(),
+    map_index: z.number().int(),
+    try_number: z.number().int(),
+    max_tries: z.number().int(),
+    logical_date: isoDate,
+    data_interval_start: isoDate.nullable(),
+    data_interval_end: isoDate.nullable(),
+    conf: z.record(z.string(), z.unknown()),
+    params: z.record(z.string(), z.unknown()),
+    fileloc: z.string(),
+    dag_version: z.string(),
+    args: z.array(z.object({ task_id: z.string(), key: z.string() })),
+    execution_timeout_ms: z.number().int().nullable(),
+  })
+  .openapi('StartedTaskInstance');
+
+const logsField = z.string().optional().openapi({ description: 'Log text produced since the last report' });
+
+export const heartbeatBody = z.strictObject({ logs: logsField }).openapi('TaskHeartbeat');
+
+export const finishTaskBody = z
+  .discriminatedUnion('state', [
+    z.strictObject({
+      state: z.literal('success'),
+      /** The return value as JSON text; the API stores it without parsing it. */
+      xcom: z.string().optional(),
+      follow_task_ids: z.array(z.string()).optional(),
+      logs: logsField,
+    }),
+    z.strictObject({
+      state: z.literal('skipped'),
+      reason: z.string().max(10_000).optional(),
+      logs: logsField,
+    }),
+    z.strictObject({
+      state: z.literal('failed'),
+      error_message: z.string().max(10_000),
+      retryable: z.boolean(),
+      logs: logsField,
+    }),
+    z.strictObject({ state: z.literal('handed_back'), logs: logsField }),
+  ])
+  .openapi('FinishTaskInstance');
+
+export const taskInstanceIdParams = z.object({ ti_id: z.string().min(1).max(1100) });
+export const xcomParams = z.object({
+  dag_id: z.string(),
+  dag_run_id: z.string(),
+  task_id: z.string(),
+  key: z.string(),
+});
+export const xcomSchema = z.object({ key: z.string(), value: z.string() }).openapi('XCom');
+export const okSchema = z.object({ ok: z.literal(true) }).openapi('Ok');

@@ -1,0 +1,119 @@
+import type { z } from '@hono/zod-openapi';
+import type { DagRun, TaskInstance, TaskInstanceKey } from '#core/models.ts';
+import type { SerializedDag } from '#core/serialized-dag.ts';
+import type { DagRecord, ImportError } from '#store/port.ts';
+import type {
+  dagDetailSchema,
+  dagRunSchema,
+  dagSchema,
+  importErrorSchema,
+  taskInstanceSchema,
+} from './schemas.ts';
+
+/** Model → wire shape, in Airflow's snake_case field names. */
+
+export function dagToWire(record: DagRecord): z.infer<typeof dagSchema> {
+  return {
+    dag_id: record.dagId,
+    description: record.description,
+    fileloc: record.fileloc,
+    is_paused: record.isPaused,
+    is_active: record.isActive,
+    tags: record.tags,
+    schedule: record.scheduleExpression,
+    next_dagrun_logical_date: record.nextRunAt,
+    dag_version: record.versionHash,
+    last_parsed_time: record.lastParsedAt,
+  };
+}
+
+export function dagDetailToWire(record: DagRecord, dag: SerializedDag): z.infer<typeof dagDetailSchema> {
+  return {
+    ...dagToWire(record),
+    tasks: dag.tasks.map((task) => ({
+      task_id: task.taskId,
+      operator: task.operator,
+      upstream_task_ids: task.upstream,
+      downstream_task_ids: dag.tasks.filter((t) => t.upstream.includes(task.taskId)).map((t) => t.taskId),
+      trigger_rule: task.triggerRule,
+      retries: task.retries,
+      pool: task.pool,
+      pool_slots: task.poolSlots,
+      priority_weight: task.priorityWeight,
+      queue: task.queue,
+      execution_timeout_seconds: task.executionTimeoutMs === null ? null : task.executionTimeoutMs / 1000,
+      is_branch: task.isBranch,
+    })),
+    max_active_runs: dag.maxActiveRuns,
+    max_active_tasks: dag.maxActiveTasks,
+    catchup: dag.catchup,
+    start_date: dag.startDate,
+    end_date: dag.endDate,
+    params: dag.params,
+  };
+}
+
+export function importErrorToWire(error: ImportError): z.infer<typeof importErrorSchema> {
+  return { filename: error.fileloc, stack_trace: error.message, timestamp: error.timestamp };
+}
+
+export function dagRunToWire(run: DagRun): z.infer<typeof dagRunSchema> {
+  return {
+    dag_id: run.dagId,
+    dag_run_id: run.runId,
+    run_type: run.runType,
+    state: run.state,
+    logical_date: run.logicalDate,
+    data_interval_start: run.dataIntervalStart,
+    data_interval_end: run.dataIntervalEnd,
+    queued_at: run.queuedAt,
+    start_date: run.startDate,
+    end_date: run.endDate,
+    conf: run.conf,
+    dag_version: run.dagVersion,
+  };
+}
+
+export function taskInstanceToWire(ti: TaskInstance): z.infer<typeof taskInstanceSchema> {
+  return {
+    dag_id: ti.dagId,
+    dag_run_id: ti.runId,
+    task_id: ti.taskId,
+    map_index: ti.mapIndex,
+    // Airflow reports a TI that has not been scheduled yet with a null state.
+    state: ti.state === 'none' ? null : ti.state,
+    try_number: ti.tryNumber,
+    max_tries: ti.maxTries,
+    start_date: ti.startDate,
+    end_date: ti.endDate,
+    duration: ti.durationMs === null ? null : ti.durationMs / 1000,
+    operator: ti.operator,
+    pool: ti.pool,
+    pool_slots: ti.poolSlots,
+    priority_weight: ti.priorityWeight,
+    queue: ti.queue,
+    queued_when: ti.queuedAt,
+    hostname: ti.hostname,
+    error_message: ti.errorMessage,
+    next_retry_at: ti.nextRetryAt,
+  };
+}
+
+/** Execution API id of a task instance: its key, as base64url JSON, safe in one path segment. */
+export function encodeTaskInstanceId(key: TaskInstanceKey): string {
+  return Buffer.from(JSON.stringify([key.dagId, key.runId, key.taskId, key.mapIndex])).toString('base64url');
+}
+
+export function decodeTaskInstanceId(id: string): TaskInstanceKey | undefined {
+  try {
+    const value: unknown = JSON.parse(Buffer.from(id, 'base64url').toString('utf8'));
+    if (!Array.isArray(value) || value.length !== 4) return undefined;
+    const [dagId, runId, taskId, mapIndex] = value as unknown[];
+    if (typeof dagId !== 'string' || typeof runId !== 'string' || typeof taskId !== 'string')
+      return undefined;
+    if (typeof mapIndex !== 'number' || !Number.isInteger(mapIndex)) return undefined;
+    return { dagId, runId, taskId, mapIndex };
+  } catch {
+    return undefined;
+  }
+}

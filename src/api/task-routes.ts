@@ -1,0 +1,135 @@
+import { createRoute, type OpenAPIHono, type z } from '@hono/zod-openapi';
+import { clearTaskInstances } from '#engine/clear.ts';
+import { NotFoundError } from '#engine/errors.ts';
+import type { ApiDeps } from './app.ts';
+import {
+  clearTaskInstancesBody,
+  dagIdParams,
+  errorSchema,
+  logParams,
+  logSchema,
+  mapIndexQuery,
+  runParams,
+  taskInstanceCollectionSchema,
+  taskInstanceSchema,
+  taskParams,
+} from './schemas.ts';
+import { taskInstanceToWire } from './serializers.ts';
+
+const json = <T extends z.ZodType>(schema: T, description: string) => ({
+  content: { 'application/json': { schema } },
+  description,
+});
+const errors = {
+  401: json(errorSchema, 'Missing or invalid token'),
+  404: json(errorSchema, 'Not found'),
+  422: json(errorSchema, 'Invalid request'),
+};
+
+export function registerTaskRoutes(app: OpenAPIHono, deps: ApiDeps): void {
+  const { store } = deps;
+
+  app.openapi(
+    createRoute({
+      method: 'get',
+      path: '/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances',
+      tags: ['TaskInstance'],
+      request: { params: runParams },
+      responses: { 200: json(taskInstanceCollectionSchema, 'Task instances of the run'), ...errors },
+    }),
+    async (c) => {
+      const { dag_id, dag_run_id } = c.req.valid('param');
+      const snapshot = await store.getRunSnapshot({ dagId: dag_id, runId: dag_run_id });
+      if (!snapshot) throw new NotFoundError(`DAG run ${dag_id}/${dag_run_id} not found`);
+      return c.json(
+        {
+          task_instances: snapshot.taskInstances.map(taskInstanceToWire),
+          total_entries: snapshot.taskInstances.length,
+        },
+        200,
+      );
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: 'get',
+      path: '/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}',
+      tags: ['TaskInstance'],
+      request: { params: taskParams, query: mapIndexQuery },
+      responses: { 200: json(taskInstanceSchema, 'The task instance'), ...errors },
+    }),
+    async (c) => {
+      const { dag_id, dag_run_id, task_id } = c.req.valid('param');
+      const key = {
+        dagId: dag_id,
+        runId: dag_run_id,
+        taskId: task_id,
+        mapIndex: c.req.valid('query').map_index,
+      };
+      const ti = await store.getTaskInstance(key);
+      if (!ti) throw new NotFoundError(`Task instance ${dag_id}/${dag_run_id}/${task_id} not found`);
+      return c.json(taskInstanceToWire(ti), 200);
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: 'get',
+      path: '/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}/logs/{try_number}',
+      tags: ['TaskInstance'],
+      request: { params: logParams, query: mapIndexQuery },
+      responses: { 200: json(logSchema, 'The log of one try'), ...errors },
+    }),
+    async (c) => {
+      const { dag_id, dag_run_id, task_id, try_number } = c.req.valid('param');
+      const key = {
+        dagId: dag_id,
+        runId: dag_run_id,
+        taskId: task_id,
+        mapIndex: c.req.valid('query').map_index,
+      };
+      const ti = await store.getTaskInstance(key);
+      if (!ti) throw new NotFoundError(`Task instance ${dag_id}/${dag_run_id}/${task_id} not found`);
+      if (try_number > Math.max(ti.tryNumber, 1)) {
+        throw new NotFoundError(
+          `Task instance ${task_id} has no try ${try_number} (its latest try is ${ti.tryNumber})`,
+        );
+      }
+      const content = (await deps.logs.read(key, try_number)) ?? '';
+      return c.json({ content }, 200);
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: 'post',
+      path: '/api/v2/dags/{dag_id}/clearTaskInstances',
+      tags: ['TaskInstance'],
+      request: {
+        params: dagIdParams,
+        body: { content: { 'application/json': { schema: clearTaskInstancesBody } }, required: true },
+      },
+      responses: {
+        200: json(
+          taskInstanceCollectionSchema,
+          'The cleared (or, with dry_run, to be cleared) task instances',
+        ),
+        409: json(errorSchema, 'Some task instances are still queued or running'),
+        ...errors,
+      },
+    }),
+    async (c) => {
+      const body = c.req.valid('json');
+      const cleared = await clearTaskInstances(deps, {
+        dagId: c.req.valid('param').dag_id,
+        runId: body.dag_run_id,
+        taskIds: body.task_ids,
+        includeDownstream: body.include_downstream,
+        onlyFailed: body.only_failed,
+        dryRun: body.dry_run,
+      });
+      return c.json({ task_instances: cleared.map(taskInstanceToWire), total_entries: cleared.length }, 200);
+    },
+  );
+}

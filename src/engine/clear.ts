@@ -1,0 +1,119 @@
+import { formatTaskInstanceKey, type TaskInstance } from '#core/models.ts';
+import type { SerializedDag } from '#core/serialized-dag.ts';
+import type { TaskInstanceState } from '#core/states.ts';
+import { ConditionFailedError } from '#store/errors.ts';
+import type { Store } from '#store/port.ts';
+import type { DagVersionCache } from './dag-cache.ts';
+import { InvalidRequestError, NotFoundError, StateConflictError } from './errors.ts';
+import type { SchedulingNotifier } from './notifier.ts';
+
+export interface ClearRequest {
+  dagId: string;
+  runId: string;
+  /** Tasks to clear; every task of the run when empty. */
+  taskIds: string[];
+  includeDownstream: boolean;
+  onlyFailed: boolean;
+  dryRun: boolean;
+}
+
+const CLEARABLE: readonly TaskInstanceState[] = [
+  'success',
+  'failed',
+  'upstream_failed',
+  'skipped',
+  'up_for_retry',
+  'scheduled',
+  'none',
+  'removed',
+];
+const FAILED_STATES: ReadonlySet<TaskInstanceState> = new Set(['failed', 'upstream_failed']);
+
+/**
+ * Clears task instances so they run again, like Airflow's clear: the TI goes back to `none`,
+ * keeps its try number, gets `retries + 1` more tries, loses its XCom, and the run goes back
+ * to `queued` if it had finished. Queued or running TIs are refused rather than killed.
+ */
+export async function clearTaskInstances(
+  deps: { store: Store; dags: DagVersionCache; notifier: SchedulingNotifier; now: () => number },
+  request: ClearRequest,
+): Promise<TaskInstance[]> {
+  const { store } = deps;
+  const snapshot = await store.getRunSnapshot(request);
+  if (!snapshot) throw new NotFoundError(`DAG run ${request.dagId}/${request.runId} not found`);
+  const dag = await deps.dags.get(snapshot.run.dagId, snapshot.run.dagVersion);
+  const known = new Set(dag.tasks.map((task) => task.taskId));
+  const unknown = request.taskIds.filter((id) => !known.has(id));
+  if (unknown.length > 0)
+    throw new InvalidRequestError(`Unknown task id(s) in DAG ${dag.dagId}: ${unknown.join(', ')}`);
+
+  const selected = request.taskIds.length === 0 ? known : new Set(request.taskIds);
+  const taskIds = request.includeDownstream ? withDownstream(dag, selected) : selected;
+  const targets = snapshot.taskInstances.filter(
+    (ti) => taskIds.has(ti.taskId) && (!request.onlyFailed || FAILED_STATES.has(ti.state)),
+  );
+  const busy = targets.filter((ti) => !CLEARABLE.includes(ti.state));
+  if (busy.length > 0) {
+    throw new StateConflictError(
+      `Cannot clear task instances that are queued or running: ${busy.map((ti) => `${formatTaskInstanceKey(ti)} (${ti.state})`).join(', ')}`,
+    );
+  }
+  if (request.dryRun) return targets;
+
+  const retriesOf = new Map(dag.tasks.map((task) => [task.taskId, task.retries]));
+  const cleared: TaskInstance[] = [];
+  for (const ti of targets) {
+    await store.deleteXComs(ti);
+    try {
+      cleared.push(
+        await store.transitionTaskInstance(
+          ti,
+          { state: ti.state, tryNumber: ti.tryNumber },
+          {
+            state: 'none',
+            maxTries: ti.tryNumber + (retriesOf.get(ti.taskId) ?? 0) + 1,
+            queuedAt: null,
+            startDate: null,
+            endDate: null,
+            heartbeatAt: null,
+            nextRetryAt: null,
+            durationMs: null,
+            errorMessage: null,
+            followTaskIds: null,
+            workerId: null,
+            hostname: null,
+          },
+        ),
+      );
+    } catch (error) {
+      if (!(error instanceof ConditionFailedError)) throw error;
+      throw new StateConflictError(`${formatTaskInstanceKey(ti)} changed state while being cleared`, {
+        cause: error,
+      });
+    }
+  }
+  if (cleared.length > 0 && (snapshot.run.state === 'success' || snapshot.run.state === 'failed')) {
+    await store.transitionDagRun(snapshot.run, snapshot.run.state, { state: 'queued', endDate: null });
+  }
+  deps.notifier.notify(snapshot.run);
+  return cleared;
+}
+
+function withDownstream(dag: SerializedDag, roots: ReadonlySet<string>): Set<string> {
+  const downstream = new Map<string, string[]>();
+  for (const task of dag.tasks) {
+    for (const upstream of task.upstream)
+      downstream.set(upstream, [...(downstream.get(upstream) ?? []), task.taskId]);
+  }
+  const result = new Set(roots);
+  const stack = [...roots];
+  while (stack.length > 0) {
+    for (const next of downstream.get(stack.pop() as string) ?? []) {
+      if (!result.has(next)) {
+        result.add(next);
+        stack.push(next);
+      }
+    }
+  }
+  return result;
+}

@@ -1,0 +1,36 @@
+import type { SerializedDag } from '#core/serialized-dag.ts';
+import type { Store } from '#store/port.ts';
+import { NotFoundError } from './errors.ts';
+
+/**
+ * Serialized DAG versions are immutable, so a version read once can be kept for good.
+ * The cache is bounded: least recently used versions are dropped first.
+ */
+export class DagVersionCache {
+  readonly #store: Store;
+  readonly #maxEntries: number;
+  readonly #entries = new Map<string, SerializedDag>();
+
+  constructor(store: Store, maxEntries = 500) {
+    this.#store = store;
+    this.#maxEntries = maxEntries;
+  }
+
+  async get(dagId: string, versionHash: string): Promise<SerializedDag> {
+    const cacheKey = `${dagId}@${versionHash}`;
+    const cached = this.#entries.get(cacheKey);
+    if (cached) {
+      this.#entries.delete(cacheKey);
+      this.#entries.set(cacheKey, cached);
+      return cached;
+    }
+    const dag = await this.#store.getSerializedDag(dagId, versionHash);
+    if (!dag) throw new NotFoundError(`Serialized DAG ${dagId} version ${versionHash} is not in the store`);
+    this.#entries.set(cacheKey, dag);
+    if (this.#entries.size > this.#maxEntries) {
+      const oldest = this.#entries.keys().next().value;
+      if (oldest !== undefined) this.#entries.delete(oldest);
+    }
+    return dag;
+  }
+}

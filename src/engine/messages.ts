@@ -1,0 +1,35 @@
+import { z } from 'zod';
+
+/**
+ * Queue message bodies: discriminated on `type`, validated once where they are received.
+ * A body that fails validation is dead-lettered by the consumer, never half-processed.
+ */
+
+const taskInstanceKeySchema = z.strictObject({
+  dag_id: z.string(),
+  run_id: z.string(),
+  task_id: z.string(),
+  map_index: z.number().int(),
+});
+
+export const taskWorkloadSchema = z.strictObject({
+  type: z.literal('execute_task'),
+  ti: taskInstanceKeySchema,
+  try_number: z.number().int().positive(),
+  /** Execution API token scoped to this TI and try. */
+  token: z.string(),
+  /** DAG file relative to the DAGs folder, and the version the run executes. */
+  fileloc: z.string(),
+  dag_version: z.string(),
+});
+export type TaskWorkload = z.infer<typeof taskWorkloadSchema>;
+
+export const schedulingRequestSchema = z.strictObject({
+  type: z.literal('schedule_run'),
+  dag_id: z.string(),
+  run_id: z.string(),
+});
+export type SchedulingRequest = z.infer<typeof schedulingRequestSchema>;
+
+export const workerMessageSchema = z.discriminatedUnion('type', [taskWorkloadSchema]);
+export const schedulerMessageSchema = z.discriminatedUnion('type', [schedulingRequestSchema]);

@@ -1,0 +1,62 @@
+import type { TaskInstance } from '#core/models.ts';
+import { OCCUPYING_TI_STATES } from '#core/states.ts';
+
+interface Holder {
+  dagId: string;
+  pool: string;
+  slots: number;
+}
+
+/**
+ * The scheduler's ledger of task instances that hold a slot (queued or running), keyed by TI,
+ * so pool and max-active-task limits are checked without querying the store. Keyed entries
+ * make every update idempotent: seeing the same TI twice changes nothing. The scheduler is a
+ * single logical actor; it rebuilds the ledger from the store when it starts and refreshes a
+ * run's entries each time it loads that run, which repairs any drift.
+ */
+export class OccupancyLedger {
+  readonly #holders = new Map<string, Holder>();
+
+  /** Refreshes the entries of these TIs from their current state. */
+  observe(taskInstances: Iterable<TaskInstance>): void {
+    for (const ti of taskInstances) {
+      const id = holderId(ti);
+      if (OCCUPYING_TI_STATES.has(ti.state)) {
+        this.#holders.set(id, { dagId: ti.dagId, pool: ti.pool, slots: ti.poolSlots });
+      } else {
+        this.#holders.delete(id);
+      }
+    }
+  }
+
+  /** Forgets every TI of a run (the run finished or vanished). */
+  forgetRun(dagId: string, runId: string): void {
+    const prefix = `${dagId}\u0000${runId}\u0000`;
+    for (const id of this.#holders.keys()) if (id.startsWith(prefix)) this.#holders.delete(id);
+  }
+
+  clear(): void {
+    this.#holders.clear();
+  }
+
+  poolOccupancy(): Record<string, number> {
+    const result: Record<string, number> = {};
+    for (const holder of this.#holders.values())
+      result[holder.pool] = (result[holder.pool] ?? 0) + holder.slots;
+    return result;
+  }
+
+  dagOccupancy(): Record<string, number> {
+    const result: Record<string, number> = {};
+    for (const holder of this.#holders.values()) result[holder.dagId] = (result[holder.dagId] ?? 0) + 1;
+    return result;
+  }
+
+  get size(): number {
+    return this.#holders.size;
+  }
+}
+
+function holderId(ti: TaskInstance): string {
+  return `${ti.dagId}\u0000${ti.runId}\u0000${ti.taskId}\u0000${ti.mapIndex}`;
+}

@@ -1,0 +1,394 @@
+import type { Settings } from '#config/settings.ts';
+import { admitTaskInstances } from '#core/admission.ts';
+import {
+  type DagRun,
+  type DagRunKey,
+  formatTaskInstanceKey,
+  newTaskInstance,
+  type TaskInstance,
+} from '#core/models.ts';
+import { failureTransition } from '#core/retry.ts';
+import { evaluateRun } from '#core/run-evaluation.ts';
+import type { SerializedDag } from '#core/serialized-dag.ts';
+import type { MetricsRegistry } from '#metrics/registry.ts';
+import type { Queues } from '#queue/port.ts';
+import { ConditionFailedError } from '#store/errors.ts';
+import type { DagRecord, RunSnapshot, Store } from '#store/port.ts';
+import type { DagVersionCache } from './dag-cache.ts';
+import type { Logger } from './logger.ts';
+import type { TaskWorkload } from './messages.ts';
+import { OccupancyLedger } from './occupancy.ts';
+import { createDueRuns } from './schedules.ts';
+import type { TaskTokenSigner } from './tokens.ts';
+
+/** Wakes a run's scheduling at a future moment (a retry coming due); durable timers on AWS. */
+export interface WakeTimers {
+  wakeAt(run: DagRunKey, atMs: number): void;
+}
+
+export interface SchedulerDeps {
+  store: Store;
+  queues: Queues;
+  dags: DagVersionCache;
+  tokens: TaskTokenSigner;
+  timers: WakeTimers;
+  metrics: MetricsRegistry;
+  settings: Pick<
+    Settings,
+    'pools' | 'heartbeatTimeoutMs' | 'queuedTimeoutMs' | 'maxRunsPerPass' | 'maxTaskInstancesPerPass'
+  >;
+  log: Logger;
+  now: () => number;
+}
+
+const TASK_QUEUE_OF = { high: 'tasks_high', default: 'tasks_default', low: 'tasks_low' } as const;
+
+/**
+ * The scheduler: turns a run's stored state into the next writes. It is one logical actor
+ * (one loop in standalone, one reserved-concurrency function on AWS), driven by scheduling
+ * requests (event-driven) and a periodic tick (due schedules and reconciliation). See ADR.md.
+ */
+export class Scheduler {
+  readonly #deps: SchedulerDeps;
+  readonly #ledger = new OccupancyLedger();
+  readonly #dagRecords = new Map<string, DagRecord>();
+  #reconcileCursor: string | undefined;
+  #exclusive: Promise<unknown> = Promise.resolve();
+
+  constructor(deps: SchedulerDeps) {
+    this.#deps = deps;
+  }
+
+  /**
+   * Rebuilds the occupancy ledger and DAG records from the store. With `recoverOrphans` (a
+   * standalone restart, whose queues and workers died with the previous process) queued
+   * workloads are sent again and running tries are failed or retried at once, instead of
+   * waiting for the queued and heartbeat timeouts.
+   */
+  async start(options: { recoverOrphans?: boolean } = {}): Promise<void> {
+    await this.#serially(async () => {
+      await this.#refreshDagRecords();
+      this.#ledger.clear();
+      let cursor: string | undefined;
+      do {
+        const page = await this.#deps.store.listActiveDagRuns({ limit: 100, cursor });
+        for (const key of page.items) {
+          const snapshot = await this.#deps.store.getRunSnapshot(key);
+          if (!snapshot) continue;
+          this.#ledger.observe(snapshot.taskInstances);
+          if (options.recoverOrphans && snapshot.run.state === 'running') {
+            const dag = await this.#deps.dags.get(snapshot.run.dagId, snapshot.run.dagVersion);
+            await this.#reconcileActive(snapshot.run, snapshot.taskInstances, dag, this.#deps.now(), true);
+            await this.#processRunSafely(key);
+          }
+        }
+        cursor = page.nextCursor;
+      } while (cursor);
+    });
+  }
+
+  /** Schedules each distinct run once, one run at a time so admission sees every slot it took. */
+  async handleRequests(runs: readonly DagRunKey[]): Promise<void> {
+    const distinct = new Map(runs.map((run) => [`${run.dagId}\u0000${run.runId}`, run]));
+    await this.#serially(async () => {
+      for (const run of distinct.values()) await this.#processRunSafely(run);
+    });
+  }
+
+  /** The periodic pass: creates due scheduled runs, then reconciles a bounded slice of active runs. */
+  async tick(): Promise<void> {
+    await this.#serially(async () => {
+      const { store, settings } = this.#deps;
+      await this.#refreshDagRecords();
+      const created = await createDueRuns(this.#deps, [...this.#dagRecords.values()]);
+      for (const record of created.updatedDags) this.#dagRecords.set(record.dagId, record);
+      const page = await store.listActiveDagRuns({
+        limit: settings.maxRunsPerPass,
+        cursor: this.#reconcileCursor,
+      });
+      this.#reconcileCursor = page.nextCursor;
+      let queued = 0;
+      let running = 0;
+      for (const key of page.items) {
+        if (key.state === 'queued') queued += 1;
+        else running += 1;
+        await this.#processRunSafely(key);
+      }
+      if (!this.#reconcileCursor) {
+        this.#deps.metrics.gauge('dag_runs.queued', queued);
+        this.#deps.metrics.gauge('dag_runs.running', running);
+      }
+    });
+  }
+
+  async #serially<T>(work: () => Promise<T>): Promise<T> {
+    const result = this.#exclusive.then(work, work);
+    this.#exclusive = result.catch(() => undefined);
+    return result;
+  }
+
+  async #refreshDagRecords(): Promise<void> {
+    let cursor: string | undefined;
+    do {
+      const page = await this.#deps.store.listDags({ limit: 100, cursor });
+      for (const record of page.items) this.#dagRecords.set(record.dagId, record);
+      cursor = page.nextCursor;
+    } while (cursor);
+  }
+
+  async #processRunSafely(key: DagRunKey): Promise<void> {
+    try {
+      await this.#processRun(key);
+    } catch (error) {
+      this.#deps.log.error('Scheduling the run failed; the next tick retries it', {
+        dagId: key.dagId,
+        runId: key.runId,
+        error,
+      });
+    }
+  }
+
+  async #processRun(key: DagRunKey): Promise<void> {
+    const { store } = this.#deps;
+    let snapshot = await store.getRunSnapshot(key);
+    if (!snapshot) return;
+    this.#ledger.observe(snapshot.taskInstances);
+    if (snapshot.run.state === 'success' || snapshot.run.state === 'failed') {
+      this.#ledger.forgetRun(key.dagId, key.runId);
+      return;
+    }
+    const dagRecord = this.#dagRecords.get(key.dagId) ?? (await store.getDag(key.dagId));
+    if (dagRecord?.isPaused) return;
+    const dag = await this.#deps.dags.get(snapshot.run.dagId, snapshot.run.dagVersion);
+    if (snapshot.run.state === 'queued') {
+      const started = await this.#startRun(snapshot.run, dag);
+      if (!started) return;
+      snapshot = { ...snapshot, run: started };
+    }
+    await this.#evaluate(snapshot, dag);
+  }
+
+  /** queued → running when the DAG has fewer than `maxActiveRuns` running runs. */
+  async #startRun(run: DagRun, dag: SerializedDag): Promise<DagRun | undefined> {
+    const active = await this.#deps.store.listActiveDagRuns({
+      limit: dag.maxActiveRuns + 1,
+      dagId: run.dagId,
+    });
+    const running = active.items.filter((item) => item.state === 'running').length;
+    if (running >= dag.maxActiveRuns) return undefined;
+    try {
+      return await this.#deps.store.transitionDagRun(run, 'queued', {
+        state: 'running',
+        startDate: new Date(this.#deps.now()).toISOString(),
+      });
+    } catch (error) {
+      if (error instanceof ConditionFailedError) return undefined;
+      throw error;
+    }
+  }
+
+  async #evaluate(snapshot: RunSnapshot, dag: SerializedDag): Promise<void> {
+    const { store, metrics } = this.#deps;
+    const nowMs = this.#deps.now();
+    const { run } = snapshot;
+    const evaluation = evaluateRun(dag, run, snapshot.taskInstances, nowMs);
+
+    if (evaluation.missing.length > 0) {
+      this.#deps.log.warn('Run is missing task instances; creating them', {
+        runId: run.runId,
+        tasks: evaluation.missing,
+      });
+      await this.#createMissing(run, dag, evaluation.missing);
+      return this.#processRun(run);
+    }
+    await Promise.all(
+      evaluation.finalize.map((change) =>
+        ignoreConflict(
+          store.transitionTaskInstance(
+            change.key,
+            { state: change.from, tryNumber: change.tryNumber },
+            { state: change.to, endDate: new Date(nowMs).toISOString() },
+          ),
+        ),
+      ),
+    );
+    await this.#reconcileActive(run, snapshot.taskInstances, dag, nowMs);
+
+    const admission = admitTaskInstances({
+      candidates: evaluation.ready.map(({ ti, priorityWeight }) => ({
+        ti,
+        priorityWeight,
+        logicalDate: run.logicalDate,
+        maxActiveTasks: dag.maxActiveTasks,
+      })),
+      pools: this.#deps.settings.pools,
+      poolOccupancy: this.#ledger.poolOccupancy(),
+      dagOccupancy: this.#ledger.dagOccupancy(),
+      maxToAdmit: this.#deps.settings.maxTaskInstancesPerPass,
+    });
+    metrics.gauge('scheduler.tasks.executable', evaluation.ready.length);
+    metrics.gauge('scheduler.tasks.starving', admission.starving.length);
+    for (const starving of admission.starving) {
+      if (starving.reason === 'unknown_pool' || starving.reason === 'pool_full') {
+        this.#deps.log.debug('Task instance waits for a pool slot', {
+          ti: formatTaskInstanceKey(starving.ti),
+          pool: starving.ti.pool,
+          reason: starving.reason,
+        });
+      }
+    }
+    await this.#queue(run, admission.admitted, nowMs);
+
+    if (evaluation.runState) {
+      await this.#finishRun(run, evaluation.runState, nowMs);
+    } else if (evaluation.nextWakeAt) {
+      this.#deps.timers.wakeAt(run, Date.parse(evaluation.nextWakeAt));
+    }
+  }
+
+  async #createMissing(run: DagRun, dag: SerializedDag, taskIds: string[]): Promise<void> {
+    const tasks = dag.tasks.filter((task) => taskIds.includes(task.taskId));
+    await this.#deps.store.createMissingTaskInstances(
+      tasks.map((task) =>
+        newTaskInstance({ dagId: run.dagId, runId: run.runId, taskId: task.taskId, mapIndex: -1 }, task),
+      ),
+    );
+  }
+
+  /** Fails or retries zombies (heartbeat stopped) and sends again workloads queued too long. */
+  async #reconcileActive(
+    run: DagRun,
+    taskInstances: TaskInstance[],
+    dag: SerializedDag,
+    nowMs: number,
+    orphaned = false,
+  ): Promise<void> {
+    const { store, settings, log } = this.#deps;
+    const resend: TaskInstance[] = [];
+    const stale = (since: string | null, limitMs: number) =>
+      orphaned || (since !== null && nowMs - Date.parse(since) > limitMs);
+    for (const ti of taskInstances) {
+      if (ti.state === 'running' && stale(ti.heartbeatAt, settings.heartbeatTimeoutMs)) {
+        const task = dag.tasks.find((t) => t.taskId === ti.taskId);
+        if (!task) continue;
+        const next = failureTransition(ti, task, nowMs, { retryable: true });
+        log.warn('Task instance stopped heartbeating; treating it as a zombie', {
+          ti: formatTaskInstanceKey(ti),
+          tryNumber: ti.tryNumber,
+          next: next.state,
+        });
+        this.#deps.metrics.increment('scheduler.zombies_killed');
+        await ignoreConflict(
+          store.transitionTaskInstance(
+            ti,
+            { state: 'running', tryNumber: ti.tryNumber },
+            {
+              state: next.state,
+              nextRetryAt: next.state === 'up_for_retry' ? next.nextRetryAt : null,
+              endDate: new Date(nowMs).toISOString(),
+              errorMessage: orphaned
+                ? 'The worker running this try stopped with the previous process (zombie task)'
+                : `Heartbeat stopped for more than ${settings.heartbeatTimeoutMs} ms (zombie task)`,
+            },
+          ),
+        );
+      } else if (ti.state === 'queued' && stale(ti.queuedAt, settings.queuedTimeoutMs)) {
+        resend.push(ti);
+      }
+    }
+    if (resend.length === 0) return;
+    const refreshed: TaskInstance[] = [];
+    for (const ti of resend) {
+      const updated = await ignoreConflict(
+        store.transitionTaskInstance(
+          ti,
+          { state: 'queued', tryNumber: ti.tryNumber },
+          { queuedAt: new Date(nowMs).toISOString() },
+        ),
+      );
+      if (updated) refreshed.push(updated);
+    }
+    log.info('Sending again workloads of task instances queued too long', { count: refreshed.length });
+    await this.#sendWorkloads(run, refreshed, dag);
+  }
+
+  /** none/scheduled/up_for_retry → queued with the next try number, then one batched send per queue. */
+  async #queue(run: DagRun, admitted: TaskInstance[], nowMs: number): Promise<void> {
+    if (admitted.length === 0) return;
+    const queuedAt = new Date(nowMs).toISOString();
+    const results = await Promise.all(
+      admitted.map((ti) =>
+        ignoreConflict(
+          this.#deps.store.transitionTaskInstance(
+            ti,
+            { state: ti.state, tryNumber: ti.tryNumber },
+            {
+              state: 'queued',
+              tryNumber: ti.tryNumber + 1,
+              queuedAt,
+              startDate: null,
+              endDate: null,
+              durationMs: null,
+              nextRetryAt: null,
+              heartbeatAt: null,
+              errorMessage: null,
+            },
+          ),
+        ),
+      ),
+    );
+    const queued = results.filter((ti): ti is TaskInstance => ti !== undefined);
+    this.#ledger.observe(queued);
+    this.#deps.metrics.increment('ti.scheduled', queued.length);
+    const dag = await this.#deps.dags.get(run.dagId, run.dagVersion);
+    await this.#sendWorkloads(run, queued, dag);
+  }
+
+  async #sendWorkloads(run: DagRun, taskInstances: TaskInstance[], dag: SerializedDag): Promise<void> {
+    const nowMs = this.#deps.now();
+    const byQueue = new Map<keyof typeof TASK_QUEUE_OF, { body: string }[]>();
+    const workloads = await Promise.all(
+      taskInstances.map(
+        async (ti): Promise<[TaskInstance, TaskWorkload]> => [
+          ti,
+          {
+            type: 'execute_task',
+            ti: { dag_id: ti.dagId, run_id: ti.runId, task_id: ti.taskId, map_index: ti.mapIndex },
+            try_number: ti.tryNumber,
+            token: await this.#deps.tokens.issue(ti, nowMs),
+            fileloc: dag.fileloc,
+            dag_version: run.dagVersion,
+          },
+        ],
+      ),
+    );
+    for (const [ti, workload] of workloads) {
+      const queueName = ti.queue in TASK_QUEUE_OF ? (ti.queue as keyof typeof TASK_QUEUE_OF) : 'default';
+      byQueue.set(queueName, [...(byQueue.get(queueName) ?? []), { body: JSON.stringify(workload) }]);
+    }
+    for (const [queueName, messages] of byQueue)
+      await this.#deps.queues[TASK_QUEUE_OF[queueName]].send(messages);
+  }
+
+  async #finishRun(run: DagRun, state: 'success' | 'failed', nowMs: number): Promise<void> {
+    const finished = await ignoreConflict(
+      this.#deps.store.transitionDagRun(run, 'running', { state, endDate: new Date(nowMs).toISOString() }),
+    );
+    if (!finished) return;
+    this.#ledger.forgetRun(run.dagId, run.runId);
+    this.#deps.metrics.increment(`dag_runs.${state}`);
+    this.#deps.log.info(`DAG run ${state}`, { dagId: run.dagId, runId: run.runId });
+    // A finished run frees a place under max_active_runs: start the next queued runs of this DAG now.
+    const active = await this.#deps.store.listActiveDagRuns({ limit: 100, dagId: run.dagId });
+    for (const next of active.items) if (next.state === 'queued') await this.#processRun(next);
+  }
+}
+
+async function ignoreConflict<T>(write: Promise<T>): Promise<T | undefined> {
+  try {
+    return await write;
+  } catch (error) {
+    if (error instanceof ConditionFailedError) return undefined;
+    throw error;
+  }
+}

@@ -1,0 +1,308 @@
+import { randomUUID } from 'node:crypto';
+import { hostname } from 'node:os';
+import { join } from 'node:path';
+import type { TaskInstanceKey } from '#core/models.ts';
+import type { Logger } from '#engine/logger.ts';
+import { type TaskWorkload, taskWorkloadSchema } from '#engine/messages.ts';
+import type { MetricsRegistry } from '#metrics/registry.ts';
+import type { Queue, ReceivedMessage } from '#queue/port.ts';
+import { ExecutionApiError, type ExecutionClient, type FinishBody } from './execution-client.ts';
+import type { RunnerOutcome } from './protocol.ts';
+import { RunnerProcess } from './runner-process.ts';
+
+export interface WorkerPoolOptions {
+  /** Task queues, highest priority first. */
+  queues: readonly Queue[];
+  client: ExecutionClient;
+  slots: number;
+  dagsFolder: string;
+  heartbeatIntervalMs: number;
+  shutdownGraceMs: number;
+  metrics: MetricsRegistry;
+  log: Logger;
+  cwd?: string;
+}
+
+/**
+ * The standalone executor: N slots, each running one try at a time in its own task runner
+ * process. It takes workloads from the task queues (highest priority first), starts the TI
+ * through the Execution API, heartbeats while the task runs (carrying its log output), and
+ * reports the outcome. Once a TI is running, the store owns it (heartbeats, zombie detection),
+ * so the queue message is deleted right after the start instead of being held for the whole try.
+ */
+export class WorkerPool {
+  readonly #options: WorkerPoolOptions;
+  readonly #workerId = `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
+  readonly #idle: RunnerProcess[] = [];
+  readonly #running = new Map<string, { stop: AbortController; done: Promise<void> }>();
+  #stopping = false;
+  #loop: Promise<void> | null = null;
+  #loopAbort = new AbortController();
+  #slotFreed: (() => void) | null = null;
+
+  constructor(options: WorkerPoolOptions) {
+    this.#options = options;
+    options.metrics.addSource(() => ({
+      'executor.open_slots': options.slots - this.#running.size,
+      'executor.running_tasks': this.#running.size,
+    }));
+  }
+
+  get workerId(): string {
+    return this.#workerId;
+  }
+
+  start(): void {
+    this.#loop ??= this.#receiveLoop().catch((error: unknown) => {
+      this.#options.log.error('Worker receive loop stopped', { error });
+    });
+  }
+
+  /** Stops taking work, lets running tries finish for the grace period, then hands the rest back. */
+  async stop(): Promise<void> {
+    this.#stopping = true;
+    this.#loopAbort.abort();
+    await this.#loop;
+    const running = [...this.#running.values()];
+    const grace = new Promise((resolve) => setTimeout(resolve, this.#options.shutdownGraceMs).unref());
+    await Promise.race([Promise.all(running.map((entry) => entry.done)), grace]);
+    for (const entry of this.#running.values()) entry.stop.abort('handed_back');
+    await Promise.all([...this.#running.values()].map((entry) => entry.done));
+    for (const runner of this.#idle.splice(0)) runner.kill();
+  }
+
+  async #receiveLoop(): Promise<void> {
+    const { queues, slots } = this.#options;
+    while (!this.#stopping) {
+      const free = slots - this.#running.size;
+      if (free <= 0) {
+        await new Promise<void>((resolve) => {
+          this.#slotFreed = resolve;
+        });
+        continue;
+      }
+      const messages = await this.#receive(queues, free);
+      for (const { queue, message } of messages) this.#launch(queue, message);
+    }
+  }
+
+  /** Up to `max` messages, taking from higher-priority queues first; long-polls when all are empty. */
+  async #receive(
+    queues: readonly Queue[],
+    max: number,
+  ): Promise<{ queue: Queue; message: ReceivedMessage }[]> {
+    const taken: { queue: Queue; message: ReceivedMessage }[] = [];
+    for (const queue of queues) {
+      if (taken.length >= max) break;
+      const messages = await queue.receive({ maxMessages: Math.min(10, max - taken.length), waitTimeMs: 0 });
+      for (const message of messages) taken.push({ queue, message });
+    }
+    if (taken.length > 0 || this.#stopping) return taken;
+    // Nothing ready: long-poll every queue at once, keep the first answer, release anything extra.
+    const race = new AbortController();
+    const onStop = () => race.abort();
+    this.#loopAbort.signal.addEventListener('abort', onStop, { once: true });
+    const results = await Promise.all(
+      queues.map(async (queue) => {
+        const messages = await queue.receive({
+          maxMessages: Math.min(10, max),
+          waitTimeMs: 10_000,
+          signal: race.signal,
+        });
+        if (messages.length > 0) race.abort();
+        return messages.map((message) => ({ queue, message }));
+      }),
+    );
+    this.#loopAbort.signal.removeEventListener('abort', onStop);
+    const all = results.flat();
+    for (const extra of all.slice(max)) await extra.queue.changeVisibility(extra.message.receiptHandle, 0);
+    return all.slice(0, max);
+  }
+
+  #launch(queue: Queue, message: ReceivedMessage): void {
+    const stop = new AbortController();
+    const id = message.messageId;
+    const done = this.#execute(queue, message, stop)
+      .catch((error: unknown) => this.#options.log.error('Running a workload failed', { error }))
+      .finally(() => {
+        this.#running.delete(id);
+        this.#slotFreed?.();
+        this.#slotFreed = null;
+      });
+    this.#running.set(id, { stop, done });
+  }
+
+  async #execute(queue: Queue, message: ReceivedMessage, stop: AbortController): Promise<void> {
+    const { client, log } = this.#options;
+    let workload: TaskWorkload;
+    try {
+      workload = taskWorkloadSchema.parse(JSON.parse(message.body));
+    } catch (error) {
+      log.error('Dropping a malformed task workload', { messageId: message.messageId, error });
+      await queue.delete([message.receiptHandle]);
+      return;
+    }
+    const key: TaskInstanceKey = {
+      dagId: workload.ti.dag_id,
+      runId: workload.ti.run_id,
+      taskId: workload.ti.task_id,
+      mapIndex: workload.ti.map_index,
+    };
+    let started: Awaited<ReturnType<ExecutionClient['start']>>;
+    try {
+      started = await client.start(workload.token, key, {
+        hostname: hostname(),
+        worker_id: this.#workerId,
+        pid: process.pid,
+      });
+    } catch (error) {
+      if (error instanceof ExecutionApiError && !error.isConflict && error.status >= 500) throw error;
+      // A conflict means another delivery already started it, or the TI moved on: the message is spent.
+      log.debug('Workload not started', { ti: key, error });
+      await queue.delete([message.receiptHandle]);
+      return;
+    }
+    await queue.delete([message.receiptHandle]);
+
+    const logs = new LogBuffer();
+    const heartbeat = setInterval(() => {
+      client.heartbeat(workload.token, key, logs.take()).catch((error: unknown) => {
+        if (error instanceof ExecutionApiError && error.isConflict) {
+          log.warn('Task instance is no longer running here; stopping the try', { ti: key });
+          stop.abort('The task instance left the running state (cleared or failed elsewhere)');
+        }
+      });
+    }, this.#options.heartbeatIntervalMs);
+    const timeout =
+      started.execution_timeout_ms === null
+        ? undefined
+        : setTimeout(
+            () =>
+              stop.abort(`Task exceeded its execution timeout of ${started.execution_timeout_ms! / 1000}s`),
+            started.execution_timeout_ms,
+          );
+    let outcome: RunnerOutcome;
+    try {
+      const args = await Promise.all(
+        started.args.map(async (arg) => {
+          const text = await client.getXCom(
+            workload.token,
+            { ...key, taskId: arg.task_id, mapIndex: -1 },
+            arg.key,
+          );
+          return text === undefined ? null : (JSON.parse(text) as unknown);
+        }),
+      );
+      outcome = await this.#runInProcess(workload, started, args, logs, stop.signal);
+    } catch (error) {
+      outcome = { kind: 'error', message: (error as Error).message };
+    } finally {
+      if (stop.signal.aborted && stop.signal.reason !== 'handed_back') {
+        logs.add(`[${new Date().toISOString()}] {ERROR} ${String(stop.signal.reason)}\n`);
+      }
+      clearInterval(heartbeat);
+      clearTimeout(timeout);
+    }
+    const handedBack = stop.signal.aborted && stop.signal.reason === 'handed_back';
+    await this.#report(
+      workload.token,
+      key,
+      handedBack ? { state: 'handed_back' } : toFinishBody(outcome),
+      logs,
+    );
+  }
+
+  async #runInProcess(
+    workload: TaskWorkload,
+    started: Awaited<ReturnType<ExecutionClient['start']>>,
+    args: unknown[],
+    logs: LogBuffer,
+    signal: AbortSignal,
+  ): Promise<RunnerOutcome> {
+    let runner = this.#idle.pop();
+    while (runner && !runner.usable) runner = this.#idle.pop();
+    runner ??= new RunnerProcess({ cwd: this.#options.cwd ?? process.cwd() });
+    const key = {
+      dagId: started.dag_id,
+      runId: started.dag_run_id,
+      taskId: started.task_id,
+      mapIndex: started.map_index,
+    };
+    const outcome = await runner.run(
+      join(this.#options.dagsFolder, workload.fileloc),
+      {
+        dagId: started.dag_id,
+        runId: started.dag_run_id,
+        taskId: started.task_id,
+        mapIndex: started.map_index,
+        tryNumber: started.try_number,
+        maxTries: started.max_tries,
+        logicalDate: started.logical_date,
+        dataIntervalStart: started.data_interval_start,
+        dataIntervalEnd: started.data_interval_end,
+        params: started.params,
+        conf: started.conf,
+      },
+      args,
+      {
+        onLog: (text) => logs.add(text),
+        pullXCom: async (taskId, xcomKey) => {
+          const text = await this.#options.client.getXCom(
+            workload.token,
+            { ...key, taskId, mapIndex: -1 },
+            xcomKey,
+          );
+          return text === undefined ? null : (JSON.parse(text) as unknown);
+        },
+        signal,
+      },
+    );
+    if (runner.usable) this.#idle.push(runner);
+    else runner.kill();
+    return outcome;
+  }
+
+  async #report(token: string, key: TaskInstanceKey, body: FinishBody, logs: LogBuffer): Promise<void> {
+    const { client, log } = this.#options;
+    try {
+      await client.finish(token, key, { ...body, logs: logs.take() });
+    } catch (error) {
+      if (error instanceof ExecutionApiError && error.status === 413 && body.state === 'success') {
+        await client.finish(token, key, { state: 'failed', error_message: error.message, retryable: false });
+        return;
+      }
+      if (error instanceof ExecutionApiError && error.isConflict) {
+        log.warn('Outcome not recorded: the task instance already left the running state', { ti: key });
+        return;
+      }
+      throw error;
+    }
+  }
+}
+
+function toFinishBody(outcome: RunnerOutcome): FinishBody {
+  switch (outcome.kind) {
+    case 'success':
+      return { state: 'success', xcom: outcome.xcom, follow_task_ids: outcome.followTaskIds };
+    case 'skipped':
+      return { state: 'skipped', reason: outcome.reason };
+    case 'failed_no_retry':
+      return { state: 'failed', error_message: outcome.reason, retryable: false };
+    case 'error':
+      return { state: 'failed', error_message: outcome.message, retryable: true };
+  }
+}
+
+/** Log text waiting to be sent with the next heartbeat or the final report. */
+class LogBuffer {
+  #parts: string[] = [];
+  add(text: string): void {
+    this.#parts.push(text);
+  }
+  take(): string | undefined {
+    if (this.#parts.length === 0) return undefined;
+    const text = this.#parts.join('');
+    this.#parts = [];
+    return text;
+  }
+}

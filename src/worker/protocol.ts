@@ -1,0 +1,35 @@
+/**
+ * Messages between the worker supervisor and a task runner child process (over Node's IPC
+ * channel). The child runs user code only; everything that crosses the network stays in the
+ * supervisor, so a task that blocks or crashes its process cannot take the supervisor with it.
+ */
+
+export interface TaskRunContext {
+  dagId: string;
+  runId: string;
+  taskId: string;
+  mapIndex: number;
+  tryNumber: number;
+  maxTries: number;
+  logicalDate: string;
+  dataIntervalStart: string | null;
+  dataIntervalEnd: string | null;
+  params: Record<string, unknown>;
+  conf: Record<string, unknown>;
+}
+
+export type SupervisorToRunner =
+  | { type: 'run'; runId: number; file: string; context: TaskRunContext; args: unknown[] }
+  | { type: 'xcom_value'; requestId: number; value?: unknown; error?: string };
+
+export type RunnerOutcome =
+  | { kind: 'success'; xcom?: string; followTaskIds?: string[] }
+  | { kind: 'skipped'; reason: string }
+  | { kind: 'failed_no_retry'; reason: string }
+  | { kind: 'error'; message: string };
+
+export type RunnerToSupervisor =
+  | { type: 'ready' }
+  | { type: 'log'; text: string }
+  | { type: 'xcom_pull'; requestId: number; taskId: string; key: string }
+  | { type: 'outcome'; runId: number; outcome: RunnerOutcome };

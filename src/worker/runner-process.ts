@@ -1,0 +1,109 @@
+import { type ChildProcess, fork } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import type { RunnerOutcome, RunnerToSupervisor, SupervisorToRunner, TaskRunContext } from './protocol.ts';
+
+const RUNNER_ENTRY = fileURLToPath(new URL('./task-runner.ts', import.meta.url));
+
+export interface RunHooks {
+  onLog(text: string): void;
+  pullXCom(taskId: string, key: string): Promise<unknown>;
+  /** Stops the try: the process is killed and the run resolves with this message as an error. */
+  signal: AbortSignal;
+}
+
+/**
+ * One task runner child process, reused for one try after another. A process that crashed,
+ * was killed for a timeout or was aborted is never reused: the owner asks for a new one.
+ */
+export class RunnerProcess {
+  readonly #child: ChildProcess;
+  readonly #ready: Promise<void>;
+  #exited = false;
+  #current: { runId: number; finish: (outcome: RunnerOutcome) => void; hooks: RunHooks } | null = null;
+  #nextRunId = 1;
+
+  constructor(options: { cwd: string }) {
+    this.#child = fork(RUNNER_ENTRY, [], {
+      cwd: options.cwd,
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+      serialization: 'advanced',
+      execArgv: ['--disable-warning=ExperimentalWarning'],
+    });
+    this.#ready = new Promise((resolve, reject) => {
+      this.#child.once('error', reject);
+      const onReady = (message: RunnerToSupervisor) => {
+        if (message.type === 'ready') {
+          this.#child.off('message', onReady);
+          resolve();
+        }
+      };
+      this.#child.on('message', onReady);
+    });
+    this.#ready.catch(() => undefined);
+    this.#child.on('message', (message: RunnerToSupervisor) => this.#onMessage(message));
+    this.#child.on('exit', (code, signal) => {
+      this.#exited = true;
+      this.#current?.finish({
+        kind: 'error',
+        message: `The task runner process exited unexpectedly (${signal ? `signal ${signal}` : `exit code ${code}`})`,
+      });
+    });
+  }
+
+  get usable(): boolean {
+    return !this.#exited && this.#current === null;
+  }
+
+  async run(file: string, context: TaskRunContext, args: unknown[], hooks: RunHooks): Promise<RunnerOutcome> {
+    await this.#ready;
+    if (this.#exited) return { kind: 'error', message: 'The task runner process is not running' };
+    const runId = this.#nextRunId++;
+    return new Promise<RunnerOutcome>((resolve) => {
+      const onAbort = () => {
+        this.kill();
+        finish({ kind: 'error', message: String(hooks.signal.reason ?? 'The try was stopped') });
+      };
+      const finish = (outcome: RunnerOutcome) => {
+        if (this.#current?.runId !== runId) return;
+        this.#current = null;
+        hooks.signal.removeEventListener('abort', onAbort);
+        resolve(outcome);
+      };
+      this.#current = { runId, finish, hooks };
+      if (hooks.signal.aborted) return onAbort();
+      hooks.signal.addEventListener('abort', onAbort, { once: true });
+      this.#send({ type: 'run', runId, file, context, args });
+    });
+  }
+
+  kill(): void {
+    if (!this.#exited) this.#child.kill('SIGKILL');
+    this.#exited = true;
+  }
+
+  #send(message: SupervisorToRunner): void {
+    if (!this.#exited && this.#child.connected) this.#child.send(message);
+  }
+
+  #onMessage(message: RunnerToSupervisor): void {
+    const current = this.#current;
+    if (!current) return;
+    switch (message.type) {
+      case 'ready':
+        return;
+      case 'log':
+        current.hooks.onLog(message.text);
+        return;
+      case 'xcom_pull':
+        current.hooks.pullXCom(message.taskId, message.key).then(
+          (value) => this.#send({ type: 'xcom_value', requestId: message.requestId, value }),
+          (error: unknown) =>
+            this.#send({ type: 'xcom_value', requestId: message.requestId, error: (error as Error).message }),
+        );
+        return;
+      case 'outcome':
+        if (message.runId === current.runId) current.finish(message.outcome);
+        return;
+    }
+  }
+}

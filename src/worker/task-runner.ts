@@ -1,0 +1,103 @@
+import { format } from 'node:util';
+import type { TaskContext, TaskLogger } from '#sdk/context.ts';
+import { loadDagFile } from '#sdk/loader.ts';
+import { executeTask } from '#sdk/runtime.ts';
+import type { RunnerOutcome, RunnerToSupervisor, SupervisorToRunner } from './protocol.ts';
+
+/**
+ * Task runner: a child process of the worker supervisor that runs one task try at a time.
+ * Console output and the task logger are forwarded to the supervisor as log text; XCom pulls
+ * are asked of the supervisor, which holds the Execution API token.
+ */
+
+const send = (message: RunnerToSupervisor) => process.send?.(message);
+const pendingPulls = new Map<number, { resolve: (value: unknown) => void; reject: (error: Error) => void }>();
+let nextRequestId = 1;
+
+function captureOutput(): void {
+  for (const stream of [process.stdout, process.stderr]) {
+    stream.write = ((chunk: string | Uint8Array, ...rest: unknown[]) => {
+      send({ type: 'log', text: typeof chunk === 'string' ? chunk : Buffer.from(chunk).toString('utf8') });
+      const callback = rest.find((value) => typeof value === 'function') as (() => void) | undefined;
+      callback?.();
+      return true;
+    }) as typeof stream.write;
+  }
+}
+
+function taskLogger(): TaskLogger {
+  const line = (level: string) => (message: string, fields?: Record<string, unknown>) => {
+    const extra = fields && Object.keys(fields).length > 0 ? ` ${JSON.stringify(fields)}` : '';
+    send({ type: 'log', text: `[${new Date().toISOString()}] {${level}} ${message}${extra}\n` });
+  };
+  return { debug: line('DEBUG'), info: line('INFO'), warn: line('WARNING'), error: line('ERROR') };
+}
+
+async function run(message: Extract<SupervisorToRunner, { type: 'run' }>): Promise<RunnerOutcome> {
+  const dags = await loadDagFile(message.file);
+  const dag = dags.find((candidate) => candidate.dagId === message.context.dagId);
+  if (!dag)
+    return { kind: 'error', message: `DAG ${message.context.dagId} is no longer defined in ${message.file}` };
+  const controller = new AbortController();
+  const ctx: TaskContext = {
+    ...message.context,
+    log: taskLogger(),
+    signal: controller.signal,
+    xcomPull: (taskId, key = 'return_value') =>
+      new Promise((resolve, reject) => {
+        const requestId = nextRequestId++;
+        pendingPulls.set(requestId, { resolve, reject });
+        send({ type: 'xcom_pull', requestId, taskId, key });
+      }),
+  };
+  const outcome = await executeTask(dag, message.context.taskId, message.args, ctx);
+  switch (outcome.kind) {
+    case 'success': {
+      if (outcome.value === null || outcome.value === undefined)
+        return { kind: 'success', followTaskIds: outcome.followTaskIds };
+      let xcom: string;
+      try {
+        xcom = JSON.stringify(outcome.value);
+      } catch (error) {
+        return {
+          kind: 'error',
+          message: `The task's return value is not JSON-serializable: ${(error as Error).message}`,
+        };
+      }
+      return { kind: 'success', xcom, followTaskIds: outcome.followTaskIds };
+    }
+    case 'skipped':
+      return { kind: 'skipped', reason: outcome.reason };
+    case 'failed_no_retry':
+      return { kind: 'failed_no_retry', reason: outcome.reason };
+  }
+}
+
+function describe(error: unknown): string {
+  if (error instanceof Error) return error.stack ?? `${error.name}: ${error.message}`;
+  return format('%o', error);
+}
+
+captureOutput();
+process.on('message', (message: SupervisorToRunner) => {
+  if (message.type === 'xcom_value') {
+    const pending = pendingPulls.get(message.requestId);
+    pendingPulls.delete(message.requestId);
+    if (message.error !== undefined) pending?.reject(new Error(message.error));
+    else pending?.resolve(message.value);
+    return;
+  }
+  run(message).then(
+    (outcome) => send({ type: 'outcome', runId: message.runId, outcome }),
+    (error: unknown) => {
+      send({ type: 'log', text: `[${new Date().toISOString()}] {ERROR} Task failed: ${describe(error)}\n` });
+      send({
+        type: 'outcome',
+        runId: message.runId,
+        outcome: { kind: 'error', message: error instanceof Error ? error.message : String(error) },
+      });
+    },
+  );
+});
+process.on('disconnect', () => process.exit(0));
+send({ type: 'ready' });
