@@ -29,7 +29,7 @@ export class SchedulingNotifier {
 
   /** Resolves once everything notified so far has been sent. */
   async drain(): Promise<void> {
-    while (this.#flushing) await this.#flushing;
+    while (this.#flushing !== null) await this.#flushing;
   }
 
   async #flush(): Promise<void> {
