@@ -86,7 +86,7 @@ export function taskInstanceToWire(ti: TaskInstance): z.infer<typeof taskInstanc
     max_tries: ti.maxTries,
     start_date: ti.startDate,
     end_date: ti.endDate,
-    duration: ti.durationMs === null ? null : ti.durationMs / 1000,
+    duration: durationSeconds(ti),
     operator: ti.operator,
     pool: ti.pool,
     pool_slots: ti.poolSlots,
@@ -116,4 +116,11 @@ export function decodeTaskInstanceId(id: string): TaskInstanceKey | undefined {
   } catch {
     return undefined;
   }
+}
+
+/** Seconds from start to end of the latest try; derived when the store did not record it. */
+function durationSeconds(ti: TaskInstance): number | null {
+  if (ti.durationMs !== null) return ti.durationMs / 1000;
+  if (!ti.startDate || !ti.endDate) return null;
+  return (Date.parse(ti.endDate) - Date.parse(ti.startDate)) / 1000;
 }

@@ -148,34 +148,31 @@ export class Scheduler {
     }
   }
 
-  async #processRun(key: DagRunKey): Promise<void> {
+  /** Returns false when the run is queued and stays so (max_active_runs reached, or started by another). */
+  async #processRun(key: DagRunKey): Promise<boolean> {
     const { store } = this.#deps;
     let snapshot = await store.getRunSnapshot(key);
-    if (!snapshot) return;
+    if (!snapshot) return true;
     this.#ledger.observe(snapshot.taskInstances);
     if (snapshot.run.state === 'success' || snapshot.run.state === 'failed') {
       this.#ledger.forgetRun(key.dagId, key.runId);
-      return;
+      return true;
     }
     const dagRecord = this.#dagRecords.get(key.dagId) ?? (await store.getDag(key.dagId));
-    if (dagRecord?.isPaused) return;
+    if (dagRecord?.isPaused) return true;
     const dag = await this.#deps.dags.get(snapshot.run.dagId, snapshot.run.dagVersion);
     if (snapshot.run.state === 'queued') {
       const started = await this.#startRun(snapshot.run, dag);
-      if (!started) return;
+      if (!started) return false;
       snapshot = { ...snapshot, run: started };
     }
     await this.#evaluate(snapshot, dag);
+    return true;
   }
 
   /** queued → running when the DAG has fewer than `maxActiveRuns` running runs. */
   async #startRun(run: DagRun, dag: SerializedDag): Promise<DagRun | undefined> {
-    const active = await this.#deps.store.listActiveDagRuns({
-      limit: dag.maxActiveRuns + 1,
-      dagId: run.dagId,
-    });
-    const running = active.items.filter((item) => item.state === 'running').length;
-    if (running >= dag.maxActiveRuns) return undefined;
+    if ((await this.#countRunningRuns(run.dagId, dag.maxActiveRuns)) >= dag.maxActiveRuns) return undefined;
     try {
       return await this.#deps.store.transitionDagRun(run, 'queued', {
         state: 'running',
@@ -187,11 +184,29 @@ export class Scheduler {
     }
   }
 
+  /**
+   * Running runs of a DAG, counted up to `atLeast`. Every page is read: queued runs may sort
+   * before the running ones, so the first page alone can miss them.
+   */
+  async #countRunningRuns(dagId: string, atLeast: number): Promise<number> {
+    let running = 0;
+    let cursor: string | undefined;
+    do {
+      const page = await this.#deps.store.listActiveDagRuns({ limit: 100, dagId, cursor });
+      running += page.items.filter((item) => item.state === 'running').length;
+      cursor = page.nextCursor;
+    } while (cursor && running < atLeast);
+    return running;
+  }
+
   async #evaluate(snapshot: RunSnapshot, dag: SerializedDag): Promise<void> {
     const { store, metrics } = this.#deps;
     const nowMs = this.#deps.now();
     const { run } = snapshot;
-    const evaluation = evaluateRun(dag, run, snapshot.taskInstances, nowMs);
+    // Zombies first: their failure or retry is then decided on in this same pass (downstream
+    // tasks, the run's state, the retry's wake-up) instead of waiting for another request.
+    const taskInstances = await this.#reconcileActive(run, snapshot.taskInstances, dag, nowMs);
+    const evaluation = evaluateRun(dag, run, taskInstances, nowMs);
 
     if (evaluation.missing.length > 0) {
       this.#deps.log.warn('Run is missing task instances; creating them', {
@@ -199,7 +214,8 @@ export class Scheduler {
         tasks: evaluation.missing,
       });
       await this.#createMissing(run, dag, evaluation.missing);
-      return this.#processRun(run);
+      await this.#processRun(run);
+      return;
     }
     await Promise.all(
       evaluation.finalize.map((change) =>
@@ -212,7 +228,6 @@ export class Scheduler {
         ),
       ),
     );
-    await this.#reconcileActive(run, snapshot.taskInstances, dag, nowMs);
 
     const admission = admitTaskInstances({
       candidates: evaluation.ready.map(({ ti, priorityWeight }) => ({
@@ -255,15 +270,19 @@ export class Scheduler {
     );
   }
 
-  /** Fails or retries zombies (heartbeat stopped) and sends again workloads queued too long. */
+  /**
+   * Fails or retries zombies (heartbeat stopped) and sends again workloads queued too long.
+   * Returns the run's TIs with these changes applied.
+   */
   async #reconcileActive(
     run: DagRun,
     taskInstances: TaskInstance[],
     dag: SerializedDag,
     nowMs: number,
     orphaned = false,
-  ): Promise<void> {
+  ): Promise<TaskInstance[]> {
     const { store, settings, log } = this.#deps;
+    const updated = new Map<TaskInstance, TaskInstance>();
     const resend: TaskInstance[] = [];
     const stale = (since: string | null, limitMs: number) =>
       orphaned || (since !== null && nowMs - Date.parse(since) > limitMs);
@@ -278,7 +297,7 @@ export class Scheduler {
           next: next.state,
         });
         this.#deps.metrics.increment('scheduler.zombies_killed');
-        await ignoreConflict(
+        const failed = await ignoreConflict(
           store.transitionTaskInstance(
             ti,
             { state: 'running', tryNumber: ti.tryNumber },
@@ -292,24 +311,33 @@ export class Scheduler {
             },
           ),
         );
+        if (failed) updated.set(ti, failed);
       } else if (ti.state === 'queued' && stale(ti.queuedAt, settings.queuedTimeoutMs)) {
         resend.push(ti);
       }
     }
-    if (resend.length === 0) return;
     const refreshed: TaskInstance[] = [];
     for (const ti of resend) {
-      const updated = await ignoreConflict(
+      const requeued = await ignoreConflict(
         store.transitionTaskInstance(
           ti,
           { state: 'queued', tryNumber: ti.tryNumber },
           { queuedAt: new Date(nowMs).toISOString() },
         ),
       );
-      if (updated) refreshed.push(updated);
+      if (requeued) {
+        refreshed.push(requeued);
+        updated.set(ti, requeued);
+      }
     }
-    log.info('Sending again workloads of task instances queued too long', { count: refreshed.length });
-    await this.#sendWorkloads(run, refreshed, dag);
+    if (refreshed.length > 0) {
+      log.info('Sending again workloads of task instances queued too long', { count: refreshed.length });
+      await this.#sendWorkloads(run, refreshed, dag);
+    }
+    if (updated.size === 0) return taskInstances;
+    // A zombie no longer holds its slot: admission in this pass may give it to another TI.
+    this.#ledger.observe(updated.values());
+    return taskInstances.map((ti) => updated.get(ti) ?? ti);
   }
 
   /** none/scheduled/up_for_retry → queued with the next try number, then one batched send per queue. */
@@ -380,7 +408,10 @@ export class Scheduler {
     this.#deps.log.info(`DAG run ${state}`, { dagId: run.dagId, runId: run.runId });
     // A finished run frees a place under max_active_runs: start the next queued runs of this DAG now.
     const active = await this.#deps.store.listActiveDagRuns({ limit: 100, dagId: run.dagId });
-    for (const next of active.items) if (next.state === 'queued') await this.#processRun(next);
+    // Runs of one DAG: once one cannot start, the others cannot either.
+    for (const next of active.items) {
+      if (next.state === 'queued' && !(await this.#processRun(next))) break;
+    }
   }
 }
 

@@ -1,4 +1,10 @@
-import { type DagRun, formatTaskInstanceKey, type TaskInstance, type TaskInstanceKey } from '#core/models.ts';
+import {
+  type DagRun,
+  type DagRunKey,
+  formatTaskInstanceKey,
+  type TaskInstance,
+  type TaskInstanceKey,
+} from '#core/models.ts';
 import { failureTransition } from '#core/retry.ts';
 import type { SerializedDag, SerializedTask } from '#core/serialized-dag.ts';
 import { ConditionFailedError } from '#store/errors.ts';
@@ -36,6 +42,8 @@ export type TaskReport =
  */
 export class TaskLifecycle {
   readonly #deps: TaskLifecycleDeps;
+  /** A run's logical date, intervals, conf and DAG version never change: read each run once. */
+  readonly #runs = new Map<string, DagRun>();
 
   constructor(deps: TaskLifecycleDeps) {
     this.#deps = deps;
@@ -43,9 +51,7 @@ export class TaskLifecycle {
 
   /** queued → running, only for the try the workload was issued for. */
   async start(key: TaskInstanceKey, tryNumber: number, worker: { hostname: string; workerId: string }) {
-    const { store, dags } = this.#deps;
-    const run = await store.getDagRun(key);
-    if (!run) throw new NotFoundError(`DAG run ${key.dagId}/${key.runId} not found`);
+    const run = await this.#run(key);
     const now = new Date(this.#deps.now()).toISOString();
     const ti = await this.#transition(
       key,
@@ -61,7 +67,7 @@ export class TaskLifecycle {
         durationMs: null,
       },
     );
-    const dag = await dags.get(run.dagId, run.dagVersion);
+    const dag = await this.#deps.dags.get(run.dagId, run.dagVersion);
     const task = findTask(dag, key);
     return { ti, run, dag, task } satisfies StartedTaskInstance;
   }
@@ -77,22 +83,17 @@ export class TaskLifecycle {
     );
   }
 
+  /**
+   * Records how a try ended. Success and skip are one conditional write (plus the XCom); only
+   * a failure or a hand-back reads the TI first, to decide on a retry or to give the try back.
+   */
   async finish(key: TaskInstanceKey, tryNumber: number, report: TaskReport): Promise<TaskInstance> {
-    const { store } = this.#deps;
-    const current = await store.getTaskInstance(key);
-    if (!current) throw new NotFoundError(`Task instance ${formatTaskInstanceKey(key)} not found`);
-    if (current.state !== 'running' || current.tryNumber !== tryNumber) {
-      throw conflict(key, current, 'running', tryNumber);
-    }
     const nowMs = this.#deps.now();
-    const ended = {
-      endDate: new Date(nowMs).toISOString(),
-      durationMs: current.startDate ? nowMs - Date.parse(current.startDate) : null,
-      heartbeatAt: null,
-    };
+    const ended = { endDate: new Date(nowMs).toISOString(), heartbeatAt: null };
     let changes: TaskInstanceChanges;
     switch (report.state) {
       case 'success': {
+        if (report.followTaskIds) await this.#checkBranchChoice(key, report.followTaskIds);
         if (report.xcom !== undefined) {
           const bytes = Buffer.byteLength(report.xcom);
           if (bytes > this.#deps.xcomMaxBytes) {
@@ -100,10 +101,10 @@ export class TaskLifecycle {
               `XCom return_value of ${formatTaskInstanceKey(key)} is ${bytes} bytes, over the limit of ${this.#deps.xcomMaxBytes} bytes (UPDRAFT_XCOM_MAX_BYTES)`,
             );
           }
+          await this.#expectRunning(key, tryNumber);
           // Written before the state change, so a downstream task never sees success without its XCom.
-          await store.putXCom({ ...key, key: 'return_value' }, report.xcom);
+          await this.#deps.store.putXCom({ ...key, key: 'return_value' }, report.xcom);
         }
-        if (report.followTaskIds) await this.#checkBranchChoice(key, report.followTaskIds);
         changes = { ...ended, state: 'success', followTaskIds: report.followTaskIds ?? null };
         break;
       }
@@ -111,7 +112,8 @@ export class TaskLifecycle {
         changes = { ...ended, state: 'skipped', errorMessage: report.reason ?? null };
         break;
       case 'failed': {
-        const task = await this.#taskOf(key);
+        const current = await this.#expectRunning(key, tryNumber);
+        const task = findTask(await this.#dagOf(key), key);
         const next = failureTransition(current, task, nowMs, { retryable: report.retryable });
         changes = {
           ...ended,
@@ -121,7 +123,8 @@ export class TaskLifecycle {
         };
         break;
       }
-      case 'handed_back':
+      case 'handed_back': {
+        const current = await this.#expectRunning(key, tryNumber);
         changes = {
           state: 'scheduled',
           maxTries: current.maxTries + 1,
@@ -131,22 +134,39 @@ export class TaskLifecycle {
           hostname: null,
         };
         break;
+      }
     }
     const ti = await this.#transition(key, { state: 'running', tryNumber }, changes);
     this.#deps.notifier.notify(key);
     return ti;
   }
 
-  async #taskOf(key: TaskInstanceKey): Promise<SerializedTask> {
+  async #expectRunning(key: TaskInstanceKey, tryNumber: number): Promise<TaskInstance> {
+    const current = await this.#deps.store.getTaskInstance(key);
+    if (!current) throw new NotFoundError(`Task instance ${formatTaskInstanceKey(key)} not found`);
+    if (current.state !== 'running' || current.tryNumber !== tryNumber)
+      throw conflict(key, current, 'running', tryNumber);
+    return current;
+  }
+
+  async #run(key: DagRunKey): Promise<DagRun> {
+    const cacheKey = `${key.dagId}\u0000${key.runId}`;
+    const cached = this.#runs.get(cacheKey);
+    if (cached) return cached;
     const run = await this.#deps.store.getDagRun(key);
     if (!run) throw new NotFoundError(`DAG run ${key.dagId}/${key.runId} not found`);
-    return findTask(await this.#deps.dags.get(run.dagId, run.dagVersion), key);
+    this.#runs.set(cacheKey, run);
+    if (this.#runs.size > 10_000) this.#runs.delete(this.#runs.keys().next().value as string);
+    return run;
+  }
+
+  async #dagOf(key: DagRunKey): Promise<SerializedDag> {
+    const run = await this.#run(key);
+    return this.#deps.dags.get(run.dagId, run.dagVersion);
   }
 
   async #checkBranchChoice(key: TaskInstanceKey, followTaskIds: string[]): Promise<void> {
-    const run = await this.#deps.store.getDagRun(key);
-    if (!run) throw new NotFoundError(`DAG run ${key.dagId}/${key.runId} not found`);
-    const dag = await this.#deps.dags.get(run.dagId, run.dagVersion);
+    const dag = await this.#dagOf(key);
     const downstream = new Set(dag.tasks.filter((t) => t.upstream.includes(key.taskId)).map((t) => t.taskId));
     const unknown = followTaskIds.filter((id) => !downstream.has(id));
     if (unknown.length > 0) {

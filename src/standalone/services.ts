@@ -19,7 +19,12 @@ import { MetricsRegistry } from '#metrics/registry.ts';
 import { createInMemoryQueues } from '#queue/memory.ts';
 import type { Queue, Queues } from '#queue/port.ts';
 import { DynamoStore } from '#store/dynamodb.ts';
-import { createDynamoClient, ensureTable, startEmbeddedDynamo, toDocumentClient } from '#store/embedded.ts';
+import {
+  createDynamoClient,
+  ensureTable,
+  startEmbeddedDynamoProcess,
+  toDocumentClient,
+} from '#store/embedded.ts';
 import { instrumentClient, type RequestCounter } from '#store/instrument.ts';
 import type { Store } from '#store/port.ts';
 import { ExecutionClient } from '#worker/execution-client.ts';
@@ -62,7 +67,7 @@ export async function startStandalone(settings: Settings, options: StandaloneOpt
   const apiToken = await readOrCreateSecret(join(settings.home, 'api-token'));
   const executionSecret = await readOrCreateSecret(join(settings.home, 'execution-secret'));
 
-  const dynamo = await startEmbeddedDynamo(
+  const dynamo = await startEmbeddedDynamoProcess(
     options.inMemoryStore ? {} : { path: join(settings.home, 'store') },
   );
   const dynamoClient = createDynamoClient({ endpoint: dynamo.endpoint });

@@ -10,6 +10,16 @@ import { ExecutionApiError, type ExecutionClient, type FinishBody } from './exec
 import type { RunnerOutcome } from './protocol.ts';
 import { RunnerProcess } from './runner-process.ts';
 
+const MAX_BATCH = 10;
+const LONG_POLL_MS = 10_000;
+/** How long a busy pool waits for more free slots before receiving. */
+const REFILL_WAIT_MS = 5;
+
+interface Received {
+  queue: Queue;
+  message: ReceivedMessage;
+}
+
 export interface WorkerPoolOptions {
   /** Task queues, highest priority first. */
   queues: readonly Queue[];
@@ -39,6 +49,7 @@ export class WorkerPool {
   #loop: Promise<void> | null = null;
   #loopAbort = new AbortController();
   #slotFreed: (() => void) | null = null;
+  readonly #deletes = new DeleteBatcher();
 
   constructor(options: WorkerPoolOptions) {
     this.#options = options;
@@ -73,40 +84,56 @@ export class WorkerPool {
 
   async #receiveLoop(): Promise<void> {
     const { queues, slots } = this.#options;
+    let probe = true;
     while (!this.#stopping) {
+      if (slots - this.#running.size <= 0) await this.#slotFree();
+      // Let a few more slots free up before receiving, so one receive brings several workloads.
+      if (slots - this.#running.size < Math.ceil(slots / 2)) await this.#slotFree(REFILL_WAIT_MS);
       const free = slots - this.#running.size;
-      if (free <= 0) {
-        await new Promise<void>((resolve) => {
-          this.#slotFreed = resolve;
-        });
-        continue;
-      }
-      const messages = await this.#receive(queues, free);
+      if (free <= 0) continue;
+      const messages: Received[] = probe ? await this.#probe(queues, free) : [];
+      if (messages.length === 0 && !this.#stopping) messages.push(...(await this.#longPoll(queues, free)));
+      // Probe again only when a receive came back full: more may be waiting behind it.
+      probe = messages.length >= Math.min(MAX_BATCH, free);
       for (const { queue, message } of messages) this.#launch(queue, message);
     }
   }
 
-  /** Up to `max` messages, taking from higher-priority queues first; long-polls when all are empty. */
-  async #receive(
-    queues: readonly Queue[],
-    max: number,
-  ): Promise<{ queue: Queue; message: ReceivedMessage }[]> {
-    const taken: { queue: Queue; message: ReceivedMessage }[] = [];
+  /** Resolves when a slot frees up, or after `timeoutMs` when given. */
+  #slotFree(timeoutMs?: number): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const timer = timeoutMs === undefined ? undefined : setTimeout(resolve, timeoutMs);
+      this.#slotFreed = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    });
+  }
+
+  /** Up to `max` ready messages, taking from higher-priority queues first, without waiting. */
+  async #probe(queues: readonly Queue[], max: number): Promise<Received[]> {
+    const taken: Received[] = [];
     for (const queue of queues) {
       if (taken.length >= max) break;
-      const messages = await queue.receive({ maxMessages: Math.min(10, max - taken.length), waitTimeMs: 0 });
+      const messages = await queue.receive({
+        maxMessages: Math.min(MAX_BATCH, max - taken.length),
+        waitTimeMs: 0,
+      });
       for (const message of messages) taken.push({ queue, message });
     }
-    if (taken.length > 0 || this.#stopping) return taken;
-    // Nothing ready: long-poll every queue at once, keep the first answer, release anything extra.
+    return taken;
+  }
+
+  /** Long-polls every queue at once, keeps the first answer (in priority order), releases the rest. */
+  async #longPoll(queues: readonly Queue[], max: number): Promise<Received[]> {
     const race = new AbortController();
     const onStop = () => race.abort();
     this.#loopAbort.signal.addEventListener('abort', onStop, { once: true });
     const results = await Promise.all(
       queues.map(async (queue) => {
         const messages = await queue.receive({
-          maxMessages: Math.min(10, max),
-          waitTimeMs: 10_000,
+          maxMessages: Math.min(MAX_BATCH, max),
+          waitTimeMs: LONG_POLL_MS,
           signal: race.signal,
         });
         if (messages.length > 0) race.abort();
@@ -126,8 +153,9 @@ export class WorkerPool {
       .catch((error: unknown) => this.#options.log.error('Running a workload failed', { error }))
       .finally(() => {
         this.#running.delete(id);
-        this.#slotFreed?.();
+        const wake = this.#slotFreed;
         this.#slotFreed = null;
+        wake?.();
       });
     this.#running.set(id, { stop, done });
   }
@@ -162,7 +190,7 @@ export class WorkerPool {
       await queue.delete([message.receiptHandle]);
       return;
     }
-    await queue.delete([message.receiptHandle]);
+    await this.#deletes.delete(queue, message.receiptHandle);
 
     const logs = new LogBuffer();
     const heartbeat = setInterval(() => {
@@ -304,5 +332,25 @@ class LogBuffer {
     const text = this.#parts.join('');
     this.#parts = [];
     return text;
+  }
+}
+
+/** Deletes received messages in batch calls: workloads started in the same turn share one delete. */
+class DeleteBatcher {
+  readonly #pending = new Map<Queue, { receipts: string[]; flushed: Promise<void> }>();
+
+  delete(queue: Queue, receiptHandle: string): Promise<void> {
+    let batch = this.#pending.get(queue);
+    if (!batch) {
+      const receipts: string[] = [];
+      const flushed = new Promise<void>((resolve) => setImmediate(resolve)).then(() => {
+        this.#pending.delete(queue);
+        return queue.delete(receipts);
+      });
+      batch = { receipts, flushed };
+      this.#pending.set(queue, batch);
+    }
+    batch.receipts.push(receiptHandle);
+    return batch.flushed;
   }
 }

@@ -1,0 +1,187 @@
+/**
+ * `npm run bench`: standalone with the embedded store on this machine.
+ * (a) throughput: 20 runs of a 100-task fan-out (2,000 no-op task instances);
+ * (b) latency: a 100-task chain, "upstream finished → downstream started" p50/p95;
+ * (c) cost: store requests and queue operations per task instance, counted by instrumenting
+ *     the DynamoDB client and the queue port.
+ * JSON on stdout, a readable table on stderr.
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { loadSettings } from '#config/settings.ts';
+import type { DagRunKey, TaskInstance } from '#core/models.ts';
+import { createLogger } from '#engine/logger.ts';
+import { countQueueOperations } from '#queue/memory.ts';
+import { startStandalone } from '#standalone/services.ts';
+import { RequestCounter } from '#store/instrument.ts';
+
+const FANOUT_RUNS = Number(process.env.BENCH_FANOUT_RUNS ?? 20);
+const onDisk = process.env.BENCH_STORE !== 'memory';
+
+const home = await mkdtemp(join(tmpdir(), 'updraft-bench-'));
+const settings = loadSettings({
+  ...process.env,
+  UPDRAFT_HOME: home,
+  PORT: '0',
+  UPDRAFT_DAGS_FOLDER: resolve('bench/dags'),
+  UPDRAFT_DAG_REFRESH_INTERVAL_MS: '0',
+  UPDRAFT_METRICS_LOG_INTERVAL_MS: '0',
+  UPDRAFT_LOG_LEVEL: 'warn',
+});
+const counter = new RequestCounter();
+const standalone = await startStandalone(settings, {
+  log: createLogger({ level: 'warn' }),
+  inMemoryStore: !onDisk,
+  requestCounter: counter,
+});
+const headers = { authorization: `Bearer ${standalone.apiToken}`, 'content-type': 'application/json' };
+
+async function trigger(dagId: string, runId: string): Promise<DagRunKey> {
+  const response = await fetch(`${standalone.apiUrl}/api/v2/dags/${dagId}/dagRuns`, {
+    method: 'POST',
+    headers,
+    body: JSON.stringify({ dag_run_id: runId }),
+  });
+  if (response.status !== 201)
+    throw new Error(`trigger ${dagId}: ${response.status} ${await response.text()}`);
+  return { dagId, runId };
+}
+
+async function waitForRuns(runs: DagRunKey[], timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  const pending = new Set(runs.map((run) => run.runId));
+  while (pending.size > 0) {
+    if (Date.now() > deadline)
+      throw new Error(`runs still not finished after ${timeoutMs} ms: ${[...pending].join(', ')}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    for (const run of runs) {
+      if (!pending.has(run.runId)) continue;
+      const stored = await standalone.store.getDagRun(run);
+      if (stored?.state === 'failed') throw new Error(`run ${run.runId} failed`);
+      if (stored?.state === 'success') pending.delete(run.runId);
+    }
+  }
+}
+
+function snapshotCosts() {
+  return { store: counter.snapshot(), queues: countQueueOperations(standalone.queues) };
+}
+
+function perTi(
+  before: ReturnType<typeof snapshotCosts>,
+  after: ReturnType<typeof snapshotCosts>,
+  tis: number,
+) {
+  const byOperation: Record<string, number> = {};
+  for (const [operation, count] of Object.entries(after.store.byOperation)) {
+    const delta = count - (before.store.byOperation[operation] ?? 0);
+    if (delta > 0) byOperation[operation] = round(delta / tis);
+  }
+  const queueByKind: Record<string, number> = {};
+  for (const [kind, count] of Object.entries(after.queues)) {
+    const delta = count - ((before.queues as Record<string, number>)[kind] ?? 0);
+    if (delta > 0 && kind !== 'total') queueByKind[kind] = round(delta / tis);
+  }
+  const queueTotal = Object.entries(queueByKind)
+    .filter(([kind]) => kind !== 'stats')
+    .reduce((sum, [, value]) => sum + value, 0);
+  return {
+    store_reads_per_ti: round((after.store.reads - before.store.reads) / tis),
+    store_writes_per_ti: round((after.store.writes - before.store.writes) / tis),
+    store_requests_by_operation_per_ti: byOperation,
+    queue_operations_per_ti: round(queueTotal),
+    queue_operations_by_kind_per_ti: queueByKind,
+  };
+}
+
+function round(value: number): number {
+  return Math.round(value * 1000) / 1000;
+}
+
+function percentile(sorted: number[], p: number): number {
+  const index = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
+  return sorted[index] ?? Number.NaN;
+}
+
+// Warm up: one small run so task runner processes and caches exist before measuring.
+await waitForRuns([await trigger('bench_chain', 'warmup')], 120_000);
+
+// (a) throughput and (c) cost on the fan-out
+const fanoutBefore = snapshotCosts();
+const fanoutStart = performance.now();
+const fanoutRuns = await Promise.all(
+  Array.from({ length: FANOUT_RUNS }, (_, index) => trigger('bench_fanout', `fanout_${index}`)),
+);
+await waitForRuns(fanoutRuns, 600_000);
+const fanoutSeconds = (performance.now() - fanoutStart) / 1000;
+const fanoutTis = FANOUT_RUNS * 100;
+const fanoutCosts = perTi(fanoutBefore, snapshotCosts(), fanoutTis);
+
+// (b) latency on the chain
+const chainBefore = snapshotCosts();
+const chainStart = performance.now();
+const chainRun = await trigger('bench_chain', 'chain_0');
+await waitForRuns([chainRun], 600_000);
+const chainSeconds = (performance.now() - chainStart) / 1000;
+const chainCosts = perTi(chainBefore, snapshotCosts(), 100);
+const snapshot = await standalone.store.getRunSnapshot(chainRun);
+const steps = (snapshot?.taskInstances ?? []).slice().sort((a, b) => a.taskId.localeCompare(b.taskId));
+const gaps: number[] = [];
+for (let index = 1; index < steps.length; index += 1) {
+  const upstream = steps[index - 1] as TaskInstance;
+  const downstream = steps[index] as TaskInstance;
+  if (upstream.endDate && downstream.startDate)
+    gaps.push(Date.parse(downstream.startDate) - Date.parse(upstream.endDate));
+}
+gaps.sort((a, b) => a - b);
+
+await standalone.stop();
+await rm(home, { recursive: true, force: true });
+
+const result = {
+  machine: {
+    cpus: (await import('node:os')).cpus().length,
+    node: process.version,
+    store: onDisk ? 'dynalite on disk' : 'dynalite in memory',
+  },
+  settings: { worker_slots: settings.workerSlots },
+  throughput: {
+    task_instances: fanoutTis,
+    runs: FANOUT_RUNS,
+    seconds: round(fanoutSeconds),
+    tasks_per_second: round(fanoutTis / fanoutSeconds),
+    target_tasks_per_second: 150,
+  },
+  latency: {
+    chain_length: steps.length,
+    seconds: round(chainSeconds),
+    upstream_finished_to_downstream_started_ms: {
+      p50: percentile(gaps, 50),
+      p95: percentile(gaps, 95),
+      max: gaps.at(-1) ?? null,
+    },
+    target_p50_ms: 50,
+  },
+  cost: {
+    fanout: fanoutCosts,
+    chain: chainCosts,
+    target: { store_writes_per_ti: 6, queue_operations_per_ti: 3 },
+  },
+};
+process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+const rows: [string, string, string][] = [
+  ['throughput (tasks/s)', String(result.throughput.tasks_per_second), '>= 150'],
+  ['chain latency p50 (ms)', String(result.latency.upstream_finished_to_downstream_started_ms.p50), '<= 50'],
+  ['chain latency p95 (ms)', String(result.latency.upstream_finished_to_downstream_started_ms.p95), ''],
+  ['store writes / TI (fan-out)', String(fanoutCosts.store_writes_per_ti), '<= 6'],
+  ['store reads / TI (fan-out)', String(fanoutCosts.store_reads_per_ti), ''],
+  ['queue ops / TI (fan-out)', String(fanoutCosts.queue_operations_per_ti), '<= 3'],
+  ['store writes / TI (chain)', String(chainCosts.store_writes_per_ti), '<= 6'],
+  ['queue ops / TI (chain)', String(chainCosts.queue_operations_per_ti), '<= 3'],
+];
+process.stderr.write(
+  `\nUpdraft benchmark (${result.machine.store}, ${result.machine.cpus} CPUs, ${settings.workerSlots} worker slots)\n`,
+);
+for (const [name, value, target] of rows)
+  process.stderr.write(`  ${name.padEnd(30)} ${value.padStart(10)}   ${target}\n`);

@@ -1,0 +1,81 @@
+import { Command, CommanderError } from 'commander';
+import { SettingsError } from '#config/settings.ts';
+import { CliContext, type CliIo } from './context.ts';
+import { registerDagCommands } from './dag-commands.ts';
+import { ApiRequestError, CliError } from './errors.ts';
+import { registerRunCommands } from './run-commands.ts';
+import { registerTaskCommands } from './task-commands.ts';
+
+/** Exit codes: 0 done (a waited run succeeded), 1 a waited run failed, 2 anything went wrong. */
+export const EXIT_OK = 0;
+export const EXIT_RUN_FAILED = 1;
+export const EXIT_ERROR = 2;
+
+/**
+ * Runs the `updraft` CLI on `argv` (as in `process.argv`: node, script, then arguments) and
+ * returns the exit code instead of exiting, so tests can run it in-process.
+ */
+export async function main(argv: readonly string[], io: Partial<CliIo> = {}): Promise<number> {
+  const ctx = new CliContext({
+    stdout: io.stdout ?? process.stdout,
+    stderr: io.stderr ?? process.stderr,
+    stdin: io.stdin ?? process.stdin,
+    env: io.env ?? process.env,
+    cwd: io.cwd ?? process.cwd(),
+    pollIntervalMs: io.pollIntervalMs,
+  });
+  const program = buildProgram(ctx);
+  try {
+    await program.parseAsync([...argv]);
+    return ctx.exitCode;
+  } catch (error) {
+    return reportError(ctx, error);
+  }
+}
+
+export function buildProgram(ctx: CliContext): Command {
+  const program = new Command('updraft')
+    .description('Airflow-style workflows, serverless on AWS or standalone on one machine')
+    // Set before the subcommands are added: they inherit both.
+    .configureOutput({
+      writeOut: (text) => ctx.io.stdout.write(text),
+      writeErr: (text) => ctx.io.stderr.write(text),
+    })
+    .exitOverride()
+    .showHelpAfterError('(run with --help for usage)');
+
+  program
+    .command('standalone')
+    .description('Run the scheduler, API, workers and triggerer on this machine (what `npm start` runs)')
+    .action(async () => {
+      const { runStandalone } = await import('#standalone/main.ts');
+      await runStandalone(ctx.settings);
+    });
+
+  registerDagCommands(program, ctx);
+  registerRunCommands(program, ctx);
+  registerTaskCommands(program, ctx);
+  return program;
+}
+
+function reportError(ctx: CliContext, error: unknown): number {
+  if (error instanceof CommanderError) {
+    // Commander has already printed the usage error or the help.
+    return error.exitCode === 0 ? EXIT_OK : EXIT_ERROR;
+  }
+  if (error instanceof ApiRequestError) {
+    ctx.warn(`Error: ${error.message}`);
+    if (error.status === 401) {
+      ctx.warn(
+        `The API refused the token: set UPDRAFT_API_TOKEN, or check ${ctx.tokenFile} (written by \`npm start\`).`,
+      );
+    }
+    return EXIT_ERROR;
+  }
+  if (error instanceof CliError || error instanceof SettingsError) {
+    ctx.warn(`Error: ${error.message}`);
+    return EXIT_ERROR;
+  }
+  ctx.warn(`Error: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
+  return EXIT_ERROR;
+}

@@ -1,0 +1,292 @@
+import { z } from 'zod';
+import { type DurationInput, parseDuration } from '#core/duration.ts';
+import { InvalidDurationError, InvalidScheduleError } from '#core/errors.ts';
+import { parseSchedule, type ScheduleInput } from '#core/schedule.ts';
+import {
+  type Schedule,
+  TASK_QUEUES,
+  type TaskQueueName,
+  TRIGGER_RULES,
+  type TriggerRule,
+  WEIGHT_RULES,
+  type WeightRule,
+} from '#core/serialized-dag.ts';
+import { DagValidationError } from './errors.ts';
+
+export const ID_PATTERN = /^[A-Za-z0-9_.-]{1,250}$/;
+
+/** A task given by its handle or by its id (which may name a task defined later in the builder). */
+export type UpstreamRef = string | { readonly taskId: string };
+
+/** Options of one task; every key but `id` is optional and falls back to the DAG's defaultArgs. */
+export interface TaskOptions {
+  id: string;
+  /** Retries after the first try (default 0). */
+  retries?: number;
+  /** Seconds, or '30s', '5m', '1h30m'… (default '5m'). */
+  retryDelay?: DurationInput;
+  /** Doubles the delay on each retry, up to maxRetryDelay (default false). */
+  retryExponentialBackoff?: boolean;
+  maxRetryDelay?: DurationInput | null;
+  /** A try running longer than this fails (and retries if it can). Default: none. */
+  executionTimeout?: DurationInput | null;
+  /** When the task may run given its upstream states (default 'all_success'). */
+  triggerRule?: TriggerRule;
+  priorityWeight?: number;
+  weightRule?: WeightRule;
+  queue?: TaskQueueName;
+  pool?: string;
+  poolSlots?: number;
+  doc?: string;
+  upstream?: UpstreamRef | readonly UpstreamRef[];
+}
+
+/** Task options applied to every task of a DAG unless the task sets them itself. */
+export type DefaultArgs = Omit<TaskOptions, 'id' | 'upstream'>;
+
+export interface DagOptions {
+  id: string;
+  description?: string | null;
+  /** null (triggered runs only), a cron ('0 6 * * *', '@daily', 'cron(0 6 * * ? *)'), { cron, timezone } or 'rate(1 hour)'. */
+  schedule?: ScheduleInput;
+  /** ISO-8601 or a Date: no scheduled run has a logical date before it. */
+  startDate?: string | Date | null;
+  endDate?: string | Date | null;
+  /** Create the runs missed since startDate (default false, like Airflow 3). */
+  catchup?: boolean;
+  maxActiveRuns?: number;
+  maxActiveTasks?: number;
+  /** Defaults of ctx.params; a run's conf overrides them key by key. JSON values only. */
+  params?: Record<string, unknown>;
+  tags?: string[];
+  defaultArgs?: DefaultArgs;
+}
+
+export interface ResolvedTaskOptions {
+  retries: number;
+  retryDelayMs: number;
+  retryExponentialBackoff: boolean;
+  maxRetryDelayMs: number | null;
+  executionTimeoutMs: number | null;
+  triggerRule: TriggerRule;
+  priorityWeight: number;
+  weightRule: WeightRule;
+  queue: TaskQueueName;
+  pool: string;
+  poolSlots: number;
+  doc: string | null;
+}
+
+export interface ResolvedDagOptions {
+  dagId: string;
+  description: string | null;
+  schedule: Schedule | null;
+  startDate: string | null;
+  endDate: string | null;
+  catchup: boolean;
+  maxActiveRuns: number;
+  maxActiveTasks: number;
+  params: Record<string, unknown>;
+  tags: string[];
+  /** Already checked; merged under each task's own options. */
+  defaultArgs: DefaultArgs;
+}
+
+const durationSchema = z.union([z.number(), z.string()]);
+const upstreamRefSchema = z.union([
+  z.string(),
+  z.custom<{ taskId: string }>(
+    (value) =>
+      typeof value === 'object' && value !== null && typeof Reflect.get(value, 'taskId') === 'string',
+    { message: 'expected a task handle or a task id' },
+  ),
+]);
+
+const defaultArgsSchema = z.strictObject({
+  retries: z.number().int().nonnegative().optional(),
+  retryDelay: durationSchema.optional(),
+  retryExponentialBackoff: z.boolean().optional(),
+  maxRetryDelay: durationSchema.nullable().optional(),
+  executionTimeout: durationSchema.nullable().optional(),
+  triggerRule: z.enum(TRIGGER_RULES).optional(),
+  priorityWeight: z.number().int().optional(),
+  weightRule: z.enum(WEIGHT_RULES).optional(),
+  queue: z.enum(TASK_QUEUES).optional(),
+  pool: z.string().min(1).optional(),
+  poolSlots: z.number().int().min(1).optional(),
+  doc: z.string().optional(),
+});
+
+const taskOptionsSchema = defaultArgsSchema.extend({
+  id: z.string(),
+  upstream: z.union([upstreamRefSchema, z.array(upstreamRefSchema)]).optional(),
+});
+
+/** The keys a task option object may hold; an operator's options hold these plus its own. */
+export const TASK_OPTION_KEYS: readonly string[] = Object.keys(taskOptionsSchema.shape);
+
+const dateSchema = z.union([z.string(), z.date()]).nullable().optional();
+const dagOptionsSchema = z.strictObject({
+  id: z.string(),
+  description: z.string().nullable().optional(),
+  schedule: z
+    .union([z.string(), z.strictObject({ cron: z.string(), timezone: z.string().optional() })])
+    .nullable()
+    .optional(),
+  startDate: dateSchema,
+  endDate: dateSchema,
+  catchup: z.boolean().optional(),
+  maxActiveRuns: z.number().int().positive().optional(),
+  maxActiveTasks: z.number().int().positive().optional(),
+  params: z.record(z.string(), z.json()).optional(),
+  tags: z.array(z.string().min(1)).optional(),
+  defaultArgs: z.unknown().optional(),
+});
+
+/** "option 'retries': Too small…; unknown option 'foo'" from zod's issues. */
+export function describeIssues(error: z.ZodError, noun = 'option'): string {
+  return error.issues
+    .map((issue) => {
+      if (issue.code === 'unrecognized_keys') {
+        const keys = issue.keys.map((key) => `'${key}'`).join(', ');
+        const where = issue.path.length > 0 ? ` in '${issue.path.join('.')}'` : '';
+        return `unknown ${noun}${issue.keys.length > 1 ? 's' : ''} ${keys}${where}`;
+      }
+      const path = issue.path.join('.');
+      return path ? `${noun} '${path}': ${issue.message}` : issue.message;
+    })
+    .join('; ');
+}
+
+export function checkId(kind: 'DAG' | 'task', id: unknown, where: string): string {
+  if (typeof id !== 'string' || !ID_PATTERN.test(id)) {
+    throw new DagValidationError(
+      `${where}: ${kind} id ${JSON.stringify(id)} is invalid (expected 1 to 250 letters, digits, '_', '.' or '-')`,
+    );
+  }
+  return id;
+}
+
+function toIsoDate(value: string | Date | null | undefined, where: string, what: string): string | null {
+  if (value === null || value === undefined) return null;
+  const ms = value instanceof Date ? value.getTime() : Date.parse(value);
+  if (Number.isNaN(ms)) {
+    throw new DagValidationError(`${where}: ${what} ${JSON.stringify(value)} is not an ISO-8601 date-time`);
+  }
+  return new Date(ms).toISOString();
+}
+
+export function resolveDagOptions(options: DagOptions): ResolvedDagOptions {
+  const idForMessage = typeof options?.id === 'string' ? `DAG '${options.id}'` : 'DAG';
+  const parsed = dagOptionsSchema.safeParse(options);
+  if (!parsed.success) throw new DagValidationError(`${idForMessage}: ${describeIssues(parsed.error)}`);
+  const raw = parsed.data;
+  const where = `DAG '${raw.id}'`;
+  checkId('DAG', raw.id, 'DAG');
+
+  let schedule: Schedule | null;
+  try {
+    schedule = parseSchedule(raw.schedule);
+  } catch (error) {
+    if (!(error instanceof InvalidScheduleError)) throw error;
+    throw new DagValidationError(`${where}: ${error.message}`, { cause: error });
+  }
+  const startDate = toIsoDate(raw.startDate, where, 'startDate');
+  const endDate = toIsoDate(raw.endDate, where, 'endDate');
+  if (startDate && endDate && endDate < startDate) {
+    throw new DagValidationError(`${where}: endDate ${endDate} is before startDate ${startDate}`);
+  }
+
+  const defaults = defaultArgsSchema.safeParse(raw.defaultArgs ?? {});
+  if (!defaults.success)
+    throw new DagValidationError(`${where} defaultArgs: ${describeIssues(defaults.error)}`);
+  // Parsing the defaults' durations once here blames the DAG, not every task, for a bad default.
+  resolveDurations(defaults.data, `${where} defaultArgs`);
+
+  return {
+    dagId: raw.id,
+    description: raw.description ?? null,
+    schedule,
+    startDate,
+    endDate,
+    catchup: raw.catchup ?? false,
+    maxActiveRuns: raw.maxActiveRuns ?? 16,
+    maxActiveTasks: raw.maxActiveTasks ?? 16,
+    params: structuredClone(raw.params ?? {}) as Record<string, unknown>,
+    tags: [...(raw.tags ?? [])],
+    defaultArgs: defaults.data as DefaultArgs,
+  };
+}
+
+function resolveDurations(
+  options: Pick<DefaultArgs, 'retryDelay' | 'maxRetryDelay' | 'executionTimeout'>,
+  where: string,
+): { retryDelayMs: number; maxRetryDelayMs: number | null; executionTimeoutMs: number | null } {
+  const read = (value: DurationInput, key: string, positive: boolean): number => {
+    let ms: number;
+    try {
+      ms = parseDuration(value, `${where} option '${key}'`);
+    } catch (error) {
+      if (!(error instanceof InvalidDurationError)) throw error;
+      throw new DagValidationError(error.message, { cause: error });
+    }
+    if (positive && ms <= 0) {
+      throw new DagValidationError(`${where}: option '${key}' must be greater than 0 (or null for no limit)`);
+    }
+    return ms;
+  };
+  return {
+    retryDelayMs: read(options.retryDelay ?? '5m', 'retryDelay', false),
+    maxRetryDelayMs:
+      options.maxRetryDelay === null || options.maxRetryDelay === undefined
+        ? null
+        : read(options.maxRetryDelay, 'maxRetryDelay', true),
+    executionTimeoutMs:
+      options.executionTimeout === null || options.executionTimeout === undefined
+        ? null
+        : read(options.executionTimeout, 'executionTimeout', true),
+  };
+}
+
+/** Task options as written, after the id was read: the resolved options and the upstream refs. */
+export interface ParsedTaskOptions {
+  taskId: string;
+  resolved: ResolvedTaskOptions;
+  upstream: UpstreamRef[];
+}
+
+/**
+ * Checks a task's options and merges them over the DAG's defaultArgs. Operators pass only the keys
+ * in TASK_OPTION_KEYS, since the rest of their options belong to the operator.
+ */
+export function resolveTaskOptions(dag: ResolvedDagOptions, options: unknown): ParsedTaskOptions {
+  const rawId = typeof options === 'object' && options !== null ? Reflect.get(options, 'id') : undefined;
+  const taskId = checkId('task', rawId, `DAG '${dag.dagId}'`);
+  const where = `DAG '${dag.dagId}', task '${taskId}'`;
+  const parsed = taskOptionsSchema.safeParse(options);
+  if (!parsed.success) throw new DagValidationError(`${where}: ${describeIssues(parsed.error)}`);
+  const { id: _id, upstream, ...own } = parsed.data;
+  const merged: DefaultArgs = { ...dag.defaultArgs, ...stripUndefined(own) };
+  const durations = resolveDurations(merged, where);
+  const upstreamList = upstream === undefined ? [] : Array.isArray(upstream) ? upstream : [upstream];
+  return {
+    taskId,
+    upstream: upstreamList as UpstreamRef[],
+    resolved: {
+      retries: merged.retries ?? 0,
+      ...durations,
+      retryExponentialBackoff: merged.retryExponentialBackoff ?? false,
+      triggerRule: merged.triggerRule ?? 'all_success',
+      priorityWeight: merged.priorityWeight ?? 1,
+      weightRule: merged.weightRule ?? 'downstream',
+      queue: merged.queue ?? 'default',
+      pool: merged.pool ?? 'default_pool',
+      poolSlots: merged.poolSlots ?? 1,
+      doc: merged.doc ?? null,
+    },
+  };
+}
+
+function stripUndefined<T extends object>(value: T): Partial<T> {
+  return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as Partial<T>;
+}

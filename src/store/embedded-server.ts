@@ -1,0 +1,18 @@
+import { startEmbeddedDynamo } from './embedded.ts';
+
+/**
+ * Entry of the embedded DynamoDB server's own process (see `startEmbeddedDynamoProcess`):
+ * dynalite parses, stores and answers on its own core instead of sharing the engine's event loop.
+ * It exits when its parent goes away, even after a kill -9 of the parent.
+ */
+const path = process.argv[2] || undefined;
+const server = await startEmbeddedDynamo(path === undefined ? {} : { path });
+process.send?.({ type: 'listening', endpoint: server.endpoint });
+const shutdown = () => {
+  server.close().then(
+    () => process.exit(0),
+    () => process.exit(1),
+  );
+};
+process.on('disconnect', shutdown);
+process.on('SIGTERM', shutdown);

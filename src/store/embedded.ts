@@ -1,0 +1,177 @@
+import { fork } from 'node:child_process';
+import type { AddressInfo } from 'node:net';
+import { fileURLToPath } from 'node:url';
+import {
+  CreateTableCommand,
+  type CreateTableCommandInput,
+  DescribeTableCommand,
+  DynamoDBClient,
+} from '@aws-sdk/client-dynamodb';
+import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import dynalite from 'dynalite';
+import { StoreError } from './errors.ts';
+import { TABLE_DEFINITION } from './keys.ts';
+
+/**
+ * The embedded DynamoDB-compatible server for standalone mode and tests: dynalite in this
+ * process, in memory or on LevelDB under a directory, on 127.0.0.1 only.
+ */
+export async function startEmbeddedDynamo(
+  options: { path?: string; port?: number } = {},
+): Promise<{ endpoint: string; close(): Promise<void> }> {
+  const server = dynalite({
+    ...(options.path === undefined ? {} : { path: options.path }),
+    createTableMs: 0,
+    deleteTableMs: 0,
+    updateTableMs: 0,
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(options.port ?? 0, '127.0.0.1', () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const { port } = server.address() as AddressInfo;
+  return {
+    endpoint: `http://127.0.0.1:${port}`,
+    close: () =>
+      new Promise<void>((resolve, reject) => {
+        server.close((error) => (error ? reject(error) : resolve()));
+        // Clients keep sockets alive; without this close would wait for them to time out.
+        server.closeIdleConnections();
+      }),
+  };
+}
+
+/**
+ * The embedded server in a child process of its own, so the store does not compete with the
+ * scheduler and the API for one event loop (standalone mode). Same contract as
+ * `startEmbeddedDynamo`; the child dies with its parent.
+ */
+export async function startEmbeddedDynamoProcess(
+  options: { path?: string } = {},
+): Promise<{ endpoint: string; close(): Promise<void> }> {
+  const entry = fileURLToPath(new URL('./embedded-server.ts', import.meta.url));
+  const child = fork(entry, options.path === undefined ? [] : [options.path], {
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    execArgv: ['--disable-warning=ExperimentalWarning'],
+  });
+  const endpoint = await new Promise<string>((resolve, reject) => {
+    child.once('error', reject);
+    child.once('exit', (code) =>
+      reject(new StoreError(`the embedded DynamoDB server exited during start (exit code ${code})`)),
+    );
+    child.once('message', (message: { type: string; endpoint: string }) => resolve(message.endpoint));
+  });
+  child.removeAllListeners('exit');
+  return {
+    endpoint,
+    close: () =>
+      new Promise<void>((resolve) => {
+        if (child.exitCode !== null) return resolve();
+        child.once('exit', () => resolve());
+        child.disconnect();
+      }),
+  };
+}
+
+/** The table as a CreateTable request, built from the single definition in keys.ts. */
+export function createTableInput(tableName: string): CreateTableCommandInput {
+  const { partitionKey, sortKey, globalSecondaryIndexes } = TABLE_DEFINITION;
+  const keyAttributes = [
+    partitionKey,
+    sortKey,
+    ...globalSecondaryIndexes.flatMap((i) => [i.partitionKey, i.sortKey]),
+  ];
+  const attributeDefinitions = [...new Map(keyAttributes.map((a) => [a.name, a])).values()];
+  return {
+    TableName: tableName,
+    BillingMode: TABLE_DEFINITION.billingMode,
+    AttributeDefinitions: attributeDefinitions.map((a) => ({ AttributeName: a.name, AttributeType: a.type })),
+    KeySchema: [
+      { AttributeName: partitionKey.name, KeyType: 'HASH' },
+      { AttributeName: sortKey.name, KeyType: 'RANGE' },
+    ],
+    GlobalSecondaryIndexes: globalSecondaryIndexes.map((index) => ({
+      IndexName: index.indexName,
+      KeySchema: [
+        { AttributeName: index.partitionKey.name, KeyType: 'HASH' },
+        { AttributeName: index.sortKey.name, KeyType: 'RANGE' },
+      ],
+      Projection: {
+        ProjectionType: index.projectionType,
+        ...(index.nonKeyAttributes === undefined ? {} : { NonKeyAttributes: [...index.nonKeyAttributes] }),
+      },
+    })),
+  };
+}
+
+const TABLE_ACTIVE_TIMEOUT_MS = 60_000;
+
+function isErrorNamed(error: unknown, name: string): boolean {
+  return error instanceof Error && error.name === name;
+}
+
+async function tableStatus(client: DynamoDBClient, tableName: string): Promise<string | undefined> {
+  try {
+    const output = await client.send(new DescribeTableCommand({ TableName: tableName }));
+    return output.Table?.TableStatus ?? 'UNKNOWN';
+  } catch (error) {
+    if (isErrorNamed(error, 'ResourceNotFoundException')) return undefined;
+    throw error;
+  }
+}
+
+/** Creates the table when absent (on demand) and waits until it is ACTIVE. Safe to call concurrently. */
+export async function ensureTable(client: DynamoDBClient, tableName: string): Promise<void> {
+  if ((await tableStatus(client, tableName)) === undefined) {
+    try {
+      await client.send(new CreateTableCommand(createTableInput(tableName)));
+    } catch (error) {
+      // Another process created it between our describe and create.
+      if (!isErrorNamed(error, 'ResourceInUseException')) throw error;
+    }
+  }
+  const deadline = Date.now() + TABLE_ACTIVE_TIMEOUT_MS;
+  for (let delayMs = 20; ; delayMs = Math.min(delayMs * 2, 1_000)) {
+    const status = await tableStatus(client, tableName);
+    if (status === 'ACTIVE') return;
+    if (Date.now() > deadline) {
+      throw new StoreError(
+        `table ${tableName} is ${status ?? 'missing'}, not ACTIVE, after ${TABLE_ACTIVE_TIMEOUT_MS} ms`,
+      );
+    }
+    await new Promise((resolve) => setTimeout(resolve, delayMs));
+  }
+}
+
+/**
+ * A DynamoDB client. With an endpoint (the embedded server, LocalStack) it signs with fixed
+ * dummy credentials; without one it uses the default AWS credential chain and region.
+ */
+export function createDynamoClient(options: { endpoint?: string; region?: string } = {}): DynamoDBClient {
+  return new DynamoDBClient({
+    maxAttempts: 5,
+    ...(options.region === undefined ? {} : { region: options.region }),
+    ...(options.endpoint === undefined
+      ? {}
+      : {
+          endpoint: options.endpoint,
+          region: options.region ?? 'us-east-1',
+          credentials: { accessKeyId: 'local', secretAccessKey: 'local' },
+        }),
+  });
+}
+
+/** Wraps a client for the store: native values in and out, undefined fields left out of items. */
+export function toDocumentClient(client: DynamoDBClient): DynamoDBDocumentClient {
+  return DynamoDBDocumentClient.from(client, { marshallOptions: { removeUndefinedValues: true } });
+}
+
+/** `createDynamoClient` wrapped by `toDocumentClient`; destroy it with `client.destroy()`. */
+export function createDocumentClient(
+  options: { endpoint?: string; region?: string } = {},
+): DynamoDBDocumentClient {
+  return toDocumentClient(createDynamoClient(options));
+}

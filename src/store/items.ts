@@ -1,0 +1,193 @@
+import type { NativeAttributeValue } from '@aws-sdk/lib-dynamodb';
+import type { DagRun, TaskInstance } from '#core/models.ts';
+import {
+  activeRunKey,
+  dagRunKey,
+  importErrorKey,
+  isActiveDagRunState,
+  KEY_ATTRIBUTES,
+  runsByLogicalDateKey,
+  taskInstanceKey,
+} from './keys.ts';
+import type { DagRecord, ImportError } from './port.ts';
+
+/**
+ * Mapping between models and items. An item is the model's fields plus its key attributes;
+ * reading strips the key attributes so a round trip gives back an equal model.
+ */
+
+export type Item = Record<string, NativeAttributeValue>;
+
+function withoutKeyAttributes(item: Item): Record<string, unknown> {
+  const model: Record<string, unknown> = {};
+  for (const [name, value] of Object.entries(item)) {
+    if (!KEY_ATTRIBUTES.includes(name)) model[name] = value;
+  }
+  return model;
+}
+
+export function itemToDag(item: Item): DagRecord {
+  return withoutKeyAttributes(item) as unknown as DagRecord;
+}
+
+export function importErrorToItem(error: ImportError): Item {
+  return { ...importErrorKey(error.fileloc), ...error };
+}
+
+export function itemToImportError(item: Item): ImportError {
+  return withoutKeyAttributes(item) as unknown as ImportError;
+}
+
+export function dagRunToItem(run: DagRun): Item {
+  return {
+    ...dagRunKey(run),
+    ...runsByLogicalDateKey(run),
+    ...(isActiveDagRunState(run.state) ? activeRunKey(run) : {}),
+    ...run,
+  };
+}
+
+export function itemToDagRun(item: Item): DagRun {
+  return withoutKeyAttributes(item) as unknown as DagRun;
+}
+
+export function taskInstanceToItem(ti: TaskInstance): Item {
+  return { ...taskInstanceKey(ti), ...ti };
+}
+
+export function itemToTaskInstance(item: Item): TaskInstance {
+  return withoutKeyAttributes(item) as unknown as TaskInstance;
+}
+
+/** Fields that identify an item or are maintained by the store: never taken from a caller's changes. */
+const PROTECTED_FIELDS: ReadonlySet<string> = new Set([
+  ...KEY_ATTRIBUTES,
+  'dagId',
+  'runId',
+  'taskId',
+  'mapIndex',
+  'revision',
+]);
+
+/**
+ * Collects placeholders for one request: DynamoDB reserves many plain words (`state` among them),
+ * so every attribute name goes through `#n…` and every value through `:v…`.
+ */
+export class ExpressionBuilder {
+  readonly names: Record<string, string> = {};
+  readonly values: Record<string, NativeAttributeValue> = {};
+  readonly #placeholders = new Map<string, string>();
+
+  name(attribute: string): string {
+    let placeholder = this.#placeholders.get(attribute);
+    if (placeholder === undefined) {
+      placeholder = `#n${this.#placeholders.size}`;
+      this.#placeholders.set(attribute, placeholder);
+      this.names[placeholder] = attribute;
+    }
+    return placeholder;
+  }
+
+  value(value: NativeAttributeValue): string {
+    const placeholder = `:v${Object.keys(this.values).length}`;
+    this.values[placeholder] = value;
+    return placeholder;
+  }
+
+  /** `attribute IN (…)`; an empty list can never match, which is refused before it reaches the store. */
+  oneOf(attribute: string, values: readonly string[]): string {
+    return `${this.name(attribute)} IN (${values.map((value) => this.value(value)).join(', ')})`;
+  }
+
+  assign(attribute: string, value: NativeAttributeValue): string {
+    return `${this.name(attribute)} = ${this.value(value)}`;
+  }
+
+  equals(attribute: string, value: NativeAttributeValue): string {
+    return `${this.name(attribute)} = ${this.value(value)}`;
+  }
+
+  exists(attribute: string): string {
+    return `attribute_exists(${this.name(attribute)})`;
+  }
+
+  /**
+   * SET of the given fields (undefined ones skipped, protected ones ignored), REMOVE of the
+   * given attributes, and the revision bump every write carries.
+   */
+  update(changes: object, extraSet: Item = {}, remove: readonly string[] = []): string {
+    const assignments: string[] = [];
+    for (const [field, value] of Object.entries(changes)) {
+      if (value === undefined || PROTECTED_FIELDS.has(field)) continue;
+      assignments.push(this.assign(field, value));
+    }
+    for (const [attribute, value] of Object.entries(extraSet)) {
+      assignments.push(this.assign(attribute, value));
+    }
+    const revision = this.name('revision');
+    assignments.push(`${revision} = ${revision} + ${this.value(1)}`);
+    const removal =
+      remove.length > 0 ? ` REMOVE ${remove.map((attribute) => this.name(attribute)).join(', ')}` : '';
+    return `SET ${assignments.join(', ')}${removal}`;
+  }
+
+  /** The expression maps, omitted when empty (DynamoDB rejects empty maps). */
+  attributes(): {
+    ExpressionAttributeNames?: Record<string, string>;
+    ExpressionAttributeValues?: Record<string, NativeAttributeValue>;
+  } {
+    return {
+      ...(Object.keys(this.names).length > 0 ? { ExpressionAttributeNames: this.names } : {}),
+      ...(Object.keys(this.values).length > 0 ? { ExpressionAttributeValues: this.values } : {}),
+    };
+  }
+}
+
+/**
+ * The UpdateExpression of an upsert: parse-time fields are set; `isPaused` and `nextRunAt`
+ * use if_not_exists so the stored values win and the record's only seed a new DAG; the
+ * revision starts at 0 for a new DAG and is bumped otherwise. One request either way.
+ */
+export function upsertDagUpdate(
+  expression: ExpressionBuilder,
+  record: Omit<DagRecord, 'revision' | 'isPaused' | 'nextRunAt'> & Pick<DagRecord, 'isPaused' | 'nextRunAt'>,
+): string {
+  const { dagId, isPaused, nextRunAt, ...parseTimeFields } = record;
+  const assignments: string[] = [];
+  for (const [field, value] of Object.entries(parseTimeFields)) {
+    if (value !== undefined && !PROTECTED_FIELDS.has(field)) {
+      assignments.push(expression.assign(field, value));
+    }
+  }
+  for (const [field, value] of Object.entries({ dagId, isPaused, nextRunAt })) {
+    const name = expression.name(field);
+    assignments.push(`${name} = if_not_exists(${name}, ${expression.value(value)})`);
+  }
+  const revision = expression.name('revision');
+  assignments.push(
+    `${revision} = if_not_exists(${revision}, ${expression.value(-1)}) + ${expression.value(1)}`,
+  );
+  return `SET ${assignments.join(', ')}`;
+}
+
+export function isConditionalCheckFailed(error: unknown): boolean {
+  return error instanceof Error && error.name === 'ConditionalCheckFailedException';
+}
+
+/**
+ * Describes the stored item DynamoDB returns with a failed condition when asked for
+ * (`ReturnValuesOnConditionCheckFailure`); the embedded server does not return it.
+ * The item arrives in wire format: the document client does not unmarshall errors.
+ */
+export function describeStoredItem(error: unknown): string {
+  const item = (error as { Item?: Record<string, { S?: string; N?: string }> }).Item;
+  if (item === undefined) return '';
+  const parts: string[] = [];
+  const state = item.state?.S;
+  if (state !== undefined) parts.push(`state '${state}'`);
+  const tryNumber = item.tryNumber?.N;
+  if (tryNumber !== undefined) parts.push(`try ${tryNumber}`);
+  const revision = item.revision?.N;
+  if (revision !== undefined) parts.push(`revision ${revision}`);
+  return parts.length > 0 ? `; stored: ${parts.join(', ')}` : '';
+}

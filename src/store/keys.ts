@@ -1,0 +1,186 @@
+import type { DagRunKey, TaskInstanceKey } from '#core/models.ts';
+import type { DagRunState } from '#core/states.ts';
+import { StoreError } from './errors.ts';
+
+/**
+ * The single definition of the Updraft table: attribute names, key schema, indexes and key
+ * builders. The CDK stack and the embedded bootstrap both build the table from this module,
+ * so it stays plain data (no SDK, no CDK). The design is explained in `ADR.md`.
+ */
+
+export const PARTITION_KEY = 'pk';
+export const SORT_KEY = 'sk';
+export const GSI1_PARTITION_KEY = 'gsi1pk';
+export const GSI1_SORT_KEY = 'gsi1sk';
+export const GSI2_PARTITION_KEY = 'gsi2pk';
+export const GSI2_SORT_KEY = 'gsi2sk';
+
+/** Attributes that exist only to place an item; they are stripped before an item becomes a model. */
+export const KEY_ATTRIBUTES: readonly string[] = [
+  PARTITION_KEY,
+  SORT_KEY,
+  GSI1_PARTITION_KEY,
+  GSI1_SORT_KEY,
+  GSI2_PARTITION_KEY,
+  GSI2_SORT_KEY,
+];
+
+export interface KeyAttribute {
+  name: string;
+  /** DynamoDB scalar type; every key of this table is a string. */
+  type: 'S';
+}
+
+export interface GlobalSecondaryIndexDefinition {
+  indexName: string;
+  partitionKey: KeyAttribute;
+  sortKey: KeyAttribute;
+  projectionType: 'ALL' | 'KEYS_ONLY' | 'INCLUDE';
+  nonKeyAttributes?: readonly string[];
+}
+
+export const RUNS_BY_LOGICAL_DATE_INDEX = 'gsi1';
+export const ACTIVE_RUNS_INDEX = 'gsi2';
+
+/** Shaped after CDK's `TableProps` / `GlobalSecondaryIndexProps` so the stack can pass it through. */
+export const TABLE_DEFINITION: {
+  partitionKey: KeyAttribute;
+  sortKey: KeyAttribute;
+  billingMode: 'PAY_PER_REQUEST';
+  globalSecondaryIndexes: readonly GlobalSecondaryIndexDefinition[];
+} = {
+  partitionKey: { name: PARTITION_KEY, type: 'S' },
+  sortKey: { name: SORT_KEY, type: 'S' },
+  billingMode: 'PAY_PER_REQUEST',
+  globalSecondaryIndexes: [
+    {
+      // listDagRuns returns whole runs, so the index carries them (runs are few and small).
+      indexName: RUNS_BY_LOGICAL_DATE_INDEX,
+      partitionKey: { name: GSI1_PARTITION_KEY, type: 'S' },
+      sortKey: { name: GSI1_SORT_KEY, type: 'S' },
+      projectionType: 'ALL',
+    },
+    {
+      // Only what listActiveDagRuns returns: run updates that change nothing else skip the index.
+      indexName: ACTIVE_RUNS_INDEX,
+      partitionKey: { name: GSI2_PARTITION_KEY, type: 'S' },
+      sortKey: { name: GSI2_SORT_KEY, type: 'S' },
+      projectionType: 'INCLUDE',
+      nonKeyAttributes: ['dagId', 'runId', 'state'],
+    },
+  ],
+};
+
+export const DAGS_PARTITION = 'DAGS';
+export const DAG_SORT_PREFIX = 'DAG#';
+export const IMPORT_ERROR_SORT_PREFIX = 'IMPORT_ERROR#';
+export const VERSION_SORT_PREFIX = 'VERSION#';
+export const RUN_SORT_KEY = '#RUN';
+export const TASK_INSTANCE_SORT_PREFIX = 'TI#';
+export const ACTIVE_RUNS_PARTITION = 'ACTIVE_RUNS';
+/** Mapped TIs of one task spread over this many partitions (mapIndex % shards). */
+export const MAPPED_TASK_INSTANCE_SHARDS = 32;
+const MAP_INDEX_DIGITS = 7;
+
+export interface ItemKey {
+  pk: string;
+  sk: string;
+}
+
+/**
+ * `#` separates key segments, so an identifier that contains one could make two different
+ * items share a key. Free-form sort-key tails (file locations, version hashes) may contain it.
+ */
+export function assertKeySegment(kind: string, value: string): void {
+  if (value.length === 0 || value.includes('#')) {
+    throw new StoreError(
+      `${kind} '${value}' cannot be stored: it must be non-empty and must not contain '#'`,
+    );
+  }
+}
+
+export function dagKey(dagId: string): ItemKey {
+  assertKeySegment('DAG id', dagId);
+  return { pk: DAGS_PARTITION, sk: `${DAG_SORT_PREFIX}${dagId}` };
+}
+
+export function importErrorKey(fileloc: string): ItemKey {
+  return { pk: DAGS_PARTITION, sk: `${IMPORT_ERROR_SORT_PREFIX}${fileloc}` };
+}
+
+export function serializedDagKey(dagId: string, versionHash: string): ItemKey {
+  assertKeySegment('DAG id', dagId);
+  return { pk: `DAG#${dagId}`, sk: `${VERSION_SORT_PREFIX}${versionHash}` };
+}
+
+/** The partition holding a run and its unmapped task instances. */
+export function runPartition(key: DagRunKey): string {
+  assertKeySegment('DAG id', key.dagId);
+  assertKeySegment('run id', key.runId);
+  return `RUN#${key.dagId}#${key.runId}`;
+}
+
+export function dagRunKey(key: DagRunKey): ItemKey {
+  return { pk: runPartition(key), sk: RUN_SORT_KEY };
+}
+
+export function mappedShard(mapIndex: number): number {
+  return mapIndex % MAPPED_TASK_INSTANCE_SHARDS;
+}
+
+export function taskInstanceKey(key: TaskInstanceKey): ItemKey {
+  assertKeySegment('task id', key.taskId);
+  if (!Number.isInteger(key.mapIndex) || key.mapIndex < -1) {
+    throw new StoreError(
+      `map index ${key.mapIndex} of task '${key.taskId}' is not -1 or a non-negative integer`,
+    );
+  }
+  const partition = runPartition(key);
+  if (key.mapIndex === -1) {
+    return { pk: partition, sk: `${TASK_INSTANCE_SORT_PREFIX}${key.taskId}#-1` };
+  }
+  const paddedIndex = String(key.mapIndex).padStart(MAP_INDEX_DIGITS, '0');
+  return {
+    pk: `${partition}#MAP#${key.taskId}#${mappedShard(key.mapIndex)}`,
+    sk: `${TASK_INSTANCE_SORT_PREFIX}${key.taskId}#${paddedIndex}`,
+  };
+}
+
+export function runsByLogicalDateKey(run: DagRunKey & { logicalDate: string }): {
+  gsi1pk: string;
+  gsi1sk: string;
+} {
+  assertKeySegment('DAG id', run.dagId);
+  return { gsi1pk: `RUNS#${run.dagId}`, gsi1sk: `${run.logicalDate}#${run.runId}` };
+}
+
+export function isActiveDagRunState(state: DagRunState): boolean {
+  return state === 'queued' || state === 'running';
+}
+
+export function activeRunKey(key: DagRunKey): { gsi2pk: string; gsi2sk: string } {
+  return { gsi2pk: ACTIVE_RUNS_PARTITION, gsi2sk: `${key.dagId}#${key.runId}` };
+}
+
+export function activeRunPrefix(dagId: string): string {
+  assertKeySegment('DAG id', dagId);
+  return `${dagId}#`;
+}
+
+export function xcomPartition(key: DagRunKey): string {
+  assertKeySegment('DAG id', key.dagId);
+  assertKeySegment('run id', key.runId);
+  return `XCOM#${key.dagId}#${key.runId}`;
+}
+
+/** Sort-key prefix of all XComs of one task instance; ends with `#` so index 1 does not match 10. */
+export function xcomTaskInstancePrefix(ti: TaskInstanceKey): string {
+  assertKeySegment('task id', ti.taskId);
+  return `${ti.taskId}#${ti.mapIndex}#`;
+}
+
+/** XCom keys must not contain `#` either: streamed pages will live at `<key>#PAGE#<n>` (ADR.md). */
+export function xcomKey(key: TaskInstanceKey & { key: string }): ItemKey {
+  assertKeySegment('XCom key', key.key);
+  return { pk: xcomPartition(key), sk: `${xcomTaskInstancePrefix(key)}${key.key}` };
+}

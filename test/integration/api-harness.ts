@@ -1,0 +1,228 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { serve } from '@hono/node-server';
+import type { z } from '@hono/zod-openapi';
+import { createApi } from '#api/app.ts';
+import type {
+  dagCollectionSchema,
+  dagDetailSchema,
+  dagRunCollectionSchema,
+  dagRunSchema,
+  errorSchema,
+  startedTaskSchema,
+  taskInstanceCollectionSchema,
+  taskInstanceSchema,
+} from '#api/schemas.ts';
+import { encodeTaskInstanceId } from '#api/serializers.ts';
+import { type Settings, settingsSchema } from '#config/settings.ts';
+import type { TaskInstanceKey } from '#core/models.ts';
+import { DagVersionCache } from '#engine/dag-cache.ts';
+import { type ParsedDagsFolder, registerDags } from '#engine/dag-registry.ts';
+import { silentLogger } from '#engine/logger.ts';
+import { SchedulingNotifier } from '#engine/notifier.ts';
+import { TaskLifecycle } from '#engine/task-lifecycle.ts';
+import { TaskTokenSigner } from '#engine/tokens.ts';
+import { FileLogStore } from '#logs/file-store.ts';
+import { MetricsRegistry } from '#metrics/registry.ts';
+import { createInMemoryQueues } from '#queue/memory.ts';
+import type { Queues } from '#queue/port.ts';
+import type { Dag } from '#sdk/dag.ts';
+import { versionDag } from '#sdk/serialize.ts';
+import { DynamoStore } from '#store/dynamodb.ts';
+import { createDynamoClient, ensureTable, startEmbeddedDynamo, toDocumentClient } from '#store/embedded.ts';
+
+export const API_TOKEN = 'test-api-token-0123456789abcdef';
+const EXECUTION_SECRET = 'test-execution-secret-0123456789abcdef';
+
+/** Limits small enough that a test can exceed them with a few hundred bytes. */
+export const TEST_LIMITS = {
+  confMaxBytes: 256,
+  xcomMaxBytes: 256,
+  requestMaxBytes: 2048,
+  executionTokenTtlSeconds: 3600,
+} as const;
+
+export type ErrorBody = z.infer<typeof errorSchema>;
+export type DagCollectionBody = z.infer<typeof dagCollectionSchema>;
+export type DagDetailBody = z.infer<typeof dagDetailSchema>;
+export type DagRunBody = z.infer<typeof dagRunSchema>;
+export type DagRunCollectionBody = z.infer<typeof dagRunCollectionSchema>;
+export type TaskInstanceBody = z.infer<typeof taskInstanceSchema>;
+export type TaskInstanceCollectionBody = z.infer<typeof taskInstanceCollectionSchema>;
+export type StartedTaskBody = z.infer<typeof startedTaskSchema>;
+
+/** A response; `T` is the wire shape the test expects (it is not checked at run time). */
+export interface ApiResponse<T = Record<string, unknown>> {
+  status: number;
+  body: T;
+  headers: Headers;
+}
+
+/** A clock the tests move by hand, so durations, heartbeats and retry times are exact. */
+export interface ManualClock {
+  nowMs: number;
+  advance(ms: number): void;
+  iso(): string;
+}
+
+export interface ApiHarness {
+  baseUrl: string;
+  store: DynamoStore;
+  tokens: TaskTokenSigner;
+  metrics: MetricsRegistry;
+  queues: Queues;
+  settings: Settings;
+  clock: ManualClock;
+  /**
+   * A request over real HTTP. `token` undefined sends the public API token, null sends none.
+   * An object body is sent as JSON; a string body is sent as is (with a JSON content type).
+   */
+  request<T = Record<string, unknown>>(
+    method: string,
+    path: string,
+    body?: unknown,
+    token?: string | null,
+    headers?: Record<string, string>,
+  ): Promise<ApiResponse<T>>;
+  /** Registers DAGs (and import errors) as the DAG processor would after parsing a folder. */
+  registerDags(dags: Dag[], errors?: ParsedDagsFolder['errors']): Promise<void>;
+  /**
+   * Does what the scheduler does when it queues a TI: the next try (from whatever state and try
+   * it is in now) in `queued`, and the token of its workload.
+   */
+  queueTaskInstance(key: TaskInstanceKey): Promise<string>;
+  close(): Promise<void>;
+}
+
+/**
+ * The API wired exactly like `startStandalone` wires it, on 127.0.0.1 port 0, but without the
+ * scheduler loop and the worker pool: tests drive the state themselves.
+ */
+export async function startApiHarness(overrides: Partial<Settings> = {}): Promise<ApiHarness> {
+  const home = await mkdtemp(join(tmpdir(), 'updraft-api-'));
+  const settings = settingsSchema.parse({ home, port: 0, ...TEST_LIMITS, ...overrides });
+  const dynamo = await startEmbeddedDynamo();
+  const dynamoClient = createDynamoClient({ endpoint: dynamo.endpoint });
+  await ensureTable(dynamoClient, 'updraft');
+  const store = new DynamoStore({ client: toDocumentClient(dynamoClient), tableName: 'updraft' });
+
+  const { queues, close: closeQueues } = createInMemoryQueues(settings);
+  const metrics = new MetricsRegistry();
+  const dags = new DagVersionCache(store);
+  const clock: ManualClock = {
+    nowMs: Date.now(),
+    advance(ms) {
+      this.nowMs += ms;
+    },
+    iso() {
+      return new Date(this.nowMs).toISOString();
+    },
+  };
+  const now = () => clock.nowMs;
+  const notifier = new SchedulingNotifier(queues.scheduler, () => {});
+  const tokens = new TaskTokenSigner(EXECUTION_SECRET, settings.executionTokenTtlSeconds);
+  const lifecycle = new TaskLifecycle({ store, dags, notifier, xcomMaxBytes: settings.xcomMaxBytes, now });
+  const api = createApi({
+    store,
+    dags,
+    lifecycle,
+    notifier,
+    tokens,
+    logs: new FileLogStore(join(home, 'logs'), settings.logMaxBytes),
+    metrics,
+    settings,
+    apiToken: API_TOKEN,
+    log: silentLogger,
+    now,
+  });
+  const server = await new Promise<Server>((resolve) => {
+    const started = serve({ fetch: api.fetch, port: 0, hostname: '127.0.0.1' }, () =>
+      resolve(started as Server),
+    ) as Server;
+  });
+  const baseUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+
+  return {
+    baseUrl,
+    store,
+    tokens,
+    metrics,
+    queues,
+    settings,
+    clock,
+    async request<T>(
+      method: string,
+      path: string,
+      body?: unknown,
+      token?: string | null,
+      headers: Record<string, string> = {},
+    ): Promise<ApiResponse<T>> {
+      const sent: Record<string, string> = { ...headers };
+      const bearer = token === undefined ? API_TOKEN : token;
+      if (bearer !== null) sent.authorization = `Bearer ${bearer}`;
+      let payload: string | undefined;
+      if (body !== undefined) {
+        sent['content-type'] = 'application/json';
+        payload = typeof body === 'string' ? body : JSON.stringify(body);
+      }
+      const response = await fetch(`${baseUrl}${path}`, { method, headers: sent, body: payload });
+      const text = await response.text();
+      let parsed: unknown = text;
+      try {
+        parsed = JSON.parse(text);
+      } catch {
+        // Not JSON: the test sees the raw text.
+      }
+      return { status: response.status, body: parsed as T, headers: response.headers };
+    },
+    async registerDags(list, errors = []) {
+      await registerDags(
+        { store, log: silentLogger, now, pausedAtCreation: false },
+        { dags: list.map((built) => versionDag(built, `dags/${built.dagId}.ts`)), errors },
+      );
+    },
+    async queueTaskInstance(key) {
+      const current = await store.getTaskInstance(key);
+      if (!current) throw new Error(`No task instance ${key.dagId}/${key.runId}/${key.taskId}`);
+      const tryNumber = current.tryNumber + 1;
+      await store.transitionTaskInstance(
+        key,
+        { state: current.state, tryNumber: current.tryNumber },
+        { state: 'queued', tryNumber, queuedAt: clock.iso() },
+      );
+      return tokens.issue({ ...key, tryNumber });
+    },
+    async close() {
+      await notifier.drain();
+      closeQueues();
+      await new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      });
+      dynamoClient.destroy();
+      await dynamo.close();
+      await rm(home, { recursive: true, force: true });
+    },
+  };
+}
+
+/** The key of an unmapped task instance. */
+export function tiKey(dagId: string, runId: string, taskId: string): TaskInstanceKey {
+  return { dagId, runId, taskId, mapIndex: -1 };
+}
+
+/** Execution API path of a task instance: `/execution/task-instances/<id>/<action>`. */
+export function tiPath(key: TaskInstanceKey, action: 'run' | 'heartbeat' | 'state'): string {
+  return `/execution/task-instances/${encodeTaskInstanceId(key)}/${action}`;
+}
+
+/** Public API path of a run (ids escaped). */
+export function runPath(dagId: string, runId: string): string {
+  return `/api/v2/dags/${encodeURIComponent(dagId)}/dagRuns/${encodeURIComponent(runId)}`;
+}
+
+/** What a worker sends to start a TI. */
+export const WORKER = { hostname: 'test-host', worker_id: 'worker-1' } as const;

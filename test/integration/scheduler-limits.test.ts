@@ -1,0 +1,201 @@
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { dag } from '#sdk/index.ts';
+import { type SchedulerHarness, startSchedulerHarness, tiKey } from './scheduler-harness.ts';
+
+let h: SchedulerHarness;
+
+beforeEach(async () => {
+  h = await startSchedulerHarness({ settings: { pools: { default_pool: 128, small: 2, single: 1 } } });
+});
+
+afterEach(async () => {
+  await h.close();
+});
+
+const noop = async () => {};
+const FIVE = ['p0', 'p1', 'p2', 'p3', 'p4'];
+
+function pooledDag(pool: string) {
+  return dag({ id: 'pooled' }, (d) => {
+    for (const id of FIVE) d.task({ id, pool }, noop);
+  });
+}
+
+describe('Scheduler pools', () => {
+  it('queues only as many task instances as the pool has slots', async () => {
+    const [versioned] = await h.register(pooledDag('small'));
+    const run = await h.createRun(versioned!);
+
+    await h.scheduler.handleRequests([run]);
+
+    expect(await h.queuedTaskIds(run)).toEqual(['p0', 'p1']);
+    expect((await h.drainWorkloads()).map((w) => w.ti.task_id)).toEqual(['p0', 'p1']);
+  });
+
+  it('queues exactly one more when one of them succeeds', async () => {
+    const [versioned] = await h.register(pooledDag('small'));
+    const run = await h.createRun(versioned!);
+    await h.scheduler.handleRequests([run]);
+    await h.startTi(tiKey(run, 'p1'));
+    await h.succeed(tiKey(run, 'p0'));
+
+    await h.scheduler.handleRequests([run]);
+
+    expect(await h.states(run)).toEqual({
+      p0: 'success',
+      p1: 'running',
+      p2: 'queued',
+      p3: 'none',
+      p4: 'none',
+    });
+    expect((await h.drainWorkloads()).map((w) => w.ti.task_id)).toEqual(['p2']);
+  });
+
+  it('counts a pool across runs', async () => {
+    const [versioned] = await h.register(pooledDag('small'));
+    const first = await h.createRun(versioned!, { runId: 'first' });
+    const second = await h.createRun(versioned!, { runId: 'second' });
+
+    await h.scheduler.handleRequests([first, second]);
+
+    expect(await h.queuedTaskIds(first)).toEqual(['p0', 'p1']);
+    expect(await h.queuedTaskIds(second)).toEqual([]);
+  });
+
+  it('leaves unqueued a task instance that asks for an unknown pool', async () => {
+    const [versioned] = await h.register(pooledDag('nowhere'));
+    const run = await h.createRun(versioned!);
+
+    await h.scheduler.handleRequests([run]);
+
+    expect(await h.queuedTaskIds(run)).toEqual([]);
+    expect(await h.drainWorkloads()).toEqual([]);
+    expect((await h.run(run)).state).toBe('running');
+  });
+});
+
+describe('Scheduler priority', () => {
+  it('gives the only slot of a pool to the task with the higher priority weight', async () => {
+    const weighted = dag({ id: 'weighted' }, (d) => {
+      d.task({ id: 'a_light', pool: 'single', priorityWeight: 1 }, noop);
+      d.task({ id: 'z_heavy', pool: 'single', priorityWeight: 10 }, noop);
+    });
+    const [versioned] = await h.register(weighted);
+    const run = await h.createRun(versioned!);
+
+    await h.scheduler.handleRequests([run]);
+    expect(await h.queuedTaskIds(run)).toEqual(['z_heavy']);
+    await h.succeed(tiKey(run, 'z_heavy'));
+    await h.scheduler.handleRequests([run]);
+
+    expect(await h.states(run)).toEqual({ a_light: 'queued', z_heavy: 'success' });
+  });
+});
+
+describe('Scheduler max_active_tasks', () => {
+  it('queues at most maxActiveTasks task instances of a DAG across its runs', async () => {
+    const capped = dag({ id: 'capped', maxActiveTasks: 3 }, (d) => {
+      for (const id of FIVE) d.task(id, noop);
+    });
+    const [versioned] = await h.register(capped);
+    const first = await h.createRun(versioned!, { runId: 'first' });
+    const second = await h.createRun(versioned!, { runId: 'second' });
+
+    await h.scheduler.handleRequests([first, second]);
+    expect(await h.queuedTaskIds(first)).toEqual(['p0', 'p1', 'p2']);
+    expect(await h.queuedTaskIds(second)).toEqual([]);
+    await h.succeed(tiKey(first, 'p0'));
+    await h.scheduler.handleRequests([first, second]);
+
+    expect(await h.queuedTaskIds(first)).toEqual(['p1', 'p2', 'p3']);
+    expect(await h.queuedTaskIds(second)).toEqual([]);
+  });
+});
+
+describe('Scheduler max_active_runs', () => {
+  function oneAtATime() {
+    return dag({ id: 'serial', maxActiveRuns: 1 }, (d) => {
+      d.task('only', noop);
+    });
+  }
+
+  it('keeps a second run queued while the first one runs', async () => {
+    const [versioned] = await h.register(oneAtATime());
+    const first = await h.createRun(versioned!, { runId: 'first' });
+    const second = await h.createRun(versioned!, { runId: 'second' });
+
+    await h.scheduler.handleRequests([first, second]);
+
+    expect([(await h.run(first)).state, (await h.run(second)).state]).toEqual(['running', 'queued']);
+    expect(await h.states(second)).toEqual({ only: 'none' });
+  });
+
+  it('starts the queued run while finishing the first one', async () => {
+    const [versioned] = await h.register(oneAtATime());
+    const first = await h.createRun(versioned!, { runId: 'first' });
+    const second = await h.createRun(versioned!, { runId: 'second' });
+    await h.scheduler.handleRequests([first, second]);
+    await h.succeed(tiKey(first, 'only'));
+    await h.drainWorkloads();
+
+    await h.scheduler.handleRequests([first]);
+
+    expect([(await h.run(first)).state, (await h.run(second)).state]).toEqual(['success', 'running']);
+    expect(await h.states(second)).toEqual({ only: 'queued' });
+    expect((await h.drainWorkloads()).map((w) => w.ti.run_id)).toEqual(['second']);
+  });
+
+  it('starts only one of several queued runs when the running one finishes', async () => {
+    const [versioned] = await h.register(oneAtATime());
+    const [first, second, third] = await Promise.all(
+      ['first', 'second', 'third'].map((runId) => h.createRun(versioned!, { runId })),
+    );
+    await h.scheduler.handleRequests([first!, second!, third!]);
+    await h.succeed(tiKey(first!, 'only'));
+
+    await h.scheduler.handleRequests([first!]);
+
+    const states = await Promise.all([first!, second!, third!].map(async (run) => (await h.run(run)).state));
+    expect(states).toEqual(['success', 'running', 'queued']);
+  });
+
+  it('starts no queued run while a running run sorts after them', async () => {
+    const [versioned] = await h.register(oneAtATime());
+    const running = await h.createRun(versioned!, { runId: 'z_running' });
+    await h.scheduler.handleRequests([running]);
+    const queued = await Promise.all(['a', 'b', 'c'].map((runId) => h.createRun(versioned!, { runId })));
+
+    await h.scheduler.handleRequests(queued);
+
+    const states = await Promise.all(queued.map(async (run) => (await h.run(run)).state));
+    expect(states).toEqual(['queued', 'queued', 'queued']);
+  });
+});
+
+describe('Scheduler metrics', () => {
+  it('counts scheduled task instances and gauges executable and starving ones', async () => {
+    const [versioned] = await h.register(pooledDag('small'));
+    const run = await h.createRun(versioned!);
+
+    await h.scheduler.handleRequests([run]);
+
+    expect((await h.counters())['ti.scheduled']).toBe(2);
+    const gauges = await h.gauges();
+    expect(gauges['scheduler.tasks.executable']).toBe(5);
+    expect(gauges['scheduler.tasks.starving']).toBe(3);
+  });
+
+  it('adds the next admissions to the counter and gauges the remaining ones', async () => {
+    const [versioned] = await h.register(pooledDag('small'));
+    const run = await h.createRun(versioned!);
+    await h.scheduler.handleRequests([run]);
+    await h.succeed(tiKey(run, 'p0'));
+
+    await h.scheduler.handleRequests([run]);
+
+    expect((await h.counters())['ti.scheduled']).toBe(3);
+    const gauges = await h.gauges();
+    expect(gauges['scheduler.tasks.executable']).toBe(3);
+    expect(gauges['scheduler.tasks.starving']).toBe(2);
+  });
+});

@@ -1,0 +1,181 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { TaskInstanceKey } from '#core/models.ts';
+import { ConditionFailedError, StoreError } from '#store/errors.ts';
+import { dagRun, type StoreHarness, startStoreHarness, taskInstance } from './store-fixtures.ts';
+
+let harness: StoreHarness;
+
+beforeAll(async () => {
+  harness = await startStoreHarness();
+});
+
+afterAll(async () => {
+  await harness.close();
+});
+
+const run = dagRun('etl', 'r1');
+const extract: TaskInstanceKey = { dagId: 'etl', runId: 'r1', taskId: 'extract', mapIndex: -1 };
+const load: TaskInstanceKey = { dagId: 'etl', runId: 'r1', taskId: 'load', mapIndex: -1 };
+
+async function storeWithRun() {
+  const store = await harness.newStore();
+  await store.createDagRun(run, [taskInstance(extract), taskInstance(load)]);
+  return store;
+}
+
+describe('DynamoStore task instances', () => {
+  it('reads back a task instance equal to the one created, nulls included', async () => {
+    const store = await storeWithRun();
+    const ti = await store.getTaskInstance(extract);
+    expect(ti).toEqual(taskInstance(extract));
+    expect(ti?.queuedAt).toBeNull();
+  });
+
+  it('returns undefined for a task instance that does not exist', async () => {
+    const store = await storeWithRun();
+    expect(await store.getTaskInstance({ ...extract, taskId: 'ghost' })).toBeUndefined();
+  });
+
+  it('applies a transition from one of several expected states and returns the new item', async () => {
+    const store = await storeWithRun();
+    const updated = await store.transitionTaskInstance(
+      extract,
+      { state: ['none', 'scheduled'], tryNumber: 0 },
+      { state: 'queued', tryNumber: 1, queuedAt: '2026-01-01T00:00:02.000Z' },
+    );
+    const expected = taskInstance(extract, {
+      state: 'queued',
+      tryNumber: 1,
+      queuedAt: '2026-01-01T00:00:02.000Z',
+      revision: 1,
+    });
+    expect(updated).toEqual(expected);
+    expect(await store.getTaskInstance(extract)).toEqual(expected);
+  });
+
+  it('can set a field back to null', async () => {
+    const store = await storeWithRun();
+    await store.transitionTaskInstance(extract, { state: 'none' }, { state: 'scheduled', hostname: 'h1' });
+    const updated = await store.transitionTaskInstance(extract, { state: 'scheduled' }, { hostname: null });
+    expect(updated.hostname).toBeNull();
+    expect(updated.revision).toBe(2);
+  });
+
+  it('refuses a transition from the wrong state, names the TI and leaves it unchanged', async () => {
+    const store = await storeWithRun();
+    const attempt = store.transitionTaskInstance(extract, { state: 'running' }, { state: 'success' });
+    await expect(attempt).rejects.toThrow(ConditionFailedError);
+    await expect(attempt).rejects.toThrow(
+      'task instance etl/r1/extract was not updated: it does not exist or is not in state running',
+    );
+    expect(await store.getTaskInstance(extract)).toEqual(taskInstance(extract));
+  });
+
+  it('refuses a transition at the wrong try number and leaves the TI unchanged', async () => {
+    const store = await storeWithRun();
+    const attempt = store.transitionTaskInstance(
+      extract,
+      { state: 'none', tryNumber: 3 },
+      { state: 'queued' },
+    );
+    await expect(attempt).rejects.toThrow('is not in state none at try 3');
+    expect(await store.getTaskInstance(extract)).toEqual(taskInstance(extract));
+  });
+
+  it('lets exactly one of two concurrent schedulers queue a task instance', async () => {
+    const store = await storeWithRun();
+    const queue = () =>
+      store.transitionTaskInstance(
+        extract,
+        { state: 'none', tryNumber: 0 },
+        { state: 'queued', tryNumber: 1 },
+      );
+    const results = await Promise.allSettled([queue(), queue()]);
+    const fulfilled = results.filter((result) => result.status === 'fulfilled');
+    const rejected = results.filter((result) => result.status === 'rejected');
+    expect(fulfilled).toHaveLength(1);
+    expect(rejected).toHaveLength(1);
+    expect((rejected[0] as PromiseRejectedResult).reason).toBeInstanceOf(ConditionFailedError);
+    const stored = await store.getTaskInstance(extract);
+    expect(stored?.tryNumber).toBe(1);
+    expect(stored?.revision).toBe(1);
+  });
+
+  it('refuses a transition of a task instance that does not exist and creates nothing', async () => {
+    const store = await storeWithRun();
+    const ghost = { ...extract, taskId: 'ghost' };
+    await expect(store.transitionTaskInstance(ghost, { state: 'none' }, { state: 'queued' })).rejects.toThrow(
+      ConditionFailedError,
+    );
+    expect(await store.getTaskInstance(ghost)).toBeUndefined();
+  });
+
+  it('refuses an empty list of expected states', async () => {
+    const store = await storeWithRun();
+    await expect(store.transitionTaskInstance(extract, { state: [] }, { state: 'queued' })).rejects.toThrow(
+      StoreError,
+    );
+  });
+
+  it('ignores identity fields and revision smuggled into the changes', async () => {
+    const store = await storeWithRun();
+    const changes = { state: 'scheduled', taskId: 'other', revision: 99 } as const;
+    const updated = await store.transitionTaskInstance(extract, { state: 'none' }, changes);
+    expect(updated).toEqual(taskInstance(extract, { state: 'scheduled', revision: 1 }));
+  });
+});
+
+describe('DynamoStore mapped task instances', () => {
+  const mapped: TaskInstanceKey = { dagId: 'etl', runId: 'r1', taskId: 'process', mapIndex: 5 };
+
+  it('reads and transitions a mapped task instance by its key', async () => {
+    const store = await storeWithRun();
+    await store.createMissingTaskInstances([taskInstance(mapped)]);
+    expect(await store.getTaskInstance(mapped)).toEqual(taskInstance(mapped));
+    const updated = await store.transitionTaskInstance(mapped, { state: 'none' }, { state: 'scheduled' });
+    expect(updated).toEqual(taskInstance(mapped, { state: 'scheduled', revision: 1 }));
+    expect(await store.getTaskInstance({ ...mapped, mapIndex: 37 })).toBeUndefined();
+  });
+
+  it('keeps mapped task instances out of the run snapshot', async () => {
+    const store = await storeWithRun();
+    await store.createMissingTaskInstances([taskInstance(mapped)]);
+    const snapshot = await store.getRunSnapshot(run);
+    expect(snapshot?.taskInstances.map((ti) => ti.taskId)).toEqual(['extract', 'load']);
+  });
+
+  it('refuses a map index below -1', async () => {
+    const store = await storeWithRun();
+    await expect(store.getTaskInstance({ ...mapped, mapIndex: -2 })).rejects.toThrow(
+      "map index -2 of task 'process' is not -1 or a non-negative integer",
+    );
+  });
+});
+
+describe('DynamoStore createMissingTaskInstances', () => {
+  it('creates the missing task instances and keeps the existing ones as they are', async () => {
+    const store = await storeWithRun();
+    const queued = await store.transitionTaskInstance(
+      extract,
+      { state: 'none' },
+      { state: 'queued', tryNumber: 1 },
+    );
+    const transform: TaskInstanceKey = { ...extract, taskId: 'transform' };
+    await store.createMissingTaskInstances([
+      taskInstance(extract),
+      taskInstance(transform),
+      taskInstance(load),
+    ]);
+    const snapshot = await store.getRunSnapshot(run);
+    expect(snapshot?.taskInstances).toEqual([queued, taskInstance(load), taskInstance(transform)]);
+  });
+
+  it('refuses task instances of another run in createDagRun', async () => {
+    const store = await harness.newStore();
+    const foreign = taskInstance({ ...extract, runId: 'r2' });
+    await expect(store.createDagRun(run, [foreign])).rejects.toThrow(
+      'task instance etl/r2/extract does not belong to DAG run etl/r1',
+    );
+    expect(await store.getDagRun(run)).toBeUndefined();
+  });
+});
