@@ -5,6 +5,7 @@ interface Holder {
   dagId: string;
   pool: string;
   slots: number;
+  queued: boolean;
 }
 
 /**
@@ -22,7 +23,12 @@ export class OccupancyLedger {
     for (const ti of taskInstances) {
       const id = holderId(ti);
       if (OCCUPYING_TI_STATES.has(ti.state)) {
-        this.#holders.set(id, { dagId: ti.dagId, pool: ti.pool, slots: ti.poolSlots });
+        this.#holders.set(id, {
+          dagId: ti.dagId,
+          pool: ti.pool,
+          slots: ti.poolSlots,
+          queued: ti.state === 'queued',
+        });
       } else {
         this.#holders.delete(id);
       }
@@ -50,6 +56,18 @@ export class OccupancyLedger {
     const result: Record<string, number> = {};
     for (const holder of this.#holders.values()) result[holder.dagId] = (result[holder.dagId] ?? 0) + 1;
     return result;
+  }
+
+  /** Queued (sent, not yet started) TIs per pool and per DAG: the executor's backlog. */
+  queuedBacklog(): { byPool: Record<string, number>; byDag: Record<string, number> } {
+    const byPool: Record<string, number> = {};
+    const byDag: Record<string, number> = {};
+    for (const holder of this.#holders.values()) {
+      if (!holder.queued) continue;
+      byPool[holder.pool] = (byPool[holder.pool] ?? 0) + 1;
+      byDag[holder.dagId] = (byDag[holder.dagId] ?? 0) + 1;
+    }
+    return { byPool, byDag };
   }
 
   get size(): number {

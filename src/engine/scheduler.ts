@@ -20,6 +20,7 @@ import type { TaskWorkload } from './messages.ts';
 import { OccupancyLedger } from './occupancy.ts';
 import { createDueRuns } from './schedules.ts';
 import type { TaskTokenSigner } from './tokens.ts';
+import { runId, WaitingRuns } from './waiting-runs.ts';
 
 /** Wakes a run's scheduling at a future moment (a retry coming due); durable timers on AWS. */
 export interface WakeTimers {
@@ -51,6 +52,7 @@ const TASK_QUEUE_OF = { high: 'tasks_high', default: 'tasks_default', low: 'task
 export class Scheduler {
   readonly #deps: SchedulerDeps;
   readonly #ledger = new OccupancyLedger();
+  readonly #waiting = new WaitingRuns();
   readonly #dagRecords = new Map<string, DagRecord>();
   #reconcileCursor: string | undefined;
   #exclusive: Promise<unknown> = Promise.resolve();
@@ -89,10 +91,21 @@ export class Scheduler {
 
   /** Schedules each distinct run once, one run at a time so admission sees every slot it took. */
   async handleRequests(runs: readonly DagRunKey[]): Promise<void> {
-    const distinct = new Map(runs.map((run) => [`${run.dagId}\u0000${run.runId}`, run]));
+    const distinct = new Map(runs.map((run) => [runId(run), run]));
     await this.#serially(async () => {
       for (const run of distinct.values()) await this.#processRunSafely(run);
+      await this.#offerFreedSlots(new Set(distinct.keys()));
     });
+  }
+
+  /** Gives slots freed during this batch to runs that were waiting for them. */
+  async #offerFreedSlots(processed: Set<string>): Promise<void> {
+    for (let round = 0; round < this.#deps.settings.maxRunsPerPass; round += 1) {
+      const [next] = this.#waiting.due(this.#ledger, this.#deps.settings.pools, processed);
+      if (!next) return;
+      processed.add(runId(next));
+      await this.#processRunSafely(next);
+    }
   }
 
   /** The periodic pass: creates due scheduled runs, then reconciles a bounded slice of active runs. */
@@ -114,6 +127,7 @@ export class Scheduler {
         else running += 1;
         await this.#processRunSafely(key);
       }
+      await this.#offerFreedSlots(new Set(page.items.map(runId)));
       if (!this.#reconcileCursor) {
         this.#deps.metrics.gauge('dag_runs.queued', queued);
         this.#deps.metrics.gauge('dag_runs.running', running);
@@ -156,6 +170,7 @@ export class Scheduler {
     this.#ledger.observe(snapshot.taskInstances);
     if (snapshot.run.state === 'success' || snapshot.run.state === 'failed') {
       this.#ledger.forgetRun(key.dagId, key.runId);
+      this.#waiting.forget(key);
       return true;
     }
     const dagRecord = this.#dagRecords.get(key.dagId) ?? (await store.getDag(key.dagId));
@@ -252,6 +267,7 @@ export class Scheduler {
         });
       }
     }
+    this.#waiting.update(run, admission.starving, dag.maxActiveTasks);
     await this.#queue(run, admission.admitted, nowMs);
 
     if (evaluation.runState) {

@@ -63,7 +63,13 @@ export class WorkerPool {
     return this.#workerId;
   }
 
+  /** Starts one task runner process per slot up front, then takes work. */
   start(): void {
+    if (this.#loop === null) {
+      for (let slot = this.#idle.length; slot < this.#options.slots; slot += 1) {
+        this.#idle.push(new RunnerProcess({ cwd: this.#options.cwd ?? process.cwd() }));
+      }
+    }
     this.#loop ??= this.#receiveLoop().catch((error: unknown) => {
       this.#options.log.error('Worker receive loop stopped', { error });
     });
