@@ -62,6 +62,26 @@ describe('Scheduler pools', () => {
     expect(await h.queuedTaskIds(second)).toEqual([]);
   });
 
+  it('gives a slot freed by one run to a run waiting for that pool, in the same batch', async () => {
+    const [versioned] = await h.register(pooledDag('small'));
+    const first = await h.createRun(versioned!, { runId: 'first' });
+    const second = await h.createRun(versioned!, { runId: 'second' });
+    await h.scheduler.handleRequests([first, second]);
+    await h.drainWorkloads();
+    // The first run has queued nothing more of its own, so its freed slot can only go to the second.
+    const allOfFirst = FIVE.map((id) => tiKey(first, id));
+    for (const key of allOfFirst.slice(0, 2)) await h.succeed(key);
+
+    await h.scheduler.handleRequests([first]);
+
+    expect(await h.queuedTaskIds(first)).toEqual(['p2', 'p3']);
+    expect(await h.queuedTaskIds(second)).toEqual([]);
+    for (const key of allOfFirst.slice(2, 4)) await h.succeed(key);
+    await h.scheduler.handleRequests([first]);
+    expect(await h.queuedTaskIds(first)).toEqual(['p4']);
+    expect(await h.queuedTaskIds(second)).toEqual(['p0']);
+  });
+
   it('leaves unqueued a task instance that asks for an unknown pool', async () => {
     const [versioned] = await h.register(pooledDag('nowhere'));
     const run = await h.createRun(versioned!);
