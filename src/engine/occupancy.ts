@@ -17,11 +17,15 @@ interface Holder {
  */
 export class OccupancyLedger {
   readonly #holders = new Map<string, Holder>();
+  /** Deferred TIs hold no slot, but are counted for the `ti.deferred` gauge. */
+  readonly #deferred = new Set<string>();
 
   /** Refreshes the entries of these TIs from their current state. */
   observe(taskInstances: Iterable<TaskInstance>): void {
     for (const ti of taskInstances) {
       const id = holderId(ti);
+      if (ti.state === 'deferred') this.#deferred.add(id);
+      else this.#deferred.delete(id);
       if (OCCUPYING_TI_STATES.has(ti.state)) {
         this.#holders.set(id, {
           dagId: ti.dagId,
@@ -39,10 +43,19 @@ export class OccupancyLedger {
   forgetRun(dagId: string, runId: string): void {
     const prefix = `${dagId}\u0000${runId}\u0000`;
     for (const id of this.#holders.keys()) if (id.startsWith(prefix)) this.#holders.delete(id);
+    for (const id of this.#deferred) if (id.startsWith(prefix)) this.#deferred.delete(id);
   }
 
   clear(): void {
     this.#holders.clear();
+    this.#deferred.clear();
+  }
+
+  /** TIs by state among those the ledger tracks: the `ti.queued`, `ti.running`, `ti.deferred` gauges. */
+  stateCounts(): { queued: number; running: number; deferred: number } {
+    let queued = 0;
+    for (const holder of this.#holders.values()) if (holder.queued) queued += 1;
+    return { queued, running: this.#holders.size - queued, deferred: this.#deferred.size };
   }
 
   poolOccupancy(): Record<string, number> {

@@ -59,6 +59,10 @@ export class Scheduler {
 
   constructor(deps: SchedulerDeps) {
     this.#deps = deps;
+    deps.metrics.addSource(() => {
+      const counts = this.#ledger.stateCounts();
+      return { 'ti.queued': counts.queued, 'ti.running': counts.running, 'ti.deferred': counts.deferred };
+    });
   }
 
   /**
