@@ -1,5 +1,6 @@
 import type { Settings } from '#config/settings.ts';
 import { admitTaskInstances } from '#core/admission.ts';
+import { mapConcurrently } from '#core/concurrency.ts';
 import {
   type DagRun,
   type DagRunKey,
@@ -41,6 +42,9 @@ export interface SchedulerDeps {
   log: Logger;
   now: () => number;
 }
+
+/** Store writes one pass keeps in flight: one queue batch (SQS sends at most 10 per call). */
+const WRITE_CONCURRENCY = 10;
 
 const TASK_QUEUE_OF = { high: 'tasks_high', default: 'tasks_default', low: 'tasks_low' } as const;
 
@@ -236,14 +240,12 @@ export class Scheduler {
       await this.#processRun(run);
       return;
     }
-    await Promise.all(
-      evaluation.finalize.map((change) =>
-        ignoreConflict(
-          store.transitionTaskInstance(
-            change.key,
-            { state: change.from, tryNumber: change.tryNumber },
-            { state: change.to, endDate: new Date(nowMs).toISOString() },
-          ),
+    await mapConcurrently(evaluation.finalize, WRITE_CONCURRENCY, (change) =>
+      ignoreConflict(
+        store.transitionTaskInstance(
+          change.key,
+          { state: change.from, tryNumber: change.tryNumber },
+          { state: change.to, endDate: new Date(nowMs).toISOString() },
         ),
       ),
     );
@@ -360,36 +362,43 @@ export class Scheduler {
     return taskInstances.map((ti) => updated.get(ti) ?? ti);
   }
 
-  /** none/scheduled/up_for_retry → queued with the next try number, then one batched send per queue. */
+  /**
+   * none/scheduled/up_for_retry → queued with the next try number. Written a batch at a time and
+   * sent as soon as each batch is written, so workers start on the first TIs while the rest are
+   * still being written, and no burst of writes holds up other requests to the store.
+   */
   async #queue(run: DagRun, admitted: TaskInstance[], nowMs: number): Promise<void> {
     if (admitted.length === 0) return;
     const queuedAt = new Date(nowMs).toISOString();
-    const results = await Promise.all(
-      admitted.map((ti) =>
-        ignoreConflict(
-          this.#deps.store.transitionTaskInstance(
-            ti,
-            { state: ti.state, tryNumber: ti.tryNumber },
-            {
-              state: 'queued',
-              tryNumber: ti.tryNumber + 1,
-              queuedAt,
-              startDate: null,
-              endDate: null,
-              durationMs: null,
-              nextRetryAt: null,
-              heartbeatAt: null,
-              errorMessage: null,
-            },
+    const dag = await this.#deps.dags.get(run.dagId, run.dagVersion);
+    for (let start = 0; start < admitted.length; start += WRITE_CONCURRENCY) {
+      const batch = admitted.slice(start, start + WRITE_CONCURRENCY);
+      const results = await Promise.all(
+        batch.map((ti) =>
+          ignoreConflict(
+            this.#deps.store.transitionTaskInstance(
+              ti,
+              { state: ti.state, tryNumber: ti.tryNumber },
+              {
+                state: 'queued',
+                tryNumber: ti.tryNumber + 1,
+                queuedAt,
+                startDate: null,
+                endDate: null,
+                durationMs: null,
+                nextRetryAt: null,
+                heartbeatAt: null,
+                errorMessage: null,
+              },
+            ),
           ),
         ),
-      ),
-    );
-    const queued = results.filter((ti): ti is TaskInstance => ti !== undefined);
-    this.#ledger.observe(queued);
-    this.#deps.metrics.increment('ti.scheduled', queued.length);
-    const dag = await this.#deps.dags.get(run.dagId, run.dagVersion);
-    await this.#sendWorkloads(run, queued, dag);
+      );
+      const queued = results.filter((ti): ti is TaskInstance => ti !== undefined);
+      this.#ledger.observe(queued);
+      this.#deps.metrics.increment('ti.scheduled', queued.length);
+      await this.#sendWorkloads(run, queued, dag);
+    }
   }
 
   async #sendWorkloads(run: DagRun, taskInstances: TaskInstance[], dag: SerializedDag): Promise<void> {

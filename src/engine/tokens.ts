@@ -6,6 +6,8 @@ export interface TaskTokenClaims extends TaskInstanceKey {
   tryNumber: number;
 }
 
+const VERIFIED_CACHE_SIZE = 10_000;
+
 export class InvalidTokenError extends Error {
   override name = 'InvalidTokenError';
 }
@@ -17,6 +19,8 @@ export class InvalidTokenError extends Error {
 export class TaskTokenSigner {
   readonly #secret: string;
   readonly #ttlSeconds: number;
+  /** Tokens already verified, with their expiry: a try's start, heartbeats and report reuse one token. */
+  readonly #verified = new Map<string, { claims: TaskTokenClaims; expiresAtMs: number }>();
 
   constructor(secret: string, ttlSeconds: number) {
     if (secret.length < 32) throw new Error('The Execution API token secret must be at least 32 characters');
@@ -42,7 +46,9 @@ export class TaskTokenSigner {
     );
   }
 
-  async check(token: string): Promise<TaskTokenClaims> {
+  async check(token: string, nowMs = Date.now()): Promise<TaskTokenClaims> {
+    const known = this.#verified.get(token);
+    if (known && known.expiresAtMs > nowMs) return known.claims;
     let payload: Record<string, unknown>;
     try {
       payload = await Jwt.verify(token, this.#secret, 'HS256');
@@ -62,6 +68,18 @@ export class TaskTokenSigner {
     ) {
       throw new InvalidTokenError('Task token is missing its task instance claims');
     }
-    return { dagId: dag_id, runId: run_id, taskId: task_id, mapIndex: map_index, tryNumber: try_number };
+    const claims = {
+      dagId: dag_id,
+      runId: run_id,
+      taskId: task_id,
+      mapIndex: map_index,
+      tryNumber: try_number,
+    };
+    if (typeof payload.exp === 'number') {
+      if (this.#verified.size >= VERIFIED_CACHE_SIZE)
+        this.#verified.delete(this.#verified.keys().next().value as string);
+      this.#verified.set(token, { claims, expiresAtMs: payload.exp * 1000 });
+    }
+    return claims;
   }
 }
