@@ -77,6 +77,8 @@ export function createApi(deps: ApiDeps): ApiApp {
 
   app.get('/api/v2/monitor/health', (c) => c.json({ status: 'healthy' }));
   app.use('/api/v2/*', async (c, next) => {
+    // The API's own description is public, like Airflow's; everything else needs the token.
+    if (c.req.path === '/api/v2/openapi.json') return next();
     if (!bearerMatches(c.req.header('authorization'), deps.apiToken)) {
       return c.json({ detail: 'Missing or invalid bearer token', status: 401 }, 401, {
         'WWW-Authenticate': 'Bearer',

@@ -1,5 +1,6 @@
 import { Command, CommanderError } from 'commander';
 import { SettingsError } from '#config/settings.ts';
+import { StandaloneError } from '#standalone/errors.ts';
 import { CliContext, type CliIo } from './context.ts';
 import { registerDagCommands } from './dag-commands.ts';
 import { ApiRequestError, CliError } from './errors.ts';
@@ -46,7 +47,9 @@ export function buildProgram(ctx: CliContext): Command {
 
   program
     .command('standalone')
-    .description('Run the scheduler, API, workers and triggerer on this machine (what `npm start` runs)')
+    .description(
+      'Run the API, scheduler and workers on this machine with the embedded store (what `npm start` runs)',
+    )
     .action(async () => {
       const { runStandalone } = await import('#standalone/main.ts');
       await runStandalone(ctx.settings);
@@ -72,7 +75,7 @@ function reportError(ctx: CliContext, error: unknown): number {
     }
     return EXIT_ERROR;
   }
-  if (error instanceof CliError || error instanceof SettingsError) {
+  if (error instanceof CliError || error instanceof SettingsError || error instanceof StandaloneError) {
     ctx.warn(`Error: ${error.message}`);
     return EXIT_ERROR;
   }

@@ -143,6 +143,9 @@ export function loadSettings(env: NodeJS.ProcessEnv = process.env, cwd = process
   const parsed = settingsSchema.safeParse(raw);
   if (!parsed.success) {
     const problems = parsed.error.issues.map((issue) => {
+      if (issue.code === 'unrecognized_keys') {
+        return `unknown setting${issue.keys.length > 1 ? 's' : ''} ${issue.keys.join(', ')} in ${configPath}`;
+      }
       const key = issue.path.join('.');
       const variable = SETTING_ENV_VARS[issue.path[0] as keyof Settings];
       return `${key}${variable ? ` (${variable})` : ''}: ${issue.message}`;

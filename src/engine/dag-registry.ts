@@ -1,5 +1,6 @@
 import { describeSchedule } from '#core/schedule.ts';
 import type { VersionedDag } from '#core/serialized-dag.ts';
+import { StoreError } from '#store/errors.ts';
 import type { DagRecord, ImportError, Store } from '#store/port.ts';
 import type { Logger } from './logger.ts';
 import { firstRunAt } from './schedules.ts';
@@ -24,9 +25,18 @@ export async function registerDags(
   const nowMs = deps.now();
   const now = new Date(nowMs).toISOString();
   const seen = new Set<string>();
+  const errors = [...parsed.errors];
   for (const { dag, versionHash } of parsed.dags) {
     seen.add(dag.dagId);
-    await store.putSerializedDag(versionHash, dag);
+    try {
+      await store.putSerializedDag(versionHash, dag);
+    } catch (error) {
+      // Too large for the store, for example: reported like a file that failed to load.
+      if (!(error instanceof StoreError)) throw error;
+      errors.push({ fileloc: dag.fileloc, message: `DAG ${dag.dagId} cannot be stored: ${error.message}` });
+      seen.delete(dag.dagId);
+      continue;
+    }
     const existing = await store.getDag(dag.dagId);
     const scheduleExpression = dag.schedule ? describeSchedule(dag.schedule) : null;
     const record = await store.upsertDag({
@@ -55,16 +65,17 @@ export async function registerDags(
       deps.log.info('DAG changed: new version', { dagId: dag.dagId, version: versionHash });
     }
   }
-  const failedFiles = new Set(parsed.errors.map((error) => error.fileloc));
+  const failedFiles = new Set(errors.map((error) => error.fileloc));
   for (const record of await allDags(store)) {
     if (seen.has(record.dagId) || !record.isActive || failedFiles.has(record.fileloc)) continue;
     await store.updateDag(record.dagId, { isActive: false });
     deps.log.info('DAG is no longer defined; marked inactive', { dagId: record.dagId });
   }
-  const errors: ImportError[] = parsed.errors.map((error) => ({ ...error, timestamp: now }));
-  for (const error of errors)
+  const importErrors: ImportError[] = errors.map((error) => ({ ...error, timestamp: now }));
+  for (const error of importErrors) {
     deps.log.error('DAG file failed to load', { fileloc: error.fileloc, error: error.message });
-  await store.replaceImportErrors(errors);
+  }
+  await store.replaceImportErrors(importErrors);
 }
 
 async function allDags(store: Store): Promise<DagRecord[]> {

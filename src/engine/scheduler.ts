@@ -59,6 +59,9 @@ export class Scheduler {
   readonly #waiting = new WaitingRuns();
   readonly #dagRecords = new Map<string, DagRecord>();
   #reconcileCursor: string | undefined;
+  readonly #activeRunCounts = { queued: 0, running: 0 };
+  /** TIs already reported as unable to run for want of a pool, so the warning is logged once. */
+  readonly #reportedPoolProblems = new Set<string>();
   #exclusive: Promise<unknown> = Promise.resolve();
 
   constructor(deps: SchedulerDeps) {
@@ -127,18 +130,18 @@ export class Scheduler {
         limit: settings.maxRunsPerPass,
         cursor: this.#reconcileCursor,
       });
+      const counts = this.#activeRunCounts;
+      if (this.#reconcileCursor === undefined) [counts.queued, counts.running] = [0, 0];
       this.#reconcileCursor = page.nextCursor;
-      let queued = 0;
-      let running = 0;
       for (const key of page.items) {
-        if (key.state === 'queued') queued += 1;
-        else running += 1;
+        counts[key.state === 'queued' ? 'queued' : 'running'] += 1;
         await this.#processRunSafely(key);
       }
       await this.#offerFreedSlots(new Set(page.items.map(runId)));
+      // Published once the cursor has gone round every active run.
       if (!this.#reconcileCursor) {
-        this.#deps.metrics.gauge('dag_runs.queued', queued);
-        this.#deps.metrics.gauge('dag_runs.running', running);
+        this.#deps.metrics.gauge('dag_runs.queued', counts.queued);
+        this.#deps.metrics.gauge('dag_runs.running', counts.running);
       }
     });
   }
@@ -265,13 +268,18 @@ export class Scheduler {
     metrics.gauge('scheduler.tasks.executable', evaluation.ready.length);
     metrics.gauge('scheduler.tasks.starving', admission.starving.length);
     for (const starving of admission.starving) {
-      if (starving.reason === 'unknown_pool' || starving.reason === 'pool_full') {
-        this.#deps.log.debug('Task instance waits for a pool slot', {
-          ti: formatTaskInstanceKey(starving.ti),
-          pool: starving.ti.pool,
-          reason: starving.reason,
-        });
-      }
+      if (starving.reason !== 'unknown_pool' && starving.reason !== 'pool_too_small') continue;
+      const id = `${formatTaskInstanceKey(starving.ti)}@${starving.ti.tryNumber}`;
+      if (this.#reportedPoolProblems.has(id)) continue;
+      if (this.#reportedPoolProblems.size > 10_000) this.#reportedPoolProblems.clear();
+      this.#reportedPoolProblems.add(id);
+      const slots = this.#deps.settings.pools[starving.ti.pool];
+      this.#deps.log.warn(
+        starving.reason === 'unknown_pool'
+          ? `Task instance cannot run: pool ${starving.ti.pool} is not configured (UPDRAFT_POOLS)`
+          : `Task instance cannot run: it needs ${starving.ti.poolSlots} slots of pool ${starving.ti.pool}, which has ${slots}`,
+        { ti: formatTaskInstanceKey(starving.ti) },
+      );
     }
     this.#waiting.update(run, admission.starving, dag.maxActiveTasks);
     await this.#queue(run, admission.admitted, nowMs);

@@ -29,6 +29,7 @@ import { instrumentClient, type RequestCounter } from '#store/instrument.ts';
 import type { Store } from '#store/port.ts';
 import { ExecutionClient } from '#worker/execution-client.ts';
 import { WorkerPool } from '#worker/pool.ts';
+import { StandaloneError } from './errors.ts';
 import { parseDagsFolder } from './parse-dags.ts';
 
 export const TABLE_NAME = 'updraft';
@@ -146,7 +147,7 @@ export async function startStandalone(settings: Settings, options: StandaloneOpt
   workers.start();
 
   const stopLoop = new AbortController();
-  const loop = schedulerLoop(queues.scheduler, scheduler, stopLoop.signal, log);
+  const loop = schedulerLoop(queues.scheduler, scheduler, stopLoop.signal, log, settings.schedulerBatchSize);
   const background = new BackgroundTasks(log);
   background.every(settings.schedulerTickMs, () => scheduler.tick());
   if (settings.dagRefreshIntervalMs > 0) background.every(settings.dagRefreshIntervalMs, refreshDags);
@@ -169,18 +170,24 @@ export async function startStandalone(settings: Settings, options: StandaloneOpt
     refreshDags,
     async stop() {
       background.stop();
+      log.info('DBG workers.stop');
       await workers.stop();
+      log.info('DBG notifier.drain');
       await notifier.drain();
       stopLoop.abort();
+      log.info('DBG loop');
       await loop;
       timers.stop();
       closeQueues();
+      log.info('DBG server');
       await new Promise<void>((resolve) => {
         server.close(() => resolve());
         server.closeAllConnections();
       });
       dynamoClient.destroy();
+      log.info('DBG dynamo');
       await dynamo.close();
+      log.info('DBG done');
     },
   };
 }
@@ -219,10 +226,11 @@ async function schedulerLoop(
   scheduler: Scheduler,
   signal: AbortSignal,
   log: Logger,
+  batchSize: number,
 ): Promise<void> {
   while (!signal.aborted) {
     try {
-      const messages = await queue.receive({ maxMessages: 10, waitTimeMs: 5_000, signal });
+      const messages = await queue.receive({ maxMessages: batchSize, waitTimeMs: 5_000, signal });
       if (messages.length === 0) continue;
       const runs: DagRunKey[] = [];
       for (const message of messages) {

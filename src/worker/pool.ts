@@ -79,10 +79,13 @@ export class WorkerPool {
   async stop(): Promise<void> {
     this.#stopping = true;
     this.#loopAbort.abort();
+    this.#options.log.info('DBG awaiting loop');
     await this.#loop;
+    this.#options.log.info('DBG loop done', { running: this.#running.size });
     const running = [...this.#running.values()];
     const grace = new Promise((resolve) => setTimeout(resolve, this.#options.shutdownGraceMs).unref());
     await Promise.race([Promise.all(running.map((entry) => entry.done)), grace]);
+    this.#options.log.info('DBG grace over');
     for (const entry of this.#running.values()) entry.stop.abort('handed_back');
     await Promise.all([...this.#running.values()].map((entry) => entry.done));
     for (const runner of this.#idle.splice(0)) runner.kill();
@@ -196,7 +199,9 @@ export class WorkerPool {
       await queue.delete([message.receiptHandle]);
       return;
     }
+    log.info('DBG started', { key });
     await this.#deletes.delete(queue, message.receiptHandle);
+    log.info('DBG deleted', { key });
 
     const logs = new LogBuffer();
     const heartbeat = setInterval(() => {
@@ -227,7 +232,9 @@ export class WorkerPool {
           return text === undefined ? null : (JSON.parse(text) as unknown);
         }),
       );
+      log.info('DBG args', { key });
       outcome = await this.#runInProcess(workload, started, args, logs, stop.signal);
+      log.info('DBG outcome', { key, outcome });
     } catch (error) {
       outcome = { kind: 'error', message: (error as Error).message };
     } finally {
@@ -319,12 +326,21 @@ function toFinishBody(outcome: RunnerOutcome): FinishBody {
     case 'success':
       return { state: 'success', xcom: outcome.xcom, follow_task_ids: outcome.followTaskIds };
     case 'skipped':
-      return { state: 'skipped', reason: outcome.reason };
+      return { state: 'skipped', reason: truncate(outcome.reason) };
     case 'failed_no_retry':
-      return { state: 'failed', error_message: outcome.reason, retryable: false };
+      return { state: 'failed', error_message: truncate(outcome.reason), retryable: false };
     case 'error':
-      return { state: 'failed', error_message: outcome.message, retryable: true };
+      return { state: 'failed', error_message: truncate(outcome.message), retryable: true };
   }
+}
+
+/** The Execution API keeps error messages to 10,000 characters; the full text is in the try's log. */
+const MAX_ERROR_MESSAGE = 10_000;
+
+function truncate(message: string): string {
+  if (message.length <= MAX_ERROR_MESSAGE) return message;
+  const notice = '… [truncated; see the log of this try]';
+  return message.slice(0, MAX_ERROR_MESSAGE - notice.length) + notice;
 }
 
 /** Log text waiting to be sent with the next heartbeat or the final report. */

@@ -262,6 +262,11 @@ describe('OpenAPI document', () => {
       expect.arrayContaining(['/api/v2/dags/{dag_id}/dagRuns', '/execution/task-instances/{ti_id}/run']),
     );
   });
+
+  it('is served without a token, while the routes it describes still need one', async () => {
+    expect((await api.request('GET', '/api/v2/openapi.json', undefined, null)).status).toBe(200);
+    expect((await api.request('GET', '/api/v2/dags', undefined, null)).status).toBe(401);
+  });
 });
 
 describe('metrics endpoint', () => {
