@@ -6,6 +6,7 @@
  *     the DynamoDB client and the queue port.
  * JSON on stdout, a readable table on stderr.
  */
+import { readdirSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -73,7 +74,39 @@ async function waitForRuns(runs: DagRunKey[], timeoutMs: number): Promise<void> 
 }
 
 function snapshotCosts() {
-  return { store: counter.snapshot(), queues: countQueueOperations(standalone.queues) };
+  return {
+    store: counter.snapshot(),
+    queues: countQueueOperations(standalone.queues),
+    cpu: { main: process.cpuUsage(), children: childrenCpuMs() },
+  };
+}
+
+/** CPU milliseconds used so far by this process's children (store server, task runners), from /proc. */
+function childrenCpuMs(): Record<string, number> {
+  const result: Record<string, number> = {};
+  let entries: string[];
+  try {
+    entries = readdirSync('/proc').filter((name) => /^\d+$/.test(name));
+  } catch {
+    return result;
+  }
+  for (const pid of entries) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      if (Number(fields[1]) !== process.pid) continue;
+      const command = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+      const kind = command.includes('embedded-server')
+        ? 'store_server'
+        : command.includes('task-runner')
+          ? 'task_runners'
+          : 'other';
+      result[kind] = (result[kind] ?? 0) + ((Number(fields[11]) + Number(fields[12])) * 1000) / 100;
+    } catch {
+      // The process ended while we read it.
+    }
+  }
+  return result;
 }
 
 function perTi(
@@ -94,7 +127,18 @@ function perTi(
   const queueTotal = Object.entries(queueByKind)
     .filter(([kind]) => kind !== 'stats')
     .reduce((sum, [, value]) => sum + value, 0);
+  const cpuMsPerTi: Record<string, number> = {
+    main: round(
+      (after.cpu.main.user + after.cpu.main.system - before.cpu.main.user - before.cpu.main.system) /
+        1000 /
+        tis,
+    ),
+  };
+  for (const [kind, ms] of Object.entries(after.cpu.children)) {
+    cpuMsPerTi[kind] = round((ms - (before.cpu.children[kind] ?? 0)) / tis);
+  }
   return {
+    cpu_ms_per_ti: cpuMsPerTi,
     store_reads_per_ti: round((after.store.reads - before.store.reads) / tis),
     store_writes_per_ti: round((after.store.writes - before.store.writes) / tis),
     store_requests_by_operation_per_ti: byOperation,

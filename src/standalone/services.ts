@@ -71,7 +71,7 @@ export async function startStandalone(settings: Settings, options: StandaloneOpt
   const dynamo = await startEmbeddedDynamoProcess(
     options.inMemoryStore ? {} : { path: join(settings.home, 'store') },
   );
-  const dynamoClient = createDynamoClient({ endpoint: dynamo.endpoint });
+  const dynamoClient = createDynamoClient({ endpoint: dynamo.endpoint, embedded: true });
   if (options.requestCounter) instrumentClient(dynamoClient, options.requestCounter);
   await ensureTable(dynamoClient, TABLE_NAME);
   const store = new DynamoStore({ client: toDocumentClient(dynamoClient), tableName: TABLE_NAME });
@@ -134,7 +134,9 @@ export async function startStandalone(settings: Settings, options: StandaloneOpt
 
   const workers = new WorkerPool({
     queues: [queues.tasks_high, queues.tasks_default, queues.tasks_low],
-    client: new ExecutionClient(apiUrl),
+    client: new ExecutionClient(apiUrl, {
+      fetch: (input, init) => Promise.resolve(api.fetch(new Request(input, init))),
+    }),
     slots: settings.workerSlots,
     dagsFolder: settings.dagsFolder,
     heartbeatIntervalMs: settings.heartbeatIntervalMs,
@@ -170,24 +172,18 @@ export async function startStandalone(settings: Settings, options: StandaloneOpt
     refreshDags,
     async stop() {
       background.stop();
-      log.info('DBG workers.stop');
       await workers.stop();
-      log.info('DBG notifier.drain');
       await notifier.drain();
       stopLoop.abort();
-      log.info('DBG loop');
       await loop;
       timers.stop();
       closeQueues();
-      log.info('DBG server');
       await new Promise<void>((resolve) => {
         server.close(() => resolve());
         server.closeAllConnections();
       });
       dynamoClient.destroy();
-      log.info('DBG dynamo');
       await dynamo.close();
-      log.info('DBG done');
     },
   };
 }
@@ -212,7 +208,7 @@ async function listen(api: ApiApp, settings: Settings): Promise<Server> {
     server.once('error', (error: NodeJS.ErrnoException) => {
       reject(
         error.code === 'EADDRINUSE'
-          ? new Error(
+          ? new StandaloneError(
               `Port ${settings.port} on ${settings.host} is in use: stop the other process or set PORT`,
             )
           : error,

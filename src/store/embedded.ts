@@ -56,6 +56,9 @@ export async function startEmbeddedDynamoProcess(
   const child = fork(entry, options.path === undefined ? [] : [options.path], {
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     execArgv: ['--disable-warning=ExperimentalWarning'],
+    // Out of the terminal's process group: on Ctrl-C the parent still needs the store for its
+    // graceful stop (handing tries back), and closes it by disconnecting when done.
+    detached: true,
   });
   const endpoint = await new Promise<string>((resolve, reject) => {
     child.once('error', reject);
@@ -69,7 +72,8 @@ export async function startEmbeddedDynamoProcess(
     endpoint,
     close: () =>
       new Promise<void>((resolve) => {
-        if (child.exitCode !== null) return resolve();
+        // A child killed by a signal has a signalCode and no exitCode; its 'exit' has already fired.
+        if (child.exitCode !== null || child.signalCode !== null) return resolve();
         child.once('exit', () => resolve());
         child.disconnect();
       }),
@@ -147,10 +151,14 @@ export async function ensureTable(client: DynamoDBClient, tableName: string): Pr
 }
 
 /**
- * A DynamoDB client. With an endpoint (the embedded server, LocalStack) it signs with fixed
- * dummy credentials; without one it uses the default AWS credential chain and region.
+ * A DynamoDB client. With an endpoint (the embedded server, LocalStack) it uses fixed dummy
+ * credentials; without one, the default AWS credential chain and region. `embedded: true` marks
+ * the embedded server, which checks that requests carry an AWS4 Authorization header but never
+ * verifies the signature: such requests get a fixed header instead of a computed signature.
  */
-export function createDynamoClient(options: { endpoint?: string; region?: string } = {}): DynamoDBClient {
+export function createDynamoClient(
+  options: { endpoint?: string; region?: string; embedded?: boolean } = {},
+): DynamoDBClient {
   return new DynamoDBClient({
     maxAttempts: 5,
     ...(options.region === undefined ? {} : { region: options.region }),
@@ -161,8 +169,18 @@ export function createDynamoClient(options: { endpoint?: string; region?: string
           region: options.region ?? 'us-east-1',
           credentials: { accessKeyId: 'local', secretAccessKey: 'local' },
         }),
+    ...(options.embedded ? { signer: embeddedServerSigner } : {}),
   });
 }
+
+const embeddedServerSigner = {
+  async sign<T extends { headers: Record<string, string> }>(request: T): Promise<T> {
+    request.headers.authorization =
+      'AWS4-HMAC-SHA256 Credential=local/20260101/us-east-1/dynamodb/aws4_request, SignedHeaders=host, Signature=0';
+    request.headers['x-amz-date'] = '20260101T000000Z';
+    return request;
+  },
+};
 
 /** Wraps a client for the store: native values in and out, undefined fields left out of items. */
 export function toDocumentClient(client: DynamoDBClient): DynamoDBDocumentClient {

@@ -49,10 +49,16 @@ const TRANSIENT_STATUS = new Set([408, 429, 500, 502, 503, 504]);
 export class ExecutionClient {
   readonly #baseUrl: string;
   readonly #attempts: number;
+  readonly #fetch: typeof fetch;
 
-  constructor(baseUrl: string, options: { attempts?: number } = {}) {
+  /**
+   * `fetch` defaults to the global one (HTTP). Standalone passes its API's own `fetch`, which
+   * serves the request through the same router, authentication and validation without a socket.
+   */
+  constructor(baseUrl: string, options: { attempts?: number; fetch?: typeof fetch } = {}) {
     this.#baseUrl = baseUrl.replace(/\/$/, '');
     this.#attempts = options.attempts ?? 5;
+    this.#fetch = options.fetch ?? fetch;
   }
 
   start(token: string, key: TaskInstanceKey, worker: { hostname: string; worker_id: string; pid: number }) {
@@ -89,7 +95,7 @@ export class ExecutionClient {
     let lastError: unknown;
     for (let attempt = 1; attempt <= this.#attempts; attempt += 1) {
       try {
-        const response = await fetch(`${this.#baseUrl}${path}`, {
+        const response = await this.#fetch(`${this.#baseUrl}${path}`, {
           method,
           headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
           body: body === undefined ? undefined : JSON.stringify(body),

@@ -79,13 +79,10 @@ export class WorkerPool {
   async stop(): Promise<void> {
     this.#stopping = true;
     this.#loopAbort.abort();
-    this.#options.log.info('DBG awaiting loop');
     await this.#loop;
-    this.#options.log.info('DBG loop done', { running: this.#running.size });
     const running = [...this.#running.values()];
     const grace = new Promise((resolve) => setTimeout(resolve, this.#options.shutdownGraceMs).unref());
     await Promise.race([Promise.all(running.map((entry) => entry.done)), grace]);
-    this.#options.log.info('DBG grace over');
     for (const entry of this.#running.values()) entry.stop.abort('handed_back');
     await Promise.all([...this.#running.values()].map((entry) => entry.done));
     for (const runner of this.#idle.splice(0)) runner.kill();
@@ -199,9 +196,10 @@ export class WorkerPool {
       await queue.delete([message.receiptHandle]);
       return;
     }
-    log.info('DBG started', { key });
-    await this.#deletes.delete(queue, message.receiptHandle);
-    log.info('DBG deleted', { key });
+    // The start made the store the owner of this try; the delete need not hold up the task.
+    this.#deletes.delete(queue, message.receiptHandle).catch((error: unknown) => {
+      log.warn('Deleting a started workload failed; its redelivery will be refused', { error });
+    });
 
     const logs = new LogBuffer();
     const heartbeat = setInterval(() => {
@@ -232,9 +230,7 @@ export class WorkerPool {
           return text === undefined ? null : (JSON.parse(text) as unknown);
         }),
       );
-      log.info('DBG args', { key });
       outcome = await this.#runInProcess(workload, started, args, logs, stop.signal);
-      log.info('DBG outcome', { key, outcome });
     } catch (error) {
       outcome = { kind: 'error', message: (error as Error).message };
     } finally {

@@ -17,7 +17,7 @@ export interface StoreHarness {
 
 export async function startStoreHarness(): Promise<StoreHarness> {
   const server = await startEmbeddedDynamo();
-  const client = createDynamoClient({ endpoint: server.endpoint });
+  const client = createDynamoClient({ endpoint: server.endpoint, embedded: true });
   const documentClient = toDocumentClient(client);
   let tables = 0;
   return {
