@@ -157,6 +157,22 @@ export const clearTaskInstancesBody = z
 
 export const logSchema = z.object({ content: z.string() }).openapi('TaskLog');
 
+export const xcomEntryParams = taskParams.extend({ xcom_key: z.string().min(1).max(250) });
+
+export const xcomEntrySchema = z
+  .object({
+    key: z.string(),
+    value: z.unknown().openapi({
+      description:
+        'The XCom parsed from its stored JSON text (a text that is not JSON comes back as a string)',
+    }),
+    dag_id: z.string(),
+    dag_run_id: z.string(),
+    task_id: z.string(),
+    map_index: z.number().int(),
+  })
+  .openapi('XComEntry');
+
 export const metricsSchema = z
   .object({ gauges: z.record(z.string(), z.number()), counters: z.record(z.string(), z.number()) })
   .openapi('Metrics');

@@ -13,6 +13,8 @@ import {
   taskInstanceCollectionSchema,
   taskInstanceSchema,
   taskParams,
+  xcomEntryParams,
+  xcomEntrySchema,
 } from './schemas.ts';
 import { taskInstanceToWire } from './serializers.ts';
 
@@ -103,6 +105,36 @@ export function registerTaskRoutes(app: OpenAPIHono, deps: ApiDeps): void {
 
   app.openapi(
     createRoute({
+      method: 'get',
+      path: '/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}/xcomEntries/{xcom_key}',
+      tags: ['XCom'],
+      request: { params: xcomEntryParams, query: mapIndexQuery },
+      responses: { 200: json(xcomEntrySchema, 'One XCom of a task instance'), ...errors },
+    }),
+    async (c) => {
+      const { dag_id, dag_run_id, task_id, xcom_key } = c.req.valid('param');
+      const mapIndex = c.req.valid('query').map_index;
+      const text = await store.getXCom({
+        dagId: dag_id,
+        runId: dag_run_id,
+        taskId: task_id,
+        mapIndex,
+        key: xcom_key,
+      });
+      if (text === undefined) {
+        throw new NotFoundError(
+          `XCom ${xcom_key} of task instance ${dag_id}/${dag_run_id}/${task_id}${mapIndex >= 0 ? `[${mapIndex}]` : ''} not found`,
+        );
+      }
+      return c.json(
+        { key: xcom_key, value: parseStoredJson(text), dag_id, dag_run_id, task_id, map_index: mapIndex },
+        200,
+      );
+    },
+  );
+
+  app.openapi(
+    createRoute({
       method: 'post',
       path: '/api/v2/dags/{dag_id}/clearTaskInstances',
       tags: ['TaskInstance'],
@@ -132,4 +164,16 @@ export function registerTaskRoutes(app: OpenAPIHono, deps: ApiDeps): void {
       return c.json({ task_instances: cleared.map(taskInstanceToWire), total_entries: cleared.length }, 200);
     },
   );
+}
+
+/**
+ * Workers store XComs as JSON text, which the API keeps as bytes; this public read path parses
+ * it only to return it. Text that is not JSON is returned as is rather than failing the read.
+ */
+function parseStoredJson(text: string): unknown {
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    return text;
+  }
 }

@@ -11,6 +11,7 @@ import type {
   TaskInstanceCollection,
   TaskLog,
   TriggerDagRunBody,
+  XComEntry,
 } from './wire.ts';
 
 /** A request that gets no answer in this time is reported as an unreachable API rather than hanging. */
@@ -67,6 +68,20 @@ export class ApiClient {
     return this.#request(
       'GET',
       `/dags/${enc(dagId)}/dagRuns/${enc(runId)}/taskInstances/${enc(taskId)}/logs/${tryNumber}`,
+      { query: { map_index: mapIndex } },
+    );
+  }
+
+  getXCom(
+    dagId: string,
+    runId: string,
+    taskId: string,
+    key = 'return_value',
+    mapIndex = -1,
+  ): Promise<XComEntry> {
+    return this.#request(
+      'GET',
+      `/dags/${enc(dagId)}/dagRuns/${enc(runId)}/taskInstances/${enc(taskId)}/xcomEntries/${enc(key)}`,
       { query: { map_index: mapIndex } },
     );
   }

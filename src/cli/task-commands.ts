@@ -2,7 +2,7 @@ import { createInterface } from 'node:readline/promises';
 import type { Command } from 'commander';
 import { type CliContext, integerOption } from './context.ts';
 import { CliError } from './errors.ts';
-import { formatTaskInstances } from './format.ts';
+import { formatJson, formatTaskInstances } from './format.ts';
 import type { ClearTaskInstancesBody } from './wire.ts';
 
 export function registerTaskCommands(program: Command, ctx: CliContext): void {
@@ -44,6 +44,25 @@ export function registerTaskCommands(program: Command, ctx: CliContext): void {
         const log = await ctx.client.getLog(dagId, runId, taskId, tryNumber, options.mapIndex);
         if (options.json) return ctx.printJson(log);
         if (log.content !== '') ctx.print(log.content);
+      },
+    );
+
+  tasks
+    .command('xcom <dag_id> <run_id> <task_id>')
+    .description("Print a task instance's XCom (default: its return value)")
+    .option('--key <key>', 'the XCom key', 'return_value')
+    .option('--map-index <n>', 'the map index of a mapped task', integerOption(-1), -1)
+    .option('--json', "print the API's JSON")
+    .action(
+      async (
+        dagId: string,
+        runId: string,
+        taskId: string,
+        options: { key: string; mapIndex: number; json?: boolean },
+      ) => {
+        const entry = await ctx.client.getXCom(dagId, runId, taskId, options.key, options.mapIndex);
+        if (options.json) return ctx.printJson(entry);
+        ctx.print(formatJson(entry.value));
       },
     );
 

@@ -112,6 +112,16 @@ export interface TaskLog {
   content: string;
 }
 
+export interface XComEntry {
+  key: string;
+  /** The XCom as JSON (the API parses the stored JSON text). */
+  value: unknown;
+  dag_id: string;
+  dag_run_id: string;
+  task_id: string;
+  map_index: number;
+}
+
 export interface ClearTaskInstancesBody {
   dag_run_id: string;
   task_ids: string[];

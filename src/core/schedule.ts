@@ -185,6 +185,26 @@ export function nextFireAfter(
   return next ? next.toISOString() : null;
 }
 
+/**
+ * The latest fire time at or before `atIso`, or null when the schedule has not fired by then. It
+ * jumps there directly, so a schedule that missed months of 15-minute intervals costs one step.
+ */
+export function latestFireAtOrBefore(
+  schedule: Schedule,
+  atIso: string,
+  anchorIso?: string | null,
+): string | null {
+  const at = parseInstant(atIso, 'date');
+  if (schedule.type === 'rate') {
+    const anchor = anchorIso ? parseInstant(anchorIso, 'anchor date') : 0;
+    if (at < anchor) return null;
+    return new Date(anchor + Math.floor((at - anchor) / schedule.everyMs) * schedule.everyMs).toISOString();
+  }
+  // croner counts a fire earlier in the same second as the reference: 1 ms later includes `at`.
+  const [latest] = compileCron(schedule).previousRuns(1, new Date(at + 1));
+  return latest ? latest.toISOString() : null;
+}
+
 /** Fire times t with from ≤ t ≤ to, oldest first, at most `limit` of them. */
 export function fireTimesBetween(
   schedule: Schedule,

@@ -1,4 +1,4 @@
-import { nextFireAfter } from '#core/schedule.ts';
+import { latestFireAtOrBefore, nextFireAfter } from '#core/schedule.ts';
 import type { SerializedDag } from '#core/serialized-dag.ts';
 import { ConditionFailedError } from '#store/errors.ts';
 import type { DagRecord, Store } from '#store/port.ts';
@@ -65,17 +65,24 @@ async function createDueRunsOfDag(
   let room = dag.maxActiveRuns - active.items.length;
   if (room <= 0) return undefined;
 
+  const isDue = (at: string) => Date.parse(at) <= nowMs && (!dag.endDate || at <= dag.endDate);
   const due: string[] = [];
   let next: string | null = record.nextRunAt;
-  while (next && Date.parse(next) <= nowMs && (!dag.endDate || next <= dag.endDate)) {
-    due.push(next);
-    next = nextFireAfter(schedule, next, dag.startDate);
-    if (!dag.catchup && due.length > 1) due.shift();
-  }
   if (dag.catchup) {
     const take = Math.min(room, MAX_CATCHUP_RUNS_PER_TICK);
-    if (due.length > take) next = due[take] ?? next;
-    due.splice(take);
+    while (next && due.length < take && isDue(next)) {
+      due.push(next);
+      next = nextFireAfter(schedule, next, dag.startDate);
+    }
+  } else if (isDue(next)) {
+    // Only the latest missed date runs: jump to it rather than walking every date since
+    // nextRunAt, which for a frequent cron and an old start date blocks the scheduler for seconds.
+    const until =
+      dag.endDate && Date.parse(dag.endDate) < nowMs ? dag.endDate : new Date(nowMs).toISOString();
+    const latest = latestFireAtOrBefore(schedule, until, dag.startDate);
+    const logicalDate = latest !== null && latest > next ? latest : next;
+    due.push(logicalDate);
+    next = nextFireAfter(schedule, logicalDate, dag.startDate);
   }
   let previous: string | null = null;
   for (const logicalDate of due) {

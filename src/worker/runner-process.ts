@@ -28,8 +28,13 @@ export class RunnerProcess {
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
       serialization: 'advanced',
       execArgv: ['--disable-warning=ExperimentalWarning'],
+      // Out of the terminal's process group: Ctrl-C is for the supervisor, which lets the try
+      // finish or hands it back. The runner still exits when the supervisor goes (disconnect).
+      detached: true,
     });
+    let rejectReady: (error: Error) => void = () => undefined;
     this.#ready = new Promise((resolve, reject) => {
+      rejectReady = reject;
       this.#child.once('error', reject);
       const onReady = (message: RunnerToSupervisor) => {
         if (message.type === 'ready') {
@@ -43,10 +48,10 @@ export class RunnerProcess {
     this.#child.on('message', (message: RunnerToSupervisor) => this.#onMessage(message));
     this.#child.on('exit', (code, signal) => {
       this.#exited = true;
-      this.#current?.finish({
-        kind: 'error',
-        message: `The task runner process exited unexpectedly (${signal ? `signal ${signal}` : `exit code ${code}`})`,
-      });
+      const message = `The task runner process exited unexpectedly (${signal ? `signal ${signal}` : `exit code ${code}`})`;
+      // A runner that dies while starting must fail the try waiting for it, not hang it.
+      rejectReady(new Error(message));
+      this.#current?.finish({ kind: 'error', message });
     });
   }
 
@@ -55,7 +60,11 @@ export class RunnerProcess {
   }
 
   async run(file: string, context: TaskRunContext, args: unknown[], hooks: RunHooks): Promise<RunnerOutcome> {
-    await this.#ready;
+    try {
+      await this.#ready;
+    } catch (error) {
+      return { kind: 'error', message: (error as Error).message };
+    }
     if (this.#exited) return { kind: 'error', message: 'The task runner process is not running' };
     const runId = this.#nextRunId++;
     return new Promise<RunnerOutcome>((resolve) => {
