@@ -20,6 +20,12 @@ interface Received {
   message: ReceivedMessage;
 }
 
+/** An outstanding long-poll on one queue; `result` is set once it answered. */
+interface Poll {
+  result: Received[] | null;
+  answered: Promise<void>;
+}
+
 export interface WorkerPoolOptions {
   /** Task queues, highest priority first. */
   queues: readonly Queue[];
@@ -50,6 +56,7 @@ export class WorkerPool {
   #loopAbort = new AbortController();
   #slotFreed: (() => void) | null = null;
   readonly #deletes = new DeleteBatcher();
+  readonly #polls = new Map<Queue, Poll>();
 
   constructor(options: WorkerPoolOptions) {
     this.#options = options;
@@ -80,6 +87,8 @@ export class WorkerPool {
     this.#stopping = true;
     this.#loopAbort.abort();
     await this.#loop;
+    await Promise.all([...this.#polls.values()].map((poll) => poll.answered));
+    await this.#release(this.#harvest(this.#options.queues), 0);
     const running = [...this.#running.values()];
     const grace = new Promise((resolve) => setTimeout(resolve, this.#options.shutdownGraceMs).unref());
     await Promise.race([Promise.all(running.map((entry) => entry.done)), grace]);
@@ -97,7 +106,9 @@ export class WorkerPool {
       if (slots - this.#running.size < Math.ceil(slots / 2)) await this.#slotFree(REFILL_WAIT_MS);
       const free = slots - this.#running.size;
       if (free <= 0) continue;
-      const messages: Received[] = probe ? await this.#probe(queues, free) : [];
+      const messages = await this.#release(this.#harvest(queues), free);
+      if (probe && messages.length < free)
+        messages.push(...(await this.#probe(queues, free - messages.length)));
       if (messages.length === 0 && !this.#stopping) messages.push(...(await this.#longPoll(queues, free)));
       // Probe again only when a receive came back full: more may be waiting behind it.
       probe = messages.length >= Math.min(MAX_BATCH, free);
@@ -130,26 +141,53 @@ export class WorkerPool {
     return taken;
   }
 
-  /** Long-polls every queue at once, keeps the first answer (in priority order), releases the rest. */
+  /**
+   * Waits until a long-poll on any task queue answers. Each queue keeps at most one long-poll
+   * outstanding across rounds: an idle queue costs one receive per long-poll period, not one per
+   * workload that arrives on another queue.
+   */
   async #longPoll(queues: readonly Queue[], max: number): Promise<Received[]> {
-    const race = new AbortController();
-    const onStop = () => race.abort();
-    this.#loopAbort.signal.addEventListener('abort', onStop, { once: true });
-    const results = await Promise.all(
-      queues.map(async (queue) => {
-        const messages = await queue.receive({
+    for (const queue of queues) {
+      if (this.#polls.has(queue)) continue;
+      const poll: Poll = { result: null, answered: Promise.resolve() };
+      poll.answered = queue
+        .receive({
           maxMessages: Math.min(MAX_BATCH, max),
           waitTimeMs: LONG_POLL_MS,
-          signal: race.signal,
-        });
-        if (messages.length > 0) race.abort();
-        return messages.map((message) => ({ queue, message }));
-      }),
-    );
-    this.#loopAbort.signal.removeEventListener('abort', onStop);
-    const all = results.flat();
-    for (const extra of all.slice(max)) await extra.queue.changeVisibility(extra.message.receiptHandle, 0);
-    return all.slice(0, max);
+          signal: this.#loopAbort.signal,
+        })
+        .then(
+          (messages) => {
+            poll.result = messages.map((message) => ({ queue, message }));
+          },
+          (error: unknown) => {
+            poll.result = [];
+            this.#options.log.warn('Receiving task workloads failed', { queue: queue.name, error });
+          },
+        );
+      this.#polls.set(queue, poll);
+    }
+    await Promise.race([...this.#polls.values()].map((poll) => poll.answered));
+    return this.#release(this.#harvest(queues), max);
+  }
+
+  /** Messages of the long-polls that have answered, highest-priority queue first. */
+  #harvest(queues: readonly Queue[]): Received[] {
+    const taken: Received[] = [];
+    for (const queue of queues) {
+      const result = this.#polls.get(queue)?.result;
+      if (!result) continue;
+      this.#polls.delete(queue);
+      taken.push(...result);
+    }
+    return taken;
+  }
+
+  /** Keeps `max` messages and makes the rest visible again at once for the next receive. */
+  async #release(received: Received[], max: number): Promise<Received[]> {
+    for (const extra of received.slice(max))
+      await extra.queue.changeVisibility(extra.message.receiptHandle, 0);
+    return received.slice(0, max);
   }
 
   #launch(queue: Queue, message: ReceivedMessage): void {

@@ -1,0 +1,162 @@
+import { resolve } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { decodeTaskInstanceId } from '#api/serializers.ts';
+import { silentLogger } from '#engine/logger.ts';
+import type { TaskWorkload } from '#engine/messages.ts';
+import { MetricsRegistry } from '#metrics/registry.ts';
+import { createInMemoryQueues, type InMemoryQueues } from '#queue/memory.ts';
+import { ExecutionClient } from '#worker/execution-client.ts';
+import { WorkerPool } from '#worker/pool.ts';
+
+/**
+ * The worker pool against real in-process queues and real task runner processes, with an
+ * Execution API that records what the pool asks of it (the API itself is tested over HTTP).
+ */
+
+const DAGS_FOLDER = resolve('test/e2e/dags');
+
+interface Call {
+  method: string;
+  action: string;
+  taskId: string;
+  body: Record<string, unknown>;
+}
+
+function fakeExecutionApi(calls: Call[]) {
+  return async (input: string | URL | Request, init?: RequestInit): Promise<Response> => {
+    const url = new URL(String(input));
+    const [, , , tiId, action] = url.pathname.split('/');
+    const key = decodeTaskInstanceId(tiId ?? '');
+    const body = JSON.parse(String(init?.body ?? '{}')) as Record<string, unknown>;
+    calls.push({ method: init?.method ?? 'GET', action: action ?? '', taskId: key?.taskId ?? '', body });
+    if (action === 'run') {
+      return Response.json({
+        dag_id: 'sleepy',
+        dag_run_id: 'r',
+        task_id: key?.taskId,
+        map_index: -1,
+        try_number: 2,
+        max_tries: 2,
+        logical_date: '2026-01-01T00:00:00.000Z',
+        data_interval_start: null,
+        data_interval_end: null,
+        conf: {},
+        params: { firstTrySleepMs: 1 },
+        fileloc: 'sleepy.ts',
+        dag_version: 'v',
+        args: [],
+        execution_timeout_ms: null,
+      });
+    }
+    return Response.json({ ok: true });
+  };
+}
+
+function workload(taskId: string): string {
+  const body: TaskWorkload = {
+    type: 'execute_task',
+    ti: { dag_id: 'sleepy', run_id: 'r', task_id: taskId, map_index: -1 },
+    try_number: 2,
+    token: 'token',
+    fileloc: 'sleepy.ts',
+    dag_version: 'v',
+  };
+  return JSON.stringify(body);
+}
+
+let pool: WorkerPool | undefined;
+let queues: InMemoryQueues | undefined;
+
+afterEach(async () => {
+  await pool?.stop();
+  queues?.close();
+});
+
+function startPool(calls: Call[], slots: number): { pool: WorkerPool; queues: InMemoryQueues } {
+  queues = createInMemoryQueues({
+    queueVisibilityTimeoutSeconds: 30,
+    queueMaxReceives: 5,
+    queueMaxMessageBytes: 262_144,
+  });
+  pool = new WorkerPool({
+    queues: [queues.queues.tasks_high, queues.queues.tasks_default, queues.queues.tasks_low],
+    client: new ExecutionClient('http://api.invalid', { fetch: fakeExecutionApi(calls) }),
+    slots,
+    dagsFolder: DAGS_FOLDER,
+    heartbeatIntervalMs: 60_000,
+    shutdownGraceMs: 1_000,
+    metrics: new MetricsRegistry(),
+    log: silentLogger,
+  });
+  return { pool, queues };
+}
+
+async function waitFor(check: () => boolean, timeoutMs = 15_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
+describe('WorkerPool', () => {
+  it('runs a workload: starts it, runs the task in a runner process, reports success with its XCom', async () => {
+    const calls: Call[] = [];
+    const { pool: started, queues: q } = startPool(calls, 2);
+    started.start();
+    await q.queues.tasks_default.send([{ body: workload('nap') }]);
+
+    await waitFor(() => calls.some((call) => call.action === 'state'));
+    expect(calls.map((call) => `${call.method} ${call.action}`)).toEqual(['PATCH run', 'PATCH state']);
+    expect(calls[1]?.body).toMatchObject({ state: 'success', xcom: '"rested"' });
+    expect(String(calls[1]?.body.logs)).toContain('woke up');
+    expect((await q.queues.tasks_default.stats()).inFlight).toBe(0);
+  });
+
+  it('takes the high-priority queue first when a single slot frees', async () => {
+    const calls: Call[] = [];
+    const { pool: started, queues: q } = startPool(calls, 1);
+    await q.queues.tasks_low.send([{ body: workload('low_task') }]);
+    await q.queues.tasks_default.send([{ body: workload('default_task') }]);
+    await q.queues.tasks_high.send([{ body: workload('high_task') }]);
+    started.start();
+
+    await waitFor(() => calls.filter((call) => call.action === 'run').length === 3);
+    expect(calls.filter((call) => call.action === 'run').map((call) => call.taskId)).toEqual([
+      'high_task',
+      'default_task',
+      'low_task',
+    ]);
+  });
+
+  it('keeps one long-poll per idle queue instead of one per workload', async () => {
+    const calls: Call[] = [];
+    const { pool: started, queues: q } = startPool(calls, 4);
+    started.start();
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    const receivesOf = () =>
+      [q.queues.tasks_high, q.queues.tasks_low].map((queue) => queue.operations().receive);
+    const idleBefore = receivesOf();
+    for (const taskId of ['one', 'two', 'three']) {
+      await q.queues.tasks_default.send([{ body: workload(taskId) }]);
+      await waitFor(
+        () =>
+          calls.filter((call) => call.action === 'state').length ===
+          ['one', 'two', 'three'].indexOf(taskId) + 1,
+      );
+    }
+    // Three workloads on the default queue; the high and low queues were not asked again.
+    expect(receivesOf()).toEqual(idleBefore);
+  });
+
+  it('drops a malformed workload and keeps working', async () => {
+    const calls: Call[] = [];
+    const { pool: started, queues: q } = startPool(calls, 1);
+    started.start();
+    await q.queues.tasks_default.send([{ body: '{"type":"nonsense"}' }, { body: workload('nap') }]);
+
+    await waitFor(() => calls.some((call) => call.action === 'state'));
+    expect(calls.map((call) => call.taskId)).toEqual(['nap', 'nap']);
+    expect(await q.queues.tasks_default.stats()).toMatchObject({ visible: 0, inFlight: 0 });
+  });
+});
