@@ -20,7 +20,9 @@ export interface TaskRunContext {
 
 export type SupervisorToRunner =
   | { type: 'run'; runId: number; file: string; context: TaskRunContext; args: unknown[] }
-  | { type: 'xcom_value'; requestId: number; value?: unknown; error?: string };
+  | { type: 'xcom_value'; requestId: number; value?: unknown; error?: string }
+  /** Aborts the task's `ctx.signal`; the process is killed if the task has not ended soon after. */
+  | { type: 'cancel'; runId: number; reason: string };
 
 export type RunnerOutcome =
   | { kind: 'success'; xcom?: string; followTaskIds?: string[] }

@@ -4,6 +4,9 @@ import type { RunnerOutcome, RunnerToSupervisor, SupervisorToRunner, TaskRunCont
 
 const RUNNER_ENTRY = fileURLToPath(new URL('./task-runner.ts', import.meta.url));
 
+/** How long a cancelled task gets to react to ctx.signal before its process is killed. */
+export const CANCEL_GRACE_MS = 2_000;
+
 export interface RunHooks {
   onLog(text: string): void;
   pullXCom(taskId: string, key: string): Promise<unknown>;
@@ -69,8 +72,16 @@ export class RunnerProcess {
     const runId = this.#nextRunId++;
     return new Promise<RunnerOutcome>((resolve) => {
       const onAbort = () => {
-        this.kill();
-        finish({ kind: 'error', message: String(hooks.signal.reason ?? 'The try was stopped') });
+        // The task sees ctx.signal abort and may clean up; the process is killed either way.
+        const reason = String(hooks.signal.reason ?? 'The try was stopped');
+        this.#send({ type: 'cancel', runId, reason });
+        const stopNow = () => {
+          clearTimeout(timer);
+          this.kill();
+          finish({ kind: 'error', message: reason });
+        };
+        const timer = setTimeout(stopNow, CANCEL_GRACE_MS);
+        if (this.#current?.runId === runId) this.#current.finish = stopNow;
       };
       const finish = (outcome: RunnerOutcome) => {
         if (this.#current?.runId !== runId) return;

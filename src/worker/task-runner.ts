@@ -39,6 +39,7 @@ async function run(message: Extract<SupervisorToRunner, { type: 'run' }>): Promi
   if (!dag)
     return { kind: 'error', message: `DAG ${message.context.dagId} is no longer defined in ${message.file}` };
   const controller = new AbortController();
+  current = { runId: message.runId, controller };
   const ctx: TaskContext = {
     ...message.context,
     log: taskLogger(),
@@ -78,8 +79,15 @@ function describe(error: unknown): string {
   return format('%o', error);
 }
 
+/** The try being run, so a cancel can abort its signal. */
+let current: { runId: number; controller: AbortController } | null = null;
+
 captureOutput();
 process.on('message', (message: SupervisorToRunner) => {
+  if (message.type === 'cancel') {
+    if (current?.runId === message.runId) current.controller.abort(new Error(message.reason));
+    return;
+  }
   if (message.type === 'xcom_value') {
     const pending = pendingPulls.get(message.requestId);
     pendingPulls.delete(message.requestId);

@@ -1,6 +1,6 @@
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { RunnerProcess } from '#worker/runner-process.ts';
+import { CANCEL_GRACE_MS, RunnerProcess } from '#worker/runner-process.ts';
 
 const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url));
 
@@ -33,4 +33,54 @@ describe('RunnerProcess', () => {
       message: 'The task runner process exited unexpectedly (signal SIGKILL)',
     });
   }, 10_000);
+
+  it("aborts the task's ctx.signal when the try is stopped, then ends the process", async () => {
+    const runner = new RunnerProcess({ cwd: REPO_ROOT });
+    const logs: string[] = [];
+    const stop = new AbortController();
+    const outcome = runner.run(CANCELLABLE, context('wait'), [], {
+      onLog: (text) => logs.push(text),
+      pullXCom: async () => null,
+      signal: stop.signal,
+    });
+    setTimeout(() => stop.abort('Task exceeded its execution timeout of 1s'), 500);
+
+    expect(await outcome).toEqual({ kind: 'error', message: 'Task exceeded its execution timeout of 1s' });
+    expect(logs.join('')).toContain('cancelled: Error: Task exceeded its execution timeout of 1s');
+    expect(runner.usable).toBe(false);
+  }, 10_000);
+
+  it('kills a task that ignores its signal once the cancel grace has passed', async () => {
+    const runner = new RunnerProcess({ cwd: REPO_ROOT });
+    const stop = new AbortController();
+    const started = Date.now();
+    const outcome = runner.run(CANCELLABLE, context('stubborn'), [], {
+      onLog: () => undefined,
+      pullXCom: async () => null,
+      signal: stop.signal,
+    });
+    setTimeout(() => stop.abort('stopped'), 300);
+
+    expect(await outcome).toEqual({ kind: 'error', message: 'stopped' });
+    expect(Date.now() - started).toBeGreaterThanOrEqual(300 + CANCEL_GRACE_MS - 50);
+    expect(runner.usable).toBe(false);
+  }, 10_000);
 });
+
+const CANCELLABLE = fileURLToPath(new URL('./dags/cancellable.ts', import.meta.url));
+
+function context(taskId: string) {
+  return {
+    dagId: 'cancellable',
+    runId: 'r',
+    taskId,
+    mapIndex: -1,
+    tryNumber: 1,
+    maxTries: 1,
+    logicalDate: '2026-01-01T00:00:00.000Z',
+    dataIntervalStart: null,
+    dataIntervalEnd: null,
+    params: {},
+    conf: {},
+  };
+}
