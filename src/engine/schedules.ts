@@ -84,7 +84,6 @@ async function createDueRunsOfDag(
     due.push(logicalDate);
     next = nextFireAfter(schedule, logicalDate, dag.startDate);
   }
-  let previous: string | null = null;
   for (const logicalDate of due) {
     if (room <= 0) break;
     try {
@@ -93,7 +92,13 @@ async function createDueRunsOfDag(
         versionHash: record.versionHash,
         runType: 'scheduled',
         logicalDate,
-        dataIntervalStart: previous,
+        // The interval a run covers ends at its logical date and starts at the fire time before it.
+        dataIntervalStart:
+          latestFireAtOrBefore(
+            schedule,
+            new Date(Date.parse(logicalDate) - 1).toISOString(),
+            dag.startDate,
+          ) ?? logicalDate,
         dataIntervalEnd: logicalDate,
         now: new Date(nowMs).toISOString(),
         confMaxBytes: Number.POSITIVE_INFINITY,
@@ -103,7 +108,6 @@ async function createDueRunsOfDag(
     } catch (error) {
       if (!(error instanceof StateConflictError)) throw error;
     }
-    previous = logicalDate;
   }
   try {
     return await deps.store.updateDag(dag.dagId, { nextRunAt: next }, record.revision);

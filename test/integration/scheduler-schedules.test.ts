@@ -42,6 +42,15 @@ describe('Scheduler tick on schedules without catchup', () => {
     expect(await runsOfHourly()).toEqual([[`scheduled__${h.iso()}`, 'scheduled', h.iso()]]);
   });
 
+  it('gives the run the data interval from the previous fire time to its logical date', async () => {
+    await h.register(hourly({ catchup: false }));
+
+    await h.scheduler.tick();
+
+    const run = await h.run({ dagId: 'hourly', runId: `scheduled__${h.iso()}` });
+    expect([run.dataIntervalStart, run.dataIntervalEnd]).toEqual([h.iso(-HOUR_MS), h.iso()]);
+  });
+
   it("advances the DAG's nextRunAt to the next hour", async () => {
     await h.register(hourly({ catchup: false }));
     expect((await h.store.getDag('hourly'))?.nextRunAt).toBe(h.iso(-5 * HOUR_MS));
