@@ -1,8 +1,9 @@
-import { createRoute, type OpenAPIHono, type z } from '@hono/zod-openapi';
+import { createRoute, type OpenAPIHono } from '@hono/zod-openapi';
 import { clearTaskInstances } from '#engine/clear.ts';
 import { NotFoundError } from '#engine/errors.ts';
 import { createDagRun } from '#engine/runs.ts';
 import type { ApiDeps } from './app.ts';
+import { jsonContent as json, publicErrors } from './route-docs.ts';
 import {
   clearRunBody,
   dagCollectionSchema,
@@ -26,16 +27,6 @@ import {
   taskInstanceToWire,
 } from './serializers.ts';
 
-const json = <T extends z.ZodType>(schema: T, description: string) => ({
-  content: { 'application/json': { schema } },
-  description,
-});
-const errors = {
-  401: json(errorSchema, 'Missing or invalid token'),
-  404: json(errorSchema, 'Not found'),
-  422: json(errorSchema, 'Invalid request'),
-};
-
 export function registerDagRoutes(app: OpenAPIHono, deps: ApiDeps): void {
   const { store } = deps;
 
@@ -51,7 +42,10 @@ export function registerDagRoutes(app: OpenAPIHono, deps: ApiDeps): void {
       path: '/api/v2/dags',
       tags: ['DAG'],
       request: { query: pageQuery },
-      responses: { 200: json(dagCollectionSchema, 'DAGs and DAG files that failed to load'), ...errors },
+      responses: {
+        200: json(dagCollectionSchema, 'DAGs and DAG files that failed to load'),
+        ...publicErrors,
+      },
     }),
     async (c) => {
       const { limit, cursor } = c.req.valid('query');
@@ -77,7 +71,7 @@ export function registerDagRoutes(app: OpenAPIHono, deps: ApiDeps): void {
       path: '/api/v2/dags/{dag_id}',
       tags: ['DAG'],
       request: { params: dagIdParams },
-      responses: { 200: json(dagDetailSchema, 'The DAG with its tasks'), ...errors },
+      responses: { 200: json(dagDetailSchema, 'The DAG with its tasks'), ...publicErrors },
     }),
     async (c) => {
       const record = await getDagRecord(c.req.valid('param').dag_id);
@@ -95,7 +89,7 @@ export function registerDagRoutes(app: OpenAPIHono, deps: ApiDeps): void {
         params: dagIdParams,
         body: { content: { 'application/json': { schema: patchDagBody } }, required: true },
       },
-      responses: { 200: json(dagSchema, 'The updated DAG'), ...errors },
+      responses: { 200: json(dagSchema, 'The updated DAG'), ...publicErrors },
     }),
     async (c) => {
       const record = await getDagRecord(c.req.valid('param').dag_id);
@@ -114,7 +108,7 @@ export function registerDagRoutes(app: OpenAPIHono, deps: ApiDeps): void {
         201: json(dagRunSchema, 'The new run, queued'),
         409: json(errorSchema, 'A run with this id exists'),
         413: json(errorSchema, 'conf too large'),
-        ...errors,
+        ...publicErrors,
       },
     }),
     async (c) => {
@@ -146,7 +140,7 @@ export function registerDagRoutes(app: OpenAPIHono, deps: ApiDeps): void {
       path: '/api/v2/dags/{dag_id}/dagRuns',
       tags: ['DagRun'],
       request: { params: dagIdParams, query: pageQuery },
-      responses: { 200: json(dagRunCollectionSchema, 'Runs, newest logical date first'), ...errors },
+      responses: { 200: json(dagRunCollectionSchema, 'Runs, newest logical date first'), ...publicErrors },
     }),
     async (c) => {
       const { dag_id } = c.req.valid('param');
@@ -169,7 +163,7 @@ export function registerDagRoutes(app: OpenAPIHono, deps: ApiDeps): void {
       path: '/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}',
       tags: ['DagRun'],
       request: { params: runParams },
-      responses: { 200: json(dagRunSchema, 'The run'), ...errors },
+      responses: { 200: json(dagRunSchema, 'The run'), ...publicErrors },
     }),
     async (c) => {
       const { dag_id, dag_run_id } = c.req.valid('param');
@@ -188,7 +182,7 @@ export function registerDagRoutes(app: OpenAPIHono, deps: ApiDeps): void {
       responses: {
         200: json(taskInstanceCollectionSchema, 'The cleared task instances'),
         409: json(errorSchema, 'Some task instances are still queued or running'),
-        ...errors,
+        ...publicErrors,
       },
     }),
     async (c) => {

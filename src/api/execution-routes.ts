@@ -6,6 +6,7 @@ import type { TaskReport } from '#engine/task-lifecycle.ts';
 import { InvalidTokenError, type TaskTokenClaims } from '#engine/tokens.ts';
 import type { ApiDeps } from './app.ts';
 import { ForbiddenError } from './errors.ts';
+import { jsonBody as body, jsonContent as json } from './route-docs.ts';
 import {
   errorSchema,
   finishTaskBody,
@@ -20,14 +21,6 @@ import {
 } from './schemas.ts';
 import { decodeTaskInstanceId } from './serializers.ts';
 
-const json = <T extends z.ZodType>(schema: T, description: string) => ({
-  content: { 'application/json': { schema } },
-  description,
-});
-const body = <T extends z.ZodType>(schema: T) => ({
-  content: { 'application/json': { schema } },
-  required: true,
-});
 const errors = {
   401: json(errorSchema, 'Missing, invalid or expired task token'),
   403: json(errorSchema, 'The token is for another task instance or try'),

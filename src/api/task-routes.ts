@@ -1,7 +1,8 @@
-import { createRoute, type OpenAPIHono, type z } from '@hono/zod-openapi';
+import { createRoute, type OpenAPIHono } from '@hono/zod-openapi';
 import { clearTaskInstances } from '#engine/clear.ts';
 import { NotFoundError } from '#engine/errors.ts';
 import type { ApiDeps } from './app.ts';
+import { jsonContent as json, publicErrors, taskInstanceKeyFrom } from './route-docs.ts';
 import {
   clearTaskInstancesBody,
   dagIdParams,
@@ -18,16 +19,6 @@ import {
 } from './schemas.ts';
 import { taskInstanceToWire } from './serializers.ts';
 
-const json = <T extends z.ZodType>(schema: T, description: string) => ({
-  content: { 'application/json': { schema } },
-  description,
-});
-const errors = {
-  401: json(errorSchema, 'Missing or invalid token'),
-  404: json(errorSchema, 'Not found'),
-  422: json(errorSchema, 'Invalid request'),
-};
-
 export function registerTaskRoutes(app: OpenAPIHono, deps: ApiDeps): void {
   const { store } = deps;
 
@@ -37,7 +28,7 @@ export function registerTaskRoutes(app: OpenAPIHono, deps: ApiDeps): void {
       path: '/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances',
       tags: ['TaskInstance'],
       request: { params: runParams },
-      responses: { 200: json(taskInstanceCollectionSchema, 'Task instances of the run'), ...errors },
+      responses: { 200: json(taskInstanceCollectionSchema, 'Task instances of the run'), ...publicErrors },
     }),
     async (c) => {
       const { dag_id, dag_run_id } = c.req.valid('param');
@@ -59,16 +50,11 @@ export function registerTaskRoutes(app: OpenAPIHono, deps: ApiDeps): void {
       path: '/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}',
       tags: ['TaskInstance'],
       request: { params: taskParams, query: mapIndexQuery },
-      responses: { 200: json(taskInstanceSchema, 'The task instance'), ...errors },
+      responses: { 200: json(taskInstanceSchema, 'The task instance'), ...publicErrors },
     }),
     async (c) => {
       const { dag_id, dag_run_id, task_id } = c.req.valid('param');
-      const key = {
-        dagId: dag_id,
-        runId: dag_run_id,
-        taskId: task_id,
-        mapIndex: c.req.valid('query').map_index,
-      };
+      const key = taskInstanceKeyFrom(c.req.valid('param'), c.req.valid('query'));
       const ti = await store.getTaskInstance(key);
       if (!ti) throw new NotFoundError(`Task instance ${dag_id}/${dag_run_id}/${task_id} not found`);
       return c.json(taskInstanceToWire(ti), 200);
@@ -81,16 +67,11 @@ export function registerTaskRoutes(app: OpenAPIHono, deps: ApiDeps): void {
       path: '/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}/logs/{try_number}',
       tags: ['TaskInstance'],
       request: { params: logParams, query: mapIndexQuery },
-      responses: { 200: json(logSchema, 'The log of one try'), ...errors },
+      responses: { 200: json(logSchema, 'The log of one try'), ...publicErrors },
     }),
     async (c) => {
       const { dag_id, dag_run_id, task_id, try_number } = c.req.valid('param');
-      const key = {
-        dagId: dag_id,
-        runId: dag_run_id,
-        taskId: task_id,
-        mapIndex: c.req.valid('query').map_index,
-      };
+      const key = taskInstanceKeyFrom(c.req.valid('param'), c.req.valid('query'));
       const ti = await store.getTaskInstance(key);
       if (!ti) throw new NotFoundError(`Task instance ${dag_id}/${dag_run_id}/${task_id} not found`);
       if (try_number > Math.max(ti.tryNumber, 1)) {
@@ -109,7 +90,7 @@ export function registerTaskRoutes(app: OpenAPIHono, deps: ApiDeps): void {
       path: '/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}/xcomEntries/{xcom_key}',
       tags: ['XCom'],
       request: { params: xcomEntryParams, query: mapIndexQuery },
-      responses: { 200: json(xcomEntrySchema, 'One XCom of a task instance'), ...errors },
+      responses: { 200: json(xcomEntrySchema, 'One XCom of a task instance'), ...publicErrors },
     }),
     async (c) => {
       const { dag_id, dag_run_id, task_id, xcom_key } = c.req.valid('param');
@@ -148,7 +129,7 @@ export function registerTaskRoutes(app: OpenAPIHono, deps: ApiDeps): void {
           'The cleared (or, with dry_run, to be cleared) task instances',
         ),
         409: json(errorSchema, 'Some task instances are still queued or running'),
-        ...errors,
+        ...publicErrors,
       },
     }),
     async (c) => {
