@@ -13,7 +13,13 @@ import { WorkerPool } from '#worker/pool.ts';
  * Execution API that records what the pool asks of it (the API itself is tested over HTTP).
  */
 
-const DAGS_FOLDER = resolve('test/e2e/dags');
+const DAGS_FOLDER = resolve('test');
+const FILES: Record<string, string> = {
+  sleepy: 'e2e/dags/sleepy.ts',
+  cancellable: 'integration/dags/cancellable.ts',
+};
+/** Execution timeouts the fake API hands out, by task id. */
+const TIMEOUTS: Record<string, number> = { stubborn: 300 };
 
 interface Call {
   method: string;
@@ -31,7 +37,7 @@ function fakeExecutionApi(calls: Call[]) {
     calls.push({ method: init?.method ?? 'GET', action: action ?? '', taskId: key?.taskId ?? '', body });
     if (action === 'run') {
       return Response.json({
-        dag_id: 'sleepy',
+        dag_id: key?.dagId,
         dag_run_id: 'r',
         task_id: key?.taskId,
         map_index: -1,
@@ -42,23 +48,23 @@ function fakeExecutionApi(calls: Call[]) {
         data_interval_end: null,
         conf: {},
         params: { firstTrySleepMs: 1 },
-        fileloc: 'sleepy.ts',
+        fileloc: FILES[key?.dagId ?? ''],
         dag_version: 'v',
         args: [],
-        execution_timeout_ms: null,
+        execution_timeout_ms: TIMEOUTS[key?.taskId ?? ''] ?? null,
       });
     }
     return Response.json({ ok: true });
   };
 }
 
-function workload(taskId: string): string {
+function workload(taskId: string, dagId = 'sleepy'): string {
   const body: TaskWorkload = {
     type: 'execute_task',
-    ti: { dag_id: 'sleepy', run_id: 'r', task_id: taskId, map_index: -1 },
+    ti: { dag_id: dagId, run_id: 'r', task_id: taskId, map_index: -1 },
     try_number: 2,
     token: 'token',
-    fileloc: 'sleepy.ts',
+    fileloc: FILES[dagId] ?? '',
     dag_version: 'v',
   };
   return JSON.stringify(body);
@@ -147,6 +153,22 @@ describe('WorkerPool', () => {
     }
     // Three workloads on the default queue; the high and low queues were not asked again.
     expect(receivesOf()).toEqual(idleBefore);
+  });
+
+  it('stops a task at its execution timeout and reports a retryable failure', async () => {
+    const calls: Call[] = [];
+    const { pool: started, queues: q } = startPool(calls, 1);
+    started.start();
+    await q.queues.tasks_default.send([{ body: workload('stubborn', 'cancellable') }]);
+
+    await waitFor(() => calls.some((call) => call.action === 'state'));
+    const report = calls.find((call) => call.action === 'state');
+    expect(report?.body).toMatchObject({
+      state: 'failed',
+      retryable: true,
+      error_message: 'Task exceeded its execution timeout of 0.3s',
+    });
+    expect(String(report?.body.logs)).toContain('Task exceeded its execution timeout of 0.3s');
   });
 
   it('drops a malformed workload and keeps working', async () => {
