@@ -15,13 +15,14 @@ import type { MetricsRegistry } from '#metrics/registry.ts';
 import type { Queues } from '#queue/port.ts';
 import { ConditionFailedError } from '#store/errors.ts';
 import type { DagRecord, RunSnapshot, Store } from '#store/port.ts';
+import { ignoreConflict } from './conflicts.ts';
 import type { DagVersionCache } from './dag-cache.ts';
 import type { Logger } from './logger.ts';
-import type { TaskWorkload } from './messages.ts';
 import { OccupancyLedger } from './occupancy.ts';
 import { createDueRuns } from './schedules.ts';
 import type { TaskTokenSigner } from './tokens.ts';
-import { runId, WaitingRuns } from './waiting-runs.ts';
+import { PoolWarnings, runId, WaitingRuns } from './waiting-runs.ts';
+import { WorkloadSender } from './workloads.ts';
 
 /** Wakes a run's scheduling at a future moment (a retry coming due); durable timers on AWS. */
 export interface WakeTimers {
@@ -46,8 +47,6 @@ export interface SchedulerDeps {
 /** Store writes one pass keeps in flight: one queue batch (SQS sends at most 10 per call). */
 const WRITE_CONCURRENCY = 10;
 
-const TASK_QUEUE_OF = { high: 'tasks_high', default: 'tasks_default', low: 'tasks_low' } as const;
-
 /**
  * The scheduler: turns a run's stored state into the next writes. It is one logical actor
  * (one loop in standalone, one reserved-concurrency function on AWS), driven by scheduling
@@ -55,17 +54,19 @@ const TASK_QUEUE_OF = { high: 'tasks_high', default: 'tasks_default', low: 'task
  */
 export class Scheduler {
   readonly #deps: SchedulerDeps;
+  readonly #workloads: WorkloadSender;
+  readonly #poolWarnings: PoolWarnings;
   readonly #ledger = new OccupancyLedger();
   readonly #waiting = new WaitingRuns();
   readonly #dagRecords = new Map<string, DagRecord>();
   #reconcileCursor: string | undefined;
   readonly #activeRunCounts = { queued: 0, running: 0 };
-  /** TIs already reported as unable to run for want of a pool, so the warning is logged once. */
-  readonly #reportedPoolProblems = new Set<string>();
   #exclusive: Promise<unknown> = Promise.resolve();
 
   constructor(deps: SchedulerDeps) {
     this.#deps = deps;
+    this.#workloads = new WorkloadSender(deps);
+    this.#poolWarnings = new PoolWarnings(deps);
     deps.metrics.addSource(() => {
       const counts = this.#ledger.stateCounts();
       return { 'ti.queued': counts.queued, 'ti.running': counts.running, 'ti.deferred': counts.deferred };
@@ -267,20 +268,7 @@ export class Scheduler {
     });
     metrics.gauge('scheduler.tasks.executable', evaluation.ready.length);
     metrics.gauge('scheduler.tasks.starving', admission.starving.length);
-    for (const starving of admission.starving) {
-      if (starving.reason !== 'unknown_pool' && starving.reason !== 'pool_too_small') continue;
-      const id = `${formatTaskInstanceKey(starving.ti)}@${starving.ti.tryNumber}`;
-      if (this.#reportedPoolProblems.has(id)) continue;
-      if (this.#reportedPoolProblems.size > 10_000) this.#reportedPoolProblems.clear();
-      this.#reportedPoolProblems.add(id);
-      const slots = this.#deps.settings.pools[starving.ti.pool];
-      this.#deps.log.warn(
-        starving.reason === 'unknown_pool'
-          ? `Task instance cannot run: pool ${starving.ti.pool} is not configured (UPDRAFT_POOLS)`
-          : `Task instance cannot run: it needs ${starving.ti.poolSlots} slots of pool ${starving.ti.pool}, which has ${slots}`,
-        { ti: formatTaskInstanceKey(starving.ti) },
-      );
-    }
+    this.#poolWarnings.report(admission.starving);
     this.#waiting.update(run, admission.starving, dag.maxActiveTasks);
     await this.#queue(run, admission.admitted, nowMs);
 
@@ -362,7 +350,7 @@ export class Scheduler {
     }
     if (refreshed.length > 0) {
       log.info('Sending again workloads of task instances queued too long', { count: refreshed.length });
-      await this.#sendWorkloads(run, refreshed, dag);
+      await this.#workloads.send(run, refreshed, dag);
     }
     if (updated.size === 0) return taskInstances;
     // A zombie no longer holds its slot: admission in this pass may give it to another TI.
@@ -405,34 +393,8 @@ export class Scheduler {
       const queued = results.filter((ti): ti is TaskInstance => ti !== undefined);
       this.#ledger.observe(queued);
       this.#deps.metrics.increment('ti.scheduled', queued.length);
-      await this.#sendWorkloads(run, queued, dag);
+      await this.#workloads.send(run, queued, dag);
     }
-  }
-
-  async #sendWorkloads(run: DagRun, taskInstances: TaskInstance[], dag: SerializedDag): Promise<void> {
-    const nowMs = this.#deps.now();
-    const byQueue = new Map<keyof typeof TASK_QUEUE_OF, { body: string }[]>();
-    const workloads = await Promise.all(
-      taskInstances.map(
-        async (ti): Promise<[TaskInstance, TaskWorkload]> => [
-          ti,
-          {
-            type: 'execute_task',
-            ti: { dag_id: ti.dagId, run_id: ti.runId, task_id: ti.taskId, map_index: ti.mapIndex },
-            try_number: ti.tryNumber,
-            token: await this.#deps.tokens.issue(ti, nowMs),
-            fileloc: dag.fileloc,
-            dag_version: run.dagVersion,
-          },
-        ],
-      ),
-    );
-    for (const [ti, workload] of workloads) {
-      const queueName = ti.queue in TASK_QUEUE_OF ? (ti.queue as keyof typeof TASK_QUEUE_OF) : 'default';
-      byQueue.set(queueName, [...(byQueue.get(queueName) ?? []), { body: JSON.stringify(workload) }]);
-    }
-    for (const [queueName, messages] of byQueue)
-      await this.#deps.queues[TASK_QUEUE_OF[queueName]].send(messages);
   }
 
   async #finishRun(run: DagRun, state: 'success' | 'failed', nowMs: number): Promise<void> {
@@ -449,14 +411,5 @@ export class Scheduler {
     for (const next of active.items) {
       if (next.state === 'queued' && !(await this.#processRun(next))) break;
     }
-  }
-}
-
-async function ignoreConflict<T>(write: Promise<T>): Promise<T | undefined> {
-  try {
-    return await write;
-  } catch (error) {
-    if (error instanceof ConditionFailedError) return undefined;
-    throw error;
   }
 }

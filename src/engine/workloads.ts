@@ -1,0 +1,40 @@
+import type { DagRun, TaskInstance } from '#core/models.ts';
+import type { SerializedDag } from '#core/serialized-dag.ts';
+import type { Queues } from '#queue/port.ts';
+import type { TaskWorkload } from './messages.ts';
+import type { TaskTokenSigner } from './tokens.ts';
+
+const TASK_QUEUE_OF = { high: 'tasks_high', default: 'tasks_default', low: 'tasks_low' } as const;
+
+/**
+ * Builds the workloads of queued task instances, each with a token for its TI and try, and sends
+ * them to the task queue of their priority class in batch calls.
+ */
+export class WorkloadSender {
+  readonly #deps: { queues: Queues; tokens: TaskTokenSigner; now: () => number };
+
+  constructor(deps: { queues: Queues; tokens: TaskTokenSigner; now: () => number }) {
+    this.#deps = deps;
+  }
+
+  async send(run: DagRun, taskInstances: readonly TaskInstance[], dag: SerializedDag): Promise<void> {
+    const nowMs = this.#deps.now();
+    const byQueue = new Map<keyof typeof TASK_QUEUE_OF, { body: string }[]>();
+    for (const ti of taskInstances) {
+      const workload: TaskWorkload = {
+        type: 'execute_task',
+        ti: { dag_id: ti.dagId, run_id: ti.runId, task_id: ti.taskId, map_index: ti.mapIndex },
+        try_number: ti.tryNumber,
+        token: await this.#deps.tokens.issue(ti, nowMs),
+        fileloc: dag.fileloc,
+        dag_version: run.dagVersion,
+      };
+      const queueName = ti.queue in TASK_QUEUE_OF ? (ti.queue as keyof typeof TASK_QUEUE_OF) : 'default';
+      const messages = byQueue.get(queueName) ?? [];
+      messages.push({ body: JSON.stringify(workload) });
+      byQueue.set(queueName, messages);
+    }
+    for (const [queueName, messages] of byQueue)
+      await this.#deps.queues[TASK_QUEUE_OF[queueName]].send(messages);
+  }
+}
