@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import type { Server } from 'node:http';
 import { join } from 'node:path';
 import { serve } from '@hono/node-server';
@@ -65,6 +65,7 @@ export async function startStandalone(settings: Settings, options: StandaloneOpt
   const { log } = options;
   const cwd = options.cwd ?? process.cwd();
   await mkdir(settings.home, { recursive: true });
+  const releaseHome = await lockHome(settings.home);
   const apiToken = await readOrCreateSecret(join(settings.home, 'api-token'));
   const executionSecret = await readOrCreateSecret(join(settings.home, 'execution-secret'));
 
@@ -184,8 +185,41 @@ export async function startStandalone(settings: Settings, options: StandaloneOpt
       });
       dynamoClient.destroy();
       await dynamo.close();
+      await releaseHome();
     },
   };
+}
+
+/**
+ * One standalone process per home: its store is a LevelDB database that only one process may
+ * open. The lock file holds the owner's pid; a lock left by a process that is gone (kill -9) is
+ * taken over.
+ */
+async function lockHome(home: string): Promise<() => Promise<void>> {
+  const path = join(home, 'standalone.pid');
+  try {
+    const owner = Number((await readFile(path, 'utf8')).trim());
+    if (Number.isInteger(owner) && owner !== process.pid && isAlive(owner)) {
+      throw new StandaloneError(
+        `Another Updraft standalone process (pid ${owner}) is using ${home}: stop it, or set UPDRAFT_HOME to another folder`,
+      );
+    }
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+  }
+  await writeFile(path, `${process.pid}\n`);
+  return async () => {
+    await rm(path, { force: true });
+  };
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
 }
 
 async function readOrCreateSecret(path: string): Promise<string> {
