@@ -61,6 +61,8 @@ export class Scheduler {
   readonly #dagRecords = new Map<string, DagRecord>();
   #reconcileCursor: string | undefined;
   readonly #activeRunCounts = { queued: 0, running: 0 };
+  /** Per active run, as last evaluated: TIs whose dependencies are met, and those of them held back by a limit. */
+  readonly #readiness = new Map<string, { ready: number; starving: number }>();
   #exclusive: Promise<unknown> = Promise.resolve();
 
   constructor(deps: SchedulerDeps) {
@@ -69,7 +71,19 @@ export class Scheduler {
     this.#poolWarnings = new PoolWarnings(deps);
     deps.metrics.addSource(() => {
       const counts = this.#ledger.stateCounts();
-      return { 'ti.queued': counts.queued, 'ti.running': counts.running, 'ti.deferred': counts.deferred };
+      let executable = 0;
+      let starving = 0;
+      for (const run of this.#readiness.values()) {
+        executable += run.ready;
+        starving += run.starving;
+      }
+      return {
+        'ti.queued': counts.queued,
+        'ti.running': counts.running,
+        'ti.deferred': counts.deferred,
+        'scheduler.tasks.executable': executable,
+        'scheduler.tasks.starving': starving,
+      };
     });
   }
 
@@ -183,6 +197,7 @@ export class Scheduler {
     if (snapshot.run.state === 'success' || snapshot.run.state === 'failed') {
       this.#ledger.forgetRun(key.dagId, key.runId);
       this.#waiting.forget(key);
+      this.#readiness.delete(runId(key));
       return true;
     }
     const dagRecord = this.#dagRecords.get(key.dagId) ?? (await store.getDag(key.dagId));
@@ -227,7 +242,7 @@ export class Scheduler {
   }
 
   async #evaluate(snapshot: RunSnapshot, dag: SerializedDag): Promise<void> {
-    const { store, metrics } = this.#deps;
+    const { store } = this.#deps;
     const nowMs = this.#deps.now();
     const { run } = snapshot;
     // Zombies first: their failure or retry is then decided on in this same pass (downstream
@@ -266,8 +281,7 @@ export class Scheduler {
       dagOccupancy: this.#ledger.dagOccupancy(),
       maxToAdmit: this.#deps.settings.maxTaskInstancesPerPass,
     });
-    metrics.gauge('scheduler.tasks.executable', evaluation.ready.length);
-    metrics.gauge('scheduler.tasks.starving', admission.starving.length);
+    this.#readiness.set(runId(run), { ready: evaluation.ready.length, starving: admission.starving.length });
     this.#poolWarnings.report(admission.starving);
     this.#waiting.update(run, admission.starving, dag.maxActiveTasks);
     await this.#queue(run, admission.admitted, nowMs);
@@ -403,6 +417,7 @@ export class Scheduler {
     );
     if (!finished) return;
     this.#ledger.forgetRun(run.dagId, run.runId);
+    this.#readiness.delete(runId(run));
     this.#deps.metrics.increment(`dag_runs.${state}`);
     this.#deps.log.info(`DAG run ${state}`, { dagId: run.dagId, runId: run.runId });
     // A finished run frees a place under max_active_runs: start the next queued runs of this DAG now.

@@ -193,6 +193,18 @@ describe('Scheduler max_active_runs', () => {
 });
 
 describe('Scheduler metrics', () => {
+  it('sums executable and starving task instances over every active run', async () => {
+    const [versioned] = await h.register(pooledDag('small'));
+    const first = await h.createRun(versioned!, { runId: 'first' });
+    const second = await h.createRun(versioned!, { runId: 'second' });
+
+    await h.scheduler.handleRequests([first, second]);
+
+    const gauges = await h.gauges();
+    expect(gauges['scheduler.tasks.executable']).toBe(10);
+    expect(gauges['scheduler.tasks.starving']).toBe(8);
+  });
+
   it('counts scheduled task instances and gauges executable and starving ones', async () => {
     const [versioned] = await h.register(pooledDag('small'));
     const run = await h.createRun(versioned!);
