@@ -1,14 +1,7 @@
 import type { Settings } from '#config/settings.ts';
 import { admitTaskInstances } from '#core/admission.ts';
 import { mapConcurrently } from '#core/concurrency.ts';
-import {
-  type DagRun,
-  type DagRunKey,
-  formatTaskInstanceKey,
-  newTaskInstance,
-  type TaskInstance,
-} from '#core/models.ts';
-import { failureTransition } from '#core/retry.ts';
+import { type DagRun, type DagRunKey, newTaskInstance, type TaskInstance } from '#core/models.ts';
 import { evaluateRun } from '#core/run-evaluation.ts';
 import type { SerializedDag } from '#core/serialized-dag.ts';
 import type { MetricsRegistry } from '#metrics/registry.ts';
@@ -19,6 +12,7 @@ import { ignoreConflict } from './conflicts.ts';
 import type { DagVersionCache } from './dag-cache.ts';
 import type { Logger } from './logger.ts';
 import { OccupancyLedger } from './occupancy.ts';
+import { reconcileActiveTaskInstances } from './reconcile.ts';
 import { createDueRuns } from './schedules.ts';
 import type { TaskTokenSigner } from './tokens.ts';
 import { PoolWarnings, runId, WaitingRuns } from './waiting-runs.ts';
@@ -303,7 +297,7 @@ export class Scheduler {
   }
 
   /**
-   * Fails or retries zombies (heartbeat stopped) and sends again workloads queued too long.
+   * Fails or retries zombies and sends again workloads queued too long (see reconcile.ts).
    * Returns the run's TIs with these changes applied.
    */
   async #reconcileActive(
@@ -313,63 +307,11 @@ export class Scheduler {
     nowMs: number,
     orphaned = false,
   ): Promise<TaskInstance[]> {
-    const { store, settings, log } = this.#deps;
-    const updated = new Map<TaskInstance, TaskInstance>();
-    const resend: TaskInstance[] = [];
-    const stale = (since: string | null, limitMs: number) =>
-      orphaned || (since !== null && nowMs - Date.parse(since) > limitMs);
-    for (const ti of taskInstances) {
-      if (ti.state === 'running' && stale(ti.heartbeatAt, settings.heartbeatTimeoutMs)) {
-        const task = dag.tasks.find((t) => t.taskId === ti.taskId);
-        if (!task) continue;
-        const next = failureTransition(ti, task, nowMs, { retryable: true });
-        log.warn('Task instance stopped heartbeating; treating it as a zombie', {
-          ti: formatTaskInstanceKey(ti),
-          tryNumber: ti.tryNumber,
-          next: next.state,
-        });
-        this.#deps.metrics.increment('scheduler.zombies_killed');
-        const failed = await ignoreConflict(
-          store.transitionTaskInstance(
-            ti,
-            { state: 'running', tryNumber: ti.tryNumber },
-            {
-              state: next.state,
-              nextRetryAt: next.state === 'up_for_retry' ? next.nextRetryAt : null,
-              endDate: new Date(nowMs).toISOString(),
-              errorMessage: orphaned
-                ? 'The worker running this try stopped with the previous process (zombie task)'
-                : `Heartbeat stopped for more than ${settings.heartbeatTimeoutMs} ms (zombie task)`,
-            },
-          ),
-        );
-        if (failed) updated.set(ti, failed);
-      } else if (ti.state === 'queued' && stale(ti.queuedAt, settings.queuedTimeoutMs)) {
-        resend.push(ti);
-      }
-    }
-    const refreshed: TaskInstance[] = [];
-    for (const ti of resend) {
-      const requeued = await ignoreConflict(
-        store.transitionTaskInstance(
-          ti,
-          { state: 'queued', tryNumber: ti.tryNumber },
-          { queuedAt: new Date(nowMs).toISOString() },
-        ),
-      );
-      if (requeued) {
-        refreshed.push(requeued);
-        updated.set(ti, requeued);
-      }
-    }
-    if (refreshed.length > 0) {
-      log.info('Sending again workloads of task instances queued too long', { count: refreshed.length });
-      await this.#workloads.send(run, refreshed, dag);
-    }
-    if (updated.size === 0) return taskInstances;
+    const result = await reconcileActiveTaskInstances(this.#deps, taskInstances, dag, nowMs, orphaned);
+    if (result.resend.length > 0) await this.#workloads.send(run, result.resend, dag);
     // A zombie no longer holds its slot: admission in this pass may give it to another TI.
-    this.#ledger.observe(updated.values());
-    return taskInstances.map((ti) => updated.get(ti) ?? ti);
+    if (result.changed.length > 0) this.#ledger.observe(result.changed);
+    return result.taskInstances;
   }
 
   /**

@@ -1,0 +1,95 @@
+import type { Settings } from '#config/settings.ts';
+import { formatTaskInstanceKey, type TaskInstance } from '#core/models.ts';
+import { failureTransition } from '#core/retry.ts';
+import type { SerializedDag } from '#core/serialized-dag.ts';
+import type { MetricsRegistry } from '#metrics/registry.ts';
+import type { Store } from '#store/port.ts';
+import { ignoreConflict } from './conflicts.ts';
+import type { Logger } from './logger.ts';
+
+export interface ReconcileResult {
+  /** The run's TIs with the changes applied. */
+  taskInstances: TaskInstance[];
+  /** Queued TIs whose workload must be sent again (their queuedAt was refreshed). */
+  resend: TaskInstance[];
+  /** Every TI changed here: zombies failed or put up for retry, and the TIs to send again. */
+  changed: TaskInstance[];
+}
+
+/**
+ * Reconciliation of one run's active TIs against time: a running TI whose heartbeat is older
+ * than `heartbeatTimeoutMs` is a zombie and is failed or retried; a queued TI older than
+ * `queuedTimeoutMs` lost its workload and gets it again. With `orphaned` (a standalone restart,
+ * whose workers and queues died with the previous process) both happen at once. Every write is
+ * conditional on the state and try seen, so a TI that moved on meanwhile is left alone.
+ */
+export async function reconcileActiveTaskInstances(
+  deps: {
+    store: Store;
+    settings: Pick<Settings, 'heartbeatTimeoutMs' | 'queuedTimeoutMs'>;
+    log: Logger;
+    metrics: MetricsRegistry;
+  },
+  taskInstances: TaskInstance[],
+  dag: SerializedDag,
+  nowMs: number,
+  orphaned: boolean,
+): Promise<ReconcileResult> {
+  const { store, settings, log } = deps;
+  const updated = new Map<TaskInstance, TaskInstance>();
+  const stale = (since: string | null, limitMs: number) =>
+    orphaned || (since !== null && nowMs - Date.parse(since) > limitMs);
+  const overdue: TaskInstance[] = [];
+  for (const ti of taskInstances) {
+    if (ti.state === 'running' && stale(ti.heartbeatAt, settings.heartbeatTimeoutMs)) {
+      const task = dag.tasks.find((t) => t.taskId === ti.taskId);
+      if (!task) continue;
+      const next = failureTransition(ti, task, nowMs, { retryable: true });
+      log.warn('Task instance stopped heartbeating; treating it as a zombie', {
+        ti: formatTaskInstanceKey(ti),
+        tryNumber: ti.tryNumber,
+        next: next.state,
+      });
+      deps.metrics.increment('scheduler.zombies_killed');
+      const failed = await ignoreConflict(
+        store.transitionTaskInstance(
+          ti,
+          { state: 'running', tryNumber: ti.tryNumber },
+          {
+            state: next.state,
+            nextRetryAt: next.state === 'up_for_retry' ? next.nextRetryAt : null,
+            endDate: new Date(nowMs).toISOString(),
+            errorMessage: orphaned
+              ? 'The worker running this try stopped with the previous process (zombie task)'
+              : `Heartbeat stopped for more than ${settings.heartbeatTimeoutMs} ms (zombie task)`,
+          },
+        ),
+      );
+      if (failed) updated.set(ti, failed);
+    } else if (ti.state === 'queued' && stale(ti.queuedAt, settings.queuedTimeoutMs)) {
+      overdue.push(ti);
+    }
+  }
+  const resend: TaskInstance[] = [];
+  for (const ti of overdue) {
+    const requeued = await ignoreConflict(
+      store.transitionTaskInstance(
+        ti,
+        { state: 'queued', tryNumber: ti.tryNumber },
+        { queuedAt: new Date(nowMs).toISOString() },
+      ),
+    );
+    if (requeued) {
+      resend.push(requeued);
+      updated.set(ti, requeued);
+    }
+  }
+  if (resend.length > 0) {
+    log.info('Sending again workloads of task instances queued too long', { count: resend.length });
+  }
+  return {
+    taskInstances: updated.size === 0 ? taskInstances : taskInstances.map((ti) => updated.get(ti) ?? ti),
+    resend,
+    changed: [...updated.values()],
+  };
+}
