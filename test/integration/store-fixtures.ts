@@ -6,6 +6,7 @@ import type { SerializedDag } from '#core/serialized-dag.ts';
 import { DynamoStore } from '#store/dynamodb.ts';
 import { createDynamoClient, ensureTable, startEmbeddedDynamo, toDocumentClient } from '#store/embedded.ts';
 import type { DagRecord } from '#store/port.ts';
+import { task } from '../unit/helpers/factories.ts';
 
 /** One in-memory dynalite per test file; every `newStore()` gets a table of its own. */
 export interface StoreHarness {
@@ -97,24 +98,12 @@ export function serializedDag(dagId: string, taskIds: string[]): SerializedDag {
     maxActiveTasks: 32,
     params: { threshold: 3 },
     tags: ['example'],
-    tasks: taskIds.map((taskId, index) => ({
-      taskId,
-      operator: 'task',
-      isBranch: false,
-      upstream: index === 0 ? [] : [taskIds[index - 1] as string],
-      args: [],
-      retries: 1,
-      retryDelayMs: 1000,
-      retryExponentialBackoff: false,
-      maxRetryDelayMs: null,
-      executionTimeoutMs: null,
-      triggerRule: 'all_success',
-      priorityWeight: 1,
-      weightRule: 'downstream',
-      queue: 'default',
-      pool: 'default_pool',
-      poolSlots: 1,
-      doc: null,
-    })),
+    tasks: taskIds.map((taskId, index) =>
+      task(taskId, {
+        upstream: index === 0 ? [] : [taskIds[index - 1] as string],
+        retries: 1,
+        retryDelayMs: 1000,
+      }),
+    ),
   };
 }
