@@ -332,6 +332,7 @@ export class WorkerPool {
         },
         signal,
       },
+      { fileloc: workload.fileloc, versionHash: workload.dag_version },
     );
     if (runner.usable) this.#idle.push(runner);
     else runner.kill();

@@ -18,8 +18,21 @@ export interface TaskRunContext {
   conf: Record<string, unknown>;
 }
 
+export interface PinnedVersion {
+  fileloc: string;
+  versionHash: string;
+}
+
 export type SupervisorToRunner =
-  | { type: 'run'; runId: number; file: string; context: TaskRunContext; args: unknown[] }
+  | {
+      type: 'run';
+      runId: number;
+      file: string;
+      context: TaskRunContext;
+      args: unknown[];
+      /** The DAG version the run executes, to tell the task's log when the file has changed since. */
+      pinned?: PinnedVersion;
+    }
   | { type: 'xcom_value'; requestId: number; value?: unknown; error?: string }
   /** Aborts the task's `ctx.signal`; the process is killed if the task has not ended soon after. */
   | { type: 'cancel'; runId: number; reason: string };

@@ -1,6 +1,12 @@
 import { type ChildProcess, fork } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import type { RunnerOutcome, RunnerToSupervisor, SupervisorToRunner, TaskRunContext } from './protocol.ts';
+import type {
+  PinnedVersion,
+  RunnerOutcome,
+  RunnerToSupervisor,
+  SupervisorToRunner,
+  TaskRunContext,
+} from './protocol.ts';
 
 const RUNNER_ENTRY = fileURLToPath(new URL('./task-runner.ts', import.meta.url));
 
@@ -62,7 +68,13 @@ export class RunnerProcess {
     return !this.#exited && this.#current === null;
   }
 
-  async run(file: string, context: TaskRunContext, args: unknown[], hooks: RunHooks): Promise<RunnerOutcome> {
+  async run(
+    file: string,
+    context: TaskRunContext,
+    args: unknown[],
+    hooks: RunHooks,
+    pinned?: PinnedVersion,
+  ): Promise<RunnerOutcome> {
     try {
       await this.#ready;
     } catch (error) {
@@ -92,7 +104,7 @@ export class RunnerProcess {
       this.#current = { runId, finish, hooks };
       if (hooks.signal.aborted) return onAbort();
       hooks.signal.addEventListener('abort', onAbort, { once: true });
-      this.#send({ type: 'run', runId, file, context, args });
+      this.#send({ type: 'run', runId, file, context, args, ...(pinned ? { pinned } : {}) });
     });
   }
 

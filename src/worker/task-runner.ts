@@ -1,8 +1,10 @@
 import { format } from 'node:util';
 import type { TaskContext, TaskLogger } from '#sdk/context.ts';
+import type { Dag } from '#sdk/dag.ts';
 import { loadDagFile } from '#sdk/loader.ts';
 import { executeTask } from '#sdk/runtime.ts';
-import type { RunnerOutcome, RunnerToSupervisor, SupervisorToRunner } from './protocol.ts';
+import { versionDag } from '#sdk/serialize.ts';
+import type { PinnedVersion, RunnerOutcome, RunnerToSupervisor, SupervisorToRunner } from './protocol.ts';
 
 /**
  * Task runner: a child process of the worker supervisor that runs one task try at a time.
@@ -38,6 +40,7 @@ async function run(message: Extract<SupervisorToRunner, { type: 'run' }>): Promi
   const dag = dags.find((candidate) => candidate.dagId === message.context.dagId);
   if (!dag)
     return { kind: 'error', message: `DAG ${message.context.dagId} is no longer defined in ${message.file}` };
+  if (message.pinned) warnIfChanged(dag, message.pinned);
   const controller = new AbortController();
   current = { runId: message.runId, controller };
   const ctx: TaskContext = {
@@ -77,6 +80,25 @@ async function run(message: Extract<SupervisorToRunner, { type: 'run' }>): Promi
 function describe(error: unknown): string {
   if (error instanceof Error) return error.stack ?? `${error.name}: ${error.message}`;
   return format('%o', error);
+}
+
+const fileVersions = new WeakMap<Dag, string>();
+
+/**
+ * Workers run the DAG file as it is on disk. When it no longer matches the version the run
+ * started with, the try's log says so, since the task code may differ from what the run expects.
+ */
+function warnIfChanged(dag: Dag, pinned: PinnedVersion): void {
+  let current = fileVersions.get(dag);
+  if (current === undefined) {
+    current = versionDag(dag, pinned.fileloc).versionHash;
+    fileVersions.set(dag, current);
+  }
+  if (current === pinned.versionHash) return;
+  send({
+    type: 'log',
+    text: `[${new Date().toISOString()}] {WARNING} ${pinned.fileloc} changed since this run started (run version ${pinned.versionHash}, file version ${current}): running the file as it is now\n`,
+  });
 }
 
 /** The try being run, so a cancel can abort its signal. */

@@ -1,5 +1,7 @@
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
+import { loadDagFile } from '#sdk/loader.ts';
+import { versionDag } from '#sdk/serialize.ts';
 import { CANCEL_GRACE_MS, RunnerProcess } from '#worker/runner-process.ts';
 
 const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url));
@@ -65,6 +67,35 @@ describe('RunnerProcess', () => {
     expect(Date.now() - started).toBeGreaterThanOrEqual(300 + CANCEL_GRACE_MS - 50);
     expect(runner.usable).toBe(false);
   }, 10_000);
+});
+
+describe('RunnerProcess and DAG versions', () => {
+  const run = async (versionHash: string) => {
+    const runner = new RunnerProcess({ cwd: REPO_ROOT });
+    const logs: string[] = [];
+    const outcome = await runner.run(
+      CANCELLABLE,
+      { ...context('wait'), params: {} },
+      [],
+      { onLog: (text) => logs.push(text), pullXCom: async () => null, signal: AbortSignal.timeout(200) },
+      { fileloc: 'cancellable.ts', versionHash },
+    );
+    runner.kill();
+    return { outcome, log: logs.join('') };
+  };
+
+  it("warns in the try's log when the DAG file no longer matches the version the run started with", async () => {
+    const { log } = await run('0000000000000000');
+    expect(log).toMatch(
+      /cancellable\.ts changed since this run started \(run version 0000000000000000, file version [0-9a-f]{16}\)/,
+    );
+  });
+
+  it('says nothing when the file is the version the run started with', async () => {
+    const [dag] = await loadDagFile(CANCELLABLE);
+    const { log } = await run(versionDag(dag!, 'cancellable.ts').versionHash);
+    expect(log).not.toContain('changed since this run started');
+  });
 });
 
 const CANCELLABLE = fileURLToPath(new URL('./dags/cancellable.ts', import.meta.url));
