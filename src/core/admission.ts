@@ -5,8 +5,13 @@ export interface AdmissionCandidate {
   priorityWeight: number;
   /** Logical date of the TI's run: older runs go first at equal weight. */
   logicalDate: string;
-  /** The DAG's `maxActiveTasks`: queued + running TIs allowed for the DAG at once. */
+  /** The DAG's `maxActiveTasks`: queued + running TIs allowed for one of its runs at once (Airflow 3). */
   maxActiveTasks: number;
+}
+
+/** Key of a run in `AdmissionInput.runOccupancy`. */
+export function runOccupancyKey(run: { dagId: string; runId: string }): string {
+  return `${run.dagId}\u0000${run.runId}`;
 }
 
 export interface AdmissionInput {
@@ -16,8 +21,8 @@ export interface AdmissionInput {
   pools: Record<string, number>;
   /** Slots in use per pool (queued + running TIs × poolSlots). */
   poolOccupancy: Record<string, number>;
-  /** Queued + running TIs per DAG id. */
-  dagOccupancy: Record<string, number>;
+  /** Queued + running TIs per run, keyed by `runOccupancyKey`. */
+  runOccupancy: Record<string, number>;
   /** Bound of this pass. */
   maxToAdmit: number;
 }
@@ -50,11 +55,11 @@ export interface AdmissionResult {
  * out in the same order, as Airflow orders by (-priority_weight, logical_date). Each admission takes its
  * pool slots and DAG slot before the next candidate is considered. A candidate that does not fit is
  * passed over, not waited for, so a full pool never blocks a lower-priority TI of another pool.
- * `maxActiveTasks` is counted per DAG over all its runs, as `dagOccupancy` is keyed.
+ * `maxActiveTasks` is counted per run, as Airflow 3 does.
  */
 export function admitTaskInstances(input: AdmissionInput): AdmissionResult {
   const poolOccupancy = new Map(Object.entries(input.poolOccupancy));
-  const dagOccupancy = new Map(Object.entries(input.dagOccupancy));
+  const runOccupancy = new Map(Object.entries(input.runOccupancy));
   const pools = new Map(Object.entries(input.pools));
   const admitted: TaskInstance[] = [];
   const starving: StarvingTaskInstance[] = [];
@@ -65,7 +70,7 @@ export function admitTaskInstances(input: AdmissionInput): AdmissionResult {
     const reason = starvationReason(candidate, {
       poolSize,
       poolUsed: poolOccupancy.get(ti.pool) ?? 0,
-      dagUsed: dagOccupancy.get(ti.dagId) ?? 0,
+      runUsed: runOccupancy.get(runOccupancyKey(ti)) ?? 0,
       passFull: admitted.length >= input.maxToAdmit,
     });
     if (reason) {
@@ -74,7 +79,7 @@ export function admitTaskInstances(input: AdmissionInput): AdmissionResult {
     }
     admitted.push(ti);
     poolOccupancy.set(ti.pool, (poolOccupancy.get(ti.pool) ?? 0) + ti.poolSlots);
-    dagOccupancy.set(ti.dagId, (dagOccupancy.get(ti.dagId) ?? 0) + 1);
+    runOccupancy.set(runOccupancyKey(ti), (runOccupancy.get(runOccupancyKey(ti)) ?? 0) + 1);
   }
   return { admitted, starving };
 }
@@ -82,12 +87,12 @@ export function admitTaskInstances(input: AdmissionInput): AdmissionResult {
 /** Permanent problems are reported first, so the engine logs them even in a pass that is already full. */
 function starvationReason(
   { ti, maxActiveTasks }: AdmissionCandidate,
-  usage: { poolSize: number | undefined; poolUsed: number; dagUsed: number; passFull: boolean },
+  usage: { poolSize: number | undefined; poolUsed: number; runUsed: number; passFull: boolean },
 ): StarvationReason | null {
   if (usage.poolSize === undefined) return 'unknown_pool';
   if (ti.poolSlots > usage.poolSize) return 'pool_too_small';
   if (usage.passFull) return 'pass_limit';
-  if (usage.dagUsed >= maxActiveTasks) return 'max_active_tasks';
+  if (usage.runUsed >= maxActiveTasks) return 'max_active_tasks';
   if (usage.poolUsed + ti.poolSlots > usage.poolSize) return 'pool_full';
   return null;
 }

@@ -1,8 +1,10 @@
+import { runOccupancyKey } from '#core/admission.ts';
 import type { TaskInstance } from '#core/models.ts';
 import { OCCUPYING_TI_STATES } from '#core/states.ts';
 
 interface Holder {
-  dagId: string;
+  /** `runOccupancyKey` of the TI's run. */
+  run: string;
   pool: string;
   slots: number;
   queued: boolean;
@@ -28,7 +30,7 @@ export class OccupancyLedger {
       else this.#deferred.delete(id);
       if (OCCUPYING_TI_STATES.has(ti.state)) {
         this.#holders.set(id, {
-          dagId: ti.dagId,
+          run: runOccupancyKey(ti),
           pool: ti.pool,
           slots: ti.poolSlots,
           queued: ti.state === 'queued',
@@ -65,22 +67,20 @@ export class OccupancyLedger {
     return result;
   }
 
-  dagOccupancy(): Record<string, number> {
+  /** Queued + running TIs per run, keyed by `runOccupancyKey` (for `maxActiveTasks`). */
+  runOccupancy(): Record<string, number> {
     const result: Record<string, number> = {};
-    for (const holder of this.#holders.values()) result[holder.dagId] = (result[holder.dagId] ?? 0) + 1;
+    for (const holder of this.#holders.values()) result[holder.run] = (result[holder.run] ?? 0) + 1;
     return result;
   }
 
-  /** Queued (sent, not yet started) TIs per pool and per DAG: the executor's backlog. */
-  queuedBacklog(): { byPool: Record<string, number>; byDag: Record<string, number> } {
+  /** Queued (sent, not yet started) TIs per pool: the executor's backlog. */
+  queuedByPool(): Record<string, number> {
     const byPool: Record<string, number> = {};
-    const byDag: Record<string, number> = {};
     for (const holder of this.#holders.values()) {
-      if (!holder.queued) continue;
-      byPool[holder.pool] = (byPool[holder.pool] ?? 0) + 1;
-      byDag[holder.dagId] = (byDag[holder.dagId] ?? 0) + 1;
+      if (holder.queued) byPool[holder.pool] = (byPool[holder.pool] ?? 0) + 1;
     }
-    return { byPool, byDag };
+    return byPool;
   }
 
   get size(): number {

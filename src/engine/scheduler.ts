@@ -272,12 +272,12 @@ export class Scheduler {
       })),
       pools: this.#deps.settings.pools,
       poolOccupancy: this.#ledger.poolOccupancy(),
-      dagOccupancy: this.#ledger.dagOccupancy(),
+      runOccupancy: this.#ledger.runOccupancy(),
       maxToAdmit: this.#deps.settings.maxTaskInstancesPerPass,
     });
     this.#readiness.set(runId(run), { ready: evaluation.ready.length, starving: admission.starving.length });
     this.#poolWarnings.report(admission.starving);
-    this.#waiting.update(run, admission.starving, dag.maxActiveTasks);
+    this.#waiting.update(run, admission.starving);
     await this.#queue(run, admission.admitted, nowMs);
 
     if (evaluation.runState) {

@@ -6,57 +6,45 @@ import type { OccupancyLedger } from './occupancy.ts';
 interface Waiting {
   run: DagRunKey;
   pools: Set<string>;
-  maxActiveTasks: number | null;
 }
 
 /**
- * Runs with task instances held back by a full pool or by max_active_tasks. A slot freed by a
- * task of one run is only seen when that run is scheduled; this list lets the scheduler offer
- * freed slots to the other runs at once instead of at the next tick. Slots are offered in
- * batches (a few at a time for a large pool) while the executor still has a backlog, so a
- * busy pool costs one extra pass per batch of finished tasks rather than one per task.
+ * Runs with task instances held back by a full pool. A pool slot freed by a task of one run is
+ * only seen when that run is scheduled; this list lets the scheduler offer freed slots to the
+ * other runs at once instead of at the next tick. Slots are offered in batches (a few at a time
+ * for a large pool) while the executor still has a backlog, so a busy pool costs one extra pass
+ * per batch of finished tasks rather than one per task. (`maxActiveTasks` counts per run, so a
+ * place under it is freed only by a TI of the same run, whose report schedules that run anyway.)
  */
 export class WaitingRuns {
   readonly #runs = new Map<string, Waiting>();
 
-  /** Records whether this run has TIs waiting for pool slots or DAG task slots after its pass. */
-  update(run: DagRunKey, starving: AdmissionResult['starving'], maxActiveTasks: number): void {
+  /** Records whether this run has TIs waiting for pool slots after its pass. */
+  update(run: DagRunKey, starving: AdmissionResult['starving']): void {
     const id = runId(run);
     const pools = new Set(starving.filter((s) => s.reason === 'pool_full').map((s) => s.ti.pool));
-    const limitedByDag = starving.some((s) => s.reason === 'max_active_tasks');
-    if (pools.size === 0 && !limitedByDag) {
-      this.#runs.delete(id);
-      return;
-    }
-    this.#runs.set(id, { run, pools, maxActiveTasks: limitedByDag ? maxActiveTasks : null });
+    if (pools.size === 0) this.#runs.delete(id);
+    else this.#runs.set(id, { run, pools });
   }
 
   forget(run: DagRunKey): void {
     this.#runs.delete(runId(run));
   }
 
-  /** Waiting runs, oldest first, whose limit now has a batch of free places (or an idle executor). */
+  /** Waiting runs, oldest first, whose pool now has a batch of free slots (or an idle executor). */
   due(ledger: OccupancyLedger, pools: Record<string, number>, skip: ReadonlySet<string>): DagRunKey[] {
     if (this.#runs.size === 0) return [];
-    const poolOccupancy = ledger.poolOccupancy();
-    const dagOccupancy = ledger.dagOccupancy();
-    const backlog = ledger.queuedBacklog();
+    const occupancy = ledger.poolOccupancy();
+    const backlog = ledger.queuedByPool();
     const due: DagRunKey[] = [];
     for (const [id, waiting] of this.#runs) {
       if (skip.has(id)) continue;
-      const poolReady = [...waiting.pools].some((pool) => {
+      const ready = [...waiting.pools].some((pool) => {
         const slots = pools[pool] ?? 0;
-        const free = slots - (poolOccupancy[pool] ?? 0);
-        return free >= refillBatch(slots) || (free > 0 && !backlog.byPool[pool]);
+        const free = slots - (occupancy[pool] ?? 0);
+        return free >= refillBatch(slots) || (free > 0 && !backlog[pool]);
       });
-      const dagId = waiting.run.dagId;
-      const dagReady =
-        waiting.maxActiveTasks !== null &&
-        (() => {
-          const free = (waiting.maxActiveTasks ?? 0) - (dagOccupancy[dagId] ?? 0);
-          return free >= refillBatch(waiting.maxActiveTasks ?? 0) || (free > 0 && !backlog.byDag[dagId]);
-        })();
-      if (poolReady || dagReady) due.push(waiting.run);
+      if (ready) due.push(waiting.run);
     }
     return due;
   }

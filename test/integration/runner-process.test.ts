@@ -40,12 +40,15 @@ describe('RunnerProcess', () => {
     const runner = new RunnerProcess({ cwd: REPO_ROOT });
     const logs: string[] = [];
     const stop = new AbortController();
+    // Stopped once the task is running, as an execution timeout would.
     const outcome = runner.run(CANCELLABLE, context('wait'), [], {
-      onLog: (text) => logs.push(text),
+      onLog: (text) => {
+        logs.push(text);
+        if (text.includes('waiting')) stop.abort('Task exceeded its execution timeout of 1s');
+      },
       pullXCom: async () => null,
       signal: stop.signal,
     });
-    setTimeout(() => stop.abort('Task exceeded its execution timeout of 1s'), 500);
 
     expect(await outcome).toEqual({ kind: 'error', message: 'Task exceeded its execution timeout of 1s' });
     expect(logs.join('')).toContain('cancelled: Error: Task exceeded its execution timeout of 1s');
@@ -75,9 +78,9 @@ describe('RunnerProcess and DAG versions', () => {
     const logs: string[] = [];
     const outcome = await runner.run(
       CANCELLABLE,
-      { ...context('wait'), params: {} },
+      context('quick'),
       [],
-      { onLog: (text) => logs.push(text), pullXCom: async () => null, signal: AbortSignal.timeout(200) },
+      { onLog: (text) => logs.push(text), pullXCom: async () => null, signal: new AbortController().signal },
       { fileloc: 'cancellable.ts', versionHash },
     );
     runner.kill();
@@ -85,7 +88,8 @@ describe('RunnerProcess and DAG versions', () => {
   };
 
   it("warns in the try's log when the DAG file no longer matches the version the run started with", async () => {
-    const { log } = await run('0000000000000000');
+    const { outcome, log } = await run('0000000000000000');
+    expect(outcome).toEqual({ kind: 'success', xcom: '"done"' });
     expect(log).toMatch(
       /cancellable\.ts changed since this run started \(run version 0000000000000000, file version [0-9a-f]{16}\)/,
     );

@@ -1,7 +1,12 @@
 import { describe, expect, it } from 'vitest';
-import { type AdmissionCandidate, type AdmissionInput, admitTaskInstances } from '#core/admission.ts';
+import {
+  type AdmissionCandidate,
+  type AdmissionInput,
+  admitTaskInstances,
+  runOccupancyKey,
+} from '#core/admission.ts';
 import type { TaskInstance } from '#core/models.ts';
-import { DAG_ID, LOGICAL_DATE, taskInstance } from './helpers/factories.ts';
+import { DAG_ID, LOGICAL_DATE, RUN_ID, taskInstance } from './helpers/factories.ts';
 
 function candidate(
   taskId: string,
@@ -34,7 +39,7 @@ function admit(candidates: AdmissionCandidate[], overrides: Partial<AdmissionInp
     candidates,
     pools: { default_pool: 128 },
     poolOccupancy: {},
-    dagOccupancy: {},
+    runOccupancy: {},
     maxToAdmit: 100,
     ...overrides,
   });
@@ -108,16 +113,17 @@ describe('admitTaskInstances', () => {
     expect(starvingOf(result)).toEqual([['lost', 'unknown_pool']]);
   });
 
-  it('holds a DAG at its maxActiveTasks while admitting other DAGs', () => {
+  it('holds a run at its maxActiveTasks while admitting other runs, of the same DAG too', () => {
     const result = admit(
       [
         candidate('a', { weight: 3, maxActiveTasks: 16 }),
         candidate('b', { weight: 2, maxActiveTasks: 16 }),
         candidate('other', { dagId: 'other_dag', maxActiveTasks: 16 }),
+        candidate('next_run', { runId: 'manual__next', maxActiveTasks: 16 }),
       ],
-      { dagOccupancy: { [DAG_ID]: 15 } },
+      { runOccupancy: { [runOccupancyKey({ dagId: DAG_ID, runId: RUN_ID })]: 15 } },
     );
-    expect(ids(result.admitted)).toEqual(['a', 'other']);
+    expect(ids(result.admitted)).toEqual(['a', 'next_run', 'other']);
     expect(starvingOf(result)).toEqual([['b', 'max_active_tasks']]);
   });
 
@@ -153,8 +159,8 @@ describe('admitTaskInstances', () => {
 
   it('does not change the occupancy records it was given', () => {
     const poolOccupancy = { default_pool: 1 };
-    const dagOccupancy = { [DAG_ID]: 1 };
-    admit([candidate('a')], { poolOccupancy, dagOccupancy });
-    expect([poolOccupancy, dagOccupancy]).toEqual([{ default_pool: 1 }, { [DAG_ID]: 1 }]);
+    const runOccupancy = { [runOccupancyKey({ dagId: DAG_ID, runId: RUN_ID })]: 1 };
+    admit([candidate('a')], { poolOccupancy, runOccupancy });
+    expect([poolOccupancy, Object.values(runOccupancy)]).toEqual([{ default_pool: 1 }, [1]]);
   });
 });

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { runOccupancyKey } from '#core/admission.ts';
 import { OccupancyLedger } from '#engine/occupancy.ts';
 import { WaitingRuns } from '#engine/waiting-runs.ts';
 import { RUN_ID, taskInstance } from './helpers/factories.ts';
@@ -15,7 +16,7 @@ describe('OccupancyLedger', () => {
       taskInstance('d', { state: 'none', pool: 'p' }),
     ]);
     expect(ledger.poolOccupancy()).toEqual({ p: 3 });
-    expect(ledger.dagOccupancy()).toEqual({ example_dag: 2 });
+    expect(ledger.runOccupancy()).toEqual({ [runOccupancyKey({ dagId: 'example_dag', runId: RUN_ID })]: 2 });
     expect(ledger.stateCounts()).toEqual({ queued: 1, running: 1, deferred: 0 });
   });
 
@@ -45,14 +46,14 @@ describe('OccupancyLedger', () => {
 });
 
 describe('WaitingRuns', () => {
-  const starving = (pool: string, reason: 'pool_full' | 'max_active_tasks') => [
+  const starving = (pool: string, reason: 'pool_full' | 'max_active_tasks' = 'pool_full') => [
     { ti: taskInstance('w', { pool }), reason },
   ];
 
   it('offers a small pool to a waiting run as soon as one slot is free', () => {
     const ledger = new OccupancyLedger();
     const waiting = new WaitingRuns();
-    waiting.update(run('b'), starving('small', 'pool_full'), 16);
+    waiting.update(run('b'), starving('small', 'pool_full'));
     ledger.observe([taskInstance('x', { runId: 'a', state: 'running', pool: 'small' })]);
     expect(waiting.due(ledger, { small: 2 }, new Set())).toEqual([run('b')]);
   });
@@ -60,7 +61,7 @@ describe('WaitingRuns', () => {
   it('waits for a batch of free slots in a large pool while the executor has a backlog', () => {
     const ledger = new OccupancyLedger();
     const waiting = new WaitingRuns();
-    waiting.update(run('b'), starving('big', 'pool_full'), 16);
+    waiting.update(run('b'), starving('big', 'pool_full'));
     const busy = Array.from({ length: 126 }, (_, i) =>
       taskInstance(`t${i}`, { runId: 'a', state: i < 100 ? 'queued' : 'running', pool: 'big' }),
     );
@@ -73,7 +74,7 @@ describe('WaitingRuns', () => {
   it('offers a single free slot when nothing is queued any more', () => {
     const ledger = new OccupancyLedger();
     const waiting = new WaitingRuns();
-    waiting.update(run('b'), starving('big', 'pool_full'), 16);
+    waiting.update(run('b'), starving('big', 'pool_full'));
     ledger.observe(
       Array.from({ length: 127 }, (_, i) =>
         taskInstance(`t${i}`, { runId: 'a', state: 'running', pool: 'big' }),
@@ -82,20 +83,25 @@ describe('WaitingRuns', () => {
     expect(waiting.due(ledger, { big: 128 }, new Set())).toEqual([run('b')]);
   });
 
-  it('tracks max_active_tasks per DAG and skips runs already processed', () => {
+  it('leaves runs held by max_active_tasks to their own reports', () => {
     const ledger = new OccupancyLedger();
     const waiting = new WaitingRuns();
-    waiting.update(run('b'), starving('default_pool', 'max_active_tasks'), 2);
-    ledger.observe([taskInstance('x', { runId: 'a', state: 'running' })]);
-    expect(waiting.due(ledger, { default_pool: 128 }, new Set())).toEqual([run('b')]);
-    expect(waiting.due(ledger, { default_pool: 128 }, new Set(['example_dag\u0000b']))).toEqual([]);
+    waiting.update(run('b'), starving('default_pool', 'max_active_tasks'));
+    expect(waiting.due(ledger, { default_pool: 128 }, new Set())).toEqual([]);
+  });
+
+  it('skips runs already processed in this batch', () => {
+    const ledger = new OccupancyLedger();
+    const waiting = new WaitingRuns();
+    waiting.update(run('b'), starving('small'));
+    expect(waiting.due(ledger, { small: 2 }, new Set(['example_dag\u0000b']))).toEqual([]);
   });
 
   it('drops a run once nothing of it starves', () => {
     const ledger = new OccupancyLedger();
     const waiting = new WaitingRuns();
-    waiting.update(run('b'), starving('small', 'pool_full'), 16);
-    waiting.update(run('b'), [], 16);
+    waiting.update(run('b'), starving('small', 'pool_full'));
+    waiting.update(run('b'), []);
     expect(waiting.due(ledger, { small: 2 }, new Set())).toEqual([]);
   });
 });
