@@ -49,14 +49,15 @@ export function registerDagRoutes(app: OpenAPIHono, deps: ApiDeps): void {
     }),
     async (c) => {
       const { limit, cursor } = c.req.valid('query');
-      const [page, importErrors] = await Promise.all([
+      const [page, total, importErrors] = await Promise.all([
         store.listDags({ limit, cursor }),
+        store.countDags(),
         store.listImportErrors(),
       ]);
       return c.json(
         {
           dags: page.items.map(dagToWire),
-          total_entries: page.items.length,
+          total_entries: total,
           ...(page.nextCursor ? { next_cursor: page.nextCursor } : {}),
           import_errors: importErrors.map(importErrorToWire),
         },
@@ -145,11 +146,14 @@ export function registerDagRoutes(app: OpenAPIHono, deps: ApiDeps): void {
     async (c) => {
       const { dag_id } = c.req.valid('param');
       await getDagRecord(dag_id);
-      const page = await store.listDagRuns(dag_id, c.req.valid('query'));
+      const [page, total] = await Promise.all([
+        store.listDagRuns(dag_id, c.req.valid('query')),
+        store.countDagRuns(dag_id),
+      ]);
       return c.json(
         {
           dag_runs: page.items.map(dagRunToWire),
-          total_entries: page.items.length,
+          total_entries: total,
           ...(page.nextCursor ? { next_cursor: page.nextCursor } : {}),
         },
         200,

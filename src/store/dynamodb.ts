@@ -1,4 +1,4 @@
-import { type DynamoDBDocumentClient, UpdateCommand } from '@aws-sdk/lib-dynamodb';
+import { type DynamoDBDocumentClient, type QueryCommandInput, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import {
   type DagRun,
   type DagRunKey,
@@ -53,7 +53,7 @@ import {
   xcomPartition,
   xcomTaskInstancePrefix,
 } from './keys.ts';
-import { queryAllPages, queryPage } from './pagination.ts';
+import { countAll, queryAllPages, queryPage } from './pagination.ts';
 import type {
   DagRecord,
   DagRecordChanges,
@@ -142,6 +142,13 @@ export class DynamoStore implements Store {
     return { ...result, items: result.items.map(itemToDag) };
   }
 
+  async countDags(): Promise<number> {
+    return countAll(
+      this.#client,
+      this.#table.partitionQuery(new ExpressionBuilder(), DAGS_PARTITION, DAG_SORT_PREFIX),
+    );
+  }
+
   async updateDag(dagId: string, changes: DagRecordChanges, expectedRevision?: number): Promise<DagRecord> {
     const expression = new ExpressionBuilder();
     const conditions = [expression.exists('pk')];
@@ -213,20 +220,25 @@ export class DynamoStore implements Store {
   }
 
   async listDagRuns(dagId: string, page: PageRequest): Promise<Page<DagRun>> {
+    const result = await queryPage(this.#client, this.#runsOfDag(dagId), page);
+    return { ...result, items: result.items.map(itemToDagRun) };
+  }
+
+  async countDagRuns(dagId: string): Promise<number> {
+    return countAll(this.#client, this.#runsOfDag(dagId));
+  }
+
+  /** The runs of a DAG on GSI1, newest logical date first. */
+  #runsOfDag(dagId: string): QueryCommandInput {
     const expression = new ExpressionBuilder();
     const { gsi1pk } = runsByLogicalDateKey({ dagId, runId: '', logicalDate: '' });
-    const result = await queryPage(
-      this.#client,
-      {
-        TableName: this.#tableName,
-        IndexName: RUNS_BY_LOGICAL_DATE_INDEX,
-        KeyConditionExpression: expression.equals('gsi1pk', gsi1pk),
-        ScanIndexForward: false,
-        ...expression.attributes(),
-      },
-      page,
-    );
-    return { ...result, items: result.items.map(itemToDagRun) };
+    return {
+      TableName: this.#tableName,
+      IndexName: RUNS_BY_LOGICAL_DATE_INDEX,
+      KeyConditionExpression: expression.equals('gsi1pk', gsi1pk),
+      ScanIndexForward: false,
+      ...expression.attributes(),
+    };
   }
 
   async listActiveDagRuns(

@@ -55,6 +55,24 @@ export async function queryPage(
     : { items, nextCursor: encodeCursor(output.LastEvaluatedKey) };
 }
 
+/** How many items a query matches, counted page by page on the server (no items are returned). */
+export async function countAll(client: DynamoDBDocumentClient, input: QueryCommandInput): Promise<number> {
+  let total = 0;
+  let start: Record<string, unknown> | undefined;
+  do {
+    const output = await client.send(
+      new QueryCommand({
+        ...input,
+        Select: 'COUNT',
+        ...(start === undefined ? {} : { ExclusiveStartKey: start }),
+      }),
+    );
+    total += output.Count ?? 0;
+    start = output.LastEvaluatedKey;
+  } while (start !== undefined);
+  return total;
+}
+
 /**
  * Every page of a query, one at a time: a caller that handles each page before asking for the
  * next holds one page (at most 1 MB) in memory, however large the result.

@@ -77,6 +77,8 @@ export interface Store {
   ): Promise<DagRecord>;
   getDag(dagId: string): Promise<DagRecord | undefined>;
   listDags(page: PageRequest): Promise<Page<DagRecord>>;
+  /** Number of DAG records (every page counted). */
+  countDags(): Promise<number>;
   /** Conditional on the stored revision when `expectedRevision` is given. */
   updateDag(dagId: string, changes: DagRecordChanges, expectedRevision?: number): Promise<DagRecord>;
   replaceImportErrors(errors: ImportError[]): Promise<void>;
@@ -88,6 +90,8 @@ export interface Store {
   getDagRun(key: DagRunKey): Promise<DagRun | undefined>;
   /** Runs of one DAG, newest logical date first. */
   listDagRuns(dagId: string, page: PageRequest): Promise<Page<DagRun>>;
+  /** Number of runs of one DAG (every page counted; the API's `total_entries`). */
+  countDagRuns(dagId: string): Promise<number>;
   /** Runs in `queued` or `running` state across all DAGs (or one DAG), in (dag id, run id) order. */
   listActiveDagRuns(
     page: PageRequest & { dagId?: string },

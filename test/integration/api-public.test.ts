@@ -215,6 +215,19 @@ describe('public API DAG runs', () => {
     expect(response.body.total_entries).toBe(2);
   });
 
+  it('pages runs with next_cursor and counts them all in total_entries', async () => {
+    const first = await api.request<DagRunCollectionBody>('GET', '/api/v2/dags/reports/dagRuns?limit=1');
+    expect(first.body.dag_runs.map((run) => run.dag_run_id)).toEqual(['february']);
+    expect(first.body.total_entries).toBe(2);
+    expect(first.body.next_cursor).toEqual(expect.any(String));
+    const second = await api.request<DagRunCollectionBody>(
+      'GET',
+      `/api/v2/dags/reports/dagRuns?limit=1&cursor=${encodeURIComponent(first.body.next_cursor ?? '')}`,
+    );
+    expect(second.body.dag_runs.map((run) => run.dag_run_id)).toEqual(['january']);
+    expect(second.body.total_entries).toBe(2);
+  });
+
   it('gets one run', async () => {
     const response = await api.request<DagRunBody>('GET', runPath('reports', 'january'));
     expect(response.status).toBe(200);

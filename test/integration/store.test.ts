@@ -135,6 +135,7 @@ describe('DynamoStore DAG records', () => {
     } while (cursor !== undefined);
     expect(seen).toEqual(dagIds);
     expect(pages).toBe(3);
+    expect(await store.countDags()).toBe(5);
   });
 
   it('rejects a cursor it did not issue', async () => {
