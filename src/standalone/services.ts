@@ -3,17 +3,15 @@ import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import type { Server } from 'node:http';
 import { join } from 'node:path';
 import { serve } from '@hono/node-server';
-import { type ApiApp, createApi } from '#api/app.ts';
+import type { ApiApp } from '#api/app.ts';
+import { createApiStack } from '#api/stack.ts';
 import { apiUrlOf, type Settings } from '#config/settings.ts';
 import type { DagRunKey } from '#core/models.ts';
-import { DagVersionCache } from '#engine/dag-cache.ts';
 import { registerDags } from '#engine/dag-registry.ts';
 import type { Logger } from '#engine/logger.ts';
 import { schedulingRequestSchema } from '#engine/messages.ts';
-import { SchedulingNotifier } from '#engine/notifier.ts';
+import type { SchedulingNotifier } from '#engine/notifier.ts';
 import { Scheduler, type WakeTimers } from '#engine/scheduler.ts';
-import { TaskLifecycle } from '#engine/task-lifecycle.ts';
-import { TaskTokenSigner } from '#engine/tokens.ts';
 import { FileLogStore } from '#logs/file-store.ts';
 import { MetricsRegistry } from '#metrics/registry.ts';
 import { createInMemoryQueues } from '#queue/memory.ts';
@@ -79,24 +77,16 @@ export async function startStandalone(settings: Settings, options: StandaloneOpt
 
   const { queues, close: closeQueues } = createInMemoryQueues(settings);
   const metrics = new MetricsRegistry();
-  const dags = new DagVersionCache(store);
   const now = () => Date.now();
-  const notifier = new SchedulingNotifier(queues.scheduler, (error) =>
-    log.warn('Sending a scheduling request failed; the next tick catches up', { error }),
-  );
-  const tokens = new TaskTokenSigner(executionSecret, settings.executionTokenTtlSeconds);
-  const lifecycle = new TaskLifecycle({ store, dags, notifier, xcomMaxBytes: settings.xcomMaxBytes, now });
-  const api = createApi({
+  const { api, dags, notifier, tokens } = createApiStack({
     store,
-    dags,
-    lifecycle,
-    notifier,
-    tokens,
+    queues,
     logs: new FileLogStore(join(settings.home, 'logs'), settings.logMaxBytes),
     metrics,
     settings,
     apiToken,
-    log: log.child({ component: 'api' }),
+    executionSecret,
+    log,
     now,
   });
   const server = await listen(api, settings);

@@ -5,7 +5,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { serve } from '@hono/node-server';
 import type { z } from '@hono/zod-openapi';
-import { createApi } from '#api/app.ts';
 import type {
   dagCollectionSchema,
   dagDetailSchema,
@@ -17,14 +16,12 @@ import type {
   taskInstanceSchema,
 } from '#api/schemas.ts';
 import { encodeTaskInstanceId } from '#api/serializers.ts';
+import { createApiStack } from '#api/stack.ts';
 import { type Settings, settingsSchema } from '#config/settings.ts';
 import type { TaskInstanceKey } from '#core/models.ts';
-import { DagVersionCache } from '#engine/dag-cache.ts';
 import { type ParsedDagsFolder, registerDags } from '#engine/dag-registry.ts';
 import { silentLogger } from '#engine/logger.ts';
-import { SchedulingNotifier } from '#engine/notifier.ts';
-import { TaskLifecycle } from '#engine/task-lifecycle.ts';
-import { TaskTokenSigner } from '#engine/tokens.ts';
+import type { TaskTokenSigner } from '#engine/tokens.ts';
 import { FileLogStore } from '#logs/file-store.ts';
 import { MetricsRegistry } from '#metrics/registry.ts';
 import { createInMemoryQueues } from '#queue/memory.ts';
@@ -111,7 +108,6 @@ export async function startApiHarness(overrides: Partial<Settings> = {}): Promis
 
   const { queues, close: closeQueues } = createInMemoryQueues(settings);
   const metrics = new MetricsRegistry();
-  const dags = new DagVersionCache(store);
   const clock: ManualClock = {
     nowMs: Date.now(),
     advance(ms) {
@@ -122,19 +118,14 @@ export async function startApiHarness(overrides: Partial<Settings> = {}): Promis
     },
   };
   const now = () => clock.nowMs;
-  const notifier = new SchedulingNotifier(queues.scheduler, () => {});
-  const tokens = new TaskTokenSigner(EXECUTION_SECRET, settings.executionTokenTtlSeconds);
-  const lifecycle = new TaskLifecycle({ store, dags, notifier, xcomMaxBytes: settings.xcomMaxBytes, now });
-  const api = createApi({
+  const { api, tokens, notifier } = createApiStack({
     store,
-    dags,
-    lifecycle,
-    notifier,
-    tokens,
+    queues,
     logs: new FileLogStore(join(home, 'logs'), settings.logMaxBytes),
     metrics,
     settings,
     apiToken: API_TOKEN,
+    executionSecret: EXECUTION_SECRET,
     log: silentLogger,
     now,
   });

@@ -1,0 +1,57 @@
+import type { Settings } from '#config/settings.ts';
+import { DagVersionCache } from '#engine/dag-cache.ts';
+import type { Logger } from '#engine/logger.ts';
+import { SchedulingNotifier } from '#engine/notifier.ts';
+import { TaskLifecycle } from '#engine/task-lifecycle.ts';
+import { TaskTokenSigner } from '#engine/tokens.ts';
+import type { LogStore } from '#logs/port.ts';
+import type { MetricsRegistry } from '#metrics/registry.ts';
+import type { Queues } from '#queue/port.ts';
+import type { Store } from '#store/port.ts';
+import { type ApiApp, createApi } from './app.ts';
+
+export interface ApiStack {
+  api: ApiApp;
+  dags: DagVersionCache;
+  notifier: SchedulingNotifier;
+  tokens: TaskTokenSigner;
+  lifecycle: TaskLifecycle;
+}
+
+/**
+ * The API with the engine pieces it drives, wired once for every place that serves it: the
+ * adapters (store, queues, log store) are the caller's choice, everything above them is the same.
+ */
+export function createApiStack(deps: {
+  store: Store;
+  queues: Queues;
+  logs: LogStore;
+  metrics: MetricsRegistry;
+  settings: Settings;
+  apiToken: string;
+  executionSecret: string;
+  log: Logger;
+  now: () => number;
+}): ApiStack {
+  const { store, settings, log, now } = deps;
+  const dags = new DagVersionCache(store);
+  const notifier = new SchedulingNotifier(deps.queues.scheduler, (error) =>
+    log.warn('Sending a scheduling request failed; the next tick catches up', { error }),
+  );
+  const tokens = new TaskTokenSigner(deps.executionSecret, settings.executionTokenTtlSeconds);
+  const lifecycle = new TaskLifecycle({ store, dags, notifier, xcomMaxBytes: settings.xcomMaxBytes, now });
+  const api = createApi({
+    store,
+    dags,
+    lifecycle,
+    notifier,
+    tokens,
+    logs: deps.logs,
+    metrics: deps.metrics,
+    settings,
+    apiToken: deps.apiToken,
+    log: log.child({ component: 'api' }),
+    now,
+  });
+  return { api, dags, notifier, tokens, lifecycle };
+}
