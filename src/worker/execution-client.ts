@@ -1,30 +1,11 @@
+import type { z } from '@hono/zod-openapi';
+import type { finishTaskBody, startedTaskSchema } from '#api/schemas.ts';
 import { encodeTaskInstanceId } from '#api/serializers.ts';
 import type { TaskInstanceKey } from '#core/models.ts';
 
-/** Mirrors the Execution API's `StartedTaskInstance`. */
-export interface StartedTask {
-  dag_id: string;
-  dag_run_id: string;
-  task_id: string;
-  map_index: number;
-  try_number: number;
-  max_tries: number;
-  logical_date: string;
-  data_interval_start: string | null;
-  data_interval_end: string | null;
-  conf: Record<string, unknown>;
-  params: Record<string, unknown>;
-  fileloc: string;
-  dag_version: string;
-  args: { task_id: string; key: string }[];
-  execution_timeout_ms: number | null;
-}
-
-export type FinishBody =
-  | { state: 'success'; xcom?: string; follow_task_ids?: string[]; logs?: string }
-  | { state: 'skipped'; reason?: string; logs?: string }
-  | { state: 'failed'; error_message: string; retryable: boolean; logs?: string }
-  | { state: 'handed_back'; logs?: string };
+/** The Execution API's wire shapes, taken from the schemas the API validates with. */
+export type StartedTask = z.infer<typeof startedTaskSchema>;
+export type FinishBody = z.infer<typeof finishTaskBody>;
 
 /** The API answered with an error status; `status` tells whether trying again can help. */
 export class ExecutionApiError extends Error {
