@@ -278,7 +278,7 @@ export class Scheduler {
     this.#readiness.set(runId(run), { ready: evaluation.ready.length, starving: admission.starving.length });
     this.#poolWarnings.report(admission.starving);
     this.#waiting.update(run, admission.starving);
-    await this.#queue(run, admission.admitted, nowMs);
+    await this.#queue(run, dag, admission.admitted, nowMs);
 
     if (evaluation.runState) {
       await this.#finishRun(run, evaluation.runState, nowMs);
@@ -319,10 +319,9 @@ export class Scheduler {
    * sent as soon as each batch is written, so workers start on the first TIs while the rest are
    * still being written, and no burst of writes holds up other requests to the store.
    */
-  async #queue(run: DagRun, admitted: TaskInstance[], nowMs: number): Promise<void> {
+  async #queue(run: DagRun, dag: SerializedDag, admitted: TaskInstance[], nowMs: number): Promise<void> {
     if (admitted.length === 0) return;
     const queuedAt = new Date(nowMs).toISOString();
-    const dag = await this.#deps.dags.get(run.dagId, run.dagVersion);
     for (let start = 0; start < admitted.length; start += WRITE_CONCURRENCY) {
       const batch = admitted.slice(start, start + WRITE_CONCURRENCY);
       const results = await Promise.all(

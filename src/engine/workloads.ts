@@ -20,12 +20,13 @@ export class WorkloadSender {
   async send(run: DagRun, taskInstances: readonly TaskInstance[], dag: SerializedDag): Promise<void> {
     const nowMs = this.#deps.now();
     const byQueue = new Map<keyof typeof TASK_QUEUE_OF, { body: string }[]>();
-    for (const ti of taskInstances) {
+    const tokens = await Promise.all(taskInstances.map((ti) => this.#deps.tokens.issue(ti, nowMs)));
+    for (const [index, ti] of taskInstances.entries()) {
       const workload: TaskWorkload = {
         type: 'execute_task',
         ti: { dag_id: ti.dagId, run_id: ti.runId, task_id: ti.taskId, map_index: ti.mapIndex },
         try_number: ti.tryNumber,
-        token: await this.#deps.tokens.issue(ti, nowMs),
+        token: tokens[index] as string,
         fileloc: dag.fileloc,
         dag_version: run.dagVersion,
       };
