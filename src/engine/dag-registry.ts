@@ -28,8 +28,10 @@ export async function registerDags(
   const errors = [...parsed.errors];
   for (const { dag, versionHash } of parsed.dags) {
     seen.add(dag.dagId);
+    const existing = await store.getDag(dag.dagId);
     try {
-      await store.putSerializedDag(versionHash, dag);
+      // A record names only a version already stored, so an unchanged DAG needs no version write.
+      if (existing?.versionHash !== versionHash) await store.putSerializedDag(versionHash, dag);
     } catch (error) {
       // Too large for the store, for example: reported like a file that failed to load.
       if (!(error instanceof StoreError)) throw error;
@@ -37,7 +39,6 @@ export async function registerDags(
       seen.delete(dag.dagId);
       continue;
     }
-    const existing = await store.getDag(dag.dagId);
     const scheduleExpression = dag.schedule ? describeSchedule(dag.schedule) : null;
     const record = await store.upsertDag({
       dagId: dag.dagId,
