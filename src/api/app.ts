@@ -1,10 +1,10 @@
-import { timingSafeEqual } from 'node:crypto';
 import { OpenAPIHono } from '@hono/zod-openapi';
 import type { Context } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import { HTTPException } from 'hono/http-exception';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
 import type { Settings } from '#config/settings.ts';
+import { EXECUTION_API_VERSION_HEADER, EXECUTION_API_VERSIONS } from '#contracts/execution-api.ts';
 import type { DagVersionCache } from '#engine/dag-cache.ts';
 import {
   EngineError,
@@ -19,8 +19,9 @@ import type { TaskLifecycle } from '#engine/task-lifecycle.ts';
 import { InvalidTokenError, type TaskTokenSigner } from '#engine/tokens.ts';
 import type { LogStore } from '#logs/port.ts';
 import type { MetricsRegistry } from '#metrics/registry.ts';
-import { ItemTooLargeError } from '#store/errors.ts';
+import { InvalidCursorError, InvalidKeyError, ItemTooLargeError } from '#store/errors.ts';
 import type { Store } from '#store/port.ts';
+import { bearerMatches, idWithHashIn } from './auth.ts';
 import { registerDagRoutes } from './dag-routes.ts';
 import { ForbiddenError } from './errors.ts';
 import { registerExecutionRoutes } from './execution-routes.ts';
@@ -34,16 +35,15 @@ export interface ApiDeps {
   tokens: TaskTokenSigner;
   logs: LogStore;
   metrics: MetricsRegistry;
-  settings: Pick<Settings, 'confMaxBytes' | 'requestMaxBytes' | 'xcomMaxBytes'>;
+  settings: Pick<
+    Settings,
+    'confMaxBytes' | 'requestMaxBytes' | 'xcomMaxBytes' | 'logChunkMaxBytes' | 'logMaxBytes'
+  >;
   /** Bearer token of the public API. */
   apiToken: string;
   log: Logger;
   now: () => number;
 }
-
-/** Versions of the Execution API this server speaks, oldest first; a request may name one in the header. */
-export const EXECUTION_API_VERSIONS = ['2026-11-01'] as const;
-export const EXECUTION_API_VERSION_HEADER = 'Updraft-API-Version';
 
 export type ApiApp = OpenAPIHono;
 
@@ -101,6 +101,20 @@ export function createApi(deps: ApiDeps): ApiApp {
     await next();
   });
 
+  // After authentication: a caller without a token learns nothing about ids.
+  for (const prefix of ['/api/v2/*', '/execution/xcoms/*']) {
+    app.use(prefix, async (c, next) => {
+      const found = idWithHashIn(c.req.path);
+      if (found) {
+        return c.json(
+          { detail: `${found.kind} "${found.id}" is not valid: ids never contain '#'`, status: 400 },
+          400,
+        );
+      }
+      await next();
+    });
+  }
+
   registerDagRoutes(app, deps);
   registerTaskRoutes(app, deps);
   registerExecutionRoutes(app, deps);
@@ -113,13 +127,6 @@ export function createApi(deps: ApiDeps): ApiApp {
   app.notFound((c) => c.json({ detail: `No route for ${c.req.method} ${c.req.path}`, status: 404 }, 404));
   app.onError((error, c) => errorResponse(error, c, deps.log));
   return app;
-}
-
-function bearerMatches(header: string | undefined, expected: string): boolean {
-  if (!header?.startsWith('Bearer ')) return false;
-  const given = Buffer.from(header.slice('Bearer '.length));
-  const wanted = Buffer.from(expected);
-  return given.length === wanted.length && timingSafeEqual(given, wanted);
 }
 
 function errorResponse(error: Error, c: Context, log: Logger) {
@@ -138,6 +145,7 @@ function statusOf(error: Error): ContentfulStatusCode {
   if (error instanceof StateConflictError) return 409;
   if (error instanceof LimitExceededError || error instanceof ItemTooLargeError) return 413;
   if (error instanceof InvalidRequestError) return 400;
+  if (error instanceof InvalidKeyError || error instanceof InvalidCursorError) return 400;
   if (error instanceof EngineError) return 400;
   return 500;
 }

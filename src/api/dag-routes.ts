@@ -1,9 +1,5 @@
 import { createRoute, type OpenAPIHono } from '@hono/zod-openapi';
-import { clearTaskInstances } from '#engine/clear.ts';
-import { NotFoundError } from '#engine/errors.ts';
-import { createDagRun } from '#engine/runs.ts';
-import type { ApiDeps } from './app.ts';
-import { jsonContent as json, publicErrors } from './route-docs.ts';
+import { errorSchema } from '#contracts/common.ts';
 import {
   clearRunBody,
   dagCollectionSchema,
@@ -12,13 +8,17 @@ import {
   dagRunCollectionSchema,
   dagRunSchema,
   dagSchema,
-  errorSchema,
   pageQuery,
   patchDagBody,
   runParams,
   taskInstanceCollectionSchema,
   triggerRunBody,
-} from './schemas.ts';
+} from '#contracts/public-api.ts';
+import { clearTaskInstances } from '#engine/clear.ts';
+import { NotFoundError } from '#engine/errors.ts';
+import { createDagRun } from '#engine/runs.ts';
+import type { ApiDeps } from './app.ts';
+import { jsonContent as json, publicErrors } from './route-docs.ts';
 import {
   dagDetailToWire,
   dagRunToWire,
@@ -130,7 +130,7 @@ export function registerDagRoutes(app: OpenAPIHono, deps: ApiDeps): void {
         now,
         confMaxBytes: deps.settings.confMaxBytes,
       });
-      deps.notifier.notify(run);
+      await deps.notifier.notify(run);
       return c.json(dagRunToWire(run), 201);
     },
   );

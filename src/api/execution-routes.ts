@@ -1,34 +1,49 @@
-import { createRoute, type OpenAPIHono, type z } from '@hono/zod-openapi';
+import { createRoute, type OpenAPIHono } from '@hono/zod-openapi';
 import type { Context } from 'hono';
-import { formatTaskInstanceKey, sameTaskInstance, type TaskInstanceKey } from '#core/models.ts';
-import { NotFoundError } from '#engine/errors.ts';
-import type { TaskReport } from '#engine/task-lifecycle.ts';
-import { InvalidTokenError, type TaskTokenClaims } from '#engine/tokens.ts';
-import type { ApiDeps } from './app.ts';
-import { ForbiddenError } from './errors.ts';
-import { jsonBody as body, jsonContent as json } from './route-docs.ts';
+import { errorSchema, mapIndexQuery } from '#contracts/common.ts';
 import {
-  errorSchema,
+  decodeTaskInstanceId,
+  type FinishTaskBody,
+  finishedSchema,
   finishTaskBody,
   heartbeatBody,
-  mapIndexQuery,
   okSchema,
+  REFRESHED_TOKEN_HEADER,
   startedTaskSchema,
   startTaskBody,
   taskInstanceIdParams,
   xcomParams,
   xcomSchema,
-} from './schemas.ts';
-import { decodeTaskInstanceId } from './serializers.ts';
+} from '#contracts/execution-api.ts';
+import type { TaskInstanceTokenClaims } from '#contracts/tokens.ts';
+import { formatTaskInstanceKey, sameTaskInstance } from '#core/models.ts';
+import { NotFoundError } from '#engine/errors.ts';
+import type { TaskReport } from '#engine/task-lifecycle.ts';
+import { InvalidTokenError, type VerifiedToken } from '#engine/tokens.ts';
+import type { ApiDeps } from './app.ts';
+import { bearerTokenOf } from './auth.ts';
+import { ForbiddenError } from './errors.ts';
+import { jsonBody as body, jsonContent as json } from './route-docs.ts';
 
 const errors = {
+  400: json(
+    errorSchema,
+    'The request breaks a rule (an id with `#`, a branch choice that is not downstream)',
+  ),
   401: json(errorSchema, 'Missing, invalid or expired task token'),
-  403: json(errorSchema, 'The token is for another task instance or try'),
+  403: json(errorSchema, 'The token is for another task instance, try or run, or the XCom is not upstream'),
   404: json(errorSchema, 'Not found'),
-  409: json(errorSchema, 'The task instance is not in the expected state (a stale or duplicated report)'),
+  409: json(errorSchema, 'The task instance is not in the expected state or try (a stale or late call)'),
+  413: json(errorSchema, 'A log chunk or an XCom over its limit; detail names the setting'),
   422: json(errorSchema, 'Invalid request'),
 };
 const security = [{ taskToken: [] }];
+const refreshedTokenHeader = {
+  [REFRESHED_TOKEN_HEADER]: {
+    description: 'A fresh task token for this try; the worker uses it for every later call',
+    schema: { type: 'string' as const },
+  },
+};
 
 /**
  * The Execution API: what workers (and, later, the triggerer) call instead of touching the store.
@@ -37,27 +52,27 @@ const security = [{ taskToken: [] }];
 export function registerExecutionRoutes(app: OpenAPIHono, deps: ApiDeps): void {
   app.openAPIRegistry.registerComponent('securitySchemes', 'taskToken', { type: 'http', scheme: 'bearer' });
 
-  const claimsOf = async (c: Context): Promise<TaskTokenClaims> => {
-    const header = c.req.header('authorization');
-    if (!header?.startsWith('Bearer '))
-      throw new InvalidTokenError('Missing task token (Authorization: Bearer …)');
-    return deps.tokens.check(header.slice('Bearer '.length));
+  const verify = async (c: Context): Promise<VerifiedToken & { claims: TaskInstanceTokenClaims }> => {
+    const token = bearerTokenOf(c.req.header('authorization'));
+    if (token === undefined) throw new InvalidTokenError('Missing task token (Authorization: Bearer …)');
+    const verified = await deps.tokens.check(token, deps.now());
+    if (verified.claims.kind !== 'task_instance')
+      throw new ForbiddenError(`A ${verified.claims.kind} token cannot call the task instance routes`);
+    return verified;
   };
   /** The TI named in the path, which must be the one the token grants. */
-  const authorizedKey = async (c: Context, tiId: string): Promise<TaskTokenClaims> => {
-    const claims = await claimsOf(c);
+  const authorize = async (c: Context, tiId: string) => {
+    const verified = await verify(c);
     const key = decodeTaskInstanceId(tiId);
     if (!key) throw new NotFoundError(`Malformed task instance id "${tiId}"`);
-    if (!sameTaskInstance(key, claims)) {
+    if (!sameTaskInstance(key, verified.claims)) {
       throw new ForbiddenError(
-        `This token grants ${formatTaskInstanceKey(claims)}, not ${formatTaskInstanceKey(key)}`,
+        `This token grants ${formatTaskInstanceKey(verified.claims)}, not ${formatTaskInstanceKey(key)}`,
       );
     }
-    return claims;
+    return verified;
   };
-  const appendLogs = async (key: TaskInstanceKey, tryNumber: number, logs: string | undefined) => {
-    if (logs) await deps.logs.append(key, tryNumber, logs);
-  };
+  const refreshed = (claims: TaskInstanceTokenClaims, nowMs: number) => deps.tokens.issue(claims, nowMs);
 
   app.openapi(
     createRoute({
@@ -67,17 +82,22 @@ export function registerExecutionRoutes(app: OpenAPIHono, deps: ApiDeps): void {
       security,
       request: { params: taskInstanceIdParams, body: body(startTaskBody) },
       responses: {
-        200: json(startedTaskSchema, 'Started: what the worker needs to run the task'),
+        200: {
+          ...json(startedTaskSchema, 'Started: what the worker needs to run the task'),
+          headers: refreshedTokenHeader,
+        },
         ...errors,
       },
     }),
     async (c) => {
-      const claims = await authorizedKey(c, c.req.valid('param').ti_id);
+      const { claims } = await authorize(c, c.req.valid('param').ti_id);
       const request = c.req.valid('json');
       const { ti, run, dag, task } = await deps.lifecycle.start(claims, claims.tryNumber, {
         hostname: request.hostname,
         workerId: request.worker_id,
       });
+      // The try's token lives from its start, whatever time it spent queued.
+      c.header(REFRESHED_TOKEN_HEADER, await refreshed(claims, deps.now()));
       return c.json(
         {
           dag_id: ti.dagId,
@@ -95,6 +115,9 @@ export function registerExecutionRoutes(app: OpenAPIHono, deps: ApiDeps): void {
           dag_version: run.dagVersion,
           args: task.args.map((arg) => ({ task_id: arg.taskId, key: arg.key })),
           execution_timeout_ms: task.executionTimeoutMs,
+          xcom_max_bytes: deps.settings.xcomMaxBytes,
+          log_chunk_max_bytes: deps.settings.logChunkMaxBytes,
+          log_max_chunks: deps.lifecycle.logMaxChunks,
         },
         200,
       );
@@ -108,12 +131,23 @@ export function registerExecutionRoutes(app: OpenAPIHono, deps: ApiDeps): void {
       tags: ['Execution'],
       security,
       request: { params: taskInstanceIdParams, body: body(heartbeatBody) },
-      responses: { 200: json(okSchema, 'Still running'), ...errors },
+      responses: {
+        200: {
+          ...json(
+            okSchema,
+            `Still running; carries ${REFRESHED_TOKEN_HEADER} once half the token's life is gone`,
+          ),
+          headers: refreshedTokenHeader,
+        },
+        ...errors,
+      },
     }),
     async (c) => {
-      const claims = await authorizedKey(c, c.req.valid('param').ti_id);
-      await appendLogs(claims, claims.tryNumber, c.req.valid('json').logs);
-      await deps.lifecycle.heartbeat(claims, claims.tryNumber);
+      const { claims, issuedAtMs, expiresAtMs } = await authorize(c, c.req.valid('param').ti_id);
+      await deps.lifecycle.heartbeat(claims, claims.tryNumber, c.req.valid('json').log);
+      const nowMs = deps.now();
+      if (expiresAtMs - nowMs < (expiresAtMs - issuedAtMs) / 2)
+        c.header(REFRESHED_TOKEN_HEADER, await refreshed(claims, nowMs));
       return c.json({ ok: true as const }, 200);
     },
   );
@@ -125,14 +159,19 @@ export function registerExecutionRoutes(app: OpenAPIHono, deps: ApiDeps): void {
       tags: ['Execution'],
       security,
       request: { params: taskInstanceIdParams, body: body(finishTaskBody) },
-      responses: { 200: json(okSchema, 'Recorded'), 413: json(errorSchema, 'XCom too large'), ...errors },
+      responses: {
+        200: json(finishedSchema, 'Recorded, or (`duplicate`) recorded before by the same report'),
+        ...errors,
+      },
     }),
     async (c) => {
-      const claims = await authorizedKey(c, c.req.valid('param').ti_id);
+      const { claims } = await authorize(c, c.req.valid('param').ti_id);
       const request = c.req.valid('json');
-      await appendLogs(claims, claims.tryNumber, request.logs);
-      await deps.lifecycle.finish(claims, claims.tryNumber, toReport(request));
-      return c.json({ ok: true as const }, 200);
+      const { duplicate } = await deps.lifecycle.finish(claims, claims.tryNumber, toReport(request), {
+        reportId: request.report_id,
+        log: request.log,
+      });
+      return c.json(duplicate ? { ok: true as const, duplicate: true as const } : { ok: true as const }, 200);
     },
   );
 
@@ -146,10 +185,15 @@ export function registerExecutionRoutes(app: OpenAPIHono, deps: ApiDeps): void {
       responses: { 200: json(xcomSchema, 'The XCom value as stored (JSON text)'), ...errors },
     }),
     async (c) => {
-      const claims = await claimsOf(c);
+      const { claims } = await verify(c);
       const { dag_id, dag_run_id, task_id, key } = c.req.valid('param');
       if (dag_id !== claims.dagId || dag_run_id !== claims.runId) {
         throw new ForbiddenError(`This token grants access to run ${claims.dagId}/${claims.runId} only`);
+      }
+      if (!(await deps.lifecycle.upstreamTaskIds(claims)).has(task_id)) {
+        throw new ForbiddenError(
+          `Task ${claims.taskId} may read the XComs of its upstream tasks only, and ${task_id} is not upstream of it`,
+        );
       }
       const mapIndex = c.req.valid('query').map_index;
       const value = await deps.store.getXCom({
@@ -166,7 +210,7 @@ export function registerExecutionRoutes(app: OpenAPIHono, deps: ApiDeps): void {
   );
 }
 
-function toReport(request: z.infer<typeof finishTaskBody>): TaskReport {
+function toReport(request: FinishTaskBody): TaskReport {
   switch (request.state) {
     case 'success':
       return { state: 'success', xcom: request.xcom, followTaskIds: request.follow_task_ids };

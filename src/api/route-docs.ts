@@ -1,5 +1,5 @@
 import type { z } from '@hono/zod-openapi';
-import { errorSchema } from './schemas.ts';
+import { errorSchema } from '#contracts/common.ts';
 
 /** OpenAPI pieces shared by the route files: a JSON body or response, and the common errors. */
 

@@ -1,14 +1,14 @@
 import type { z } from '@hono/zod-openapi';
-import type { DagRun, TaskInstance, TaskInstanceKey } from '#core/models.ts';
-import type { SerializedDag } from '#core/serialized-dag.ts';
-import type { DagRecord, ImportError } from '#store/port.ts';
 import type {
   dagDetailSchema,
   dagRunSchema,
   dagSchema,
   importErrorSchema,
   taskInstanceSchema,
-} from './schemas.ts';
+} from '#contracts/public-api.ts';
+import type { DagRun, TaskInstance } from '#core/models.ts';
+import type { SerializedDag } from '#core/serialized-dag.ts';
+import type { DagRecord, ImportError } from '#store/port.ts';
 
 /** Model → wire shape, in Airflow's snake_case field names. */
 
@@ -97,25 +97,6 @@ export function taskInstanceToWire(ti: TaskInstance): z.infer<typeof taskInstanc
     error_message: ti.errorMessage,
     next_retry_at: ti.nextRetryAt,
   };
-}
-
-/** Execution API id of a task instance: its key, as base64url JSON, safe in one path segment. */
-export function encodeTaskInstanceId(key: TaskInstanceKey): string {
-  return Buffer.from(JSON.stringify([key.dagId, key.runId, key.taskId, key.mapIndex])).toString('base64url');
-}
-
-export function decodeTaskInstanceId(id: string): TaskInstanceKey | undefined {
-  try {
-    const value: unknown = JSON.parse(Buffer.from(id, 'base64url').toString('utf8'));
-    if (!Array.isArray(value) || value.length !== 4) return undefined;
-    const [dagId, runId, taskId, mapIndex] = value as unknown[];
-    if (typeof dagId !== 'string' || typeof runId !== 'string' || typeof taskId !== 'string')
-      return undefined;
-    if (typeof mapIndex !== 'number' || !Number.isInteger(mapIndex)) return undefined;
-    return { dagId, runId, taskId, mapIndex };
-  } catch {
-    return undefined;
-  }
 }
 
 /** Seconds from start to end of the latest try; derived when the store did not record it. */

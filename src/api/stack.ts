@@ -3,7 +3,7 @@ import { DagVersionCache } from '#engine/dag-cache.ts';
 import type { Logger } from '#engine/logger.ts';
 import { SchedulingNotifier } from '#engine/notifier.ts';
 import { TaskLifecycle } from '#engine/task-lifecycle.ts';
-import { TaskTokenSigner } from '#engine/tokens.ts';
+import { type ExecutionKeyring, TaskTokenSigner } from '#engine/tokens.ts';
 import type { LogStore } from '#logs/port.ts';
 import type { MetricsRegistry } from '#metrics/registry.ts';
 import type { Queues } from '#queue/port.ts';
@@ -29,7 +29,8 @@ export function createApiStack(deps: {
   metrics: MetricsRegistry;
   settings: Settings;
   apiToken: string;
-  executionSecret: string;
+  /** Keys that sign and verify task tokens (`parseExecutionKeys`); a bare secret is the key `default`. */
+  executionKeys: ExecutionKeyring | string;
   log: Logger;
   now: () => number;
 }): ApiStack {
@@ -38,8 +39,8 @@ export function createApiStack(deps: {
   const notifier = new SchedulingNotifier(deps.queues.scheduler, (error) =>
     log.warn('Sending a scheduling request failed; the next tick catches up', { error }),
   );
-  const tokens = new TaskTokenSigner(deps.executionSecret, settings.executionTokenTtlSeconds);
-  const lifecycle = new TaskLifecycle({ store, dags, notifier, xcomMaxBytes: settings.xcomMaxBytes, now });
+  const tokens = new TaskTokenSigner(deps.executionKeys, settings.executionTokenTtlSeconds);
+  const lifecycle = new TaskLifecycle({ store, dags, notifier, logs: deps.logs, settings, now });
   const api = createApi({
     store,
     dags,

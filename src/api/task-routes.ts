@@ -1,22 +1,21 @@
 import { createRoute, type OpenAPIHono } from '@hono/zod-openapi';
-import { clearTaskInstances } from '#engine/clear.ts';
-import { NotFoundError } from '#engine/errors.ts';
-import type { ApiDeps } from './app.ts';
-import { jsonContent as json, publicErrors, taskInstanceKeyFrom } from './route-docs.ts';
+import { errorSchema, mapIndexQuery } from '#contracts/common.ts';
 import {
   clearTaskInstancesBody,
   dagIdParams,
-  errorSchema,
   logParams,
   logSchema,
-  mapIndexQuery,
   runParams,
   taskInstanceCollectionSchema,
   taskInstanceSchema,
   taskParams,
   xcomEntryParams,
   xcomEntrySchema,
-} from './schemas.ts';
+} from '#contracts/public-api.ts';
+import { clearTaskInstances } from '#engine/clear.ts';
+import { NotFoundError } from '#engine/errors.ts';
+import type { ApiDeps } from './app.ts';
+import { jsonContent as json, publicErrors, taskInstanceKeyFrom } from './route-docs.ts';
 import { taskInstanceToWire } from './serializers.ts';
 
 export function registerTaskRoutes(app: OpenAPIHono, deps: ApiDeps): void {

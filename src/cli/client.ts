@@ -1,6 +1,4 @@
-import { ApiRequestError, ApiUnreachableError } from './errors.ts';
 import type {
-  ClearedTaskInstances,
   ClearTaskInstancesBody,
   Dag,
   DagCollection,
@@ -12,7 +10,8 @@ import type {
   TaskLog,
   TriggerDagRunBody,
   XComEntry,
-} from './wire.ts';
+} from '#contracts/public-api.ts';
+import { ApiRequestError, ApiUnreachableError } from './errors.ts';
 
 /** A request that gets no answer in this time is reported as an unreachable API rather than hanging. */
 const REQUEST_TIMEOUT_MS = 30_000;
@@ -86,7 +85,7 @@ export class ApiClient {
     );
   }
 
-  clearTaskInstances(dagId: string, body: ClearTaskInstancesBody): Promise<ClearedTaskInstances> {
+  clearTaskInstances(dagId: string, body: ClearTaskInstancesBody): Promise<TaskInstanceCollection> {
     return this.#request('POST', `/dags/${enc(dagId)}/clearTaskInstances`, { body });
   }
 

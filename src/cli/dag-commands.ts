@@ -1,8 +1,8 @@
 import type { Command } from 'commander';
+import type { DagCollection, TriggerDagRunBody } from '#contracts/public-api.ts';
 import { type CliContext, checkIsoDate, integerOption, parseConf } from './context.ts';
 import { formatDagDetail, formatDags, formatImportErrors } from './format.ts';
 import { waitAndReport } from './run-commands.ts';
-import type { DagCollection, TriggerDagRunBody } from './wire.ts';
 
 const DAGS_PAGE_SIZE = 100;
 /** Bounds `dags list` against a server whose cursor never ends. */

@@ -1,4 +1,4 @@
-import type { Dag, DagDetail, DagRun, ImportError, TaskInstance } from './wire.ts';
+import type { Dag, DagDetail, DagRun, ImportError, TaskInstance } from '#contracts/public-api.ts';
 
 /** States always shown in a run's progress line, in this order; the others only when some TI is in them. */
 const ALWAYS_COUNTED = ['success', 'running', 'queued', 'failed', 'up_for_retry', 'none'] as const;

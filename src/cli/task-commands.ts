@@ -1,9 +1,9 @@
 import { createInterface } from 'node:readline/promises';
 import type { Command } from 'commander';
+import type { ClearTaskInstancesBody } from '#contracts/public-api.ts';
 import { type CliContext, integerOption } from './context.ts';
 import { CliError } from './errors.ts';
 import { formatJson, formatTaskInstances } from './format.ts';
-import type { ClearTaskInstancesBody } from './wire.ts';
 
 export function registerTaskCommands(program: Command, ctx: CliContext): void {
   const tasks = program.command('tasks').description('Inspect, read the logs of and clear task instances');

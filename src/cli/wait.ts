@@ -1,8 +1,8 @@
 import { clearLine, cursorTo } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
+import type { DagRun, TaskInstance } from '#contracts/public-api.ts';
 import type { ApiClient } from './client.ts';
 import { formatProgress } from './format.ts';
-import type { DagRun, TaskInstance } from './wire.ts';
 
 export const DEFAULT_POLL_INTERVAL_MS = 500;
 

@@ -7,83 +7,110 @@ import { z } from 'zod';
  * variable (`UPDRAFT_…`, listed in docs/configuration.md) or in `updraft.config.json`;
  * the environment wins. Unknown keys in the file are rejected so a typo is not silently ignored.
  */
-export const settingsSchema = z.strictObject({
-  /** Where standalone keeps its store, logs and API token. */
-  home: z.string().default('.updraft'),
-  host: z.string().default('127.0.0.1'),
-  port: z.coerce.number().int().min(0).max(65535).default(8080),
-  /** URL of a running API; derived from host and port when unset. */
-  apiUrl: z.string().url().optional(),
-  dagsFolder: z.string().default('dags'),
-  /** How often standalone parses the DAGs folder again; 0 parses only at start. */
-  dagRefreshIntervalMs: z.coerce.number().int().min(0).default(30_000),
-  /** Whether a DAG seen for the first time starts paused (Airflow's dags_are_paused_at_creation). */
-  dagsArePausedAtCreation: z.union([z.boolean(), z.stringbool()]).default(false),
+export const settingsSchema = z
+  .strictObject({
+    /** Where standalone keeps its store, logs and API token. */
+    home: z.string().default('.updraft'),
+    host: z.string().default('127.0.0.1'),
+    port: z.coerce.number().int().min(0).max(65535).default(8080),
+    /** URL of a running API; derived from host and port when unset. */
+    apiUrl: z.string().url().optional(),
+    dagsFolder: z.string().default('dags'),
+    /** How often standalone parses the DAGs folder again; 0 parses only at start. */
+    dagRefreshIntervalMs: z.coerce.number().int().min(0).default(30_000),
+    /** Whether a DAG seen for the first time starts paused (Airflow's dags_are_paused_at_creation). */
+    dagsArePausedAtCreation: z.union([z.boolean(), z.stringbool()]).default(false),
 
-  /** Concurrent task slots of the standalone worker pool. */
-  workerSlots: z.coerce.number().int().min(1).max(256).default(8),
-  heartbeatIntervalMs: z.coerce.number().int().min(100).default(5_000),
-  /** A running TI whose heartbeat is older than this is a zombie: failed or retried. */
-  heartbeatTimeoutMs: z.coerce.number().int().min(500).default(60_000),
-  /** A TI queued longer than this without starting has its workload sent again. */
-  queuedTimeoutMs: z.coerce.number().int().min(500).default(120_000),
-  /** Period of the scheduler's tick: due schedules and reconciliation. */
-  schedulerTickMs: z.coerce.number().int().min(100).default(5_000),
-  /** Bound of one scheduler pass, so one huge run cannot starve the others. */
-  maxRunsPerPass: z.coerce.number().int().min(1).default(100),
-  maxTaskInstancesPerPass: z.coerce.number().int().min(1).default(1_000),
-  /** How many scheduling requests the scheduler handles in one batch. */
-  schedulerBatchSize: z.coerce.number().int().min(1).max(10).default(10),
-  /** Pools and their slots; `default_pool` is used by tasks that name none. */
-  pools: z.record(z.string(), z.number().int().min(0)).default({ default_pool: 128 }),
+    /** Concurrent task slots of the standalone worker pool. */
+    workerSlots: z.coerce.number().int().min(1).max(256).default(8),
+    heartbeatIntervalMs: z.coerce.number().int().min(100).default(5_000),
+    /** A running TI whose heartbeat is older than this is a zombie: failed or retried. */
+    heartbeatTimeoutMs: z.coerce.number().int().min(500).default(60_000),
+    /** A TI queued longer than this without starting has its workload sent again. */
+    queuedTimeoutMs: z.coerce.number().int().min(500).default(120_000),
+    /** Workloads sent for one try (the first and each resend after the queued timeout) before the try fails. */
+    maxQueuedSends: z.coerce.number().int().min(1).max(100).default(5),
+    /** Period of the scheduler's tick: due schedules and reconciliation. */
+    schedulerTickMs: z.coerce.number().int().min(100).default(5_000),
+    /** Bound of one scheduler pass, so one huge run cannot starve the others. */
+    maxRunsPerPass: z.coerce.number().int().min(1).default(100),
+    maxTaskInstancesPerPass: z.coerce.number().int().min(1).default(1_000),
+    /** How many scheduling requests the scheduler handles in one batch. */
+    schedulerBatchSize: z.coerce.number().int().min(1).max(10).default(10),
+    /** Pools and their slots; `default_pool` is used by tasks that name none. */
+    pools: z.record(z.string(), z.number().int().min(0)).default({ default_pool: 128 }),
 
-  /** Largest XCom value, in bytes of its JSON. */
-  xcomMaxBytes: z.coerce
-    .number()
-    .int()
-    .min(1)
-    .max(350_000)
-    .default(48 * 1024),
-  /** Largest conf of a triggered run, in bytes of its JSON. */
-  confMaxBytes: z.coerce
-    .number()
-    .int()
-    .min(1)
-    .max(350_000)
-    .default(64 * 1024),
-  /** Largest log kept for one try; later output is dropped with a notice. */
-  logMaxBytes: z.coerce
-    .number()
-    .int()
-    .min(1024)
-    .default(5 * 1024 * 1024),
-  /** Largest request body the API accepts. */
-  requestMaxBytes: z.coerce
-    .number()
-    .int()
-    .min(1024)
-    .default(1024 * 1024),
-  queueMaxMessageBytes: z.coerce
-    .number()
-    .int()
-    .min(1024)
-    .max(1024 * 1024)
-    .default(256 * 1024),
-  queueVisibilityTimeoutSeconds: z.coerce.number().int().min(1).max(43_200).default(300),
-  /** Receives after which a message goes to the queue's dead-letter queue. */
-  queueMaxReceives: z.coerce.number().int().min(1).max(1000).default(5),
-  /** Lifetime of a task-scoped Execution API token. */
-  executionTokenTtlSeconds: z.coerce
-    .number()
-    .int()
-    .min(60)
-    .default(24 * 3600),
-  /** Period of the structured metrics log line; 0 turns it off. */
-  metricsLogIntervalMs: z.coerce.number().int().min(0).default(60_000),
-  /** Seconds a graceful stop waits for running tasks before handing them back. */
-  shutdownGraceSeconds: z.coerce.number().int().min(0).default(30),
-  logLevel: z.enum(['debug', 'info', 'warn', 'error']).default('info'),
-});
+    /** Largest XCom value, in bytes of its JSON. */
+    xcomMaxBytes: z.coerce
+      .number()
+      .int()
+      .min(1)
+      .max(350_000)
+      .default(48 * 1024),
+    /** Largest conf of a triggered run, in bytes of its JSON. */
+    confMaxBytes: z.coerce
+      .number()
+      .int()
+      .min(1)
+      .max(350_000)
+      .default(64 * 1024),
+    /** Largest log kept for one try; later output is dropped with a notice. */
+    logMaxBytes: z.coerce
+      .number()
+      .int()
+      .min(1024)
+      .default(5 * 1024 * 1024),
+    /** Largest piece of log one Execution API call carries, in UTF-8 bytes; must stay below requestMaxBytes. */
+    logChunkMaxBytes: z.coerce
+      .number()
+      .int()
+      .min(1024)
+      .default(256 * 1024),
+    /** Largest request body the API accepts. */
+    requestMaxBytes: z.coerce
+      .number()
+      .int()
+      .min(1024)
+      .default(1024 * 1024),
+    queueMaxMessageBytes: z.coerce
+      .number()
+      .int()
+      .min(1024)
+      .max(1024 * 1024)
+      .default(256 * 1024),
+    queueVisibilityTimeoutSeconds: z.coerce.number().int().min(1).max(43_200).default(300),
+    /** Receives after which a message goes to the queue's dead-letter queue. */
+    queueMaxReceives: z.coerce.number().int().min(1).max(1000).default(5),
+    /**
+     * Lifetime of a task-scoped Execution API token, counted from queueing, then from the start,
+     * then renewed by heartbeats once half of it is gone.
+     */
+    executionTokenTtlSeconds: z.coerce.number().int().min(60).default(600),
+    /** Period of the structured metrics log line; 0 turns it off. */
+    metricsLogIntervalMs: z.coerce.number().int().min(0).default(60_000),
+    /** Seconds a graceful stop waits for running tasks before handing them back. */
+    shutdownGraceSeconds: z.coerce.number().int().min(0).default(30),
+    logLevel: z.enum(['debug', 'info', 'warn', 'error']).default('info'),
+  })
+  .superRefine((settings, context) => {
+    if (settings.logChunkMaxBytes >= settings.requestMaxBytes) {
+      context.addIssue({
+        code: 'custom',
+        path: ['logChunkMaxBytes'],
+        message: `must be less than requestMaxBytes (${settings.requestMaxBytes}), or no call could carry a full chunk`,
+      });
+    }
+    // A token is renewed on the first heartbeat after half its life; it must then outlast a
+    // heartbeat outage as long as the zombie threshold, or a healthy try loses its token first.
+    const renewalMarginMs = (settings.executionTokenTtlSeconds * 1000) / 2;
+    if (renewalMarginMs <= settings.heartbeatTimeoutMs + settings.heartbeatIntervalMs) {
+      context.addIssue({
+        code: 'custom',
+        path: ['executionTokenTtlSeconds'],
+        message: `half of it (${renewalMarginMs} ms) must exceed heartbeatTimeoutMs + heartbeatIntervalMs (${settings.heartbeatTimeoutMs + settings.heartbeatIntervalMs} ms)`,
+      });
+    }
+  });
 
 export type Settings = z.infer<typeof settingsSchema>;
 
@@ -100,6 +127,7 @@ export const SETTING_ENV_VARS: Readonly<Record<keyof Settings, string>> = {
   heartbeatIntervalMs: 'UPDRAFT_HEARTBEAT_INTERVAL_MS',
   heartbeatTimeoutMs: 'UPDRAFT_HEARTBEAT_TIMEOUT_MS',
   queuedTimeoutMs: 'UPDRAFT_QUEUED_TIMEOUT_MS',
+  maxQueuedSends: 'UPDRAFT_MAX_QUEUED_SENDS',
   schedulerTickMs: 'UPDRAFT_SCHEDULER_TICK_MS',
   maxRunsPerPass: 'UPDRAFT_MAX_RUNS_PER_PASS',
   maxTaskInstancesPerPass: 'UPDRAFT_MAX_TIS_PER_PASS',
@@ -108,6 +136,7 @@ export const SETTING_ENV_VARS: Readonly<Record<keyof Settings, string>> = {
   xcomMaxBytes: 'UPDRAFT_XCOM_MAX_BYTES',
   confMaxBytes: 'UPDRAFT_CONF_MAX_BYTES',
   logMaxBytes: 'UPDRAFT_LOG_MAX_BYTES',
+  logChunkMaxBytes: 'UPDRAFT_LOG_CHUNK_MAX_BYTES',
   requestMaxBytes: 'UPDRAFT_REQUEST_MAX_BYTES',
   queueMaxMessageBytes: 'UPDRAFT_QUEUE_MAX_MESSAGE_BYTES',
   queueVisibilityTimeoutSeconds: 'UPDRAFT_QUEUE_VISIBILITY_TIMEOUT_SECONDS',
@@ -174,4 +203,9 @@ function parsePools(value: string): Record<string, number> {
 
 export function apiUrlOf(settings: Settings): string {
   return settings.apiUrl ?? `http://${settings.host}:${settings.port}`;
+}
+
+/** Chunks one try's log may have: enough for logMaxBytes at full chunks. */
+export function logMaxChunksOf(settings: Pick<Settings, 'logMaxBytes' | 'logChunkMaxBytes'>): number {
+  return Math.ceil(settings.logMaxBytes / settings.logChunkMaxBytes);
 }

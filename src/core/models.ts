@@ -30,6 +30,11 @@ export interface DagRun {
   queuedAt: string;
   startDate: string | null;
   endDate: string | null;
+  /**
+   * How many times the run was cleared (0 at creation). A clear bumps it before resetting TIs, so a
+   * scheduler that decided to finish the run on an older snapshot finds it changed and does not.
+   */
+  clearCount: number;
   /** Bumped by every write; lets readers tell a stale copy from a fresh one. */
   revision: number;
 }
@@ -59,6 +64,10 @@ export interface TaskInstance extends TaskInstanceKey {
   errorMessage: string | null;
   /** Set by a branch task: the direct downstream task ids it chose to follow. */
   followTaskIds: string[] | null;
+  /** Id of the report that ended the current try; a repeat of the same report is answered as done. */
+  reportId: string | null;
+  /** Workloads sent for the current try (bounds re-sending a TI stuck in `queued`). */
+  queuedSends: number;
   revision: number;
 }
 
@@ -107,6 +116,8 @@ export function newTaskInstance(
     durationMs: null,
     errorMessage: null,
     followTaskIds: null,
+    reportId: null,
+    queuedSends: 0,
     revision: 0,
   };
 }

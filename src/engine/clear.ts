@@ -61,9 +61,11 @@ export async function clearTaskInstances(
   if (request.dryRun) return targets;
 
   const retriesOf = new Map(dag.tasks.map((task) => [task.taskId, task.retries]));
+  // Counted on the run before any TI moves: a scheduling pass that read the run earlier cannot
+  // finish it (its finish is conditional on the clears it saw) while these TIs are reset.
+  if (targets.length > 0) await store.markRunCleared(snapshot.run);
   const cleared: TaskInstance[] = [];
   for (const ti of targets) {
-    await store.deleteXComs(ti);
     try {
       cleared.push(
         await store.transitionTaskInstance(
@@ -82,7 +84,9 @@ export async function clearTaskInstances(
             followTaskIds: null,
             workerId: null,
             hostname: null,
+            reportId: null,
           },
+          { reset: true },
         ),
       );
     } catch (error) {
@@ -91,11 +95,13 @@ export async function clearTaskInstances(
         cause: error,
       });
     }
+    // Only once the reset won: a clear that loses its race leaves the TI's XComs alone.
+    await store.deleteXComs(ti);
   }
   if (cleared.length > 0 && (snapshot.run.state === 'success' || snapshot.run.state === 'failed')) {
     await store.transitionDagRun(snapshot.run, snapshot.run.state, { state: 'queued', endDate: null });
   }
-  deps.notifier.notify(snapshot.run);
+  await deps.notifier.notify(snapshot.run);
   return cleared;
 }
 

@@ -2,10 +2,11 @@ import type { Settings } from '#config/settings.ts';
 import { formatTaskInstanceKey, type TaskInstance } from '#core/models.ts';
 import { failureTransition } from '#core/retry.ts';
 import type { SerializedDag } from '#core/serialized-dag.ts';
-import type { MetricsRegistry } from '#metrics/registry.ts';
+import type { Metrics } from '#metrics/port.ts';
 import type { Store } from '#store/port.ts';
 import { ignoreConflict } from './conflicts.ts';
 import type { Logger } from './logger.ts';
+import type { OrphanPolicy } from './ports.ts';
 
 export interface ReconcileResult {
   /** The run's TIs with the changes applied. */
@@ -19,29 +20,32 @@ export interface ReconcileResult {
 /**
  * Reconciliation of one run's active TIs against time: a running TI whose heartbeat is older
  * than `heartbeatTimeoutMs` is a zombie and is failed or retried; a queued TI older than
- * `queuedTimeoutMs` lost its workload and gets it again. With `orphaned` (a standalone restart,
- * whose workers and queues died with the previous process) both happen at once. Every write is
- * conditional on the state and try seen, so a TI that moved on meanwhile is left alone.
+ * `queuedTimeoutMs` lost its workload and gets it again, at most `maxQueuedSends` workloads per
+ * try, after which the try fails (a workload no worker ever starts: a wrong secret, a poisoned
+ * message). The orphan policy (a standalone restart, whose workers and queues died with the
+ * previous process) marks both at once. Every write is conditional on the state and try seen,
+ * so a TI that moved on meanwhile is left alone.
  */
 export async function reconcileActiveTaskInstances(
   deps: {
     store: Store;
-    settings: Pick<Settings, 'heartbeatTimeoutMs' | 'queuedTimeoutMs'>;
+    settings: Pick<Settings, 'heartbeatTimeoutMs' | 'queuedTimeoutMs' | 'maxQueuedSends'>;
     log: Logger;
-    metrics: MetricsRegistry;
+    metrics: Metrics;
+    orphans?: OrphanPolicy;
   },
   taskInstances: TaskInstance[],
   dag: SerializedDag,
   nowMs: number,
-  orphaned: boolean,
 ): Promise<ReconcileResult> {
-  const { store, settings, log } = deps;
+  const { store, settings, log, orphans } = deps;
   const updated = new Map<TaskInstance, TaskInstance>();
   const stale = (since: string | null, limitMs: number) =>
-    orphaned || (since !== null && nowMs - Date.parse(since) > limitMs);
+    since !== null && nowMs - Date.parse(since) > limitMs;
   const overdue: TaskInstance[] = [];
   for (const ti of taskInstances) {
-    if (ti.state === 'running' && stale(ti.heartbeatAt, settings.heartbeatTimeoutMs)) {
+    const orphaned = ti.state === 'running' && (orphans?.isOrphanedRunning(ti) ?? false);
+    if (ti.state === 'running' && (orphaned || stale(ti.heartbeatAt, settings.heartbeatTimeoutMs))) {
       const task = dag.tasks.find((t) => t.taskId === ti.taskId);
       if (!task) continue;
       const next = failureTransition(ti, task, nowMs, { retryable: true });
@@ -66,17 +70,46 @@ export async function reconcileActiveTaskInstances(
         ),
       );
       if (failed) updated.set(ti, failed);
-    } else if (ti.state === 'queued' && stale(ti.queuedAt, settings.queuedTimeoutMs)) {
+    } else if (
+      ti.state === 'queued' &&
+      ((orphans?.isOrphanedQueued(ti) ?? false) || stale(ti.queuedAt, settings.queuedTimeoutMs))
+    ) {
       overdue.push(ti);
     }
   }
   const resend: TaskInstance[] = [];
   for (const ti of overdue) {
+    const sends = ti.queuedSends ?? 1;
+    if (sends >= settings.maxQueuedSends) {
+      const task = dag.tasks.find((t) => t.taskId === ti.taskId);
+      if (!task) continue;
+      const next = failureTransition(ti, task, nowMs, { retryable: true });
+      log.error('No worker started this try after every workload sent; failing the try', {
+        ti: formatTaskInstanceKey(ti),
+        tryNumber: ti.tryNumber,
+        sends,
+      });
+      deps.metrics.increment('scheduler.workloads_never_started');
+      const failed = await ignoreConflict(
+        store.transitionTaskInstance(
+          ti,
+          { state: 'queued', tryNumber: ti.tryNumber },
+          {
+            state: next.state,
+            nextRetryAt: next.state === 'up_for_retry' ? next.nextRetryAt : null,
+            endDate: new Date(nowMs).toISOString(),
+            errorMessage: `No worker started this try after ${sends} workloads were sent, each waiting ${settings.queuedTimeoutMs} ms (UPDRAFT_MAX_QUEUED_SENDS, UPDRAFT_QUEUED_TIMEOUT_MS); see the workers' logs and the task queues' dead-letter queues`,
+          },
+        ),
+      );
+      if (failed) updated.set(ti, failed);
+      continue;
+    }
     const requeued = await ignoreConflict(
       store.transitionTaskInstance(
         ti,
         { state: 'queued', tryNumber: ti.tryNumber },
-        { queuedAt: new Date(nowMs).toISOString() },
+        { queuedAt: new Date(nowMs).toISOString(), queuedSends: sends + 1 },
       ),
     );
     if (requeued) {

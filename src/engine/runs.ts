@@ -54,6 +54,7 @@ export async function createDagRun(store: Store, request: CreateRunRequest): Pro
     queuedAt: request.now,
     startDate: null,
     endDate: null,
+    clearCount: 0,
     revision: 0,
   };
   const weights = effectivePriorityWeights(dag);

@@ -1,3 +1,5 @@
+import type { Settings } from '#config/settings.ts';
+import { logMaxChunksOf } from '#config/settings.ts';
 import {
   type DagRun,
   type DagRunKey,
@@ -7,17 +9,19 @@ import {
 } from '#core/models.ts';
 import { failureTransition } from '#core/retry.ts';
 import type { SerializedDag, SerializedTask } from '#core/serialized-dag.ts';
+import { type LogStore, noteChunkId, workerChunkId } from '#logs/port.ts';
 import { ConditionFailedError } from '#store/errors.ts';
 import type { Store, TaskInstanceChanges, TaskInstanceExpectation } from '#store/port.ts';
 import type { DagVersionCache } from './dag-cache.ts';
 import { InvalidRequestError, LimitExceededError, NotFoundError, StateConflictError } from './errors.ts';
-import type { SchedulingNotifier } from './notifier.ts';
 
 export interface TaskLifecycleDeps {
   store: Store;
   dags: DagVersionCache;
-  notifier: SchedulingNotifier;
-  xcomMaxBytes: number;
+  /** Resolves once the scheduling request is sent: awaited before the API call answers. */
+  notifier: { notify(run: DagRunKey): Promise<void> };
+  logs: LogStore;
+  settings: Pick<Settings, 'xcomMaxBytes' | 'logChunkMaxBytes' | 'logMaxBytes'>;
   now: () => number;
 }
 
@@ -35,22 +39,60 @@ export type TaskReport =
   /** The worker stopped before the task finished (a graceful shutdown): run it again without using a try. */
   | { state: 'handed_back' };
 
+/** One numbered piece of a try's log, as the worker sends it (`seq` from 1). */
+export interface LogChunk {
+  seq: number;
+  text: string;
+}
+
+export interface FinishOptions {
+  /** Names the report: a repeat of a report already recorded is answered as a duplicate. */
+  reportId: string;
+  log?: LogChunk | undefined;
+}
+
+export interface FinishedTaskInstance {
+  ti: TaskInstance;
+  /** True when this report had already been recorded; nothing changed but the log chunk, again. */
+  duplicate: boolean;
+}
+
+/** The TI is no longer running at the reported try; carries what it is now. */
+class TryMovedOnError extends Error {
+  readonly current: TaskInstance;
+  constructor(current: TaskInstance) {
+    super('The task instance moved on');
+    this.current = current;
+  }
+}
+
 /**
  * The task instance lifecycle as the Execution API drives it. Each step is one conditional
- * write on the TI (expected state and try number), so a duplicated or late report changes
- * nothing and gets a `StateConflictError`.
+ * write on the TI (expected state and try number), so a duplicated or late call changes nothing
+ * (its log chunk included) and gets a `StateConflictError`. Nothing here relies on memory kept
+ * between calls: any instance can serve any call of any try.
  */
 export class TaskLifecycle {
   readonly #deps: TaskLifecycleDeps;
-  /** A run's logical date, intervals, conf and DAG version never change: read each run once. */
+  readonly #logMaxChunks: number;
+  /** Runs by key. Only a cache: the fields read from it (dates, conf, DAG version) never change. */
   readonly #runs = new Map<string, DagRun>();
 
   constructor(deps: TaskLifecycleDeps) {
     this.#deps = deps;
+    this.#logMaxChunks = logMaxChunksOf(deps.settings);
+  }
+
+  get logMaxChunks(): number {
+    return this.#logMaxChunks;
   }
 
   /** queued → running, only for the try the workload was issued for. */
-  async start(key: TaskInstanceKey, tryNumber: number, worker: { hostname: string; workerId: string }) {
+  async start(
+    key: TaskInstanceKey,
+    tryNumber: number,
+    worker: { hostname: string; workerId: string },
+  ): Promise<StartedTaskInstance> {
     const run = await this.#run(key);
     const now = new Date(this.#deps.now()).toISOString();
     const ti = await this.#transition(
@@ -65,42 +107,90 @@ export class TaskLifecycle {
         workerId: worker.workerId,
         errorMessage: null,
         durationMs: null,
+        reportId: null,
       },
     );
     const dag = await this.#deps.dags.get(run.dagId, run.dagVersion);
     const task = findTask(dag, key);
-    return { ti, run, dag, task } satisfies StartedTaskInstance;
-  }
-
-  /** Records liveness; refused once the TI left `running` (cleared, failed as a zombie, …). */
-  async heartbeat(key: TaskInstanceKey, tryNumber: number): Promise<TaskInstance> {
-    return this.#transition(
-      key,
-      { state: 'running', tryNumber },
-      {
-        heartbeatAt: new Date(this.#deps.now()).toISOString(),
-      },
-    );
+    return { ti, run, dag, task };
   }
 
   /**
-   * Records how a try ended. Success and skip are one conditional write (plus the XCom); only
-   * a failure or a hand-back reads the TI first, to decide on a retry or to give the try back.
+   * Records liveness, then appends the chunk: refused (the TI left `running` at this try) means
+   * nothing is written, log included.
    */
-  async finish(key: TaskInstanceKey, tryNumber: number, report: TaskReport): Promise<TaskInstance> {
+  async heartbeat(key: TaskInstanceKey, tryNumber: number, log?: LogChunk): Promise<TaskInstance> {
+    if (log) this.#checkChunk(key, tryNumber, log);
+    const ti = await this.#transition(
+      key,
+      { state: 'running', tryNumber },
+      { heartbeatAt: new Date(this.#deps.now()).toISOString() },
+    );
+    await this.#appendChunk(key, tryNumber, log);
+    return ti;
+  }
+
+  /**
+   * Records how a try ended, with the report's id, then appends its log chunk and asks the
+   * scheduler to look at the run. Success and skip are one conditional write (plus the XCom);
+   * a failure or a hand-back reads the TI first, to decide on a retry or to give the try back.
+   * A repeat of a recorded report is a duplicate (nothing changes); a report for a try that
+   * moved on is refused, and the try's log says so.
+   */
+  async finish(
+    key: TaskInstanceKey,
+    tryNumber: number,
+    report: TaskReport,
+    options: FinishOptions,
+  ): Promise<FinishedTaskInstance> {
+    if (options.log) this.#checkChunk(key, tryNumber, options.log);
+    if (report.state === 'success' && report.xcom !== undefined) this.#checkXCom(key, report.xcom);
+    let ti: TaskInstance;
+    try {
+      ti = await this.#record(key, tryNumber, report, options.reportId);
+    } catch (error) {
+      if (!(error instanceof TryMovedOnError)) throw error;
+      const { current } = error;
+      const recorded =
+        current.tryNumber === tryNumber &&
+        current.reportId === options.reportId &&
+        current.state !== 'running';
+      if (!recorded) {
+        await this.#noteLateReport(key, tryNumber, report.state, current);
+        throw conflict(key, current, 'running', tryNumber);
+      }
+      // The first call's answer was lost, perhaps before its chunk or scheduling request left.
+      await this.#appendChunk(key, tryNumber, options.log);
+      await this.#deps.notifier.notify(key);
+      return { ti: current, duplicate: true };
+    }
+    await this.#appendChunk(key, tryNumber, options.log);
+    await this.#deps.notifier.notify(key);
+    return { ti, duplicate: false };
+  }
+
+  /** Ids of the tasks upstream of `key`'s task, transitively, in the run's DAG version. */
+  async upstreamTaskIds(key: TaskInstanceKey): Promise<ReadonlySet<string>> {
+    const dag = await this.#dagOf(key);
+    const byId = new Map(dag.tasks.map((task) => [task.taskId, task]));
+    const found = new Set<string>();
+    const pending = [...findTask(dag, key).upstream];
+    for (let id = pending.pop(); id !== undefined; id = pending.pop()) {
+      if (found.has(id)) continue;
+      found.add(id);
+      pending.push(...(byId.get(id)?.upstream ?? []));
+    }
+    return found;
+  }
+
+  async #record(key: TaskInstanceKey, tryNumber: number, report: TaskReport, reportId: string) {
     const nowMs = this.#deps.now();
-    const ended = { endDate: new Date(nowMs).toISOString(), heartbeatAt: null };
+    const ended = { endDate: new Date(nowMs).toISOString(), heartbeatAt: null, reportId };
     let changes: TaskInstanceChanges;
     switch (report.state) {
       case 'success': {
         if (report.followTaskIds) await this.#checkBranchChoice(key, report.followTaskIds);
         if (report.xcom !== undefined) {
-          const bytes = Buffer.byteLength(report.xcom);
-          if (bytes > this.#deps.xcomMaxBytes) {
-            throw new LimitExceededError(
-              `XCom return_value of ${formatTaskInstanceKey(key)} is ${bytes} bytes, over the limit of ${this.#deps.xcomMaxBytes} bytes (UPDRAFT_XCOM_MAX_BYTES)`,
-            );
-          }
           await this.#expectRunning(key, tryNumber);
           // Written before the state change, so a downstream task never sees success without its XCom.
           await this.#deps.store.putXCom({ ...key, key: 'return_value' }, report.xcom);
@@ -132,20 +222,61 @@ export class TaskLifecycle {
           heartbeatAt: null,
           workerId: null,
           hostname: null,
+          reportId,
         };
         break;
       }
     }
-    const ti = await this.#transition(key, { state: 'running', tryNumber }, changes);
-    this.#deps.notifier.notify(key);
-    return ti;
+    return this.#transition(key, { state: 'running', tryNumber }, changes, { movedOn: true });
+  }
+
+  #checkXCom(key: TaskInstanceKey, xcom: string): void {
+    const bytes = Buffer.byteLength(xcom);
+    const limit = this.#deps.settings.xcomMaxBytes;
+    if (bytes > limit) {
+      throw new LimitExceededError(
+        `XCom return_value of ${formatTaskInstanceKey(key)} is ${bytes} bytes, over the limit of ${limit} bytes (UPDRAFT_XCOM_MAX_BYTES)`,
+      );
+    }
+  }
+
+  #checkChunk(key: TaskInstanceKey, tryNumber: number, log: LogChunk): void {
+    const { logChunkMaxBytes, logMaxBytes } = this.#deps.settings;
+    const what = `Log chunk ${log.seq} of try ${tryNumber} of ${formatTaskInstanceKey(key)}`;
+    const bytes = Buffer.byteLength(log.text);
+    if (bytes > logChunkMaxBytes) {
+      throw new LimitExceededError(
+        `${what} is ${bytes} bytes, over the limit of ${logChunkMaxBytes} bytes per chunk (UPDRAFT_LOG_CHUNK_MAX_BYTES)`,
+      );
+    }
+    if (log.seq > this.#logMaxChunks) {
+      throw new LimitExceededError(
+        `${what} is past the last chunk a try may have, ${this.#logMaxChunks}: a try's log is at most ${logMaxBytes} bytes (UPDRAFT_LOG_MAX_BYTES) in chunks of ${logChunkMaxBytes} bytes (UPDRAFT_LOG_CHUNK_MAX_BYTES)`,
+      );
+    }
+  }
+
+  async #appendChunk(key: TaskInstanceKey, tryNumber: number, log: LogChunk | undefined): Promise<void> {
+    if (!log || log.text === '') return;
+    await this.#deps.logs.appendChunk(key, tryNumber, workerChunkId(log.seq), log.text);
+  }
+
+  /** The try's history says why its outcome is not the reported one. */
+  async #noteLateReport(key: TaskInstanceKey, tryNumber: number, reported: string, current: TaskInstance) {
+    const nowMs = this.#deps.now();
+    const note = `Report of try ${tryNumber} (${reported}) arrived after the task instance moved on: it is now ${current.state} at try ${current.tryNumber}; the report was refused`;
+    await this.#deps.logs.appendChunk(
+      key,
+      tryNumber,
+      noteChunkId(nowMs),
+      `[${new Date(nowMs).toISOString()}] ${note}\n`,
+    );
   }
 
   async #expectRunning(key: TaskInstanceKey, tryNumber: number): Promise<TaskInstance> {
     const current = await this.#deps.store.getTaskInstance(key);
     if (!current) throw new NotFoundError(`Task instance ${formatTaskInstanceKey(key)} not found`);
-    if (current.state !== 'running' || current.tryNumber !== tryNumber)
-      throw conflict(key, current, 'running', tryNumber);
+    if (current.state !== 'running' || current.tryNumber !== tryNumber) throw new TryMovedOnError(current);
     return current;
   }
 
@@ -176,10 +307,12 @@ export class TaskLifecycle {
     }
   }
 
+  /** A failed condition reads the TI to say what it is now: a conflict, or (`movedOn`) a `TryMovedOnError`. */
   async #transition(
     key: TaskInstanceKey,
     expected: TaskInstanceExpectation & { tryNumber: number },
     changes: TaskInstanceChanges,
+    options: { movedOn?: boolean } = {},
   ): Promise<TaskInstance> {
     try {
       return await this.#deps.store.transitionTaskInstance(key, expected, changes);
@@ -188,6 +321,7 @@ export class TaskLifecycle {
       const current = await this.#deps.store.getTaskInstance(key);
       if (!current)
         throw new NotFoundError(`Task instance ${formatTaskInstanceKey(key)} not found`, { cause: error });
+      if (options.movedOn) throw new TryMovedOnError(current);
       throw conflict(key, current, String(expected.state), expected.tryNumber);
     }
   }

@@ -1,85 +1,194 @@
-import { Jwt } from 'hono/utils/jwt';
+import { createHmac, timingSafeEqual } from 'node:crypto';
+import {
+  claimsOf,
+  payloadOf,
+  type TaskInstanceTokenClaims,
+  type TokenClaims,
+  tokenHeaderSchema,
+  tokenPayloadSchema,
+} from '#contracts/tokens.ts';
 import type { TaskInstanceKey } from '#core/models.ts';
 
-/** What an Execution API token grants: one try of one task instance, until it expires. */
-export interface TaskTokenClaims extends TaskInstanceKey {
-  tryNumber: number;
+/** Key id → secret. The first key signs; every key verifies, so a new key can be put first without breaking tokens in flight. */
+export type ExecutionKeyring = Readonly<Record<string, string>>;
+
+/** What a task token is issued for: one try of one task instance. */
+export type TaskTokenGrant = TaskInstanceKey & { tryNumber: number };
+
+/** A token that passed every check: its claims and its lifetime. */
+export interface VerifiedToken {
+  claims: TokenClaims;
+  issuedAtMs: number;
+  expiresAtMs: number;
 }
 
 const VERIFIED_CACHE_SIZE = 10_000;
+const MIN_SECRET_LENGTH = 32;
+/** Key ids are names, not secrets: shown in errors only when they look like one. */
+const KEY_ID = /^[A-Za-z0-9_.-]{1,64}$/;
+const KEY_LINE = /^([A-Za-z0-9_.-]{1,64})=(.+)$/;
+/** The kid of a secret file that holds one bare secret (the format before key ids). */
+export const DEFAULT_KEY_ID = 'default';
 
 export class InvalidTokenError extends Error {
   override name = 'InvalidTokenError';
 }
 
+export class KeyringError extends Error {
+  override name = 'KeyringError';
+}
+
 /**
- * Signs and checks the task-scoped tokens that workloads carry (HS256 JWTs). A worker can act
- * only on the TI and try its token names; anything else is refused by the Execution API.
+ * Reads an execution secret file: one `kid=secret` per line, the first line signing (blank lines
+ * and `#` comments ignored). A file of one bare secret, as written before key ids, is the key
+ * `default`. Errors name the line, never the secret.
+ */
+export function parseExecutionKeys(text: string): ExecutionKeyring {
+  const lines = text
+    .split(/\r?\n/)
+    .map((line, index) => ({ line: line.trim(), number: index + 1 }))
+    .filter(({ line }) => line !== '' && !line.startsWith('#'));
+  const only = lines[0];
+  if (lines.length === 1 && only && !isKeyLine(only.line)) {
+    checkSecret(only.line, `the secret on line ${only.number}`);
+    return { [DEFAULT_KEY_ID]: only.line };
+  }
+  if (!only) throw new KeyringError('The execution secret file holds no key');
+  const keys: Record<string, string> = Object.create(null) as Record<string, string>;
+  for (const { line, number } of lines) {
+    const match = KEY_LINE.exec(line);
+    if (!match) throw new KeyringError(`Line ${number} of the execution secret file is not kid=secret`);
+    const [, kid, secret] = match as unknown as [string, string, string];
+    if (Object.hasOwn(keys, kid))
+      throw new KeyringError(`Key id "${kid}" appears twice in the execution secret file`);
+    checkSecret(secret, `key "${kid}" (line ${number})`);
+    keys[kid] = secret;
+  }
+  return keys;
+}
+
+function isKeyLine(line: string): boolean {
+  const match = KEY_LINE.exec(line);
+  return match !== null && (match[2] as string).length >= MIN_SECRET_LENGTH;
+}
+
+function checkSecret(secret: string, what: string): void {
+  if (secret.length < MIN_SECRET_LENGTH)
+    throw new KeyringError(`${what} is shorter than ${MIN_SECRET_LENGTH} characters`);
+}
+
+/**
+ * Signs and checks the scoped tokens that workloads carry: HS256 JWTs whose header names the key
+ * (`kid`) and whose claims say what they grant (`kind`) and until when (`exp`, required). A
+ * worker can act only on what its token names. Errors never repeat the presented token.
  */
 export class TaskTokenSigner {
-  readonly #secret: string;
-  readonly #ttlSeconds: number;
-  /** Tokens already verified, with their expiry: a try's start, heartbeats and report reuse one token. */
-  readonly #verified = new Map<string, { claims: TaskTokenClaims; expiresAtMs: number }>();
+  readonly #keys: ReadonlyMap<string, Buffer>;
+  readonly #signingKid: string;
+  readonly ttlSeconds: number;
+  /** Tokens already verified: a try's heartbeats reuse one token. Only a cache: every entry re-checks `exp`. */
+  readonly #verified = new Map<string, VerifiedToken>();
 
-  constructor(secret: string, ttlSeconds: number) {
-    if (secret.length < 32) throw new Error('The Execution API token secret must be at least 32 characters');
-    this.#secret = secret;
-    this.#ttlSeconds = ttlSeconds;
+  /** A bare string is a keyring of one key, `default`. */
+  constructor(keys: ExecutionKeyring | string, ttlSeconds: number) {
+    const keyring = typeof keys === 'string' ? { [DEFAULT_KEY_ID]: keys } : keys;
+    const entries = Object.entries(keyring);
+    const first = entries[0];
+    if (!first) throw new KeyringError('The Execution API keyring is empty');
+    for (const [kid, secret] of entries) {
+      if (!KEY_ID.test(kid)) throw new KeyringError(`Key id "${kid.slice(0, 64)}" must match ${KEY_ID}`);
+      checkSecret(secret, `The Execution API token secret "${kid}"`);
+    }
+    this.#keys = new Map(entries.map(([kid, secret]) => [kid, Buffer.from(secret)]));
+    this.#signingKid = first[0];
+    this.ttlSeconds = ttlSeconds;
   }
 
-  async issue(claims: TaskTokenClaims, nowMs = Date.now()): Promise<string> {
-    const iat = Math.floor(nowMs / 1000);
-    return Jwt.sign(
-      {
-        sub: 'task_instance',
-        dag_id: claims.dagId,
-        run_id: claims.runId,
-        task_id: claims.taskId,
-        map_index: claims.mapIndex,
-        try_number: claims.tryNumber,
-        iat,
-        exp: iat + this.#ttlSeconds,
-      },
-      this.#secret,
-      'HS256',
-    );
-  }
-
-  async check(token: string, nowMs = Date.now()): Promise<TaskTokenClaims> {
-    const known = this.#verified.get(token);
-    if (known && known.expiresAtMs > nowMs) return known.claims;
-    let payload: Record<string, unknown>;
-    try {
-      payload = await Jwt.verify(token, this.#secret, 'HS256');
-    } catch (error) {
-      throw new InvalidTokenError(`Invalid or expired task token: ${(error as Error).message}`, {
-        cause: error,
-      });
-    }
-    const { dag_id, run_id, task_id, map_index, try_number, sub } = payload;
-    if (
-      sub !== 'task_instance' ||
-      typeof dag_id !== 'string' ||
-      typeof run_id !== 'string' ||
-      typeof task_id !== 'string' ||
-      typeof map_index !== 'number' ||
-      typeof try_number !== 'number'
-    ) {
-      throw new InvalidTokenError('Task token is missing its task instance claims');
-    }
-    const claims = {
-      dagId: dag_id,
-      runId: run_id,
-      taskId: task_id,
-      mapIndex: map_index,
-      tryNumber: try_number,
+  /**
+   * A token for one try, valid for `ttlSeconds` from `lifetimeStartMs`: the queue time for a
+   * workload, the start time on start, the heartbeat time on a refresh.
+   */
+  async issue(grant: TaskTokenGrant, lifetimeStartMs: number): Promise<string> {
+    const claims: TaskInstanceTokenClaims = {
+      kind: 'task_instance',
+      dagId: grant.dagId,
+      runId: grant.runId,
+      taskId: grant.taskId,
+      mapIndex: grant.mapIndex,
+      tryNumber: grant.tryNumber,
     };
-    if (typeof payload.exp === 'number') {
-      if (this.#verified.size >= VERIFIED_CACHE_SIZE)
-        this.#verified.delete(this.#verified.keys().next().value as string);
-      this.#verified.set(token, { claims, expiresAtMs: payload.exp * 1000 });
-    }
-    return claims;
+    const iat = Math.floor(lifetimeStartMs / 1000);
+    const header = encodePart({ alg: 'HS256', typ: 'JWT', kid: this.#signingKid });
+    const payload = encodePart(payloadOf(claims, iat, iat + this.ttlSeconds));
+    const key = this.#keys.get(this.#signingKid) as Buffer;
+    return `${header}.${payload}.${sign(key, `${header}.${payload}`)}`;
   }
+
+  async check(token: string, nowMs = Date.now()): Promise<VerifiedToken> {
+    const known = this.#verified.get(token);
+    if (known) {
+      if (known.expiresAtMs <= nowMs) throw expired(known);
+      return known;
+    }
+    const verified = this.#verify(token);
+    if (verified.expiresAtMs <= nowMs) throw expired(verified);
+    if (this.#verified.size >= VERIFIED_CACHE_SIZE)
+      this.#verified.delete(this.#verified.keys().next().value as string);
+    this.#verified.set(token, verified);
+    return verified;
+  }
+
+  #verify(token: string): VerifiedToken {
+    const parts = token.split('.');
+    if (parts.length !== 3) throw invalid('not a JWT (expected three dot-separated parts)');
+    const [headerPart, payloadPart, signature] = parts as [string, string, string];
+    const header = tokenHeaderSchema.safeParse(decodePart(headerPart));
+    if (!header.success) throw invalid('its header is not an HS256 header with a key id (kid)');
+    const { kid } = header.data;
+    const key = this.#keys.get(kid);
+    if (!key) {
+      const named = KEY_ID.test(kid) ? `key id "${kid}"` : 'a malformed key id';
+      throw invalid(`it was signed with ${named}, which is not in this server's keyring`);
+    }
+    const expected = Buffer.from(sign(key, `${headerPart}.${payloadPart}`));
+    const given = Buffer.from(signature);
+    if (expected.length !== given.length || !timingSafeEqual(expected, given))
+      throw invalid(`its signature does not match key "${kid}"`);
+    const payload = tokenPayloadSchema.safeParse(decodePart(payloadPart));
+    if (!payload.success) {
+      const fields = [...new Set(payload.error.issues.map((issue) => issue.path.join('.') || 'kind'))];
+      throw invalid(`its claims are missing or malformed: ${fields.join(', ')}`);
+    }
+    return {
+      claims: claimsOf(payload.data),
+      issuedAtMs: payload.data.iat * 1000,
+      expiresAtMs: payload.data.exp * 1000,
+    };
+  }
+}
+
+function encodePart(value: unknown): string {
+  return Buffer.from(JSON.stringify(value)).toString('base64url');
+}
+
+function decodePart(part: string): unknown {
+  try {
+    return JSON.parse(Buffer.from(part, 'base64url').toString('utf8')) as unknown;
+  } catch {
+    return undefined;
+  }
+}
+
+function sign(key: Buffer, input: string): string {
+  return createHmac('sha256', key).update(input).digest('base64url');
+}
+
+function invalid(reason: string): InvalidTokenError {
+  return new InvalidTokenError(`Invalid or expired task token: ${reason}`);
+}
+
+function expired(token: VerifiedToken): InvalidTokenError {
+  return new InvalidTokenError(
+    `Invalid or expired task token: it expired at ${new Date(token.expiresAtMs).toISOString()}`,
+  );
 }

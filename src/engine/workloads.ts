@@ -1,14 +1,15 @@
+import type { TaskWorkload } from '#contracts/messages.ts';
 import type { DagRun, TaskInstance } from '#core/models.ts';
 import type { SerializedDag } from '#core/serialized-dag.ts';
 import type { Queues } from '#queue/port.ts';
-import type { TaskWorkload } from './messages.ts';
+import { sendAll } from '#queue/send.ts';
 import type { TaskTokenSigner } from './tokens.ts';
 
 const TASK_QUEUE_OF = { high: 'tasks_high', default: 'tasks_default', low: 'tasks_low' } as const;
 
 /**
  * Builds the workloads of queued task instances, each with a token for its TI and try, and sends
- * them to the task queue of their priority class in batch calls.
+ * them to the task queue of their priority class in batch calls. Stateless: a new one per pass is fine.
  */
 export class WorkloadSender {
   readonly #deps: { queues: Queues; tokens: TaskTokenSigner; now: () => number };
@@ -35,7 +36,9 @@ export class WorkloadSender {
       messages.push({ body: JSON.stringify(workload) });
       byQueue.set(queueName, messages);
     }
+    // Each queue's batch is retried per refused entry; a send that still fails throws, and the TIs
+    // stay queued for the queued timeout to send them again.
     for (const [queueName, messages] of byQueue)
-      await this.#deps.queues[TASK_QUEUE_OF[queueName]].send(messages);
+      await sendAll(this.#deps.queues[TASK_QUEUE_OF[queueName]], messages);
   }
 }

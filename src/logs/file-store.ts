@@ -1,61 +1,59 @@
-import { appendFile, mkdir, readFile, stat } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import type { TaskInstanceKey } from '#core/models.ts';
 import type { LogStore } from './port.ts';
 
+const CHUNK_SUFFIX = '.log';
+
 /**
- * Task logs as files, laid out like Airflow's:
- * `<root>/dag_id=<dag>/run_id=<run>/task_id=<task>[/map_index=<n>]/attempt=<try>.log`.
- * A try's log is capped at `maxBytes` (UPDRAFT_LOG_MAX_BYTES); output past it is dropped
- * after one notice line, so a chatty task cannot fill the disk.
+ * Task logs as files, in Airflow's folder layout with one file per chunk:
+ * `<root>/dag_id=<dag>/run_id=<run>/task_id=<task>[/map_index=<n>]/attempt=<try>/<chunk id>.log`.
+ * A chunk is written to a temporary name and renamed into place, so a reader never sees half a
+ * chunk and a repeated chunk replaces its twin instead of doubling it. Nothing is kept in memory:
+ * another instance on the same folder reads the same log.
  */
 export class FileLogStore implements LogStore {
   readonly #root: string;
-  readonly #maxBytes: number;
-  readonly #sizes = new Map<string, number>();
 
-  constructor(root: string, maxBytes: number) {
+  constructor(root: string) {
     this.#root = root;
-    this.#maxBytes = maxBytes;
   }
 
-  async append(key: TaskInstanceKey, tryNumber: number, text: string): Promise<boolean> {
-    if (text.length === 0) return true;
-    const path = this.pathOf(key, tryNumber);
-    let size = this.#sizes.get(path);
-    if (size === undefined)
-      size = await stat(path).then(
-        (s) => s.size,
-        () => 0,
-      );
-    if (size >= this.#maxBytes) return false;
-    let chunk = text;
-    const bytes = Buffer.byteLength(chunk);
-    if (size + bytes > this.#maxBytes) {
-      chunk = `${Buffer.from(chunk)
-        .subarray(0, Math.max(0, this.#maxBytes - size))
-        .toString()}\n[log truncated: this try's log reached ${this.#maxBytes} bytes (UPDRAFT_LOG_MAX_BYTES)]\n`;
-    }
-    await mkdir(dirname(path), { recursive: true });
-    await appendFile(path, chunk);
-    this.#sizes.set(path, size + Buffer.byteLength(chunk));
-    if (this.#sizes.size > 10_000) this.#sizes.clear();
-    return size + bytes <= this.#maxBytes;
-  }
-
-  async read(key: TaskInstanceKey, tryNumber: number): Promise<string | undefined> {
+  async appendChunk(key: TaskInstanceKey, tryNumber: number, chunkId: string, text: string): Promise<void> {
+    const folder = this.folderOf(key, tryNumber);
+    await mkdir(folder, { recursive: true });
+    const path = join(folder, `${safe(chunkId)}${CHUNK_SUFFIX}`);
+    const temporary = `${path}.${randomBytes(6).toString('hex')}.tmp`;
     try {
-      return await readFile(this.pathOf(key, tryNumber), 'utf8');
+      await writeFile(temporary, text);
+      await rename(temporary, path);
     } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      await rm(temporary, { force: true });
       throw error;
     }
   }
 
-  pathOf(key: TaskInstanceKey, tryNumber: number): string {
+  async read(key: TaskInstanceKey, tryNumber: number): Promise<string | undefined> {
+    const folder = this.folderOf(key, tryNumber);
+    let names: string[];
+    try {
+      names = await readdir(folder);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw error;
+    }
+    // Code-unit order, not locale order: chunk ids are built to sort that way.
+    const chunks = names.filter((name) => name.endsWith(CHUNK_SUFFIX)).sort();
+    if (chunks.length === 0) return undefined;
+    const texts = await Promise.all(chunks.map((name) => readFile(join(folder, name), 'utf8')));
+    return texts.join('');
+  }
+
+  folderOf(key: TaskInstanceKey, tryNumber: number): string {
     const parts = [`dag_id=${safe(key.dagId)}`, `run_id=${safe(key.runId)}`, `task_id=${safe(key.taskId)}`];
     if (key.mapIndex >= 0) parts.push(`map_index=${key.mapIndex}`);
-    return join(this.#root, ...parts, `attempt=${tryNumber}.log`);
+    return join(this.#root, ...parts, `attempt=${tryNumber}`);
   }
 }
 

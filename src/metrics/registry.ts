@@ -1,9 +1,11 @@
+import type { Metrics } from './port.ts';
+
 /**
  * In-process metrics: gauges (last value) and counters (monotonic), named after Airflow's
  * statsd metrics where one exists (`executor.open_slots`, `scheduler.tasks.starving`, …).
  * The API serves a snapshot as JSON; standalone also logs it periodically as one structured line.
  */
-export class MetricsRegistry {
+export class MetricsRegistry implements Metrics {
   readonly #gauges = new Map<string, number>();
   readonly #counters = new Map<string, number>();
   readonly #sources: (() => Record<string, number> | Promise<Record<string, number>>)[] = [];

@@ -9,6 +9,7 @@ import {
   type QueueName,
   type ReceivedMessage,
   type ReceiveOptions,
+  type SendResult,
 } from './port.ts';
 import { TimedHeap } from './timed-heap.ts';
 
@@ -26,6 +27,8 @@ export interface InMemoryQueueOptions {
   maxReceives: number;
   maxMessageBytes: number;
   deadLetter?: InMemoryQueue;
+  /** Told of each message moved to the dead-letter queue, so it is logged and counted, never silent. */
+  onDeadLetter?: (queue: QueueName, body: string) => void;
   clock?: { now(): number };
 }
 
@@ -81,7 +84,7 @@ export class InMemoryQueue implements Queue {
     this.#clock = options.clock ?? Date;
   }
 
-  async send(messages: readonly OutgoingMessage[]): Promise<void> {
+  async send(messages: readonly OutgoingMessage[]): Promise<SendResult> {
     // Validate the whole batch first so a rejected send enqueues nothing.
     for (const message of messages) {
       const bytes = Buffer.byteLength(message.body, 'utf8');
@@ -102,6 +105,7 @@ export class InMemoryQueue implements Queue {
     const now = this.#clock.now();
     for (const message of messages) this.#enqueue(message.body, (message.delaySeconds ?? 0) * 1000, now);
     this.#afterChange();
+    return { failed: [] };
   }
 
   async receive(options: ReceiveOptions): Promise<ReceivedMessage[]> {
@@ -221,6 +225,7 @@ export class InMemoryQueue implements Queue {
         this.#messages.delete(message.id);
         deadLetter.#enqueue(message.body, 0, now);
         deadLetter.#afterChange();
+        this.#options.onDeadLetter?.(this.name, message.body);
         continue;
       }
       message.receiveCount += 1;
@@ -318,6 +323,7 @@ export interface InMemoryQueues {
 /** One queue per name, each with its own dead-letter queue, as the CDK stack creates them on AWS. */
 export function createInMemoryQueues(
   settings: Pick<Settings, 'queueVisibilityTimeoutSeconds' | 'queueMaxReceives' | 'queueMaxMessageBytes'>,
+  options: { onDeadLetter?: (queue: QueueName, body: string) => void } = {},
 ): InMemoryQueues {
   const queues = {} as Record<QueueName, InMemoryQueue>;
   const deadLetters = {} as Record<QueueName, InMemoryQueue>;
@@ -329,7 +335,11 @@ export function createInMemoryQueues(
       maxMessageBytes: settings.queueMaxMessageBytes,
     };
     deadLetters[name] = new InMemoryQueue(common);
-    queues[name] = new InMemoryQueue({ ...common, deadLetter: deadLetters[name] });
+    queues[name] = new InMemoryQueue({
+      ...common,
+      deadLetter: deadLetters[name],
+      ...(options.onDeadLetter ? { onDeadLetter: options.onDeadLetter } : {}),
+    });
   }
   return {
     queues,

@@ -17,6 +17,11 @@ export interface OutgoingMessage {
   delaySeconds?: number;
 }
 
+/** Entries of a send that the queue did not take (SQS batches fail per entry); the rest were sent. */
+export interface SendResult {
+  failed: { message: OutgoingMessage; error: string }[];
+}
+
 export interface ReceivedMessage {
   messageId: string;
   receiptHandle: string;
@@ -35,8 +40,11 @@ export interface ReceiveOptions {
 
 export interface Queue {
   readonly name: QueueName;
-  /** Sends messages, in as few batch calls as the batch limit allows. */
-  send(messages: readonly OutgoingMessage[]): Promise<void>;
+  /**
+   * Sends messages, in as few batch calls as the batch limit allows. Entries the queue refused are
+   * returned (a batch can fail per entry); a call that fails as a whole throws.
+   */
+  send(messages: readonly OutgoingMessage[]): Promise<SendResult>;
   receive(options: ReceiveOptions): Promise<ReceivedMessage[]>;
   /** Deletes processed messages, batched like `send`. Unknown or expired receipts are ignored. */
   delete(receiptHandles: readonly string[]): Promise<void>;

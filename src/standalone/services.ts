@@ -7,11 +7,14 @@ import type { ApiApp } from '#api/app.ts';
 import { createApiStack } from '#api/stack.ts';
 import { apiUrlOf, type Settings } from '#config/settings.ts';
 import type { DagRunKey } from '#core/models.ts';
+import { DagVersionCache } from '#engine/dag-cache.ts';
 import { registerDags } from '#engine/dag-registry.ts';
+import { handleSchedulingMessages, runSchedulerTick } from '#engine/entrypoints.ts';
 import type { Logger } from '#engine/logger.ts';
-import { schedulingRequestSchema } from '#engine/messages.ts';
 import type { SchedulingNotifier } from '#engine/notifier.ts';
-import { Scheduler, type WakeTimers } from '#engine/scheduler.ts';
+import type { WakeTimers } from '#engine/ports.ts';
+import { type EngineDeps, readinessGauges } from '#engine/scheduler.ts';
+import { parseExecutionKeys } from '#engine/tokens.ts';
 import { FileLogStore } from '#logs/file-store.ts';
 import { MetricsRegistry } from '#metrics/registry.ts';
 import { createInMemoryQueues } from '#queue/memory.ts';
@@ -38,6 +41,11 @@ export interface StandaloneOptions {
   inMemoryStore?: boolean;
   /** Counts every store request (benchmarks). */
   requestCounter?: RequestCounter;
+  /**
+   * The Lambda shape (benchmarks, tests): every scheduling batch, tick and API call runs in a fresh
+   * engine instance with empty caches, as separate function invocations would.
+   */
+  freshInstances?: boolean;
   cwd?: string;
 }
 
@@ -47,7 +55,8 @@ export interface Standalone {
   store: Store;
   queues: Queues;
   metrics: MetricsRegistry;
-  scheduler: Scheduler;
+  /** What the scheduler entry points run on (tests and benchmarks call them directly). */
+  engine: EngineDeps;
   api: ApiApp;
   /** Parses the DAGs folder again and registers what changed. */
   refreshDags(): Promise<void>;
@@ -65,7 +74,7 @@ export async function startStandalone(settings: Settings, options: StandaloneOpt
   await mkdir(settings.home, { recursive: true });
   const releaseHome = await lockHome(settings.home);
   const apiToken = await readOrCreateSecret(join(settings.home, 'api-token'));
-  const executionSecret = await readOrCreateSecret(join(settings.home, 'execution-secret'));
+  const executionKeys = parseExecutionKeys(await readOrCreateSecret(join(settings.home, 'execution-secret')));
 
   const dynamo = await startEmbeddedDynamoProcess(
     options.inMemoryStore ? {} : { path: join(settings.home, 'store') },
@@ -75,27 +84,56 @@ export async function startStandalone(settings: Settings, options: StandaloneOpt
   await ensureTable(dynamoClient, TABLE_NAME);
   const store = new DynamoStore({ client: toDocumentClient(dynamoClient), tableName: TABLE_NAME });
 
-  const { queues, close: closeQueues } = createInMemoryQueues(settings);
   const metrics = new MetricsRegistry();
+  const {
+    queues,
+    deadLetters,
+    close: closeQueues,
+  } = createInMemoryQueues(settings, {
+    onDeadLetter: (queue, body) => {
+      metrics.increment(`queue.${queue}.dead_lettered`);
+      log.error(
+        "A message went to the dead-letter queue after the queue's receive limit (UPDRAFT_QUEUE_MAX_RECEIVES)",
+        {
+          queue,
+          message: describeMessage(body),
+        },
+      );
+    },
+  });
+  metrics.addSource(async () => {
+    const depths: Record<string, number> = {};
+    for (const [name, queue] of Object.entries(deadLetters)) {
+      const { visible, inFlight, delayed } = await queue.stats();
+      depths[`queue.${name}.dead_letter_depth`] = visible + inFlight + delayed;
+    }
+    return depths;
+  });
   const now = () => Date.now();
-  const { api, dags, notifier, tokens } = createApiStack({
+  const stackDeps = {
     store,
     queues,
-    logs: new FileLogStore(join(settings.home, 'logs'), settings.logMaxBytes),
+    logs: new FileLogStore(join(settings.home, 'logs')),
     metrics,
     settings,
     apiToken,
-    executionSecret,
+    executionKeys,
     log,
     now,
-  });
-  const server = await listen(api, settings);
+  };
+  const { api, dags, notifier, tokens } = createApiStack(stackDeps);
+  const apiFetch: (request: Request) => Response | Promise<Response> = options.freshInstances
+    ? (request) => createApiStack(stackDeps).api.fetch(request)
+    : (request) => api.fetch(request);
+  const server = await listen(apiFetch, settings);
   const address = server.address();
   const port = typeof address === 'object' && address ? address.port : settings.port;
   const apiUrl = settings.apiUrl ?? apiUrlOf({ ...settings, port });
 
   const timers = new InProcessTimers(notifier);
-  const scheduler = new Scheduler({
+  const startedAtMs = now();
+  let workerId = '';
+  const engine: EngineDeps = {
     store,
     queues,
     dags,
@@ -105,7 +143,14 @@ export async function startStandalone(settings: Settings, options: StandaloneOpt
     settings,
     log: log.child({ component: 'scheduler' }),
     now,
-  });
+    // The previous process's task runners and in-process queues died with it: its running tries
+    // are zombies and its queued workloads are gone, known at once rather than after the timeouts.
+    orphans: {
+      isOrphanedRunning: (ti) => ti.workerId !== workerId,
+      isOrphanedQueued: (ti) => ti.queuedAt !== null && Date.parse(ti.queuedAt) < startedAtMs,
+    },
+    readiness: new Map(),
+  };
   const refreshDags = async () => {
     const parsed = await parseDagsFolder(settings.dagsFolder, { cwd });
     await registerDags(
@@ -119,38 +164,52 @@ export async function startStandalone(settings: Settings, options: StandaloneOpt
     );
   };
   await refreshDags();
-  // In-process queues start empty: queued work of an earlier process is sent again and its
-  // running tries, whose worker died with it, are failed or retried at once.
-  await scheduler.start({ recoverOrphans: true });
 
   const workers = new WorkerPool({
     queues: [queues.tasks_high, queues.tasks_default, queues.tasks_low],
     client: new ExecutionClient(apiUrl, {
-      fetch: (input, init) => Promise.resolve(api.fetch(new Request(input, init))),
+      fetch: (input, init) => Promise.resolve(apiFetch(new Request(input, init))),
     }),
     slots: settings.workerSlots,
     dagsFolder: settings.dagsFolder,
     heartbeatIntervalMs: settings.heartbeatIntervalMs,
+    heartbeatTimeoutMs: settings.heartbeatTimeoutMs,
     shutdownGraceMs: settings.shutdownGraceSeconds * 1000,
     metrics,
     log: log.child({ component: 'worker' }),
     cwd,
   });
+  workerId = workers.workerId;
   metrics.addSource(async () => ({ 'executor.queued_tasks': await queuedTaskCount(queues) }));
+  metrics.addSource(() => readinessGauges(engine.readiness));
   workers.start();
 
   const stopLoop = new AbortController();
-  const loop = schedulerLoop(queues.scheduler, scheduler, stopLoop.signal, log, settings.schedulerBatchSize);
+  // A fresh instance has only what a new Lambda invocation would have: empty caches.
+  const engineFor = (): EngineDeps =>
+    options.freshInstances ? { ...engine, dags: new DagVersionCache(store) } : engine;
+  const loop = schedulerLoop(queues.scheduler, engineFor, stopLoop.signal, log, settings.schedulerBatchSize);
   const background = new BackgroundTasks(log);
-  background.every(settings.schedulerTickMs, () => scheduler.tick());
+  const cycle = { queued: 0, running: 0 };
+  background.every(settings.schedulerTickMs, async () => {
+    const { wrapped, runs } = await runSchedulerTick(engineFor());
+    cycle.queued += runs.queued;
+    cycle.running += runs.running;
+    if (!wrapped) return;
+    // Published once the cursor has gone round every active run.
+    metrics.gauge('dag_runs.queued', cycle.queued);
+    metrics.gauge('dag_runs.running', cycle.running);
+    [cycle.queued, cycle.running] = [0, 0];
+  });
   if (settings.dagRefreshIntervalMs > 0) background.every(settings.dagRefreshIntervalMs, refreshDags);
   if (settings.metricsLogIntervalMs > 0) {
     background.every(settings.metricsLogIntervalMs, async () =>
       log.info('metrics', await metrics.snapshot()),
     );
   }
-  // A first tick now: due scheduled runs and runs left active by an earlier process.
-  scheduler.tick().catch((error: unknown) => log.error('First scheduler tick failed', { error }));
+  // Runs left active by an earlier process are recovered now, one bounded tick after another
+  // until the reconcile cursor has gone round them all, without holding up the start.
+  recoverActiveRuns(engine).catch((error: unknown) => log.error('Recovering active runs failed', { error }));
 
   return {
     apiUrl,
@@ -158,7 +217,7 @@ export async function startStandalone(settings: Settings, options: StandaloneOpt
     store,
     queues,
     metrics,
-    scheduler,
+    engine,
     api,
     refreshDags,
     async stop() {
@@ -224,9 +283,12 @@ async function readOrCreateSecret(path: string): Promise<string> {
   return secret;
 }
 
-async function listen(api: ApiApp, settings: Settings): Promise<Server> {
+async function listen(
+  fetch: (request: Request) => Response | Promise<Response>,
+  settings: Settings,
+): Promise<Server> {
   return new Promise((resolve, reject) => {
-    const server = serve({ fetch: api.fetch, port: settings.port, hostname: settings.host }, () =>
+    const server = serve({ fetch, port: settings.port, hostname: settings.host }, () =>
       resolve(server as Server),
     ) as Server;
     server.once('error', (error: NodeJS.ErrnoException) => {
@@ -243,7 +305,7 @@ async function listen(api: ApiApp, settings: Settings): Promise<Server> {
 
 async function schedulerLoop(
   queue: Queue,
-  scheduler: Scheduler,
+  engineFor: () => EngineDeps,
   signal: AbortSignal,
   log: Logger,
   batchSize: number,
@@ -252,18 +314,32 @@ async function schedulerLoop(
     try {
       const messages = await queue.receive({ maxMessages: batchSize, waitTimeMs: 5_000, signal });
       if (messages.length === 0) continue;
-      const runs: DagRunKey[] = [];
-      for (const message of messages) {
-        const parsed = schedulingRequestSchema.safeParse(JSON.parse(message.body));
-        if (parsed.success) runs.push({ dagId: parsed.data.dag_id, runId: parsed.data.run_id });
-        else log.error('Dropping a malformed scheduling request', { body: message.body });
-      }
-      await scheduler.handleRequests(runs);
-      await queue.delete(messages.map((message) => message.receiptHandle));
+      const { retry } = await handleSchedulingMessages(engineFor(), messages);
+      const done = messages
+        .map((message) => message.receiptHandle)
+        .filter((receipt) => !retry.includes(receipt));
+      await queue.delete(done);
     } catch (error) {
       log.error('Scheduler loop error', { error });
       await new Promise((resolve) => setTimeout(resolve, 1_000));
     }
+  }
+}
+
+/** Ticks until the reconcile cursor has gone once round every active run (bounded). */
+async function recoverActiveRuns(engine: EngineDeps): Promise<void> {
+  for (let tick = 0; tick < 1_000; tick += 1) {
+    if ((await runSchedulerTick(engine)).wrapped) return;
+  }
+}
+
+/** What a dead-lettered message was, for the log, without the token a workload carries. */
+function describeMessage(body: string): unknown {
+  try {
+    const { token: _token, ...rest } = JSON.parse(body) as Record<string, unknown>;
+    return rest;
+  } catch {
+    return `${body.slice(0, 200)} (not JSON)`;
   }
 }
 
@@ -275,7 +351,13 @@ async function queuedTaskCount(queues: Queues): Promise<number> {
   return stats.reduce((total, { visible, delayed }) => total + visible + delayed, 0);
 }
 
-/** Retry timers of the standalone process: a run is scheduled again when its earliest retry is due. */
+/** setTimeout's largest delay (about 24.8 days); a longer wait is re-armed in steps. */
+const MAX_TIMER_DELAY_MS = 2 ** 31 - 1;
+
+/**
+ * Retry timers of the standalone process: a run is scheduled again when its earliest retry is due.
+ * They live as long as the process; after a restart the tick finds the due retries.
+ */
 class InProcessTimers implements WakeTimers {
   readonly #notifier: SchedulingNotifier;
   readonly #timers = new Map<string, { at: number; handle: NodeJS.Timeout }>();
@@ -284,17 +366,26 @@ class InProcessTimers implements WakeTimers {
     this.#notifier = notifier;
   }
 
-  wakeAt(run: DagRunKey, atMs: number): void {
+  async wakeAt(run: DagRunKey, atMs: number): Promise<void> {
     const id = `${run.dagId}\u0000${run.runId}`;
     const existing = this.#timers.get(id);
     if (existing && existing.at <= atMs) return;
     if (existing) clearTimeout(existing.handle);
+    this.#arm(id, { dagId: run.dagId, runId: run.runId }, atMs);
+  }
+
+  #arm(id: string, run: DagRunKey, atMs: number): void {
+    const delay = Math.max(0, atMs - Date.now());
     const handle = setTimeout(
       () => {
+        if (delay > MAX_TIMER_DELAY_MS) {
+          this.#arm(id, run, atMs);
+          return;
+        }
         this.#timers.delete(id);
-        this.#notifier.notify(run);
+        void this.#notifier.notify(run);
       },
-      Math.max(0, atMs - Date.now()),
+      Math.min(delay, MAX_TIMER_DELAY_MS),
     );
     handle.unref();
     this.#timers.set(id, { at: atMs, handle });

@@ -22,3 +22,13 @@ export class NotFoundError extends StoreError {
 export class ItemTooLargeError extends StoreError {
   override name = 'ItemTooLargeError';
 }
+
+/** An id cannot be part of a key: empty, contains the `#` separator, or a map index out of range. */
+export class InvalidKeyError extends StoreError {
+  override name = 'InvalidKeyError';
+}
+
+/** A page cursor this store did not issue (malformed, forged or from another listing's keys). */
+export class InvalidCursorError extends StoreError {
+  override name = 'InvalidCursorError';
+}

@@ -9,7 +9,7 @@ import {
   runsByLogicalDateKey,
   taskInstanceKey,
 } from './keys.ts';
-import type { DagRecord, ImportError } from './port.ts';
+import type { DagRecord, DagRecordUpsert, ImportError, SlotHolder, SlotPoolState } from './port.ts';
 
 /**
  * Mapping between models and items. An item is the model's fields plus its key attributes;
@@ -26,8 +26,9 @@ function withoutKeyAttributes(item: Item): Record<string, unknown> {
   return model;
 }
 
+/** Fields added after items were first written read back with their creation value. */
 export function itemToDag(item: Item): DagRecord {
-  return withoutKeyAttributes(item) as unknown as DagRecord;
+  return { runCount: 0, ...withoutKeyAttributes(item) } as unknown as DagRecord;
 }
 
 export function importErrorToItem(error: ImportError): Item {
@@ -48,7 +49,7 @@ export function dagRunToItem(run: DagRun): Item {
 }
 
 export function itemToDagRun(item: Item): DagRun {
-  return withoutKeyAttributes(item) as unknown as DagRun;
+  return { clearCount: 0, ...withoutKeyAttributes(item) } as unknown as DagRun;
 }
 
 export function taskInstanceToItem(ti: TaskInstance): Item {
@@ -56,7 +57,19 @@ export function taskInstanceToItem(ti: TaskInstance): Item {
 }
 
 export function itemToTaskInstance(item: Item): TaskInstance {
-  return withoutKeyAttributes(item) as unknown as TaskInstance;
+  return { reportId: null, queuedSends: 0, ...withoutKeyAttributes(item) } as unknown as TaskInstance;
+}
+
+export function emptySlotPool(): SlotPoolState {
+  return { used: 0, holders: {}, waiting: {} };
+}
+
+export function itemToSlotPool(item: Item): SlotPoolState {
+  return {
+    used: Number(item.used ?? 0),
+    holders: (item.holders ?? {}) as Record<string, SlotHolder>,
+    waiting: (item.waiting ?? {}) as Record<string, string>,
+  };
 }
 
 /** Fields that identify an item or are maintained by the store: never taken from a caller's changes. */
@@ -67,6 +80,9 @@ const PROTECTED_FIELDS: ReadonlySet<string> = new Set([
   'taskId',
   'mapIndex',
   'revision',
+  // Counters only the store moves (createDagRun, markRunCleared).
+  'runCount',
+  'clearCount',
 ]);
 
 /**
@@ -146,12 +162,10 @@ export class ExpressionBuilder {
 /**
  * The UpdateExpression of an upsert: parse-time fields are set; `isPaused` and `nextRunAt`
  * use if_not_exists so the stored values win and the record's only seed a new DAG; the
- * revision starts at 0 for a new DAG and is bumped otherwise. One request either way.
+ * revision starts at 0 for a new DAG and is bumped otherwise; the run count starts at 0 and is
+ * kept. One request either way.
  */
-export function upsertDagUpdate(
-  expression: ExpressionBuilder,
-  record: Omit<DagRecord, 'revision' | 'isPaused' | 'nextRunAt'> & Pick<DagRecord, 'isPaused' | 'nextRunAt'>,
-): string {
+export function upsertDagUpdate(expression: ExpressionBuilder, record: DagRecordUpsert): string {
   const { dagId, isPaused, nextRunAt, ...parseTimeFields } = record;
   const assignments: string[] = [];
   for (const [field, value] of Object.entries(parseTimeFields)) {
@@ -163,6 +177,8 @@ export function upsertDagUpdate(
     const name = expression.name(field);
     assignments.push(`${name} = if_not_exists(${name}, ${expression.value(value)})`);
   }
+  const runCount = expression.name('runCount');
+  assignments.push(`${runCount} = if_not_exists(${runCount}, ${expression.value(0)})`);
   const revision = expression.name('revision');
   assignments.push(
     `${revision} = if_not_exists(${revision}, ${expression.value(-1)}) + ${expression.value(1)}`,

@@ -1,6 +1,7 @@
 import type { DagRunKey, TaskInstanceKey } from '#core/models.ts';
 import type { DagRunState } from '#core/states.ts';
-import { StoreError } from './errors.ts';
+import { InvalidKeyError } from './errors.ts';
+import type { SlotPoolRef } from './port.ts';
 
 /**
  * The single definition of the Updraft table: attribute names, key schema, indexes and key
@@ -78,6 +79,13 @@ export const VERSION_SORT_PREFIX = 'VERSION#';
 export const RUN_SORT_KEY = '#RUN';
 export const TASK_INSTANCE_SORT_PREFIX = 'TI#';
 export const ACTIVE_RUNS_PARTITION = 'ACTIVE_RUNS';
+/** The run's `max_active_tasks` slot pool: in the run partition, sorted after `#RUN` and before the TIs. */
+export const RUN_SLOTS_SORT_KEY = '#SLOTS';
+export const DAG_RUN_SLOTS_SORT_KEY = 'RUN_SLOTS';
+export const POOLS_PARTITION = 'POOLS';
+export const POOL_SORT_PREFIX = 'POOL#';
+export const SCHEDULER_PARTITION = 'SCHEDULER';
+export const RECONCILE_CURSOR_SORT_KEY = 'RECONCILE_CURSOR';
 /** Mapped TIs of one task spread over this many partitions (mapIndex % shards). */
 export const MAPPED_TASK_INSTANCE_SHARDS = 32;
 const MAP_INDEX_DIGITS = 7;
@@ -93,7 +101,7 @@ export interface ItemKey {
  */
 export function assertKeySegment(kind: string, value: string): void {
   if (value.length === 0 || value.includes('#')) {
-    throw new StoreError(
+    throw new InvalidKeyError(
       `${kind} '${value}' cannot be stored: it must be non-empty and must not contain '#'`,
     );
   }
@@ -124,6 +132,28 @@ export function dagRunKey(key: DagRunKey): ItemKey {
   return { pk: runPartition(key), sk: RUN_SORT_KEY };
 }
 
+/**
+ * The item of a slot pool: a named pool, a run's task slots (in the run partition, so the run
+ * snapshot reads it with the same query) or a DAG's run slots. Pool names are the last segment,
+ * so they may contain `#`; they must not be empty.
+ */
+export function slotPoolKey(ref: SlotPoolRef): ItemKey {
+  switch (ref.kind) {
+    case 'pool':
+      if (ref.pool.length === 0) throw new InvalidKeyError('a pool name must not be empty');
+      return { pk: POOLS_PARTITION, sk: `${POOL_SORT_PREFIX}${ref.pool}` };
+    case 'run_tasks':
+      return { pk: runPartition(ref), sk: RUN_SLOTS_SORT_KEY };
+    case 'dag_runs':
+      assertKeySegment('DAG id', ref.dagId);
+      return { pk: `DAG#${ref.dagId}`, sk: DAG_RUN_SLOTS_SORT_KEY };
+  }
+}
+
+export function reconcileCursorKey(): ItemKey {
+  return { pk: SCHEDULER_PARTITION, sk: RECONCILE_CURSOR_SORT_KEY };
+}
+
 export function mappedShard(mapIndex: number): number {
   return mapIndex % MAPPED_TASK_INSTANCE_SHARDS;
 }
@@ -131,7 +161,7 @@ export function mappedShard(mapIndex: number): number {
 export function taskInstanceKey(key: TaskInstanceKey): ItemKey {
   assertKeySegment('task id', key.taskId);
   if (!Number.isInteger(key.mapIndex) || key.mapIndex < -1) {
-    throw new StoreError(
+    throw new InvalidKeyError(
       `map index ${key.mapIndex} of task '${key.taskId}' is not -1 or a non-negative integer`,
     );
   }

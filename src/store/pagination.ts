@@ -1,5 +1,5 @@
 import { type DynamoDBDocumentClient, QueryCommand, type QueryCommandInput } from '@aws-sdk/lib-dynamodb';
-import { StoreError } from './errors.ts';
+import { InvalidCursorError, StoreError } from './errors.ts';
 import type { Item } from './items.ts';
 import { KEY_ATTRIBUTES } from './keys.ts';
 
@@ -16,17 +16,17 @@ export function decodeCursor(cursor: string): Record<string, string> {
   try {
     decoded = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
   } catch (error) {
-    throw new StoreError(`page cursor '${cursor.slice(0, 40)}' is not a cursor this store issued`, {
+    throw new InvalidCursorError(`page cursor '${cursor.slice(0, 40)}' is not a cursor this store issued`, {
       cause: error,
     });
   }
   if (typeof decoded !== 'object' || decoded === null || Array.isArray(decoded)) {
-    throw new StoreError(`page cursor '${cursor.slice(0, 40)}' is not a cursor this store issued`);
+    throw new InvalidCursorError(`page cursor '${cursor.slice(0, 40)}' is not a cursor this store issued`);
   }
   const key: Record<string, string> = {};
   for (const [name, value] of Object.entries(decoded)) {
     if (!KEY_ATTRIBUTES.includes(name) || typeof value !== 'string') {
-      throw new StoreError(`page cursor '${cursor.slice(0, 40)}' is not a cursor this store issued`);
+      throw new InvalidCursorError(`page cursor '${cursor.slice(0, 40)}' is not a cursor this store issued`);
     }
     key[name] = value;
   }

@@ -17,6 +17,8 @@ export interface DagRecord {
   /** Logical date of the next scheduled run still to be created, or null when nothing is due. */
   nextRunAt: string | null;
   lastParsedAt: string;
+  /** Runs created for this DAG; maintained by `createDagRun`, read by `countDagRuns`. */
+  runCount: number;
   revision: number;
 }
 
@@ -41,13 +43,30 @@ export interface PageRequest {
 export interface TaskInstanceExpectation {
   state: TaskInstanceState | readonly TaskInstanceState[];
   tryNumber?: number;
+  /** The write applies only when the stored item is at this revision (nothing changed since it was read). */
+  revision?: number;
 }
+
+export interface TransitionOptions {
+  /** A clear: any state may go back to `none` (not a transition of the table, a reset). */
+  reset?: boolean;
+}
+
+/** The expected current state of a run; `clearCount` guards a finish against a concurrent clear. */
+export type DagRunExpectation =
+  | DagRunState
+  | readonly DagRunState[]
+  | { state: DagRunState | readonly DagRunState[]; clearCount?: number };
 
 export type TaskInstanceChanges = Partial<
   Omit<TaskInstance, 'dagId' | 'runId' | 'taskId' | 'mapIndex' | 'revision'>
 >;
-export type DagRunChanges = Partial<Omit<DagRun, 'dagId' | 'runId' | 'revision' | 'runType' | 'logicalDate'>>;
-export type DagRecordChanges = Partial<Omit<DagRecord, 'dagId' | 'revision'>>;
+export type DagRunChanges = Partial<
+  Omit<DagRun, 'dagId' | 'runId' | 'revision' | 'runType' | 'logicalDate' | 'clearCount'>
+>;
+export type DagRecordChanges = Partial<Omit<DagRecord, 'dagId' | 'revision' | 'runCount'>>;
+/** What `upsertDag` takes: the store keeps revision and run count, and the stored pause state and next run win. */
+export type DagRecordUpsert = Omit<DagRecord, 'revision' | 'runCount'>;
 
 export interface XComKey extends TaskInstanceKey {
   key: string;
@@ -57,6 +76,133 @@ export interface XComKey extends TaskInstanceKey {
 export interface RunSnapshot {
   run: DagRun;
   taskInstances: TaskInstance[];
+  /** The run's `run_tasks` slot pool (read by the same query); empty when never written. */
+  taskSlots: SlotPoolState;
+}
+
+/** A slot pool: a named pool, a run's `max_active_tasks` or a DAG's `max_active_runs`. */
+export type SlotPoolRef =
+  | { kind: 'pool'; pool: string } // pk POOLS, sk POOL#<name>
+  | { kind: 'run_tasks'; dagId: string; runId: string } // pk RUN#<dag>#<run>, sk #SLOTS (the run partition)
+  | { kind: 'dag_runs'; dagId: string }; // pk DAG#<dag>, sk RUN_SLOTS
+
+export interface SlotHolder {
+  /** TI: a stable id of the task instance; run: the run id. Any string. */
+  id: string;
+  /** Weight: the TI's pool slots; 1 for run_tasks and dag_runs. */
+  slots: number;
+  /** The try the holder is for (the TI's try after queueing); 0 for runs. */
+  tryNumber: number;
+  /** Who reserved it: the random id of the scheduling pass. */
+  passId: string;
+  /** ISO time reserved. */
+  at: string;
+  /** run_tasks holders: the named pool the TI also holds slots in. */
+  pool?: string;
+}
+
+export interface SlotPoolState {
+  /** Sum of the holders' slots. */
+  used: number;
+  holders: Record<string, SlotHolder>;
+  /** `${dagId}#${runId}` -> ISO time it started waiting. */
+  waiting: Record<string, string>;
+}
+
+export interface SlotPoolChange {
+  /** Capacity enforced when acquiring. */
+  size: number;
+  /** Each only if absent; used + acquired - released <= size. */
+  acquire: SlotHolder[];
+  /**
+   * Each only if present (and reserved by `passId` when given). `slots`, when the caller knows
+   * it (from a read of the pool, or 1 for run_tasks and dag_runs), saves the read that finds it;
+   * the write is conditional on it either way.
+   */
+  release: { id: string; passId?: string; slots?: number }[];
+  setWaiting?: Record<string, string>;
+  removeWaiting?: string[];
+}
+
+export interface ReconcileCursor {
+  cursor: string | undefined;
+  /** 0 before the first put. */
+  version: number;
+}
+
+/** DAG records, their serialized versions and import errors. */
+export interface DagStore {
+  putSerializedDag(versionHash: string, dag: SerializedDag): Promise<void>;
+  getSerializedDag(dagId: string, versionHash: string): Promise<SerializedDag | undefined>;
+  /** Creates the DAG record, or updates its parse-time fields while keeping pause state and next run. */
+  upsertDag(record: DagRecordUpsert): Promise<DagRecord>;
+  getDag(dagId: string): Promise<DagRecord | undefined>;
+  listDags(page: PageRequest): Promise<Page<DagRecord>>;
+  /** Number of DAG records (every page counted). */
+  countDags(): Promise<number>;
+  /** Conditional on the stored revision when `expectedRevision` is given. */
+  updateDag(dagId: string, changes: DagRecordChanges, expectedRevision?: number): Promise<DagRecord>;
+  /** Writes only the differences: new errors, changed messages, and deletes of errors gone. */
+  replaceImportErrors(errors: ImportError[]): Promise<void>;
+  listImportErrors(): Promise<ImportError[]>;
+}
+
+/** DAG runs. */
+export interface RunStore {
+  /**
+   * Creates a run and its task instances (conditional puts: an existing TI is never overwritten)
+   * and counts it on the DAG record; throws `AlreadyExistsError` when the run id is taken.
+   */
+  createDagRun(run: DagRun, taskInstances: TaskInstance[]): Promise<void>;
+  getDagRun(key: DagRunKey): Promise<DagRun | undefined>;
+  /** A run with its unmapped task instances and its task slots: one consistent query of the run partition. */
+  getRunSnapshot(key: DagRunKey): Promise<RunSnapshot | undefined>;
+  /** Runs of one DAG, newest logical date first. */
+  listDagRuns(dagId: string, page: PageRequest): Promise<Page<DagRun>>;
+  /** Number of runs of one DAG (the DAG record's run count; 0 for an unknown DAG). */
+  countDagRuns(dagId: string): Promise<number>;
+  /** Runs in `queued` or `running` state across all DAGs (or one DAG), in (dag id, run id) order. */
+  listActiveDagRuns(
+    page: PageRequest & { dagId?: string },
+  ): Promise<Page<DagRunKey & { state: DagRunState }>>;
+  transitionDagRun(key: DagRunKey, expected: DagRunExpectation, changes: DagRunChanges): Promise<DagRun>;
+  /** `clearCount += 1` in any state; `NotFoundError` when the run does not exist. */
+  markRunCleared(key: DagRunKey): Promise<DagRun>;
+}
+
+/** Task instances. */
+export interface TaskInstanceStore {
+  getTaskInstance(key: TaskInstanceKey): Promise<TaskInstance | undefined>;
+  /** Creates task instances that do not exist yet (a run's repair after a partial write); existing ones are kept. */
+  createMissingTaskInstances(taskInstances: TaskInstance[]): Promise<void>;
+  /**
+   * Refuses (with a `StoreError`, before any request) a change of state that
+   * `TASK_INSTANCE_TRANSITIONS` does not allow from an expected state; `reset` allows any → `none`.
+   */
+  transitionTaskInstance(
+    key: TaskInstanceKey,
+    expected: TaskInstanceExpectation,
+    changes: TaskInstanceChanges,
+    options?: TransitionOptions,
+  ): Promise<TaskInstance>;
+}
+
+/** XCom values of task instances. */
+export interface XComStore {
+  putXCom(key: XComKey, value: string): Promise<void>;
+  getXCom(key: XComKey): Promise<string | undefined>;
+  deleteXComs(ti: TaskInstanceKey): Promise<void>;
+}
+
+/** Scheduling state shared by every scheduler instance: slot pools and the reconcile cursor. */
+export interface SchedulingStateStore {
+  /** Consistent read; the empty state when the pool was never written. */
+  getSlotPool(ref: SlotPoolRef): Promise<SlotPoolState>;
+  /** One conditional UpdateItem. Throws `ConditionFailedError` (nothing written) when any condition fails. */
+  updateSlotPool(ref: SlotPoolRef, change: SlotPoolChange): Promise<SlotPoolState>;
+  getReconcileCursor(): Promise<ReconcileCursor>;
+  /** Conditional on the version read; false when another tick moved it first. */
+  putReconcileCursor(cursor: string | undefined, expectedVersion: number): Promise<boolean>;
 }
 
 /**
@@ -64,57 +210,4 @@ export interface RunSnapshot {
  * a write whose precondition no longer holds throws `ConditionFailedError` and changes nothing,
  * so a duplicated or late message is harmless. Listing methods are paginated.
  */
-export interface Store {
-  // DAGs and their serialized versions
-  putSerializedDag(versionHash: string, dag: SerializedDag): Promise<void>;
-  getSerializedDag(dagId: string, versionHash: string): Promise<SerializedDag | undefined>;
-  /** Creates the DAG record, or updates its parse-time fields while keeping pause state and next run. */
-  upsertDag(
-    record: Omit<DagRecord, 'revision' | 'isPaused' | 'nextRunAt'> & {
-      isPaused: boolean;
-      nextRunAt: string | null;
-    },
-  ): Promise<DagRecord>;
-  getDag(dagId: string): Promise<DagRecord | undefined>;
-  listDags(page: PageRequest): Promise<Page<DagRecord>>;
-  /** Number of DAG records (every page counted). */
-  countDags(): Promise<number>;
-  /** Conditional on the stored revision when `expectedRevision` is given. */
-  updateDag(dagId: string, changes: DagRecordChanges, expectedRevision?: number): Promise<DagRecord>;
-  replaceImportErrors(errors: ImportError[]): Promise<void>;
-  listImportErrors(): Promise<ImportError[]>;
-
-  // DAG runs
-  /** Creates a run and its task instances; throws `AlreadyExistsError` when the run id is taken. */
-  createDagRun(run: DagRun, taskInstances: TaskInstance[]): Promise<void>;
-  getDagRun(key: DagRunKey): Promise<DagRun | undefined>;
-  /** Runs of one DAG, newest logical date first. */
-  listDagRuns(dagId: string, page: PageRequest): Promise<Page<DagRun>>;
-  /** Number of runs of one DAG (every page counted; the API's `total_entries`). */
-  countDagRuns(dagId: string): Promise<number>;
-  /** Runs in `queued` or `running` state across all DAGs (or one DAG), in (dag id, run id) order. */
-  listActiveDagRuns(
-    page: PageRequest & { dagId?: string },
-  ): Promise<Page<DagRunKey & { state: DagRunState }>>;
-  transitionDagRun(
-    key: DagRunKey,
-    expected: DagRunState | readonly DagRunState[],
-    changes: DagRunChanges,
-  ): Promise<DagRun>;
-
-  // Task instances
-  getRunSnapshot(key: DagRunKey): Promise<RunSnapshot | undefined>;
-  getTaskInstance(key: TaskInstanceKey): Promise<TaskInstance | undefined>;
-  /** Creates task instances that do not exist yet (a run's repair after a partial write); existing ones are kept. */
-  createMissingTaskInstances(taskInstances: TaskInstance[]): Promise<void>;
-  transitionTaskInstance(
-    key: TaskInstanceKey,
-    expected: TaskInstanceExpectation,
-    changes: TaskInstanceChanges,
-  ): Promise<TaskInstance>;
-
-  // XCom
-  putXCom(key: XComKey, value: string): Promise<void>;
-  getXCom(key: XComKey): Promise<string | undefined>;
-  deleteXComs(ti: TaskInstanceKey): Promise<void>;
-}
+export interface Store extends DagStore, RunStore, TaskInstanceStore, XComStore, SchedulingStateStore {}

@@ -1,107 +1,118 @@
-import type { z } from '@hono/zod-openapi';
-import type { finishTaskBody, startedTaskSchema } from '#api/schemas.ts';
-import { encodeTaskInstanceId } from '#api/serializers.ts';
+import {
+  EXECUTION_API_VERSION_HEADER,
+  EXECUTION_API_VERSIONS,
+  encodeTaskInstanceId,
+  type FinishedResponse,
+  type FinishTaskBody,
+  type HeartbeatBody,
+  REFRESHED_TOKEN_HEADER,
+  type StartedTask,
+  type StartTaskBody,
+  type XComResponse,
+} from '#contracts/execution-api.ts';
 import type { TaskInstanceKey } from '#core/models.ts';
+import { HttpClient, type HttpClientOptions, type RetryPolicy } from '#http/client.ts';
+import { HttpError } from '#http/errors.ts';
 
-/** The Execution API's wire shapes, taken from the schemas the API validates with. */
-export type StartedTask = z.infer<typeof startedTaskSchema>;
-export type FinishBody = z.infer<typeof finishTaskBody>;
+export type { LogChunk, StartedTask } from '#contracts/execution-api.ts';
 
-/** The API answered with an error status; `status` tells whether trying again can help. */
-export class ExecutionApiError extends Error {
-  override name = 'ExecutionApiError';
-  readonly status: number;
-  constructor(status: number, message: string) {
-    super(message);
-    this.status = status;
-  }
-  /** 409: the TI moved on (cleared, failed as a zombie, a duplicate delivery): drop the work. */
-  get isConflict(): boolean {
-    return this.status === 409;
-  }
+type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
+/** How a try ended, before the report's id and log chunk are added. */
+export type FinishState = DistributiveOmit<FinishTaskBody, 'report_id' | 'log'>;
+
+export interface CallOptions {
+  retry?: Partial<RetryPolicy>;
+  timeoutMs?: number;
+  signal?: AbortSignal;
 }
 
-const TRANSIENT_STATUS = new Set([408, 429, 500, 502, 503, 504]);
-
 /**
- * The worker's client of the Execution API, with one token per workload. Transient failures
- * (network errors, 5xx, 429) are retried with backoff; a 4xx is final and surfaces at once.
+ * The worker's client of the Execution API. The token is passed per call: one client serves
+ * every workload, and each workload swaps in the refreshed tokens the API hands out.
+ * Failures are HttpError (`status`, `retryable`); retries follow the call's policy.
  */
 export class ExecutionClient {
-  readonly #baseUrl: string;
-  readonly #attempts: number;
-  readonly #fetch: typeof fetch;
+  readonly #http: HttpClient;
 
   /**
    * `fetch` defaults to the global one (HTTP). Standalone passes its API's own `fetch`, which
    * serves the request through the same router, authentication and validation without a socket.
    */
-  constructor(baseUrl: string, options: { attempts?: number; fetch?: typeof fetch } = {}) {
-    this.#baseUrl = baseUrl.replace(/\/$/, '');
-    this.#attempts = options.attempts ?? 5;
-    this.#fetch = options.fetch ?? fetch;
-  }
-
-  start(token: string, key: TaskInstanceKey, worker: { hostname: string; worker_id: string; pid: number }) {
-    return this.#call<StartedTask>(
-      token,
-      'PATCH',
-      `/execution/task-instances/${encodeTaskInstanceId(key)}/run`,
-      worker,
-    );
-  }
-
-  heartbeat(token: string, key: TaskInstanceKey, logs?: string) {
-    return this.#call(token, 'PUT', `/execution/task-instances/${encodeTaskInstanceId(key)}/heartbeat`, {
-      logs,
+  constructor(baseUrl: string, options: Omit<HttpClientOptions, 'baseUrl'> = {}) {
+    const version = EXECUTION_API_VERSIONS[EXECUTION_API_VERSIONS.length - 1] as string;
+    this.#http = new HttpClient({
+      baseUrl,
+      ...options,
+      headers: { [EXECUTION_API_VERSION_HEADER]: version, ...options.headers },
     });
   }
 
-  finish(token: string, key: TaskInstanceKey, body: FinishBody) {
-    return this.#call(token, 'PATCH', `/execution/task-instances/${encodeTaskInstanceId(key)}/state`, body);
+  async start(
+    token: string,
+    key: TaskInstanceKey,
+    worker: StartTaskBody,
+    options: CallOptions = {},
+  ): Promise<{ started: StartedTask; refreshedToken: string | undefined }> {
+    const response = await this.#http.request<StartedTask>({
+      method: 'PATCH',
+      path: `/execution/task-instances/${encodeTaskInstanceId(key)}/run`,
+      token,
+      body: worker,
+      ...options,
+    });
+    return { started: response.body, refreshedToken: refreshedToken(response.headers) };
+  }
+
+  async heartbeat(
+    token: string,
+    key: TaskInstanceKey,
+    body: HeartbeatBody,
+    options: CallOptions = {},
+  ): Promise<{ refreshedToken: string | undefined }> {
+    const response = await this.#http.request({
+      method: 'PUT',
+      path: `/execution/task-instances/${encodeTaskInstanceId(key)}/heartbeat`,
+      token,
+      body,
+      ...options,
+    });
+    return { refreshedToken: refreshedToken(response.headers) };
+  }
+
+  /** `duplicate`: the API had already recorded this report (same `report_id`). */
+  async finish(
+    token: string,
+    key: TaskInstanceKey,
+    body: FinishTaskBody,
+    options: CallOptions = {},
+  ): Promise<{ duplicate: boolean }> {
+    const response = await this.#http.request<FinishedResponse>({
+      method: 'PATCH',
+      path: `/execution/task-instances/${encodeTaskInstanceId(key)}/state`,
+      token,
+      body,
+      ...options,
+    });
+    return { duplicate: response.body.duplicate === true };
   }
 
   /** The XCom's JSON text, or undefined when the task pushed none. */
-  async getXCom(token: string, key: TaskInstanceKey, xcomKey: string): Promise<string | undefined> {
+  async getXCom(
+    token: string,
+    key: TaskInstanceKey,
+    xcomKey: string,
+    options: CallOptions = {},
+  ): Promise<string | undefined> {
     const path = `/execution/xcoms/${[key.dagId, key.runId, key.taskId, xcomKey].map(encodeURIComponent).join('/')}?map_index=${key.mapIndex}`;
     try {
-      return (await this.#call<{ value: string }>(token, 'GET', path)).value;
+      return (await this.#http.request<XComResponse>({ method: 'GET', path, token, ...options })).body.value;
     } catch (error) {
-      if (error instanceof ExecutionApiError && error.status === 404) return undefined;
+      if (error instanceof HttpError && error.status === 404) return undefined;
       throw error;
     }
   }
-
-  async #call<T>(token: string, method: string, path: string, body?: unknown): Promise<T> {
-    let lastError: unknown;
-    for (let attempt = 1; attempt <= this.#attempts; attempt += 1) {
-      try {
-        const response = await this.#fetch(`${this.#baseUrl}${path}`, {
-          method,
-          headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
-          body: body === undefined ? undefined : JSON.stringify(body),
-        });
-        const text = await response.text();
-        if (response.ok) return (text ? JSON.parse(text) : {}) as T;
-        const detail = safeDetail(text) ?? response.statusText;
-        lastError = new ExecutionApiError(response.status, `${method} ${path}: ${response.status} ${detail}`);
-        if (!TRANSIENT_STATUS.has(response.status)) throw lastError;
-      } catch (error) {
-        if (error instanceof ExecutionApiError && !TRANSIENT_STATUS.has(error.status)) throw error;
-        lastError = error;
-      }
-      if (attempt < this.#attempts)
-        await new Promise((resolve) => setTimeout(resolve, 100 * 2 ** (attempt - 1)));
-    }
-    throw lastError;
-  }
 }
 
-function safeDetail(text: string): string | undefined {
-  try {
-    const parsed = JSON.parse(text) as { detail?: unknown };
-    return typeof parsed.detail === 'string' ? parsed.detail : undefined;
-  } catch {
-    return undefined;
-  }
+function refreshedToken(headers: Headers): string | undefined {
+  return headers.get(REFRESHED_TOKEN_HEADER) ?? undefined;
 }

@@ -1,15 +1,14 @@
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
-import { join } from 'node:path';
-import type { TaskInstanceKey } from '#core/models.ts';
+import { type TaskWorkload, taskWorkloadSchema } from '#contracts/messages.ts';
 import type { Logger } from '#engine/logger.ts';
-import { type TaskWorkload, taskWorkloadSchema } from '#engine/messages.ts';
 import type { MetricsRegistry } from '#metrics/registry.ts';
 import type { Queue, ReceivedMessage } from '#queue/port.ts';
-import { ExecutionApiError, type ExecutionClient, type FinishBody } from './execution-client.ts';
-import type { RunnerOutcome } from './protocol.ts';
-import { DeleteBatcher, LogBuffer, toFinishBody } from './reports.ts';
-import { RunnerProcess } from './runner-process.ts';
+import { systemClock, type WorkerClock } from './clock.ts';
+import type { ExecutionClient } from './execution-client.ts';
+import { ProcessTaskExecutor, type TaskExecutor } from './executor.ts';
+import { DeleteBatcher } from './reports.ts';
+import { runWorkload, type WorkloadDeps } from './run-workload.ts';
 
 const MAX_BATCH = 10;
 const LONG_POLL_MS = 10_000;
@@ -34,23 +33,31 @@ export interface WorkerPoolOptions {
   slots: number;
   dagsFolder: string;
   heartbeatIntervalMs: number;
+  /** The scheduler's zombie threshold; a try that cannot heartbeat for half of it is stopped. */
+  heartbeatTimeoutMs: number;
+  /** On stop, how long running tries may take to finish before they are handed back. */
   shutdownGraceMs: number;
   metrics: MetricsRegistry;
   log: Logger;
   cwd?: string;
+  /** Runs the tries; default: task runner processes, one per slot. */
+  executor?: TaskExecutor;
+  clock?: WorkerClock;
 }
 
 /**
- * The standalone executor: N slots, each running one try at a time in its own task runner
- * process. It takes workloads from the task queues (highest priority first), starts the TI
- * through the Execution API, heartbeats while the task runs (carrying its log output), and
- * reports the outcome. Once a TI is running, the store owns it (heartbeats, zombie detection),
- * so the queue message is deleted right after the start instead of being held for the whole try.
+ * The standalone executor: N slots, each running one try at a time (in a task runner process
+ * by default). It takes workloads from the task queues (highest priority first) and runs each
+ * with `runWorkload`: start, heartbeat, report. Once a TI is running, the store owns it
+ * (heartbeats, zombie detection), so the queue message is deleted right after the start
+ * instead of being held for the whole try.
  */
 export class WorkerPool {
   readonly #options: WorkerPoolOptions;
   readonly #workerId = `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
-  readonly #idle: RunnerProcess[] = [];
+  readonly #executor: TaskExecutor;
+  readonly #processes: ProcessTaskExecutor | undefined;
+  readonly #deps: WorkloadDeps;
   readonly #running = new Map<string, { stop: AbortController; done: Promise<void> }>();
   #stopping = false;
   #loop: Promise<void> | null = null;
@@ -61,6 +68,26 @@ export class WorkerPool {
 
   constructor(options: WorkerPoolOptions) {
     this.#options = options;
+    if (options.executor) this.#executor = options.executor;
+    else {
+      this.#processes = new ProcessTaskExecutor({
+        dagsFolder: options.dagsFolder,
+        cwd: options.cwd ?? process.cwd(),
+      });
+      this.#executor = this.#processes;
+    }
+    this.#deps = {
+      client: options.client,
+      executor: this.#executor,
+      clock: options.clock ?? systemClock,
+      settings: {
+        heartbeatIntervalMs: options.heartbeatIntervalMs,
+        heartbeatTimeoutMs: options.heartbeatTimeoutMs,
+      },
+      log: options.log,
+      metrics: options.metrics,
+      worker: { hostname: hostname(), workerId: this.#workerId, pid: process.pid },
+    };
     options.metrics.addSource(() => ({
       'executor.open_slots': options.slots - this.#running.size,
       'executor.running_tasks': this.#running.size,
@@ -73,17 +100,18 @@ export class WorkerPool {
 
   /** Starts one task runner process per slot up front, then takes work. */
   start(): void {
-    if (this.#loop === null) {
-      for (let slot = this.#idle.length; slot < this.#options.slots; slot += 1) {
-        this.#idle.push(new RunnerProcess({ cwd: this.#options.cwd ?? process.cwd() }));
-      }
-    }
+    if (this.#stopping) return;
+    if (this.#loop === null) this.#processes?.warm(this.#options.slots);
     this.#loop ??= this.#receiveLoop().catch((error: unknown) => {
       this.#options.log.error('Worker receive loop stopped', { error });
     });
   }
 
-  /** Stops taking work, lets running tries finish for the grace period, then hands the rest back. */
+  /**
+   * Stops taking work at once, lets running tries finish for the grace period, then hands the
+   * rest back (their tasks are aborted and reported `handed_back`). Nothing here waits for a
+   * free slot; what follows the grace is the runner's cancel grace and the hand-back reports.
+   */
   async stop(): Promise<void> {
     this.#stopping = true;
     this.#loopAbort.abort();
@@ -91,11 +119,15 @@ export class WorkerPool {
     await Promise.all([...this.#polls.values()].map((poll) => poll.answered));
     await this.#release(this.#harvest(this.#options.queues), 0);
     const running = [...this.#running.values()];
-    const grace = new Promise((resolve) => setTimeout(resolve, this.#options.shutdownGraceMs).unref());
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const grace = new Promise((resolve) => {
+      timer = setTimeout(resolve, this.#options.shutdownGraceMs);
+    });
     await Promise.race([Promise.all(running.map((entry) => entry.done)), grace]);
+    clearTimeout(timer);
     for (const entry of this.#running.values()) entry.stop.abort('handed_back');
     await Promise.all([...this.#running.values()].map((entry) => entry.done));
-    for (const runner of this.#idle.splice(0)) runner.kill();
+    this.#processes?.close();
   }
 
   async #receiveLoop(): Promise<void> {
@@ -113,18 +145,26 @@ export class WorkerPool {
       if (messages.length === 0 && !this.#stopping) messages.push(...(await this.#longPoll(queues, free)));
       // Probe again only when a receive came back full: more may be waiting behind it.
       probe = messages.length >= Math.min(MAX_BATCH, free);
-      for (const { queue, message } of messages) this.#launch(queue, message);
+      // A stop that began while receiving: nothing new starts, the messages go back at once.
+      if (this.#stopping) await this.#release(messages, 0);
+      else for (const { queue, message } of messages) this.#launch(queue, message);
     }
   }
 
-  /** Resolves when a slot frees up, or after `timeoutMs` when given. */
+  /** Resolves when a slot frees up, when the pool stops, or after `timeoutMs` when given. */
   #slotFree(timeoutMs?: number): Promise<void> {
     return new Promise<void>((resolve) => {
-      const timer = timeoutMs === undefined ? undefined : setTimeout(resolve, timeoutMs);
-      this.#slotFreed = () => {
+      const stopped = this.#loopAbort.signal;
+      const done = () => {
         clearTimeout(timer);
+        stopped.removeEventListener('abort', done);
+        if (this.#slotFreed === done) this.#slotFreed = null;
         resolve();
       };
+      const timer = timeoutMs === undefined ? undefined : setTimeout(done, timeoutMs);
+      if (stopped.aborted) return done();
+      stopped.addEventListener('abort', done, { once: true });
+      this.#slotFreed = done;
     });
   }
 
@@ -206,7 +246,7 @@ export class WorkerPool {
   }
 
   async #execute(queue: Queue, message: ReceivedMessage, stop: AbortController): Promise<void> {
-    const { client, log } = this.#options;
+    const { log } = this.#options;
     let workload: TaskWorkload;
     try {
       workload = taskWorkloadSchema.parse(JSON.parse(message.body));
@@ -215,144 +255,15 @@ export class WorkerPool {
       await queue.delete([message.receiptHandle]);
       return;
     }
-    const key: TaskInstanceKey = {
-      dagId: workload.ti.dag_id,
-      runId: workload.ti.run_id,
-      taskId: workload.ti.task_id,
-      mapIndex: workload.ti.map_index,
-    };
-    let started: Awaited<ReturnType<ExecutionClient['start']>>;
-    try {
-      started = await client.start(workload.token, key, {
-        hostname: hostname(),
-        worker_id: this.#workerId,
-        pid: process.pid,
-      });
-    } catch (error) {
-      if (error instanceof ExecutionApiError && !error.isConflict && error.status >= 500) throw error;
-      // A conflict means another delivery already started it, or the TI moved on: the message is spent.
-      log.debug('Workload not started', { ti: key, error });
-      await queue.delete([message.receiptHandle]);
-      return;
-    }
-    // The start made the store the owner of this try; the delete need not hold up the task.
-    this.#deletes.delete(queue, message.receiptHandle).catch((error: unknown) => {
-      log.warn('Deleting a started workload failed; its redelivery will be refused', { error });
+    const result = await runWorkload(this.#deps, workload, {
+      signal: stop.signal,
+      // The start made the store the owner of this try; the delete need not hold up the task.
+      onStarted: () => {
+        this.#deletes.delete(queue, message.receiptHandle).catch((error: unknown) => {
+          log.warn('Deleting a started workload failed; its redelivery will be refused', { error });
+        });
+      },
     });
-
-    const logs = new LogBuffer();
-    const heartbeat = setInterval(() => {
-      client.heartbeat(workload.token, key, logs.take()).catch((error: unknown) => {
-        if (error instanceof ExecutionApiError && error.isConflict) {
-          log.warn('Task instance is no longer running here; stopping the try', { ti: key });
-          stop.abort('The task instance left the running state (cleared or failed elsewhere)');
-        }
-      });
-    }, this.#options.heartbeatIntervalMs);
-    const timeout =
-      started.execution_timeout_ms === null
-        ? undefined
-        : setTimeout(
-            () =>
-              stop.abort(`Task exceeded its execution timeout of ${started.execution_timeout_ms! / 1000}s`),
-            started.execution_timeout_ms,
-          );
-    let outcome: RunnerOutcome;
-    try {
-      const args = await Promise.all(
-        started.args.map(async (arg) => {
-          const text = await client.getXCom(
-            workload.token,
-            { ...key, taskId: arg.task_id, mapIndex: -1 },
-            arg.key,
-          );
-          return text === undefined ? null : (JSON.parse(text) as unknown);
-        }),
-      );
-      outcome = await this.#runInProcess(workload, started, args, logs, stop.signal);
-    } catch (error) {
-      outcome = { kind: 'error', message: (error as Error).message };
-    } finally {
-      if (stop.signal.aborted && stop.signal.reason !== 'handed_back') {
-        logs.add(`[${new Date().toISOString()}] {ERROR} ${String(stop.signal.reason)}\n`);
-      }
-      clearInterval(heartbeat);
-      clearTimeout(timeout);
-    }
-    const handedBack = stop.signal.aborted && stop.signal.reason === 'handed_back';
-    await this.#report(
-      workload.token,
-      key,
-      handedBack ? { state: 'handed_back' } : toFinishBody(outcome),
-      logs,
-    );
-  }
-
-  async #runInProcess(
-    workload: TaskWorkload,
-    started: Awaited<ReturnType<ExecutionClient['start']>>,
-    args: unknown[],
-    logs: LogBuffer,
-    signal: AbortSignal,
-  ): Promise<RunnerOutcome> {
-    let runner = this.#idle.pop();
-    while (runner && !runner.usable) runner = this.#idle.pop();
-    runner ??= new RunnerProcess({ cwd: this.#options.cwd ?? process.cwd() });
-    const key = {
-      dagId: started.dag_id,
-      runId: started.dag_run_id,
-      taskId: started.task_id,
-      mapIndex: started.map_index,
-    };
-    const outcome = await runner.run(
-      join(this.#options.dagsFolder, workload.fileloc),
-      {
-        dagId: started.dag_id,
-        runId: started.dag_run_id,
-        taskId: started.task_id,
-        mapIndex: started.map_index,
-        tryNumber: started.try_number,
-        maxTries: started.max_tries,
-        logicalDate: started.logical_date,
-        dataIntervalStart: started.data_interval_start,
-        dataIntervalEnd: started.data_interval_end,
-        params: started.params,
-        conf: started.conf,
-      },
-      args,
-      {
-        onLog: (text) => logs.add(text),
-        pullXCom: async (taskId, xcomKey) => {
-          const text = await this.#options.client.getXCom(
-            workload.token,
-            { ...key, taskId, mapIndex: -1 },
-            xcomKey,
-          );
-          return text === undefined ? null : (JSON.parse(text) as unknown);
-        },
-        signal,
-      },
-      { fileloc: workload.fileloc, versionHash: workload.dag_version },
-    );
-    if (runner.usable) this.#idle.push(runner);
-    else runner.kill();
-    return outcome;
-  }
-
-  async #report(token: string, key: TaskInstanceKey, body: FinishBody, logs: LogBuffer): Promise<void> {
-    const { client, log } = this.#options;
-    try {
-      await client.finish(token, key, { ...body, logs: logs.take() });
-    } catch (error) {
-      if (error instanceof ExecutionApiError && error.status === 413 && body.state === 'success') {
-        await client.finish(token, key, { state: 'failed', error_message: error.message, retryable: false });
-        return;
-      }
-      if (error instanceof ExecutionApiError && error.isConflict) {
-        log.warn('Outcome not recorded: the task instance already left the running state', { ti: key });
-        return;
-      }
-      throw error;
-    }
+    if (!result.started && result.deleteMessage) await queue.delete([message.receiptHandle]);
   }
 }

@@ -4,6 +4,8 @@
  * supervisor, so a task that blocks or crashes its process cannot take the supervisor with it.
  */
 
+import type { LoadedModule } from './module-tracker.ts';
+
 export interface TaskRunContext {
   dagId: string;
   runId: string;
@@ -47,4 +49,5 @@ export type RunnerToSupervisor =
   | { type: 'ready' }
   | { type: 'log'; text: string }
   | { type: 'xcom_pull'; requestId: number; taskId: string; key: string }
-  | { type: 'outcome'; runId: number; outcome: RunnerOutcome };
+  /** `loaded`: local modules first loaded during this run, so the supervisor can tell when they change. */
+  | { type: 'outcome'; runId: number; outcome: RunnerOutcome; loaded: LoadedModule[] };

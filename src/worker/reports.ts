@@ -1,12 +1,26 @@
 import type { Queue } from '#queue/port.ts';
-import type { FinishBody } from './execution-client.ts';
+import type { FinishState, StartedTask } from './execution-client.ts';
 import type { RunnerOutcome } from './protocol.ts';
 
-/** The report body for how a try ended, as the Execution API takes it. */
-export function toFinishBody(outcome: RunnerOutcome): FinishBody {
+/**
+ * How a try ended, as the Execution API takes it. An XCom over the API's limit is checked here,
+ * before sending: the task fails without retrying, and the message says what to change.
+ */
+export function toFinishState(outcome: RunnerOutcome, started: StartedTask): FinishState {
   switch (outcome.kind) {
-    case 'success':
+    case 'success': {
+      if (outcome.xcom !== undefined) {
+        const size = Buffer.byteLength(outcome.xcom, 'utf8');
+        if (size > started.xcom_max_bytes) {
+          return {
+            state: 'failed',
+            error_message: xcomTooLargeMessage(started.task_id, size, started.xcom_max_bytes),
+            retryable: false,
+          };
+        }
+      }
       return { state: 'success', xcom: outcome.xcom, follow_task_ids: outcome.followTaskIds };
+    }
     case 'skipped':
       return { state: 'skipped', reason: truncate(outcome.reason) };
     case 'failed_no_retry':
@@ -16,27 +30,17 @@ export function toFinishBody(outcome: RunnerOutcome): FinishBody {
   }
 }
 
+export function xcomTooLargeMessage(taskId: string, size: number, limit: number): string {
+  return `Task '${taskId}' returned an XCom of ${size} bytes, over the limit of ${limit} bytes (UPDRAFT_XCOM_MAX_BYTES): return less, or store the data elsewhere and return a reference`;
+}
+
 /** The Execution API keeps error messages to 10,000 characters; the full text is in the try's log. */
 const MAX_ERROR_MESSAGE = 10_000;
 
-function truncate(message: string): string {
+export function truncate(message: string): string {
   if (message.length <= MAX_ERROR_MESSAGE) return message;
   const notice = '… [truncated; see the log of this try]';
   return message.slice(0, MAX_ERROR_MESSAGE - notice.length) + notice;
-}
-
-/** Log text waiting to be sent with the next heartbeat or the final report. */
-export class LogBuffer {
-  #parts: string[] = [];
-  add(text: string): void {
-    this.#parts.push(text);
-  }
-  take(): string | undefined {
-    if (this.#parts.length === 0) return undefined;
-    const text = this.#parts.join('');
-    this.#parts = [];
-    return text;
-  }
 }
 
 /** Deletes received messages in batch calls: workloads started in the same turn share one delete. */

@@ -1,4 +1,5 @@
 import { type ChildProcess, fork } from 'node:child_process';
+import { stat } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import type {
   PinnedVersion,
@@ -30,6 +31,8 @@ export class RunnerProcess {
   #exited = false;
   #current: { runId: number; finish: (outcome: RunnerOutcome) => void; hooks: RunHooks } | null = null;
   #nextRunId = 1;
+  /** Local modules this process has loaded, as they were on disk then. */
+  readonly #modules = new Map<string, { mtimeMs: number; size: number }>();
 
   constructor(options: { cwd: string }) {
     this.#child = fork(RUNNER_ENTRY, [], {
@@ -108,6 +111,22 @@ export class RunnerProcess {
     });
   }
 
+  /**
+   * Whether every local module this process loaded is still as it was on disk. When one changed
+   * (or is gone), the process must not run another try: it would run the old code.
+   */
+  async modulesUnchanged(): Promise<boolean> {
+    const checks = [...this.#modules].map(async ([path, loaded]) => {
+      try {
+        const now = await stat(path);
+        return now.mtimeMs === loaded.mtimeMs && now.size === loaded.size;
+      } catch {
+        return false;
+      }
+    });
+    return (await Promise.all(checks)).every(Boolean);
+  }
+
   kill(): void {
     if (!this.#exited) this.#child.kill('SIGKILL');
     this.#exited = true;
@@ -134,6 +153,8 @@ export class RunnerProcess {
         );
         return;
       case 'outcome':
+        for (const module of message.loaded)
+          this.#modules.set(module.path, { mtimeMs: module.mtimeMs, size: module.size });
         if (message.runId === current.runId) current.finish(message.outcome);
         return;
     }

@@ -1,10 +1,14 @@
+import { pathToFileURL } from 'node:url';
 import { format } from 'node:util';
 import type { TaskContext, TaskLogger } from '#sdk/context.ts';
-import type { Dag } from '#sdk/dag.ts';
-import { loadDagFile } from '#sdk/loader.ts';
+import { type Dag, isDag } from '#sdk/dag.ts';
 import { executeTask } from '#sdk/runtime.ts';
 import { versionDag } from '#sdk/serialize.ts';
+import { trackLocalModules } from './module-tracker.ts';
 import type { PinnedVersion, RunnerOutcome, RunnerToSupervisor, SupervisorToRunner } from './protocol.ts';
+
+// Before any DAG file is imported, so every local module it pulls in is recorded.
+const modules = trackLocalModules();
 
 /**
  * Task runner: a child process of the worker supervisor that runs one task try at a time.
@@ -35,12 +39,24 @@ function taskLogger(): TaskLogger {
   return { debug: line('DEBUG'), info: line('INFO'), warn: line('WARNING'), error: line('ERROR') };
 }
 
+/**
+ * The DAG file is imported by its plain URL, once per process: the supervisor retires this
+ * process when the file or a module it imports changes on disk, so the cached module is current.
+ */
+async function findDag(file: string, dagId: string): Promise<Dag | undefined> {
+  const exports = (await import(pathToFileURL(file).href)) as Record<string, unknown>;
+  return Object.values(exports).find((value): value is Dag => isDag(value) && value.dagId === dagId);
+}
+
 async function run(message: Extract<SupervisorToRunner, { type: 'run' }>): Promise<RunnerOutcome> {
-  const dags = await loadDagFile(message.file);
-  const dag = dags.find((candidate) => candidate.dagId === message.context.dagId);
+  const dag = await findDag(message.file, message.context.dagId);
   if (!dag)
     return { kind: 'error', message: `DAG ${message.context.dagId} is no longer defined in ${message.file}` };
   if (message.pinned) warnIfChanged(dag, message.pinned);
+  // Stopped while the DAG file was loading: the task does not start at all.
+  const cancelled = earlyCancels.get(message.runId);
+  earlyCancels.delete(message.runId);
+  if (cancelled !== undefined) return { kind: 'error', message: cancelled };
   const controller = new AbortController();
   current = { runId: message.runId, controller };
   const ctx: TaskContext = {
@@ -103,11 +119,14 @@ function warnIfChanged(dag: Dag, pinned: PinnedVersion): void {
 
 /** The try being run, so a cancel can abort its signal. */
 let current: { runId: number; controller: AbortController } | null = null;
+/** Cancels that arrived before their run's task started (its DAG file was still loading). */
+const earlyCancels = new Map<number, string>();
 
 captureOutput();
 process.on('message', (message: SupervisorToRunner) => {
   if (message.type === 'cancel') {
     if (current?.runId === message.runId) current.controller.abort(new Error(message.reason));
+    else earlyCancels.set(message.runId, message.reason);
     return;
   }
   if (message.type === 'xcom_value') {
@@ -118,13 +137,14 @@ process.on('message', (message: SupervisorToRunner) => {
     return;
   }
   run(message).then(
-    (outcome) => send({ type: 'outcome', runId: message.runId, outcome }),
+    (outcome) => send({ type: 'outcome', runId: message.runId, outcome, loaded: modules.takeLoaded() }),
     (error: unknown) => {
       send({ type: 'log', text: `[${new Date().toISOString()}] {ERROR} Task failed: ${describe(error)}\n` });
       send({
         type: 'outcome',
         runId: message.runId,
         outcome: { kind: 'error', message: error instanceof Error ? error.message : String(error) },
+        loaded: modules.takeLoaded(),
       });
     },
   );

@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { DagRun, TaskInstance, TaskInstanceCollection } from '#cli/wire.ts';
+import type { DagRun, TaskInstance, TaskInstanceCollection } from '#contracts/public-api.ts';
 import {
   childPids,
   E2E_DAGS_FOLDER,

@@ -1,5 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { DagRun, TaskInstance, TaskLog } from '#cli/wire.ts';
+import type { DagRun, TaskInstance, TaskLog } from '#contracts/public-api.ts';
 import {
   childPids,
   E2E_DAGS_FOLDER,

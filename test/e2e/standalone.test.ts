@@ -1,5 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { DagCollection, DagRunCollection, TaskInstanceCollection, XComEntry } from '#cli/wire.ts';
+import type {
+  DagCollection,
+  DagRunCollection,
+  TaskInstanceCollection,
+  XComEntry,
+} from '#contracts/public-api.ts';
 import {
   e2eEnv,
   freePort,

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { TaskInstanceKey } from '#core/models.ts';
 import { dag } from '#sdk/index.ts';
@@ -52,7 +53,7 @@ async function startTask(key: TaskInstanceKey): Promise<string> {
 }
 
 const finish = (key: TaskInstanceKey, token: string, body: Record<string, unknown>) =>
-  api.request<ErrorBody>('PATCH', tiPath(key, 'state'), body, token);
+  api.request<ErrorBody>('PATCH', tiPath(key, 'state'), { report_id: randomUUID(), ...body }, token);
 
 /**
  * A failed run as the scheduler leaves it: extract failed (try 1), its downstream
@@ -141,7 +142,12 @@ describe('clearing task instances', () => {
   it('refuses to clear a running TI with 409 and clears nothing', async () => {
     const runId = await failedRun();
     const load = tiKey('etl', runId, 'load');
-    await api.store.transitionTaskInstance(load, { state: 'upstream_failed' }, { state: 'none' });
+    await api.store.transitionTaskInstance(
+      load,
+      { state: 'upstream_failed' },
+      { state: 'none' },
+      { reset: true },
+    );
     await startTask(load);
     const response = await api.request<ErrorBody>('POST', '/api/v2/dags/etl/clearTaskInstances', {
       dag_run_id: runId,

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { TaskInstanceKey } from '#core/models.ts';
 import { dag } from '#sdk/index.ts';
@@ -48,8 +49,9 @@ async function startTask(key: TaskInstanceKey): Promise<string> {
   return token;
 }
 
+/** A report; each call is a new report (its own `report_id`) unless the body names one. */
 const finish = (key: TaskInstanceKey, token: string, body: Record<string, unknown>) =>
-  api.request<ErrorBody>('PATCH', tiPath(key, 'state'), body, token);
+  api.request<ErrorBody>('PATCH', tiPath(key, 'state'), { report_id: randomUUID(), ...body }, token);
 
 describe('Execution API start', () => {
   it('starts a queued TI and returns what the worker needs', async () => {
@@ -119,7 +121,7 @@ describe('Execution API start', () => {
     const key = tiKey('etl', await newRun(), 'extract');
     await api.queueTaskInstance(key);
     const ttlMs = TEST_LIMITS.executionTokenTtlSeconds * 1000;
-    const expired = await api.tokens.issue({ ...key, tryNumber: 1 }, Date.now() - 2 * ttlMs);
+    const expired = await api.tokens.issue({ ...key, tryNumber: 1 }, api.clock.nowMs - 2 * ttlMs);
     const response = await api.request<ErrorBody>('PATCH', tiPath(key, 'run'), WORKER, expired);
     expect(response.status).toBe(401);
     expect(response.body.detail).toMatch(/^Invalid or expired task token/);
@@ -142,8 +144,8 @@ describe('Execution API heartbeat and logs', () => {
     const runId = await newRun();
     const key = tiKey('etl', runId, 'extract');
     const token = await startTask(key);
-    await api.request('PUT', tiPath(key, 'heartbeat'), { logs: 'line one\n' }, token);
-    await finish(key, token, { state: 'success', logs: 'line two\n' });
+    await api.request('PUT', tiPath(key, 'heartbeat'), { log: { seq: 1, text: 'line one\n' } }, token);
+    await finish(key, token, { state: 'success', log: { seq: 2, text: 'line two\n' } });
     const response = await api.request(
       'GET',
       `/api/v2/dags/etl/dagRuns/${runId}/taskInstances/extract/logs/1`,
@@ -190,14 +192,20 @@ describe('Execution API finish', () => {
     const xcom = '{"b":2,  "a":1}';
     expect((await finish(key, token, { state: 'success', xcom })).status).toBe(200);
 
-    const sameRunToken = await api.tokens.issue({ ...tiKey('etl', runId, 'transform'), tryNumber: 1 });
+    const sameRunToken = await api.tokens.issue(
+      { ...tiKey('etl', runId, 'transform'), tryNumber: 1 },
+      api.clock.nowMs,
+    );
     const path = `/execution/xcoms/etl/${runId}/extract/return_value`;
     const read = await api.request('GET', path, undefined, sameRunToken);
     expect(read.status).toBe(200);
     expect(read.body).toEqual({ key: 'return_value', value: xcom });
 
     const otherRunId = await newRun();
-    const otherRunToken = await api.tokens.issue({ ...tiKey('etl', otherRunId, 'transform'), tryNumber: 1 });
+    const otherRunToken = await api.tokens.issue(
+      { ...tiKey('etl', otherRunId, 'transform'), tryNumber: 1 },
+      api.clock.nowMs,
+    );
     const refused = await api.request<ErrorBody>('GET', path, undefined, otherRunToken);
     expect(refused.status).toBe(403);
     expect(refused.body.detail).toBe(`This token grants access to run etl/${otherRunId} only`);
@@ -205,7 +213,10 @@ describe('Execution API finish', () => {
 
   it('answers 404 for an XCom that was never written', async () => {
     const runId = await newRun();
-    const token = await api.tokens.issue({ ...tiKey('etl', runId, 'transform'), tryNumber: 1 });
+    const token = await api.tokens.issue(
+      { ...tiKey('etl', runId, 'transform'), tryNumber: 1 },
+      api.clock.nowMs,
+    );
     const path = `/execution/xcoms/etl/${runId}/extract/return_value`;
     const response = await api.request<ErrorBody>('GET', path, undefined, token);
     expect(response.status).toBe(404);

@@ -4,24 +4,22 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { serve } from '@hono/node-server';
-import type { z } from '@hono/zod-openapi';
-import type {
-  dagCollectionSchema,
-  dagDetailSchema,
-  dagRunCollectionSchema,
-  dagRunSchema,
-  errorSchema,
-  startedTaskSchema,
-  taskInstanceCollectionSchema,
-  taskInstanceSchema,
-} from '#api/schemas.ts';
-import { encodeTaskInstanceId } from '#api/serializers.ts';
 import { createApiStack } from '#api/stack.ts';
 import { type Settings, settingsSchema } from '#config/settings.ts';
+import type { ErrorBody } from '#contracts/common.ts';
+import { encodeTaskInstanceId, type StartedTask } from '#contracts/execution-api.ts';
+import type {
+  DagCollection,
+  DagDetail,
+  DagRun,
+  DagRunCollection,
+  TaskInstance,
+  TaskInstanceCollection,
+} from '#contracts/public-api.ts';
 import type { TaskInstanceKey } from '#core/models.ts';
 import { type ParsedDagsFolder, registerDags } from '#engine/dag-registry.ts';
 import { silentLogger } from '#engine/logger.ts';
-import type { TaskTokenSigner } from '#engine/tokens.ts';
+import type { ExecutionKeyring, TaskTokenSigner } from '#engine/tokens.ts';
 import { FileLogStore } from '#logs/file-store.ts';
 import { MetricsRegistry } from '#metrics/registry.ts';
 import { createInMemoryQueues } from '#queue/memory.ts';
@@ -32,24 +30,28 @@ import { DynamoStore } from '#store/dynamodb.ts';
 import { createDynamoClient, ensureTable, startEmbeddedDynamo, toDocumentClient } from '#store/embedded.ts';
 
 export const API_TOKEN = 'test-api-token-0123456789abcdef';
-const EXECUTION_SECRET = 'test-execution-secret-0123456789abcdef';
+/** The keyring the harness signs task tokens with unless a test passes its own. */
+export const EXECUTION_KEYS: ExecutionKeyring = { k1: 'test-execution-secret-0123456789abcdef' };
 
 /** Limits small enough that a test can exceed them with a few hundred bytes. */
 export const TEST_LIMITS = {
   confMaxBytes: 256,
   xcomMaxBytes: 256,
   requestMaxBytes: 2048,
+  logChunkMaxBytes: 1024,
+  /** Four chunks per try. */
+  logMaxBytes: 4096,
   executionTokenTtlSeconds: 3600,
 } as const;
 
-export type ErrorBody = z.infer<typeof errorSchema>;
-export type DagCollectionBody = z.infer<typeof dagCollectionSchema>;
-export type DagDetailBody = z.infer<typeof dagDetailSchema>;
-export type DagRunBody = z.infer<typeof dagRunSchema>;
-export type DagRunCollectionBody = z.infer<typeof dagRunCollectionSchema>;
-export type TaskInstanceBody = z.infer<typeof taskInstanceSchema>;
-export type TaskInstanceCollectionBody = z.infer<typeof taskInstanceCollectionSchema>;
-export type StartedTaskBody = z.infer<typeof startedTaskSchema>;
+export type { ErrorBody };
+export type DagCollectionBody = DagCollection;
+export type DagDetailBody = DagDetail;
+export type DagRunBody = DagRun;
+export type DagRunCollectionBody = DagRunCollection;
+export type TaskInstanceBody = TaskInstance;
+export type TaskInstanceCollectionBody = TaskInstanceCollection;
+export type StartedTaskBody = StartedTask;
 
 /** A response; `T` is the wire shape the test expects (it is not checked at run time). */
 export interface ApiResponse<T = Record<string, unknown>> {
@@ -98,7 +100,10 @@ export interface ApiHarness {
  * The API wired exactly like `startStandalone` wires it, on 127.0.0.1 port 0, but without the
  * scheduler loop and the worker pool: tests drive the state themselves.
  */
-export async function startApiHarness(overrides: Partial<Settings> = {}): Promise<ApiHarness> {
+export async function startApiHarness(
+  overrides: Partial<Settings> = {},
+  options: { executionKeys?: ExecutionKeyring } = {},
+): Promise<ApiHarness> {
   const home = await mkdtemp(join(tmpdir(), 'updraft-api-'));
   const settings = settingsSchema.parse({ home, port: 0, ...TEST_LIMITS, ...overrides });
   const dynamo = await startEmbeddedDynamo();
@@ -121,11 +126,11 @@ export async function startApiHarness(overrides: Partial<Settings> = {}): Promis
   const { api, tokens, notifier } = createApiStack({
     store,
     queues,
-    logs: new FileLogStore(join(home, 'logs'), settings.logMaxBytes),
+    logs: new FileLogStore(join(home, 'logs')),
     metrics,
     settings,
     apiToken: API_TOKEN,
-    executionSecret: EXECUTION_SECRET,
+    executionKeys: options.executionKeys ?? EXECUTION_KEYS,
     log: silentLogger,
     now,
   });
@@ -184,7 +189,7 @@ export async function startApiHarness(overrides: Partial<Settings> = {}): Promis
         { state: current.state, tryNumber: current.tryNumber },
         { state: 'queued', tryNumber, queuedAt: clock.iso() },
       );
-      return tokens.issue({ ...key, tryNumber });
+      return tokens.issue({ ...key, tryNumber }, clock.nowMs);
     },
     async close() {
       await notifier.drain();

@@ -1,7 +1,12 @@
+import { mkdtemp, rm, utimes, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
+import type { StartedTask } from '#contracts/execution-api.ts';
 import { loadDagFile } from '#sdk/loader.ts';
 import { versionDag } from '#sdk/serialize.ts';
+import { ProcessTaskExecutor } from '#worker/executor.ts';
 import { CANCEL_GRACE_MS, RunnerProcess } from '#worker/runner-process.ts';
 
 const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url));
@@ -119,3 +124,86 @@ function context(taskId: string) {
     conf: {},
   };
 }
+
+describe('ProcessTaskExecutor and changed modules', () => {
+  const SDK_URL = new URL('../../src/sdk/index.ts', import.meta.url).href;
+  let folder: string | undefined;
+  let executor: ProcessTaskExecutor | undefined;
+
+  afterEach(async () => {
+    executor?.close();
+    if (folder) await rm(folder, { recursive: true, force: true });
+  });
+
+  /** A DAGs folder outside the repository whose DAG imports a helper module beside it. */
+  async function dagsFolder(greeting: string): Promise<{ helper: string }> {
+    folder = await mkdtemp(join(tmpdir(), 'updraft-dags-'));
+    const helper = join(folder, 'helper.ts');
+    await writeFile(helper, `export const greeting = '${greeting}';\n`);
+    await writeFile(
+      join(folder, 'greet.ts'),
+      [
+        `import { dag } from '${SDK_URL}';`,
+        `import { greeting } from './helper.ts';`,
+        `export default dag({ id: 'greet', schedule: null }, (d) => {`,
+        `  d.task('hello', async () => greeting);`,
+        `  d.task('pid', async () => process.pid);`,
+        `});`,
+      ].join('\n'),
+    );
+    executor = new ProcessTaskExecutor({ dagsFolder: folder, cwd: REPO_ROOT });
+    return { helper };
+  }
+
+  const run = (taskId: string) =>
+    executor!.run(started(taskId), [], {
+      onLog: () => undefined,
+      pullXCom: async () => null,
+      signal: new AbortController().signal,
+    });
+
+  it('runs the next task with a helper module changed since the last one', async () => {
+    const { helper } = await dagsFolder('one');
+    expect(await run('hello')).toEqual({ kind: 'success', xcom: '"one"' });
+
+    await writeFile(helper, "export const greeting = 'two';\n");
+    const later = new Date(Date.now() + 5_000);
+    await utimes(helper, later, later);
+
+    expect(await run('hello')).toEqual({ kind: 'success', xcom: '"two"' });
+  }, 20_000);
+
+  it('retires the process whose modules changed and reuses one whose modules did not', async () => {
+    const { helper } = await dagsFolder('one');
+    const first = await run('pid');
+    expect(await run('pid')).toEqual(first);
+
+    const later = new Date(Date.now() + 5_000);
+    await utimes(helper, later, later);
+
+    expect(await run('pid')).not.toEqual(first);
+  }, 20_000);
+
+  function started(taskId: string): StartedTask {
+    return {
+      dag_id: 'greet',
+      dag_run_id: 'r',
+      task_id: taskId,
+      map_index: -1,
+      try_number: 1,
+      max_tries: 1,
+      logical_date: '2026-01-01T00:00:00.000Z',
+      data_interval_start: null,
+      data_interval_end: null,
+      conf: {},
+      params: {},
+      fileloc: 'greet.ts',
+      dag_version: 'v',
+      args: [],
+      execution_timeout_ms: null,
+      xcom_max_bytes: 49_152,
+      log_chunk_max_bytes: 262_144,
+      log_max_chunks: 20,
+    };
+  }
+});

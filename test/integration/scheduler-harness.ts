@@ -1,20 +1,24 @@
+import { randomUUID } from 'node:crypto';
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { DeleteCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { type Settings, settingsSchema } from '#config/settings.ts';
+import { type TaskWorkload, taskWorkloadSchema } from '#contracts/messages.ts';
 import type { DagRun, DagRunKey, TaskInstance, TaskInstanceKey } from '#core/models.ts';
 import type { VersionedDag } from '#core/serialized-dag.ts';
 import { DagVersionCache } from '#engine/dag-cache.ts';
 import { registerDags } from '#engine/dag-registry.ts';
+import { handleSchedulingMessages, runSchedulerTick } from '#engine/entrypoints.ts';
 import { silentLogger } from '#engine/logger.ts';
-import { type TaskWorkload, taskWorkloadSchema } from '#engine/messages.ts';
 import { SchedulingNotifier } from '#engine/notifier.ts';
+import type { OrphanPolicy, WakeTimers } from '#engine/ports.ts';
 import { createDagRun } from '#engine/runs.ts';
-import { Scheduler, type WakeTimers } from '#engine/scheduler.ts';
+import { type EngineDeps, readinessGauges } from '#engine/scheduler.ts';
 import { TaskLifecycle } from '#engine/task-lifecycle.ts';
 import { TaskTokenSigner } from '#engine/tokens.ts';
+import type { LogStore } from '#logs/port.ts';
 import { MetricsRegistry } from '#metrics/registry.ts';
 import { createInMemoryQueues, type InMemoryQueues } from '#queue/memory.ts';
-import type { Queue, Queues } from '#queue/port.ts';
+import type { Queue, Queues, ReceivedMessage } from '#queue/port.ts';
 import type { Dag } from '#sdk/index.ts';
 import { versionDag } from '#sdk/serialize.ts';
 import { DynamoStore } from '#store/dynamodb.ts';
@@ -28,13 +32,46 @@ const TABLE_NAME = 'updraft';
 const TOKEN_TTL_SECONDS = 10 * 365 * 24 * 3600;
 const TASK_QUEUES = ['tasks_high', 'tasks_default', 'tasks_low'] as const;
 
+/** Task logs kept in memory, by TI, try and chunk id. */
+export class MemoryLogStore implements LogStore {
+  readonly #chunks = new Map<string, Map<string, string>>();
+
+  async appendChunk(key: TaskInstanceKey, tryNumber: number, chunkId: string, text: string): Promise<void> {
+    const id = `${idOf(key)}\u0000${tryNumber}`;
+    const chunks = this.#chunks.get(id) ?? new Map<string, string>();
+    chunks.set(chunkId, text);
+    this.#chunks.set(id, chunks);
+  }
+
+  async read(key: TaskInstanceKey, tryNumber: number): Promise<string | undefined> {
+    const chunks = this.#chunks.get(`${idOf(key)}\u0000${tryNumber}`);
+    if (!chunks) return undefined;
+    return [...chunks.entries()]
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+      .map(([, text]) => text)
+      .join('');
+  }
+}
+
 /** A `WakeTimers` that only records what the scheduler asked for. */
 export class RecordingWakeTimers implements WakeTimers {
   readonly calls: { run: DagRunKey; atMs: number }[] = [];
 
-  wakeAt(run: DagRunKey, atMs: number): void {
+  async wakeAt(run: DagRunKey, atMs: number): Promise<void> {
     this.calls.push({ run: { dagId: run.dagId, runId: run.runId }, atMs });
   }
+}
+
+/**
+ * The scheduler as tests drive it: each call runs the engine's entry points in a fresh engine
+ * instance (new caches, nothing remembered from earlier calls), as a Lambda invocation would.
+ */
+export interface SchedulerCalls {
+  /** A batch of scheduling requests for these runs. */
+  handleRequests(runs: readonly DagRunKey[]): Promise<void>;
+  /** A batch of received scheduling messages; returns the receipts not to delete. */
+  handleMessages(messages: readonly ReceivedMessage[]): Promise<{ retry: string[] }>;
+  tick(): Promise<{ wrapped: boolean }>;
 }
 
 export interface ReceivedWorkload {
@@ -62,10 +99,13 @@ export class SchedulerHarness {
   readonly tokens = new TaskTokenSigner('harness-secret-harness-secret-1234', TOKEN_TTL_SECONDS);
   readonly metrics = new MetricsRegistry();
   readonly timers = new RecordingWakeTimers();
+  readonly logs = new MemoryLogStore();
   readonly lifecycle: TaskLifecycle;
   readonly notifier: SchedulingNotifier;
   queues: InMemoryQueues;
-  scheduler: Scheduler;
+  scheduler: SchedulerCalls;
+  /** Per-run readiness of the last passes, for the executable/starving gauges (a metrics cache). */
+  readonly readiness = new Map<string, { ready: number; starving: number }>();
   /** Workloads taken from the task queues and not yet started, oldest first. */
   readonly inbox: ReceivedWorkload[] = [];
   readonly #started = new Map<string, number>();
@@ -90,37 +130,77 @@ export class SchedulerHarness {
       store: this.store,
       dags: this.dags,
       notifier: this.notifier,
-      xcomMaxBytes: this.settings.xcomMaxBytes,
+      logs: this.logs,
+      settings: this.settings,
       now: this.now,
     });
     this.scheduler = this.newScheduler();
+    this.metrics.addSource(() => readinessGauges(this.readiness));
   }
 
   /** Another scheduler on the same store and clock; on the harness's queues unless given others. */
-  newScheduler(queues: Queues = this.queues.queues): Scheduler {
-    return new Scheduler({
+  newScheduler(queues: Queues = this.queues.queues, orphans?: OrphanPolicy): SchedulerCalls {
+    const deps = (): EngineDeps => ({
       store: this.store,
       queues,
-      dags: this.dags,
+      dags: new DagVersionCache(this.store),
       tokens: this.tokens,
       timers: this.timers,
       metrics: this.metrics,
       settings: this.settings,
       log: silentLogger,
       now: this.now,
+      readiness: this.readiness,
+      ...(orphans ? { orphans } : {}),
     });
+    return {
+      handleRequests: async (runs) => {
+        const messages = runs.map(
+          (run, index): ReceivedMessage => ({
+            messageId: `m${index}`,
+            receiptHandle: `r${index}`,
+            receiveCount: 1,
+            body: JSON.stringify({ type: 'schedule_run', dag_id: run.dagId, run_id: run.runId }),
+          }),
+        );
+        await handleSchedulingMessages(deps(), messages);
+      },
+      handleMessages: (messages) => handleSchedulingMessages(deps(), messages),
+      tick: () => runSchedulerTick(deps()),
+    };
   }
 
   /**
-   * A standalone restart: the in-process queues and their messages are gone, and a new scheduler
-   * (with an empty occupancy ledger) replaces the old one. Call `scheduler.start(...)` after.
+   * Handles the scheduling requests waiting in the scheduler queue (those the passes sent, such as
+   * nudges for runs waiting on a pool) in fresh instances, until none is left; returns how many.
    */
-  restart(): Scheduler {
+  async handleQueuedRequests(maxRounds = 20): Promise<number> {
+    let handled = 0;
+    for (let round = 0; round < maxRounds; round += 1) {
+      const messages = await this.queues.queues.scheduler.receive({ maxMessages: 10, waitTimeMs: 0 });
+      if (messages.length === 0) break;
+      handled += messages.length;
+      const { retry } = await this.scheduler.handleMessages(messages);
+      const done = messages.map((message) => message.receiptHandle).filter((r) => !retry.includes(r));
+      await this.queues.queues.scheduler.delete(done);
+    }
+    return handled;
+  }
+
+  /**
+   * A standalone restart: the in-process queues and their messages are gone, and the new process
+   * knows the previous one's queued workloads and running tries are orphaned.
+   */
+  restart(): SchedulerCalls {
     this.queues.close();
     this.queues = createInMemoryQueues(this.settings);
     this.inbox.length = 0;
     this.#started.clear();
-    this.scheduler = this.newScheduler();
+    const restartedAt = this.now();
+    this.scheduler = this.newScheduler(this.queues.queues, {
+      isOrphanedRunning: (ti) => ti.workerId !== 'restarted-worker',
+      isOrphanedQueued: (ti) => ti.queuedAt !== null && Date.parse(ti.queuedAt) < restartedAt,
+    });
     return this.scheduler;
   }
 
@@ -221,16 +301,18 @@ export class SchedulerHarness {
 
   async succeed(key: TaskInstanceKey, xcom?: string, followTaskIds?: string[]): Promise<TaskInstance> {
     const tryNumber = await this.#runningTry(key);
-    return this.lifecycle.finish(key, tryNumber, {
-      state: 'success',
+    const report = {
+      state: 'success' as const,
       ...(xcom === undefined ? {} : { xcom }),
       ...(followTaskIds === undefined ? {} : { followTaskIds }),
-    });
+    };
+    return (await this.lifecycle.finish(key, tryNumber, report, { reportId: randomUUID() })).ti;
   }
 
   async failTi(key: TaskInstanceKey, retryable: boolean): Promise<TaskInstance> {
     const tryNumber = await this.#runningTry(key);
-    return this.lifecycle.finish(key, tryNumber, { state: 'failed', errorMessage: 'boom', retryable });
+    const report = { state: 'failed' as const, errorMessage: 'boom', retryable };
+    return (await this.lifecycle.finish(key, tryNumber, report, { reportId: randomUUID() })).ti;
   }
 
   /** Starts the TI first when the test did not. */

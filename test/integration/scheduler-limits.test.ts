@@ -62,7 +62,7 @@ describe('Scheduler pools', () => {
     expect(await h.queuedTaskIds(second)).toEqual([]);
   });
 
-  it('gives a slot freed by one run to a run waiting for that pool, in the same batch', async () => {
+  it('asks at once for a run waiting on a pool when another run frees a slot of it', async () => {
     const [versioned] = await h.register(pooledDag('small'));
     const first = await h.createRun(versioned!, { runId: 'first' });
     const second = await h.createRun(versioned!, { runId: 'second' });
@@ -78,6 +78,7 @@ describe('Scheduler pools', () => {
     expect(await h.queuedTaskIds(second)).toEqual([]);
     for (const key of allOfFirst.slice(2, 4)) await h.succeed(key);
     await h.scheduler.handleRequests([first]);
+    await h.handleQueuedRequests();
     expect(await h.queuedTaskIds(first)).toEqual(['p4']);
     expect(await h.queuedTaskIds(second)).toEqual(['p0']);
   });
@@ -150,7 +151,7 @@ describe('Scheduler max_active_runs', () => {
     expect(await h.states(second)).toEqual({ only: 'none' });
   });
 
-  it('starts the queued run while finishing the first one', async () => {
+  it('asks for the queued run to be started when the first one finishes', async () => {
     const [versioned] = await h.register(oneAtATime());
     const first = await h.createRun(versioned!, { runId: 'first' });
     const second = await h.createRun(versioned!, { runId: 'second' });
@@ -159,6 +160,7 @@ describe('Scheduler max_active_runs', () => {
     await h.drainWorkloads();
 
     await h.scheduler.handleRequests([first]);
+    await h.handleQueuedRequests();
 
     expect([(await h.run(first)).state, (await h.run(second)).state]).toEqual(['success', 'running']);
     expect(await h.states(second)).toEqual({ only: 'queued' });
@@ -174,6 +176,7 @@ describe('Scheduler max_active_runs', () => {
     await h.succeed(tiKey(first!, 'only'));
 
     await h.scheduler.handleRequests([first!]);
+    await h.handleQueuedRequests();
 
     const states = await Promise.all([first!, second!, third!].map(async (run) => (await h.run(run)).state));
     expect(states).toEqual(['success', 'running', 'queued']);

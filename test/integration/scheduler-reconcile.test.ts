@@ -152,7 +152,7 @@ describe('Scheduler start with recoverOrphans', () => {
     h.advance(1_000);
 
     const restarted = h.restart();
-    await restarted.start({ recoverOrphans: true });
+    await restarted.tick();
 
     const workloads = await h.drainWorkloads();
     expect(workloads.map((w) => [w.ti.task_id, w.try_number])).toEqual([['waiting', 1]]);
@@ -168,13 +168,13 @@ describe('Scheduler start with recoverOrphans', () => {
     ]);
   });
 
-  it('leaves queued and running task instances alone without recoverOrphans', async () => {
+  it('leaves queued and running task instances alone when a fresh instance knows of no orphans', async () => {
     const [versioned] = await h.register(pairDag());
     const run = await h.createRun(versioned!);
     await h.scheduler.handleRequests([run]);
     await h.startTi(tiKey(run, 'busy'));
 
-    await h.restart().start();
+    await h.newScheduler().tick();
 
     expect(await h.drainWorkloads()).toEqual([]);
     expect(await h.states(run)).toEqual({ waiting: 'queued', busy: 'running' });

@@ -43,7 +43,11 @@ describe('Scheduler on a linear chain', () => {
     expect(workloads).toHaveLength(1);
     expect(workloads[0]?.ti).toEqual({ dag_id: 'chain', run_id: run.runId, task_id: 'a', map_index: -1 });
     expect(workloads[0]?.try_number).toBe(1);
-    expect(await h.tokens.check(workloads[0]?.token ?? '')).toEqual({ ...tiKey(run, 'a'), tryNumber: 1 });
+    expect((await h.tokens.check(workloads[0]?.token ?? '', h.now())).claims).toEqual({
+      kind: 'task_instance',
+      ...tiKey(run, 'a'),
+      tryNumber: 1,
+    });
     expect(await h.drainWorkloads()).toEqual([]);
   });
 
@@ -219,7 +223,11 @@ describe('Scheduler on retries', () => {
     expect([flaky.state, flaky.tryNumber, flaky.nextRetryAt]).toEqual(['queued', 2, null]);
     const workloads = await h.drainWorkloads();
     expect(workloads.map((w) => [w.ti.task_id, w.try_number])).toEqual([['flaky', 2]]);
-    expect(await h.tokens.check(workloads[0]?.token ?? '')).toEqual({ ...tiKey(run, 'flaky'), tryNumber: 2 });
+    expect((await h.tokens.check(workloads[0]?.token ?? '', h.now())).claims).toEqual({
+      kind: 'task_instance',
+      ...tiKey(run, 'flaky'),
+      tryNumber: 2,
+    });
   });
 });
 

@@ -10,9 +10,13 @@ import { task } from '../unit/helpers/factories.ts';
 
 /** One in-memory dynalite per test file; every `newStore()` gets a table of its own. */
 export interface StoreHarness {
+  endpoint: string;
   client: DynamoDBClient;
   documentClient: DynamoDBDocumentClient;
   newStore(): Promise<DynamoStore>;
+  /** A fresh table's name, for stores built over other clients (`storeOn`). */
+  newTable(): Promise<string>;
+  storeOn(tableName: string, documentClient?: DynamoDBDocumentClient): DynamoStore;
   close(): Promise<void>;
 }
 
@@ -21,13 +25,19 @@ export async function startStoreHarness(): Promise<StoreHarness> {
   const client = createDynamoClient({ endpoint: server.endpoint, embedded: true });
   const documentClient = toDocumentClient(client);
   let tables = 0;
+  const newTable = async () => {
+    const tableName = `updraft-test-${++tables}`;
+    await ensureTable(client, tableName);
+    return tableName;
+  };
   return {
+    endpoint: server.endpoint,
     client,
     documentClient,
+    newTable,
+    storeOn: (tableName, other = documentClient) => new DynamoStore({ client: other, tableName }),
     async newStore() {
-      const tableName = `updraft-test-${++tables}`;
-      await ensureTable(client, tableName);
-      return new DynamoStore({ client: documentClient, tableName });
+      return new DynamoStore({ client: documentClient, tableName: await newTable() });
     },
     async close() {
       client.destroy();
@@ -48,6 +58,7 @@ export function dagRecord(dagId: string, overrides: Partial<DagRecord> = {}): Da
     scheduleExpression: 'rate(1 hour)',
     nextRunAt: '2026-01-01T01:00:00.000Z',
     lastParsedAt: '2026-01-01T00:00:00.000Z',
+    runCount: 0,
     revision: 0,
     ...overrides,
   };
@@ -67,6 +78,7 @@ export function dagRun(dagId: string, runId: string, overrides: Partial<DagRun> 
     queuedAt: '2026-01-01T00:00:01.000Z',
     startDate: null,
     endDate: null,
+    clearCount: 0,
     revision: 0,
     ...overrides,
   };

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DynamoStore } from '#store/dynamodb.ts';
 import { ensureTable } from '#store/embedded.ts';
 import { instrumentClient, RequestCounter } from '#store/instrument.ts';
-import { dagRun, type StoreHarness, startStoreHarness, taskInstance } from './store-fixtures.ts';
+import { dagRecord, dagRun, type StoreHarness, startStoreHarness, taskInstance } from './store-fixtures.ts';
 
 let harness: StoreHarness;
 let counter: RequestCounter;
@@ -36,11 +36,12 @@ describe('instrumentClient', () => {
     await store.transitionTaskInstance(tiKey('t0'), { state: 'none' }, { state: 'queued', tryNumber: 1 });
     await store.getTaskInstance(tiKey('t0'));
     await store.putXCom({ ...tiKey('t0'), key: 'return_value' }, '1');
+    // The run, 30 conditional TI puts, the DAG's run count, the transition and the XCom.
     expect(counter.snapshot()).toEqual({
       reads: 2,
-      writes: 5,
-      byOperation: { PutItem: 2, BatchWriteItem: 2, Query: 1, UpdateItem: 1, GetItem: 1 },
-      batchItemsWritten: 30,
+      writes: 34,
+      byOperation: { PutItem: 32, UpdateItem: 2, Query: 1, GetItem: 1 },
+      batchItemsWritten: 0,
     });
   });
 
@@ -70,6 +71,26 @@ describe('instrumentClient', () => {
     instrumentClient(harness.client, counter);
     const store = await countedStore();
     await store.getDag('etl');
+    expect(counter.snapshot().byOperation).toEqual({ GetItem: 1 });
+  });
+
+  it('does not rewrite an import error whose message is unchanged, only its timestamp', async () => {
+    const store = await countedStore();
+    const error = { fileloc: 'dags/a.ts', message: 'SyntaxError', timestamp: '2026-01-01T00:00:00.000Z' };
+    await store.replaceImportErrors([error]);
+    counter.reset();
+    await store.replaceImportErrors([{ ...error, timestamp: '2026-01-01T00:05:00.000Z' }]);
+    expect(counter.snapshot()).toMatchObject({ writes: 0, byOperation: { Query: 1 } });
+    expect(await store.listImportErrors()).toEqual([error]);
+  });
+
+  it('counts the runs of a DAG with one GetItem of its record', async () => {
+    const store = await countedStore();
+    const { revision: _, runCount: __, ...record } = dagRecord('etl');
+    await store.upsertDag(record);
+    for (const runId of ['r1', 'r2', 'r3']) await store.createDagRun(dagRun('etl', runId), []);
+    counter.reset();
+    expect(await store.countDagRuns('etl')).toBe(3);
     expect(counter.snapshot().byOperation).toEqual({ GetItem: 1 });
   });
 

@@ -1,15 +1,22 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { TaskInstanceKey } from '#core/models.ts';
-import { ConditionFailedError, StoreError } from '#store/errors.ts';
+import { createDynamoClient, toDocumentClient } from '#store/embedded.ts';
+import { ConditionFailedError, InvalidKeyError, StoreError } from '#store/errors.ts';
+import { instrumentClient, RequestCounter } from '#store/instrument.ts';
 import { dagRun, type StoreHarness, startStoreHarness, taskInstance } from './store-fixtures.ts';
 
 let harness: StoreHarness;
+const counter = new RequestCounter();
+let counted: ReturnType<typeof toDocumentClient>;
 
 beforeAll(async () => {
   harness = await startStoreHarness();
+  counted = toDocumentClient(createDynamoClient({ endpoint: harness.endpoint, embedded: true }));
+  instrumentClient(counted, counter);
 });
 
 afterAll(async () => {
+  counted.destroy();
   await harness.close();
 });
 
@@ -125,6 +132,84 @@ describe('DynamoStore task instances', () => {
   });
 });
 
+describe('DynamoStore task instance revisions and the transition table', () => {
+  it('applies a write at the expected revision', async () => {
+    const store = await storeWithRun();
+    await store.transitionTaskInstance(extract, { state: 'none' }, { state: 'scheduled' });
+    const updated = await store.transitionTaskInstance(
+      extract,
+      { state: 'scheduled', revision: 1 },
+      { state: 'queued', tryNumber: 1 },
+    );
+    expect(updated.revision).toBe(2);
+  });
+
+  it('refuses a write at a stale revision, saying so, and leaves the TI unchanged', async () => {
+    const store = await storeWithRun();
+    const scheduled = await store.transitionTaskInstance(extract, { state: 'none' }, { state: 'scheduled' });
+    await expect(
+      store.transitionTaskInstance(extract, { state: 'scheduled', revision: 0 }, { state: 'queued' }),
+    ).rejects.toThrow('is not in state scheduled at revision 0');
+    expect(await store.getTaskInstance(extract)).toEqual(scheduled);
+  });
+
+  it('refuses a transition the table does not allow before sending any request', async () => {
+    const store = harness.storeOn(await harness.newTable(), counted);
+    counter.reset();
+    await expect(
+      store.transitionTaskInstance(extract, { state: ['running', 'success'] }, { state: 'running' }),
+    ).rejects.toThrow('task instance etl/r1/extract cannot move from success to running');
+    expect(counter.snapshot().byOperation).toEqual({});
+  });
+
+  it('refuses a finished task instance going back to none without a reset', async () => {
+    const store = await storeWithRun();
+    await expect(
+      store.transitionTaskInstance(extract, { state: 'failed' }, { state: 'none' }),
+    ).rejects.toThrow(StoreError);
+  });
+
+  it('resets a finished task instance to none when asked for a reset', async () => {
+    const store = await storeWithRun();
+    await store.transitionTaskInstance(extract, { state: 'none' }, { state: 'skipped' });
+    const reset = await store.transitionTaskInstance(
+      extract,
+      { state: 'skipped' },
+      { state: 'none' },
+      { reset: true },
+    );
+    expect(reset.state).toBe('none');
+  });
+
+  it('lets a running task instance be handed back to scheduled', async () => {
+    const store = await storeWithRun();
+    await store.transitionTaskInstance(extract, { state: 'none' }, { state: 'queued', tryNumber: 1 });
+    await store.transitionTaskInstance(extract, { state: 'queued' }, { state: 'running' });
+    const handedBack = await store.transitionTaskInstance(
+      extract,
+      { state: 'running' },
+      { state: 'scheduled' },
+    );
+    expect(handedBack.state).toBe('scheduled');
+  });
+
+  it('lets a queued task instance be queued again without a state change', async () => {
+    const store = await storeWithRun();
+    await store.transitionTaskInstance(extract, { state: 'none' }, { state: 'queued', tryNumber: 1 });
+    const requeued = await store.transitionTaskInstance(
+      extract,
+      { state: 'queued', tryNumber: 1 },
+      { queuedAt: '2026-01-01T00:05:00.000Z', queuedSends: 2 },
+    );
+    expect(requeued).toMatchObject({ state: 'queued', queuedSends: 2 });
+  });
+
+  it('creates task instances with no report id and no workload sent', async () => {
+    const store = await storeWithRun();
+    expect(await store.getTaskInstance(extract)).toMatchObject({ reportId: null, queuedSends: 0 });
+  });
+});
+
 describe('DynamoStore mapped task instances', () => {
   const mapped: TaskInstanceKey = { dagId: 'etl', runId: 'r1', taskId: 'process', mapIndex: 5 };
 
@@ -146,7 +231,9 @@ describe('DynamoStore mapped task instances', () => {
 
   it('refuses a map index below -1', async () => {
     const store = await storeWithRun();
-    await expect(store.getTaskInstance({ ...mapped, mapIndex: -2 })).rejects.toThrow(
+    const attempt = store.getTaskInstance({ ...mapped, mapIndex: -2 });
+    await expect(attempt).rejects.toThrow(InvalidKeyError);
+    await expect(attempt).rejects.toThrow(
       "map index -2 of task 'process' is not -1 or a non-negative integer",
     );
   });

@@ -1,5 +1,12 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { AlreadyExistsError, ConditionFailedError, NotFoundError, StoreError } from '#store/errors.ts';
+import {
+  AlreadyExistsError,
+  ConditionFailedError,
+  InvalidCursorError,
+  InvalidKeyError,
+  NotFoundError,
+  StoreError,
+} from '#store/errors.ts';
 import type { ImportError } from '#store/port.ts';
 import {
   dagRecord,
@@ -141,12 +148,28 @@ describe('DynamoStore DAG records', () => {
   it('rejects a cursor it did not issue', async () => {
     const store = await harness.newStore();
     const forged = Buffer.from(JSON.stringify({ secret: 'x' })).toString('base64url');
-    await expect(store.listDags({ limit: 2, cursor: forged })).rejects.toThrow(StoreError);
+    await expect(store.listDags({ limit: 2, cursor: forged })).rejects.toThrow(InvalidCursorError);
+  });
+
+  it('rejects a cursor that is not base64url JSON with InvalidCursorError, a StoreError', async () => {
+    const store = await harness.newStore();
+    const attempt = store.listDagRuns('etl', { limit: 2, cursor: '%%%not-a-cursor' });
+    await expect(attempt).rejects.toThrow(InvalidCursorError);
+    await expect(attempt).rejects.toThrow(StoreError);
+  });
+
+  it('refuses an empty run id with InvalidKeyError, a StoreError', async () => {
+    const store = await harness.newStore();
+    const attempt = store.getDagRun({ dagId: 'etl', runId: '' });
+    await expect(attempt).rejects.toThrow(InvalidKeyError);
+    await expect(attempt).rejects.toThrow(StoreError);
   });
 
   it('rejects a DAG id containing the key separator', async () => {
     const store = await harness.newStore();
-    await expect(store.getDag('a#b')).rejects.toThrow("DAG id 'a#b' cannot be stored");
+    const attempt = store.getDag('a#b');
+    await expect(attempt).rejects.toThrow(InvalidKeyError);
+    await expect(attempt).rejects.toThrow("DAG id 'a#b' cannot be stored");
   });
 });
 
@@ -197,6 +220,7 @@ describe('DynamoStore DAG runs', () => {
     expect(await store.getRunSnapshot({ dagId: 'etl', runId: 'manual__1' })).toEqual({
       run,
       taskInstances: [ti],
+      taskSlots: { used: 0, holders: {}, waiting: {} },
     });
   });
 

@@ -1,12 +1,13 @@
 import { resolve } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { decodeTaskInstanceId } from '#api/serializers.ts';
+import { decodeTaskInstanceId } from '#contracts/execution-api.ts';
+import type { TaskWorkload } from '#contracts/messages.ts';
 import { silentLogger } from '#engine/logger.ts';
-import type { TaskWorkload } from '#engine/messages.ts';
 import { MetricsRegistry } from '#metrics/registry.ts';
 import { createInMemoryQueues, type InMemoryQueues } from '#queue/memory.ts';
 import { ExecutionClient } from '#worker/execution-client.ts';
 import { WorkerPool } from '#worker/pool.ts';
+import { CANCEL_GRACE_MS } from '#worker/runner-process.ts';
 
 /**
  * The worker pool against real in-process queues and real task runner processes, with an
@@ -52,6 +53,9 @@ function fakeExecutionApi(calls: Call[]) {
         dag_version: 'v',
         args: [],
         execution_timeout_ms: TIMEOUTS[key?.taskId ?? ''] ?? null,
+        xcom_max_bytes: 49_152,
+        log_chunk_max_bytes: 262_144,
+        log_max_chunks: 20,
       });
     }
     return Response.json({ ok: true });
@@ -69,6 +73,9 @@ function workload(taskId: string, dagId = 'sleepy'): string {
   };
   return JSON.stringify(body);
 }
+
+const SHUTDOWN_GRACE_MS = 1_000;
+const logOf = (call: Call | undefined) => String((call?.body.log as { text?: string } | undefined)?.text);
 
 let pool: WorkerPool | undefined;
 let queues: InMemoryQueues | undefined;
@@ -90,7 +97,8 @@ function startPool(calls: Call[], slots: number): { pool: WorkerPool; queues: In
     slots,
     dagsFolder: DAGS_FOLDER,
     heartbeatIntervalMs: 60_000,
-    shutdownGraceMs: 1_000,
+    heartbeatTimeoutMs: 300_000,
+    shutdownGraceMs: SHUTDOWN_GRACE_MS,
     metrics: new MetricsRegistry(),
     log: silentLogger,
   });
@@ -115,7 +123,7 @@ describe('WorkerPool', () => {
     await waitFor(() => calls.some((call) => call.action === 'state'));
     expect(calls.map((call) => `${call.method} ${call.action}`)).toEqual(['PATCH run', 'PATCH state']);
     expect(calls[1]?.body).toMatchObject({ state: 'success', xcom: '"rested"' });
-    expect(String(calls[1]?.body.logs)).toContain('woke up');
+    expect(logOf(calls[1])).toContain('woke up');
     expect((await q.queues.tasks_default.stats()).inFlight).toBe(0);
   });
 
@@ -168,7 +176,7 @@ describe('WorkerPool', () => {
       retryable: true,
       error_message: 'Task exceeded its execution timeout of 0.3s',
     });
-    expect(String(report?.body.logs)).toContain('Task exceeded its execution timeout of 0.3s');
+    expect(logOf(report)).toContain('Task exceeded its execution timeout of 0.3s');
   });
 
   it('drops a malformed workload and keeps working', async () => {
@@ -180,5 +188,22 @@ describe('WorkerPool', () => {
     await waitFor(() => calls.some((call) => call.action === 'state'));
     expect(calls.map((call) => call.taskId)).toEqual(['nap', 'nap']);
     expect(await q.queues.tasks_default.stats()).toMatchObject({ visible: 0, inFlight: 0 });
+  });
+
+  it('stops while busy without starting new workloads, within the grace bound', async () => {
+    const calls: Call[] = [];
+    const { pool: started, queues: q } = startPool(calls, 1);
+    started.start();
+    await q.queues.tasks_default.send([{ body: workload('wait', 'cancellable') }]);
+    await waitFor(() => calls.some((call) => call.action === 'run'));
+    await q.queues.tasks_default.send([{ body: workload('quick', 'cancellable') }]);
+
+    const begin = Date.now();
+    await started.stop();
+
+    expect(Date.now() - begin).toBeLessThan(SHUTDOWN_GRACE_MS + CANCEL_GRACE_MS + 1_000);
+    expect(calls.filter((call) => call.action === 'run').map((call) => call.taskId)).toEqual(['wait']);
+    expect(calls.find((call) => call.action === 'state')?.body.state).toBe('handed_back');
+    expect(await q.queues.tasks_default.stats()).toMatchObject({ visible: 1, inFlight: 0 });
   });
 });

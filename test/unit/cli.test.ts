@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { main } from '#cli/main.ts';
-import type { Dag, DagCollection, DagRun, TaskInstance } from '#cli/wire.ts';
+import type { Dag, DagCollection, DagRun, TaskInstance } from '#contracts/public-api.ts';
 
 class Capture extends Writable {
   text = '';
@@ -62,7 +62,7 @@ const DAG_LIST: DagCollection = {
 
 const RUN_ID = 'manual__2026-01-01T00:00:00+00:00';
 
-function run(state: string): DagRun {
+function run(state: DagRun['state']): DagRun {
   return {
     dag_id: 'sync_users',
     dag_run_id: RUN_ID,
@@ -79,7 +79,7 @@ function run(state: string): DagRun {
   };
 }
 
-function taskInstance(taskId: string, state: string | null, tryNumber = 1): TaskInstance {
+function taskInstance(taskId: string, state: TaskInstance['state'], tryNumber = 1): TaskInstance {
   return {
     dag_id: 'sync_users',
     dag_run_id: RUN_ID,
@@ -104,7 +104,7 @@ function taskInstance(taskId: string, state: string | null, tryNumber = 1): Task
 }
 
 /** The n-th GET of the run (and, separately, of its task instances) sees `states[n]`, the last one repeating. */
-function runProgression(states: string[]): Record<string, Route> {
+function runProgression(states: (DagRun['state'] & TaskInstance['state'])[]): Record<string, Route> {
   const counters = { run: 0, tis: 0 };
   const next = (counter: 'run' | 'tis') => states[Math.min(counters[counter]++, states.length - 1)]!;
   const runPath = `/api/v2/dags/sync_users/dagRuns/${encodeURIComponent(RUN_ID)}`;

@@ -64,6 +64,7 @@ export function dagRun(overrides: Partial<DagRun> = {}): DagRun {
     queuedAt: LOGICAL_DATE,
     startDate: LOGICAL_DATE,
     endDate: null,
+    clearCount: 0,
     revision: 1,
     ...overrides,
   };

@@ -1,25 +1,22 @@
 import { z } from '@hono/zod-openapi';
 import { DAG_RUN_STATES, TASK_INSTANCE_STATES } from '#core/states.ts';
+import { isoDate } from './common.ts';
 
 /**
- * Wire schemas of the public REST API (shaped after Airflow's REST API v2: snake_case, the same
- * field names) and of the Execution API. Request bodies reject unknown keys. The same schemas
- * produce the OpenAPI document served at `/api/v2/openapi.json`.
+ * Wire schemas of the public REST API, shaped after Airflow's REST API v2 (snake_case, the same
+ * field names). Request bodies reject unknown keys. The server validates with them and builds its
+ * OpenAPI document from them; the CLI reads the types inferred from them, so neither side keeps
+ * a hand copy of the other's shapes.
  */
-
-export const errorSchema = z.object({ detail: z.string(), status: z.number().int() }).openapi('Error');
 
 export const dagIdParams = z.object({ dag_id: z.string().min(1).max(250) });
 export const runParams = dagIdParams.extend({ dag_run_id: z.string().min(1).max(250) });
 export const taskParams = runParams.extend({ task_id: z.string().min(1).max(250) });
 export const logParams = taskParams.extend({ try_number: z.coerce.number().int().min(1) });
-export const mapIndexQuery = z.object({ map_index: z.coerce.number().int().min(-1).default(-1) });
 export const pageQuery = z.object({
   limit: z.coerce.number().int().min(1).max(1000).default(100),
   cursor: z.string().max(2048).optional(),
 });
-
-const isoDate = z.string().openapi({ format: 'date-time' });
 
 export const importErrorSchema = z
   .object({ filename: z.string(), stack_trace: z.string(), timestamp: isoDate })
@@ -177,70 +174,19 @@ export const metricsSchema = z
   .object({ gauges: z.record(z.string(), z.number()), counters: z.record(z.string(), z.number()) })
   .openapi('Metrics');
 
-// Execution API
-
-export const startTaskBody = z
-  .strictObject({
-    hostname: z.string().max(255),
-    worker_id: z.string().max(255),
-    pid: z.number().int().optional(),
-  })
-  .openapi('StartTaskInstance');
-
-export const startedTaskSchema = z
-  .object({
-    dag_id: z.string(),
-    dag_run_id: z.string(),
-    task_id: z.string(),
-    map_index: z.number().int(),
-    try_number: z.number().int(),
-    max_tries: z.number().int(),
-    logical_date: isoDate,
-    data_interval_start: isoDate.nullable(),
-    data_interval_end: isoDate.nullable(),
-    conf: z.record(z.string(), z.unknown()),
-    params: z.record(z.string(), z.unknown()),
-    fileloc: z.string(),
-    dag_version: z.string(),
-    args: z.array(z.object({ task_id: z.string(), key: z.string() })),
-    execution_timeout_ms: z.number().int().nullable(),
-  })
-  .openapi('StartedTaskInstance');
-
-const logsField = z.string().optional().openapi({ description: 'Log text produced since the last report' });
-
-export const heartbeatBody = z.strictObject({ logs: logsField }).openapi('TaskHeartbeat');
-
-export const finishTaskBody = z
-  .discriminatedUnion('state', [
-    z.strictObject({
-      state: z.literal('success'),
-      /** The return value as JSON text; the API stores it without parsing it. */
-      xcom: z.string().optional(),
-      follow_task_ids: z.array(z.string()).optional(),
-      logs: logsField,
-    }),
-    z.strictObject({
-      state: z.literal('skipped'),
-      reason: z.string().max(10_000).optional(),
-      logs: logsField,
-    }),
-    z.strictObject({
-      state: z.literal('failed'),
-      error_message: z.string().max(10_000),
-      retryable: z.boolean(),
-      logs: logsField,
-    }),
-    z.strictObject({ state: z.literal('handed_back'), logs: logsField }),
-  ])
-  .openapi('FinishTaskInstance');
-
-export const taskInstanceIdParams = z.object({ ti_id: z.string().min(1).max(1100) });
-export const xcomParams = z.object({
-  dag_id: z.string(),
-  dag_run_id: z.string(),
-  task_id: z.string(),
-  key: z.string(),
-});
-export const xcomSchema = z.object({ key: z.string(), value: z.string() }).openapi('XCom');
-export const okSchema = z.object({ ok: z.literal(true) }).openapi('Ok');
+/** What a client reads: responses as the server sends them, request bodies as a client may write them. */
+export type Dag = z.infer<typeof dagSchema>;
+export type DagTask = z.infer<typeof dagTaskSchema>;
+export type DagDetail = z.infer<typeof dagDetailSchema>;
+export type ImportError = z.infer<typeof importErrorSchema>;
+export type DagCollection = z.infer<typeof dagCollectionSchema>;
+export type DagRun = z.infer<typeof dagRunSchema>;
+export type DagRunCollection = z.infer<typeof dagRunCollectionSchema>;
+export type TaskInstance = z.infer<typeof taskInstanceSchema>;
+export type TaskInstanceCollection = z.infer<typeof taskInstanceCollectionSchema>;
+export type TaskLog = z.infer<typeof logSchema>;
+export type XComEntry = z.infer<typeof xcomEntrySchema>;
+export type TriggerDagRunBody = z.input<typeof triggerRunBody>;
+export type PatchDagBody = z.input<typeof patchDagBody>;
+export type ClearDagRunBody = z.input<typeof clearRunBody>;
+export type ClearTaskInstancesBody = z.input<typeof clearTaskInstancesBody>;

@@ -1,0 +1,139 @@
+import { z } from '@hono/zod-openapi';
+import type { TaskInstanceKey } from '#core/models.ts';
+import { isoDate } from './common.ts';
+
+/**
+ * Wire schemas of the Execution API, the only way a worker reaches the store. The API validates
+ * with them and documents them in its OpenAPI document; the worker reads the inferred types.
+ * Request bodies reject unknown keys.
+ */
+
+/** Versions of the Execution API this server speaks, oldest first; a request may name one in the header. */
+export const EXECUTION_API_VERSIONS = ['2026-11-01'] as const;
+export const EXECUTION_API_VERSION_HEADER = 'Updraft-API-Version';
+/**
+ * A fresh task token, sent on every start response and on a heartbeat response once less than
+ * half of the presented token's lifetime remains. The worker uses it for every later call.
+ */
+export const REFRESHED_TOKEN_HEADER = 'Updraft-Refreshed-Token';
+
+export const startTaskBody = z
+  .strictObject({
+    hostname: z.string().max(255),
+    worker_id: z.string().max(255),
+    pid: z.number().int().optional(),
+  })
+  .openapi('StartTaskInstance');
+
+export const startedTaskSchema = z
+  .object({
+    dag_id: z.string(),
+    dag_run_id: z.string(),
+    task_id: z.string(),
+    map_index: z.number().int(),
+    try_number: z.number().int(),
+    max_tries: z.number().int(),
+    logical_date: isoDate,
+    data_interval_start: isoDate.nullable(),
+    data_interval_end: isoDate.nullable(),
+    conf: z.record(z.string(), z.unknown()),
+    params: z.record(z.string(), z.unknown()),
+    fileloc: z.string(),
+    dag_version: z.string(),
+    args: z.array(z.object({ task_id: z.string(), key: z.string() })),
+    execution_timeout_ms: z.number().int().nullable(),
+    /** Largest XCom the report may carry (UPDRAFT_XCOM_MAX_BYTES). */
+    xcom_max_bytes: z.number().int(),
+    /** Largest `log.text` of one call, in UTF-8 bytes (UPDRAFT_LOG_CHUNK_MAX_BYTES). */
+    log_chunk_max_bytes: z.number().int(),
+    /** Largest `log.seq` of a try: ceil(UPDRAFT_LOG_MAX_BYTES / UPDRAFT_LOG_CHUNK_MAX_BYTES). */
+    log_max_chunks: z.number().int(),
+  })
+  .openapi('StartedTaskInstance');
+
+/**
+ * One numbered piece of a try's log. `seq` counts from 1 within the try; sending the same `seq`
+ * again (a retried call) keeps one copy.
+ */
+export const logChunkSchema = z
+  .strictObject({
+    seq: z.number().int().min(1),
+    text: z.string(),
+  })
+  .openapi('LogChunk');
+
+export const heartbeatBody = z.strictObject({ log: logChunkSchema.optional() }).openapi('TaskHeartbeat');
+
+/** Names one report, so a retried report is recognised as the same one (1 to 64 characters). */
+const reportId = z.string().min(1).max(64);
+
+export const finishTaskBody = z
+  .discriminatedUnion('state', [
+    z.strictObject({
+      state: z.literal('success'),
+      report_id: reportId,
+      /** The return value as JSON text; the API stores it without parsing it. */
+      xcom: z.string().optional(),
+      follow_task_ids: z.array(z.string()).optional(),
+      log: logChunkSchema.optional(),
+    }),
+    z.strictObject({
+      state: z.literal('skipped'),
+      report_id: reportId,
+      reason: z.string().max(10_000).optional(),
+      log: logChunkSchema.optional(),
+    }),
+    z.strictObject({
+      state: z.literal('failed'),
+      report_id: reportId,
+      error_message: z.string().max(10_000),
+      retryable: z.boolean(),
+      log: logChunkSchema.optional(),
+    }),
+    z.strictObject({ state: z.literal('handed_back'), report_id: reportId, log: logChunkSchema.optional() }),
+  ])
+  .openapi('FinishTaskInstance');
+
+export const taskInstanceIdParams = z.object({ ti_id: z.string().min(1).max(1100) });
+export const xcomParams = z.object({
+  dag_id: z.string(),
+  dag_run_id: z.string(),
+  task_id: z.string(),
+  key: z.string(),
+});
+export const xcomSchema = z.object({ key: z.string(), value: z.string() }).openapi('XCom');
+export const okSchema = z.object({ ok: z.literal(true) }).openapi('Ok');
+export const finishedSchema = z
+  .object({
+    ok: z.literal(true),
+    /** Present when this report was already recorded (a retry of a call whose answer was lost). */
+    duplicate: z.literal(true).optional(),
+  })
+  .openapi('Finished');
+
+export type StartTaskBody = z.infer<typeof startTaskBody>;
+export type StartedTask = z.infer<typeof startedTaskSchema>;
+export type LogChunk = z.infer<typeof logChunkSchema>;
+export type HeartbeatBody = z.infer<typeof heartbeatBody>;
+export type FinishTaskBody = z.infer<typeof finishTaskBody>;
+export type FinishedResponse = z.infer<typeof finishedSchema>;
+export type XComResponse = z.infer<typeof xcomSchema>;
+
+/** Execution API id of a task instance: its key, as base64url JSON, safe in one path segment. */
+export function encodeTaskInstanceId(key: TaskInstanceKey): string {
+  return Buffer.from(JSON.stringify([key.dagId, key.runId, key.taskId, key.mapIndex])).toString('base64url');
+}
+
+export function decodeTaskInstanceId(id: string): TaskInstanceKey | undefined {
+  try {
+    const value: unknown = JSON.parse(Buffer.from(id, 'base64url').toString('utf8'));
+    if (!Array.isArray(value) || value.length !== 4) return undefined;
+    const [dagId, runId, taskId, mapIndex] = value as unknown[];
+    if (typeof dagId !== 'string' || typeof runId !== 'string' || typeof taskId !== 'string')
+      return undefined;
+    if (typeof mapIndex !== 'number' || !Number.isInteger(mapIndex)) return undefined;
+    return { dagId, runId, taskId, mapIndex };
+  } catch {
+    return undefined;
+  }
+}

@@ -1,0 +1,75 @@
+import { z } from 'zod';
+import type { TaskInstanceKey } from '#core/models.ts';
+
+/**
+ * Claims of the tokens the Execution API accepts, as a union on `kind`: a token grants one kind
+ * of caller one thing. `task_instance` grants one try of one task instance; the triggerer's job
+ * and callback workloads add their own kinds.
+ */
+
+/** The JWT header: HS256, and the id of the key that signed it (so keys can rotate). */
+export const tokenHeaderSchema = z.object({
+  alg: z.literal('HS256'),
+  typ: z.literal('JWT').optional(),
+  kid: z.string().min(1),
+});
+export type TokenHeader = z.infer<typeof tokenHeaderSchema>;
+
+/** Registered claims every token carries; `exp` is required, a token never lives forever. */
+const lifetime = {
+  iat: z.number().int(),
+  exp: z.number().int(),
+};
+
+export const taskInstanceTokenPayloadSchema = z.object({
+  kind: z.literal('task_instance'),
+  dag_id: z.string(),
+  run_id: z.string(),
+  task_id: z.string(),
+  map_index: z.number().int(),
+  try_number: z.number().int().min(1),
+  ...lifetime,
+});
+
+export const tokenPayloadSchema = z.discriminatedUnion('kind', [taskInstanceTokenPayloadSchema]);
+export type TokenPayload = z.infer<typeof tokenPayloadSchema>;
+
+/** What a verified `task_instance` token grants, in the engine's names. */
+export interface TaskInstanceTokenClaims extends TaskInstanceKey {
+  kind: 'task_instance';
+  tryNumber: number;
+}
+
+export type TokenClaims = TaskInstanceTokenClaims;
+export type TokenKind = TokenClaims['kind'];
+
+/** Claims as signed, and as read back from the payload. */
+export function payloadOf(claims: TokenClaims, iat: number, exp: number): TokenPayload {
+  switch (claims.kind) {
+    case 'task_instance':
+      return {
+        kind: 'task_instance',
+        dag_id: claims.dagId,
+        run_id: claims.runId,
+        task_id: claims.taskId,
+        map_index: claims.mapIndex,
+        try_number: claims.tryNumber,
+        iat,
+        exp,
+      };
+  }
+}
+
+export function claimsOf(payload: TokenPayload): TokenClaims {
+  switch (payload.kind) {
+    case 'task_instance':
+      return {
+        kind: 'task_instance',
+        dagId: payload.dag_id,
+        runId: payload.run_id,
+        taskId: payload.task_id,
+        mapIndex: payload.map_index,
+        tryNumber: payload.try_number,
+      };
+  }
+}

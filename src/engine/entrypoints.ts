@@ -1,0 +1,169 @@
+import { schedulingRequestSchema } from '#contracts/messages.ts';
+import type { DagRunKey, TaskInstanceKey } from '#core/models.ts';
+import { OCCUPYING_TI_STATES } from '#core/states.ts';
+import type { ReceivedMessage } from '#queue/port.ts';
+import { ConditionFailedError, InvalidCursorError } from '#store/errors.ts';
+import type { DagRecord } from '#store/port.ts';
+import { ignoreConflict } from './conflicts.ts';
+import { type EngineDeps, newPassContext, scheduleRun } from './scheduler.ts';
+import { createDueRuns } from './schedules.ts';
+import { requestScheduling } from './scheduling-requests.ts';
+import { poolRef, waitingToNudge } from './slots.ts';
+
+/** Holders one tick checks per pool at most; the rest are checked by later ticks. */
+const AUDITS_PER_POOL = 25;
+
+/**
+ * A batch of scheduling requests (an SQS batch on AWS, a receive in standalone), handled by a
+ * fresh engine instance: each distinct run gets one pass. Returns the receipts not to delete:
+ * requests whose pass failed (redelivered, and dead-lettered after the queue's receive limit)
+ * and malformed ones (dead-lettered the same way, never dropped silently).
+ */
+export async function handleSchedulingMessages(
+  deps: EngineDeps,
+  messages: readonly ReceivedMessage[],
+): Promise<{ retry: string[] }> {
+  const retry: string[] = [];
+  const runs = new Map<string, { run: DagRunKey; receipts: string[] }>();
+  for (const message of messages) {
+    const parsed = parseRequest(message.body);
+    if (!parsed) {
+      deps.metrics.increment('scheduler.requests_malformed');
+      deps.log.error('Malformed scheduling request; it goes to the dead-letter queue', {
+        messageId: message.messageId,
+        body: message.body.slice(0, 500),
+      });
+      retry.push(message.receiptHandle);
+      continue;
+    }
+    const id = `${parsed.dagId}\u0000${parsed.runId}`;
+    const entry = runs.get(id) ?? { run: parsed, receipts: [] };
+    entry.receipts.push(message.receiptHandle);
+    runs.set(id, entry);
+  }
+  const context = newPassContext(deps);
+  for (const { run, receipts } of runs.values()) {
+    try {
+      await scheduleRun(deps, run, context);
+    } catch (error) {
+      deps.log.error('Scheduling the run failed; the request is delivered again', { ...run, error });
+      retry.push(...receipts);
+    }
+  }
+  return { retry };
+}
+
+function parseRequest(body: string): DagRunKey | undefined {
+  try {
+    const parsed = schedulingRequestSchema.safeParse(JSON.parse(body));
+    return parsed.success ? { dagId: parsed.data.dag_id, runId: parsed.data.run_id } : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The periodic pass, correct in a fresh instance beside others: creates due scheduled runs, then
+ * reconciles the next `maxRunsPerPass` active runs after the cursor kept in the store (every active
+ * run, paused DAGs' included, is visited within ⌈active / maxRunsPerPass⌉ ticks), then checks the
+ * pools: stale holders left by passes that stopped half way are released and waiting runs whose
+ * pool has room are asked for. `wrapped` tells that this tick reached the last active run; `runs`
+ * counts the active runs of this tick's page by state (for the gauges of a full cycle).
+ */
+export async function runSchedulerTick(
+  deps: EngineDeps,
+): Promise<{ wrapped: boolean; runs: { queued: number; running: number } }> {
+  const context = newPassContext(deps);
+  const records: DagRecord[] = [];
+  let dagCursor: string | undefined;
+  do {
+    const page = await deps.store.listDags({ limit: 100, cursor: dagCursor });
+    records.push(...page.items);
+    dagCursor = page.nextCursor;
+  } while (dagCursor);
+  for (const record of records) context.dagRecords.set(record.dagId, record);
+  await createDueRuns(deps, records);
+
+  const { cursor, version } = await deps.store.getReconcileCursor();
+  const page = await listActiveFrom(deps, cursor);
+  await deps.store.putReconcileCursor(page.nextCursor, version);
+  for (const key of page.items) {
+    try {
+      await scheduleRun(deps, key, context);
+    } catch (error) {
+      deps.log.error('Reconciling the run failed; a later tick tries again', { ...key, error });
+    }
+  }
+  await auditPools(deps);
+  const queued = page.items.filter((item) => item.state === 'queued').length;
+  return { wrapped: page.nextCursor === undefined, runs: { queued, running: page.items.length - queued } };
+}
+
+async function listActiveFrom(deps: EngineDeps, cursor: string | undefined) {
+  try {
+    return await deps.store.listActiveDagRuns({ limit: deps.settings.maxRunsPerPass, cursor });
+  } catch (error) {
+    // A cursor the store no longer understands (a table restored, a key format changed): start over.
+    if (!(error instanceof InvalidCursorError)) throw error;
+    return deps.store.listActiveDagRuns({ limit: deps.settings.maxRunsPerPass });
+  }
+}
+
+/**
+ * For each contended pool (full, or with waiting runs): releases holders whose TI no longer holds
+ * its slot, then asks for the waiting runs the free slots can serve. Holders are normally given back
+ * by their run's passes; this catches those orphaned by a pass that stopped between two writes.
+ */
+async function auditPools(deps: EngineDeps): Promise<void> {
+  const nowMs = deps.now();
+  for (const [pool, size] of Object.entries(deps.settings.pools)) {
+    const ref = poolRef(pool);
+    let state = await deps.store.getSlotPool(ref);
+    const contended = state.used >= size || Object.keys(state.waiting).length > 0;
+    if (!contended) continue;
+    const old = Object.values(state.holders)
+      .filter((holder) => nowMs - Date.parse(holder.at) > deps.settings.heartbeatTimeoutMs)
+      .sort((a, b) => (a.at < b.at ? -1 : 1))
+      .slice(0, AUDITS_PER_POOL);
+    const release: { id: string; passId: string; slots: number }[] = [];
+    for (const holder of old) {
+      const key = parseTaskHolderId(holder.id);
+      const ti = key && (await deps.store.getTaskInstance(key));
+      if (ti && ti.tryNumber === holder.tryNumber && OCCUPYING_TI_STATES.has(ti.state)) continue;
+      if (ti && ti.tryNumber === holder.tryNumber - 1) {
+        // Reserved, never queued: fence the TI so the reserving pass can no longer queue it.
+        const fenced = await ignoreConflict(
+          deps.store.transitionTaskInstance(
+            ti,
+            { state: ti.state, tryNumber: ti.tryNumber, revision: ti.revision },
+            {},
+          ),
+        );
+        if (!fenced) continue;
+      }
+      release.push({ id: holder.id, passId: holder.passId, slots: holder.slots });
+    }
+    if (release.length > 0) {
+      try {
+        state = await deps.store.updateSlotPool(ref, { size, acquire: [], release });
+        deps.log.info('Released pool slots held by task instances that no longer run', {
+          pool,
+          count: release.length,
+        });
+      } catch (error) {
+        if (!(error instanceof ConditionFailedError)) throw error;
+        state = await deps.store.getSlotPool(ref);
+      }
+    }
+    await requestScheduling(deps, waitingToNudge(state, size));
+  }
+}
+
+/** The TI of a holder id made by `tryHolderId` (`dag#run#task#mapIndex#try`). */
+function parseTaskHolderId(id: string): TaskInstanceKey | undefined {
+  const [dagId, runId, taskId, mapIndex, tryNumber, ...rest] = id.split('#');
+  if (!dagId || !runId || !taskId || mapIndex === undefined || tryNumber === undefined || rest.length > 0)
+    return undefined;
+  const index = Number(mapIndex);
+  return Number.isInteger(index) ? { dagId, runId, taskId, mapIndex: index } : undefined;
+}

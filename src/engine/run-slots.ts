@@ -1,0 +1,114 @@
+import type { DagRun, DagRunKey } from '#core/models.ts';
+import { isFinishedDagRunState } from '#core/states.ts';
+import { ConditionFailedError } from '#store/errors.ts';
+import type { RunStore, SchedulingStateStore, SlotPoolRef, SlotPoolState } from '#store/port.ts';
+import type { Logger } from './logger.ts';
+
+const UPDATE_ATTEMPTS = 5;
+
+export interface RunSlotDeps {
+  store: SchedulingStateStore & RunStore;
+  log: Logger;
+  now: () => number;
+}
+
+export function dagRunsRef(dagId: string): SlotPoolRef {
+  return { kind: 'dag_runs', dagId };
+}
+
+/**
+ * queued → running under the DAG's `max_active_runs`, counted in the DAG's run-slot item: the run
+ * first takes a holder there (a conditional write, exact under any concurrency), then moves to
+ * running. A holder whose run never started (the pass stopped in between) is found by the run's
+ * next pass, which starts it; holders of runs that finished without giving theirs back are
+ * released here when the item is full. Returns the started run, or undefined when it stays queued.
+ */
+export async function startRun(
+  deps: RunSlotDeps,
+  run: DagRun,
+  maxActiveRuns: number,
+  passId: string,
+): Promise<DagRun | undefined> {
+  const ref = dagRunsRef(run.dagId);
+  for (let attempt = 1; attempt <= UPDATE_ATTEMPTS; attempt += 1) {
+    const state = await deps.store.getSlotPool(ref);
+    if (!state.holders[run.runId]) {
+      if (state.used >= maxActiveRuns) {
+        if ((await releaseFinishedRunHolders(deps, run.dagId, state)) === 0) return undefined;
+        continue;
+      }
+      try {
+        await deps.store.updateSlotPool(ref, {
+          size: maxActiveRuns,
+          acquire: [
+            { id: run.runId, slots: 1, tryNumber: 0, passId, at: new Date(deps.now()).toISOString() },
+          ],
+          release: [],
+        });
+      } catch (error) {
+        if (!(error instanceof ConditionFailedError)) throw error;
+        continue;
+      }
+    }
+    try {
+      return await deps.store.transitionDagRun(run, 'queued', {
+        state: 'running',
+        startDate: new Date(deps.now()).toISOString(),
+      });
+    } catch (error) {
+      // Started by another pass meanwhile (its holder is this one), or no longer queued.
+      if (error instanceof ConditionFailedError) return undefined;
+      throw error;
+    }
+  }
+  return undefined;
+}
+
+/**
+ * Gives back a finished run's place under `max_active_runs`. Only a holder taken before the run
+ * finished is released: one taken since belongs to the run's next start after a clear.
+ */
+export async function releaseRunSlot(deps: RunSlotDeps, run: DagRunKey, finishedAt: string): Promise<void> {
+  const ref = dagRunsRef(run.dagId);
+  for (let attempt = 1; attempt <= UPDATE_ATTEMPTS; attempt += 1) {
+    const holder = (await deps.store.getSlotPool(ref)).holders[run.runId];
+    if (!holder || holder.at > finishedAt) return;
+    try {
+      await deps.store.updateSlotPool(ref, {
+        size: 0,
+        acquire: [],
+        release: [{ id: run.runId, passId: holder.passId, slots: holder.slots }],
+      });
+      return;
+    } catch (error) {
+      if (!(error instanceof ConditionFailedError)) throw error;
+    }
+  }
+}
+
+/** Releases holders whose run finished or no longer exists; returns how many were released. */
+async function releaseFinishedRunHolders(
+  deps: RunSlotDeps,
+  dagId: string,
+  state: SlotPoolState,
+): Promise<number> {
+  const ref = dagRunsRef(dagId);
+  const stale: { id: string; passId: string; slots: number }[] = [];
+  for (const holder of Object.values(state.holders)) {
+    const held = await deps.store.getDagRun({ dagId, runId: holder.id });
+    if (!held || isFinishedDagRunState(held.state))
+      stale.push({ id: holder.id, passId: holder.passId, slots: holder.slots });
+  }
+  if (stale.length === 0) return 0;
+  try {
+    await deps.store.updateSlotPool(ref, { size: 0, acquire: [], release: stale });
+    deps.log.info('Released places under max_active_runs held by finished runs', {
+      dagId,
+      runs: stale.map((holder) => holder.id),
+    });
+    return stale.length;
+  } catch (error) {
+    if (error instanceof ConditionFailedError) return 1; // Changed meanwhile: read it again.
+    throw error;
+  }
+}

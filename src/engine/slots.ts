@@ -1,0 +1,334 @@
+import type { StarvingTaskInstance } from '#core/admission.ts';
+import type { DagRunKey, TaskInstance, TaskInstanceKey } from '#core/models.ts';
+import { OCCUPYING_TI_STATES } from '#core/states.ts';
+import { ConditionFailedError } from '#store/errors.ts';
+import type { SchedulingStateStore, SlotHolder, SlotPoolRef, SlotPoolState } from '#store/port.ts';
+import type { Logger } from './logger.ts';
+
+/** Conditional writes a pass tries on one slot pool before it leaves the rest to a later pass. */
+const UPDATE_ATTEMPTS = 5;
+/** Waiting runs kept on a pool item; past this, a starving run relies on the tick to be seen again. */
+const MAX_WAITING_RUNS = 1_000;
+/** Runs a pass that freed slots asks to be scheduled at once, per pool. */
+const MAX_NUDGED_RUNS = 10;
+
+export interface SlotDeps {
+  store: SchedulingStateStore;
+  settings: { pools: Record<string, number> };
+  log: Logger;
+}
+
+/** A task instance's id in the scheduler's maps (ids never contain `#`). */
+export function taskHolderId(ti: TaskInstanceKey): string {
+  return `${ti.dagId}#${ti.runId}#${ti.taskId}#${ti.mapIndex}`;
+}
+
+/**
+ * The holder id of one try of a task instance in a slot pool. The try is part of it, so one write
+ * can give back an ended try's slot and take the next try's.
+ */
+export function tryHolderId(ti: TaskInstanceKey, tryNumber: number): string {
+  return `${taskHolderId(ti)}#${tryNumber}`;
+}
+
+/** The task instance id of a holder id made by `tryHolderId`. */
+export function taskIdOfHolder(holderId: string): string {
+  return holderId.slice(0, holderId.lastIndexOf('#'));
+}
+
+/** The key of a run in a pool's waiting list. */
+export function waitingRunKey(run: DagRunKey): string {
+  return `${run.dagId}#${run.runId}`;
+}
+
+export function parseWaitingRunKey(key: string): DagRunKey | undefined {
+  const [dagId, runId, ...rest] = key.split('#');
+  return dagId && runId && rest.length === 0 ? { dagId, runId } : undefined;
+}
+
+export function poolRef(pool: string): SlotPoolRef {
+  return { kind: 'pool', pool };
+}
+
+export function runTasksRef(run: DagRunKey): SlotPoolRef {
+  return { kind: 'run_tasks', dagId: run.dagId, runId: run.runId };
+}
+
+export interface SlotReview {
+  /** Holders of the run's `max_active_tasks` pool to give back: their TI no longer holds a slot. */
+  release: SlotHolder[];
+  /** TIs whose reservation outlived the grace period without being queued: fenced before release. */
+  fence: TaskInstance[];
+}
+
+/**
+ * Which of a run's slot holders are stale. A holder is live while its TI is queued or running at
+ * the holder's try, or, for `graceMs` after the reservation, while the TI is still one try behind
+ * (the reserving pass has not written the queue transition yet). Anything else gives its slot back.
+ * A reservation older than the grace is released only after its TI is fenced (a write that bumps its
+ * revision), so a slow pass can no longer queue the TI against the slot it lost.
+ */
+export function reviewRunHolders(
+  taskSlots: SlotPoolState,
+  taskInstances: readonly TaskInstance[],
+  nowMs: number,
+  graceMs: number,
+): SlotReview {
+  const byId = new Map(taskInstances.map((ti) => [taskHolderId(ti), ti]));
+  const review: SlotReview = { release: [], fence: [] };
+  for (const holder of Object.values(taskSlots.holders)) {
+    const ti = byId.get(taskIdOfHolder(holder.id));
+    if (!ti) {
+      review.release.push(holder);
+    } else if (ti.tryNumber === holder.tryNumber && OCCUPYING_TI_STATES.has(ti.state)) {
+      // Live: the TI holds its slot.
+    } else if (ti.tryNumber === holder.tryNumber - 1 && isQueueable(ti)) {
+      if (nowMs - Date.parse(holder.at) > graceMs) {
+        review.fence.push(ti);
+        review.release.push(holder);
+      }
+    } else {
+      review.release.push(holder);
+    }
+  }
+  return review;
+}
+
+function isQueueable(ti: TaskInstance): boolean {
+  return ti.state === 'none' || ti.state === 'scheduled' || ti.state === 'up_for_retry';
+}
+
+export interface ReservationInput {
+  run: DagRunKey;
+  maxActiveTasks: number;
+  passId: string;
+  nowMs: number;
+  /** Ready TIs in admission order (highest priority first), none of them holding a reservation. */
+  candidates: readonly TaskInstance[];
+  /** The run's `max_active_tasks` pool as the snapshot read it. */
+  taskSlots: SlotPoolState;
+  /** Stale holders of the run to give back in the same writes. */
+  release: readonly SlotHolder[];
+  maxToAdmit: number;
+}
+
+export interface ReservationResult {
+  /** TIs holding a run slot and a pool slot for their next try, in admission order. */
+  admitted: TaskInstance[];
+  starving: StarvingTaskInstance[];
+  /** Runs waiting on a pool that this pass freed slots in: they should be scheduled now. */
+  nudge: DagRunKey[];
+}
+
+/**
+ * Reserves slots for a run's ready TIs: first in each named pool they use, then in the run's own
+ * `max_active_tasks` pool. Each is one conditional write per pool that gives back the run's stale
+ * holders and takes the new ones, so concurrent passes of any runs, in any number of fresh
+ * instances, never put more into a pool than it holds. A write that loses a race is recomputed
+ * from a fresh read, a few times; what still does not fit starves until a later pass.
+ */
+export async function reserveTaskSlots(deps: SlotDeps, input: ReservationInput): Promise<ReservationResult> {
+  const starving: StarvingTaskInstance[] = [];
+  const runReleased = input.release.filter((holder) => input.taskSlots.holders[holder.id]);
+  const runFree = input.maxActiveTasks - (input.taskSlots.used - runReleased.length);
+  const room = Math.max(0, Math.min(runFree, input.maxToAdmit));
+  const wanted = input.candidates.slice(0, room);
+  for (const ti of input.candidates.slice(room)) {
+    starving.push({ ti, reason: runFree <= input.maxToAdmit ? 'max_active_tasks' : 'pass_limit' });
+  }
+
+  const pools = new Set([
+    ...wanted.map((ti) => ti.pool),
+    ...runReleased.flatMap((h) => (h.pool ? [h.pool] : [])),
+  ]);
+  const granted = new Set<TaskInstance>();
+  const nudge: DagRunKey[] = [];
+  for (const pool of [...pools].sort()) {
+    const result = await reserveInPool(
+      deps,
+      input,
+      pool,
+      wanted.filter((ti) => ti.pool === pool),
+      runReleased,
+    );
+    for (const ti of result.granted) granted.add(ti);
+    starving.push(...result.starving);
+    nudge.push(...result.nudge);
+  }
+
+  const inOrder = wanted.filter((ti) => granted.has(ti));
+  const admitted = await reserveInRun(deps, input, inOrder, runReleased);
+  const dropped = inOrder.filter((ti) => !admitted.includes(ti));
+  for (const ti of dropped) starving.push({ ti, reason: 'max_active_tasks' });
+  await releaseOwned(
+    deps,
+    dropped.map((ti) => ({
+      ref: poolRef(ti.pool),
+      id: tryHolderId(ti, ti.tryNumber + 1),
+      passId: input.passId,
+    })),
+  );
+  return { admitted, starving, nudge };
+}
+
+async function reserveInPool(
+  deps: SlotDeps,
+  input: ReservationInput,
+  pool: string,
+  wanted: readonly TaskInstance[],
+  runReleased: readonly SlotHolder[],
+): Promise<{ granted: TaskInstance[]; starving: StarvingTaskInstance[]; nudge: DagRunKey[] }> {
+  const size = deps.settings.pools[pool] ?? 0;
+  const ref = poolRef(pool);
+  const self = waitingRunKey(input.run);
+  for (let attempt = 1; attempt <= UPDATE_ATTEMPTS; attempt += 1) {
+    const state = await deps.store.getSlotPool(ref);
+    // Give back this pool's slots of the run's stale holders, each only while the same pass's reservation.
+    const release = runReleased
+      .filter((h) => h.pool === pool && state.holders[h.id]?.passId === h.passId)
+      .map((h) => ({ id: h.id, passId: h.passId, slots: state.holders[h.id]?.slots ?? 0 }));
+    const granted: TaskInstance[] = [];
+    const starving: StarvingTaskInstance[] = [];
+    const heldBack = new Set<TaskInstance>();
+    for (const ti of wanted) {
+      const prefix = `${taskHolderId(ti)}#`;
+      for (const held of Object.values(state.holders)) {
+        if (!held.id.startsWith(prefix)) continue;
+        // A holder for the next try is another pass's, about to queue the TI: leave it and the TI.
+        if (held.tryNumber > ti.tryNumber) heldBack.add(ti);
+        // One for a try that already ended was left by a pass that stopped half way: give it back.
+        else if (!release.some((h) => h.id === held.id))
+          release.push({ id: held.id, passId: held.passId, slots: held.slots });
+      }
+    }
+    const releasedSlots = release.reduce((sum, h) => sum + h.slots, 0);
+    let free = size - (state.used - releasedSlots);
+    for (const ti of wanted) {
+      if (heldBack.has(ti)) continue;
+      if (ti.poolSlots <= free) {
+        granted.push(ti);
+        free -= ti.poolSlots;
+      } else {
+        starving.push({ ti, reason: 'pool_full' });
+      }
+    }
+    const isWaiting = self in state.waiting;
+    const wantsToWait = starving.length > 0 && Object.keys(state.waiting).length < MAX_WAITING_RUNS;
+    const change = {
+      size,
+      acquire: granted.map(
+        (ti): SlotHolder => ({
+          id: tryHolderId(ti, ti.tryNumber + 1),
+          slots: ti.poolSlots,
+          tryNumber: ti.tryNumber + 1,
+          passId: input.passId,
+          at: new Date(input.nowMs).toISOString(),
+        }),
+      ),
+      release,
+      ...(wantsToWait && !isWaiting ? { setWaiting: { [self]: new Date(input.nowMs).toISOString() } } : {}),
+      ...(!wantsToWait && isWaiting ? { removeWaiting: [self] } : {}),
+    };
+    if (change.acquire.length === 0 && release.length === 0 && !change.setWaiting && !change.removeWaiting) {
+      return { granted, starving, nudge: [] };
+    }
+    try {
+      const after = await deps.store.updateSlotPool(ref, change);
+      const nudge = release.length > 0 ? waitingToNudge(after, size, self) : [];
+      return { granted, starving, nudge };
+    } catch (error) {
+      if (!(error instanceof ConditionFailedError)) throw error;
+    }
+  }
+  deps.log.warn('Pool stayed contended for a whole pass; its ready task instances wait for the next one', {
+    pool,
+    dagId: input.run.dagId,
+    runId: input.run.runId,
+  });
+  return { granted: [], starving: wanted.map((ti) => ({ ti, reason: 'pool_full' as const })), nudge: [] };
+}
+
+/** The oldest waiting runs other than `self`, as many as the pool now has free slots (bounded). */
+export function waitingToNudge(state: SlotPoolState, size: number, self?: string): DagRunKey[] {
+  const free = size - state.used;
+  if (free <= 0) return [];
+  return Object.entries(state.waiting)
+    .filter(([key]) => key !== self)
+    .sort(([ka, a], [kb, b]) => (a < b ? -1 : a > b ? 1 : ka < kb ? -1 : 1))
+    .slice(0, Math.min(free, MAX_NUDGED_RUNS))
+    .flatMap(([key]) => parseWaitingRunKey(key) ?? []);
+}
+
+/** Takes run slots for TIs that hold their pool slots; returns those that got one, in order. */
+async function reserveInRun(
+  deps: SlotDeps,
+  input: ReservationInput,
+  inOrder: readonly TaskInstance[],
+  runReleased: readonly SlotHolder[],
+): Promise<TaskInstance[]> {
+  const ref = runTasksRef(input.run);
+  let state = input.taskSlots;
+  for (let attempt = 1; attempt <= UPDATE_ATTEMPTS; attempt += 1) {
+    const release = runReleased
+      .filter((h) => state.holders[h.id]?.passId === h.passId)
+      .map((h) => ({ id: h.id, passId: h.passId, slots: state.holders[h.id]?.slots ?? 1 }));
+    const fit = input.maxActiveTasks - (state.used - release.length);
+    const take = inOrder
+      .filter((ti) => !state.holders[tryHolderId(ti, ti.tryNumber + 1)])
+      .slice(0, Math.max(0, fit));
+    if (take.length === 0 && release.length === 0) return [];
+    try {
+      await deps.store.updateSlotPool(ref, {
+        size: input.maxActiveTasks,
+        acquire: take.map((ti) => ({
+          id: tryHolderId(ti, ti.tryNumber + 1),
+          slots: 1,
+          tryNumber: ti.tryNumber + 1,
+          passId: input.passId,
+          at: new Date(input.nowMs).toISOString(),
+          pool: ti.pool,
+        })),
+        release,
+      });
+      return take;
+    } catch (error) {
+      if (!(error instanceof ConditionFailedError)) throw error;
+      state = await deps.store.getSlotPool(ref);
+    }
+  }
+  return [];
+}
+
+/**
+ * Gives back reservations this pass made and could not use (a lost race, a TI that moved on).
+ * Each is released only while it is still this pass's, so a reservation someone else made for the
+ * same TI since is never taken away. Best effort: what is left is found stale by a later pass.
+ */
+export async function releaseOwned(
+  deps: SlotDeps,
+  holders: readonly { ref: SlotPoolRef; id: string; passId: string }[],
+): Promise<void> {
+  const byRef = new Map<string, { ref: SlotPoolRef; items: { id: string; passId: string }[] }>();
+  for (const holder of holders) {
+    const key = JSON.stringify(holder.ref);
+    const entry = byRef.get(key) ?? { ref: holder.ref, items: [] };
+    entry.items.push({ id: holder.id, passId: holder.passId });
+    byRef.set(key, entry);
+  }
+  for (const { ref, items } of byRef.values()) {
+    for (let attempt = 1; attempt <= UPDATE_ATTEMPTS; attempt += 1) {
+      const state = await deps.store.getSlotPool(ref);
+      const release = items.flatMap((h) => {
+        const held = state.holders[h.id];
+        return held?.passId === h.passId ? [{ ...h, slots: held.slots }] : [];
+      });
+      if (release.length === 0) break;
+      try {
+        await deps.store.updateSlotPool(ref, { size: 0, acquire: [], release });
+        break;
+      } catch (error) {
+        if (!(error instanceof ConditionFailedError)) throw error;
+      }
+    }
+  }
+}

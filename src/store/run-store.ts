@@ -1,0 +1,229 @@
+import type { QueryCommandInput } from '@aws-sdk/lib-dynamodb';
+import { type DagRun, type DagRunKey, formatTaskInstanceKey, type TaskInstance } from '#core/models.ts';
+import type { DagRunState } from '#core/states.ts';
+import type { DynamoDagStore } from './dag-store.ts';
+import {
+  AlreadyExistsError,
+  ConditionFailedError,
+  ItemTooLargeError,
+  NotFoundError,
+  StoreError,
+} from './errors.ts';
+import { DYNAMODB_ITEM_MAX_BYTES, itemSizeBytes } from './item-size.ts';
+import {
+  dagRunToItem,
+  describeStoredItem,
+  ExpressionBuilder,
+  emptySlotPool,
+  type Item,
+  itemToDagRun,
+  itemToSlotPool,
+  itemToTaskInstance,
+} from './items.ts';
+import {
+  ACTIVE_RUNS_INDEX,
+  ACTIVE_RUNS_PARTITION,
+  activeRunKey,
+  activeRunPrefix,
+  dagRunKey,
+  GSI2_PARTITION_KEY,
+  GSI2_SORT_KEY,
+  isActiveDagRunState,
+  RUN_SLOTS_SORT_KEY,
+  RUN_SORT_KEY,
+  RUNS_BY_LOGICAL_DATE_INDEX,
+  runPartition,
+  runsByLogicalDateKey,
+} from './keys.ts';
+import { queryAllPages, queryPage } from './pagination.ts';
+import type {
+  DagRunChanges,
+  DagRunExpectation,
+  Page,
+  PageRequest,
+  RunSnapshot,
+  RunStore,
+  SlotPoolState,
+} from './port.ts';
+import type { TableRequests } from './requests.ts';
+import { asList, type DynamoTaskInstanceStore } from './task-instance-store.ts';
+
+function expectationOf(expected: DagRunExpectation): {
+  states: readonly DagRunState[];
+  clearCount: number | undefined;
+} {
+  if (typeof expected === 'string' || Array.isArray(expected)) {
+    return { states: asList(expected as DagRunState | readonly DagRunState[]), clearCount: undefined };
+  }
+  const { state, clearCount } = expected as Exclude<DagRunExpectation, DagRunState | readonly DagRunState[]>;
+  return { states: asList(state), clearCount };
+}
+
+/** DAG runs: one item per run in its own partition, listed through GSI1 (by date) and GSI2 (active). */
+export class DynamoRunStore implements RunStore {
+  readonly #table: TableRequests;
+  readonly #dags: DynamoDagStore;
+  readonly #taskInstances: DynamoTaskInstanceStore;
+
+  constructor(table: TableRequests, dags: DynamoDagStore, taskInstances: DynamoTaskInstanceStore) {
+    this.#table = table;
+    this.#dags = dags;
+    this.#taskInstances = taskInstances;
+  }
+
+  async createDagRun(run: DagRun, taskInstances: TaskInstance[]): Promise<void> {
+    for (const ti of taskInstances) {
+      if (ti.dagId !== run.dagId || ti.runId !== run.runId) {
+        throw new StoreError(
+          `task instance ${formatTaskInstanceKey(ti)} does not belong to DAG run ${run.dagId}/${run.runId}`,
+        );
+      }
+    }
+    const item = dagRunToItem(run);
+    const bytes = itemSizeBytes(item);
+    if (bytes > DYNAMODB_ITEM_MAX_BYTES) {
+      const confBytes = Buffer.byteLength(JSON.stringify(run.conf), 'utf8');
+      throw new ItemTooLargeError(
+        `the conf of DAG run ${run.dagId}/${run.runId} (${confBytes} bytes of JSON) makes the run item ` +
+          `${bytes} bytes, over DynamoDB's item limit of ${DYNAMODB_ITEM_MAX_BYTES} bytes`,
+      );
+    }
+    if (!(await this.#table.putIfAbsent(item))) {
+      throw new AlreadyExistsError(`DAG run ${run.dagId}/${run.runId} already exists`);
+    }
+    // Not atomic with the run: a crash here leaves a run with missing TIs (repaired by the
+    // scheduler with createMissingTaskInstances) or uncounted (see ADR.md). The TIs are
+    // conditional puts, so a scheduler that repaired and queued one first keeps its TI.
+    await Promise.all([
+      this.#dags.incrementRunCount(run.dagId),
+      this.#taskInstances.createMissingTaskInstances(taskInstances),
+    ]);
+  }
+
+  async getDagRun(key: DagRunKey): Promise<DagRun | undefined> {
+    const item = await this.#table.get(dagRunKey(key));
+    return item === undefined ? undefined : itemToDagRun(item);
+  }
+
+  async getRunSnapshot(key: DagRunKey): Promise<RunSnapshot | undefined> {
+    let run: DagRun | undefined;
+    let taskSlots: SlotPoolState = emptySlotPool();
+    const taskInstances: TaskInstance[] = [];
+    // Mapped TIs live in shard partitions and are not part of the snapshot yet (see ADR.md).
+    for await (const items of queryAllPages(this.#table.client, {
+      ...this.#table.partitionQuery(new ExpressionBuilder(), runPartition(key)),
+      ConsistentRead: true,
+    })) {
+      for (const item of items) {
+        if (item.sk === RUN_SORT_KEY) run = itemToDagRun(item);
+        else if (item.sk === RUN_SLOTS_SORT_KEY) taskSlots = itemToSlotPool(item);
+        else taskInstances.push(itemToTaskInstance(item));
+      }
+    }
+    return run === undefined ? undefined : { run, taskInstances, taskSlots };
+  }
+
+  async listDagRuns(dagId: string, page: PageRequest): Promise<Page<DagRun>> {
+    const result = await queryPage(this.#table.client, this.#runsOfDag(dagId), page);
+    return { ...result, items: result.items.map(itemToDagRun) };
+  }
+
+  /** One GetItem of the DAG record, whatever the number of runs. */
+  async countDagRuns(dagId: string): Promise<number> {
+    return (await this.#dags.getDag(dagId))?.runCount ?? 0;
+  }
+
+  /** The runs of a DAG on GSI1, newest logical date first. */
+  #runsOfDag(dagId: string): QueryCommandInput {
+    const expression = new ExpressionBuilder();
+    const { gsi1pk } = runsByLogicalDateKey({ dagId, runId: '', logicalDate: '' });
+    return {
+      TableName: this.#table.tableName,
+      IndexName: RUNS_BY_LOGICAL_DATE_INDEX,
+      KeyConditionExpression: expression.equals('gsi1pk', gsi1pk),
+      ScanIndexForward: false,
+      ...expression.attributes(),
+    };
+  }
+
+  async listActiveDagRuns(
+    page: PageRequest & { dagId?: string },
+  ): Promise<Page<DagRunKey & { state: DagRunState }>> {
+    const expression = new ExpressionBuilder();
+    let condition = expression.equals(GSI2_PARTITION_KEY, ACTIVE_RUNS_PARTITION);
+    if (page.dagId !== undefined) {
+      condition += ` AND begins_with(${expression.name(GSI2_SORT_KEY)}, ${expression.value(activeRunPrefix(page.dagId))})`;
+    }
+    const result = await queryPage(
+      this.#table.client,
+      {
+        TableName: this.#table.tableName,
+        IndexName: ACTIVE_RUNS_INDEX,
+        KeyConditionExpression: condition,
+        ...expression.attributes(),
+      },
+      page,
+    );
+    const items = result.items.map((item) => ({
+      dagId: String(item.dagId),
+      runId: String(item.runId),
+      state: item.state as DagRunState,
+    }));
+    return { ...result, items };
+  }
+
+  async transitionDagRun(
+    key: DagRunKey,
+    expected: DagRunExpectation,
+    changes: DagRunChanges,
+  ): Promise<DagRun> {
+    const { states, clearCount } = expectationOf(expected);
+    if (states.length === 0) throw new StoreError('transitionDagRun needs at least one expected state');
+    const expression = new ExpressionBuilder();
+    // The active-runs index is sparse: a run is in it exactly while queued or running.
+    let indexSet: Item = {};
+    let indexRemove: string[] = [];
+    if (changes.state !== undefined) {
+      if (isActiveDagRunState(changes.state)) indexSet = activeRunKey(key);
+      else indexRemove = [GSI2_PARTITION_KEY, GSI2_SORT_KEY];
+    }
+    const conditions = [expression.exists('pk'), expression.oneOf('state', states)];
+    if (clearCount !== undefined) {
+      const matches = expression.equals('clearCount', clearCount);
+      // Runs written before clear counts existed have none, and read back as 0.
+      conditions.push(
+        clearCount === 0 ? `(attribute_not_exists(${expression.name('clearCount')}) OR ${matches})` : matches,
+      );
+    }
+    const expectedClears = clearCount === undefined ? '' : ` with clear count ${clearCount}`;
+    const item = await this.#table.conditionalUpdate(
+      { Key: dagRunKey(key), UpdateExpression: expression.update(changes, indexSet, indexRemove) },
+      expression,
+      conditions,
+      (error) =>
+        new ConditionFailedError(
+          `DAG run ${key.dagId}/${key.runId} was not updated: it does not exist or is not in state ` +
+            `${states.join(' | ')}${expectedClears}${describeStoredItem(error)}`,
+          { cause: error },
+        ),
+    );
+    return itemToDagRun(item);
+  }
+
+  async markRunCleared(key: DagRunKey): Promise<DagRun> {
+    const expression = new ExpressionBuilder();
+    const revision = expression.name('revision');
+    const item = await this.#table.conditionalUpdate(
+      {
+        Key: dagRunKey(key),
+        UpdateExpression:
+          `SET ${revision} = ${revision} + ${expression.value(1)} ` +
+          `ADD ${expression.name('clearCount')} ${expression.value(1)}`,
+      },
+      expression,
+      [expression.exists('pk')],
+      (error) => new NotFoundError(`DAG run ${key.dagId}/${key.runId} does not exist`, { cause: error }),
+    );
+    return itemToDagRun(item);
+  }
+}

@@ -1,0 +1,183 @@
+import { InvalidKeyError, StoreError } from './errors.ts';
+import { ExpressionBuilder, type Item } from './items.ts';
+import type { SlotHolder, SlotPoolChange, SlotPoolRef, SlotPoolState } from './port.ts';
+
+/**
+ * The single UpdateItem of a slot-pool change, and the description of why one was refused.
+ * Holder ids and waiting keys are arbitrary strings (`.`, `[`, `#` included), so every map key
+ * goes through ExpressionAttributeNames: `#holders.#id` is one path segment per name.
+ */
+
+/** A release with the slots the holder has, so `used` can move by the exact amount. */
+export interface ResolvedRelease {
+  id: string;
+  passId?: string | undefined;
+  slots: number;
+}
+
+export function describeSlotPool(ref: SlotPoolRef): string {
+  switch (ref.kind) {
+    case 'pool':
+      return `pool '${ref.pool}'`;
+    case 'run_tasks':
+      return `task slots of DAG run ${ref.dagId}/${ref.runId}`;
+    case 'dag_runs':
+      return `run slots of DAG ${ref.dagId}`;
+  }
+}
+
+function assertSlots(ref: SlotPoolRef, what: string, slots: number): void {
+  if (!Number.isInteger(slots) || slots < 1) {
+    throw new StoreError(`${what} of ${describeSlotPool(ref)} has ${slots} slots: not a positive integer`);
+  }
+}
+
+function assertMapKey(ref: SlotPoolRef, what: string, key: string): void {
+  if (typeof key !== 'string' || key.length === 0) {
+    throw new InvalidKeyError(`${what} of ${describeSlotPool(ref)} must be a non-empty string`);
+  }
+}
+
+/**
+ * Refuses, before any request, a change DynamoDB would reject as a malformed expression (the
+ * same path twice) or that could corrupt `used` (slots that are not positive integers).
+ */
+export function validateSlotPoolChange(ref: SlotPoolRef, change: SlotPoolChange): void {
+  const holderIds = new Set<string>();
+  const claim = (id: string) => {
+    if (holderIds.has(id)) {
+      throw new StoreError(`holder '${id}' of ${describeSlotPool(ref)} appears twice in one change`);
+    }
+    holderIds.add(id);
+  };
+  for (const holder of change.acquire) {
+    assertMapKey(ref, 'a holder id', holder.id);
+    assertSlots(ref, `holder '${holder.id}'`, holder.slots);
+    claim(holder.id);
+  }
+  for (const release of change.release) {
+    assertMapKey(ref, 'a holder id', release.id);
+    if (release.slots !== undefined) assertSlots(ref, `released holder '${release.id}'`, release.slots);
+    claim(release.id);
+  }
+  if (change.acquire.length > 0 && (!Number.isInteger(change.size) || change.size < 0)) {
+    throw new StoreError(`size ${change.size} of ${describeSlotPool(ref)} is not a non-negative integer`);
+  }
+  const removed = new Set(change.removeWaiting ?? []);
+  for (const key of removed) assertMapKey(ref, 'a waiting key', key);
+  for (const key of Object.keys(change.setWaiting ?? {})) {
+    assertMapKey(ref, 'a waiting key', key);
+    if (removed.has(key)) {
+      throw new StoreError(`waiting key '${key}' of ${describeSlotPool(ref)} is both set and removed`);
+    }
+  }
+}
+
+export function isEmptySlotPoolChange(change: SlotPoolChange): boolean {
+  return (
+    change.acquire.length === 0 &&
+    change.release.length === 0 &&
+    Object.keys(change.setWaiting ?? {}).length === 0 &&
+    (change.removeWaiting ?? []).length === 0
+  );
+}
+
+function holderItem(holder: SlotHolder): Item {
+  const { id, slots, tryNumber, passId, at, pool } = holder;
+  return pool === undefined
+    ? { id, slots, tryNumber, passId, at }
+    : { id, slots, tryNumber, passId, at, pool };
+}
+
+/**
+ * Conditions: the item exists (a missing one is created first, see slot-pools.ts), each
+ * acquired holder is absent, each released one present with the slots it was read with (and of
+ * the given pass), and `used` leaves room: `used <= size - acquired + released`. Updates: SET
+ * and REMOVE of holders and waiting entries, ADD of the slot delta to `used`, in the same write.
+ */
+export function slotPoolUpdate(
+  change: SlotPoolChange,
+  releases: readonly ResolvedRelease[],
+): {
+  expression: ExpressionBuilder;
+  updateExpression: string;
+  conditions: string[];
+} {
+  const expression = new ExpressionBuilder();
+  // Names are registered on first use: DynamoDB refuses a request with an unused placeholder.
+  const holders = () => expression.name('holders');
+  const waiting = () => expression.name('waiting');
+  const used = () => expression.name('used');
+  const conditions = [expression.exists('pk')];
+  const set: string[] = [];
+  const remove: string[] = [];
+  let acquired = 0;
+  for (const holder of change.acquire) {
+    const path = `${holders()}.${expression.name(holder.id)}`;
+    conditions.push(`attribute_not_exists(${path})`);
+    set.push(`${path} = ${expression.value(holderItem(holder))}`);
+    acquired += holder.slots;
+  }
+  let released = 0;
+  for (const release of releases) {
+    const path = `${holders()}.${expression.name(release.id)}`;
+    conditions.push(`${path}.${expression.name('slots')} = ${expression.value(release.slots)}`);
+    if (release.passId !== undefined) {
+      conditions.push(`${path}.${expression.name('passId')} = ${expression.value(release.passId)}`);
+    }
+    remove.push(path);
+    released += release.slots;
+  }
+  if (acquired > 0) {
+    const limit = change.size - acquired + released;
+    const room = `${used()} <= ${expression.value(limit)}`;
+    // A missing `used` counts as 0, which has room only for a limit of at least 0.
+    conditions.push(limit >= 0 ? `(attribute_not_exists(${used()}) OR ${room})` : room);
+  }
+  for (const [key, since] of Object.entries(change.setWaiting ?? {})) {
+    set.push(`${waiting()}.${expression.name(key)} = ${expression.value(since)}`);
+  }
+  for (const key of change.removeWaiting ?? []) remove.push(`${waiting()}.${expression.name(key)}`);
+  const clauses: string[] = [];
+  if (set.length > 0) clauses.push(`SET ${set.join(', ')}`);
+  if (remove.length > 0) clauses.push(`REMOVE ${remove.join(', ')}`);
+  if (acquired !== released) clauses.push(`ADD ${used()} ${expression.value(acquired - released)}`);
+  return { expression, updateExpression: clauses.join(' '), conditions };
+}
+
+/** Why a change does not apply to the stored state; empty when it would (the pool changed meanwhile). */
+export function refusalReasons(
+  change: SlotPoolChange,
+  stored: SlotPoolState | undefined,
+  releases: readonly { id: string; passId?: string | undefined; slots?: number | undefined }[],
+): string[] {
+  if (stored === undefined) {
+    return releases.length > 0 ? [`it holds nothing (holder '${releases[0]?.id}' cannot be released)`] : [];
+  }
+  const reasons: string[] = [];
+  for (const holder of change.acquire) {
+    if (stored.holders[holder.id] !== undefined) reasons.push(`holder '${holder.id}' already holds slots`);
+  }
+  let released = 0;
+  for (const release of releases) {
+    const current = stored.holders[release.id];
+    if (current === undefined) {
+      reasons.push(`holder '${release.id}' holds no slots`);
+    } else if (release.passId !== undefined && current.passId !== release.passId) {
+      reasons.push(`holder '${release.id}' was reserved by pass ${current.passId}, not ${release.passId}`);
+    } else if (release.slots !== undefined && current.slots !== release.slots) {
+      reasons.push(`holder '${release.id}' holds ${current.slots} slots, not ${release.slots}`);
+    } else {
+      released += current.slots;
+    }
+  }
+  const acquired = change.acquire.reduce((total, holder) => total + holder.slots, 0);
+  if (acquired > 0 && stored.used + acquired - released > change.size) {
+    reasons.push(
+      `${stored.used} of ${change.size} slots are used: acquiring ${acquired}` +
+        (released > 0 ? ` while releasing ${released}` : '') +
+        ' would exceed the size',
+    );
+  }
+  return reasons;
+}

@@ -1,0 +1,102 @@
+import { formatTaskInstanceKey, type TaskInstance, type TaskInstanceKey } from '#core/models.ts';
+import { canTransition, type TaskInstanceState } from '#core/states.ts';
+import { forEachConcurrently } from './batch.ts';
+import { ConditionFailedError, StoreError } from './errors.ts';
+import { describeStoredItem, ExpressionBuilder, itemToTaskInstance, taskInstanceToItem } from './items.ts';
+import { taskInstanceKey } from './keys.ts';
+import type {
+  TaskInstanceChanges,
+  TaskInstanceExpectation,
+  TaskInstanceStore,
+  TransitionOptions,
+} from './port.ts';
+import type { TableRequests } from './requests.ts';
+
+/**
+ * Conditional puts of new task instances in flight at once: enough to create a few hundred TIs
+ * quickly, few enough not to throttle the run partition (~1,000 writes/s).
+ */
+export const CREATE_TASK_INSTANCES_CONCURRENCY = 16;
+
+export function asList<T extends string>(expected: T | readonly T[]): readonly T[] {
+  return typeof expected === 'string' ? [expected] : expected;
+}
+
+/**
+ * Refuses a change of state the transition table does not allow from one of the expected
+ * states, before anything is sent. Keeping a state (`queued` → `queued` with a new queue time)
+ * is no transition; a reset (clear) may send any state back to `none`.
+ */
+export function assertAllowedTransitions(
+  key: TaskInstanceKey,
+  expectedStates: readonly TaskInstanceState[],
+  target: TaskInstanceState | undefined,
+  options: TransitionOptions,
+): void {
+  if (target === undefined) return;
+  if (options.reset === true && target === 'none') return;
+  for (const from of expectedStates) {
+    if (from !== target && !canTransition(from, target)) {
+      throw new StoreError(
+        `task instance ${formatTaskInstanceKey(key)} cannot move from ${from} to ${target}: ` +
+          `not an allowed transition${target === 'none' ? ' (only a clear resets a task instance to none)' : ''}`,
+      );
+    }
+  }
+}
+
+/** Task instances: unmapped ones in the run partition, mapped ones in 32 shards per task (ADR.md). */
+export class DynamoTaskInstanceStore implements TaskInstanceStore {
+  readonly #table: TableRequests;
+
+  constructor(table: TableRequests) {
+    this.#table = table;
+  }
+
+  async getTaskInstance(key: TaskInstanceKey): Promise<TaskInstance | undefined> {
+    const item = await this.#table.get(taskInstanceKey(key));
+    return item === undefined ? undefined : itemToTaskInstance(item);
+  }
+
+  /**
+   * Conditional puts, never BatchWrite: a late write (a slow run creation, a repair) must not
+   * reset a TI that a scheduler has queued in the meantime.
+   */
+  async createMissingTaskInstances(taskInstances: TaskInstance[]): Promise<void> {
+    const items = taskInstances.map(taskInstanceToItem);
+    await forEachConcurrently(items, CREATE_TASK_INSTANCES_CONCURRENCY, async (item) => {
+      await this.#table.putIfAbsent(item);
+    });
+  }
+
+  async transitionTaskInstance(
+    key: TaskInstanceKey,
+    expected: TaskInstanceExpectation,
+    changes: TaskInstanceChanges,
+    options: TransitionOptions = {},
+  ): Promise<TaskInstance> {
+    const expectedStates = asList(expected.state);
+    if (expectedStates.length === 0) {
+      throw new StoreError('transitionTaskInstance needs at least one expected state');
+    }
+    assertAllowedTransitions(key, expectedStates, changes.state, options);
+    const expression = new ExpressionBuilder();
+    const conditions = [expression.exists('pk'), expression.oneOf('state', expectedStates)];
+    if (expected.tryNumber !== undefined) conditions.push(expression.equals('tryNumber', expected.tryNumber));
+    if (expected.revision !== undefined) conditions.push(expression.equals('revision', expected.revision));
+    const expectedTry = expected.tryNumber === undefined ? '' : ` at try ${expected.tryNumber}`;
+    const expectedRevision = expected.revision === undefined ? '' : ` at revision ${expected.revision}`;
+    const item = await this.#table.conditionalUpdate(
+      { Key: taskInstanceKey(key), UpdateExpression: expression.update(changes) },
+      expression,
+      conditions,
+      (error) =>
+        new ConditionFailedError(
+          `task instance ${formatTaskInstanceKey(key)} was not updated: it does not exist or is not in state ` +
+            `${expectedStates.join(' | ')}${expectedTry}${expectedRevision}${describeStoredItem(error)}`,
+          { cause: error },
+        ),
+    );
+    return itemToTaskInstance(item);
+  }
+}

@@ -1,0 +1,339 @@
+import type { TaskWorkload } from '#contracts/messages.ts';
+import { formatTaskInstanceKey, type TaskInstanceKey } from '#core/models.ts';
+import type { Logger } from '#engine/logger.ts';
+import type { RetryPolicy } from '#http/client.ts';
+import { HttpError } from '#http/errors.ts';
+import type { MetricsRegistry } from '#metrics/registry.ts';
+import type { WorkerClock } from './clock.ts';
+import type { ExecutionClient, FinishState, StartedTask } from './execution-client.ts';
+import type { TaskExecutor } from './executor.ts';
+import { LogChunker } from './log-chunker.ts';
+import type { RunnerOutcome } from './protocol.ts';
+import { deliverReport } from './report.ts';
+import { toFinishState, truncate } from './reports.ts';
+
+/**
+ * One workload, start to report: the engine entry that a Lambda worker handler and the
+ * standalone pool both call. Every wait goes through `deps.clock`. See "Worker" in
+ * docs/architecture.md for the bounds it keeps and why.
+ */
+
+export interface WorkloadDeps {
+  client: ExecutionClient;
+  executor: TaskExecutor;
+  clock: WorkerClock;
+  settings: { heartbeatIntervalMs: number; heartbeatTimeoutMs: number };
+  log: Logger;
+  metrics?: MetricsRegistry;
+  worker: { hostname: string; workerId: string; pid: number };
+}
+
+export interface WorkloadOptions {
+  /** Called once the API has started the try: the store owns it now, the message may go. */
+  onStarted?: () => void;
+  /** Graceful stop: the task is aborted and the try reported `handed_back`. */
+  signal?: AbortSignal;
+}
+
+export interface WorkloadResult {
+  /**
+   * The message is spent (started here, or already started or gone elsewhere): delete it.
+   * False when it should come back (the API was unreachable) or go to the dead-letter queue
+   * after its receives (the API refused it: a wrong secret or an invalid workload).
+   */
+  deleteMessage: boolean;
+  started: boolean;
+  /** The outcome reported (or that the worker tried to report). */
+  outcome?: FinishState['state'];
+  /** The API recorded the outcome (or had already, for a duplicate). */
+  reported: boolean;
+  /** Why the task was stopped before it ended by itself. */
+  stopReason?: string;
+}
+
+/** Start attempts: a short bound, since the message comes back anyway when it is not deleted. */
+const START_RETRY = { attempts: 4, baseDelayMs: 250, maxDelayMs: 2_000 };
+const START_WINDOW_MS = 10_000;
+
+type StopCause = { kind: 'handed_back' | 'timeout' | 'lost' | 'unreachable'; reason: string };
+
+export async function runWorkload(
+  deps: WorkloadDeps,
+  workload: TaskWorkload,
+  options: WorkloadOptions = {},
+): Promise<WorkloadResult> {
+  const key: TaskInstanceKey = {
+    dagId: workload.ti.dag_id,
+    runId: workload.ti.run_id,
+    taskId: workload.ti.task_id,
+    mapIndex: workload.ti.map_index,
+  };
+  const log = deps.log.child({ ti: formatTaskInstanceKey(key), tryNumber: workload.try_number });
+  if (options.signal?.aborted) return { deleteMessage: false, started: false, reported: false };
+  let started: StartedTask;
+  let token: string;
+  try {
+    const response = await deps.client.start(
+      workload.token,
+      key,
+      { hostname: deps.worker.hostname, worker_id: deps.worker.workerId, pid: deps.worker.pid },
+      { retry: { ...START_RETRY, deadline: deps.clock.now() + START_WINDOW_MS } },
+    );
+    started = response.started;
+    token = response.refreshedToken ?? workload.token;
+  } catch (error) {
+    return { deleteMessage: startRefusalIsFinal(deps, log, error), started: false, reported: false };
+  }
+  options.onStarted?.();
+  return new RunningTry(deps, key, started, token, log).run(options.signal);
+}
+
+/** Whether a failed start spends the message; logs what happened at the level it deserves. */
+function startRefusalIsFinal(deps: WorkloadDeps, log: Logger, error: unknown): boolean {
+  if (error instanceof HttpError && (error.status === 409 || error.status === 404)) {
+    log.info('Workload not started: the try was started by another delivery, or the task instance moved on', {
+      status: error.status,
+      detail: error.detail,
+    });
+    return true;
+  }
+  if (error instanceof HttpError && error.status !== undefined && !error.retryable) {
+    // Kept: redelivered up to the queue's receive limit, then dead-lettered (and counted there).
+    deps.metrics?.increment('worker.workloads_refused');
+    log.error(`The Execution API refused to start the try: ${error.status} ${error.detail}`, {
+      status: error.status,
+    });
+    return false;
+  }
+  log.warn(
+    'Could not start the try: the Execution API is unreachable; the workload will be delivered again',
+    {
+      error: error instanceof Error ? error.message : String(error),
+    },
+  );
+  return false;
+}
+
+/** The bookkeeping of one started try: its token, heartbeat, log chunks and stop. */
+class RunningTry {
+  readonly #deps: WorkloadDeps;
+  readonly #key: TaskInstanceKey;
+  readonly #started: StartedTask;
+  readonly #log: Logger;
+  readonly #chunker: LogChunker;
+  readonly #stop = new AbortController();
+  #token: string;
+  #lastHeartbeatOk: number;
+  #lastHeartbeatError: unknown;
+  #cause: StopCause | undefined;
+
+  constructor(deps: WorkloadDeps, key: TaskInstanceKey, started: StartedTask, token: string, log: Logger) {
+    this.#deps = deps;
+    this.#key = key;
+    this.#started = started;
+    this.#token = token;
+    this.#log = log;
+    this.#lastHeartbeatOk = deps.clock.now();
+    this.#chunker = new LogChunker(started.log_chunk_max_bytes, started.log_max_chunks);
+  }
+
+  async run(graceful: AbortSignal | undefined): Promise<WorkloadResult> {
+    const onGracefulStop = () =>
+      this.#stopTask({ kind: 'handed_back', reason: 'The worker is shutting down: the try is handed back' });
+    graceful?.addEventListener('abort', onGracefulStop, { once: true });
+    if (graceful?.aborted) onGracefulStop();
+    const finished = new AbortController();
+    const heartbeats = this.#heartbeatLoop(finished.signal);
+    let outcome: RunnerOutcome;
+    try {
+      outcome = await this.#execute();
+    } finally {
+      finished.abort();
+      await heartbeats;
+      graceful?.removeEventListener('abort', onGracefulStop);
+    }
+    const state = this.#finishState(outcome);
+    // After a refusal the API takes nothing from this try; one attempt carries the reason.
+    const ownershipLost = this.#cause?.kind === 'lost';
+    if (!ownershipLost) await this.#flushLogs();
+    const reported = await deliverReport(
+      {
+        client: this.#deps.client,
+        log: this.#log,
+        metrics: this.#deps.metrics,
+        key: this.#key,
+        tryNumber: this.#started.try_number,
+        token: () => this.#token,
+      },
+      state,
+      this.#chunker.take(true),
+      ownershipLost ? undefined : this.#reportDeadline(),
+    );
+    return {
+      deleteMessage: true,
+      started: true,
+      outcome: state.state,
+      reported,
+      stopReason: this.#cause?.reason,
+    };
+  }
+
+  /** The scheduler treats the try as a zombie from here on: reports are worth trying until then. */
+  #reportDeadline(): number {
+    return this.#lastHeartbeatOk + this.#deps.settings.heartbeatTimeoutMs;
+  }
+
+  async #execute(): Promise<RunnerOutcome> {
+    const pull = async (taskId: string, xcomKey: string): Promise<unknown> => {
+      const text = await this.#deps.client.getXCom(
+        this.#token,
+        { ...this.#key, taskId, mapIndex: -1 },
+        xcomKey,
+        {
+          signal: this.#stop.signal,
+        },
+      );
+      return text === undefined ? null : (JSON.parse(text) as unknown);
+    };
+    try {
+      const args = await Promise.all(this.#started.args.map((arg) => pull(arg.task_id, arg.key)));
+      return await this.#deps.executor.run(this.#started, args, {
+        onLog: (text) => this.#chunker.add(text),
+        pullXCom: pull,
+        signal: this.#stop.signal,
+      });
+    } catch (error) {
+      const message = error instanceof Error ? error.message : String(error);
+      this.#note('ERROR', `Task failed: ${message}`);
+      return { kind: 'error', message };
+    }
+  }
+
+  #finishState(outcome: RunnerOutcome): FinishState {
+    const cause = this.#cause;
+    if (cause?.kind === 'handed_back') return { state: 'handed_back' };
+    if (cause) return { state: 'failed', error_message: truncate(cause.reason), retryable: true };
+    const state = toFinishState(outcome, this.#started);
+    if (state.state === 'failed' && outcome.kind === 'success') this.#note('ERROR', state.error_message);
+    return state;
+  }
+
+  /** The first cause wins; the task's signal aborts with its reason, and the try's log says why. */
+  #stopTask(cause: StopCause): void {
+    if (this.#cause) return;
+    this.#cause = cause;
+    if (cause.kind === 'handed_back') this.#log.info(cause.reason);
+    else {
+      this.#note('ERROR', cause.reason);
+      this.#log.warn(`Stopping the task: ${cause.reason}`);
+      if (cause.kind !== 'timeout') this.#deps.metrics?.increment('worker.tries_stopped');
+    }
+    this.#stop.abort(cause.reason);
+  }
+
+  #note(level: string, text: string): void {
+    this.#chunker.add(`[${new Date(this.#deps.clock.now()).toISOString()}] {${level}} ${text}\n`);
+  }
+
+  /**
+   * Heartbeats every interval while the task runs (at once again while full log chunks wait),
+   * and enforces the execution timeout by comparing with the clock on each wake-up: no timer
+   * longer than the heartbeat interval is ever armed, so a timeout of any length cannot overflow.
+   */
+  async #heartbeatLoop(finished: AbortSignal): Promise<void> {
+    const { clock, settings } = this.#deps;
+    const timeoutMs = this.#started.execution_timeout_ms;
+    let timeoutAt = timeoutMs === null ? undefined : clock.now() + timeoutMs;
+    let nextBeatAt = clock.now() + settings.heartbeatIntervalMs;
+    while (!finished.aborted) {
+      const wakeAt = timeoutAt === undefined ? nextBeatAt : Math.min(nextBeatAt, timeoutAt);
+      const wait = wakeAt - clock.now();
+      if (wait > 0) await clock.sleep(wait, finished);
+      if (finished.aborted) return;
+      if (timeoutMs !== null && timeoutAt !== undefined && clock.now() >= timeoutAt) {
+        timeoutAt = undefined;
+        this.#stopTask({
+          kind: 'timeout',
+          reason: `Task exceeded its execution timeout of ${timeoutMs / 1000}s`,
+        });
+      }
+      if (clock.now() < nextBeatAt) continue;
+      const beat = await this.#heartbeat();
+      if (beat === 'lost') return;
+      const silentMs = clock.now() - this.#lastHeartbeatOk;
+      if (beat === 'failed' && silentMs > settings.heartbeatTimeoutMs / 2) {
+        this.#stopTask({
+          kind: 'unreachable',
+          reason: `No successful heartbeat for ${Math.round(silentMs / 1000)}s, more than half the heartbeat timeout (UPDRAFT_HEARTBEAT_TIMEOUT_MS = ${settings.heartbeatTimeoutMs} ms): the scheduler will soon treat this try as a zombie and may run it again, so this copy stops. Last error: ${errorText(this.#lastHeartbeatError)}`,
+        });
+        return;
+      }
+      const again = beat === 'again' || (beat === 'ok' && this.#chunker.backlog);
+      nextBeatAt = clock.now() + (again ? 0 : settings.heartbeatIntervalMs);
+    }
+  }
+
+  /** One heartbeat carrying at most one log chunk. */
+  async #heartbeat(): Promise<'ok' | 'again' | 'failed' | 'lost'> {
+    const chunk = this.#chunker.take(false);
+    try {
+      await this.#sendHeartbeat(chunk, { attempts: 1 });
+      return 'ok';
+    } catch (error) {
+      if (error instanceof HttpError && error.status === 413 && chunk) {
+        this.#log.warn('A log chunk was refused as too large and is dropped', { detail: error.detail });
+        return 'again';
+      }
+      if (chunk) this.#chunker.putBack(chunk);
+      if (error instanceof HttpError && error.status !== undefined && !error.retryable) {
+        this.#stopTask({ kind: 'lost', reason: refusalReason(error) });
+        return 'lost';
+      }
+      this.#lastHeartbeatError = error;
+      return 'failed';
+    }
+  }
+
+  async #sendHeartbeat(
+    chunk: { seq: number; text: string } | undefined,
+    retry: Partial<RetryPolicy>,
+  ): Promise<void> {
+    const { clock, client, settings } = this.#deps;
+    const { refreshedToken } = await client.heartbeat(this.#token, this.#key, chunk ? { log: chunk } : {}, {
+      retry,
+      timeoutMs: Math.max(1_000, Math.min(10_000, settings.heartbeatTimeoutMs / 4)),
+    });
+    if (refreshedToken) this.#token = refreshedToken;
+    this.#lastHeartbeatOk = clock.now();
+  }
+
+  /** Ships all but the last log chunk on heartbeats, so the report carries one chunk at most. */
+  async #flushLogs(): Promise<void> {
+    while (this.#chunker.pendingChunks > 1) {
+      const chunk = this.#chunker.take(false);
+      if (!chunk) return;
+      try {
+        await this.#sendHeartbeat(chunk, { attempts: Infinity, deadline: this.#reportDeadline() });
+      } catch (error) {
+        if (error instanceof HttpError && error.status === 413) continue;
+        // The outcome matters more than the rest of the log: report it now.
+        this.#log.warn('Could not ship the rest of the log before the report', { error: errorText(error) });
+        return;
+      }
+    }
+  }
+}
+
+function refusalReason(error: HttpError): string {
+  const why =
+    error.status === 409
+      ? 'this try is no longer the running try of its task instance (cleared, failed as a zombie, or marked by hand)'
+      : error.status === 401 || error.status === 403
+        ? "the try's token is no longer accepted"
+        : 'the Execution API refuses this try';
+  return `The Execution API refused a heartbeat (${error.status} ${error.detail}): ${why}. The task is stopped so it cannot run beside another copy of the try.`;
+}
+
+function errorText(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}

@@ -1,0 +1,232 @@
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { DagRunKey } from '#core/models.ts';
+import { dag } from '#sdk/index.ts';
+import { type SchedulerHarness, startSchedulerHarness, tiKey } from './scheduler-harness.ts';
+
+/**
+ * The scheduler keeps no state between calls: pools, max_active_tasks, max_active_runs, waiting
+ * runs and the reconcile cursor live in the store. Every call here runs in a fresh instance, and
+ * several run at once, as Lambda invocations do.
+ */
+let h: SchedulerHarness;
+const HEARTBEAT_TIMEOUT_MS = 30_000;
+
+beforeEach(async () => {
+  h = await startSchedulerHarness({
+    settings: {
+      pools: { default_pool: 128, single: 1, pair: 2 },
+      heartbeatTimeoutMs: HEARTBEAT_TIMEOUT_MS,
+      maxRunsPerPass: 2,
+    },
+  });
+});
+
+afterEach(async () => {
+  await h.close();
+});
+
+const noop = async () => {};
+
+function pooled(id: string, pool: string, tasks = 3) {
+  return dag({ id }, (d) => {
+    for (let index = 0; index < tasks; index += 1) d.task({ id: `t${index}`, pool }, noop);
+  });
+}
+
+async function queuedCount(runs: DagRunKey[]): Promise<number> {
+  let count = 0;
+  for (const run of runs) count += (await h.queuedTaskIds(run)).length;
+  return count;
+}
+
+describe('Stateless scheduler: pools', () => {
+  it('admits one TI into a 1-slot pool when each run is scheduled by its own instance at once', async () => {
+    const [versioned] = await h.register(pooled('solo', 'single'));
+    const runs = await Promise.all(['a', 'b', 'c'].map((runId) => h.createRun(versioned!, { runId })));
+
+    await Promise.all(runs.map((run) => h.newScheduler().handleRequests([run])));
+
+    expect(await queuedCount(runs)).toBe(1);
+  });
+
+  it('lets an instance that did not queue a TI free its slot', async () => {
+    const [versioned] = await h.register(pooled('solo', 'single', 2));
+    const run = await h.createRun(versioned!);
+    await h.newScheduler().handleRequests([run]);
+    await h.succeed(tiKey(run, 't0'));
+
+    await h.newScheduler().handleRequests([run]);
+
+    expect(await h.states(run)).toEqual({ t0: 'success', t1: 'queued' });
+  });
+
+  it('keeps a 2-slot pool at 2 with duplicated requests handled by concurrent instances', async () => {
+    const [versioned] = await h.register(pooled('duo', 'pair', 6));
+    const run = await h.createRun(versioned!);
+
+    await Promise.all([1, 2, 3, 4].map(() => h.newScheduler().handleRequests([run, run])));
+
+    expect(await queuedCount([run])).toBe(2);
+  });
+
+  it('honours max_active_tasks across concurrent instances', async () => {
+    const wide = dag({ id: 'wide', maxActiveTasks: 3 }, (d) => {
+      for (let index = 0; index < 8; index += 1) d.task(`t${index}`, noop);
+    });
+    const [versioned] = await h.register(wide);
+    const run = await h.createRun(versioned!);
+
+    await Promise.all([1, 2, 3].map(() => h.newScheduler().handleRequests([run])));
+
+    expect(await queuedCount([run])).toBe(3);
+  });
+});
+
+describe('Stateless scheduler: max_active_runs', () => {
+  it('starts one run under max_active_runs 1 when two instances start runs at once', async () => {
+    const single = dag({ id: 'one_at_a_time', maxActiveRuns: 1 }, (d) => {
+      d.task('work', noop);
+    });
+    const [versioned] = await h.register(single);
+    const runs = await Promise.all(['a', 'b'].map((runId) => h.createRun(versioned!, { runId })));
+
+    await Promise.all(runs.map((run) => h.newScheduler().handleRequests([run])));
+
+    const states = await Promise.all(runs.map(async (run) => (await h.run(run)).state));
+    expect(states.sort()).toEqual(['queued', 'running']);
+  });
+
+  it('starts the next queued run once the running one finishes', async () => {
+    const single = dag({ id: 'one_at_a_time', maxActiveRuns: 1 }, (d) => {
+      d.task('work', noop);
+    });
+    const [versioned] = await h.register(single);
+    const first = await h.createRun(versioned!, { runId: 'a' });
+    const second = await h.createRun(versioned!, { runId: 'b' });
+    await h.newScheduler().handleRequests([first, second]);
+    await h.succeed(tiKey(first, 'work'));
+
+    await h.newScheduler().handleRequests([first]);
+    await h.handleQueuedRequests();
+
+    expect((await h.run(first)).state).toBe('success');
+    expect((await h.run(second)).state).toBe('running');
+  });
+});
+
+describe('Stateless scheduler: reconciliation', () => {
+  it('reaches every active run within ceil(active / maxRunsPerPass) ticks of fresh instances', async () => {
+    const single = dag({ id: 'zombies', maxActiveRuns: 10 }, (d) => {
+      d.task({ id: 'work', retries: 1, retryDelay: '10s' }, noop);
+    });
+    const [versioned] = await h.register(single);
+    const runs: DagRunKey[] = [];
+    for (const runId of ['r1', 'r2', 'r3', 'r4', 'r5']) runs.push(await h.createRun(versioned!, { runId }));
+    await h.newScheduler().handleRequests(runs);
+    for (const run of runs) await h.startTi(tiKey(run, 'work'));
+    h.advance(HEARTBEAT_TIMEOUT_MS + 1);
+
+    for (let tick = 0; tick < 3; tick += 1) await h.newScheduler().tick();
+
+    for (const run of runs) expect((await h.ti(run, 'work')).state).toBe('up_for_retry');
+  });
+
+  it('reconciles the zombies of a paused DAG and frees their pool slots', async () => {
+    const [versioned] = await h.register(pooled('solo', 'single', 2));
+    const run = await h.createRun(versioned!);
+    await h.newScheduler().handleRequests([run]);
+    await h.startTi(tiKey(run, 't0'));
+    await h.store.updateDag('solo', { isPaused: true });
+    h.advance(HEARTBEAT_TIMEOUT_MS + 1);
+
+    await h.newScheduler().tick();
+
+    expect((await h.ti(run, 't0')).state).toBe('failed');
+    expect((await h.store.getSlotPool({ kind: 'pool', pool: 'single' })).used).toBe(0);
+    expect(await h.queuedTaskIds(run)).toEqual([]);
+  });
+
+  it('fails a try whose workload no worker starts after maxQueuedSends sends', async () => {
+    const [versioned] = await h.register(pooled('stuck', 'default_pool', 1));
+    const run = await h.createRun(versioned!);
+    await h.newScheduler().handleRequests([run]);
+
+    for (let round = 0; round < h.settings.maxQueuedSends; round += 1) {
+      h.advance(h.settings.queuedTimeoutMs + 1);
+      await h.newScheduler().tick();
+    }
+
+    const stuck = await h.ti(run, 't0');
+    expect(stuck.state).toBe('failed');
+    expect(stuck.errorMessage).toContain('UPDRAFT_MAX_QUEUED_SENDS');
+  });
+});
+
+describe('Stateless scheduler: reservations left by a pass that stopped half way', () => {
+  it('fences and releases a reservation older than the grace, then queues the TI', async () => {
+    const [versioned] = await h.register(pooled('solo', 'single', 1));
+    const run = await h.createRun(versioned!);
+    const ti = await h.ti(run, 't0');
+    const holder = {
+      id: `solo#${run.runId}#t0#-1#1`,
+      slots: 1,
+      tryNumber: 1,
+      passId: 'dead-pass',
+      at: h.iso(),
+      pool: 'single',
+    };
+    await h.store.updateSlotPool(
+      { kind: 'pool', pool: 'single' },
+      { size: 1, acquire: [holder], release: [] },
+    );
+    await h.store.updateSlotPool(
+      { kind: 'run_tasks', dagId: 'solo', runId: run.runId },
+      { size: 16, acquire: [holder], release: [] },
+    );
+    await h.newScheduler().handleRequests([run]);
+    expect(await h.queuedTaskIds(run)).toEqual([]);
+
+    h.advance(HEARTBEAT_TIMEOUT_MS + 1);
+    await h.newScheduler().handleRequests([run]);
+    await h.newScheduler().handleRequests([run]);
+
+    expect(await h.queuedTaskIds(run)).toEqual(['t0']);
+    // The dead pass's queue write, arriving late, is refused: the TI's revision moved on.
+    await expect(
+      h.store.transitionTaskInstance(
+        ti,
+        { state: 'none', tryNumber: 0, revision: ti.revision },
+        { state: 'queued', tryNumber: 1 },
+      ),
+    ).rejects.toThrow();
+  });
+});
+
+describe('Stateless scheduler: requests', () => {
+  it('handles the other requests of a batch that holds a malformed one', async () => {
+    const [versioned] = await h.register(pooled('plain', 'default_pool', 1));
+    const run = await h.createRun(versioned!);
+    await h.queues.queues.scheduler.send([
+      { body: 'not json' },
+      { body: JSON.stringify({ type: 'schedule_run', dag_id: 'plain', run_id: run.runId }) },
+    ]);
+
+    await h.handleQueuedRequests(1);
+
+    expect(await h.queuedTaskIds(run)).toEqual(['t0']);
+  });
+
+  it('does not finish a run that a clear reset after the pass read it', async () => {
+    const [versioned] = await h.register(pooled('plain', 'default_pool', 1));
+    const run = await h.createRun(versioned!);
+    await h.newScheduler().handleRequests([run]);
+    await h.succeed(tiKey(run, 't0'));
+    const seen = await h.run(run);
+    await h.store.markRunCleared(run);
+
+    await expect(
+      h.store.transitionDagRun(run, { state: 'running', clearCount: seen.clearCount }, { state: 'success' }),
+    ).rejects.toThrow();
+    expect((await h.run(run)).state).toBe('running');
+  });
+});

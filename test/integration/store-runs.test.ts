@@ -1,0 +1,154 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { TaskInstanceKey } from '#core/models.ts';
+import { createDynamoClient, toDocumentClient } from '#store/embedded.ts';
+import { ConditionFailedError, ItemTooLargeError, NotFoundError } from '#store/errors.ts';
+import { dagRecord, dagRun, type StoreHarness, startStoreHarness, taskInstance } from './store-fixtures.ts';
+
+let harness: StoreHarness;
+
+beforeAll(async () => {
+  harness = await startStoreHarness();
+});
+
+afterAll(async () => {
+  await harness.close();
+});
+
+const key = { dagId: 'etl', runId: 'r1' };
+const extract: TaskInstanceKey = { ...key, taskId: 'extract', mapIndex: -1 };
+
+async function storeWithDag() {
+  const store = await harness.newStore();
+  const { revision: _, runCount: __, ...record } = dagRecord('etl');
+  await store.upsertDag(record);
+  return store;
+}
+
+describe('DynamoStore run clear count', () => {
+  it('adds one to the clear count of a run in any state', async () => {
+    const store = await harness.newStore();
+    await store.createDagRun(dagRun('etl', 'r1', { state: 'success' }), []);
+    const cleared = await store.markRunCleared(key);
+    expect(cleared).toEqual(dagRun('etl', 'r1', { state: 'success', clearCount: 1, revision: 1 }));
+  });
+
+  it('refuses to mark a run that does not exist as cleared', async () => {
+    const store = await harness.newStore();
+    await expect(store.markRunCleared(key)).rejects.toThrow(NotFoundError);
+    expect(await store.getDagRun(key)).toBeUndefined();
+  });
+
+  it('finishes a run at the clear count it was read with', async () => {
+    const store = await harness.newStore();
+    await store.createDagRun(dagRun('etl', 'r1', { state: 'running' }), []);
+    const finished = await store.transitionDagRun(
+      key,
+      { state: 'running', clearCount: 0 },
+      { state: 'success' },
+    );
+    expect(finished.state).toBe('success');
+  });
+
+  it('refuses to finish a run cleared since it was read, and leaves it running', async () => {
+    const store = await harness.newStore();
+    await store.createDagRun(dagRun('etl', 'r1', { state: 'running' }), []);
+    const cleared = await store.markRunCleared(key);
+    await expect(
+      store.transitionDagRun(key, { state: 'running', clearCount: 0 }, { state: 'success' }),
+    ).rejects.toThrow(ConditionFailedError);
+    expect(await store.getDagRun(key)).toEqual(cleared);
+  });
+
+  it('ignores a clear count smuggled into the changes', async () => {
+    const store = await harness.newStore();
+    await store.createDagRun(dagRun('etl', 'r1'), []);
+    const changes = { state: 'running', clearCount: 9 } as const;
+    expect((await store.transitionDagRun(key, 'queued', changes)).clearCount).toBe(0);
+  });
+});
+
+describe('DynamoStore run count', () => {
+  it('counts each created run on the DAG record', async () => {
+    const store = await storeWithDag();
+    await store.createDagRun(dagRun('etl', 'r1'), []);
+    await store.createDagRun(dagRun('etl', 'r2'), []);
+    expect((await store.getDag('etl'))?.runCount).toBe(2);
+    expect(await store.countDagRuns('etl')).toBe(2);
+  });
+
+  it('does not count a run refused as a duplicate', async () => {
+    const store = await storeWithDag();
+    await store.createDagRun(dagRun('etl', 'r1'), []);
+    await expect(store.createDagRun(dagRun('etl', 'r1'), [])).rejects.toThrow('already exists');
+    expect(await store.countDagRuns('etl')).toBe(1);
+  });
+
+  it('keeps the run count when the DAG is parsed again', async () => {
+    const store = await storeWithDag();
+    await store.createDagRun(dagRun('etl', 'r1'), []);
+    const { revision: _, runCount: __, ...record } = dagRecord('etl', { versionHash: 'hash-2' });
+    expect((await store.upsertDag(record)).runCount).toBe(1);
+  });
+
+  it('creates a run of a DAG without a record and does not create the record', async () => {
+    const store = await harness.newStore();
+    await store.createDagRun(dagRun('etl', 'r1'), []);
+    expect(await store.getDagRun(key)).toEqual(dagRun('etl', 'r1'));
+    expect(await store.getDag('etl')).toBeUndefined();
+    expect(await store.countDagRuns('etl')).toBe(0);
+  });
+});
+
+describe('DynamoStore createDagRun limits and races', () => {
+  it('refuses a conf that makes the run item too large, naming the conf, its size and the limit', async () => {
+    const store = await harness.newStore();
+    // 2 bytes of JSON per element, 3 bytes stored: under a 350,000-byte conf limit, over 400 KB stored.
+    const conf = { values: Array.from({ length: 170_000 }, () => 1) };
+    const attempt = store.createDagRun(dagRun('etl', 'r1', { conf }), []);
+    await expect(attempt).rejects.toThrow(ItemTooLargeError);
+    await expect(attempt).rejects.toThrow(
+      /the conf of DAG run etl\/r1 \(340012 bytes of JSON\) makes the run item \d+ bytes, over DynamoDB's item limit of 409600 bytes/,
+    );
+    expect(await store.getDagRun(key)).toBeUndefined();
+  });
+
+  it('leaves a task instance a scheduler queued alone when the run creation writes it late', async () => {
+    const tableName = await harness.newTable();
+    const scheduler = harness.storeOn(tableName);
+    // A client whose task instance writes (put or batch) wait until released: a slow run creation.
+    let delayed = 0;
+    let release = () => {};
+    const released = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const slowClient = toDocumentClient(createDynamoClient({ endpoint: harness.endpoint, embedded: true }));
+    slowClient.middlewareStack.add(
+      (next, context) => async (args) => {
+        const write = ['PutItemCommand', 'BatchWriteItemCommand'].includes(context.commandName ?? '');
+        if (write && JSON.stringify(args.input).includes('TI#')) {
+          delayed++;
+          await released;
+        }
+        return next(args);
+      },
+      { step: 'initialize', name: 'slowTaskInstancePuts' },
+    );
+    const creating = harness
+      .storeOn(tableName, slowClient)
+      .createDagRun(dagRun('etl', 'r1'), [taskInstance(extract)]);
+    while ((await scheduler.getDagRun(key)) === undefined)
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    // The scheduler repairs the run's missing TI and queues it before the creation's put lands.
+    await scheduler.createMissingTaskInstances([taskInstance(extract)]);
+    const queued = await scheduler.transitionTaskInstance(
+      extract,
+      { state: 'none' },
+      { state: 'queued', tryNumber: 1 },
+    );
+    release();
+    await creating;
+    slowClient.destroy();
+    expect(delayed).toBe(1);
+    expect(await scheduler.getTaskInstance(extract)).toEqual(queued);
+  });
+});

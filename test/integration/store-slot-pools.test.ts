@@ -1,0 +1,281 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { DynamoStore } from '#store/dynamodb.ts';
+import { createDynamoClient, toDocumentClient } from '#store/embedded.ts';
+import { ConditionFailedError, InvalidKeyError } from '#store/errors.ts';
+import { instrumentClient, RequestCounter } from '#store/instrument.ts';
+import type { SlotHolder, SlotPoolRef } from '#store/port.ts';
+import { dagRun, type StoreHarness, startStoreHarness, taskInstance } from './store-fixtures.ts';
+
+let harness: StoreHarness;
+const counter = new RequestCounter();
+let counted: ReturnType<typeof toDocumentClient>;
+
+beforeAll(async () => {
+  harness = await startStoreHarness();
+  counted = toDocumentClient(createDynamoClient({ endpoint: harness.endpoint, embedded: true }));
+  instrumentClient(counted, counter);
+});
+
+afterAll(async () => {
+  counted.destroy();
+  await harness.close();
+});
+
+/** A store whose requests are counted from now on. */
+async function countedStore(): Promise<DynamoStore> {
+  const store = harness.storeOn(await harness.newTable(), counted);
+  counter.reset();
+  return store;
+}
+
+const pool: SlotPoolRef = { kind: 'pool', pool: 'default_pool' };
+
+function holder(id: string, overrides: Partial<SlotHolder> = {}): SlotHolder {
+  return { id, slots: 1, tryNumber: 1, passId: 'pass-1', at: '2026-01-01T00:00:00.000Z', ...overrides };
+}
+
+async function acquire(store: DynamoStore, size: number, ...holders: SlotHolder[]) {
+  return store.updateSlotPool(pool, { size, acquire: holders, release: [] });
+}
+
+describe('DynamoStore slot pools: acquire', () => {
+  it('reads a pool that was never written as empty', async () => {
+    const store = await harness.newStore();
+    expect(await store.getSlotPool(pool)).toEqual({ used: 0, holders: {}, waiting: {} });
+  });
+
+  it('acquires up to the size and returns the new state', async () => {
+    const store = await harness.newStore();
+    await acquire(store, 2, holder('a'));
+    const state = await acquire(store, 2, holder('b'));
+    expect(state).toEqual({ used: 2, holders: { a: holder('a'), b: holder('b') }, waiting: {} });
+    expect(await store.getSlotPool(pool)).toEqual(state);
+  });
+
+  it('refuses an acquire beyond the size with ConditionFailedError and writes nothing', async () => {
+    const store = await harness.newStore();
+    const full = await acquire(store, 1, holder('a'));
+    await expect(acquire(store, 1, holder('b'))).rejects.toThrow(ConditionFailedError);
+    expect(await store.getSlotPool(pool)).toEqual(full);
+  });
+
+  it('names the pool and the shortage when refusing', async () => {
+    const store = await harness.newStore();
+    await acquire(store, 1, holder('a'));
+    await expect(acquire(store, 1, holder('b'))).rejects.toThrow(
+      "pool 'default_pool' was not updated: 1 of 1 slots are used: acquiring 1 would exceed the size",
+    );
+  });
+
+  it('accepts an acquire that fills the pool exactly', async () => {
+    const store = await harness.newStore();
+    await acquire(store, 5, holder('a', { slots: 3 }));
+    expect((await acquire(store, 5, holder('b', { slots: 2 }))).used).toBe(5);
+  });
+
+  it('refuses a second acquire of the same holder and keeps the first', async () => {
+    const store = await harness.newStore();
+    const first = await acquire(store, 5, holder('a'));
+    await expect(acquire(store, 5, holder('a', { passId: 'pass-2' }))).rejects.toThrow(
+      "holder 'a' already holds slots",
+    );
+    expect(await store.getSlotPool(pool)).toEqual(first);
+  });
+
+  it('counts weighted holders by their slots', async () => {
+    const store = await harness.newStore();
+    await acquire(store, 4, holder('heavy', { slots: 3 }));
+    await expect(acquire(store, 4, holder('two', { slots: 2 }))).rejects.toThrow(ConditionFailedError);
+    expect((await acquire(store, 4, holder('one'))).used).toBe(4);
+  });
+
+  it('lets exactly one of two concurrent acquirers take the last slot', async () => {
+    const store = await harness.newStore();
+    await acquire(store, 2, holder('a'));
+    const results = await Promise.allSettled([
+      acquire(store, 2, holder('b')),
+      acquire(store, 2, holder('c')),
+    ]);
+    expect(results.filter((result) => result.status === 'fulfilled')).toHaveLength(1);
+    const rejected = results.filter((result) => result.status === 'rejected');
+    expect((rejected[0] as PromiseRejectedResult).reason).toBeInstanceOf(ConditionFailedError);
+    expect((await store.getSlotPool(pool)).used).toBe(2);
+  });
+
+  it('lets two first acquirers of a pool that does not exist yet both create and join it', async () => {
+    const store = await harness.newStore();
+    await Promise.all([acquire(store, 2, holder('a')), acquire(store, 2, holder('b'))]);
+    const state = await store.getSlotPool(pool);
+    expect(state.used).toBe(2);
+    expect(Object.keys(state.holders).sort()).toEqual(['a', 'b']);
+  });
+
+  it('keeps holder ids with dots, brackets, hashes and spaces as one map key each', async () => {
+    const store = await harness.newStore();
+    const ids = ['etl#r1#extract#-1', 'a.b', 'x[0]', 'with space'];
+    const state = await acquire(store, 10, ...ids.map((id) => holder(id)));
+    expect(Object.keys(state.holders).sort()).toEqual([...ids].sort());
+    expect(state.used).toBe(4);
+  });
+
+  it('stores the pool a run_tasks holder also holds', async () => {
+    const store = await harness.newStore();
+    const ref: SlotPoolRef = { kind: 'run_tasks', dagId: 'etl', runId: 'r1' };
+    const state = await store.updateSlotPool(ref, {
+      size: 16,
+      acquire: [holder('extract', { pool: 'db' })],
+      release: [],
+    });
+    expect(state.holders.extract).toEqual(holder('extract', { pool: 'db' }));
+  });
+});
+
+describe('DynamoStore slot pools: release', () => {
+  it('releases a holder and frees its slots', async () => {
+    const store = await harness.newStore();
+    await acquire(store, 5, holder('a', { slots: 2 }), holder('b'));
+    const state = await store.updateSlotPool(pool, { size: 5, acquire: [], release: [{ id: 'a' }] });
+    expect(state).toEqual({ used: 1, holders: { b: holder('b') }, waiting: {} });
+  });
+
+  it('refuses a second release of the same holder with ConditionFailedError', async () => {
+    const store = await harness.newStore();
+    await acquire(store, 5, holder('a'), holder('b'));
+    const release = { size: 5, acquire: [], release: [{ id: 'a', slots: 1 }] };
+    const once = await store.updateSlotPool(pool, release);
+    await expect(store.updateSlotPool(pool, release)).rejects.toThrow(ConditionFailedError);
+    expect(await store.getSlotPool(pool)).toEqual(once);
+  });
+
+  it('refuses a release of a holder in a pool that does not exist, and creates nothing', async () => {
+    const store = await harness.newStore();
+    await expect(
+      store.updateSlotPool(pool, { size: 5, acquire: [], release: [{ id: 'a', slots: 1 }] }),
+    ).rejects.toThrow(ConditionFailedError);
+    expect(await store.getSlotPool(pool)).toEqual({ used: 0, holders: {}, waiting: {} });
+  });
+
+  it('refuses a release guarded by another pass and keeps the holder', async () => {
+    const store = await harness.newStore();
+    const held = await acquire(store, 5, holder('a'));
+    await expect(
+      store.updateSlotPool(pool, { size: 5, acquire: [], release: [{ id: 'a', passId: 'pass-2' }] }),
+    ).rejects.toThrow("holder 'a' was reserved by pass pass-1, not pass-2");
+    expect(await store.getSlotPool(pool)).toEqual(held);
+  });
+
+  it('releases a holder guarded by the pass that reserved it', async () => {
+    const store = await harness.newStore();
+    await acquire(store, 5, holder('a'));
+    const state = await store.updateSlotPool(pool, {
+      size: 5,
+      acquire: [],
+      release: [{ id: 'a', passId: 'pass-1', slots: 1 }],
+    });
+    expect(state.used).toBe(0);
+  });
+
+  it('refuses a release that states other slots than the holder has', async () => {
+    const store = await harness.newStore();
+    const held = await acquire(store, 5, holder('a', { slots: 3 }));
+    await expect(
+      store.updateSlotPool(pool, { size: 5, acquire: [], release: [{ id: 'a', slots: 1 }] }),
+    ).rejects.toThrow("holder 'a' holds 3 slots, not 1");
+    expect(await store.getSlotPool(pool)).toEqual(held);
+  });
+
+  it('acquires the slots another holder releases in the same write', async () => {
+    const store = await harness.newStore();
+    await acquire(store, 2, holder('a'), holder('b'));
+    const state = await store.updateSlotPool(pool, {
+      size: 2,
+      acquire: [holder('c')],
+      release: [{ id: 'a', slots: 1 }],
+    });
+    expect(Object.keys(state.holders).sort()).toEqual(['b', 'c']);
+    expect(state.used).toBe(2);
+  });
+});
+
+describe('DynamoStore slot pools: waiting runs and requests', () => {
+  it('sets and removes waiting entries', async () => {
+    const store = await harness.newStore();
+    const ref: SlotPoolRef = { kind: 'dag_runs', dagId: 'etl' };
+    const t = '2026-01-01T00:00:00.000Z';
+    await store.updateSlotPool(ref, {
+      size: 1,
+      acquire: [],
+      release: [],
+      setWaiting: { 'etl#r1': t, 'etl#r2': t },
+    });
+    const state = await store.updateSlotPool(ref, {
+      size: 1,
+      acquire: [],
+      release: [],
+      removeWaiting: ['etl#r1'],
+    });
+    expect(state).toEqual({ used: 0, holders: {}, waiting: { 'etl#r2': t } });
+  });
+
+  it('sends nothing for an empty change and returns the stored state', async () => {
+    const store = await countedStore();
+    const state = await store.updateSlotPool(pool, { size: 1, acquire: [], release: [], setWaiting: {} });
+    expect(state).toEqual({ used: 0, holders: {}, waiting: {} });
+    expect(counter.snapshot().writes).toBe(0);
+  });
+
+  it('applies an acquire on an existing pool with one UpdateItem', async () => {
+    const store = await countedStore();
+    await acquire(store, 5, holder('a'));
+    counter.reset();
+    await acquire(store, 5, holder('b'));
+    expect(counter.snapshot().byOperation).toEqual({ UpdateItem: 1 });
+  });
+
+  it('refuses an empty holder id with InvalidKeyError before any request', async () => {
+    const store = await countedStore();
+    await expect(acquire(store, 5, holder(''))).rejects.toThrow(InvalidKeyError);
+    expect(counter.snapshot().byOperation).toEqual({});
+  });
+
+  it('keeps the run_tasks item in the run snapshot as its task slots, not as a task instance', async () => {
+    const store = await harness.newStore();
+    const ti = taskInstance({ dagId: 'etl', runId: 'r1', taskId: 'extract', mapIndex: -1 });
+    await store.createDagRun(dagRun('etl', 'r1'), [ti]);
+    const ref: SlotPoolRef = { kind: 'run_tasks', dagId: 'etl', runId: 'r1' };
+    const taskSlots = await store.updateSlotPool(ref, { size: 4, acquire: [holder('extract')], release: [] });
+    const snapshot = await store.getRunSnapshot(ref);
+    expect(snapshot?.taskInstances).toEqual([ti]);
+    expect(snapshot?.taskSlots).toEqual(taskSlots);
+  });
+
+  it('keeps the three kinds of pool apart', async () => {
+    const store = await harness.newStore();
+    await acquire(store, 5, holder('a'));
+    expect((await store.getSlotPool({ kind: 'dag_runs', dagId: 'default_pool' })).used).toBe(0);
+    expect((await store.getSlotPool({ kind: 'run_tasks', dagId: 'etl', runId: 'default_pool' })).used).toBe(
+      0,
+    );
+  });
+});
+
+describe('DynamoStore reconcile cursor', () => {
+  it('starts with no cursor at version 0', async () => {
+    const store = await harness.newStore();
+    expect(await store.getReconcileCursor()).toEqual({ cursor: undefined, version: 0 });
+  });
+
+  it('moves the cursor at the version read and bumps the version', async () => {
+    const store = await harness.newStore();
+    expect(await store.putReconcileCursor('abc', 0)).toBe(true);
+    expect(await store.putReconcileCursor(undefined, 1)).toBe(true);
+    expect(await store.getReconcileCursor()).toEqual({ cursor: undefined, version: 2 });
+  });
+
+  it('refuses a move at a version another tick already moved past', async () => {
+    const store = await harness.newStore();
+    await store.putReconcileCursor('first', 0);
+    expect(await store.putReconcileCursor('second', 0)).toBe(false);
+    expect(await store.getReconcileCursor()).toEqual({ cursor: 'first', version: 1 });
+  });
+});

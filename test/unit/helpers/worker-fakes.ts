@@ -1,0 +1,77 @@
+import type { Logger } from '#engine/logger.ts';
+import type { WorkerClock } from '#worker/clock.ts';
+
+/**
+ * A clock whose time moves only when everything else is waiting on it: once the pending
+ * promise work has settled, it jumps to the earliest sleep's end. Hours of heartbeats and
+ * backoffs run in milliseconds, in the same order every time.
+ */
+export class FakeClock implements WorkerClock {
+  #now: number;
+  #seq = 0;
+  #timers: { at: number; seq: number; wake: () => void }[] = [];
+  #pumping = false;
+
+  constructor(start = Date.UTC(2026, 0, 1)) {
+    this.#now = start;
+  }
+
+  now(): number {
+    return this.#now;
+  }
+
+  sleep(ms: number, signal?: AbortSignal): Promise<void> {
+    return new Promise((resolve) => {
+      if (signal?.aborted) return resolve();
+      const timer = { at: this.#now + Math.max(0, ms), seq: this.#seq++, wake: () => undefined };
+      const onAbort = () => {
+        this.#timers = this.#timers.filter((other) => other !== timer);
+        resolve();
+      };
+      timer.wake = () => {
+        signal?.removeEventListener('abort', onAbort);
+        resolve();
+      };
+      signal?.addEventListener('abort', onAbort, { once: true });
+      this.#timers.push(timer);
+      void this.#pump();
+    });
+  }
+
+  async #pump(): Promise<void> {
+    if (this.#pumping) return;
+    this.#pumping = true;
+    try {
+      for (;;) {
+        for (let turn = 0; turn < 5; turn += 1) await new Promise((resolve) => setImmediate(resolve));
+        if (this.#timers.length === 0) return;
+        this.#timers.sort((a, b) => a.at - b.at || a.seq - b.seq);
+        const next = this.#timers.shift()!;
+        this.#now = Math.max(this.#now, next.at);
+        next.wake();
+      }
+    } finally {
+      this.#pumping = false;
+    }
+  }
+}
+
+export interface LogLine {
+  level: 'debug' | 'info' | 'warn' | 'error';
+  message: string;
+  fields: Record<string, unknown>;
+}
+
+export function recordingLogger(lines: LogLine[] = [], base: Record<string, unknown> = {}): Logger {
+  const at =
+    (level: LogLine['level']) =>
+    (message: string, fields: Record<string, unknown> = {}) =>
+      lines.push({ level, message, fields: { ...base, ...fields } });
+  return {
+    debug: at('debug'),
+    info: at('info'),
+    warn: at('warn'),
+    error: at('error'),
+    child: (fields) => recordingLogger(lines, { ...base, ...fields }),
+  };
+}
