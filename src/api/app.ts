@@ -1,4 +1,4 @@
-import { OpenAPIHono } from '@hono/zod-openapi';
+import { createRoute, OpenAPIHono } from '@hono/zod-openapi';
 import type { Context } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import { HTTPException } from 'hono/http-exception';
@@ -19,12 +19,22 @@ import type { TaskLifecycle } from '#engine/task-lifecycle.ts';
 import { InvalidTokenError, type TaskTokenSigner } from '#engine/tokens.ts';
 import type { LogStore } from '#logs/port.ts';
 import type { MetricsRegistry } from '#metrics/registry.ts';
+import { isStoreUnavailableError, type StoreHealth } from '#store/availability.ts';
 import { InvalidCursorError, InvalidKeyError, ItemTooLargeError } from '#store/errors.ts';
 import type { Store } from '#store/port.ts';
 import { bearerMatches, idWithHashIn } from './auth.ts';
 import { registerDagRoutes } from './dag-routes.ts';
 import { ForbiddenError } from './errors.ts';
 import { registerExecutionRoutes } from './execution-routes.ts';
+import { unknownQueryParameters } from './query-check.ts';
+import {
+  API_TOKEN_SCHEME,
+  healthSchema,
+  jsonContent,
+  metricsSchema,
+  PUBLIC_PATHS,
+  publicErrors,
+} from './route-docs.ts';
 import { registerTaskRoutes } from './task-routes.ts';
 
 export interface ApiDeps {
@@ -43,7 +53,15 @@ export interface ApiDeps {
   apiToken: string;
   log: Logger;
   now: () => number;
+  /**
+   * What standalone's store supervisor knows: while it says unhealthy the API answers 503 at
+   * once. Without it, the health route probes the store.
+   */
+  storeHealth?: () => StoreHealth;
 }
+
+/** Seconds a client should wait before retrying a 503 (the store restarts within seconds). */
+const STORE_RETRY_AFTER_SECONDS = 1;
 
 export type ApiApp = OpenAPIHono;
 
@@ -75,10 +93,25 @@ export function createApi(deps: ApiDeps): ApiApp {
     }),
   );
 
-  app.get('/api/v2/monitor/health', (c) => c.json({ status: 'healthy' }));
+  app.openapi(
+    createRoute({
+      method: 'get',
+      path: '/api/v2/monitor/health',
+      tags: ['Monitor'],
+      responses: {
+        200: jsonContent(healthSchema, 'Every part works'),
+        503: jsonContent(healthSchema, 'Degraded: a part does not work (`metadatabase.detail` says why)'),
+      },
+    }),
+    async (c) => {
+      const metadatabase = await storeHealthOf(deps);
+      if (metadatabase.status === 'healthy') return c.json({ status: 'healthy' as const, metadatabase }, 200);
+      return c.json({ status: 'degraded' as const, metadatabase }, 503);
+    },
+  );
   app.use('/api/v2/*', async (c, next) => {
     // The API's own description is public, like Airflow's; everything else needs the token.
-    if (c.req.path === '/api/v2/openapi.json') return next();
+    if (PUBLIC_PATHS.has(c.req.path)) return next();
     if (!bearerMatches(c.req.header('authorization'), deps.apiToken)) {
       return c.json({ detail: 'Missing or invalid bearer token', status: 401 }, 401, {
         'WWW-Authenticate': 'Bearer',
@@ -101,6 +134,23 @@ export function createApi(deps: ApiDeps): ApiApp {
     await next();
   });
 
+  // While the store is known to be down every call would fail after the client's retries: say
+  // so at once, with a status that tells callers (the worker's reports too) to try again.
+  for (const prefix of ['/api/v2/*', '/execution/*']) {
+    app.use(prefix, async (c, next) => {
+      const health = deps.storeHealth?.();
+      if (health?.status === 'unhealthy' && !PUBLIC_PATHS.has(c.req.path)) {
+        return storeUnavailable(c, health.detail);
+      }
+      await next();
+    });
+  }
+  app.use('/api/v2/*', async (c, next) => {
+    const unknown = unknownQueryParameters(app, c.req.method, c.req.path, Object.keys(c.req.queries()));
+    if (unknown) return c.json({ detail: unknown, status: 400 }, 400);
+    await next();
+  });
+
   // After authentication: a caller without a token learns nothing about ids.
   for (const prefix of ['/api/v2/*', '/execution/xcoms/*']) {
     app.use(prefix, async (c, next) => {
@@ -119,17 +169,82 @@ export function createApi(deps: ApiDeps): ApiApp {
   registerTaskRoutes(app, deps);
   registerExecutionRoutes(app, deps);
 
-  app.get('/api/v2/metrics', async (c) => c.json(await deps.metrics.snapshot()));
-  app.doc31('/api/v2/openapi.json', {
-    openapi: '3.1.0',
-    info: { title: 'Updraft API', version: '2', description: 'Public REST API and Execution API of Updraft' },
+  app.openapi(
+    createRoute({
+      method: 'get',
+      path: '/api/v2/metrics',
+      tags: ['Monitor'],
+      responses: { 200: jsonContent(metricsSchema, 'Gauges and counters of this server'), ...publicErrors },
+    }),
+    async (c) => c.json(await deps.metrics.snapshot(), 200),
+  );
+  app.openAPIRegistry.registerPath({
+    method: 'get',
+    path: '/api/v2/openapi.json',
+    tags: ['Monitor'],
+    responses: { 200: { description: 'This OpenAPI 3.1 document' } },
+  });
+  let document: unknown;
+  app.get('/api/v2/openapi.json', (c) => {
+    document ??= openApiDocument(app);
+    return c.json(document);
   });
   app.notFound((c) => c.json({ detail: `No route for ${c.req.method} ${c.req.path}`, status: 404 }, 404));
   app.onError((error, c) => errorResponse(error, c, deps.log));
   return app;
 }
 
+/**
+ * The OpenAPI document with its security: the API token on `/api/v2` (health and this document
+ * excepted), the task token (declared by the Execution API's routes) on `/execution`.
+ */
+function openApiDocument(app: OpenAPIHono) {
+  app.openAPIRegistry.registerComponent('securitySchemes', 'apiToken', API_TOKEN_SCHEME);
+  const document = app.getOpenAPI31Document({
+    openapi: '3.1.0',
+    info: { title: 'Updraft API', version: '2', description: 'Public REST API and Execution API of Updraft' },
+  });
+  for (const [path, item] of Object.entries(document.paths ?? {})) {
+    for (const method of ['get', 'put', 'post', 'patch', 'delete'] as const) {
+      const operation = item[method];
+      if (!operation) continue;
+      if (PUBLIC_PATHS.has(path)) operation.security = [];
+      else if (path.startsWith('/execution/')) operation.security ??= [{ taskToken: [] }];
+      else operation.security = [{ apiToken: [] }];
+    }
+  }
+  return document;
+}
+
+async function storeHealthOf(deps: ApiDeps): Promise<StoreHealth> {
+  const known = deps.storeHealth?.();
+  if (known && known.status !== 'healthy') return known;
+  try {
+    await deps.store.getDag('updraft_health_probe');
+    return { status: 'healthy' };
+  } catch (error) {
+    deps.log.warn('Health check: the store did not answer', { error });
+    return {
+      status: 'unhealthy',
+      detail: isStoreUnavailableError(error)
+        ? 'The store does not answer'
+        : 'The store answered with an error',
+    };
+  }
+}
+
+function storeUnavailable(c: Context, detail: string) {
+  return c.json({ detail: `The store is unavailable: ${detail}. Retry shortly`, status: 503 }, 503, {
+    'Retry-After': String(STORE_RETRY_AFTER_SECONDS),
+  });
+}
+
 function errorResponse(error: Error, c: Context, log: Logger) {
+  if (isStoreUnavailableError(error)) {
+    // The cause is logged once by whoever watches the store; not once per request.
+    log.debug('API request found the store unavailable', { method: c.req.method, path: c.req.path, error });
+    return storeUnavailable(c, 'it did not answer');
+  }
   const status = statusOf(error);
   if (status >= 500) log.error('API request failed', { method: c.req.method, path: c.req.path, error });
   const detail = status >= 500 ? 'Internal server error' : error.message;

@@ -20,6 +20,7 @@ import { formatTaskInstanceKey, sameTaskInstance } from '#core/models.ts';
 import { NotFoundError } from '#engine/errors.ts';
 import type { TaskReport } from '#engine/task-lifecycle.ts';
 import { InvalidTokenError, type VerifiedToken } from '#engine/tokens.ts';
+import { readCurrentXCom } from '#engine/xcoms.ts';
 import type { ApiDeps } from './app.ts';
 import { bearerTokenOf } from './auth.ts';
 import { ForbiddenError } from './errors.ts';
@@ -95,6 +96,7 @@ export function registerExecutionRoutes(app: OpenAPIHono, deps: ApiDeps): void {
       const { ti, run, dag, task } = await deps.lifecycle.start(claims, claims.tryNumber, {
         hostname: request.hostname,
         workerId: request.worker_id,
+        startId: request.start_id,
       });
       // The try's token lives from its start, whatever time it spent queued.
       c.header(REFRESHED_TOKEN_HEADER, await refreshed(claims, deps.now()));
@@ -115,6 +117,7 @@ export function registerExecutionRoutes(app: OpenAPIHono, deps: ApiDeps): void {
           dag_version: run.dagVersion,
           args: task.args.map((arg) => ({ task_id: arg.taskId, key: arg.key })),
           execution_timeout_ms: task.executionTimeoutMs,
+          memory_limit_mb: task.memoryLimitMb ?? null,
           xcom_max_bytes: deps.settings.xcomMaxBytes,
           log_chunk_max_bytes: deps.settings.logChunkMaxBytes,
           log_max_chunks: deps.lifecycle.logMaxChunks,
@@ -196,7 +199,7 @@ export function registerExecutionRoutes(app: OpenAPIHono, deps: ApiDeps): void {
         );
       }
       const mapIndex = c.req.valid('query').map_index;
-      const value = await deps.store.getXCom({
+      const value = await readCurrentXCom(deps.store, {
         dagId: dag_id,
         runId: dag_run_id,
         taskId: task_id,

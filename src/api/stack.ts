@@ -7,6 +7,7 @@ import { type ExecutionKeyring, TaskTokenSigner } from '#engine/tokens.ts';
 import type { LogStore } from '#logs/port.ts';
 import type { MetricsRegistry } from '#metrics/registry.ts';
 import type { Queues } from '#queue/port.ts';
+import type { StoreHealth } from '#store/availability.ts';
 import type { Store } from '#store/port.ts';
 import { type ApiApp, createApi } from './app.ts';
 
@@ -33,6 +34,8 @@ export function createApiStack(deps: {
   executionKeys: ExecutionKeyring | string;
   log: Logger;
   now: () => number;
+  /** What the health route says about the store (standalone's supervisor); else it probes. */
+  storeHealth?: () => StoreHealth;
 }): ApiStack {
   const { store, settings, log, now } = deps;
   const dags = new DagVersionCache(store);
@@ -53,6 +56,7 @@ export function createApiStack(deps: {
     apiToken: deps.apiToken,
     log: log.child({ component: 'api' }),
     now,
+    ...(deps.storeHealth ? { storeHealth: deps.storeHealth } : {}),
   });
   return { api, dags, notifier, tokens, lifecycle };
 }

@@ -14,6 +14,7 @@ import {
 } from '#contracts/public-api.ts';
 import { clearTaskInstances } from '#engine/clear.ts';
 import { NotFoundError } from '#engine/errors.ts';
+import { readCurrentXCom } from '#engine/xcoms.ts';
 import type { ApiDeps } from './app.ts';
 import { jsonContent as json, publicErrors, taskInstanceKeyFrom } from './route-docs.ts';
 import { taskInstanceToWire } from './serializers.ts';
@@ -94,7 +95,7 @@ export function registerTaskRoutes(app: OpenAPIHono, deps: ApiDeps): void {
     async (c) => {
       const { dag_id, dag_run_id, task_id, xcom_key } = c.req.valid('param');
       const mapIndex = c.req.valid('query').map_index;
-      const text = await store.getXCom({
+      const text = await readCurrentXCom(store, {
         dagId: dag_id,
         runId: dag_run_id,
         taskId: task_id,

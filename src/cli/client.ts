@@ -11,7 +11,8 @@ import type {
   TriggerDagRunBody,
   XComEntry,
 } from '#contracts/public-api.ts';
-import { ApiRequestError, ApiUnreachableError } from './errors.ts';
+import { type IdKind, invalidIdReason } from '#core/ids.ts';
+import { ApiRequestError, ApiUnreachableError, CliUsageError } from './errors.ts';
 
 /** A request that gets no answer in this time is reported as an unreachable API rather than hanging. */
 const REQUEST_TIMEOUT_MS = 30_000;
@@ -33,40 +34,45 @@ export class ApiClient {
   }
 
   getDag(dagId: string): Promise<DagDetail> {
-    return this.#request('GET', `/dags/${enc(dagId)}`);
+    return this.#request('GET', `/dags/${id('DAG', dagId)}`);
   }
 
   patchDag(dagId: string, body: { is_paused: boolean }): Promise<Dag> {
-    return this.#request('PATCH', `/dags/${enc(dagId)}`, { body });
+    return this.#request('PATCH', `/dags/${id('DAG', dagId)}`, { body });
   }
 
   triggerRun(dagId: string, body: TriggerDagRunBody): Promise<DagRun> {
-    return this.#request('POST', `/dags/${enc(dagId)}/dagRuns`, { body });
+    if (body.dag_run_id !== undefined) id('run', body.dag_run_id);
+    return this.#request('POST', `/dags/${id('DAG', dagId)}/dagRuns`, { body });
   }
 
   /** Newest first. */
   listRuns(dagId: string, limit?: number, cursor?: string): Promise<DagRunCollection> {
-    return this.#request('GET', `/dags/${enc(dagId)}/dagRuns`, { query: { limit, cursor } });
+    return this.#request('GET', `/dags/${id('DAG', dagId)}/dagRuns`, { query: { limit, cursor } });
   }
 
   getRun(dagId: string, runId: string): Promise<DagRun> {
-    return this.#request('GET', `/dags/${enc(dagId)}/dagRuns/${enc(runId)}`);
+    return this.#request('GET', `/dags/${id('DAG', dagId)}/dagRuns/${id('run', runId)}`);
   }
 
   listTaskInstances(dagId: string, runId: string): Promise<TaskInstanceCollection> {
-    return this.#request('GET', `/dags/${enc(dagId)}/dagRuns/${enc(runId)}/taskInstances`);
+    return this.#request('GET', `/dags/${id('DAG', dagId)}/dagRuns/${id('run', runId)}/taskInstances`);
   }
 
   getTaskInstance(dagId: string, runId: string, taskId: string, mapIndex = -1): Promise<TaskInstance> {
-    return this.#request('GET', `/dags/${enc(dagId)}/dagRuns/${enc(runId)}/taskInstances/${enc(taskId)}`, {
-      query: { map_index: mapIndex },
-    });
+    return this.#request(
+      'GET',
+      `/dags/${id('DAG', dagId)}/dagRuns/${id('run', runId)}/taskInstances/${id('task', taskId)}`,
+      {
+        query: { map_index: mapIndex },
+      },
+    );
   }
 
   getLog(dagId: string, runId: string, taskId: string, tryNumber: number, mapIndex = -1): Promise<TaskLog> {
     return this.#request(
       'GET',
-      `/dags/${enc(dagId)}/dagRuns/${enc(runId)}/taskInstances/${enc(taskId)}/logs/${tryNumber}`,
+      `/dags/${id('DAG', dagId)}/dagRuns/${id('run', runId)}/taskInstances/${id('task', taskId)}/logs/${tryNumber}`,
       { query: { map_index: mapIndex } },
     );
   }
@@ -80,13 +86,14 @@ export class ApiClient {
   ): Promise<XComEntry> {
     return this.#request(
       'GET',
-      `/dags/${enc(dagId)}/dagRuns/${enc(runId)}/taskInstances/${enc(taskId)}/xcomEntries/${enc(key)}`,
+      `/dags/${id('DAG', dagId)}/dagRuns/${id('run', runId)}/taskInstances/${id('task', taskId)}/xcomEntries/${enc(key)}`,
       { query: { map_index: mapIndex } },
     );
   }
 
   clearTaskInstances(dagId: string, body: ClearTaskInstancesBody): Promise<TaskInstanceCollection> {
-    return this.#request('POST', `/dags/${enc(dagId)}/clearTaskInstances`, { body });
+    id('run', body.dag_run_id);
+    return this.#request('POST', `/dags/${id('DAG', dagId)}/clearTaskInstances`, { body });
   }
 
   async #request<T>(
@@ -131,6 +138,16 @@ export class ApiClient {
 
 function enc(segment: string): string {
   return encodeURIComponent(segment);
+}
+
+/**
+ * An id as a path segment, refused before any request when it breaks the id grammar: an id like
+ * `..` would otherwise address another resource once the URL is normalised.
+ */
+function id(kind: IdKind, value: string): string {
+  const reason = invalidIdReason(kind, value);
+  if (reason !== undefined) throw new CliUsageError(reason);
+  return enc(value);
 }
 
 /** The API's `detail`; validation errors may carry a list or an object, printed as JSON. */

@@ -50,9 +50,13 @@ export function buildProgram(ctx: CliContext): Command {
     .description(
       'Run the API, scheduler and workers on this machine with the embedded store (what `npm start` runs)',
     )
-    .action(async () => {
+    .option(
+      '--reset-store',
+      'start with an empty store, moving the old store and task logs aside (for a home whose store was lost)',
+    )
+    .action(async (options: { resetStore?: boolean }) => {
       const { runStandalone } = await import('#standalone/main.ts');
-      await runStandalone(ctx.settings);
+      await runStandalone(ctx.settings, { resetStore: options.resetStore ?? false });
     });
 
   registerDagCommands(program, ctx);
@@ -79,6 +83,7 @@ function reportError(ctx: CliContext, error: unknown): number {
     ctx.warn(`Error: ${error.message}`);
     return EXIT_ERROR;
   }
-  ctx.warn(`Error: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
+  // Not a user error: the stack helps a bug report. It starts with the error's name already.
+  ctx.warn(error instanceof Error ? (error.stack ?? `Error: ${error.message}`) : `Error: ${String(error)}`);
   return EXIT_ERROR;
 }

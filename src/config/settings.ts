@@ -7,6 +7,9 @@ import { z } from 'zod';
  * variable (`UPDRAFT_…`, listed in docs/configuration.md) or in `updraft.config.json`;
  * the environment wins. Unknown keys in the file are rejected so a typo is not silently ignored.
  */
+/** Room in an Execution API body for everything but the log chunk or XCom it carries. */
+const REQUEST_ENVELOPE_BYTES = 1_024;
+
 export const settingsSchema = z
   .strictObject({
     /** Where standalone keeps its store, logs and API token. */
@@ -18,6 +21,8 @@ export const settingsSchema = z
     dagsFolder: z.string().default('dags'),
     /** How often standalone parses the DAGs folder again; 0 parses only at start. */
     dagRefreshIntervalMs: z.coerce.number().int().min(0).default(30_000),
+    /** Time limit of importing one DAG file; a file over it is an import error of its own. */
+    dagFileParseTimeoutMs: z.coerce.number().int().min(100).default(30_000),
     /** Whether a DAG seen for the first time starts paused (Airflow's dags_are_paused_at_creation). */
     dagsArePausedAtCreation: z.union([z.boolean(), z.stringbool()]).default(false),
 
@@ -65,7 +70,7 @@ export const settingsSchema = z
       .number()
       .int()
       .min(1024)
-      .default(256 * 1024),
+      .default(128 * 1024),
     /** Largest request body the API accepts. */
     requestMaxBytes: z.coerce
       .number()
@@ -88,16 +93,43 @@ export const settingsSchema = z
     executionTokenTtlSeconds: z.coerce.number().int().min(60).default(600),
     /** Period of the structured metrics log line; 0 turns it off. */
     metricsLogIntervalMs: z.coerce.number().int().min(0).default(60_000),
+    /**
+     * The most memory (MB) one task try may use, heap and resident memory alike, unless the task
+     * sets its own `memoryLimitMb`; 0 turns the limit off.
+     */
+    taskMemoryLimitMb: z.coerce
+      .number()
+      .int()
+      .refine((mb) => mb === 0 || mb >= 64, 'must be 0 (no limit) or at least 64')
+      .default(1024),
     /** Seconds a graceful stop waits for running tasks before handing them back. */
     shutdownGraceSeconds: z.coerce.number().int().min(0).default(30),
     logLevel: z.enum(['debug', 'info', 'warn', 'error']).default('info'),
   })
   .superRefine((settings, context) => {
-    if (settings.logChunkMaxBytes >= settings.requestMaxBytes) {
+    // Log chunks and XComs travel as JSON strings: escaping can grow a chunk up to six times
+    // (control characters become \u00XX) and an XCom's JSON text up to twice. A heartbeat must
+    // carry any chunk, a report any XCom (a worker sends the last chunk on its own when both do not fit).
+    for (const [setting, factor] of [
+      ['logChunkMaxBytes', 6],
+      ['xcomMaxBytes', 2],
+    ] as const) {
+      const largest = factor * settings[setting] + REQUEST_ENVELOPE_BYTES;
+      if (largest > settings.requestMaxBytes) {
+        context.addIssue({
+          code: 'custom',
+          path: [setting],
+          message: `${factor} × ${setting} + ${REQUEST_ENVELOPE_BYTES} (${largest}) must not exceed requestMaxBytes (${settings.requestMaxBytes}): a call must be able to carry it once JSON-escaped`,
+        });
+      }
+    }
+    // A worker stops its task within half the timeout plus one interval (and one short request)
+    // of its last heartbeat; that must stay well inside the zombie threshold.
+    if (settings.heartbeatIntervalMs * 5 > settings.heartbeatTimeoutMs) {
       context.addIssue({
         code: 'custom',
-        path: ['logChunkMaxBytes'],
-        message: `must be less than requestMaxBytes (${settings.requestMaxBytes}), or no call could carry a full chunk`,
+        path: ['heartbeatIntervalMs'],
+        message: `must be at most a fifth of heartbeatTimeoutMs (${settings.heartbeatTimeoutMs} ms), so a worker that cannot heartbeat stops its task before the try is treated as a zombie`,
       });
     }
     // A token is renewed on the first heartbeat after half its life; it must then outlast a
@@ -122,6 +154,7 @@ export const SETTING_ENV_VARS: Readonly<Record<keyof Settings, string>> = {
   apiUrl: 'UPDRAFT_API_URL',
   dagsFolder: 'UPDRAFT_DAGS_FOLDER',
   dagRefreshIntervalMs: 'UPDRAFT_DAG_REFRESH_INTERVAL_MS',
+  dagFileParseTimeoutMs: 'UPDRAFT_DAG_FILE_PARSE_TIMEOUT_MS',
   dagsArePausedAtCreation: 'UPDRAFT_DAGS_ARE_PAUSED_AT_CREATION',
   workerSlots: 'UPDRAFT_WORKER_SLOTS',
   heartbeatIntervalMs: 'UPDRAFT_HEARTBEAT_INTERVAL_MS',
@@ -144,6 +177,7 @@ export const SETTING_ENV_VARS: Readonly<Record<keyof Settings, string>> = {
   executionTokenTtlSeconds: 'UPDRAFT_EXECUTION_TOKEN_TTL_SECONDS',
   metricsLogIntervalMs: 'UPDRAFT_METRICS_LOG_INTERVAL_MS',
   shutdownGraceSeconds: 'UPDRAFT_SHUTDOWN_GRACE_SECONDS',
+  taskMemoryLimitMb: 'UPDRAFT_TASK_MEMORY_LIMIT_MB',
   logLevel: 'UPDRAFT_LOG_LEVEL',
 };
 

@@ -22,6 +22,11 @@ export const startTaskBody = z
     hostname: z.string().max(255),
     worker_id: z.string().max(255),
     pid: z.number().int().optional(),
+    /**
+     * Names this start: a repeat with the same id (its first answer was lost) while the try still
+     * runs is answered again instead of refused, so the worker runs the try it started.
+     */
+    start_id: z.string().min(1).max(64).optional(),
   })
   .openapi('StartTaskInstance');
 
@@ -42,6 +47,8 @@ export const startedTaskSchema = z
     dag_version: z.string(),
     args: z.array(z.object({ task_id: z.string(), key: z.string() })),
     execution_timeout_ms: z.number().int().nullable(),
+    /** The task's own memory limit (its `memoryLimitMb`); null: the worker's UPDRAFT_TASK_MEMORY_LIMIT_MB. */
+    memory_limit_mb: z.number().int().nullable().optional(),
     /** Largest XCom the report may carry (UPDRAFT_XCOM_MAX_BYTES). */
     xcom_max_bytes: z.number().int(),
     /** Largest `log.text` of one call, in UTF-8 bytes (UPDRAFT_LOG_CHUNK_MAX_BYTES). */

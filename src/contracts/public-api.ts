@@ -1,4 +1,5 @@
 import { z } from '@hono/zod-openapi';
+import { describeIdGrammar, ID_MAX_LENGTH, type IdKind, invalidIdReason } from '#core/ids.ts';
 import { DAG_RUN_STATES, TASK_INSTANCE_STATES } from '#core/states.ts';
 import { isoDate } from './common.ts';
 
@@ -9,9 +10,36 @@ import { isoDate } from './common.ts';
  * a hand copy of the other's shapes.
  */
 
-export const dagIdParams = z.object({ dag_id: z.string().min(1).max(250) });
-export const runParams = dagIdParams.extend({ dag_run_id: z.string().min(1).max(250) });
-export const taskParams = runParams.extend({ task_id: z.string().min(1).max(250) });
+/** An id of the grammar in `#core/ids.ts`; a bad one is refused with a message naming it and the rule. */
+function idSchema(kind: IdKind) {
+  return z
+    .string()
+    .superRefine((value, ctx) => {
+      const reason = invalidIdReason(kind, value);
+      if (reason !== undefined) ctx.addIssue({ code: 'custom', message: reason });
+    })
+    .openapi({
+      pattern: kind === 'run' ? '^[A-Za-z0-9_.:+~-]{1,250}$' : '^[A-Za-z0-9_.-]{1,250}$',
+      maxLength: ID_MAX_LENGTH,
+      description: `${describeIdGrammar(kind)}; not dots only`,
+    });
+}
+/**
+ * A run id in a request body: documented with the grammar, checked by the engine, which answers
+ * 400 naming the id and the rule (the documented status of an invalid `dag_run_id`).
+ */
+const runIdBodyField = z.string().openapi({
+  pattern: '^[A-Za-z0-9_.:+~-]{1,250}$',
+  maxLength: ID_MAX_LENGTH,
+  description: `${describeIdGrammar('run')}; not dots only`,
+});
+export const dagIdSchema = idSchema('DAG');
+export const runIdSchema = idSchema('run');
+export const taskIdSchema = idSchema('task');
+
+export const dagIdParams = z.object({ dag_id: dagIdSchema });
+export const runParams = dagIdParams.extend({ dag_run_id: runIdSchema });
+export const taskParams = runParams.extend({ task_id: taskIdSchema });
 export const logParams = taskParams.extend({ try_number: z.coerce.number().int().min(1) });
 export const pageQuery = z.object({
   limit: z.coerce.number().int().min(1).max(1000).default(100),
@@ -96,7 +124,7 @@ export const dagRunSchema = z
 
 export const triggerRunBody = z
   .strictObject({
-    dag_run_id: z.string().min(1).max(250).optional(),
+    dag_run_id: runIdBodyField.optional(),
     logical_date: z.iso.datetime({ offset: true }).optional(),
     conf: z.record(z.string(), z.unknown()).optional(),
   })
@@ -144,7 +172,7 @@ export const taskInstanceCollectionSchema = z
 
 export const clearTaskInstancesBody = z
   .strictObject({
-    dag_run_id: z.string().min(1),
+    dag_run_id: runIdBodyField,
     task_ids: z.array(z.string()).default([]),
     include_downstream: z.boolean().default(false),
     only_failed: z.boolean().default(false),

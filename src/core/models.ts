@@ -60,6 +60,8 @@ export interface TaskInstance extends TaskInstanceKey {
   hostname: string | null;
   /** Identifies the worker process that runs the current try. */
   workerId: string | null;
+  /** Names the start call of the current try: a repeat of it (a lost response) is answered again. */
+  startId: string | null;
   durationMs: number | null;
   errorMessage: string | null;
   /** Set by a branch task: the direct downstream task ids it chose to follow. */
@@ -113,6 +115,7 @@ export function newTaskInstance(
     nextRetryAt: null,
     hostname: null,
     workerId: null,
+    startId: null,
     durationMs: null,
     errorMessage: null,
     followTaskIds: null,

@@ -56,6 +56,8 @@ export const serializedTaskSchema = z.strictObject({
   pool: z.string(),
   poolSlots: z.number().int().positive(),
   doc: z.string().nullable(),
+  /** The task's own memory limit in MB (its `memoryLimitMb`); absent: the worker's setting applies. */
+  memoryLimitMb: z.number().int().positive().optional(),
 });
 export type SerializedTask = z.infer<typeof serializedTaskSchema>;
 

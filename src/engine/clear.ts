@@ -1,8 +1,9 @@
 import { formatTaskInstanceKey, type TaskInstance } from '#core/models.ts';
 import type { SerializedDag } from '#core/serialized-dag.ts';
-import type { TaskInstanceState } from '#core/states.ts';
+import { isFinishedDagRunState, type TaskInstanceState } from '#core/states.ts';
 import { ConditionFailedError } from '#store/errors.ts';
 import type { Store } from '#store/port.ts';
+import { ignoreConflict } from './conflicts.ts';
 import type { DagVersionCache } from './dag-cache.ts';
 import { InvalidRequestError, NotFoundError, StateConflictError } from './errors.ts';
 import type { SchedulingNotifier } from './notifier.ts';
@@ -32,7 +33,8 @@ const FAILED_STATES: ReadonlySet<TaskInstanceState> = new Set(['failed', 'upstre
 /**
  * Clears task instances so they run again, like Airflow's clear: the TI goes back to `none`,
  * keeps its try number, gets `retries + 1` more tries, loses its XCom, and the run goes back
- * to `queued` if it had finished. Queued or running TIs are refused rather than killed.
+ * to `queued` if it had finished. Queued or running TIs are refused rather than killed; a dry
+ * run lists what is selected, whatever its state.
  */
 export async function clearTaskInstances(
   deps: { store: Store; dags: DagVersionCache; notifier: SchedulingNotifier; now: () => number },
@@ -52,13 +54,15 @@ export async function clearTaskInstances(
   const targets = snapshot.taskInstances.filter(
     (ti) => taskIds.has(ti.taskId) && (!request.onlyFailed || FAILED_STATES.has(ti.state)),
   );
+  // A preview lists every selected TI, queued or running ones too (their state shows why the
+  // clear itself would be refused), rather than refusing to show anything.
+  if (request.dryRun) return targets;
   const busy = targets.filter((ti) => !CLEARABLE.includes(ti.state));
   if (busy.length > 0) {
     throw new StateConflictError(
       `Cannot clear task instances that are queued or running: ${busy.map((ti) => `${formatTaskInstanceKey(ti)} (${ti.state})`).join(', ')}`,
     );
   }
-  if (request.dryRun) return targets;
 
   const retriesOf = new Map(dag.tasks.map((task) => [task.taskId, task.retries]));
   // Counted on the run before any TI moves: a scheduling pass that read the run earlier cannot
@@ -98,8 +102,13 @@ export async function clearTaskInstances(
     // Only once the reset won: a clear that loses its race leaves the TI's XComs alone.
     await store.deleteXComs(ti);
   }
-  if (cleared.length > 0 && (snapshot.run.state === 'success' || snapshot.run.state === 'failed')) {
-    await store.transitionDagRun(snapshot.run, snapshot.run.state, { state: 'queued', endDate: null });
+  if (cleared.length > 0) {
+    // Counted again once the TIs are reset: a pass that read them before the reset (after the
+    // first count) either finished the run already, seen here and undone, or has its finish refused.
+    const run = await store.markRunCleared(snapshot.run);
+    if (isFinishedDagRunState(run.state)) {
+      await ignoreConflict(store.transitionDagRun(run, run.state, { state: 'queued', endDate: null }));
+    }
   }
   await deps.notifier.notify(snapshot.run);
   return cleared;

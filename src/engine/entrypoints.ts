@@ -4,11 +4,10 @@ import { OCCUPYING_TI_STATES } from '#core/states.ts';
 import type { ReceivedMessage } from '#queue/port.ts';
 import { ConditionFailedError, InvalidCursorError } from '#store/errors.ts';
 import type { DagRecord } from '#store/port.ts';
-import { ignoreConflict } from './conflicts.ts';
 import { type EngineDeps, newPassContext, scheduleRun } from './scheduler.ts';
 import { createDueRuns } from './schedules.ts';
 import { requestScheduling } from './scheduling-requests.ts';
-import { poolRef, waitingToNudge } from './slots.ts';
+import { fence, poolRef, waitingToNudge } from './slots.ts';
 
 /** Holders one tick checks per pool at most; the rest are checked by later ticks. */
 const AUDITS_PER_POOL = 25;
@@ -110,17 +109,16 @@ async function listActiveFrom(deps: EngineDeps, cursor: string | undefined) {
 }
 
 /**
- * For each contended pool (full, or with waiting runs): releases holders whose TI no longer holds
- * its slot, then asks for the waiting runs the free slots can serve. Holders are normally given back
- * by their run's passes; this catches those orphaned by a pass that stopped between two writes.
+ * For each pool: releases holders older than the grace whose TI no longer holds its slot (oldest
+ * first, a bounded number per tick), then asks for the waiting runs the free slots can serve.
+ * Holders are normally given back by their run's passes; this catches those orphaned by a pass
+ * that stopped between two writes.
  */
 async function auditPools(deps: EngineDeps): Promise<void> {
   const nowMs = deps.now();
   for (const [pool, size] of Object.entries(deps.settings.pools)) {
     const ref = poolRef(pool);
     let state = await deps.store.getSlotPool(ref);
-    const contended = state.used >= size || Object.keys(state.waiting).length > 0;
-    if (!contended) continue;
     const old = Object.values(state.holders)
       .filter((holder) => nowMs - Date.parse(holder.at) > deps.settings.heartbeatTimeoutMs)
       .sort((a, b) => (a.at < b.at ? -1 : 1))
@@ -130,17 +128,8 @@ async function auditPools(deps: EngineDeps): Promise<void> {
       const key = parseTaskHolderId(holder.id);
       const ti = key && (await deps.store.getTaskInstance(key));
       if (ti && ti.tryNumber === holder.tryNumber && OCCUPYING_TI_STATES.has(ti.state)) continue;
-      if (ti && ti.tryNumber === holder.tryNumber - 1) {
-        // Reserved, never queued: fence the TI so the reserving pass can no longer queue it.
-        const fenced = await ignoreConflict(
-          deps.store.transitionTaskInstance(
-            ti,
-            { state: ti.state, tryNumber: ti.tryNumber, revision: ti.revision },
-            {},
-          ),
-        );
-        if (!fenced) continue;
-      }
+      // Reserved, never queued: fence the TI so the reserving pass can no longer queue it.
+      if (ti && ti.tryNumber === holder.tryNumber - 1 && !(await fence(deps, ti))) continue;
       release.push({ id: holder.id, passId: holder.passId, slots: holder.slots });
     }
     if (release.length > 0) {

@@ -1,3 +1,4 @@
+import { invalidIdReason } from '#core/ids.ts';
 import { type DagRun, newTaskInstance, type RunType } from '#core/models.ts';
 import { effectivePriorityWeights } from '#core/priority.ts';
 import type { SerializedDag } from '#core/serialized-dag.ts';
@@ -18,8 +19,6 @@ export interface CreateRunRequest {
   confMaxBytes: number;
 }
 
-const RUN_ID_PATTERN = /^[A-Za-z0-9_.:+~-]{1,250}$/;
-
 /** Airflow's run id format: `manual__<logical date>` or `scheduled__<logical date>`. */
 export function defaultRunId(runType: RunType, logicalDate: string): string {
   return `${runType}__${logicalDate}`;
@@ -29,11 +28,8 @@ export function defaultRunId(runType: RunType, logicalDate: string): string {
 export async function createDagRun(store: Store, request: CreateRunRequest): Promise<DagRun> {
   const { dag } = request;
   const runId = request.runId ?? defaultRunId(request.runType, request.logicalDate);
-  if (!RUN_ID_PATTERN.test(runId)) {
-    throw new InvalidRequestError(
-      `Invalid dag_run_id "${runId}": use 1-250 characters of letters, digits and _ . : + ~ -`,
-    );
-  }
+  const invalidRunId = invalidIdReason('run', runId);
+  if (invalidRunId !== undefined) throw new InvalidRequestError(`Invalid dag_run_id: ${invalidRunId}`);
   const conf = request.conf ?? {};
   const confBytes = Buffer.byteLength(JSON.stringify(conf));
   if (confBytes > request.confMaxBytes) {

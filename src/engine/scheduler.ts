@@ -18,6 +18,7 @@ import { reconcileActiveTaskInstances } from './reconcile.ts';
 import { releaseRunSlot, startRun } from './run-slots.ts';
 import { requestScheduling } from './scheduling-requests.ts';
 import {
+  fence,
   poolRef,
   releaseOwned,
   reserveTaskSlots,
@@ -118,6 +119,9 @@ export async function scheduleRun(
     passId,
   );
   if (missing.length === 0) return;
+  // Its creation may still be writing TIs (a large run takes a while): leave it to its creator,
+  // which asks for a pass once done. Only a run older than that is a creation that stopped.
+  if (deps.now() - Date.parse(run.queuedAt) < deps.settings.heartbeatTimeoutMs) return;
   if (repaired) {
     deps.log.error('Run still misses task instances after its repair', { ...key, tasks: missing });
     return;
@@ -156,11 +160,13 @@ async function evaluate(
 
   const review = reviewRunHolders(snapshot.taskSlots, taskInstances, nowMs, deps.settings.heartbeatTimeoutMs);
   const release = await fenceAbandonedReservations(deps, review);
-  const pending = new Set(
-    Object.values(snapshot.taskSlots.holders)
+  // Held by a reservation still live, or fenced just now (its revision moved): not this pass's.
+  const pending = new Set([
+    ...Object.values(snapshot.taskSlots.holders)
       .filter((holder) => !release.includes(holder))
       .map((holder) => taskIdOfHolder(holder.id)),
-  );
+    ...review.fence.map(taskHolderId),
+  ]);
   const starving: StarvingTaskInstance[] = [];
   const candidates: TaskInstance[] = [];
   for (const { ti } of evaluation.ready) {
@@ -179,9 +185,11 @@ async function evaluate(
     taskSlots: snapshot.taskSlots,
     release,
     maxToAdmit: deps.settings.maxTaskInstancesPerPass,
+    graceMs: deps.settings.heartbeatTimeoutMs,
   });
   starving.push(...reservation.starving);
-  context.poolWarnings.report(starving);
+  // Issue 6: a TI that no pool can ever admit says why on itself, not only in the log.
+  await context.poolWarnings.report(starving, deps.store);
   deps.readiness?.set(readinessKey(run), { ready: evaluation.ready.length, starving: starving.length });
   await queueTaskInstances(deps, run, dag, reservation.admitted, nowMs, passId);
   if (reservation.nudge.length > 0) await requestScheduling(deps, reservation.nudge);
@@ -197,16 +205,7 @@ async function fenceAbandonedReservations(
   review: ReturnType<typeof reviewRunHolders>,
 ): Promise<ReturnType<typeof reviewRunHolders>['release']> {
   const kept = new Set<string>();
-  for (const ti of review.fence) {
-    const fenced = await ignoreConflict(
-      deps.store.transitionTaskInstance(
-        ti,
-        { state: ti.state, tryNumber: ti.tryNumber, revision: ti.revision },
-        {},
-      ),
-    );
-    if (!fenced) kept.add(taskHolderId(ti));
-  }
+  for (const ti of review.fence) if (!(await fence(deps, ti))) kept.add(taskHolderId(ti));
   return review.release.filter((holder) => !kept.has(taskIdOfHolder(holder.id)));
 }
 
@@ -234,6 +233,7 @@ async function releaseStaleSlots(
     taskSlots: snapshot.taskSlots,
     release,
     maxToAdmit: 0,
+    graceMs: deps.settings.heartbeatTimeoutMs,
   });
 }
 
@@ -285,7 +285,6 @@ async function queueTaskInstances(
               nextRetryAt: null,
               heartbeatAt: null,
               errorMessage: null,
-              reportId: null,
             },
           ),
         ),

@@ -2,7 +2,13 @@ import type { StarvingTaskInstance } from '#core/admission.ts';
 import type { DagRunKey, TaskInstance, TaskInstanceKey } from '#core/models.ts';
 import { OCCUPYING_TI_STATES } from '#core/states.ts';
 import { ConditionFailedError } from '#store/errors.ts';
-import type { SchedulingStateStore, SlotHolder, SlotPoolRef, SlotPoolState } from '#store/port.ts';
+import type {
+  SchedulingStateStore,
+  SlotHolder,
+  SlotPoolRef,
+  SlotPoolState,
+  TaskInstanceStore,
+} from '#store/port.ts';
 import type { Logger } from './logger.ts';
 
 /** Conditional writes a pass tries on one slot pool before it leaves the rest to a later pass. */
@@ -13,7 +19,7 @@ const MAX_WAITING_RUNS = 1_000;
 const MAX_NUDGED_RUNS = 10;
 
 export interface SlotDeps {
-  store: SchedulingStateStore;
+  store: SchedulingStateStore & TaskInstanceStore;
   settings: { pools: Record<string, number> };
   log: Logger;
 }
@@ -110,6 +116,8 @@ export interface ReservationInput {
   /** Stale holders of the run to give back in the same writes. */
   release: readonly SlotHolder[];
   maxToAdmit: number;
+  /** How long a reservation may wait for its queue write before it counts as abandoned. */
+  graceMs: number;
 }
 
 export interface ReservationResult {
@@ -157,7 +165,21 @@ export async function reserveTaskSlots(deps: SlotDeps, input: ReservationInput):
   }
 
   const inOrder = wanted.filter((ti) => granted.has(ti));
-  const admitted = await reserveInRun(deps, input, inOrder, runReleased);
+  let admitted: TaskInstance[] = [];
+  try {
+    admitted = await reserveInRun(deps, input, inOrder, runReleased);
+  } catch (error) {
+    // The pool slots just taken would otherwise wait for the audit: give them back first.
+    await releaseOwned(
+      deps,
+      inOrder.map((ti) => ({
+        ref: poolRef(ti.pool),
+        id: tryHolderId(ti, ti.tryNumber + 1),
+        passId: input.passId,
+      })),
+    ).catch(() => undefined);
+    throw error;
+  }
   const dropped = inOrder.filter((ti) => !admitted.includes(ti));
   for (const ti of dropped) starving.push({ ti, reason: 'max_active_tasks' });
   await releaseOwned(
@@ -181,6 +203,7 @@ async function reserveInPool(
   const size = deps.settings.pools[pool] ?? 0;
   const ref = poolRef(pool);
   const self = waitingRunKey(input.run);
+  const fenced = new Set<TaskInstance>();
   for (let attempt = 1; attempt <= UPDATE_ATTEMPTS; attempt += 1) {
     const state = await deps.store.getSlotPool(ref);
     // Give back this pool's slots of the run's stale holders, each only while the same pass's reservation.
@@ -193,18 +216,25 @@ async function reserveInPool(
     for (const ti of wanted) {
       const prefix = `${taskHolderId(ti)}#`;
       for (const held of Object.values(state.holders)) {
-        if (!held.id.startsWith(prefix)) continue;
-        // A holder for the next try is another pass's, about to queue the TI: leave it and the TI.
-        if (held.tryNumber > ti.tryNumber) heldBack.add(ti);
-        // One for a try that already ended was left by a pass that stopped half way: give it back.
-        else if (!release.some((h) => h.id === held.id))
-          release.push({ id: held.id, passId: held.passId, slots: held.slots });
+        if (!held.id.startsWith(prefix) || release.some((h) => h.id === held.id)) continue;
+        if (held.tryNumber > ti.tryNumber) {
+          // A holder for the next try is another pass's, about to queue the TI: leave the TI to it.
+          // Past the grace that pass has stopped: fence the TI (its late queue write then fails)
+          // and give the holder back; the TI is reserved again by the next pass.
+          heldBack.add(ti);
+          if (input.nowMs - Date.parse(held.at) <= input.graceMs) continue;
+          if (!fenced.has(ti) && !(await fence(deps, ti))) continue;
+          fenced.add(ti);
+        }
+        // A holder for a try that already ended, or an abandoned one: give it back.
+        release.push({ id: held.id, passId: held.passId, slots: held.slots });
       }
     }
     const releasedSlots = release.reduce((sum, h) => sum + h.slots, 0);
     let free = size - (state.used - releasedSlots);
     for (const ti of wanted) {
-      if (heldBack.has(ti)) continue;
+      // Its holder for this very try is given back in this write: reserved again by the next pass.
+      if (heldBack.has(ti) || release.some((h) => h.id === tryHolderId(ti, ti.tryNumber + 1))) continue;
       if (ti.poolSlots <= free) {
         granted.push(ti);
         free -= ti.poolSlots;
@@ -297,6 +327,21 @@ async function reserveInRun(
     }
   }
   return [];
+}
+
+/** Bumps a TI's revision if it is still as read, so no pass can queue it with that read any more. */
+export async function fence(deps: { store: TaskInstanceStore }, ti: TaskInstance): Promise<boolean> {
+  try {
+    await deps.store.transitionTaskInstance(
+      ti,
+      { state: ti.state, tryNumber: ti.tryNumber, revision: ti.revision },
+      {},
+    );
+    return true;
+  } catch (error) {
+    if (error instanceof ConditionFailedError) return false;
+    throw error;
+  }
 }
 
 /**

@@ -91,25 +91,40 @@ export class TaskLifecycle {
   async start(
     key: TaskInstanceKey,
     tryNumber: number,
-    worker: { hostname: string; workerId: string },
+    worker: { hostname: string; workerId: string; startId?: string | undefined },
   ): Promise<StartedTaskInstance> {
     const run = await this.#run(key);
     const now = new Date(this.#deps.now()).toISOString();
-    const ti = await this.#transition(
-      key,
-      { state: 'queued', tryNumber },
-      {
-        state: 'running',
-        startDate: now,
-        endDate: null,
-        heartbeatAt: now,
-        hostname: worker.hostname,
-        workerId: worker.workerId,
-        errorMessage: null,
-        durationMs: null,
-        reportId: null,
-      },
-    );
+    let ti: TaskInstance;
+    try {
+      ti = await this.#transition(
+        key,
+        { state: 'queued', tryNumber },
+        {
+          state: 'running',
+          startDate: now,
+          endDate: null,
+          heartbeatAt: now,
+          hostname: worker.hostname,
+          workerId: worker.workerId,
+          startId: worker.startId ?? null,
+          errorMessage: null,
+          durationMs: null,
+        },
+        { movedOn: true },
+      );
+    } catch (error) {
+      if (!(error instanceof TryMovedOnError)) throw error;
+      const { current } = error;
+      // The same start again (its answer was lost): the try is this caller's; answer it again.
+      const repeated =
+        worker.startId !== undefined &&
+        current.startId === worker.startId &&
+        current.state === 'running' &&
+        current.tryNumber === tryNumber;
+      if (!repeated) throw conflict(key, current, 'queued', tryNumber);
+      ti = current;
+    }
     const dag = await this.#deps.dags.get(run.dagId, run.dagVersion);
     const task = findTask(dag, key);
     return { ti, run, dag, task };
@@ -151,10 +166,10 @@ export class TaskLifecycle {
     } catch (error) {
       if (!(error instanceof TryMovedOnError)) throw error;
       const { current } = error;
+      // Report ids are unique and kept until the next report, also while a retry is queued.
       const recorded =
-        current.tryNumber === tryNumber &&
         current.reportId === options.reportId &&
-        current.state !== 'running';
+        !(current.state === 'running' && current.tryNumber === tryNumber);
       if (!recorded) {
         await this.#noteLateReport(key, tryNumber, report.state, current);
         throw conflict(key, current, 'running', tryNumber);
@@ -193,7 +208,15 @@ export class TaskLifecycle {
         if (report.xcom !== undefined) {
           await this.#expectRunning(key, tryNumber);
           // Written before the state change, so a downstream task never sees success without its XCom.
-          await this.#deps.store.putXCom({ ...key, key: 'return_value' }, report.xcom);
+          try {
+            await this.#deps.store.putXCom({ ...key, key: 'return_value' }, report.xcom, tryNumber);
+          } catch (error) {
+            if (!(error instanceof ConditionFailedError)) throw error;
+            throw new StateConflictError(
+              `Task instance ${formatTaskInstanceKey(key)} has moved past try ${tryNumber}: its XCom was not written`,
+              { cause: error },
+            );
+          }
         }
         changes = { ...ended, state: 'success', followTaskIds: report.followTaskIds ?? null };
         break;

@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { TaskInstanceKey } from '#core/models.ts';
@@ -51,13 +51,39 @@ export class FileLogStore implements LogStore {
   }
 
   folderOf(key: TaskInstanceKey, tryNumber: number): string {
-    const parts = [`dag_id=${safe(key.dagId)}`, `run_id=${safe(key.runId)}`, `task_id=${safe(key.taskId)}`];
+    const parts = [
+      `dag_id=${pathSegmentOf(key.dagId)}`,
+      `run_id=${pathSegmentOf(key.runId)}`,
+      `task_id=${pathSegmentOf(key.taskId)}`,
+    ];
     if (key.mapIndex >= 0) parts.push(`map_index=${key.mapIndex}`);
     return join(this.#root, ...parts, `attempt=${tryNumber}`);
   }
 }
 
-/** Ids are validated elsewhere; this only guards the path against separators. */
+/** Ids up to this length are their own folder name (`run_id=` + 200 stays under NAME_MAX, 255 bytes). */
+const READABLE_MAX = 200;
+/** Readable head kept in front of the hash of an id that cannot be its own folder name. */
+const HASHED_PREFIX = 100;
+/** Characters of the id grammar (`#core/ids.ts`); anything else is replaced in the readable head. */
+const PLAIN = /^[A-Za-z0-9_.:+~-]+$/;
+
+/**
+ * The folder name of an id. A plain id (the id grammar, not starting with a dot, at most 200
+ * characters) is its own name, as in Airflow. Any other string becomes `<readable head>@<hash>`:
+ * `@` is in no id, so such a name never equals a plain one, and the sha-256 of the whole id
+ * keeps two ids with the same head apart. Every name fits NAME_MAX and none is `.` or `..`.
+ */
+export function pathSegmentOf(id: string): string {
+  if (id.length <= READABLE_MAX && PLAIN.test(id) && !id.startsWith('.')) return id;
+  const head = id
+    .slice(0, HASHED_PREFIX)
+    .replace(/[^A-Za-z0-9_.:+~-]/g, '_')
+    .replace(/^\.+/, '');
+  return `${head}@${createHash('sha256').update(id).digest('hex').slice(0, 32)}`;
+}
+
+/** Chunk ids are made by the log port (digits and dashes); this only guards against separators. */
 function safe(segment: string): string {
   return segment.replace(/[/\\]/g, '_').replace(/^\.+/, '_');
 }

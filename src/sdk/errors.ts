@@ -33,3 +33,22 @@ export class TaskNotFoundError extends SdkError {
 export class InvalidBranchError extends SdkError {
   override name = 'InvalidBranchError';
 }
+
+/** A task returned a value that JSON cannot keep as it is (a function, a Map, NaN…), so it has no XCom. */
+export class ReturnValueError extends SdkError {
+  override name = 'ReturnValueError';
+}
+
+/**
+ * A task threw something that is not an Error (a plain object, a string): carried as an Error
+ * whose message shows the value, so the try's error reads better than `[object Object]`.
+ */
+export class ThrownValueError extends SdkError {
+  override name = 'ThrownValueError';
+  readonly value: unknown;
+
+  constructor(message: string, value: unknown) {
+    super(message);
+    this.value = value;
+  }
+}

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { type DurationInput, parseDuration } from '#core/duration.ts';
 import { InvalidDurationError, InvalidScheduleError } from '#core/errors.ts';
+import { invalidIdReason } from '#core/ids.ts';
 import { parseSchedule, type ScheduleInput } from '#core/schedule.ts';
 import {
   type Schedule,
@@ -12,8 +13,6 @@ import {
   type WeightRule,
 } from '#core/serialized-dag.ts';
 import { DagValidationError } from './errors.ts';
-
-export const ID_PATTERN = /^[A-Za-z0-9_.-]{1,250}$/;
 
 /** A task given by its handle or by its id (which may name a task defined later in the builder). */
 export type UpstreamRef = string | { readonly taskId: string };
@@ -38,6 +37,11 @@ export interface TaskOptions {
   pool?: string;
   poolSlots?: number;
   doc?: string;
+  /**
+   * The most memory (MB) one try may use, heap and resident memory alike; over it the try fails.
+   * Default: the worker's UPDRAFT_TASK_MEMORY_LIMIT_MB.
+   */
+  memoryLimitMb?: number;
   upstream?: UpstreamRef | readonly UpstreamRef[];
 }
 
@@ -75,6 +79,8 @@ export interface ResolvedTaskOptions {
   pool: string;
   poolSlots: number;
   doc: string | null;
+  /** null: the worker's UPDRAFT_TASK_MEMORY_LIMIT_MB applies. */
+  memoryLimitMb: number | null;
 }
 
 export interface ResolvedDagOptions {
@@ -91,6 +97,9 @@ export interface ResolvedDagOptions {
   /** Already checked; merged under each task's own options. */
   defaultArgs: DefaultArgs;
 }
+
+/** A runner process needs about 90 MB before a task allocates anything. */
+export const MEMORY_LIMIT_MIN_MB = 64;
 
 const durationSchema = z.union([z.number(), z.string()]);
 const upstreamRefSchema = z.union([
@@ -115,6 +124,7 @@ const defaultArgsSchema = z.strictObject({
   pool: z.string().min(1).optional(),
   poolSlots: z.number().int().min(1).optional(),
   doc: z.string().optional(),
+  memoryLimitMb: z.number().int().min(MEMORY_LIMIT_MIN_MB).optional(),
 });
 
 const taskOptionsSchema = defaultArgsSchema.extend({
@@ -158,13 +168,11 @@ export function describeIssues(error: z.ZodError, noun = 'option'): string {
     .join('; ');
 }
 
+/** The id, when it follows the id grammar of `#core/ids.ts`; else a DagValidationError naming it. */
 export function checkId(kind: 'DAG' | 'task', id: unknown, where: string): string {
-  if (typeof id !== 'string' || !ID_PATTERN.test(id)) {
-    throw new DagValidationError(
-      `${where}: ${kind} id ${JSON.stringify(id)} is invalid (expected 1 to 250 letters, digits, '_', '.' or '-')`,
-    );
-  }
-  return id;
+  const reason = invalidIdReason(kind, id);
+  if (reason !== undefined) throw new DagValidationError(`${where}: ${reason}`);
+  return id as string;
 }
 
 function toIsoDate(value: string | Date | null | undefined, where: string, what: string): string | null {
@@ -283,6 +291,7 @@ export function resolveTaskOptions(dag: ResolvedDagOptions, options: unknown): P
       pool: merged.pool ?? 'default_pool',
       poolSlots: merged.poolSlots ?? 1,
       doc: merged.doc ?? null,
+      memoryLimitMb: merged.memoryLimitMb ?? null,
     },
   };
 }

@@ -1,7 +1,9 @@
+import { inspect } from 'node:util';
 import type { TaskContext } from './context.ts';
 import type { Dag } from './dag.ts';
-import { InvalidBranchError, TaskNotFoundError } from './errors.ts';
+import { InvalidBranchError, TaskNotFoundError, ThrownValueError } from './errors.ts';
 import type { OperatorContext } from './operator.ts';
+import { assertJsonReturnValue } from './return-value.ts';
 import { signalKindOf } from './signals.ts';
 import type { DagTask } from './task.ts';
 
@@ -14,9 +16,11 @@ export type TaskOutcome =
 /**
  * Runs one try of a task: its callable (args first, then the context) or its operator's execute().
  * skip()/fail() signals, returned or thrown, become outcomes; any other exception is rethrown for
- * the worker to turn into a retryable failure. A value of `undefined` is reported as null, the
- * XCom of a task that returns nothing. Throws TaskNotFoundError when the DAG has no such task, and
- * InvalidBranchError when a branch chooses a task that is not directly downstream of it.
+ * the worker to turn into a retryable failure (a thrown value that is not an Error becomes a
+ * ThrownValueError showing it). A value of `undefined` is reported as null, the XCom of a task that
+ * returns nothing. Throws TaskNotFoundError when the DAG has no such task, InvalidBranchError when
+ * a branch chooses a task that is not directly downstream of it, and ReturnValueError when the
+ * value is not JSON (it names the task and the path of the offending part).
  */
 export async function executeTask(
   dag: Dag,
@@ -36,10 +40,11 @@ export async function executeTask(
   } catch (error) {
     const outcome = signalOutcome(error);
     if (outcome) return outcome;
-    throw error;
+    throw asError(taskId, error);
   }
   const outcome = signalOutcome(result);
   if (outcome) return outcome;
+  assertJsonReturnValue(taskId, result);
   if (task.kind === 'branch') {
     return { kind: 'success', value: result ?? null, followTaskIds: followTaskIdsOf(dag, task, result) };
   }
@@ -58,6 +63,18 @@ async function run(task: DagTask, args: unknown[], ctx: TaskContext): Promise<un
   }
   if (!task.callable) throw new TaskNotFoundError(`Task '${task.taskId}' has no callable`);
   return task.callable(...args, ctx);
+}
+
+/** Anything thrown, as an Error whose message describes it. */
+function asError(taskId: string, thrown: unknown): Error {
+  if (thrown instanceof Error) return thrown;
+  // Errors from another realm (a vm context) are still errors.
+  if (Object.prototype.toString.call(thrown) === '[object Error]') return thrown as Error;
+  const shown = inspect(thrown, { depth: 4, breakLength: Number.POSITIVE_INFINITY, maxStringLength: 2_000 });
+  const error = new ThrownValueError(`Task '${taskId}' threw a value that is not an Error: ${shown}`, thrown);
+  // The stack would point here, not at the throw: the message is all there is to say.
+  error.stack = `${error.name}: ${error.message}`;
+  return error;
 }
 
 function signalOutcome(value: unknown): TaskOutcome | null {

@@ -30,6 +30,8 @@ export function serializeDag(dag: Dag, fileloc: string): SerializedDag {
     pool: task.options.pool,
     poolSlots: task.options.poolSlots,
     doc: task.options.doc,
+    // Only when set, so the version of a DAG that sets none is what it was before the option existed.
+    ...(task.options.memoryLimitMb === null ? {} : { memoryLimitMb: task.options.memoryLimitMb }),
   }));
   return {
     formatVersion: 1,

@@ -1,15 +1,41 @@
 import type { Settings } from '#config/settings.ts';
 import { createLogger } from '#engine/logger.ts';
+import type { StandaloneError } from './errors.ts';
 import { startStandalone } from './services.ts';
+
+export interface StandaloneCommandOptions {
+  /** `--reset-store`: move the old store and logs aside and start with an empty store. */
+  resetStore?: boolean;
+}
+
+/** Exit code when a part of standalone fails for good (the store could not be restarted). */
+export const EXIT_FATAL = 1;
+/** How long a fatal stop may spend stopping the rest before the process exits anyway. */
+const FATAL_STOP_MS = 3_000;
 
 /**
  * `updraft standalone` (`npm start`): runs everything in this process until Ctrl-C, then stops
  * gracefully: no new work is taken, running tasks get the grace period to finish and are
  * handed back (to run again, without using a try) if they do not.
  */
-export async function runStandalone(settings: Settings): Promise<void> {
+export async function runStandalone(
+  settings: Settings,
+  options: StandaloneCommandOptions = {},
+): Promise<void> {
   const log = createLogger({ level: settings.logLevel });
-  const standalone = await startStandalone(settings, { log });
+  let stopForGood: ((error: StandaloneError) => void) | undefined;
+  const standalone = await startStandalone(settings, {
+    log,
+    resetStore: options.resetStore ?? false,
+    onFatal: (error) => stopForGood?.(error),
+  });
+  stopForGood = (error) => {
+    log.error(error.message);
+    process.stderr.write(`Error: ${error.message}\n`);
+    const exit = () => process.exit(EXIT_FATAL);
+    setTimeout(exit, FATAL_STOP_MS).unref();
+    standalone.stop().then(exit, exit);
+  };
   const banner = [
     '',
     `  Updraft is running: API and Execution API at ${standalone.apiUrl}`,

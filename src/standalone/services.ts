@@ -1,10 +1,11 @@
 import { randomBytes } from 'node:crypto';
-import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import type { Server } from 'node:http';
 import { join } from 'node:path';
 import { serve } from '@hono/node-server';
 import type { ApiApp } from '#api/app.ts';
 import { createApiStack } from '#api/stack.ts';
+import { BundleStore } from '#bundles/store.ts';
 import { apiUrlOf, type Settings } from '#config/settings.ts';
 import type { DagRunKey } from '#core/models.ts';
 import { DagVersionCache } from '#engine/dag-cache.ts';
@@ -20,18 +21,15 @@ import { MetricsRegistry } from '#metrics/registry.ts';
 import { createInMemoryQueues } from '#queue/memory.ts';
 import type { Queue, Queues } from '#queue/port.ts';
 import { DynamoStore } from '#store/dynamodb.ts';
-import {
-  createDynamoClient,
-  ensureTable,
-  startEmbeddedDynamoProcess,
-  toDocumentClient,
-} from '#store/embedded.ts';
+import { toDocumentClient } from '#store/embedded.ts';
 import { instrumentClient, type RequestCounter } from '#store/instrument.ts';
 import type { Store } from '#store/port.ts';
 import { ExecutionClient } from '#worker/execution-client.ts';
 import { WorkerPool } from '#worker/pool.ts';
 import { StandaloneError } from './errors.ts';
-import { parseDagsFolder } from './parse-dags.ts';
+import { prepareHome } from './home.ts';
+import { DagFileParser } from './parse-dags.ts';
+import { startSupervisedStore } from './store-supervisor.ts';
 
 export const TABLE_NAME = 'updraft';
 
@@ -47,6 +45,10 @@ export interface StandaloneOptions {
    */
   freshInstances?: boolean;
   cwd?: string;
+  /** Move the old store and logs aside and start empty (`updraft standalone --reset-store`). */
+  resetStore?: boolean;
+  /** A part that cannot be recovered (the store could not be restarted): the caller stops. */
+  onFatal?: (error: StandaloneError) => void;
 }
 
 export interface Standalone {
@@ -71,17 +73,24 @@ export interface Standalone {
 export async function startStandalone(settings: Settings, options: StandaloneOptions): Promise<Standalone> {
   const { log } = options;
   const cwd = options.cwd ?? process.cwd();
-  await mkdir(settings.home, { recursive: true });
-  const releaseHome = await lockHome(settings.home);
+  const releaseHome = await prepareHome(settings, {
+    inMemoryStore: options.inMemoryStore ?? false,
+    resetStore: options.resetStore ?? false,
+    log,
+  });
   const apiToken = await readOrCreateSecret(join(settings.home, 'api-token'));
   const executionKeys = parseExecutionKeys(await readOrCreateSecret(join(settings.home, 'execution-secret')));
 
-  const dynamo = await startEmbeddedDynamoProcess(
-    options.inMemoryStore ? {} : { path: join(settings.home, 'store') },
-  );
-  const dynamoClient = createDynamoClient({ endpoint: dynamo.endpoint, embedded: true });
-  if (options.requestCounter) instrumentClient(dynamoClient, options.requestCounter);
-  await ensureTable(dynamoClient, TABLE_NAME);
+  const { supervisor: dynamo, client: dynamoClient } = await startSupervisedStore({
+    home: settings.home,
+    inMemory: options.inMemoryStore ?? false,
+    tableName: TABLE_NAME,
+    log,
+    onGiveUp: options.onFatal ?? ((error) => log.error(error.message)),
+    ...(options.requestCounter
+      ? { configureClient: (client) => instrumentClient(client, options.requestCounter!) }
+      : {}),
+  });
   const store = new DynamoStore({ client: toDocumentClient(dynamoClient), tableName: TABLE_NAME });
 
   const metrics = new MetricsRegistry();
@@ -120,6 +129,7 @@ export async function startStandalone(settings: Settings, options: StandaloneOpt
     executionKeys,
     log,
     now,
+    storeHealth: () => dynamo.health(),
   };
   const { api, dags, notifier, tokens } = createApiStack(stackDeps);
   const apiFetch: (request: Request) => Response | Promise<Response> = options.freshInstances
@@ -151,8 +161,15 @@ export async function startStandalone(settings: Settings, options: StandaloneOpt
     },
     readiness: new Map(),
   };
+  const bundles = new BundleStore(join(settings.home, 'bundles'));
+  const dagParser = new DagFileParser({
+    dagsFolder: settings.dagsFolder,
+    cwd,
+    fileTimeoutMs: settings.dagFileParseTimeoutMs,
+    bundles,
+  });
   const refreshDags = async () => {
-    const parsed = await parseDagsFolder(settings.dagsFolder, { cwd });
+    const parsed = await dagParser.parse();
     await registerDags(
       {
         store,
@@ -172,9 +189,11 @@ export async function startStandalone(settings: Settings, options: StandaloneOpt
     }),
     slots: settings.workerSlots,
     dagsFolder: settings.dagsFolder,
+    bundlesFolder: bundles.folder,
     heartbeatIntervalMs: settings.heartbeatIntervalMs,
     heartbeatTimeoutMs: settings.heartbeatTimeoutMs,
     shutdownGraceMs: settings.shutdownGraceSeconds * 1000,
+    taskMemoryLimitMb: settings.taskMemoryLimitMb,
     metrics,
     log: log.child({ component: 'worker' }),
     cwd,
@@ -222,6 +241,7 @@ export async function startStandalone(settings: Settings, options: StandaloneOpt
     refreshDags,
     async stop() {
       background.stop();
+      dagParser.close();
       await workers.stop();
       await notifier.drain();
       stopLoop.abort();
@@ -237,38 +257,6 @@ export async function startStandalone(settings: Settings, options: StandaloneOpt
       await releaseHome();
     },
   };
-}
-
-/**
- * One standalone process per home: its store is a LevelDB database that only one process may
- * open. The lock file holds the owner's pid; a lock left by a process that is gone (kill -9) is
- * taken over.
- */
-async function lockHome(home: string): Promise<() => Promise<void>> {
-  const path = join(home, 'standalone.pid');
-  try {
-    const owner = Number((await readFile(path, 'utf8')).trim());
-    if (Number.isInteger(owner) && owner !== process.pid && isAlive(owner)) {
-      throw new StandaloneError(
-        `Another Updraft standalone process (pid ${owner}) is using ${home}: stop it, or set UPDRAFT_HOME to another folder`,
-      );
-    }
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
-  }
-  await writeFile(path, `${process.pid}\n`);
-  return async () => {
-    await rm(path, { force: true });
-  };
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
 
 async function readOrCreateSecret(path: string): Promise<string> {

@@ -21,6 +21,7 @@ import type {
   TaskInstanceChanges,
   TaskInstanceExpectation,
   TransitionOptions,
+  XComEntry,
   XComKey,
 } from './port.ts';
 import { TableRequests } from './requests.ts';
@@ -125,11 +126,14 @@ export class DynamoStore implements Store {
   }
 
   // XCom
-  putXCom(key: XComKey, value: string): Promise<void> {
-    return this.#xcoms.putXCom(key, value);
+  putXCom(key: XComKey, value: string, tryNumber?: number): Promise<void> {
+    return this.#xcoms.putXCom(key, value, tryNumber);
   }
   getXCom(key: XComKey): Promise<string | undefined> {
     return this.#xcoms.getXCom(key);
+  }
+  getXComEntry(key: XComKey): Promise<XComEntry | undefined> {
+    return this.#xcoms.getXComEntry(key);
   }
   deleteXComs(ti: TaskInstanceKey): Promise<void> {
     return this.#xcoms.deleteXComs(ti);

@@ -3,10 +3,12 @@ import { startEmbeddedDynamo } from './embedded.ts';
 /**
  * Entry of the embedded DynamoDB server's own process (see `startEmbeddedDynamoProcess`):
  * dynalite parses, stores and answers on its own core instead of sharing the engine's event loop.
- * It exits when its parent goes away, even after a kill -9 of the parent.
+ * Arguments: the database folder ('' keeps it in memory) and the port (0: any free one). It exits
+ * when its parent goes away, even after a kill -9 of the parent.
  */
 const path = process.argv[2] || undefined;
-const server = await startEmbeddedDynamo(path === undefined ? {} : { path });
+const port = Number(process.argv[3] ?? 0);
+const server = await startEmbeddedDynamo({ ...(path === undefined ? {} : { path }), port });
 process.send?.({ type: 'listening', endpoint: server.endpoint });
 const shutdown = () => {
   server.close().then(

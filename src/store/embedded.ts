@@ -44,40 +44,80 @@ export async function startEmbeddedDynamo(
   };
 }
 
+/** The embedded server's own process, as `startEmbeddedDynamoProcess` started it. */
+export interface EmbeddedDynamoProcess {
+  endpoint: string;
+  /** The port it listens on (a restart asks for the same one, so clients keep their endpoint). */
+  port: number;
+  pid: number;
+  /** Settles when the process ends, for whatever reason; never rejects. */
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  /** Asks it to stop (it closes its database first) and waits until it has. */
+  close(): Promise<void>;
+}
+
 /**
  * The embedded server in a child process of its own, so the store does not compete with the
- * scheduler and the API for one event loop (standalone mode). Same contract as
- * `startEmbeddedDynamo`; the child dies with its parent.
+ * scheduler and the API for one event loop (standalone mode). The child dies with its parent;
+ * it may also die on its own (killed, out of memory), which `exited` tells: standalone's
+ * supervisor restarts it on the same port.
  */
 export async function startEmbeddedDynamoProcess(
-  options: { path?: string } = {},
-): Promise<{ endpoint: string; close(): Promise<void> }> {
+  options: { path?: string; port?: number } = {},
+): Promise<EmbeddedDynamoProcess> {
   const entry = fileURLToPath(new URL('./embedded-server.ts', import.meta.url));
-  const child = fork(entry, options.path === undefined ? [] : [options.path], {
-    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  const child = fork(entry, [options.path ?? '', String(options.port ?? 0)], {
+    stdio: ['ignore', 'inherit', 'pipe', 'ipc'],
     execArgv: ['--disable-warning=ExperimentalWarning'],
     // Out of the terminal's process group: on Ctrl-C the parent still needs the store for its
     // graceful stop (handing tries back), and closes it by disconnecting when done.
     detached: true,
   });
+  // Kept for the start error; passed on to this process's stderr as it comes.
+  let stderr = '';
+  child.stderr?.on('data', (chunk: Buffer) => {
+    stderr = (stderr + chunk.toString()).slice(-4_000);
+    process.stderr.write(chunk);
+  });
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
+    child.once('exit', (code, signal) => resolve({ code, signal }));
+  });
   const endpoint = await new Promise<string>((resolve, reject) => {
     child.once('error', reject);
-    child.once('exit', (code) =>
-      reject(new StoreError(`the embedded DynamoDB server exited during start (exit code ${code})`)),
+    void exited.then(({ code, signal }) =>
+      reject(
+        new StoreError(
+          `the embedded DynamoDB server exited during start (${signal ? `signal ${signal}` : `exit code ${code}`})${startErrorOf(stderr)}`,
+        ),
+      ),
     );
     child.once('message', (message: { type: string; endpoint: string }) => resolve(message.endpoint));
   });
-  child.removeAllListeners('exit');
+  child.removeAllListeners('error');
+  child.on('error', () => {}); // a failed disconnect of a child that just died; `exited` tells
   return {
     endpoint,
-    close: () =>
-      new Promise<void>((resolve) => {
-        // A child killed by a signal has a signalCode and no exitCode; its 'exit' has already fired.
-        if (child.exitCode !== null || child.signalCode !== null) return resolve();
-        child.once('exit', () => resolve());
-        child.disconnect();
-      }),
+    port: Number(new URL(endpoint).port),
+    pid: child.pid as number,
+    exited,
+    close: async () => {
+      // A child killed by a signal has a signalCode and no exitCode; its 'exit' has already fired.
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      if (child.connected) child.disconnect();
+      else child.kill('SIGTERM');
+      await exited;
+    },
   };
+}
+
+/** The last line of the child's stderr that names an error, for the start failure's message. */
+function startErrorOf(stderr: string): string {
+  const line = stderr
+    .split('\n')
+    .map((text) => text.trim())
+    .filter((text) => /error/i.test(text))
+    .at(-1);
+  return line ? `: ${line}` : '';
 }
 
 /** The table as a CreateTable request, built from the single definition in keys.ts. */

@@ -188,9 +188,21 @@ export interface TaskInstanceStore {
 }
 
 /** XCom values of task instances. */
+/** An XCom value with the try that wrote it. */
+export interface XComEntry {
+  value: string;
+  /** The try of the task instance that wrote it; 0 for values written without one. */
+  tryNumber: number;
+}
+
 export interface XComStore {
-  putXCom(key: XComKey, value: string): Promise<void>;
+  /**
+   * Writes an XCom for try `tryNumber` (default 0). Conditional: an XCom written by a later try
+   * is never overwritten by an earlier one (`ConditionFailedError`).
+   */
+  putXCom(key: XComKey, value: string, tryNumber?: number): Promise<void>;
   getXCom(key: XComKey): Promise<string | undefined>;
+  getXComEntry(key: XComKey): Promise<XComEntry | undefined>;
   deleteXComs(ti: TaskInstanceKey): Promise<void>;
 }
 

@@ -1,11 +1,12 @@
+import { PutCommand } from '@aws-sdk/lib-dynamodb';
 import { formatTaskInstanceKey, type TaskInstanceKey } from '#core/models.ts';
 import { batchWriteAll, type WriteRequest } from './batch.ts';
 import { MAX_VALUE_BYTES } from './dag-store.ts';
-import { ItemTooLargeError } from './errors.ts';
-import { ExpressionBuilder } from './items.ts';
+import { ConditionFailedError, ItemTooLargeError } from './errors.ts';
+import { ExpressionBuilder, isConditionalCheckFailed } from './items.ts';
 import { xcomKey, xcomPartition, xcomTaskInstancePrefix } from './keys.ts';
 import { queryAllPages } from './pagination.ts';
-import type { XComKey, XComStore } from './port.ts';
+import type { XComEntry, XComKey, XComStore } from './port.ts';
 import type { TableRequests } from './requests.ts';
 
 /** XCom values: one partition per run, sort key `<taskId>#<mapIndex>#<key>`. */
@@ -16,7 +17,7 @@ export class DynamoXComStore implements XComStore {
     this.#table = table;
   }
 
-  async putXCom(key: XComKey, value: string): Promise<void> {
+  async putXCom(key: XComKey, value: string, tryNumber = 0): Promise<void> {
     const bytes = Buffer.byteLength(value, 'utf8');
     if (bytes > MAX_VALUE_BYTES) {
       throw new ItemTooLargeError(
@@ -25,12 +26,34 @@ export class DynamoXComStore implements XComStore {
       );
     }
     const { dagId, runId, taskId, mapIndex } = key;
-    await this.#table.put({ ...xcomKey(key), dagId, runId, taskId, mapIndex, key: key.key, value });
+    try {
+      await this.#table.client.send(
+        new PutCommand({
+          TableName: this.#table.tableName,
+          Item: { ...xcomKey(key), dagId, runId, taskId, mapIndex, key: key.key, value, tryNumber },
+          // A late report of an earlier try never overwrites what a later try wrote.
+          ConditionExpression: 'attribute_not_exists(#pk) OR attribute_not_exists(#try) OR #try <= :try',
+          ExpressionAttributeNames: { '#pk': 'pk', '#try': 'tryNumber' },
+          ExpressionAttributeValues: { ':try': tryNumber },
+        }),
+      );
+    } catch (error) {
+      if (!isConditionalCheckFailed(error)) throw error;
+      throw new ConditionFailedError(
+        `XCom '${key.key}' of task instance ${formatTaskInstanceKey(key)} was not written for try ${tryNumber}: a later try wrote it`,
+        { cause: error },
+      );
+    }
   }
 
   async getXCom(key: XComKey): Promise<string | undefined> {
+    return (await this.getXComEntry(key))?.value;
+  }
+
+  async getXComEntry(key: XComKey): Promise<XComEntry | undefined> {
     const item = await this.#table.get(xcomKey(key));
-    return item === undefined ? undefined : String(item.value);
+    if (item === undefined) return undefined;
+    return { value: String(item.value), tryNumber: typeof item.tryNumber === 'number' ? item.tryNumber : 0 };
   }
 
   async deleteXComs(ti: TaskInstanceKey): Promise<void> {

@@ -1,7 +1,8 @@
 import { join } from 'node:path';
+import { BundleStore } from '#bundles/store.ts';
 import type { StartedTask } from './execution-client.ts';
-import type { RunnerOutcome } from './protocol.ts';
-import { type RunHooks, RunnerProcess } from './runner-process.ts';
+import type { PinnedVersion, RunnerOutcome } from './protocol.ts';
+import { type MemoryLimit, type RunHooks, RunnerProcess } from './runner-process.ts';
 
 /** What a try's code may ask of the worker while it runs, and how the worker stops it. */
 export type TaskHooks = RunHooks;
@@ -14,31 +15,53 @@ export interface TaskExecutor {
   run(started: StartedTask, args: unknown[], hooks: TaskHooks): Promise<RunnerOutcome>;
 }
 
+/** An idle runner and the code it has loaded: a bundle ('<dag>@<version>'), the DAGs folder, or nothing yet. */
+interface IdleRunner {
+  runner: RunnerProcess;
+  code: string | null;
+}
+
+const ON_DISK = 'dags folder';
+
 /**
- * Runs tries in task runner child processes, reusing an idle process for the next try unless a
- * module it loaded has changed on disk since (then the process is retired and a fresh one runs
- * the try), so a changed helper module is always picked up and no process accumulates copies.
+ * Runs tries in task runner child processes. A try runs its run's DAG version: the runner imports
+ * the version's code bundle (the DAG file and its local modules as they were parsed), so an edit
+ * or a broken file on disk does not change what a running DAG run executes. A runner process
+ * serves one bundle: it is reused for the next try of the same version and retired for another,
+ * so its module cache never holds two versions. Without a bundle (none configured, or a version
+ * parsed before bundles existed) the try runs the DAG file as it is on disk, in a runner retired
+ * once a module it loaded changes.
  */
 export class ProcessTaskExecutor implements TaskExecutor {
   readonly #dagsFolder: string;
   readonly #cwd: string;
-  readonly #idle: RunnerProcess[] = [];
+  readonly #bundles: BundleStore | undefined;
+  readonly #idle: IdleRunner[] = [];
+  /** Idle runners kept at most: the pool's slots once warmed. */
+  #maxIdle = 8;
   #closed = false;
 
-  constructor(options: { dagsFolder: string; cwd: string }) {
+  /** UPDRAFT_TASK_MEMORY_LIMIT_MB: the limit of a try whose task sets none; 0 for none. */
+  readonly #memoryLimitMb: number;
+
+  constructor(options: { dagsFolder: string; cwd: string; bundlesFolder?: string; memoryLimitMb?: number }) {
+    this.#memoryLimitMb = options.memoryLimitMb ?? 0;
     this.#dagsFolder = options.dagsFolder;
     this.#cwd = options.cwd;
+    this.#bundles = options.bundlesFolder ? new BundleStore(options.bundlesFolder) : undefined;
   }
 
   /** Starts processes ahead of the first tries, so they do not wait for a process to boot. */
   warm(count: number): void {
-    while (this.#idle.length < count) this.#idle.push(this.#spawn());
+    this.#maxIdle = count;
+    while (this.#idle.length < count) this.#idle.push({ runner: this.#spawn(), code: null });
   }
 
   async run(started: StartedTask, args: unknown[], hooks: TaskHooks): Promise<RunnerOutcome> {
-    const runner = await this.#acquire();
+    const target = await this.#codeOf(started, hooks);
+    const runner = await this.#acquire(target.code, this.#memoryLimitOf(started));
     const outcome = await runner.run(
-      join(this.#dagsFolder, started.fileloc),
+      target.file,
       {
         dagId: started.dag_id,
         runId: started.dag_run_id,
@@ -54,28 +77,94 @@ export class ProcessTaskExecutor implements TaskExecutor {
       },
       args,
       hooks,
-      { fileloc: started.fileloc, versionHash: started.dag_version },
+      target.pinned,
     );
-    if (runner.usable && !this.#closed) this.#idle.push(runner);
-    else runner.kill();
+    this.#release(runner, target.code);
     return outcome;
   }
 
   /** Ends the idle processes; a process still running a try ends when its try does. */
   close(): void {
     this.#closed = true;
-    for (const runner of this.#idle.splice(0)) runner.kill();
+    for (const { runner } of this.#idle.splice(0)) runner.kill();
   }
 
-  async #acquire(): Promise<RunnerProcess> {
-    for (let runner = this.#idle.pop(); runner; runner = this.#idle.pop()) {
-      if (runner.usable && (await runner.modulesUnchanged())) return runner;
-      runner.kill();
+  /** The file the try imports: its version's bundle copy, else the DAG file on disk. */
+  async #codeOf(
+    started: StartedTask,
+    hooks: TaskHooks,
+  ): Promise<{ file: string; code: string; pinned?: PinnedVersion }> {
+    const onDisk = join(this.#dagsFolder, started.fileloc);
+    if (!this.#bundles) {
+      return {
+        file: onDisk,
+        code: ON_DISK,
+        pinned: { fileloc: started.fileloc, versionHash: started.dag_version },
+      };
     }
-    return this.#spawn();
+    const bundle = await this.#bundles.locate(started.dag_id, started.dag_version).catch(() => undefined);
+    if (bundle) return { file: bundle.entryFile, code: `${started.dag_id}@${started.dag_version}` };
+    hooks.onLog(
+      `[${new Date().toISOString()}] {WARNING} DAG version ${started.dag_version} has no code bundle in ${this.#bundles.folder} (parsed before bundles existed, or removed): running ${started.fileloc} as it is on disk now\n`,
+    );
+    return { file: onDisk, code: ON_DISK };
   }
 
-  #spawn(): RunnerProcess {
-    return new RunnerProcess({ cwd: this.#cwd });
+  /**
+   * The try's memory limit: its task's memoryLimitMb, else the setting. A runner's heap limit is
+   * fixed when it starts, so a runner only serves tries with its own limit.
+   */
+  #memoryLimitOf(started: StartedTask): MemoryLimit | undefined {
+    const own = started.memory_limit_mb;
+    if (own !== null && own !== undefined) return { mb: own, source: "the task's memoryLimitMb" };
+    return this.#defaultMemoryLimit();
+  }
+
+  async #acquire(code: string, memory: MemoryLimit | undefined): Promise<RunnerProcess> {
+    const fits = (idle: IdleRunner) =>
+      idle.runner.memoryLimit?.mb === memory?.mb && idle.runner.memoryLimit?.source === memory?.source;
+    const same = this.#take((idle) => idle.code === code && fits(idle));
+    if (same && (code !== ON_DISK || (await same.modulesUnchanged()))) return same;
+    same?.kill();
+    const fresh = this.#take((idle) => idle.code === null && fits(idle));
+    if (fresh) return fresh;
+    // Every idle runner holds other code: one is retired for a fresh process.
+    this.#idle.shift()?.runner.kill();
+    return this.#spawn(memory);
+  }
+
+  /** Takes the most recently used usable idle runner that matches; drops dead ones on the way. */
+  #take(matches: (idle: IdleRunner) => boolean): RunnerProcess | undefined {
+    for (let index = this.#idle.length - 1; index >= 0; index -= 1) {
+      const idle = this.#idle[index] as IdleRunner;
+      if (!idle.runner.usable) {
+        this.#idle.splice(index, 1);
+        continue;
+      }
+      if (!matches(idle)) continue;
+      this.#idle.splice(index, 1);
+      return idle.runner;
+    }
+    return undefined;
+  }
+
+  #release(runner: RunnerProcess, code: string): void {
+    if (!runner.usable || this.#closed) {
+      runner.kill();
+      return;
+    }
+    this.#idle.push({ runner, code });
+    // Bounded: the least recently used runners beyond the pool's size are retired.
+    while (this.#idle.length > this.#maxIdle) this.#idle.shift()?.runner.kill();
+  }
+
+  #spawn(memory = this.#defaultMemoryLimit()): RunnerProcess {
+    return new RunnerProcess({ cwd: this.#cwd, ...(memory ? { memoryLimit: memory } : {}) });
+  }
+
+  #defaultMemoryLimit(): MemoryLimit | undefined {
+    return this.#memoryLimitMb > 0
+      ? { mb: this.#memoryLimitMb, source: 'UPDRAFT_TASK_MEMORY_LIMIT_MB' }
+      : undefined;
   }
 }

@@ -32,6 +32,8 @@ export interface WorkerPoolOptions {
   client: ExecutionClient;
   slots: number;
   dagsFolder: string;
+  /** Where the DAG versions' code bundles are (standalone: `<home>/bundles`); none: the DAG files on disk. */
+  bundlesFolder?: string;
   heartbeatIntervalMs: number;
   /** The scheduler's zombie threshold; a try that cannot heartbeat for half of it is stopped. */
   heartbeatTimeoutMs: number;
@@ -40,6 +42,8 @@ export interface WorkerPoolOptions {
   metrics: MetricsRegistry;
   log: Logger;
   cwd?: string;
+  /** Memory limit of a try whose task sets none (UPDRAFT_TASK_MEMORY_LIMIT_MB); 0 or absent: none. */
+  taskMemoryLimitMb?: number;
   /** Runs the tries; default: task runner processes, one per slot. */
   executor?: TaskExecutor;
   clock?: WorkerClock;
@@ -72,7 +76,9 @@ export class WorkerPool {
     else {
       this.#processes = new ProcessTaskExecutor({
         dagsFolder: options.dagsFolder,
+        bundlesFolder: options.bundlesFolder,
         cwd: options.cwd ?? process.cwd(),
+        memoryLimitMb: options.taskMemoryLimitMb,
       });
       this.#executor = this.#processes;
     }

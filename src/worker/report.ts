@@ -17,6 +17,18 @@ export interface ReportDelivery {
   tryNumber: number;
   /** The try's current token (refreshed tokens are swapped in by the heartbeat). */
   token(): string;
+  /** UPDRAFT_XCOM_MAX_BYTES as the API announced it, named when a report with an XCom is too large. */
+  xcomMaxBytes?: number;
+}
+
+/**
+ * The failure reported instead of a success whose XCom made the report too large for one request.
+ * It names the XCom and its limit: the request limit is an implementation detail of the report.
+ */
+export function xcomRefusedMessage(taskId: string, xcom: string, xcomMaxBytes: number | undefined): string {
+  const limit =
+    xcomMaxBytes === undefined ? '' : ` The XCom limit is ${xcomMaxBytes} bytes (UPDRAFT_XCOM_MAX_BYTES).`;
+  return `Task '${taskId}' returned an XCom of ${Buffer.byteLength(xcom, 'utf8')} bytes, too large for the Execution API to accept in the report.${limit} Return less, or store the data elsewhere and return a reference`;
 }
 
 /**
@@ -35,21 +47,63 @@ export async function deliverReport(
   const { client, log, metrics, key, tryNumber } = delivery;
   const reportId = randomUUID();
   const retry = deadline === undefined ? { attempts: 1 } : { ...REPORT_RETRY, attempts: Infinity, deadline };
-  let body = { ...outcome, report_id: reportId, ...(chunk ? { log: chunk } : {}) };
+  let body: FinishState & { report_id: string; log?: LogChunk } = {
+    ...outcome,
+    report_id: reportId,
+    ...(chunk ? { log: chunk } : {}),
+  };
   for (;;) {
     try {
       await client.finish(delivery.token(), key, body, { retry, timeoutMs: REPORT_TIMEOUT_MS });
       return true;
     } catch (error) {
-      if (error instanceof HttpError && error.status === 413 && body.log !== undefined) {
-        // Log volume never changes an outcome: send it again without its log chunk.
+      if (error instanceof HttpError && error.status === 413 && body.state === 'success' && body.xcom) {
+        // The XCom made the report too large: the try fails, and its log says why.
+        const message = xcomRefusedMessage(key.taskId, body.xcom, delivery.xcomMaxBytes);
+        log.warn(message, { detail: error.detail });
+        const line = `[${new Date().toISOString()}] {ERROR} Task failed: ${message}\n`;
+        body = {
+          state: 'failed',
+          error_message: message,
+          retryable: false,
+          report_id: reportId,
+          ...(chunk ? { log: { seq: chunk.seq, text: chunk.text + line } } : {}),
+        };
+        continue;
+      }
+      if (
+        error instanceof HttpError &&
+        error.status === 413 &&
+        body.state === 'failed' &&
+        body.log !== undefined &&
+        !body.log.text.startsWith('[updraft]')
+      ) {
+        // Keep at least the error that ended the try in its log.
         log.warn(
-          `The log chunk of try ${tryNumber}'s report was refused as too large; reporting without it`,
+          `The log chunk of try ${tryNumber}'s report was refused as too large; reporting its error only`,
           {
             detail: error.detail,
           },
         );
-        const { log: _dropped, ...withoutLog } = body;
+        body = { ...body, log: { seq: body.log.seq, text: `[updraft] ${body.error_message}\n` } };
+        continue;
+      }
+      if (error instanceof HttpError && error.status === 413 && body.log !== undefined) {
+        // The chunk and the XCom together are over the request limit (each fits alone): the chunk
+        // goes on a heartbeat of its own (the try still runs), then the report without it. Log
+        // volume never changes an outcome.
+        const { log: chunkToSend, ...withoutLog } = body;
+        const sent = await client
+          .heartbeat(delivery.token(), key, { log: chunkToSend }, { retry: { attempts: 2 } })
+          .then(
+            () => true,
+            () => false,
+          );
+        if (!sent) {
+          log.warn(`The last log chunk of try ${tryNumber} could not be delivered; reporting without it`, {
+            detail: error.detail,
+          });
+        }
         body = withoutLog;
         continue;
       }

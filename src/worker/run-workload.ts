@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import type { TaskWorkload } from '#contracts/messages.ts';
 import { formatTaskInstanceKey, type TaskInstanceKey } from '#core/models.ts';
 import type { Logger } from '#engine/logger.ts';
@@ -76,7 +77,13 @@ export async function runWorkload(
     const response = await deps.client.start(
       workload.token,
       key,
-      { hostname: deps.worker.hostname, worker_id: deps.worker.workerId, pid: deps.worker.pid },
+      {
+        hostname: deps.worker.hostname,
+        worker_id: deps.worker.workerId,
+        pid: deps.worker.pid,
+        // One id for this start and its retries: a retry after a lost answer gets the try back.
+        start_id: randomUUID(),
+      },
       { retry: { ...START_RETRY, deadline: deps.clock.now() + START_WINDOW_MS } },
     );
     started = response.started;
@@ -164,6 +171,7 @@ class RunningTry {
         key: this.#key,
         tryNumber: this.#started.try_number,
         token: () => this.#token,
+        xcomMaxBytes: this.#started.xcom_max_bytes,
       },
       state,
       this.#chunker.take(true),
@@ -282,6 +290,10 @@ class RunningTry {
     } catch (error) {
       if (error instanceof HttpError && error.status === 413 && chunk) {
         this.#log.warn('A log chunk was refused as too large and is dropped', { detail: error.detail });
+        // The try's log says so; the heartbeat goes again at once without the chunk.
+        this.#chunker.add(
+          `\n[updraft] A log chunk of ${chunk.text.length} characters was refused by the API (413: ${error.detail}) and dropped.\n`,
+        );
         return 'again';
       }
       if (chunk) this.#chunker.putBack(chunk);
@@ -301,7 +313,8 @@ class RunningTry {
     const { clock, client, settings } = this.#deps;
     const { refreshedToken } = await client.heartbeat(this.#token, this.#key, chunk ? { log: chunk } : {}, {
       retry,
-      timeoutMs: Math.max(1_000, Math.min(10_000, settings.heartbeatTimeoutMs / 4)),
+      // Short enough that a hung call cannot push the worker's stop past the zombie threshold.
+      timeoutMs: Math.max(250, Math.min(10_000, settings.heartbeatTimeoutMs / 8)),
     });
     if (refreshedToken) this.#token = refreshedToken;
     this.#lastHeartbeatOk = clock.now();

@@ -1,6 +1,6 @@
 import { type ChildProcess, fork } from 'node:child_process';
-import { stat } from 'node:fs/promises';
-import { fileURLToPath } from 'node:url';
+import { readFile, stat } from 'node:fs/promises';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import type {
   PinnedVersion,
   RunnerOutcome,
@@ -10,6 +10,24 @@ import type {
 } from './protocol.ts';
 
 const RUNNER_ENTRY = fileURLToPath(new URL('./task-runner.ts', import.meta.url));
+/** Preloaded into each runner: ignores the group's Ctrl-C, dies when the supervisor is gone. */
+const RUNNER_GUARD = pathToFileURL(fileURLToPath(new URL('./runner-guard.ts', import.meta.url))).href;
+
+/** How often the resident memory of a runner is read while it runs a try. */
+export const MEMORY_POLL_MS = 250;
+/** The end of a runner's native stderr kept to explain a crash (V8's out-of-memory report). */
+const STDERR_TAIL_BYTES = 4_096;
+
+/** A runner's memory limit and what sets it, as the failure message names it. */
+export interface MemoryLimit {
+  mb: number;
+  /** The setting or option that chose this limit, e.g. `UPDRAFT_TASK_MEMORY_LIMIT_MB`. */
+  source: string;
+}
+
+export function memoryLimitMessage(limit: MemoryLimit, what: string): string {
+  return `Task exceeded its memory limit of ${limit.mb} MB (${limit.source}): ${what}. Use less memory, or raise the limit with the task's memoryLimitMb option or UPDRAFT_TASK_MEMORY_LIMIT_MB`;
+}
 
 /** How long a cancelled task gets to react to ctx.signal before its process is killed. */
 export const CANCEL_GRACE_MS = 2_000;
@@ -34,15 +52,40 @@ export class RunnerProcess {
   /** Local modules this process has loaded, as they were on disk then. */
   readonly #modules = new Map<string, { mtimeMs: number; size: number }>();
 
-  constructor(options: { cwd: string }) {
+  readonly memoryLimit: MemoryLimit | undefined;
+  /** Why this process was killed by its owner (a memory limit), reported instead of the signal. */
+  #killReason: string | undefined;
+  #stderrTail = '';
+  /** The owner killed the process (a stop, a retirement): its SIGKILL needs no explanation. */
+  #killedByOwner = false;
+  #memoryTimer: ReturnType<typeof setInterval> | undefined;
+
+  readonly #memoryPollMs: number;
+
+  /** `memoryPollMs`: how often resident memory is read during a try (0: never, the heap limit only). */
+  constructor(options: { cwd: string; memoryLimit?: MemoryLimit; memoryPollMs?: number }) {
+    this.memoryLimit = options.memoryLimit;
+    this.#memoryPollMs = options.memoryPollMs ?? MEMORY_POLL_MS;
+    const heapLimit = options.memoryLimit ? [`--max-old-space-size=${options.memoryLimit.mb}`] : [];
     this.#child = fork(RUNNER_ENTRY, [], {
       cwd: options.cwd,
-      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+      // stderr is piped to keep what V8 writes there when it dies (out of memory); the task's own
+      // console output goes over IPC to the try's log.
+      stdio: ['ignore', 'inherit', 'pipe', 'ipc'],
       serialization: 'advanced',
-      execArgv: ['--disable-warning=ExperimentalWarning'],
-      // Out of the terminal's process group: Ctrl-C is for the supervisor, which lets the try
-      // finish or hands it back. The runner still exits when the supervisor goes (disconnect).
-      detached: true,
+      execArgv: ['--disable-warning=ExperimentalWarning', `--import=${RUNNER_GUARD}`, ...heapLimit],
+      // In the supervisor's process group, so killing the group kills the runners too; the guard
+      // makes the runner ignore the group's Ctrl-C, which is the supervisor's to handle.
+    });
+    const stderrEnded = new Promise<void>((resolve) => {
+      const stderr = this.#child.stderr;
+      if (!stderr) return resolve();
+      stderr.on('data', (chunk: Buffer) => {
+        process.stderr.write(chunk);
+        this.#stderrTail = (this.#stderrTail + chunk.toString('utf8')).slice(-STDERR_TAIL_BYTES);
+      });
+      stderr.once('close', resolve);
+      stderr.once('error', () => resolve());
     });
     let rejectReady: (error: Error) => void = () => undefined;
     this.#ready = new Promise((resolve, reject) => {
@@ -60,11 +103,62 @@ export class RunnerProcess {
     this.#child.on('message', (message: RunnerToSupervisor) => this.#onMessage(message));
     this.#child.on('exit', (code, signal) => {
       this.#exited = true;
-      const message = `The task runner process exited unexpectedly (${signal ? `signal ${signal}` : `exit code ${code}`})`;
-      // A runner that dies while starting must fail the try waiting for it, not hang it.
-      rejectReady(new Error(message));
-      this.#current?.finish({ kind: 'error', message });
+      this.#stopMemoryWatch();
+      // What the process wrote last explains a crash; it may arrive just after the exit.
+      const settled = Promise.race([stderrEnded, new Promise((resolve) => setTimeout(resolve, 200))]);
+      void settled.then(() => {
+        const message = this.#exitMessage(code, signal);
+        // A runner that dies while starting must fail the try waiting for it, not hang it.
+        rejectReady(new Error(message));
+        const current = this.#current;
+        if (!current) return;
+        // The try's log must hold the error that ended it, as it does for a thrown error.
+        const tail = this.#killReason ? '' : nativeErrorOf(this.#stderrTail);
+        current.hooks.onLog(
+          `[${new Date().toISOString()}] {ERROR} Task failed: ${message}${tail ? `\n${tail}` : ''}\n`,
+        );
+        current.finish({ kind: 'error', message });
+      });
     });
+  }
+
+  #exitMessage(code: number | null, signal: NodeJS.Signals | null): string {
+    if (this.#killReason) return this.#killReason;
+    const how = signal ? `signal ${signal}` : `exit code ${code}`;
+    if (this.memoryLimit && /heap out of memory|Reached heap limit/i.test(this.#stderrTail)) {
+      return memoryLimitMessage(
+        this.memoryLimit,
+        `its JavaScript heap ran out (the process ended with ${how})`,
+      );
+    }
+    const hint =
+      code !== null && signal === null
+        ? ' (the task or a library it uses called process.exit())'
+        : signal === 'SIGKILL' && !this.#killedByOwner
+          ? ' (killed from outside, e.g. by the kernel when the machine ran out of memory)'
+          : '';
+    return `The task runner process exited unexpectedly (${how})${hint}`;
+  }
+
+  /** Reads the runner's resident memory while a try runs; over the limit, the runner is killed. */
+  #watchMemory(): void {
+    const limit = this.memoryLimit;
+    const pid = this.#child.pid;
+    if (!limit || pid === undefined || this.#memoryPollMs <= 0) return;
+    if (process.platform !== 'linux' || this.#memoryTimer) return;
+    this.#memoryTimer = setInterval(() => {
+      void residentMb(pid).then((rss) => {
+        if (rss === undefined || rss <= limit.mb || this.#exited || this.#killReason) return;
+        this.#killReason = memoryLimitMessage(limit, `its resident memory reached ${Math.round(rss)} MB`);
+        this.#child.kill('SIGKILL');
+      });
+    }, this.#memoryPollMs);
+    this.#memoryTimer.unref();
+  }
+
+  #stopMemoryWatch(): void {
+    clearInterval(this.#memoryTimer);
+    this.#memoryTimer = undefined;
   }
 
   get usable(): boolean {
@@ -101,10 +195,12 @@ export class RunnerProcess {
       const finish = (outcome: RunnerOutcome) => {
         if (this.#current?.runId !== runId) return;
         this.#current = null;
+        this.#stopMemoryWatch();
         hooks.signal.removeEventListener('abort', onAbort);
         resolve(outcome);
       };
       this.#current = { runId, finish, hooks };
+      this.#watchMemory();
       if (hooks.signal.aborted) return onAbort();
       hooks.signal.addEventListener('abort', onAbort, { once: true });
       this.#send({ type: 'run', runId, file, context, args, ...(pinned ? { pinned } : {}) });
@@ -128,6 +224,7 @@ export class RunnerProcess {
   }
 
   kill(): void {
+    this.#killedByOwner = true;
     if (!this.#exited) this.#child.kill('SIGKILL');
     this.#exited = true;
   }
@@ -159,4 +256,21 @@ export class RunnerProcess {
         return;
     }
   }
+}
+
+/** VmRSS of a process in MB, from /proc; undefined when it cannot be read (the process is gone). */
+async function residentMb(pid: number): Promise<number | undefined> {
+  try {
+    const status = await readFile(`/proc/${pid}/status`, 'utf8');
+    const kb = /^VmRSS:\s+(\d+)\s+kB/m.exec(status)?.[1];
+    return kb === undefined ? undefined : Number(kb) / 1024;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The lines of a runner's native stderr that say why it died (V8's fatal error report). */
+function nativeErrorOf(stderr: string): string {
+  const lines = stderr.split('\n').filter((line) => /FATAL ERROR|fatal|out of memory|Error/i.test(line));
+  return lines.slice(-5).join('\n').trim();
 }

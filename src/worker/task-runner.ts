@@ -1,5 +1,6 @@
 import { pathToFileURL } from 'node:url';
 import { format } from 'node:util';
+import { resolveImportsOfBundle } from '#bundles/runner-hooks.ts';
 import type { TaskContext, TaskLogger } from '#sdk/context.ts';
 import { type Dag, isDag } from '#sdk/dag.ts';
 import { executeTask } from '#sdk/runtime.ts';
@@ -40,10 +41,12 @@ function taskLogger(): TaskLogger {
 }
 
 /**
- * The DAG file is imported by its plain URL, once per process: the supervisor retires this
- * process when the file or a module it imports changes on disk, so the cached module is current.
+ * The DAG file is imported by its plain URL, once per process. It is the run's version's bundle
+ * copy, which never changes (the supervisor gives this process no other bundle), or the file on
+ * disk, when the supervisor retires this process once the file or a module it imports changes.
  */
 async function findDag(file: string, dagId: string): Promise<Dag | undefined> {
+  resolveImportsOfBundle(file);
   const exports = (await import(pathToFileURL(file).href)) as Record<string, unknown>;
   return Object.values(exports).find((value): value is Dag => isDag(value) && value.dagId === dagId);
 }

@@ -52,12 +52,15 @@ describe('standalone via npm start, driven by the CLI', () => {
     const result = await cli('dags', 'list', '--json');
     expect(result.code).toBe(0);
     const collection = jsonOf<DagCollection>(result);
-    expect(collection.dags.map((dag) => dag.dag_id).sort()).toEqual([
-      'example_branching',
-      'example_etl',
-      'example_schedule',
-    ]);
-    expect(collection.import_errors).toEqual([]);
+    // Only the examples: DAG files a user adds to dags/ do not fail this test.
+    const examples = (name: string) => name.startsWith('example_');
+    expect(
+      collection.dags
+        .map((dag) => dag.dag_id)
+        .filter(examples)
+        .sort(),
+    ).toEqual(['example_branching', 'example_etl', 'example_schedule']);
+    expect(collection.import_errors.filter((error) => examples(error.filename))).toEqual([]);
   });
 
   it('triggers example_etl and waits for its success (exit 0)', async () => {

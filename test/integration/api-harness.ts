@@ -37,7 +37,7 @@ export const EXECUTION_KEYS: ExecutionKeyring = { k1: 'test-execution-secret-012
 export const TEST_LIMITS = {
   confMaxBytes: 256,
   xcomMaxBytes: 256,
-  requestMaxBytes: 2048,
+  requestMaxBytes: 8192,
   logChunkMaxBytes: 1024,
   /** Four chunks per try. */
   logMaxBytes: 4096,

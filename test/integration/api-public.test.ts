@@ -62,7 +62,7 @@ describe('public API authentication', () => {
   it('serves the health check without a token', async () => {
     const response = await api.request('GET', '/api/v2/monitor/health', undefined, null);
     expect(response.status).toBe(200);
-    expect(response.body).toEqual({ status: 'healthy' });
+    expect(response.body).toEqual({ status: 'healthy', metadatabase: { status: 'healthy' } });
   });
 });
 

@@ -264,6 +264,10 @@ describe('Scheduler repairs', () => {
     await h.deleteTaskInstanceItem(tiKey(run, 'a'));
     await h.deleteTaskInstanceItem(tiKey(run, 'c'));
     expect(await h.states(run)).toEqual({ b: 'none' });
+    // A creation may still be writing; only one older than the heartbeat timeout is repaired.
+    await h.scheduler.handleRequests([run]);
+    expect(await h.states(run)).toEqual({ b: 'none' });
+    h.advance(h.settings.heartbeatTimeoutMs + 1);
 
     await h.scheduler.handleRequests([run]);
 

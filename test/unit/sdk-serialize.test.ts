@@ -163,6 +163,7 @@ describe('round trip of each authored field', () => {
     ['pool', { pool: 'etl_pool' }, 'plain', { pool: 'etl_pool' }],
     ['poolSlots', { poolSlots: 3 }, 'plain', { poolSlots: 3 }],
     ['doc', { doc: 'Loads the rows' }, 'plain', { doc: 'Loads the rows' }],
+    ['memoryLimitMb', { memoryLimitMb: 256 }, 'plain', { memoryLimitMb: 256 }],
   ];
 
   it.each(taskCases.filter(([name]) => name !== 'upstream'))(
@@ -230,6 +231,7 @@ describe('dagVersionHash', () => {
     pool: 'x',
     poolSlots: 9,
     doc: 'x',
+    memoryLimitMb: 512,
   };
 
   it.each(Object.entries(dagChanges))('changes when the DAG field %s changes', (field, value) => {

@@ -241,6 +241,7 @@ describe('dag() options', () => {
       pool: 'default_pool',
       poolSlots: 1,
       doc: null,
+      memoryLimitMb: null,
     });
     expect(built.options).toMatchObject({
       catchup: false,

@@ -1,0 +1,142 @@
+import { RequestCounter } from '#store/instrument.ts';
+import type { Store } from '#store/port.ts';
+
+/** Who sent a store request, told from the (async) call stack of the request. */
+export type Caller = 'scheduler' | 'tick' | 'api' | 'dag_processor' | 'other';
+
+export const READ_OPERATIONS: ReadonlySet<string> = new Set([
+  'GetItem',
+  'BatchGetItem',
+  'Query',
+  'Scan',
+  'TransactGetItems',
+]);
+export const WRITE_OPERATIONS: ReadonlySet<string> = new Set([
+  'PutItem',
+  'UpdateItem',
+  'DeleteItem',
+  'BatchWriteItem',
+  'TransactWriteItems',
+]);
+
+export type CountsByCaller = Record<string, Record<string, number>>;
+
+/**
+ * A RequestCounter that also files each request under its caller. The store client is shared by
+ * the scheduler and the API, so "reads per scheduling pass" would otherwise mix in the reads of
+ * the Execution API's calls (start, heartbeat, finish), whose number grows with the TIs and not
+ * with the passes. The caller is read from the call stack at send time: V8 keeps the awaiting
+ * async frames, so the route handler or scheduler entry point that awaited the store shows up.
+ */
+export class CallerCounter extends RequestCounter {
+  #byCaller: CountsByCaller = {};
+  #byItem: CountsByCaller = {};
+
+  override record(operation: string, input: unknown): void {
+    super.record(operation, input);
+    const caller = callerOf(captureStack());
+    add(this.#byCaller, caller, operation);
+    add(this.#byItem, caller, `${operation} ${itemKindOf(input)}`);
+  }
+
+  byCaller(): CountsByCaller {
+    return copy(this.#byCaller);
+  }
+
+  /** By caller, then by operation and kind of item (`GetItem DAG#/V#`: a serialized DAG version). */
+  byItem(): CountsByCaller {
+    return copy(this.#byItem);
+  }
+
+  override reset(): void {
+    super.reset();
+    this.#byCaller = {};
+    this.#byItem = {};
+  }
+
+  /**
+   * Request counts hide how much one Query returns: a run snapshot is one Query (while it fits in
+   * a 1 MB page) whatever the run's size. This counts the items the snapshots returned (the run,
+   * its TIs, its task-slot item), by caller, by wrapping the store's `getRunSnapshot`.
+   */
+  watchSnapshots(store: Store): void {
+    const original = store.getRunSnapshot.bind(store);
+    store.getRunSnapshot = async (key) => {
+      const caller = callerOf(captureStack());
+      const snapshot = await original(key);
+      // The run item, its task-slot item and its TIs.
+      add(this.#byItem, caller, SNAPSHOT_ITEMS, snapshot ? 2 + snapshot.taskInstances.length : 0);
+      return snapshot;
+    };
+  }
+}
+
+/** The name under which `watchSnapshots` files the items run snapshots returned. */
+export const SNAPSHOT_ITEMS = 'run snapshot items';
+
+function add(counts: CountsByCaller, caller: string, name: string, by = 1): void {
+  const forCaller = counts[caller] ?? {};
+  forCaller[name] = (forCaller[name] ?? 0) + by;
+  counts[caller] = forCaller;
+}
+
+function copy(counts: CountsByCaller): CountsByCaller {
+  return Object.fromEntries(Object.entries(counts).map(([caller, byName]) => [caller, { ...byName }]));
+}
+
+/**
+ * The kind of item a request reads or writes, from its key with the identifiers cut off
+ * (`RUN#/TI#`, `DAGS/DAG#`); a Query by its index and partition. Inputs may arrive marshalled
+ * (`{ S: '…' }`) or not, depending on where the document client's middleware ran.
+ */
+function itemKindOf(input: unknown): string {
+  const request = (input ?? {}) as {
+    Key?: Record<string, unknown>;
+    Item?: Record<string, unknown>;
+    IndexName?: string;
+    ExpressionAttributeValues?: Record<string, unknown>;
+  };
+  const key = request.Key ?? request.Item;
+  if (key) return `${prefixOf(key.pk)}/${prefixOf(key.sk)}`;
+  if (request.ExpressionAttributeValues) {
+    const values = Object.values(request.ExpressionAttributeValues).map(text).filter(Boolean);
+    return `${request.IndexName ?? 'table'} ${values.length > 0 ? prefixOf(values[0]) : ''}`.trim();
+  }
+  return '';
+}
+
+function text(value: unknown): string | undefined {
+  if (typeof value === 'string') return value;
+  const marshalled = (value as { S?: unknown } | undefined)?.S;
+  return typeof marshalled === 'string' ? marshalled : undefined;
+}
+
+function prefixOf(value: unknown): string {
+  const raw = text(value) ?? '?';
+  const cut = raw.indexOf('#', 1);
+  return cut === -1 ? raw : raw.slice(0, cut + 1);
+}
+
+function captureStack(): string {
+  const limit = Error.stackTraceLimit;
+  Error.stackTraceLimit = 60;
+  const holder: { stack?: string } = {};
+  Error.captureStackTrace(holder);
+  Error.stackTraceLimit = limit;
+  return holder.stack ?? '';
+}
+
+/**
+ * The API is checked first: its routes call engine code (task lifecycle, scheduling requests).
+ * `scheduler` is a scheduling pass (`scheduleRun` in scheduler.ts, whether a request batch or a
+ * tick started it); `tick` is the rest of a tick (cursor, active-run list, pool audits): work per
+ * tick, not per pass.
+ */
+function callerOf(stack: string): Caller {
+  if (stack.includes('/src/api/')) return 'api';
+  if (stack.includes('/src/engine/scheduler.ts')) return 'scheduler';
+  if (stack.includes('/src/engine/entrypoints.ts')) return 'tick';
+  if (stack.includes('/src/engine/dag-registry.ts') || stack.includes('/src/standalone/parse-dags.ts'))
+    return 'dag_processor';
+  return 'other';
+}

@@ -1,0 +1,53 @@
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { clearTaskInstances } from '#engine/clear.ts';
+import { dag } from '#sdk/index.ts';
+import { wrapStore } from './fault-helpers.ts';
+import { type SchedulerHarness, startSchedulerHarness, tiKey } from './scheduler-harness.ts';
+
+let h: SchedulerHarness;
+beforeEach(async () => {
+  h = await startSchedulerHarness();
+});
+afterEach(async () => {
+  await h.close();
+});
+const noop = async () => {};
+
+describe('a clear racing the pass that finishes the run', () => {
+  it('never leaves a finished run with a TI in none', async () => {
+    const [versioned] = await h.register(dag({ id: 'race' }, (d) => d.task('work', noop)));
+    const run = await h.createRun(versioned!);
+    await h.newScheduler().handleRequests([run]);
+    await h.succeed(tiKey(run, 'work'));
+    // The run is still `running`: the pass the success asked for has not happened yet.
+    expect((await h.run(run)).state).toBe('running');
+
+    // The clear reads the run (running), counts the clear on it; the pass runs right then (it reads
+    // the run with the new clearCount and the TI still `success`), then the clear resets the TI.
+    const store = wrapStore(h.store, (real) => ({
+      markRunCleared: async (key: Parameters<typeof real.markRunCleared>[0]) => {
+        const result = await real.markRunCleared(key);
+        await h.newScheduler().handleRequests([run]);
+        return result;
+      },
+    }));
+    await clearTaskInstances(
+      { store, dags: h.dags, notifier: h.notifier, now: h.now },
+      {
+        dagId: run.dagId,
+        runId: run.runId,
+        taskIds: [],
+        includeDownstream: false,
+        onlyFailed: false,
+        dryRun: false,
+      },
+    );
+    await h.notifier.drain();
+    await h.handleQueuedRequests();
+    await h.newScheduler().tick();
+
+    const state = { run: (await h.run(run)).state, ti: (await h.ti(run, 'work')).state };
+    // Either the run goes on (TI queued again) or the clear lost: never a finished run with a `none` TI.
+    expect(state).not.toEqual({ run: 'success', ti: 'none' });
+  });
+});

@@ -1,0 +1,77 @@
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { settingsSchema } from '#config/settings.ts';
+import type { DagRunKey } from '#core/models.ts';
+import { clearTaskInstances } from '#engine/clear.ts';
+import { dag } from '#sdk/index.ts';
+import { type SchedulerHarness, startSchedulerHarness, tiKey } from './scheduler-harness.ts';
+
+let h: SchedulerHarness;
+beforeEach(async () => {
+  h = await startSchedulerHarness({
+    settings: { pools: { default_pool: 128, three: 3 }, maxRunsPerPass: 3 },
+  });
+});
+afterEach(async () => {
+  await h.close();
+});
+const noop = async () => {};
+
+async function queuedSlots(runs: DagRunKey[]): Promise<number> {
+  let total = 0;
+  for (const run of runs) {
+    const snapshot = await h.store.getRunSnapshot(run);
+    for (const ti of snapshot?.taskInstances ?? [])
+      if (ti.state === 'queued' || ti.state === 'running') total += ti.poolSlots;
+  }
+  return total;
+}
+
+describe('limits under concurrent fresh instances', () => {
+  it('a pool of 3 with 2-slot and 1-slot TIs never admits more than 3 slots', async () => {
+    const mixed = dag({ id: 'mixed', maxActiveRuns: 10 }, (d) => {
+      d.task({ id: 'big', pool: 'three', poolSlots: 2 }, noop);
+      d.task({ id: 'small1', pool: 'three' }, noop);
+      d.task({ id: 'small2', pool: 'three' }, noop);
+    });
+    const [versioned] = await h.register(mixed);
+    const runs = await Promise.all(['a', 'b', 'c', 'd'].map((runId) => h.createRun(versioned!, { runId })));
+    for (let round = 0; round < 4; round += 1) {
+      await Promise.all([...runs, ...runs].map((run) => h.newScheduler().handleRequests([run])));
+      expect(await queuedSlots(runs)).toBeLessThanOrEqual(3);
+      const pool = await h.store.getSlotPool({ kind: 'pool', pool: 'three' });
+      expect(pool.used).toBeLessThanOrEqual(3);
+      // finish whatever is queued, then go again
+      for (const run of runs)
+        for (const taskId of await h.queuedTaskIds(run)) await h.succeed(tiKey(run, taskId));
+    }
+  });
+
+  it('a cleared finished run does not start beside the running one under max_active_runs 1', async () => {
+    const single = dag({ id: 'one', maxActiveRuns: 1 }, (d) => d.task('work', noop));
+    const [versioned] = await h.register(single);
+    const first = await h.createRun(versioned!, { runId: 'a' });
+    await h.newScheduler().handleRequests([first]);
+    await h.succeed(tiKey(first, 'work'));
+    await h.newScheduler().handleRequests([first]);
+    expect((await h.run(first)).state).toBe('success');
+    const second = await h.createRun(versioned!, { runId: 'b' });
+    await h.newScheduler().handleRequests([second]);
+    expect((await h.run(second)).state).toBe('running');
+    await clearTaskInstances(
+      { store: h.store, dags: h.dags, notifier: h.notifier, now: h.now },
+      { dagId: 'one', runId: 'a', taskIds: [], includeDownstream: false, onlyFailed: false, dryRun: false },
+    );
+    await Promise.all([1, 2, 3].map(() => h.newScheduler().handleRequests([first, second])));
+    await h.newScheduler().tick();
+    const states = [(await h.run(first)).state, (await h.run(second)).state].sort();
+    expect(states).toEqual(['queued', 'running']);
+  });
+});
+
+describe('settings that make healthy tries zombies', () => {
+  it('refuses a heartbeat interval that is not well below the heartbeat timeout', () => {
+    // Accepted today: every healthy try's heartbeat is older than the timeout between two beats,
+    // and a worker cut off from the API stops only at the zombie threshold or after it.
+    expect(() => settingsSchema.parse({ heartbeatIntervalMs: 60_000, heartbeatTimeoutMs: 60_000 })).toThrow();
+  });
+});

@@ -1,0 +1,196 @@
+import { type DynamoDBDocumentClient, GetCommand } from '@aws-sdk/lib-dynamodb';
+import type { Kernel } from './kernel.ts';
+
+/**
+ * Gates every store call of the simulated engine: the document client's `send` parks the calling
+ * actor at a kernel gate until the world lets it through. The writes that pass are mirrored
+ * (task instance and run states, DAG pause flags) so the invariants can be checked after every
+ * step without reading the table.
+ */
+
+const WRITES = new Set(['Put', 'Update', 'Delete', 'BatchWrite', 'TransactWrite']);
+
+export interface MirroredTaskInstance {
+  dagId: string;
+  runId: string;
+  taskId: string;
+  mapIndex: number;
+  state: string;
+  tryNumber: number;
+  maxTries: number;
+  pool: string;
+  poolSlots: number;
+}
+
+export interface MirroredRun {
+  dagId: string;
+  runId: string;
+  state: string;
+}
+
+type Item = Record<string, unknown>;
+
+/** The latest stored version of every TI, run and DAG record the engine wrote. */
+export class StoreMirror {
+  readonly taskInstances = new Map<string, MirroredTaskInstance>();
+  readonly runs = new Map<string, MirroredRun>();
+  readonly paused = new Map<string, boolean>();
+  /** Bumped on every change, so checks can skip unchanged steps. */
+  version = 0;
+  readonly #byItemKey = new Map<string, () => void>();
+
+  observe(item: Item): void {
+    const itemKey = `${String(item.pk)}|${String(item.sk)}`;
+    if (isTaskInstance(item)) {
+      const key = `${item.dagId}/${item.runId}/${item.taskId}/${item.mapIndex}`;
+      this.taskInstances.set(key, {
+        dagId: item.dagId,
+        runId: item.runId,
+        taskId: item.taskId,
+        mapIndex: item.mapIndex,
+        state: item.state,
+        tryNumber: item.tryNumber,
+        maxTries: Number(item.maxTries),
+        pool: String(item.pool),
+        poolSlots: Number(item.poolSlots),
+      });
+      this.#byItemKey.set(itemKey, () => this.taskInstances.delete(key));
+    } else if (isRun(item)) {
+      const key = `${item.dagId}/${item.runId}`;
+      this.runs.set(key, { dagId: item.dagId, runId: item.runId, state: item.state });
+      this.#byItemKey.set(itemKey, () => this.runs.delete(key));
+    } else if (
+      typeof item.dagId === 'string' &&
+      typeof item.isPaused === 'boolean' &&
+      item.runId === undefined
+    ) {
+      this.paused.set(item.dagId, item.isPaused);
+    } else {
+      return;
+    }
+    this.version++;
+  }
+
+  forget(key: Item): void {
+    const itemKey = `${String(key.pk)}|${String(key.sk)}`;
+    this.#byItemKey.get(itemKey)?.();
+    this.#byItemKey.delete(itemKey);
+    this.version++;
+  }
+}
+
+function isTaskInstance(item: Item): item is Item & MirroredTaskInstance {
+  return (
+    typeof item.taskId === 'string' &&
+    typeof item.runId === 'string' &&
+    typeof item.state === 'string' &&
+    typeof item.tryNumber === 'number' &&
+    typeof item.mapIndex === 'number' &&
+    item.pool !== undefined
+  );
+}
+
+function isRun(item: Item): item is Item & MirroredRun {
+  return (
+    typeof item.runId === 'string' &&
+    typeof item.runType === 'string' &&
+    typeof item.state === 'string' &&
+    item.taskId === undefined
+  );
+}
+
+export interface GateHooks {
+  /** Sim ms the call is held back before it may pass (a slow store call); 0 mostly. */
+  delayFor(operation: string): number;
+  /** Called after every write that passed, with the mirror already updated. */
+  afterWrite?(operation: string): void;
+}
+
+/** Wraps `client.send`: each call becomes a gate of the calling actor, then a mirrored store call. */
+export function gateDocumentClient(
+  client: DynamoDBDocumentClient,
+  kernel: Kernel,
+  mirror: StoreMirror,
+  hooks: GateHooks,
+): void {
+  const send = client.send.bind(client) as (command: unknown) => Promise<unknown>;
+  const gated = async (command: { constructor: { name: string }; input: Item }) => {
+    const operation = command.constructor.name.replace(/Command$/, '');
+    const isWrite = WRITES.has(operation);
+    const done = await kernel.gate(`${operation} ${describeInput(command.input)}`, {
+      delayMs: hooks.delayFor(operation),
+      isWrite,
+    });
+    try {
+      const output = (await send(command)) as Item;
+      if (isWrite) {
+        await mirrorWrite(operation, command.input, output, mirror, (input) => send(new GetCommand(input)));
+        hooks.afterWrite?.(operation);
+      }
+      return output;
+    } finally {
+      done();
+    }
+  };
+  (client as unknown as { send: unknown }).send = gated;
+}
+
+async function mirrorWrite(
+  operation: string,
+  input: Item,
+  output: Item,
+  mirror: StoreMirror,
+  get: (input: { TableName: string; Key: Item; ConsistentRead: boolean }) => Promise<unknown>,
+): Promise<void> {
+  switch (operation) {
+    case 'Put':
+      mirror.observe(input.Item as Item);
+      return;
+    case 'Update': {
+      const attributes = output.Attributes as Item | undefined;
+      if (attributes && 'pk' in attributes) return mirror.observe(attributes);
+      // Not ALL_NEW: read the item back (still inside the gate, so nothing else ran in between).
+      const read = (await get({
+        TableName: String(input.TableName),
+        Key: input.Key as Item,
+        ConsistentRead: true,
+      })) as Item;
+      if (read.Item) mirror.observe(read.Item as Item);
+      return;
+    }
+    case 'Delete':
+      mirror.forget(input.Key as Item);
+      return;
+    case 'BatchWrite': {
+      const unprocessed = JSON.stringify(output.UnprocessedItems ?? {});
+      for (const requests of Object.values(input.RequestItems as Record<string, Item[]>)) {
+        for (const request of requests) {
+          const put = request.PutRequest as { Item: Item } | undefined;
+          const remove = request.DeleteRequest as { Key: Item } | undefined;
+          // dynalite processes every item; anything it left unprocessed is retried by the store.
+          if (put && !unprocessed.includes(JSON.stringify(put.Item.sk))) mirror.observe(put.Item);
+          if (remove) mirror.forget(remove.Key);
+        }
+      }
+      return;
+    }
+    default:
+      return;
+  }
+}
+
+function describeInput(input: Item): string {
+  const key = (input.Key ?? (input.Item as Item | undefined)) as Item | undefined;
+  if (key) return `${String(key.pk)} ${String(key.sk)}`;
+  if (input.KeyConditionExpression) {
+    const values = input.ExpressionAttributeValues as Item | undefined;
+    return `${input.IndexName ? `${String(input.IndexName)} ` : ''}${Object.values(values ?? {})
+      .map(String)
+      .join(' ')}`;
+  }
+  if (input.RequestItems) {
+    const requests = Object.values(input.RequestItems as Record<string, unknown[]>).flat();
+    return `${requests.length} items`;
+  }
+  return '';
+}

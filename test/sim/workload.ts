@@ -1,0 +1,73 @@
+import { TRIGGER_RULES, type TriggerRule } from '#core/serialized-dag.ts';
+import { type Dag, dag } from '#sdk/index.ts';
+import type { Prng } from './prng.ts';
+
+/**
+ * Random workloads built with the real SDK: DAGs of chains, fan-outs and fan-ins over every
+ * trigger rule, retries with short delays, pools shared across DAGs, small `maxActiveRuns` and
+ * `maxActiveTasks`; and the runs to trigger, each at a sim time.
+ */
+
+export interface PlannedRun {
+  dagId: string;
+  runId: string;
+  atMs: number;
+}
+
+export interface Workload {
+  dags: Dag[];
+  pools: Record<string, number>;
+  runs: PlannedRun[];
+}
+
+export function generateWorkload(prng: Prng, options: { triggerWindowMs: number }): Workload {
+  const pools = { default_pool: prng.range(3, 8), shared_a: prng.range(1, 2), shared_b: prng.range(2, 3) };
+  const dags: Dag[] = [];
+  const runs: PlannedRun[] = [];
+  const dagCount = prng.range(2, 3);
+  for (let d = 0; d < dagCount; d++) {
+    const dagId = `dag_${d}`;
+    dags.push(randomDag(prng, dagId, pools));
+    const runCount = prng.range(2, 4);
+    for (let r = 0; r < runCount; r++) {
+      runs.push({ dagId, runId: `run_${r}`, atMs: prng.range(0, options.triggerWindowMs) });
+    }
+  }
+  runs.sort((a, b) => a.atMs - b.atMs);
+  return { dags, pools, runs };
+}
+
+function randomDag(prng: Prng, dagId: string, pools: Record<string, number>): Dag {
+  const taskCount = prng.range(3, 7);
+  return dag({ id: dagId, maxActiveRuns: prng.range(1, 2), maxActiveTasks: prng.range(1, 4) }, (d) => {
+    for (let i = 0; i < taskCount; i++) {
+      const pool = prng.pick(['default_pool', 'default_pool', 'shared_a', 'shared_b']);
+      d.task(
+        {
+          id: `t${i}`,
+          retries: prng.pick([0, 0, 1, 2]),
+          retryDelay: prng.range(1, 3),
+          triggerRule: i === 0 ? 'all_success' : triggerRule(prng),
+          pool,
+          poolSlots: prng.range(1, Math.min(2, pools[pool] ?? 1)),
+          upstream: upstreamOf(prng, i),
+        },
+        () => null,
+      );
+    }
+  });
+}
+
+/** Mostly all_success, so runs go deep; every rule appears. */
+function triggerRule(prng: Prng): TriggerRule {
+  return prng.chance(0.5) ? 'all_success' : prng.pick(TRIGGER_RULES);
+}
+
+/** 1–3 distinct earlier tasks, biased toward the previous one (chains), sometimes several (fan-in). */
+function upstreamOf(prng: Prng, index: number): string[] {
+  if (index === 0) return [];
+  const chosen = new Set<number>([prng.chance(0.6) ? index - 1 : prng.int(index)]);
+  const extra = prng.chance(0.3) ? prng.range(1, Math.min(2, index)) : 0;
+  for (let k = 0; k < extra; k++) chosen.add(prng.int(index));
+  return [...chosen].sort((a, b) => a - b).map((i) => `t${i}`);
+}

@@ -1,0 +1,515 @@
+import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { type Settings, settingsSchema } from '#config/settings.ts';
+import { taskWorkloadSchema } from '#contracts/messages.ts';
+import type { SerializedDag } from '#core/serialized-dag.ts';
+import type { QueueName } from '#queue/port.ts';
+import { DynamoStore } from '#store/dynamodb.ts';
+import { createDynamoClient, ensureTable, startEmbeddedDynamo, toDocumentClient } from '#store/embedded.ts';
+import {
+  API_TOKEN,
+  type EngineWorld,
+  handleApiRequest,
+  handleSchedulingMessages,
+  MemoryLogStore,
+  register,
+  runSchedulerTick,
+  runWorkload,
+} from './engine.ts';
+import { drawFaults, type FaultProfile, NO_FAULTS } from './faults.ts';
+import {
+  checkAgainstReference,
+  checkLimits,
+  checkMessages,
+  checkSuccessesKept,
+  describeRun,
+  unfinishedRuns,
+} from './invariants.ts';
+import { type Actor, Kernel, SimFailure } from './kernel.ts';
+import { Ledger, SimExecutor, type TryPlan } from './ledger.ts';
+import { hashString, Prng } from './prng.ts';
+import { createSimQueues, type Invocation, invocations, type SimQueue } from './sim-queue.ts';
+import { gateDocumentClient, StoreMirror } from './store-gate.ts';
+import { generateWorkload, type Workload } from './workload.ts';
+
+/** Sim time starts here; the API checks token lifetimes against the sim clock. */
+export const START_MS = Date.parse('2026-06-01T00:00:00.000Z');
+const TABLE = 'updraft';
+const FAULT_PHASE_MS = 60_000;
+const HEAL_BUDGET_MS = 600_000;
+const MAX_STEPS = 300_000;
+const TASK_QUEUES: QueueName[] = ['tasks_high', 'tasks_default', 'tasks_low'];
+const MAX_WORKERS = 4;
+const MAX_BATCHES = 3;
+
+export interface SimOptions {
+  seed: number;
+  verbose?: boolean;
+  /** Go on after a failure, to list every invariant a seed breaks (each once). */
+  keepGoing?: boolean;
+}
+
+export interface SimResult {
+  seed: number;
+  failures: SimFailure[];
+  steps: number;
+  simMs: number;
+  realMs: number;
+  trace: string[];
+  stats: Record<string, unknown>;
+}
+
+export async function runSimulation(options: SimOptions): Promise<SimResult> {
+  const began = performance.now();
+  const server = await startEmbeddedDynamo();
+  const client = createDynamoClient({ endpoint: server.endpoint });
+  try {
+    await ensureTable(client, TABLE);
+    const world = new World(options, client);
+    await world.run();
+    return { ...world.result(), realMs: performance.now() - began };
+  } finally {
+    client.destroy();
+    await server.close();
+  }
+}
+
+class World {
+  readonly #options: SimOptions;
+  readonly #kernel: Kernel;
+  readonly #prng: Prng;
+  readonly #profile: FaultProfile;
+  #faults: FaultProfile;
+  readonly #workload: Workload;
+  readonly #settings: Settings;
+  readonly #queues: ReturnType<typeof createSimQueues>;
+  readonly #mirror = new StoreMirror();
+  readonly #ledger: Ledger;
+  readonly #engine: EngineWorld;
+  readonly #checkStore: DynamoStore;
+  readonly #executor: SimExecutor;
+  readonly #dags = new Map<string, SerializedDag>();
+  readonly #triggered = new Set<string>();
+  readonly #cleared = new Set<string>();
+  readonly #busy = new Set<Actor>();
+  #phase: 'setup' | 'faults' | 'heal' = 'setup';
+  #unpaused = false;
+
+  constructor(options: SimOptions, client: DynamoDBClient) {
+    this.#options = options;
+    const root = new Prng(options.seed);
+    this.#prng = root.fork('choices');
+    this.#kernel = new Kernel(START_MS, { verbose: options.verbose ?? false });
+    this.#profile = drawFaults(root.fork('faults'));
+    this.#faults = NO_FAULTS;
+    this.#workload = generateWorkload(root.fork('workload'), { triggerWindowMs: FAULT_PHASE_MS * 0.6 });
+    this.#settings = settingsSchema.parse({
+      heartbeatIntervalMs: 1_000,
+      heartbeatTimeoutMs: 10_000,
+      queuedTimeoutMs: 15_000,
+      schedulerTickMs: 2_000,
+      maxRunsPerPass: root.fork('settings').range(2, 6),
+      pools: this.#workload.pools,
+      // The shortest lifetime allowed: workload tokens expire in the queue and running tries live on
+      // refreshed tokens, so expiry and refresh are exercised too.
+      executionTokenTtlSeconds: 60,
+      queueVisibilityTimeoutSeconds: 20,
+      queueMaxReceives: 5,
+    });
+    this.#queues = createSimQueues({
+      kernel: this.#kernel,
+      prng: this.#prng,
+      faults: () => this.#faults.messages,
+      visibilityMs: this.#settings.queueVisibilityTimeoutSeconds * 1000,
+      maxReceives: this.#settings.queueMaxReceives,
+    });
+    this.#ledger = new Ledger((failure) => this.#kernel.fail(failure));
+    const documentClient = toDocumentClient(client);
+    gateDocumentClient(documentClient, this.#kernel, this.#mirror, {
+      delayFor: (operation) => this.#delayFor(operation),
+    });
+    this.#checkStore = new DynamoStore({ client: toDocumentClient(client), tableName: TABLE });
+    const scheduler = this.#queues.scheduler;
+    this.#engine = {
+      store: new DynamoStore({ client: documentClient, tableName: TABLE }),
+      queues: this.#queues,
+      settings: this.#settings,
+      now: () => this.#kernel.now,
+      logs: new MemoryLogStore(),
+      timers: {
+        // A durable timer as on AWS: a delayed scheduling message (SQS allows up to 15 minutes).
+        wakeAt: async (run, atMs) => {
+          const delaySeconds = Math.min(900, Math.max(0, Math.ceil((atMs - this.#kernel.now) / 1000)));
+          const body = JSON.stringify({ type: 'schedule_run', dag_id: run.dagId, run_id: run.runId });
+          const { failed } = await scheduler.send([{ body, delaySeconds }]);
+          if (failed.length > 0) throw new Error('sim: the wake-up message was refused');
+        },
+      },
+    };
+    this.#executor = new SimExecutor({
+      kernel: this.#kernel,
+      ledger: this.#ledger,
+      prng: this.#prng,
+      plan: (ti, tryNumber) => planTry(options.seed, ti, tryNumber),
+      faults: () => this.#faults,
+    });
+  }
+
+  async run(): Promise<void> {
+    const kernel = this.#kernel;
+    kernel.spawn('setup', async () => {
+      const versioned = await register(this.#engine, this.#workload.dags);
+      for (const { dag } of versioned) this.#dags.set(dag.dagId, dag);
+      this.#phase = 'faults';
+      this.#faults = this.#profile;
+      kernel.log(`setup done; faults ${JSON.stringify(this.#profile)}`);
+      this.#startDrivers();
+    });
+    let checkedVersion = -1;
+    for (;;) {
+      await kernel.quiesce();
+      if (this.#mirror.version !== checkedVersion) {
+        checkedVersion = this.#mirror.version;
+        const failure =
+          checkLimits(this.#mirror, { pools: this.#settings.pools, dags: this.#dags }) ??
+          checkSuccessesKept(this.#mirror, this.#ledger, this.#cleared);
+        if (failure) kernel.fail(failure);
+      }
+      if (kernel.failures.length > 0 && !this.#options.keepGoing) return;
+      if (this.#phase === 'faults' && kernel.now >= START_MS + FAULT_PHASE_MS) this.#heal();
+      if (this.#phase === 'heal' && this.#settled()) break;
+      if (kernel.now > START_MS + FAULT_PHASE_MS + HEAL_BUDGET_MS || kernel.step > MAX_STEPS) {
+        const unfinished = unfinishedRuns(this.#mirror, this.#expectedRuns());
+        kernel.fail(
+          new SimFailure(
+            '4-liveness',
+            `not settled ${HEAL_BUDGET_MS / 1000}s into the heal phase: ${unfinished.map((r) => describeRun(this.#mirror, r)).join('; ') || 'all runs final'}; queues ${JSON.stringify(this.#openMessages())}`,
+          ),
+        );
+        return;
+      }
+      this.#next();
+    }
+    await this.#finalChecks();
+  }
+
+  result(): Omit<SimResult, 'realMs'> {
+    const accounts = Object.fromEntries(Object.entries(this.#queues).map(([name, q]) => [name, q.account()]));
+    return {
+      seed: this.#options.seed,
+      failures: this.#kernel.failures,
+      steps: this.#kernel.step,
+      simMs: this.#kernel.now - START_MS,
+      trace: this.#kernel.traceTail(),
+      stats: {
+        executions: this.#ledger.executions.length,
+        runs: this.#workload.runs.length,
+        cleared: this.#cleared.size,
+        engineErrors: this.#kernel.errors.map((e) => `${e.actor}: ${(e.error as Error).message}`),
+        queues: accounts,
+      },
+    };
+  }
+
+  /** One step: let one store call through, or move the clock. */
+  #next(): void {
+    const kernel = this.#kernel;
+    const eligible = kernel.eligibleGates();
+    if (eligible.length > 0) {
+      kernel.release(this.#prng.pick(eligible));
+      return;
+    }
+    const due = kernel.nextDueAt();
+    if (due === undefined)
+      throw new SimFailure('harness', 'nothing left to run and the world is not settled');
+    const jump = this.#prng.chance(this.#faults.clockJump)
+      ? this.#prng.range(1, this.#faults.clockJumpMaxMs)
+      : 0;
+    if (jump > 0) kernel.log(`clock jump +${jump}ms`);
+    kernel.advanceTo(Math.max(due, kernel.now + jump));
+  }
+
+  #delayFor(operation: string): number {
+    const faults = this.#faults;
+    const rate =
+      operation === 'BatchWrite'
+        ? faults.slowBatchWrite
+        : /Put|Update|Delete/.test(operation)
+          ? faults.slowWrite
+          : 0;
+    return this.#prng.chance(rate) ? this.#prng.range(1, faults.slowMaxMs) : 0;
+  }
+
+  #startDrivers(): void {
+    const kernel = this.#kernel;
+    kernel.spawn('driver', async () => {
+      for (;;) {
+        await kernel.sleep(this.#settings.schedulerTickMs);
+        void this.#spawnInvocation('tick', () => runSchedulerTick(this.#engine));
+      }
+    });
+    kernel.spawn('driver', async () => {
+      for (;;) {
+        await kernel.sleep(this.#prng.range(50, 300));
+        let batches = 0;
+        while (batches++ < MAX_BATCHES && this.#queues.scheduler.hasVisible()) this.#spawnBatch();
+      }
+    });
+    kernel.spawn('driver', async () => {
+      for (;;) {
+        await kernel.sleep(this.#prng.range(50, 300));
+        for (const actor of this.#busy) if (!actor.alive || actor.done) this.#busy.delete(actor);
+        while (this.#busy.size < MAX_WORKERS && TASK_QUEUES.some((name) => this.#queues[name].hasVisible()))
+          this.#spawnWorker();
+      }
+    });
+    kernel.spawn('driver', async () => {
+      let at = 0;
+      for (const planned of this.#workload.runs) {
+        await kernel.sleep(planned.atMs - at);
+        at = planned.atMs;
+        kernel.spawn('trigger', () => this.#trigger(planned.dagId, planned.runId, START_MS + planned.atMs));
+      }
+    });
+    const chaos = this.#profile.clears + this.#profile.pauses;
+    for (let i = 0; i < chaos; i++) {
+      const atMs = this.#prng.range(5_000, FAULT_PHASE_MS - 5_000);
+      const clear = i < this.#profile.clears;
+      kernel.spawn('driver', async () => {
+        await kernel.sleep(atMs);
+        kernel.spawn(clear ? 'clear' : 'pause', () => (clear ? this.#clear() : this.#pause()));
+      });
+    }
+  }
+
+  /** A scheduler invocation (a Lambda call): its un-awaited sends may be lost once it returns. */
+  #spawnInvocation<T>(kind: string, work: () => Promise<T>): Promise<T | undefined> {
+    const freezes = this.#prng.chance(this.#faults.freezeAfterReturn);
+    return this.#kernel.spawn(kind, async (actor) => {
+      const invocation: Invocation = { name: actor.name, open: true, freezes };
+      try {
+        return await invocations.run(invocation, work);
+      } finally {
+        invocation.open = false;
+      }
+    }).result;
+  }
+
+  #spawnBatch(): void {
+    const scheduler = this.#queues.scheduler;
+    this.#kernel.spawn('batch', async () => {
+      const messages = await scheduler.receive({
+        maxMessages: this.#settings.schedulerBatchSize,
+        waitTimeMs: 0,
+      });
+      if (messages.length === 0) return;
+      const handled = await this.#spawnInvocation('scheduling', () =>
+        handleSchedulingMessages(this.#engine, messages),
+      );
+      if (!handled) return; // it threw: the messages come back after the visibility timeout
+      const retry = new Set(handled.retry);
+      await scheduler.delete(messages.map((m) => m.receiptHandle).filter((handle) => !retry.has(handle)));
+    });
+  }
+
+  #spawnWorker(): void {
+    const { actor } = this.#kernel.spawn('worker', async (self) => {
+      let received: { queue: SimQueue; receiptHandle: string; body: string } | undefined;
+      for (const name of TASK_QUEUES) {
+        const [message] = await this.#queues[name].receive({ maxMessages: 1, waitTimeMs: 0 });
+        if (message) {
+          received = { queue: this.#queues[name], receiptHandle: message.receiptHandle, body: message.body };
+          break;
+        }
+      }
+      if (!received) return;
+      const { queue, receiptHandle } = received;
+      const workload = taskWorkloadSchema.parse(JSON.parse(received.body));
+      const ti = `${workload.ti.dag_id}/${workload.ti.run_id}/${workload.ti.task_id}/${workload.ti.map_index}`;
+      let deleted = false;
+      const outcome = await runWorkload(
+        {
+          fetch: (request) =>
+            this.#fetch(request, (status, requestText) => {
+              if (status !== 200 || !request.url.endsWith('/state')) return;
+              const state = (JSON.parse(requestText) as { state: string }).state;
+              this.#ledger.accepted.set(`${ti}#${workload.try_number}`, state);
+            }),
+          clock: {
+            now: () => this.#kernel.now,
+            sleep: (ms, signal) => this.#kernel.sleep(ms, signal).catch(() => undefined),
+          },
+          random: () => this.#prng.next(),
+          executor: this.#executor,
+          workerId: self.name,
+          settings: this.#settings,
+        },
+        workload,
+        {
+          onStarted: () => {
+            deleted = true;
+            void queue.delete([receiptHandle]);
+          },
+        },
+      );
+      if (outcome.deleteMessage && !deleted) await queue.delete([receiptHandle]);
+    });
+    this.#busy.add(actor);
+  }
+
+  /**
+   * An API call as a separate actor (the API's own invocation), with faults: a 503 before the
+   * router, or the connection dropped after it (the store changed, the caller sees an error).
+   */
+  async #fetch(
+    request: Request,
+    observe?: (status: number, requestText: string, responseText: string) => void,
+  ) {
+    const kernel = this.#kernel;
+    const path = new URL(request.url).pathname;
+    if (this.#prng.chance(this.#faults.api503)) {
+      kernel.log(`${request.method} ${path} → 503 (sim, before the router)`);
+      return new Response(JSON.stringify({ detail: 'sim: service unavailable', status: 503 }), {
+        status: 503,
+      });
+    }
+    const drop = this.#prng.chance(this.#faults.apiDrop);
+    const requestText = request.body ? await request.clone().text() : '';
+    const answer = await kernel.whileAlive(
+      this.#spawnInvocation('api', async () => {
+        const response = await handleApiRequest(this.#engine, request);
+        return { status: response.status, text: await response.text() };
+      }),
+    );
+    if (!answer)
+      return new Response('{"detail":"sim: the API invocation threw","status":500}', { status: 500 });
+    kernel.log(`${request.method} ${path} → ${answer.status}${drop ? ' (connection dropped)' : ''}`);
+    observe?.(answer.status, requestText, answer.text);
+    if (drop) throw new TypeError('sim: connection dropped after the API handled the call');
+    return new Response(answer.text, { status: answer.status });
+  }
+
+  async #publicApi(method: string, path: string, body: unknown): Promise<{ status: number; text: string }> {
+    let seen = { status: 0, text: '' };
+    try {
+      const response = await this.#fetch(
+        new Request(`http://sim${path}`, {
+          method,
+          headers: { authorization: `Bearer ${API_TOKEN}`, 'content-type': 'application/json' },
+          body: JSON.stringify(body),
+        }),
+        (status, _request, text) => {
+          seen = { status, text };
+        },
+      );
+      return { status: response.status, text: await response.text() };
+    } catch {
+      return { status: -seen.status, text: seen.text };
+    }
+  }
+
+  /** Triggers until the run exists (201, or 409 after a lost answer). */
+  async #trigger(dagId: string, runId: string, logicalMs: number): Promise<void> {
+    for (;;) {
+      const { status } = await this.#publicApi('POST', `/api/v2/dags/${dagId}/dagRuns`, {
+        dag_run_id: runId,
+        logical_date: new Date(logicalMs).toISOString(),
+      });
+      if (status === 201 || status === 409 || status === -201) {
+        this.#triggered.add(`${dagId}/${runId}`);
+        return;
+      }
+      await this.#kernel.sleep(500);
+    }
+  }
+
+  async #clear(): Promise<void> {
+    const runs = [...this.#triggered].sort();
+    if (runs.length === 0) return;
+    const runKey = this.#prng.pick(runs);
+    const [dagId, runId] = runKey.split('/') as [string, string];
+    // Marked before the call: its writes land before its answer, and the checks must know.
+    this.#cleared.add(runKey);
+    await this.#publicApi('POST', `/api/v2/dags/${dagId}/dagRuns/${runId}/clear`, {});
+  }
+
+  async #pause(): Promise<void> {
+    const dagId = this.#prng.pick([...this.#dags.keys()].sort());
+    await this.#publicApi('PATCH', `/api/v2/dags/${dagId}`, { is_paused: true });
+    await this.#kernel.sleep(this.#prng.range(1_000, 8_000));
+    await this.#publicApi('PATCH', `/api/v2/dags/${dagId}`, { is_paused: false });
+  }
+
+  /** Faults stop; every DAG is unpaused (until it sticks); the world must now settle. */
+  #heal(): void {
+    this.#phase = 'heal';
+    this.#faults = NO_FAULTS;
+    this.#kernel.log('heal phase: faults off');
+    this.#kernel.spawn('unpause', async () => {
+      for (const dagId of [...this.#dags.keys()].sort()) {
+        while ((await this.#publicApi('PATCH', `/api/v2/dags/${dagId}`, { is_paused: false })).status !== 200)
+          await this.#kernel.sleep(500);
+      }
+      this.#unpaused = true;
+    });
+  }
+
+  #expectedRuns(): string[] {
+    return this.#workload.runs.map((run) => `${run.dagId}/${run.runId}`);
+  }
+
+  #openMessages(): Record<string, number> {
+    return Object.fromEntries(
+      Object.entries(this.#queues)
+        .map(([name, queue]) => [name, queue.account().open] as const)
+        .filter(([, open]) => open > 0),
+    );
+  }
+
+  #settled(): boolean {
+    if (!this.#unpaused || this.#triggered.size < this.#workload.runs.length) return false;
+    if (unfinishedRuns(this.#mirror, this.#expectedRuns()).length > 0) return false;
+    if (Object.keys(this.#openMessages()).length > 0) return false;
+    return !this.#kernel.hasLiveActors((actor) => actor.kind !== 'driver');
+  }
+
+  async #finalChecks(): Promise<void> {
+    const kernel = this.#kernel;
+    // The mirror must agree with the table, or the per-step checks judged the wrong state.
+    for (const runKey of this.#expectedRuns()) {
+      const [dagId, runId] = runKey.split('/') as [string, string];
+      const snapshot = await this.#checkStore.getRunSnapshot({ dagId, runId });
+      for (const ti of snapshot?.taskInstances ?? []) {
+        const mirrored = this.#mirror.taskInstances.get(`${runKey}/${ti.taskId}/${ti.mapIndex}`);
+        if (mirrored?.state !== ti.state || mirrored.tryNumber !== ti.tryNumber)
+          kernel.fail(
+            new SimFailure(
+              'harness',
+              `mirror of ${runKey}/${ti.taskId} is stale: ${JSON.stringify(mirrored)}`,
+            ),
+          );
+      }
+    }
+    const kept = checkSuccessesKept(this.#mirror, this.#ledger, this.#cleared);
+    if (kept) kernel.fail(kept);
+    for (const runKey of this.#expectedRuns()) {
+      if (this.#cleared.has(runKey)) continue;
+      const dag = this.#dags.get(runKey.split('/')[0] as string);
+      const failure = dag && checkAgainstReference(dag, runKey, this.#mirror, this.#ledger);
+      if (failure) kernel.fail(failure);
+    }
+    const messages = checkMessages(
+      Object.fromEntries(Object.entries(this.#queues).map(([n, q]) => [n, q.account()])),
+    );
+    if (messages) kernel.fail(messages);
+  }
+}
+
+/** Outcome and duration of one try: a function of (seed, TI, try) only, never of the schedule. */
+function planTry(seed: number, ti: string, tryNumber: number): TryPlan {
+  const prng = new Prng(hashString(`${seed}:${ti}:${tryNumber}`));
+  const roll = prng.next();
+  return {
+    outcome: roll < 0.7 ? 'success' : roll < 0.9 ? 'fail' : 'skip',
+    durationMs: prng.range(200, 4_000),
+  };
+}

@@ -1,0 +1,80 @@
+import { describe, expect, it } from 'vitest';
+import { ReturnValueError, ThrownValueError } from '#sdk/errors.ts';
+import { dag } from '#sdk/index.ts';
+import { executeTask } from '#sdk/runtime.ts';
+import { testContext } from './sdk-fixtures.ts';
+
+/** A DAG whose task `extract` returns `value`. */
+function returning(value: () => unknown) {
+  return dag({ id: 'values' }, (d) => {
+    d.task('extract', async () => value());
+  });
+}
+
+const run = (value: () => unknown) => executeTask(returning(value), 'extract', [], testContext());
+
+describe('return values that JSON cannot keep', () => {
+  const cases: [string, () => unknown, string][] = [
+    ['a function', () => () => 1, '$ is a function'],
+    ['a Symbol', () => Symbol('s'), '$ is a Symbol'],
+    ['a Map', () => new Map([['a', 1]]), '$ is a Map'],
+    ['a Set', () => ({ ids: new Set([1]) }), '$.ids is a Set'],
+    ['NaN', () => ({ rows: [1, Number.NaN] }), '$.rows[1] is NaN'],
+    ['Infinity', () => ({ total: Number.POSITIVE_INFINITY }), '$.total is Infinity'],
+    ['-Infinity', () => [Number.NEGATIVE_INFINITY], '$[0] is -Infinity'],
+    ['a function property', () => ({ rows: [{ id: 1 }, { id: 2, fn() {} }] }), '$.rows[1].fn is a function'],
+    ['a BigInt', () => ({ big: 1n }), '$.big is a BigInt'],
+    ['a circular value', () => circular(), '$.self refers back to an object that contains it'],
+    ['undefined in an array', () => [1, undefined], '$[1] is undefined'],
+    ['a key that is not an identifier', () => ({ 'a b': () => 0 }), '$["a b"] is a function'],
+  ];
+
+  it.each(cases)('refuses %s, naming the task and the path', async (_kind, value, problem) => {
+    const attempt = run(value);
+    await expect(attempt).rejects.toBeInstanceOf(ReturnValueError);
+    await expect(run(value)).rejects.toThrow(
+      `The return value of task 'extract' cannot be stored as an XCom: ${problem}`,
+    );
+  });
+
+  it('accepts JSON values, Dates (as their toJSON) and missing object properties', async () => {
+    const value = { n: 1.5, s: 'x', b: true, z: null, list: [1, [2]], when: new Date(0), maybe: undefined };
+    expect(await run(() => value)).toEqual({ kind: 'success', value });
+  });
+
+  it('accepts the same object twice when it is not a cycle', async () => {
+    const shared = { a: 1 };
+    expect(await run(() => ({ left: shared, right: shared }))).toMatchObject({ kind: 'success' });
+  });
+});
+
+describe('thrown values that are not Errors', () => {
+  it('carries a thrown plain object as an Error showing it, not [object Object]', async () => {
+    const failing = dag({ id: 'throws' }, (d) => {
+      d.task('extract', async () => {
+        throw { code: 42, reason: 'bad row' };
+      });
+    });
+    const attempt = executeTask(failing, 'extract', [], testContext());
+    await expect(attempt).rejects.toBeInstanceOf(ThrownValueError);
+    await expect(executeTask(failing, 'extract', [], testContext())).rejects.toThrow(
+      "Task 'extract' threw a value that is not an Error: { code: 42, reason: 'bad row' }",
+    );
+  });
+
+  it('keeps a thrown Error as it is', async () => {
+    const error = new TypeError('boom');
+    const failing = dag({ id: 'throws_error' }, (d) => {
+      d.task('extract', async () => {
+        throw error;
+      });
+    });
+    await expect(executeTask(failing, 'extract', [], testContext())).rejects.toBe(error);
+  });
+});
+
+function circular(): unknown {
+  const value: Record<string, unknown> = { a: 1 };
+  value.self = value;
+  return value;
+}
