@@ -42,34 +42,41 @@ export async function reconcileActiveTaskInstances(
   const updated = new Map<TaskInstance, TaskInstance>();
   const stale = (since: string | null, limitMs: number) =>
     since !== null && nowMs - Date.parse(since) > limitMs;
+  /** Fails the try (or puts it up for retry) if it is still in `from` at its try number. */
+  const endTry = async (ti: TaskInstance, from: 'running' | 'queued', errorMessage: string) => {
+    const task = dag.tasks.find((t) => t.taskId === ti.taskId);
+    if (!task) return;
+    const next = failureTransition(ti, task, nowMs, { retryable: true });
+    const failed = await ignoreConflict(
+      store.transitionTaskInstance(
+        ti,
+        { state: from, tryNumber: ti.tryNumber },
+        {
+          state: next.state,
+          nextRetryAt: next.state === 'up_for_retry' ? next.nextRetryAt : null,
+          endDate: new Date(nowMs).toISOString(),
+          errorMessage,
+        },
+      ),
+    );
+    if (failed) updated.set(ti, failed);
+  };
   const overdue: TaskInstance[] = [];
   for (const ti of taskInstances) {
     const orphaned = ti.state === 'running' && (orphans?.isOrphanedRunning(ti) ?? false);
     if (ti.state === 'running' && (orphaned || stale(ti.heartbeatAt, settings.heartbeatTimeoutMs))) {
-      const task = dag.tasks.find((t) => t.taskId === ti.taskId);
-      if (!task) continue;
-      const next = failureTransition(ti, task, nowMs, { retryable: true });
       log.warn('Task instance stopped heartbeating; treating it as a zombie', {
         ti: formatTaskInstanceKey(ti),
         tryNumber: ti.tryNumber,
-        next: next.state,
       });
       deps.metrics.increment('scheduler.zombies_killed');
-      const failed = await ignoreConflict(
-        store.transitionTaskInstance(
-          ti,
-          { state: 'running', tryNumber: ti.tryNumber },
-          {
-            state: next.state,
-            nextRetryAt: next.state === 'up_for_retry' ? next.nextRetryAt : null,
-            endDate: new Date(nowMs).toISOString(),
-            errorMessage: orphaned
-              ? 'The worker running this try stopped with the previous process (zombie task)'
-              : `Heartbeat stopped for more than ${settings.heartbeatTimeoutMs} ms (zombie task)`,
-          },
-        ),
+      await endTry(
+        ti,
+        'running',
+        orphaned
+          ? 'The worker running this try stopped with the previous process (zombie task)'
+          : `Heartbeat stopped for more than ${settings.heartbeatTimeoutMs} ms (zombie task)`,
       );
-      if (failed) updated.set(ti, failed);
     } else if (
       ti.state === 'queued' &&
       ((orphans?.isOrphanedQueued(ti) ?? false) || stale(ti.queuedAt, settings.queuedTimeoutMs))
@@ -81,28 +88,17 @@ export async function reconcileActiveTaskInstances(
   for (const ti of overdue) {
     const sends = ti.queuedSends ?? 1;
     if (sends >= settings.maxQueuedSends) {
-      const task = dag.tasks.find((t) => t.taskId === ti.taskId);
-      if (!task) continue;
-      const next = failureTransition(ti, task, nowMs, { retryable: true });
       log.error('No worker started this try after every workload sent; failing the try', {
         ti: formatTaskInstanceKey(ti),
         tryNumber: ti.tryNumber,
         sends,
       });
       deps.metrics.increment('scheduler.workloads_never_started');
-      const failed = await ignoreConflict(
-        store.transitionTaskInstance(
-          ti,
-          { state: 'queued', tryNumber: ti.tryNumber },
-          {
-            state: next.state,
-            nextRetryAt: next.state === 'up_for_retry' ? next.nextRetryAt : null,
-            endDate: new Date(nowMs).toISOString(),
-            errorMessage: `No worker started this try after ${sends} workloads were sent, each waiting ${settings.queuedTimeoutMs} ms (UPDRAFT_MAX_QUEUED_SENDS, UPDRAFT_QUEUED_TIMEOUT_MS); see the workers' logs and the task queues' dead-letter queues`,
-          },
-        ),
+      await endTry(
+        ti,
+        'queued',
+        `No worker started this try after ${sends} workloads were sent, each waiting ${settings.queuedTimeoutMs} ms (UPDRAFT_MAX_QUEUED_SENDS, UPDRAFT_QUEUED_TIMEOUT_MS); see the workers' logs and the task queues' dead-letter queues`,
       );
-      if (failed) updated.set(ti, failed);
       continue;
     }
     const requeued = await ignoreConflict(

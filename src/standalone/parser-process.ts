@@ -1,7 +1,8 @@
 import { type ChildProcess, fork } from 'node:child_process';
-import { stat } from 'node:fs/promises';
+
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { TrackedModule } from '#bundles/import-graph.ts';
+import { modulesUnchanged } from '#worker/module-tracker.ts';
 import type { ParsedDag, ParserToProcessor, ProcessorToParser } from './dag-parsing-protocol.ts';
 
 const PARSER_ENTRY = fileURLToPath(new URL('./dag-processor.ts', import.meta.url));
@@ -132,16 +133,8 @@ export class ParserProcess {
   }
 
   /** Whether every local module this process loaded is still as it was on disk. */
-  async modulesUnchanged(): Promise<boolean> {
-    const checks = [...this.#modules].map(async ([path, loaded]) => {
-      try {
-        const now = await stat(path);
-        return now.mtimeMs === loaded.mtimeMs && now.size === loaded.size;
-      } catch {
-        return false;
-      }
-    });
-    return (await Promise.all(checks)).every(Boolean);
+  modulesUnchanged(): Promise<boolean> {
+    return modulesUnchanged(this.#modules);
   }
 
   kill(): void {

@@ -1,4 +1,5 @@
 import { statSync } from 'node:fs';
+import { stat } from 'node:fs/promises';
 import { registerHooks } from 'node:module';
 import { fileURLToPath } from 'node:url';
 
@@ -46,4 +47,23 @@ export function trackLocalModules(): { takeLoaded(): LoadedModule[] } {
       return taken;
     },
   };
+}
+
+/**
+ * Whether every recorded module is still as it was on disk when it was loaded (same mtime and
+ * size). When one changed or is gone, the process that loaded it must not serve again: it would
+ * run the old code.
+ */
+export async function modulesUnchanged(
+  modules: ReadonlyMap<string, Pick<LoadedModule, 'mtimeMs' | 'size'>>,
+): Promise<boolean> {
+  const checks = [...modules].map(async ([path, loaded]) => {
+    try {
+      const now = await stat(path);
+      return now.mtimeMs === loaded.mtimeMs && now.size === loaded.size;
+    } catch {
+      return false;
+    }
+  });
+  return (await Promise.all(checks)).every(Boolean);
 }

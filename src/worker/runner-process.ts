@@ -1,6 +1,7 @@
 import { type ChildProcess, fork } from 'node:child_process';
-import { readFile, stat } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { modulesUnchanged } from './module-tracker.ts';
 import type {
   PinnedVersion,
   RunnerOutcome,
@@ -211,16 +212,8 @@ export class RunnerProcess {
    * Whether every local module this process loaded is still as it was on disk. When one changed
    * (or is gone), the process must not run another try: it would run the old code.
    */
-  async modulesUnchanged(): Promise<boolean> {
-    const checks = [...this.#modules].map(async ([path, loaded]) => {
-      try {
-        const now = await stat(path);
-        return now.mtimeMs === loaded.mtimeMs && now.size === loaded.size;
-      } catch {
-        return false;
-      }
-    });
-    return (await Promise.all(checks)).every(Boolean);
+  modulesUnchanged(): Promise<boolean> {
+    return modulesUnchanged(this.#modules);
   }
 
   kill(): void {
