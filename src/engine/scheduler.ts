@@ -188,7 +188,7 @@ async function evaluate(
     graceMs: deps.settings.heartbeatTimeoutMs,
   });
   starving.push(...reservation.starving);
-  // Issue 6: a TI that no pool can ever admit says why on itself, not only in the log.
+  // A TI that no pool can ever admit says why on itself, not only in the log.
   await context.poolWarnings.report(starving, deps.store);
   deps.readiness?.set(readinessKey(run), { ready: evaluation.ready.length, starving: starving.length });
   await queueTaskInstances(deps, run, dag, reservation.admitted, nowMs, passId);

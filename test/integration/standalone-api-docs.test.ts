@@ -11,7 +11,7 @@ import {
   WORKER,
 } from './api-harness.ts';
 
-/** What the docs say about the API, checked against the API itself (issue 6, item 14). */
+/** What the docs say about the API, checked against the API itself. */
 
 const pair = dag({ id: 'pair' }, (d) => {
   const first = d.task('first', async () => 1);
