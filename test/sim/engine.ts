@@ -102,7 +102,7 @@ export async function runWorkload(
   deps: WorkerDeps & { settings: Settings },
   workload: TaskWorkload,
   options: { onStarted(): void },
-): Promise<{ deleteMessage: boolean }> {
+): Promise<{ deleteMessage: boolean; started: boolean; reported: boolean }> {
   const client = new ExecutionClient('http://sim', {
     fetch: ((input: string | URL | Request, init?: RequestInit) =>
       deps.fetch(new Request(input, init))) as typeof fetch,

@@ -2,7 +2,7 @@ import type { SerializedDag } from '#core/serialized-dag.ts';
 import type { TaskInstanceState } from '#core/states.ts';
 import { evaluateTriggerRule, summarizeUpstream, type TriggerRuleDecision } from '#core/trigger-rules.ts';
 import { SimFailure } from './kernel.ts';
-import type { Ledger } from './ledger.ts';
+import type { ExecutionOutcome, Ledger } from './ledger.ts';
 import type { QueueAccount } from './sim-queue.ts';
 import type { MirroredTaskInstance, StoreMirror } from './store-gate.ts';
 
@@ -75,6 +75,64 @@ export function checkSuccessesKept(mirror: StoreMirror, ledger: Ledger, cleared:
     }
   }
   return undefined;
+}
+
+/** The report states a worker may send for what its task did. */
+const REPORTS_OF: Readonly<Record<ExecutionOutcome, readonly string[]>> = {
+  success: ['success'],
+  skip: ['skipped'],
+  fail: ['failed'],
+  // Stopped by the worker (a refused or failing heartbeat, a timeout, a graceful stop).
+  aborted: ['failed', 'handed_back'],
+  killed: [],
+};
+
+/**
+ * 3. Outcomes are kept as the tasks produced them: every report the API accepted states what its
+ * execution really did (a success is never recorded as a failure, nor the other way round), and
+ * every success whose worker lived to report it and says it delivered it was accepted. A success
+ * whose worker gave up (the API stayed unreachable for the whole report window) is lost by
+ * design and counted, not failed.
+ */
+export function checkOutcomesKept(ledger: Ledger): SimFailure | undefined {
+  for (const [tryKey, state] of ledger.accepted) {
+    const [ti, tryText] = tryKey.split('#') as [string, string];
+    const execution = ledger.find(ti, Number(tryText));
+    if (!execution?.outcome) {
+      return new SimFailure(
+        '3-outcome-kept',
+        `${ti} try ${tryText} was reported ${state} but never executed to an end`,
+      );
+    }
+    if (!REPORTS_OF[execution.outcome].includes(state)) {
+      return new SimFailure(
+        '3-outcome-kept',
+        `${ti} try ${tryText} did ${execution.outcome} but was recorded as ${state}`,
+      );
+    }
+  }
+  for (const execution of ledger.executions) {
+    if (execution.outcome !== 'success' || execution.diedBeforeReport) continue;
+    const tryKey = `${execution.ti}#${execution.tryNumber}`;
+    if (ledger.reported.get(tryKey) === true && ledger.accepted.get(tryKey) !== 'success') {
+      return new SimFailure(
+        '3-success-kept',
+        `${execution.ti} try ${execution.tryNumber} succeeded and its worker says it reported it, but the API never accepted a success`,
+      );
+    }
+  }
+  return undefined;
+}
+
+/** Successes whose worker lived but gave up reporting (the API unreachable for the whole window). */
+export function successesLostToFaults(ledger: Ledger): number {
+  return ledger.executions.filter(
+    (e) =>
+      e.outcome === 'success' &&
+      !e.diedBeforeReport &&
+      ledger.reported.get(`${e.ti}#${e.tryNumber}`) === false &&
+      ledger.accepted.get(`${e.ti}#${e.tryNumber}`) !== 'success',
+  ).length;
 }
 
 /**

@@ -20,6 +20,8 @@ export interface Execution {
   endOrder?: number;
   endAt?: number;
   outcome?: ExecutionOutcome;
+  /** The worker died after the task ended and before it reported: its outcome is lost by design. */
+  diedBeforeReport?: boolean;
 }
 
 export class Ledger {
@@ -27,6 +29,8 @@ export class Ledger {
   readonly #fail: (failure: SimFailure) => void;
   /** `${ti}#${try}` → the report state the API answered 200 for (the store took it). */
   readonly accepted = new Map<string, string>();
+  /** `${ti}#${try}` → whether the worker that ran it says it delivered its report. */
+  readonly reported = new Map<string, boolean>();
   #order = 0;
 
   constructor(fail: (failure: SimFailure) => void) {
@@ -120,8 +124,10 @@ export class SimExecutor implements SimTaskExecutor {
     if (killAt !== undefined) return this.#die(execution, 'killed', 'killed mid-task');
     ledger.end(execution, plan.outcome, kernel.now);
     kernel.log(`${actor.name} EXEC end ${ti} try ${started.try_number}: ${plan.outcome}`);
-    if (prng.chance(faults.killBeforeReport))
+    if (prng.chance(faults.killBeforeReport)) {
+      execution.diedBeforeReport = true;
       return this.#die(execution, undefined, 'killed between the end and the report');
+    }
     context.onLog(`${plan.outcome}\n`);
     switch (plan.outcome) {
       case 'success':

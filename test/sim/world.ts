@@ -20,8 +20,10 @@ import {
   checkAgainstReference,
   checkLimits,
   checkMessages,
+  checkOutcomesKept,
   checkSuccessesKept,
   describeRun,
+  successesLostToFaults,
   unfinishedRuns,
 } from './invariants.ts';
 import { type Actor, Kernel, SimFailure } from './kernel.ts';
@@ -171,7 +173,8 @@ class World {
         checkedVersion = this.#mirror.version;
         const failure =
           checkLimits(this.#mirror, { pools: this.#settings.pools, dags: this.#dags }) ??
-          checkSuccessesKept(this.#mirror, this.#ledger, this.#cleared);
+          checkSuccessesKept(this.#mirror, this.#ledger, this.#cleared) ??
+          checkOutcomesKept(this.#ledger);
         if (failure) kernel.fail(failure);
       }
       if (kernel.failures.length > 0 && !this.#options.keepGoing) return;
@@ -202,6 +205,7 @@ class World {
       trace: this.#kernel.traceTail(),
       stats: {
         executions: this.#ledger.executions.length,
+        successesLostToFaults: successesLostToFaults(this.#ledger),
         runs: this.#workload.runs.length,
         cleared: this.#cleared.size,
         engineErrors: this.#kernel.errors.map((e) => `${e.actor}: ${(e.error as Error).message}`),
@@ -351,6 +355,7 @@ class World {
           },
         },
       );
+      if (outcome.started) this.#ledger.reported.set(`${ti}#${workload.try_number}`, outcome.reported);
       if (outcome.deleteMessage && !deleted) await queue.delete([receiptHandle]);
     });
     this.#busy.add(actor);
@@ -489,7 +494,8 @@ class World {
           );
       }
     }
-    const kept = checkSuccessesKept(this.#mirror, this.#ledger, this.#cleared);
+    const kept =
+      checkSuccessesKept(this.#mirror, this.#ledger, this.#cleared) ?? checkOutcomesKept(this.#ledger);
     if (kept) kernel.fail(kept);
     for (const runKey of this.#expectedRuns()) {
       if (this.#cleared.has(runKey)) continue;
