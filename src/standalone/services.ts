@@ -346,7 +346,7 @@ const MAX_TIMER_DELAY_MS = 2 ** 31 - 1;
  * Retry timers of the standalone process: a run is scheduled again when its earliest retry is due.
  * They live as long as the process; after a restart the tick finds the due retries.
  */
-class InProcessTimers implements WakeTimers {
+export class InProcessTimers implements WakeTimers {
   readonly #notifier: SchedulingNotifier;
   readonly #timers = new Map<string, { at: number; handle: NodeJS.Timeout }>();
 
