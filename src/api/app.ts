@@ -62,6 +62,11 @@ export interface ApiDeps {
 
 /** Seconds a client should wait before retrying a 503 (the store restarts within seconds). */
 const STORE_RETRY_AFTER_SECONDS = 1;
+/**
+ * The health route's own deadline for its store probe: a store that is up but hung (a stopped
+ * process, a stalled disk) would otherwise hold the probe for as long as the client's retries.
+ */
+export const HEALTH_PROBE_TIMEOUT_MS = 3_000;
 
 export type ApiApp = OpenAPIHono;
 
@@ -219,8 +224,22 @@ function openApiDocument(app: OpenAPIHono) {
 async function storeHealthOf(deps: ApiDeps): Promise<StoreHealth> {
   const known = deps.storeHealth?.();
   if (known && known.status !== 'healthy') return known;
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<'late'>((resolve) => {
+    timer = setTimeout(() => resolve('late'), HEALTH_PROBE_TIMEOUT_MS);
+  });
+  const probe = deps.store.getDag('updraft_health_probe');
   try {
-    await deps.store.getDag('updraft_health_probe');
+    const answer = await Promise.race([probe, deadline]);
+    if (answer === 'late') {
+      // The probe goes on until the client's own timeouts end it; its outcome no longer matters.
+      probe.catch(() => {});
+      deps.log.warn(`Health check: the store did not answer within ${HEALTH_PROBE_TIMEOUT_MS} ms`);
+      return {
+        status: 'unhealthy',
+        detail: `The store does not answer within ${HEALTH_PROBE_TIMEOUT_MS} ms`,
+      };
+    }
     return { status: 'healthy' };
   } catch (error) {
     deps.log.warn('Health check: the store did not answer', { error });
@@ -230,6 +249,8 @@ async function storeHealthOf(deps: ApiDeps): Promise<StoreHealth> {
         ? 'The store does not answer'
         : 'The store answered with an error',
     };
+  } finally {
+    clearTimeout(timer);
   }
 }
 

@@ -74,6 +74,30 @@ export function registerExecutionRoutes(app: OpenAPIHono, deps: ApiDeps): void {
     return verified;
   };
   const refreshed = (claims: TaskInstanceTokenClaims, nowMs: number) => deps.tokens.issue(claims, nowMs);
+  /**
+   * `log_accepted: false` for a call whose chunk the log store failed to write. The call was
+   * recorded before its chunk was appended, so the failure is logged and counted here, never
+   * answered as an error: a 5xx would make the worker take the API for unreachable and stop a
+   * healthy task.
+   */
+  const logAcceptance = (
+    claims: TaskInstanceTokenClaims,
+    call: 'heartbeat' | 'report',
+    log: { seq: number } | undefined,
+    logError: unknown,
+  ): { log_accepted?: false } => {
+    if (!log || logError === undefined) return {};
+    deps.metrics.increment('api.log_writes_failed');
+    deps.log.error(
+      `The log store failed to write chunk ${log.seq} of a recorded ${call}; the chunk is lost`,
+      {
+        ti: formatTaskInstanceKey(claims),
+        tryNumber: claims.tryNumber,
+        error: logError,
+      },
+    );
+    return { log_accepted: false };
+  };
 
   app.openapi(
     createRoute({
@@ -138,7 +162,7 @@ export function registerExecutionRoutes(app: OpenAPIHono, deps: ApiDeps): void {
         200: {
           ...json(
             okSchema,
-            `Still running; carries ${REFRESHED_TOKEN_HEADER} once half the token's life is gone`,
+            `Still running; carries ${REFRESHED_TOKEN_HEADER} once half the token's life is gone. \`log_accepted\` is false when the heartbeat was recorded but its log chunk could not be written`,
           ),
           headers: refreshedTokenHeader,
         },
@@ -147,11 +171,12 @@ export function registerExecutionRoutes(app: OpenAPIHono, deps: ApiDeps): void {
     }),
     async (c) => {
       const { claims, issuedAtMs, expiresAtMs } = await authorize(c, c.req.valid('param').ti_id);
-      await deps.lifecycle.heartbeat(claims, claims.tryNumber, c.req.valid('json').log);
+      const { log } = c.req.valid('json');
+      const { logError } = await deps.lifecycle.heartbeat(claims, claims.tryNumber, log);
       const nowMs = deps.now();
       if (expiresAtMs - nowMs < (expiresAtMs - issuedAtMs) / 2)
         c.header(REFRESHED_TOKEN_HEADER, await refreshed(claims, nowMs));
-      return c.json({ ok: true as const }, 200);
+      return c.json({ ok: true as const, ...logAcceptance(claims, 'heartbeat', log, logError) }, 200);
     },
   );
 
@@ -163,18 +188,33 @@ export function registerExecutionRoutes(app: OpenAPIHono, deps: ApiDeps): void {
       security,
       request: { params: taskInstanceIdParams, body: body(finishTaskBody) },
       responses: {
-        200: json(finishedSchema, 'Recorded, or (`duplicate`) recorded before by the same report'),
+        200: json(
+          finishedSchema,
+          'Recorded, or (`duplicate`) recorded before by the same report; `log_accepted` is false when its log chunk could not be written',
+        ),
         ...errors,
       },
     }),
     async (c) => {
       const { claims } = await authorize(c, c.req.valid('param').ti_id);
       const request = c.req.valid('json');
-      const { duplicate } = await deps.lifecycle.finish(claims, claims.tryNumber, toReport(request), {
-        reportId: request.report_id,
-        log: request.log,
-      });
-      return c.json(duplicate ? { ok: true as const, duplicate: true as const } : { ok: true as const }, 200);
+      const { duplicate, logError } = await deps.lifecycle.finish(
+        claims,
+        claims.tryNumber,
+        toReport(request),
+        {
+          reportId: request.report_id,
+          log: request.log,
+        },
+      );
+      return c.json(
+        {
+          ok: true as const,
+          ...(duplicate ? { duplicate: true as const } : {}),
+          ...logAcceptance(claims, 'report', request.log, logError),
+        },
+        200,
+      );
     },
   );
 

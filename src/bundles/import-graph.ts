@@ -1,4 +1,4 @@
-import { readFileSync, statSync } from 'node:fs';
+import fs from 'node:fs';
 import { registerHooks } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import { sha256Of } from './version.ts';
@@ -10,6 +10,9 @@ export interface TrackedModule {
   mtimeMs: number;
   size: number;
 }
+
+// Taken now: the parser wraps `fs.readFileSync` later to see a DAG file's data reads (file-reads.ts).
+const { readFileSync, statSync } = fs;
 
 /** Updraft's own sources: part of Updraft, not of any DAG's bundle. */
 const OWN_SOURCES = fileURLToPath(new URL('../', import.meta.url));
@@ -29,9 +32,10 @@ function stripQuery(url: string): string {
  * Records, through Node's module hooks, which module imports which (every resolution, static or
  * dynamic, with its importer) and each local module's content when it is loaded. From that, the
  * local modules a DAG file pulls in (its code bundle) are known even when they were loaded
- * earlier for another file. Install before any DAG file is imported.
+ * earlier for another file. Install before any DAG file is imported. `onLoad` hears of each
+ * local module as it is loaded, synchronously (before the import can hang or exit).
  */
-export function trackImportGraph(): {
+export function trackImportGraph(onLoad?: (module: TrackedModule) => void): {
   /** The local modules reachable from `url` (itself included), as they were loaded. */
   closureOf(url: string): TrackedModule[];
   /** Local modules loaded since the last call. */
@@ -66,6 +70,7 @@ export function trackImportGraph(): {
           };
           modules.set(key, module);
           loaded.push(module);
+          onLoad?.(module);
         } catch {
           // The load below reports the missing file.
         }

@@ -94,13 +94,17 @@ export const settingsSchema = z
     /** Period of the structured metrics log line; 0 turns it off. */
     metricsLogIntervalMs: z.coerce.number().int().min(0).default(60_000),
     /**
-     * The most memory (MB) one task try may use, heap and resident memory alike, unless the task
-     * sets its own `memoryLimitMb`; 0 turns the limit off.
+     * The most memory (MB) one task try may use, heap and resident memory alike (with the
+     * processes the task starts), unless the task sets its own `memoryLimitMb`; 0 turns the limit
+     * off. At least 256: a task runner process takes about 110 MB before its task allocates anything.
      */
     taskMemoryLimitMb: z.coerce
       .number()
       .int()
-      .refine((mb) => mb === 0 || mb >= 64, 'must be 0 (no limit) or at least 64')
+      .refine(
+        (mb) => mb === 0 || mb >= 256,
+        'must be 0 (no limit) or at least 256 (a task runner process takes about 110 MB before the task allocates anything)',
+      )
       .default(1024),
     /** Seconds a graceful stop waits for running tasks before handing them back. */
     shutdownGraceSeconds: z.coerce.number().int().min(0).default(30),
@@ -140,6 +144,18 @@ export const settingsSchema = z
         code: 'custom',
         path: ['executionTokenTtlSeconds'],
         message: `half of it (${renewalMarginMs} ms) must exceed heartbeatTimeoutMs + heartbeatIntervalMs (${settings.heartbeatTimeoutMs + settings.heartbeatIntervalMs} ms)`,
+      });
+    }
+    // A workload's token is issued when it is queued and is only renewed by its start. The
+    // scheduler re-sends (with a fresh token) a workload queued longer than queuedTimeoutMs, so
+    // every workload it sends must still carry a valid token when it is re-sent; the half is margin
+    // for a late scheduler tick and a queue redelivery.
+    const queuedTokenLimitMs = (settings.executionTokenTtlSeconds * 1000) / 2;
+    if (settings.queuedTimeoutMs >= queuedTokenLimitMs) {
+      context.addIssue({
+        code: 'custom',
+        path: ['queuedTimeoutMs'],
+        message: `must be below half of executionTokenTtlSeconds (UPDRAFT_EXECUTION_TOKEN_TTL_SECONDS: ${settings.executionTokenTtlSeconds} s, half is ${queuedTokenLimitMs} ms): a workload's token is issued when it is queued, and must stay valid for the whole time it may wait before the workload is sent again. Lower queuedTimeoutMs or raise executionTokenTtlSeconds`,
       });
     }
   });

@@ -109,10 +109,16 @@ export const xcomParams = z.object({
   key: z.string(),
 });
 export const xcomSchema = z.object({ key: z.string(), value: z.string() }).openapi('XCom');
-export const okSchema = z.object({ ok: z.literal(true) }).openapi('Ok');
+/**
+ * `false` when the call was recorded but the log store failed to write its log chunk: the call
+ * still succeeded, only the chunk is lost. Absent otherwise (no chunk, or the chunk was written).
+ */
+const logAccepted = z.literal(false).optional();
+export const okSchema = z.object({ ok: z.literal(true), log_accepted: logAccepted }).openapi('Ok');
 export const finishedSchema = z
   .object({
     ok: z.literal(true),
+    log_accepted: logAccepted,
     /** Present when this report was already recorded (a retry of a call whose answer was lost). */
     duplicate: z.literal(true).optional(),
   })

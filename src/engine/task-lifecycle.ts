@@ -51,7 +51,20 @@ export interface FinishOptions {
   log?: LogChunk | undefined;
 }
 
-export interface FinishedTaskInstance {
+/**
+ * What a log chunk's append came to, once the TI write it rides on succeeded: the call itself
+ * succeeded either way. `logError` is set when the log store refused or failed the chunk (it is
+ * not recorded); the caller reports it, and answers the call with `log_accepted: false`.
+ */
+export interface LogAppendOutcome {
+  logError?: unknown;
+}
+
+export interface HeartbeatResult extends LogAppendOutcome {
+  ti: TaskInstance;
+}
+
+export interface FinishedTaskInstance extends LogAppendOutcome {
   ti: TaskInstance;
   /** True when this report had already been recorded; nothing changed but the log chunk, again. */
   duplicate: boolean;
@@ -132,17 +145,17 @@ export class TaskLifecycle {
 
   /**
    * Records liveness, then appends the chunk: refused (the TI left `running` at this try) means
-   * nothing is written, log included.
+   * nothing is written, log included. A recorded heartbeat whose chunk the log store fails is
+   * still a recorded heartbeat: the failure comes back as `logError`, never as a thrown error.
    */
-  async heartbeat(key: TaskInstanceKey, tryNumber: number, log?: LogChunk): Promise<TaskInstance> {
+  async heartbeat(key: TaskInstanceKey, tryNumber: number, log?: LogChunk): Promise<HeartbeatResult> {
     if (log) this.#checkChunk(key, tryNumber, log);
     const ti = await this.#transition(
       key,
       { state: 'running', tryNumber },
       { heartbeatAt: new Date(this.#deps.now()).toISOString() },
     );
-    await this.#appendChunk(key, tryNumber, log);
-    return ti;
+    return { ti, ...(await this.#appendChunk(key, tryNumber, log)) };
   }
 
   /**
@@ -150,7 +163,8 @@ export class TaskLifecycle {
    * scheduler to look at the run. Success and skip are one conditional write (plus the XCom);
    * a failure or a hand-back reads the TI first, to decide on a retry or to give the try back.
    * A repeat of a recorded report is a duplicate (nothing changes); a report for a try that
-   * moved on is refused, and the try's log says so.
+   * moved on is refused, and the try's log says so. Once the report is recorded, a chunk the log
+   * store fails is returned as `logError` (the scheduler is still asked), never thrown.
    */
   async finish(
     key: TaskInstanceKey,
@@ -175,13 +189,13 @@ export class TaskLifecycle {
         throw conflict(key, current, 'running', tryNumber);
       }
       // The first call's answer was lost, perhaps before its chunk or scheduling request left.
-      await this.#appendChunk(key, tryNumber, options.log);
+      const appended = await this.#appendChunk(key, tryNumber, options.log);
       await this.#deps.notifier.notify(key);
-      return { ti: current, duplicate: true };
+      return { ti: current, duplicate: true, ...appended };
     }
-    await this.#appendChunk(key, tryNumber, options.log);
+    const appended = await this.#appendChunk(key, tryNumber, options.log);
     await this.#deps.notifier.notify(key);
-    return { ti, duplicate: false };
+    return { ti, duplicate: false, ...appended };
   }
 
   /** Ids of the tasks upstream of `key`'s task, transitively, in the run's DAG version. */
@@ -279,9 +293,19 @@ export class TaskLifecycle {
     }
   }
 
-  async #appendChunk(key: TaskInstanceKey, tryNumber: number, log: LogChunk | undefined): Promise<void> {
-    if (!log || log.text === '') return;
-    await this.#deps.logs.appendChunk(key, tryNumber, workerChunkId(log.seq), log.text);
+  /** Appends after the TI write succeeded: a failure is returned, so it cannot undo that write's answer. */
+  async #appendChunk(
+    key: TaskInstanceKey,
+    tryNumber: number,
+    log: LogChunk | undefined,
+  ): Promise<LogAppendOutcome> {
+    if (!log || log.text === '') return {};
+    try {
+      await this.#deps.logs.appendChunk(key, tryNumber, workerChunkId(log.seq), log.text);
+      return {};
+    } catch (error) {
+      return { logError: error ?? new Error('The log store failed without an error') };
+    }
   }
 
   /** The try's history says why its outcome is not the reported one. */

@@ -105,7 +105,7 @@ export class HttpClient {
           delay = Math.min(delay, left);
         }
         if (request.signal?.aborted) throw aborted(request, error);
-        await this.#sleep(delay);
+        await sleepUnlessAborted(this.#sleep, delay, request.signal);
         if (request.signal?.aborted) throw aborted(request, error);
       }
     }
@@ -177,6 +177,24 @@ function aborted(request: HttpRequest, cause: unknown): HttpAbortedError {
   const detail = `aborted${reason === undefined ? '' : `: ${String(reason instanceof Error ? reason.message : reason)}`}`;
   return new HttpAbortedError(`${request.method} ${request.path.split('?')[0]}`, undefined, detail, false, {
     cause,
+  });
+}
+
+/** The wait between attempts, cut short when the caller's signal aborts (its stop is never held up by a backoff). */
+function sleepUnlessAborted(
+  sleep: (ms: number) => Promise<void>,
+  ms: number,
+  signal: AbortSignal | undefined,
+): Promise<void> {
+  if (!signal) return sleep(ms);
+  if (signal.aborted) return Promise.resolve();
+  return new Promise<void>((resolve) => {
+    const done = () => {
+      signal.removeEventListener('abort', done);
+      resolve();
+    };
+    signal.addEventListener('abort', done, { once: true });
+    sleep(ms).then(done, done);
   });
 }
 

@@ -38,7 +38,8 @@ export interface TaskOptions {
   poolSlots?: number;
   doc?: string;
   /**
-   * The most memory (MB) one try may use, heap and resident memory alike; over it the try fails.
+   * The most memory (MB) one try may use, heap and resident memory alike (with the processes the
+   * task starts); over it the try fails. At least MEMORY_LIMIT_MIN_MB (256).
    * Default: the worker's UPDRAFT_TASK_MEMORY_LIMIT_MB.
    */
   memoryLimitMb?: number;
@@ -98,8 +99,12 @@ export interface ResolvedDagOptions {
   defaultArgs: DefaultArgs;
 }
 
-/** A runner process needs about 90 MB before a task allocates anything. */
-export const MEMORY_LIMIT_MIN_MB = 64;
+/**
+ * The smallest memory limit (MB) of a task. A task runner process takes about 110 MB of resident
+ * memory before its task allocates anything (Node, the SDK and the DAG file's imports), so a lower
+ * limit would leave a task next to nothing; this one leaves it about 140 MB.
+ */
+export const MEMORY_LIMIT_MIN_MB = 256;
 
 const durationSchema = z.union([z.number(), z.string()]);
 const upstreamRefSchema = z.union([
@@ -124,7 +129,14 @@ const defaultArgsSchema = z.strictObject({
   pool: z.string().min(1).optional(),
   poolSlots: z.number().int().min(1).optional(),
   doc: z.string().optional(),
-  memoryLimitMb: z.number().int().min(MEMORY_LIMIT_MIN_MB).optional(),
+  memoryLimitMb: z
+    .number()
+    .int()
+    .min(
+      MEMORY_LIMIT_MIN_MB,
+      `must be at least ${MEMORY_LIMIT_MIN_MB} (a task runner process takes about 110 MB before the task allocates anything)`,
+    )
+    .optional(),
 });
 
 const taskOptionsSchema = defaultArgsSchema.extend({

@@ -3,12 +3,13 @@ import { type ChildProcess, fork } from 'node:child_process';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { TrackedModule } from '#bundles/import-graph.ts';
 import { modulesUnchanged } from '#worker/module-tracker.ts';
+import { killGroup, trackGroup } from '#worker/process-group.ts';
 import type { ParsedDag, ParserToProcessor, ProcessorToParser } from './dag-parsing-protocol.ts';
 
 const PARSER_ENTRY = fileURLToPath(new URL('./dag-processor.ts', import.meta.url));
 /**
- * The task runners' guard: the parser dies with the server even in an endless loop (a watchdog
- * thread), and ignores the terminal's Ctrl-C, which is for the server (it then closes its parsers).
+ * The task runners' guard: the parser's process group (the parser and whatever a DAG file started
+ * at import) dies with the server even in an endless loop (a watchdog thread).
  */
 const PROCESS_GUARD = pathToFileURL(
   fileURLToPath(new URL('../worker/runner-guard.ts', import.meta.url)),
@@ -20,11 +21,13 @@ const OUTPUT_TAIL_CHARS = 2_000;
 
 export type ParseOutcome =
   | { kind: 'parsed'; dags: ParsedDag[]; errors: string[]; bundle: TrackedModule[] }
-  | { kind: 'failed'; message: string };
+  /** `byFile`: the DAG file caused it (an exit, a crash, a timeout), not the parser's start. */
+  | { kind: 'failed'; message: string; byFile: boolean };
 
 /**
- * One parser process, reused for file after file. It is never reused after a file made it exit
- * or run over its time limit (it is killed then), nor once a module it loaded changed on disk.
+ * One parser process, serving one DAG file (DagFileParser asks it for that file only, again on
+ * later parses while the file's modules are unchanged). It is never reused after the file made it
+ * exit or run over its time limit (it is killed then), nor once a module it loaded changed on disk.
  */
 export class ParserProcess {
   readonly #child: ChildProcess;
@@ -33,6 +36,7 @@ export class ParserProcess {
   #busy = false;
   #killed = false;
   #nextRequestId = 1;
+  #answered = 0;
   #output = '';
   readonly #modules = new Map<string, { mtimeMs: number; size: number }>();
   readonly #exitListeners = new Set<() => void>();
@@ -42,7 +46,12 @@ export class ParserProcess {
       cwd: options.cwd,
       stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
       execArgv: ['--disable-warning=ExperimentalWarning', `--import=${PROCESS_GUARD}`],
+      // The leader of a process group of its own: a process a DAG file starts at import is killed
+      // with the parser (#worker/process-group.ts), and the terminal's Ctrl-C is the server's alone.
+      detached: true,
     });
+    const pid = this.#child.pid;
+    if (pid !== undefined) trackGroup(pid);
     for (const stream of [this.#child.stdout, this.#child.stderr]) {
       stream?.on('data', (chunk: Buffer) => {
         this.#output = (this.#output + chunk.toString()).slice(-OUTPUT_TAIL_CHARS);
@@ -52,6 +61,8 @@ export class ParserProcess {
     this.#child.on('error', () => undefined);
     this.#child.on('exit', (code, signal) => {
       this.#exited = { code, signal };
+      // Whatever ended the parser, the processes its files started end with it.
+      if (pid !== undefined) killGroup(pid);
       for (const listener of this.#exitListeners) listener();
     });
     this.#ready = new Promise((resolve, reject) => {
@@ -77,15 +88,35 @@ export class ParserProcess {
     return this.#exited === null && !this.#killed && !this.#busy && this.#child.connected;
   }
 
+  /**
+   * Why this process ended by itself while it was idle, after answering for its file (a timer or
+   * a callback the file left called process.exit() or crashed), or undefined when it did not.
+   */
+  get idleExit(): string | undefined {
+    if (this.#exited === null || this.#killed || this.#busy || this.#answered === 0) return undefined;
+    return `${this.#describeExit()} after its import (process.exit() or a crash in a timer or a callback the DAG file or a module it imports left running)${this.#outputNote()}`;
+  }
+
+  /** The local modules and data files this process loaded, as they were then. */
+  get loadedModules(): ReadonlyMap<string, { mtimeMs: number; size: number }> {
+    return this.#modules;
+  }
+
   /** Imports `file` in this process within `timeoutMs`; never throws. */
-  async parse(file: string, fileloc: string, timeoutMs: number): Promise<ParseOutcome> {
+  async parse(
+    file: string,
+    fileloc: string,
+    timeoutMs: number,
+    where: { dagsFolder: string; loadLog: string },
+  ): Promise<ParseOutcome> {
     try {
       await this.#ready;
     } catch (error) {
       this.kill();
-      return { kind: 'failed', message: (error as Error).message };
+      return { kind: 'failed', message: (error as Error).message, byFile: false };
     }
-    if (!this.usable) return { kind: 'failed', message: 'the parser process is not running' };
+    if (!this.usable) return { kind: 'failed', message: 'the parser process is not running', byFile: false };
+    const again = this.#answered > 0;
     this.#busy = true;
     this.#output = '';
     const requestId = this.#nextRequestId++;
@@ -101,7 +132,10 @@ export class ParserProcess {
           this.kill();
           done({
             kind: 'failed',
-            message: `did not finish importing within ${timeoutMs} ms (UPDRAFT_DAG_FILE_PARSE_TIMEOUT_MS): an endless loop or a wait at import time?${this.#outputNote()}`,
+            byFile: true,
+            message: again
+              ? `stopped answering after its import: it did not answer within ${timeoutMs} ms (UPDRAFT_DAG_FILE_PARSE_TIMEOUT_MS); an endless loop in a timer or a callback the DAG file left running?${this.#outputNote()}`
+              : `did not finish importing within ${timeoutMs} ms (UPDRAFT_DAG_FILE_PARSE_TIMEOUT_MS): an endless loop or a wait at import time?${this.#outputNote()}`,
           });
         }, timeoutMs);
         const onExit = () => {
@@ -110,7 +144,8 @@ export class ParserProcess {
             () =>
               done({
                 kind: 'failed',
-                message: `${this.#describeExit()} during import (process.exit() or a crash in the DAG file or a module it imports)${this.#outputNote()}`,
+                byFile: true,
+                message: `${this.#describeExit()} ${again ? 'while answering after its import' : 'during import'} (process.exit() or a crash in the DAG file or a module it imports)${this.#outputNote()}`,
               }),
             50,
           );
@@ -120,11 +155,12 @@ export class ParserProcess {
           for (const module of message.loaded) {
             this.#modules.set(module.path, { mtimeMs: module.mtimeMs, size: module.size });
           }
+          this.#answered++;
           done({ kind: 'parsed', dags: message.dags, errors: message.errors, bundle: message.bundle });
         };
         this.#exitListeners.add(onExit);
         this.#child.on('message', onMessage);
-        const request: ProcessorToParser = { type: 'parse', requestId, file, fileloc };
+        const request: ProcessorToParser = { type: 'parse', requestId, file, fileloc, ...where };
         this.#child.send(request);
       });
     } finally {
@@ -137,9 +173,13 @@ export class ParserProcess {
     return modulesUnchanged(this.#modules);
   }
 
+  /** Kills the parser and every process a DAG file started in it (its process group). */
   kill(): void {
     this.#killed = true;
-    if (this.#exited === null) this.#child.kill('SIGKILL');
+    if (this.#exited !== null) return;
+    const pid = this.#child.pid;
+    if (pid !== undefined) killGroup(pid);
+    else this.#child.kill('SIGKILL');
   }
 
   #describeExit(): string {

@@ -8,6 +8,7 @@ import {
   DynamoDBClient,
 } from '@aws-sdk/client-dynamodb';
 import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import { NodeHttpHandler } from '@smithy/node-http-handler';
 import dynalite from 'dynalite';
 import { StoreError } from './errors.ts';
 import { TABLE_DEFINITION } from './keys.ts';
@@ -191,16 +192,47 @@ export async function ensureTable(client: DynamoDBClient, tableName: string): Pr
 }
 
 /**
+ * Time limits of a request to the embedded server, a process on this machine that answers in
+ * milliseconds: one that takes longer is hung (stopped, swapped out, a stalled disk). Each
+ * attempt fails with a TimeoutError (the store is unavailable: 503) instead of waiting forever.
+ */
+export const EMBEDDED_CONNECTION_TIMEOUT_MS = 2_000;
+export const EMBEDDED_REQUEST_TIMEOUT_MS = 5_000;
+
+/**
  * A DynamoDB client. With an endpoint (the embedded server, LocalStack) it uses fixed dummy
  * credentials; without one, the default AWS credential chain and region. `embedded: true` marks
  * the embedded server, which checks that requests carry an AWS4 Authorization header but never
- * verifies the signature: such requests get a fixed header instead of a computed signature.
+ * verifies the signature: such requests get a fixed header instead of a computed signature. Its
+ * requests also get connection and request timeouts (`EMBEDDED_…_TIMEOUT_MS` unless given).
  */
 export function createDynamoClient(
-  options: { endpoint?: string; region?: string; embedded?: boolean } = {},
+  options: {
+    endpoint?: string;
+    region?: string;
+    embedded?: boolean;
+    /** Attempts of one request, the first included (5 unless given). */
+    maxAttempts?: number;
+    /** Per attempt; default for the embedded server only (none otherwise). */
+    connectionTimeoutMs?: number;
+    requestTimeoutMs?: number;
+  } = {},
 ): DynamoDBClient {
+  const connectionTimeout =
+    options.connectionTimeoutMs ?? (options.embedded ? EMBEDDED_CONNECTION_TIMEOUT_MS : undefined);
+  const requestTimeout =
+    options.requestTimeoutMs ?? (options.embedded ? EMBEDDED_REQUEST_TIMEOUT_MS : undefined);
+  const timeouts = connectionTimeout !== undefined || requestTimeout !== undefined;
   return new DynamoDBClient({
-    maxAttempts: 5,
+    maxAttempts: options.maxAttempts ?? 5,
+    ...(timeouts
+      ? {
+          requestHandler: new NodeHttpHandler({
+            ...(connectionTimeout === undefined ? {} : { connectionTimeout }),
+            ...(requestTimeout === undefined ? {} : { requestTimeout, throwOnRequestTimeout: true }),
+          }),
+        }
+      : {}),
     ...(options.region === undefined ? {} : { region: options.region }),
     ...(options.endpoint === undefined
       ? {}

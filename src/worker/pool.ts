@@ -62,7 +62,12 @@ export class WorkerPool {
   readonly #executor: TaskExecutor;
   readonly #processes: ProcessTaskExecutor | undefined;
   readonly #deps: WorkloadDeps;
-  readonly #running = new Map<string, { stop: AbortController; done: Promise<void> }>();
+  /**
+   * Running work by launch, not by message id: a duplicated delivery of one message (SQS is
+   * at-least-once) is a second entry, so neither copy escapes the slot count or the stop.
+   */
+  readonly #running = new Map<number, { stop: AbortController; done: Promise<void> }>();
+  #launches = 0;
   #stopping = false;
   #loop: Promise<void> | null = null;
   #loopAbort = new AbortController();
@@ -239,7 +244,8 @@ export class WorkerPool {
 
   #launch(queue: Queue, message: ReceivedMessage): void {
     const stop = new AbortController();
-    const id = message.messageId;
+    this.#launches += 1;
+    const id = this.#launches;
     const done = this.#execute(queue, message, stop)
       .catch((error: unknown) => this.#options.log.error('Running a workload failed', { error }))
       .finally(() => {
@@ -271,5 +277,16 @@ export class WorkerPool {
       },
     });
     if (!result.started && result.deleteMessage) await queue.delete([message.receiptHandle]);
+    else if (!result.started && stop.signal.aborted) {
+      // Stopped before the try started: the message goes back at once for another worker.
+      await queue.changeVisibility(message.receiptHandle, 0).catch((error: unknown) => {
+        log.warn(
+          'Releasing a workload that was not started failed; it comes back after its visibility timeout',
+          {
+            error,
+          },
+        );
+      });
+    }
   }
 }

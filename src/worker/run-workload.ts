@@ -10,7 +10,7 @@ import type { ExecutionClient, FinishState, StartedTask } from './execution-clie
 import type { TaskExecutor } from './executor.ts';
 import { LogChunker } from './log-chunker.ts';
 import type { RunnerOutcome } from './protocol.ts';
-import { deliverReport } from './report.ts';
+import { reportOutcome } from './report.ts';
 import { toFinishState, truncate } from './reports.ts';
 
 /**
@@ -56,6 +56,18 @@ export interface WorkloadResult {
 const START_RETRY = { attempts: 4, baseDelayMs: 250, maxDelayMs: 2_000 };
 const START_WINDOW_MS = 10_000;
 
+/**
+ * The timeout of one start or heartbeat call: short enough that a hung call cannot push the
+ * worker's stop past the zombie threshold. Also the most the rest of the log may take after the
+ * task ended, before the report goes.
+ */
+function callTimeoutMs(settings: WorkloadDeps['settings']): number {
+  return Math.max(250, Math.min(10_000, settings.heartbeatTimeoutMs / 8));
+}
+
+/** Output not yet sent goes out on the next heartbeat once it waited this many intervals. */
+const LOG_MAX_DELAY_INTERVALS = 2;
+
 type StopCause = { kind: 'handed_back' | 'timeout' | 'lost' | 'unreachable'; reason: string };
 
 export async function runWorkload(
@@ -73,6 +85,9 @@ export async function runWorkload(
   if (options.signal?.aborted) return { deleteMessage: false, started: false, reported: false };
   let started: StartedTask;
   let token: string;
+  // The API records the start (and the try's first heartbeat) when it gets the call, perhaps long
+  // before its answer arrives: the stop bound counts from here.
+  const sentAt = deps.clock.now();
   try {
     const response = await deps.client.start(
       workload.token,
@@ -84,15 +99,26 @@ export async function runWorkload(
         // One id for this start and its retries: a retry after a lost answer gets the try back.
         start_id: randomUUID(),
       },
-      { retry: { ...START_RETRY, deadline: deps.clock.now() + START_WINDOW_MS } },
+      {
+        retry: { ...START_RETRY, deadline: deps.clock.now() + START_WINDOW_MS },
+        timeoutMs: callTimeoutMs(deps.settings),
+        // A graceful stop ends the call (and its retries) at once.
+        signal: options.signal,
+      },
     );
     started = response.started;
     token = response.refreshedToken ?? workload.token;
   } catch (error) {
+    if (options.signal?.aborted) {
+      // Whether the API recorded the start is unknown: the message comes back. A redelivery
+      // finds the try started (409, the message is spent) or starts it.
+      log.info('The worker is shutting down: the workload is left in the queue for another worker');
+      return { deleteMessage: false, started: false, reported: false };
+    }
     return { deleteMessage: startRefusalIsFinal(deps, log, error), started: false, reported: false };
   }
   options.onStarted?.();
-  return new RunningTry(deps, key, started, token, log).run(options.signal);
+  return new RunningTry(deps, key, started, token, log, sentAt).run(options.signal);
 }
 
 /** Whether a failed start spends the message; logs what happened at the level it deserves. */
@@ -130,18 +156,30 @@ class RunningTry {
   readonly #chunker: LogChunker;
   readonly #stop = new AbortController();
   #token: string;
-  #lastHeartbeatOk: number;
+  /** When the last call the API recorded as a heartbeat (the start included) was sent. */
+  #lastContact: number;
   #lastHeartbeatError: unknown;
+  #logFailing = false;
   #cause: StopCause | undefined;
 
-  constructor(deps: WorkloadDeps, key: TaskInstanceKey, started: StartedTask, token: string, log: Logger) {
+  constructor(
+    deps: WorkloadDeps,
+    key: TaskInstanceKey,
+    started: StartedTask,
+    token: string,
+    log: Logger,
+    startSentAt: number,
+  ) {
     this.#deps = deps;
     this.#key = key;
     this.#started = started;
     this.#token = token;
     this.#log = log;
-    this.#lastHeartbeatOk = deps.clock.now();
-    this.#chunker = new LogChunker(started.log_chunk_max_bytes, started.log_max_chunks);
+    this.#lastContact = startSentAt;
+    this.#chunker = new LogChunker(started.log_chunk_max_bytes, started.log_max_chunks, {
+      now: () => deps.clock.now(),
+      maxDelayMs: LOG_MAX_DELAY_INTERVALS * deps.settings.heartbeatIntervalMs,
+    });
   }
 
   async run(graceful: AbortSignal | undefined): Promise<WorkloadResult> {
@@ -163,7 +201,7 @@ class RunningTry {
     // After a refusal the API takes nothing from this try; one attempt carries the reason.
     const ownershipLost = this.#cause?.kind === 'lost';
     if (!ownershipLost) await this.#flushLogs();
-    const reported = await deliverReport(
+    const report = await reportOutcome(
       {
         client: this.#deps.client,
         log: this.#log,
@@ -180,15 +218,15 @@ class RunningTry {
     return {
       deleteMessage: true,
       started: true,
-      outcome: state.state,
-      reported,
+      outcome: report.outcome,
+      reported: report.reported,
       stopReason: this.#cause?.reason,
     };
   }
 
   /** The scheduler treats the try as a zombie from here on: reports are worth trying until then. */
   #reportDeadline(): number {
-    return this.#lastHeartbeatOk + this.#deps.settings.heartbeatTimeoutMs;
+    return this.#lastContact + this.#deps.settings.heartbeatTimeoutMs;
   }
 
   async #execute(): Promise<RunnerOutcome> {
@@ -268,7 +306,7 @@ class RunningTry {
       if (clock.now() < nextBeatAt) continue;
       const beat = await this.#heartbeat();
       if (beat === 'lost') return;
-      const silentMs = clock.now() - this.#lastHeartbeatOk;
+      const silentMs = clock.now() - this.#lastContact;
       if (beat === 'failed' && silentMs > settings.heartbeatTimeoutMs / 2) {
         this.#stopTask({
           kind: 'unreachable',
@@ -276,20 +314,30 @@ class RunningTry {
         });
         return;
       }
+      // After a log-side failure the chunk waits for the next interval: no hot loop.
       const again = beat === 'again' || (beat === 'ok' && this.#chunker.backlog);
       nextBeatAt = clock.now() + (again ? 0 : settings.heartbeatIntervalMs);
     }
   }
 
-  /** One heartbeat carrying at most one log chunk. */
-  async #heartbeat(): Promise<'ok' | 'again' | 'failed' | 'lost'> {
+  /**
+   * One heartbeat carrying at most one log chunk. When a heartbeat with a chunk is answered with
+   * a server error, one goes again at once without the chunk: a failing log store must not look
+   * like an unreachable API (that would stop a healthy task). The chunk waits for a later beat.
+   */
+  async #heartbeat(): Promise<'ok' | 'again' | 'log-failed' | 'failed' | 'lost'> {
     const chunk = this.#chunker.take(false);
     try {
       await this.#sendHeartbeat(chunk, { attempts: 1 });
+      if (chunk && this.#logFailing) {
+        this.#logFailing = false;
+        this.#log.info('Log chunks are accepted again');
+      }
       return 'ok';
     } catch (error) {
       if (error instanceof HttpError && error.status === 413 && chunk) {
         this.#log.warn('A log chunk was refused as too large and is dropped', { detail: error.detail });
+        this.#chunker.drop(chunk);
         // The try's log says so; the heartbeat goes again at once without the chunk.
         this.#chunker.add(
           `\n[updraft] A log chunk of ${chunk.text.length} characters was refused by the API (413: ${error.detail}) and dropped.\n`,
@@ -297,42 +345,89 @@ class RunningTry {
         return 'again';
       }
       if (chunk) this.#chunker.putBack(chunk);
-      if (error instanceof HttpError && error.status !== undefined && !error.retryable) {
-        this.#stopTask({ kind: 'lost', reason: refusalReason(error) });
-        return 'lost';
-      }
-      this.#lastHeartbeatError = error;
-      return 'failed';
+      const failed = this.#heartbeatFailed(error);
+      if (failed === 'lost' || !chunk || !(error instanceof HttpError) || error.status === undefined)
+        return failed;
     }
+    // The API answered, with a server error: liveness goes on without the chunk.
+    try {
+      await this.#sendHeartbeat(undefined, { attempts: 1 });
+    } catch (error) {
+      return this.#heartbeatFailed(error);
+    }
+    if (!this.#logFailing) {
+      this.#logFailing = true;
+      this.#log.warn('Heartbeats with a log chunk fail while heartbeats without one succeed: the log waits', {
+        error: errorText(this.#lastHeartbeatError),
+      });
+    }
+    return 'log-failed';
+  }
+
+  /** A failed heartbeat: a refusal stops the task at once; anything else counts toward the stop bound. */
+  #heartbeatFailed(error: unknown): 'failed' | 'lost' {
+    if (error instanceof HttpError && error.status !== undefined && !error.retryable) {
+      this.#stopTask({ kind: 'lost', reason: refusalReason(error) });
+      return 'lost';
+    }
+    this.#lastHeartbeatError = error;
+    return 'failed';
   }
 
   async #sendHeartbeat(
     chunk: { seq: number; text: string } | undefined,
     retry: Partial<RetryPolicy>,
+    signal?: AbortSignal,
   ): Promise<void> {
     const { clock, client, settings } = this.#deps;
+    // The API records the heartbeat when the call arrives: the stop bound counts from the send.
+    const sentAt = clock.now();
     const { refreshedToken } = await client.heartbeat(this.#token, this.#key, chunk ? { log: chunk } : {}, {
       retry,
-      // Short enough that a hung call cannot push the worker's stop past the zombie threshold.
-      timeoutMs: Math.max(250, Math.min(10_000, settings.heartbeatTimeoutMs / 8)),
+      timeoutMs: callTimeoutMs(settings),
+      ...(signal ? { signal } : {}),
     });
     if (refreshedToken) this.#token = refreshedToken;
-    this.#lastHeartbeatOk = clock.now();
+    this.#lastContact = Math.max(this.#lastContact, sentAt);
   }
 
-  /** Ships all but the last log chunk on heartbeats, so the report carries one chunk at most. */
+  /**
+   * Ships all but the last log chunk on heartbeats, so the report carries one chunk at most. Best
+   * effort within a short slice (one call timeout, and never past the report's deadline): the
+   * outcome matters more than the rest of the log, and the report's retries need its window.
+   */
   async #flushLogs(): Promise<void> {
-    while (this.#chunker.pendingChunks > 1) {
-      const chunk = this.#chunker.take(false);
-      if (!chunk) return;
-      try {
-        await this.#sendHeartbeat(chunk, { attempts: Infinity, deadline: this.#reportDeadline() });
-      } catch (error) {
-        if (error instanceof HttpError && error.status === 413) continue;
-        // The outcome matters more than the rest of the log: report it now.
-        this.#log.warn('Could not ship the rest of the log before the report', { error: errorText(error) });
-        return;
+    if (this.#chunker.pendingChunks <= 1) return;
+    const { clock, settings } = this.#deps;
+    const sliceMs = Math.min(callTimeoutMs(settings), this.#reportDeadline() - clock.now());
+    if (sliceMs <= 0) return;
+    const deadline = clock.now() + sliceMs;
+    const slice = new AbortController();
+    const flushed = new AbortController();
+    void clock.sleep(sliceMs, flushed.signal).then(() => {
+      if (!flushed.signal.aborted) slice.abort('the time for the rest of the log is up');
+    });
+    try {
+      while (this.#chunker.pendingChunks > 1 && !slice.signal.aborted) {
+        const chunk = this.#chunker.take(false);
+        if (!chunk) return;
+        try {
+          await this.#sendHeartbeat(
+            chunk,
+            { attempts: Infinity, baseDelayMs: 250, maxDelayMs: 2_000, deadline },
+            slice.signal,
+          );
+        } catch (error) {
+          if (error instanceof HttpError && error.status === 413) {
+            this.#chunker.drop(chunk);
+            continue;
+          }
+          this.#log.warn('Could not ship the rest of the log before the report', { error: errorText(error) });
+          return;
+        }
       }
+    } finally {
+      flushed.abort();
     }
   }
 }

@@ -1,17 +1,19 @@
 import { Worker } from 'node:worker_threads';
 
 /**
- * Loaded (with `--import`) into every task runner process before anything else, so a runner
- * dies with its supervisor whatever its task is doing:
+ * Loaded (with `--import`) into every task runner and DAG parser process before anything else,
+ * so the process and every process its code started die with the server whatever its code is
+ * doing:
  *
- * - The runner shares the supervisor's process group, so a kill of the group (kill -9 of
- *   `npm start`'s group, a closed terminal) reaches it directly. Ctrl-C and SIGTERM sent to the
- *   group are for the supervisor, which lets the try finish or hands it back and then kills the
- *   runner itself: the runner ignores them.
- * - A watchdog thread notices when the supervisor is gone (the runner was re-parented) and kills
- *   the process with SIGKILL. It runs on its own thread, so a task stuck in `while (true) {}`
- *   on the main thread cannot keep it from firing; the IPC `disconnect` event would wait forever
- *   for that loop.
+ * - The process leads a process group of its own (it is spawned `detached`), with the processes
+ *   its task or DAG file starts. The terminal's Ctrl-C goes to the server's group, not to it; the
+ *   server lets the try finish or hands it back, then kills the group itself (and kills every
+ *   group it still has when it exits). SIGINT and SIGTERM sent to the process directly are
+ *   ignored all the same: stopping it is the server's call.
+ * - A watchdog thread notices when the server is gone (the process was re-parented: kill -9 of
+ *   the server or of its group) and kills the whole group with SIGKILL. It runs on its own
+ *   thread, so a task stuck in `while (true) {}` on the main thread cannot keep it from firing;
+ *   the IPC `disconnect` event would wait forever for that loop.
  */
 
 /** How often the watchdog looks at the parent pid. */
@@ -20,7 +22,12 @@ const WATCHDOG_INTERVAL_MS = 200;
 const WATCHDOG_SOURCE = `
 const { workerData } = require('node:worker_threads');
 setInterval(() => {
-  if (process.ppid !== workerData.parentPid) process.kill(process.pid, 'SIGKILL');
+  if (process.ppid === workerData.parentPid) return;
+  // The group this process leads; a process started outside one (no such group) kills itself.
+  try {
+    process.kill(-process.pid, 'SIGKILL');
+  } catch {}
+  process.kill(process.pid, 'SIGKILL');
 }, workerData.intervalMs);
 `;
 
@@ -34,5 +41,5 @@ const watchdog = new Worker(WATCHDOG_SOURCE, {
   stdout: false,
   stderr: false,
 });
-// The watchdog never keeps the runner alive; the IPC channel does, until the supervisor goes.
+// The watchdog never keeps the process alive; the IPC channel does, until the server goes.
 watchdog.unref();

@@ -1,7 +1,7 @@
 import { type ChildProcess, fork } from 'node:child_process';
-import { readFile } from 'node:fs/promises';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { modulesUnchanged } from './module-tracker.ts';
+import { groupResidentMb, killGroup, trackGroup } from './process-group.ts';
 import type {
   PinnedVersion,
   RunnerOutcome,
@@ -11,10 +11,10 @@ import type {
 } from './protocol.ts';
 
 const RUNNER_ENTRY = fileURLToPath(new URL('./task-runner.ts', import.meta.url));
-/** Preloaded into each runner: ignores the group's Ctrl-C, dies when the supervisor is gone. */
+/** Preloaded into each runner: kills the runner's process group when the supervisor is gone. */
 const RUNNER_GUARD = pathToFileURL(fileURLToPath(new URL('./runner-guard.ts', import.meta.url))).href;
 
-/** How often the resident memory of a runner is read while it runs a try. */
+/** How often the resident memory of a runner (and of the processes it started) is read during a try. */
 export const MEMORY_POLL_MS = 250;
 /** The end of a runner's native stderr kept to explain a crash (V8's out-of-memory report). */
 const STDERR_TAIL_BYTES = 4_096;
@@ -75,9 +75,13 @@ export class RunnerProcess {
       stdio: ['ignore', 'inherit', 'pipe', 'ipc'],
       serialization: 'advanced',
       execArgv: ['--disable-warning=ExperimentalWarning', `--import=${RUNNER_GUARD}`, ...heapLimit],
-      // In the supervisor's process group, so killing the group kills the runners too; the guard
-      // makes the runner ignore the group's Ctrl-C, which is the supervisor's to handle.
+      // The leader of a process group of its own, with every process its tasks start: the group's
+      // memory is the try's, and the group is killed with the runner (process-group.ts). Out of
+      // the supervisor's group, the terminal's Ctrl-C reaches the supervisor alone.
+      detached: true,
     });
+    const pid = this.#child.pid;
+    if (pid !== undefined) trackGroup(pid);
     const stderrEnded = new Promise<void>((resolve) => {
       const stderr = this.#child.stderr;
       if (!stderr) return resolve();
@@ -105,6 +109,8 @@ export class RunnerProcess {
     this.#child.on('exit', (code, signal) => {
       this.#exited = true;
       this.#stopMemoryWatch();
+      // Whatever ended the runner, the processes its tasks started end with it.
+      if (pid !== undefined) killGroup(pid);
       // What the process wrote last explains a crash; it may arrive just after the exit.
       const settled = Promise.race([stderrEnded, new Promise((resolve) => setTimeout(resolve, 200))]);
       void settled.then(() => {
@@ -141,17 +147,23 @@ export class RunnerProcess {
     return `The task runner process exited unexpectedly (${how})${hint}`;
   }
 
-  /** Reads the runner's resident memory while a try runs; over the limit, the runner is killed. */
+  /**
+   * Reads the resident memory of the runner's process group (the runner and every process its
+   * task started) while a try runs; over the limit, the whole group is killed.
+   */
   #watchMemory(): void {
     const limit = this.memoryLimit;
     const pid = this.#child.pid;
     if (!limit || pid === undefined || this.#memoryPollMs <= 0) return;
     if (process.platform !== 'linux' || this.#memoryTimer) return;
     this.#memoryTimer = setInterval(() => {
-      void residentMb(pid).then((rss) => {
+      void groupResidentMb(pid).then((rss) => {
         if (rss === undefined || rss <= limit.mb || this.#exited || this.#killReason) return;
-        this.#killReason = memoryLimitMessage(limit, `its resident memory reached ${Math.round(rss)} MB`);
-        this.#child.kill('SIGKILL');
+        this.#killReason = memoryLimitMessage(
+          limit,
+          `its resident memory reached ${Math.round(rss)} MB (the task runner and the processes it started)`,
+        );
+        killGroup(pid);
       });
     }, this.#memoryPollMs);
     this.#memoryTimer.unref();
@@ -216,9 +228,14 @@ export class RunnerProcess {
     return modulesUnchanged(this.#modules);
   }
 
+  /** Kills the runner and every process its tasks started (its process group). */
   kill(): void {
     this.#killedByOwner = true;
-    if (!this.#exited) this.#child.kill('SIGKILL');
+    const pid = this.#child.pid;
+    if (!this.#exited) {
+      if (pid !== undefined) killGroup(pid);
+      else this.#child.kill('SIGKILL');
+    }
     this.#exited = true;
   }
 
@@ -248,17 +265,6 @@ export class RunnerProcess {
         if (message.runId === current.runId) current.finish(message.outcome);
         return;
     }
-  }
-}
-
-/** VmRSS of a process in MB, from /proc; undefined when it cannot be read (the process is gone). */
-async function residentMb(pid: number): Promise<number | undefined> {
-  try {
-    const status = await readFile(`/proc/${pid}/status`, 'utf8');
-    const kb = /^VmRSS:\s+(\d+)\s+kB/m.exec(status)?.[1];
-    return kb === undefined ? undefined : Number(kb) / 1024;
-  } catch {
-    return undefined;
   }
 }
 

@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -17,46 +18,73 @@ import {
 const DAGS_FOLDER = fileURLToPath(new URL('./runner-dags', import.meta.url));
 const SPIN = '/dags/runner_spin/dagRuns/spin_run/taskInstances/spin';
 
-/** The task runner processes among a process's children. */
-async function runnerPids(pid: number): Promise<number[]> {
+/** The children of a process whose command line holds `entry`. */
+async function childrenRunning(pid: number, entry: string): Promise<number[]> {
   const children = await childPids(pid);
   return children.filter((child) => {
     try {
-      return readFileSync(`/proc/${child}/cmdline`, 'utf8').includes('task-runner.ts');
+      return readFileSync(`/proc/${child}/cmdline`, 'utf8').includes(entry);
     } catch {
       return false;
     }
   });
 }
 
+/** The live processes running `sleep <seconds>`: the helper the spinning task started. */
+function sleepers(seconds: number): number[] {
+  return execFileSync('ps', ['-eo', 'pid=,stat=,args='], { encoding: 'utf8' })
+    .split('\n')
+    .filter((line) => line.endsWith(`sleep ${seconds}`) && !/^\s*\d+\s+Z/.test(line))
+    .map((line) => Number(line.trim().split(/\s+/)[0]));
+}
+
 /**
- * kill -9 of standalone while a task is stuck in `while (true) {}`: no task runner may outlive
- * the server, whether the whole process group or only the server process was killed.
+ * kill -9 of standalone while a task is stuck in `while (true) {}`: no task runner, no process
+ * the task started and no DAG parser may outlive the server, whether the whole process group or
+ * only the server process was killed.
  */
 describe('task runners when standalone is killed with SIGKILL', () => {
   let home: string;
   const processes: StandaloneProcess[] = [];
   /** Every child seen, killed at the end whatever happened (the store runs in its own group). */
   const seen = new Set<number>();
+  /** The helper's `sleep <seconds>`, unique to this run of the test. */
+  let seconds = 0;
 
   const startSpinning = async (env: NodeJS.ProcessEnv, trigger: boolean) => {
     const standalone = new StandaloneProcess('node', env);
     processes.push(standalone);
     const api = await PublicApi.fromHome(await standalone.waitUntilReady(), home);
-    if (trigger) await api.request('POST', '/dags/runner_spin/dagRuns', { dag_run_id: 'spin_run' });
+    if (trigger) {
+      await api.request('POST', '/dags/runner_spin/dagRuns', { dag_run_id: 'spin_run', conf: { seconds } });
+    }
     await waitFor(
       'spin to be running',
       async () => ((await api.request<TaskInstance>('GET', SPIN)).state === 'running' ? true : undefined),
       20_000,
     );
-    const runners = await runnerPids(standalone.pid);
-    for (const pid of await childPids(standalone.pid)) seen.add(pid);
+    // A restart may see the try it lost as running before it runs it again: no helper to wait for.
+    const helpers = trigger
+      ? await waitFor(
+          "the task's helper process to be running",
+          async () => {
+            const pids = sleepers(seconds);
+            return pids.length > 0 ? pids : undefined;
+          },
+          10_000,
+        )
+      : sleepers(seconds);
+    const runners = await childrenRunning(standalone.pid, 'task-runner.ts');
+    const parsers = await childrenRunning(standalone.pid, 'dag-processor.ts');
+    for (const pid of [...(await childPids(standalone.pid)), ...helpers]) seen.add(pid);
     expect(runners.length).toBeGreaterThan(0);
-    return { standalone, runners };
+    // Every process the server started, and the one the task started.
+    return { standalone, runners: [...runners, ...parsers, ...helpers] };
   };
 
   beforeEach(async () => {
     home = await makeHome();
+    seconds = 100_000 + Math.floor(Math.random() * 800_000);
   });
 
   afterEach(async () => {
@@ -87,7 +115,7 @@ describe('task runners when standalone is killed with SIGKILL', () => {
       5_000,
     );
 
-    // The next start runs the task again (the first try became a zombie); the old runners stay gone.
+    // The next start runs the task again (the first try became a zombie); the old processes stay gone.
     const second = await startSpinning(settings, false);
     expect(first.runners.filter(isRunning)).toEqual([]);
     second.standalone.signalGroup('SIGKILL');
@@ -104,7 +132,8 @@ describe('task runners when standalone is killed with SIGKILL', () => {
 
     process.kill(standalone.pid, 'SIGKILL');
     await standalone.waitForExit(5_000);
-    // The runners' watchdog threads notice the supervisor is gone, whatever their task does.
+    // The runners' watchdog threads notice the supervisor is gone, whatever their task does, and
+    // kill their process groups: the runners and the processes their tasks started.
     await waitFor('every runner to be gone', async () => (runners.some(isRunning) ? undefined : true), 5_000);
   }, 60_000);
 });

@@ -42,7 +42,8 @@ describe('standalone stopped with Ctrl-C', () => {
         const log = await api.request<TaskLog>('GET', `${NAP}/logs/1`);
         return log.content.includes('napping') ? true : undefined;
       },
-      20_000,
+      // Generous: on a loaded 2-core machine the start and the first log chunk can take a while.
+      45_000,
     );
     const children = await childPids(standalone.pid);
     const stoppedAt = Date.now();

@@ -1,6 +1,8 @@
+import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import type { StartedTask } from '#contracts/execution-api.ts';
+import { MEMORY_LIMIT_MIN_MB } from '#sdk/options.ts';
 import { ProcessTaskExecutor } from '#worker/executor.ts';
 import { RunnerProcess } from '#worker/runner-process.ts';
 
@@ -9,9 +11,13 @@ import { RunnerProcess } from '#worker/runner-process.ts';
 const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const DAGS_FOLDER = fileURLToPath(new URL('.', import.meta.url));
 
-function started(taskId: string, memoryLimitMb: number | null): StartedTask {
+function started(
+  taskId: string,
+  memoryLimitMb: number | null,
+  dag = { id: 'runner_faults', fileloc: 'dags/runner-faults.ts' },
+): StartedTask {
   return {
-    dag_id: 'runner_faults',
+    dag_id: dag.id,
     dag_run_id: 'r',
     task_id: taskId,
     map_index: -1,
@@ -22,7 +28,7 @@ function started(taskId: string, memoryLimitMb: number | null): StartedTask {
     data_interval_end: null,
     conf: {},
     params: {},
-    fileloc: 'dags/runner-faults.ts',
+    fileloc: dag.fileloc,
     dag_version: 'v',
     args: [],
     execution_timeout_ms: null,
@@ -64,7 +70,7 @@ describe('task memory limit', () => {
     // Resident memory is not watched here, so the heap limit (--max-old-space-size) is what ends it.
     const runner = new RunnerProcess({
       cwd: REPO_ROOT,
-      memoryLimit: { mb: 96, source: "the task's memoryLimitMb" },
+      memoryLimit: { mb: 256, source: "the task's memoryLimitMb" },
       memoryPollMs: 0,
     });
     const logs: string[] = [];
@@ -74,19 +80,19 @@ describe('task memory limit', () => {
       signal: new AbortController().signal,
     });
     const message =
-      "Task exceeded its memory limit of 96 MB (the task's memoryLimitMb): its JavaScript heap ran out";
+      "Task exceeded its memory limit of 256 MB (the task's memoryLimitMb): its JavaScript heap ran out";
     expect(outcome.kind === 'error' && outcome.message).toContain(message);
     expect(logs.join('')).toContain(`{ERROR} Task failed: ${message}`);
     expect(runner.usable).toBe(false);
   }, 30_000);
 
   it('fails a try whose resident memory grows past UPDRAFT_TASK_MEMORY_LIMIT_MB', async () => {
-    const executor = new ProcessTaskExecutor({ dagsFolder: DAGS_FOLDER, cwd: REPO_ROOT, memoryLimitMb: 160 });
+    const executor = new ProcessTaskExecutor({ dagsFolder: DAGS_FOLDER, cwd: REPO_ROOT, memoryLimitMb: 256 });
     try {
-      // rss_hog sets 160 itself; without it the setting applies and is named.
+      // rss_hog sets 256 itself; without it the setting applies and is named.
       const { outcome, log } = await runTask(executor, started('rss_hog', null));
       const message =
-        'Task exceeded its memory limit of 160 MB (UPDRAFT_TASK_MEMORY_LIMIT_MB): its resident memory reached';
+        'Task exceeded its memory limit of 256 MB (UPDRAFT_TASK_MEMORY_LIMIT_MB): its resident memory reached';
       expect(outcome.kind === 'error' && outcome.message).toContain(message);
       expect(log).toContain(message);
     } finally {
@@ -101,8 +107,8 @@ describe('task memory limit', () => {
       memoryLimitMb: 1024,
     });
     try {
-      const { outcome, log } = await runTask(executor, started('rss_hog', 160));
-      const message = "Task exceeded its memory limit of 160 MB (the task's memoryLimitMb)";
+      const { outcome, log } = await runTask(executor, started('rss_hog', 256));
+      const message = "Task exceeded its memory limit of 256 MB (the task's memoryLimitMb)";
       expect(outcome.kind === 'error' && outcome.message).toContain(message);
       expect(log).toContain(message);
     } finally {
@@ -110,3 +116,41 @@ describe('task memory limit', () => {
     }
   }, 30_000);
 });
+
+describe('task memory limit at its smallest, and with child processes', () => {
+  const LIMITS = { id: 'memory_limits', fileloc: 'dags/memory-limits.ts' };
+  const executor = new ProcessTaskExecutor({ dagsFolder: DAGS_FOLDER, cwd: REPO_ROOT });
+  afterAll(() => executor.close());
+
+  it(`runs a task that allocates nothing under the smallest limit (${MEMORY_LIMIT_MIN_MB} MB)`, async () => {
+    const { outcome, log } = await runTask(executor, started('smallest_limit', MEMORY_LIMIT_MIN_MB, LIMITS));
+    expect(outcome, log).toMatchObject({ kind: 'success' });
+  }, 30_000);
+
+  it('runs a task that holds 96 MB of Buffers under the smallest limit', async () => {
+    const { outcome, log } = await runTask(executor, started('under_limit', MEMORY_LIMIT_MIN_MB, LIMITS));
+    expect(outcome, log).toMatchObject({ kind: 'success', xcom: '6' });
+  }, 30_000);
+
+  it('counts the memory of a child process the task started and waits for (400 MB under 256 MB)', async () => {
+    const { outcome, log } = await runTask(executor, started('child_hog', 256, LIMITS));
+    const message =
+      "Task exceeded its memory limit of 256 MB (the task's memoryLimitMb): its resident memory reached";
+    expect(outcome.kind === 'error' && outcome.message, log).toContain(message);
+    expect(log).toContain('the processes it started');
+    // The child was killed with the runner's process group.
+    const child = Number(/child (\d+)/.exec(log)?.[1]);
+    expect(child).toBeGreaterThan(0);
+    expect(isAlive(child)).toBe(false);
+  }, 30_000);
+});
+
+/** Whether a process exists and is not a zombie. */
+function isAlive(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+  } catch {
+    return false;
+  }
+}

@@ -173,4 +173,24 @@ describe('HttpClient', () => {
     expect(error).toMatchObject({ name: 'HttpAbortedError', retryable: false });
     expect(calls).toHaveLength(1);
   });
+
+  it('ends the wait between attempts at once when the caller aborts', async () => {
+    const { stub, calls } = scripted([problem(503, 'busy')]);
+    const stop = new AbortController();
+    const http = new HttpClient({
+      baseUrl: 'http://api.test/',
+      fetch: stub,
+      // A long backoff that never ends by itself: only the caller's abort can end the wait.
+      sleep: () => new Promise<void>(() => undefined),
+      retry: { attempts: 5, baseDelayMs: 60_000, maxDelayMs: 60_000 },
+    });
+    setTimeout(() => stop.abort('shutting down'), 10);
+
+    const error = await http
+      .request({ method: 'GET', path: '/x', signal: stop.signal })
+      .catch((e: unknown) => e);
+
+    expect(error).toMatchObject({ name: 'HttpAbortedError', retryable: false });
+    expect(calls).toHaveLength(1);
+  });
 });

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { ReturnValueError, ThrownValueError } from '#sdk/errors.ts';
 import { dag } from '#sdk/index.ts';
+import { nonJsonReason } from '#sdk/return-value.ts';
 import { executeTask } from '#sdk/runtime.ts';
 import { testContext } from './sdk-fixtures.ts';
 
@@ -27,6 +28,28 @@ describe('return values that JSON cannot keep', () => {
     ['a circular value', () => circular(), '$.self refers back to an object that contains it'],
     ['undefined in an array', () => [1, undefined], '$[1] is undefined'],
     ['a key that is not an identifier', () => ({ 'a b': () => 0 }), '$["a b"] is a function'],
+    ['an invalid Date (JSON stores null)', () => ({ when: new Date('nope') }), '$.when is an invalid Date'],
+    [
+      'a boxed NaN (JSON stores null)',
+      () => ({ value: new Number(Number.NaN) }),
+      '$.value is a boxed Number',
+    ],
+    ['a boxed string (JSON unboxes it)', () => [new String('x')], '$[0] is a boxed String'],
+    [
+      'a Symbol-keyed property (JSON drops it)',
+      () => ({ [Symbol('id')]: 1, name: 'x' }),
+      '$ has a Symbol-keyed property Symbol(id)',
+    ],
+    [
+      'a getter of a class (JSON drops it)',
+      () => ({ total: new Total() }),
+      "$.total has a getter 'sum' defined by its class",
+    ],
+    [
+      'an array property beside the items (JSON drops it)',
+      () => Object.assign([1], { note: 'x' }),
+      "$ has a property 'note' beside its items",
+    ],
   ];
 
   it.each(cases)('refuses %s, naming the task and the path', async (_kind, value, problem) => {
@@ -40,6 +63,26 @@ describe('return values that JSON cannot keep', () => {
   it('accepts JSON values, Dates (as their toJSON) and missing object properties', async () => {
     const value = { n: 1.5, s: 'x', b: true, z: null, list: [1, [2]], when: new Date(0), maybe: undefined };
     expect(await run(() => value)).toEqual({ kind: 'success', value });
+  });
+
+  it('checks the values JSON changes silently as JSON.stringify sees them', () => {
+    expect(JSON.stringify(new Date('nope'))).toBe('null');
+    expect(JSON.stringify(new Number(Number.NaN))).toBe('null');
+    expect(JSON.stringify({ [Symbol('id')]: 1, name: 'x' })).toBe('{"name":"x"}');
+    expect(JSON.stringify(new Total())).toBe('{"parts":[1,2]}');
+    expect(nonJsonReason({ when: new Date('nope') })).toBeDefined();
+  });
+
+  it('accepts class instances with methods only, and -0 (stored as 0, as JSON does)', async () => {
+    class Point {
+      x = 1;
+      y = 2;
+      norm() {
+        return Math.hypot(this.x, this.y);
+      }
+    }
+    expect(await run(() => ({ at: new Point(), zero: -0 }))).toMatchObject({ kind: 'success' });
+    expect(JSON.stringify({ zero: -0 })).toBe('{"zero":0}');
   });
 
   it('accepts the same object twice when it is not a cycle', async () => {
@@ -72,6 +115,13 @@ describe('thrown values that are not Errors', () => {
     await expect(executeTask(failing, 'extract', [], testContext())).rejects.toBe(error);
   });
 });
+
+class Total {
+  parts = [1, 2];
+  get sum() {
+    return 3;
+  }
+}
 
 function circular(): unknown {
   const value: Record<string, unknown> = { a: 1 };

@@ -7,7 +7,7 @@ import { dag } from 'updraft';
  */
 export default dag({ id: 'runner_faults', schedule: null }, (d) => {
   // Keeps every array: the heap grows until V8 gives up at --max-old-space-size.
-  d.task({ id: 'heap_hog', memoryLimitMb: 96 }, async () => {
+  d.task({ id: 'heap_hog', memoryLimitMb: 256 }, async () => {
     const kept: number[][] = [];
     for (;;) {
       kept.push(Array.from({ length: 100_000 }, (_, index) => index + kept.length));
@@ -15,7 +15,7 @@ export default dag({ id: 'runner_faults', schedule: null }, (d) => {
     }
   });
   // Off-heap: Buffers count in the resident memory, not in the JavaScript heap.
-  d.task({ id: 'rss_hog', memoryLimitMb: 160 }, async () => {
+  d.task({ id: 'rss_hog', memoryLimitMb: 256 }, async () => {
     const kept: Buffer[] = [];
     for (let index = 0; index < 64; index++) {
       kept.push(Buffer.alloc(16 * 1024 * 1024, 1));
