@@ -62,7 +62,7 @@ describe('standalone after kill -9', () => {
         const marker = await readTextOrEmpty(join(home, 'slow.txt'));
         return tis.slow?.state === 'running' && marker === 'try 1\n' ? true : undefined;
       },
-      20_000,
+      45_000,
     );
     // The embedded DynamoDB server and the task runner that is running `slow`, at least.
     const children = await childPids(first.standalone.pid);
@@ -97,5 +97,5 @@ describe('standalone after kill -9', () => {
     ).toEqual({ first: ['success', 1, 1], slow: ['success', 2, 2], last: ['success', 1, 1] });
     expect(await readTextOrEmpty(join(home, 'first.txt'))).toBe('try 1\n');
     expect(await readTextOrEmpty(join(home, 'slow.txt'))).toBe('try 1\ntry 2\n');
-  }, 80_000);
+  }, 120_000);
 });

@@ -61,7 +61,8 @@ describe('task runners when standalone is killed with SIGKILL', () => {
     await waitFor(
       'spin to be running',
       async () => ((await api.request<TaskInstance>('GET', SPIN)).state === 'running' ? true : undefined),
-      20_000,
+      // Generous: on a loaded 2-core machine a start (DAG parsing, runners) can take a while.
+      45_000,
     );
     // A restart may see the try it lost as running before it runs it again: no helper to wait for.
     const helpers = trigger
@@ -125,7 +126,7 @@ describe('task runners when standalone is killed with SIGKILL', () => {
       async () => (second.runners.some(isRunning) ? undefined : true),
       5_000,
     );
-  }, 90_000);
+  }, 150_000);
 
   it('leaves no runner after kill -9 of the server process alone', async () => {
     const { standalone, runners } = await startSpinning(await env(), true);
@@ -135,5 +136,5 @@ describe('task runners when standalone is killed with SIGKILL', () => {
     // The runners' watchdog threads notice the supervisor is gone, whatever their task does, and
     // kill their process groups: the runners and the processes their tasks started.
     await waitFor('every runner to be gone', async () => (runners.some(isRunning) ? undefined : true), 5_000);
-  }, 60_000);
+  }, 90_000);
 });

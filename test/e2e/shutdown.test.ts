@@ -86,7 +86,7 @@ describe('standalone stopped with Ctrl-C', () => {
     const { run, nap } = await napAfterRestart(env);
     expect(run.state).toBe('success');
     expect([nap.state, nap.try_number, nap.max_tries, nap.error_message]).toEqual(['success', 1, 1, null]);
-  }, 60_000);
+  }, 90_000);
 
   it('hands a task still running after the grace period back, to run again without using a try', async () => {
     const env = e2eEnv(home, await freePort(), {
@@ -109,5 +109,5 @@ describe('standalone stopped with Ctrl-C', () => {
     expect(firstTry.content).not.toContain('woke up');
     const secondTry = await api.request<TaskLog>('GET', `${NAP}/logs/2`);
     expect(secondTry.content).toContain('woke up {"tryNumber":2}');
-  }, 60_000);
+  }, 90_000);
 });
