@@ -55,7 +55,7 @@ function pageSize(): number {
 
 /** One scan of /proc: resident bytes summed by process group, shared by polls close in time. */
 let scan: { at: number; groups: Promise<Map<number, number>> } | undefined;
-const SCAN_REUSE_MS = 100;
+const SCAN_REUSE_MS = 500;
 
 async function scanGroups(): Promise<Map<number, number>> {
   const groups = new Map<number, number>();

@@ -15,7 +15,7 @@ const RUNNER_ENTRY = fileURLToPath(new URL('./task-runner.ts', import.meta.url))
 const RUNNER_GUARD = pathToFileURL(fileURLToPath(new URL('./runner-guard.ts', import.meta.url))).href;
 
 /** How often the resident memory of a runner (and of the processes it started) is read during a try. */
-export const MEMORY_POLL_MS = 250;
+export const MEMORY_POLL_MS = 1_000;
 /** The end of a runner's native stderr kept to explain a crash (V8's out-of-memory report). */
 const STDERR_TAIL_BYTES = 4_096;
 
