@@ -58,9 +58,10 @@ async function queuedTry(): Promise<{ key: TaskInstanceKey; workload: TaskWorklo
   };
 }
 
-function executorReturning(outcome: RunnerOutcome): TaskExecutor {
+function executorReturning(outcome: RunnerOutcome, log = ''): TaskExecutor {
   return {
-    async run() {
+    async run(_started, _args, hooks) {
+      if (log) hooks.onLog(log);
       return outcome;
     },
   };
@@ -103,5 +104,24 @@ describe('XCom size at the limit (end to end)', () => {
     expect(result.outcome).toBe('failed');
     expect(ti?.state).toBe('failed');
     expect(ti?.errorMessage).toContain('UPDRAFT_XCOM_MAX_BYTES');
+  });
+});
+
+describe('log volume never changes an outcome (end to end)', () => {
+  it('a success whose XCom and last log chunk fit alone but not together stays a success with its XCom', async () => {
+    const { key, workload } = await queuedTry();
+    // The XCom: a JSON string of quotes, 6,802 bytes (under 7,000); ~13.6 KB once escaped in the body.
+    const xcom = JSON.stringify('"'.repeat(3_400));
+    expect(Buffer.byteLength(xcom)).toBeLessThanOrEqual(LIMITS.xcomMaxBytes);
+    // The last log chunk: 2,000 bytes of terminal colour output (ESC escapes to \u001b).
+    const log = '\x1b'.repeat(2_000);
+    const result = await runEndToEnd(workload, executorReturning({ kind: 'success', xcom }, log));
+    const ti = await api.store.getTaskInstance(key);
+    // The chunk goes on a heartbeat of its own, then the report without it: still a success.
+    expect({ outcome: result.outcome, state: ti?.state, error: ti?.errorMessage ?? null }).toEqual({
+      outcome: 'success',
+      state: 'success',
+      error: null,
+    });
   });
 });

@@ -6,7 +6,12 @@ import { dag } from '#sdk/index.ts';
 import { ExecutionClient } from '#worker/execution-client.ts';
 import type { TaskExecutor } from '#worker/executor.ts';
 import { runWorkload } from '#worker/run-workload.ts';
-import { FakeClock, type LogLine, recordingLogger } from '../unit/helpers/worker-fakes.ts';
+import {
+  FakeClock,
+  type LogLine,
+  recordingLogger,
+  startedTaskFixture,
+} from '../unit/helpers/worker-fakes.ts';
 import { type ApiHarness, startApiHarness, TEST_LIMITS, tiKey, tiPath, WORKER } from './api-harness.ts';
 
 let api: ApiHarness;
@@ -50,26 +55,7 @@ describe('log chunks within logChunkMaxBytes that the request limit refuses', ()
 const HEARTBEAT_TIMEOUT_MS = 60_000;
 
 function started(): StartedTask {
-  return {
-    dag_id: 'd',
-    dag_run_id: 'r',
-    task_id: 't',
-    map_index: -1,
-    try_number: 1,
-    max_tries: 1,
-    logical_date: '2026-01-01T00:00:00.000Z',
-    data_interval_start: null,
-    data_interval_end: null,
-    conf: {},
-    params: {},
-    fileloc: 'd.ts',
-    dag_version: 'v',
-    args: [],
-    execution_timeout_ms: null,
-    xcom_max_bytes: 49_152,
-    log_chunk_max_bytes: 1024,
-    log_max_chunks: 1000,
-  };
+  return startedTaskFixture({ max_tries: 1, log_max_chunks: 1000 });
 }
 
 describe('a worker whose every heartbeat is refused with 413', () => {

@@ -7,31 +7,12 @@ import { createInMemoryQueues, type InMemoryQueues } from '#queue/memory.ts';
 import { ExecutionClient } from '#worker/execution-client.ts';
 import type { TaskExecutor } from '#worker/executor.ts';
 import { WorkerPool } from '#worker/pool.ts';
+import { startedTaskFixture } from '../unit/helpers/worker-fakes.ts';
 
 /** Graceful stop of the worker pool while a start call is in flight (real timers, fake API). */
 
 function startedTask(overrides: Partial<StartedTask> = {}): StartedTask {
-  return {
-    dag_id: 'd',
-    dag_run_id: 'r',
-    task_id: 't',
-    map_index: -1,
-    try_number: 1,
-    max_tries: 2,
-    logical_date: '2026-01-01T00:00:00.000Z',
-    data_interval_start: null,
-    data_interval_end: null,
-    conf: {},
-    params: {},
-    fileloc: 'd.ts',
-    dag_version: 'v',
-    args: [],
-    execution_timeout_ms: null,
-    xcom_max_bytes: 49_152,
-    log_chunk_max_bytes: 1024,
-    log_max_chunks: 20,
-    ...overrides,
-  };
+  return startedTaskFixture(overrides);
 }
 
 let queues: InMemoryQueues | undefined;

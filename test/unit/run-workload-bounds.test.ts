@@ -7,7 +7,7 @@ import { ExecutionClient } from '#worker/execution-client.ts';
 import type { TaskExecutor } from '#worker/executor.ts';
 import { runWorkload, type WorkloadDeps } from '#worker/run-workload.ts';
 import { CANCEL_GRACE_MS } from '#worker/runner-process.ts';
-import { FakeClock, type LogLine, recordingLogger } from './helpers/worker-fakes.ts';
+import { FakeClock, type LogLine, recordingLogger, startedTaskFixture } from './helpers/worker-fakes.ts';
 
 /** The worker's bounds: its log budget, its stop before the zombie threshold, its report window. */
 
@@ -21,27 +21,7 @@ interface ScriptedCall {
 type Script = (call: ScriptedCall) => Promise<Response | Error | undefined> | Response | Error | undefined;
 
 function startedTask(overrides: Partial<StartedTask> = {}): StartedTask {
-  return {
-    dag_id: 'd',
-    dag_run_id: 'r',
-    task_id: 't',
-    map_index: -1,
-    try_number: 1,
-    max_tries: 2,
-    logical_date: '2026-01-01T00:00:00.000Z',
-    data_interval_start: null,
-    data_interval_end: null,
-    conf: {},
-    params: {},
-    fileloc: 'd.ts',
-    dag_version: 'v',
-    args: [],
-    execution_timeout_ms: null,
-    xcom_max_bytes: 49_152,
-    log_chunk_max_bytes: 1024,
-    log_max_chunks: 20,
-    ...overrides,
-  };
+  return startedTaskFixture(overrides);
 }
 
 const WORKLOAD: TaskWorkload = {

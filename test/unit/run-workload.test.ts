@@ -7,7 +7,7 @@ import { ExecutionClient } from '#worker/execution-client.ts';
 import type { TaskExecutor, TaskHooks } from '#worker/executor.ts';
 import type { RunnerOutcome } from '#worker/protocol.ts';
 import { runWorkload, type WorkloadOptions } from '#worker/run-workload.ts';
-import { FakeClock, type LogLine, recordingLogger } from './helpers/worker-fakes.ts';
+import { FakeClock, type LogLine, recordingLogger, startedTaskFixture } from './helpers/worker-fakes.ts';
 
 /**
  * runWorkload against a scripted Execution API (a `fetch` stub answering with Responses) and a
@@ -72,26 +72,7 @@ function fakeApi(clock: WorkerClock, started: Partial<StartedTask> = {}): FakeAp
 }
 
 function startedTask(taskId: string): StartedTask {
-  return {
-    dag_id: 'd',
-    dag_run_id: 'r',
-    task_id: taskId,
-    map_index: -1,
-    try_number: 1,
-    max_tries: 2,
-    logical_date: '2026-01-01T00:00:00.000Z',
-    data_interval_start: null,
-    data_interval_end: null,
-    conf: {},
-    params: {},
-    fileloc: 'd.ts',
-    dag_version: 'v',
-    args: [],
-    execution_timeout_ms: null,
-    xcom_max_bytes: 49_152,
-    log_chunk_max_bytes: 262_144,
-    log_max_chunks: 20,
-  };
+  return startedTaskFixture({ task_id: taskId, log_chunk_max_bytes: 262_144 });
 }
 
 const workload: TaskWorkload = {

@@ -1,3 +1,4 @@
+import type { StartedTask } from '#contracts/execution-api.ts';
 import type { Logger } from '#engine/logger.ts';
 import type { WorkerClock } from '#worker/clock.ts';
 
@@ -73,5 +74,30 @@ export function recordingLogger(lines: LogLine[] = [], base: Record<string, unkn
     warn: at('warn'),
     error: at('error'),
     child: (fields) => recordingLogger(lines, { ...base, ...fields }),
+  };
+}
+
+/** What the Execution API's start answers, for tests: a no-op task `d/r/t`, try 1 of 2; fields overridable. */
+export function startedTaskFixture(overrides: Partial<StartedTask> = {}): StartedTask {
+  return {
+    dag_id: 'd',
+    dag_run_id: 'r',
+    task_id: 't',
+    map_index: -1,
+    try_number: 1,
+    max_tries: 2,
+    logical_date: '2026-01-01T00:00:00.000Z',
+    data_interval_start: null,
+    data_interval_end: null,
+    conf: {},
+    params: {},
+    fileloc: 'd.ts',
+    dag_version: 'v',
+    args: [],
+    execution_timeout_ms: null,
+    xcom_max_bytes: 49_152,
+    log_chunk_max_bytes: 1024,
+    log_max_chunks: 20,
+    ...overrides,
   };
 }
