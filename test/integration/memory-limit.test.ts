@@ -5,6 +5,7 @@ import type { StartedTask } from '#contracts/execution-api.ts';
 import { MEMORY_LIMIT_MIN_MB } from '#sdk/options.ts';
 import { ProcessTaskExecutor } from '#worker/executor.ts';
 import { RunnerProcess } from '#worker/runner-process.ts';
+import { taskRunContextFixture } from '../unit/helpers/worker-fakes.ts';
 
 /** The per-task memory limit with real task runner processes: heap and resident memory. */
 
@@ -40,19 +41,7 @@ function started(
 }
 
 function contextOf(taskId: string) {
-  return {
-    dagId: 'runner_faults',
-    runId: 'r',
-    taskId,
-    mapIndex: -1,
-    tryNumber: 1,
-    maxTries: 1,
-    logicalDate: '2026-01-01T00:00:00.000Z',
-    dataIntervalStart: null,
-    dataIntervalEnd: null,
-    params: {},
-    conf: {},
-  };
+  return taskRunContextFixture('runner_faults', taskId);
 }
 
 async function runTask(executor: ProcessTaskExecutor, task: StartedTask) {

@@ -1,6 +1,7 @@
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { RunnerProcess } from '#worker/runner-process.ts';
+import { taskRunContextFixture } from '../unit/helpers/worker-fakes.ts';
 
 /** A try's log holds the error that ended it, however the task ended its runner. */
 
@@ -8,19 +9,7 @@ const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const FAULTS = fileURLToPath(new URL('./dags/runner-faults.ts', import.meta.url));
 
 function contextOf(taskId: string) {
-  return {
-    dagId: 'runner_faults',
-    runId: 'r',
-    taskId,
-    mapIndex: -1,
-    tryNumber: 1,
-    maxTries: 1,
-    logicalDate: '2026-01-01T00:00:00.000Z',
-    dataIntervalStart: null,
-    dataIntervalEnd: null,
-    params: {},
-    conf: {},
-  };
+  return taskRunContextFixture('runner_faults', taskId);
 }
 
 async function run(taskId: string) {

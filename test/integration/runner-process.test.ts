@@ -8,6 +8,7 @@ import { loadDagFile } from '#sdk/loader.ts';
 import { versionDag } from '#sdk/serialize.ts';
 import { ProcessTaskExecutor } from '#worker/executor.ts';
 import { CANCEL_GRACE_MS, RunnerProcess } from '#worker/runner-process.ts';
+import { taskRunContextFixture } from '../unit/helpers/worker-fakes.ts';
 
 const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url));
 
@@ -110,19 +111,7 @@ describe('RunnerProcess and DAG versions', () => {
 const CANCELLABLE = fileURLToPath(new URL('./dags/cancellable.ts', import.meta.url));
 
 function context(taskId: string) {
-  return {
-    dagId: 'cancellable',
-    runId: 'r',
-    taskId,
-    mapIndex: -1,
-    tryNumber: 1,
-    maxTries: 1,
-    logicalDate: '2026-01-01T00:00:00.000Z',
-    dataIntervalStart: null,
-    dataIntervalEnd: null,
-    params: {},
-    conf: {},
-  };
+  return taskRunContextFixture('cancellable', taskId);
 }
 
 describe('ProcessTaskExecutor and changed modules', () => {

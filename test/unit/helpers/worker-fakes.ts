@@ -1,6 +1,7 @@
 import type { StartedTask } from '#contracts/execution-api.ts';
 import type { Logger } from '#engine/logger.ts';
 import type { WorkerClock } from '#worker/clock.ts';
+import type { TaskRunContext } from '#worker/protocol.ts';
 
 /**
  * A clock whose time moves only when everything else is waiting on it: once the pending
@@ -99,5 +100,22 @@ export function startedTaskFixture(overrides: Partial<StartedTask> = {}): Starte
     log_chunk_max_bytes: 1024,
     log_max_chunks: 20,
     ...overrides,
+  };
+}
+
+/** What a task runner is given to run one try of `dagId`'s `taskId` (try 1 of 1), for tests. */
+export function taskRunContextFixture(dagId: string, taskId: string): TaskRunContext {
+  return {
+    dagId,
+    runId: 'r',
+    taskId,
+    mapIndex: -1,
+    tryNumber: 1,
+    maxTries: 1,
+    logicalDate: '2026-01-01T00:00:00.000Z',
+    dataIntervalStart: null,
+    dataIntervalEnd: null,
+    params: {},
+    conf: {},
   };
 }
