@@ -155,6 +155,7 @@ class RunningTry {
   readonly #log: Logger;
   readonly #chunker: LogChunker;
   readonly #stop = new AbortController();
+  #taskEnded = false;
   #token: string;
   /** When the last call the API recorded as a heartbeat (the start included) was sent. */
   #lastContact: number;
@@ -192,6 +193,8 @@ class RunningTry {
     let outcome: RunnerOutcome;
     try {
       outcome = await this.#execute();
+      // The task's outcome is final from here: a heartbeat that fails now cannot change it.
+      this.#taskEnded = true;
     } finally {
       finished.abort();
       await heartbeats;
@@ -266,7 +269,7 @@ class RunningTry {
 
   /** The first cause wins; the task's signal aborts with its reason, and the try's log says why. */
   #stopTask(cause: StopCause): void {
-    if (this.#cause) return;
+    if (this.#cause || this.#taskEnded) return;
     this.#cause = cause;
     if (cause.kind === 'handed_back') this.#log.info(cause.reason);
     else {

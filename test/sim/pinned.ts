@@ -11,4 +11,5 @@ export const PINNED_SEEDS: readonly { seed: number; found: string }[] = [
   },
   { seed: 25, found: 'a fresh tick never reconciled zombies of active runs past the first maxRunsPerPass' },
   { seed: 30, found: 'the reference rejected an at-once all_success skip that Airflow makes too' },
+  { seed: 574, found: 'a heartbeat failing just after the task succeeded turned the success into a failure' },
 ];

@@ -212,6 +212,30 @@ describe('stop before the zombie threshold', () => {
   });
 });
 
+describe('an outcome already reached', () => {
+  it('is reported as it is, even when a heartbeat in flight at its end fails past the stop bound', async () => {
+    // Every heartbeat is answered 503 after 3 s. The task succeeds at 31 s while the beat sent at
+    // 30 s is in flight; that beat fails at 33 s, past half the heartbeat timeout.
+    const holder: { clock?: FakeClock } = {};
+    const seen: { abortedAt?: number } = {};
+    const { deps, calls } = workerDeps({
+      executor: (clock) => longTask(clock, 31_000, seen),
+      script: async (call) => {
+        if (call.action !== 'heartbeat') return undefined;
+        await holder.clock?.sleep(3_000);
+        return Response.json({ detail: 'down', status: 503 }, { status: 503 });
+      },
+    });
+    holder.clock = deps.clock as FakeClock;
+    const result = await runWorkload(deps, WORKLOAD);
+    expect(seen.abortedAt).toBeUndefined();
+    expect(result.outcome).toBe('success');
+    expect(calls.filter((call) => call.action === 'state').map((call) => call.body.state)).toEqual([
+      'success',
+    ]);
+  });
+});
+
 describe('a log store outage', () => {
   it('does not stop a healthy task: heartbeats without the log still get through', async () => {
     // The API records the heartbeat, then appending the chunk fails (disk full, S3 5xx): 500.
