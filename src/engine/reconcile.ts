@@ -13,8 +13,6 @@ export interface ReconcileResult {
   taskInstances: TaskInstance[];
   /** Queued TIs whose workload must be sent again (their queuedAt was refreshed). */
   resend: TaskInstance[];
-  /** Every TI changed here: zombies failed or put up for retry, and the TIs to send again. */
-  changed: TaskInstance[];
 }
 
 /**
@@ -119,6 +117,5 @@ export async function reconcileActiveTaskInstances(
   return {
     taskInstances: updated.size === 0 ? taskInstances : taskInstances.map((ti) => updated.get(ti) ?? ti),
     resend,
-    changed: [...updated.values()],
   };
 }
