@@ -6,7 +6,8 @@ import { dag } from 'updraft';
  * of its run's conf), then never yields its CPU.
  */
 export default dag({ id: 'runner_spin', schedule: null }, (d) => {
-  d.task('spin', async (ctx) => {
+  // One retry: after a kill -9 the next start fails the lost try as orphaned and runs it again.
+  d.task({ id: 'spin', retries: 1, retryDelay: '1s' }, async (ctx) => {
     if (ctx.conf.seconds) spawn('sleep', [String(ctx.conf.seconds)], { stdio: 'ignore' });
     console.log('spinning');
     for (;;) {
