@@ -6,6 +6,7 @@ import { BundleStore } from '#bundles/store.ts';
 import type { StartedTask } from '#contracts/execution-api.ts';
 import { DagFileParser } from '#standalone/parse-dags.ts';
 import { ProcessTaskExecutor } from '#worker/executor.ts';
+import { startedTaskFixture } from '../unit/helpers/worker-fakes.ts';
 
 /**
  * A DAG file that reads a sibling data file at import time (a common pattern for config): the
@@ -53,27 +54,17 @@ afterAll(async () => {
   await rm(home, { recursive: true, force: true });
 });
 
-const startedTask = (versionHash: string, taskId: string): StartedTask => ({
-  dag_id: 'configured',
-  dag_run_id: `r_${taskId}`,
-  task_id: taskId,
-  map_index: -1,
-  try_number: 1,
-  max_tries: 1,
-  logical_date: '2026-01-01T00:00:00.000Z',
-  data_interval_start: null,
-  data_interval_end: null,
-  conf: {},
-  params: {},
-  fileloc: 'configured.ts',
-  dag_version: versionHash,
-  args: [],
-  execution_timeout_ms: null,
-  memory_limit_mb: null,
-  xcom_max_bytes: 49_152,
-  log_chunk_max_bytes: 262_144,
-  log_max_chunks: 20,
-});
+const startedTask = (versionHash: string, taskId: string): StartedTask =>
+  startedTaskFixture({
+    dag_id: 'configured',
+    dag_run_id: `r_${taskId}`,
+    task_id: taskId,
+    fileloc: 'configured.ts',
+    dag_version: versionHash,
+    memory_limit_mb: null,
+    max_tries: 1,
+    log_chunk_max_bytes: 262_144,
+  });
 
 async function runTask(versionHash: string, taskId: string) {
   const logs: string[] = [];

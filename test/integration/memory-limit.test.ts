@@ -5,7 +5,7 @@ import type { StartedTask } from '#contracts/execution-api.ts';
 import { MEMORY_LIMIT_MIN_MB } from '#sdk/options.ts';
 import { ProcessTaskExecutor } from '#worker/executor.ts';
 import { RunnerProcess } from '#worker/runner-process.ts';
-import { taskRunContextFixture } from '../unit/helpers/worker-fakes.ts';
+import { startedTaskFixture, taskRunContextFixture } from '../unit/helpers/worker-fakes.ts';
 
 /** The per-task memory limit with real task runner processes: heap and resident memory. */
 
@@ -17,27 +17,14 @@ function started(
   memoryLimitMb: number | null,
   dag = { id: 'runner_faults', fileloc: 'dags/runner-faults.ts' },
 ): StartedTask {
-  return {
+  return startedTaskFixture({
     dag_id: dag.id,
-    dag_run_id: 'r',
     task_id: taskId,
-    map_index: -1,
-    try_number: 1,
-    max_tries: 1,
-    logical_date: '2026-01-01T00:00:00.000Z',
-    data_interval_start: null,
-    data_interval_end: null,
-    conf: {},
-    params: {},
     fileloc: dag.fileloc,
-    dag_version: 'v',
-    args: [],
-    execution_timeout_ms: null,
     memory_limit_mb: memoryLimitMb,
-    xcom_max_bytes: 49_152,
+    max_tries: 1,
     log_chunk_max_bytes: 262_144,
-    log_max_chunks: 20,
-  };
+  });
 }
 
 function contextOf(taskId: string) {

@@ -5,6 +5,7 @@ import { promisify } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { StartedTask } from '#contracts/execution-api.ts';
 import { ProcessTaskExecutor } from '#worker/executor.ts';
+import { startedTaskFixture } from '../unit/helpers/worker-fakes.ts';
 
 /** Processes a task starts end with its task runner: a stopped try, a crash. */
 
@@ -12,27 +13,15 @@ const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const DAGS_FOLDER = fileURLToPath(new URL('.', import.meta.url));
 
 function started(taskId: string, conf: Record<string, unknown>): StartedTask {
-  return {
+  return startedTaskFixture({
     dag_id: 'runner_children',
-    dag_run_id: 'r',
     task_id: taskId,
-    map_index: -1,
-    try_number: 1,
-    max_tries: 1,
-    logical_date: '2026-01-01T00:00:00.000Z',
-    data_interval_start: null,
-    data_interval_end: null,
     conf,
-    params: {},
     fileloc: 'dags/runner-children.ts',
-    dag_version: 'v',
-    args: [],
-    execution_timeout_ms: null,
     memory_limit_mb: null,
-    xcom_max_bytes: 49_152,
+    max_tries: 1,
     log_chunk_max_bytes: 262_144,
-    log_max_chunks: 20,
-  };
+  });
 }
 
 const executor = new ProcessTaskExecutor({ dagsFolder: DAGS_FOLDER, cwd: REPO_ROOT });

@@ -8,7 +8,7 @@ import { loadDagFile } from '#sdk/loader.ts';
 import { versionDag } from '#sdk/serialize.ts';
 import { ProcessTaskExecutor } from '#worker/executor.ts';
 import { CANCEL_GRACE_MS, RunnerProcess } from '#worker/runner-process.ts';
-import { taskRunContextFixture } from '../unit/helpers/worker-fakes.ts';
+import { startedTaskFixture, taskRunContextFixture } from '../unit/helpers/worker-fakes.ts';
 
 const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url));
 
@@ -174,25 +174,12 @@ describe('ProcessTaskExecutor and changed modules', () => {
   }, 20_000);
 
   function started(taskId: string): StartedTask {
-    return {
+    return startedTaskFixture({
       dag_id: 'greet',
-      dag_run_id: 'r',
       task_id: taskId,
-      map_index: -1,
-      try_number: 1,
-      max_tries: 1,
-      logical_date: '2026-01-01T00:00:00.000Z',
-      data_interval_start: null,
-      data_interval_end: null,
-      conf: {},
-      params: {},
       fileloc: 'greet.ts',
-      dag_version: 'v',
-      args: [],
-      execution_timeout_ms: null,
-      xcom_max_bytes: 49_152,
+      max_tries: 1,
       log_chunk_max_bytes: 262_144,
-      log_max_chunks: 20,
-    };
+    });
   }
 });
