@@ -119,7 +119,7 @@ export function perPass(delta: CostDelta) {
     store_writes_per_pass: round(sumOf(delta.byOperation, WRITE_OPERATIONS) / passes),
     scheduler_store_reads_per_pass: round(sumOf(scheduler, READ_OPERATIONS) / passes),
     scheduler_store_writes_per_pass: round(sumOf(scheduler, WRITE_OPERATIONS) / passes),
-    /** Items the pass's run snapshot Query returned (run, slot item, TIs): grows with the run. */
+    /** Items the pass's run reads returned (run, slot item, summary, the TIs it read). */
     scheduler_snapshot_items_per_pass: round((delta.byItem.scheduler?.[SNAPSHOT_ITEMS] ?? 0) / passes),
     read_requests_by_operation: only(delta.byOperation, READ_OPERATIONS),
     read_requests_by_caller: Object.fromEntries(

@@ -55,24 +55,38 @@ export class CallerCounter extends RequestCounter {
   }
 
   /**
-   * Request counts hide how much one Query returns: a run snapshot is one Query (while it fits in
-   * a 1 MB page) whatever the run's size. This counts the items the snapshots returned (the run,
-   * its TIs, its task-slot item), by caller, by wrapping the store's `getRunSnapshot`.
+   * Request counts hide how much one Query or BatchGetItem returns. This counts the items the
+   * run reads returned (the run, its task-slot item, its summary, its TIs), by caller, by
+   * wrapping the store's `getRunSnapshot`, `getRunHead` and `getTaskInstances`.
    */
   watchSnapshots(store: Store): void {
-    const original = store.getRunSnapshot.bind(store);
+    const count = (caller: string, items: number) => add(this.#byItem, caller, SNAPSHOT_ITEMS, items);
+    const snapshot = store.getRunSnapshot.bind(store);
     store.getRunSnapshot = async (key) => {
       const caller = callerOf(captureStack());
-      const snapshot = await original(key);
-      // The run item, its task-slot item and its TIs.
-      add(this.#byItem, caller, SNAPSHOT_ITEMS, snapshot ? 2 + snapshot.taskInstances.length : 0);
-      return snapshot;
+      const result = await snapshot(key);
+      count(caller, result ? 2 + (result.summary ? 1 : 0) + result.taskInstances.length : 0);
+      return result;
+    };
+    const head = store.getRunHead.bind(store);
+    store.getRunHead = async (key) => {
+      const caller = callerOf(captureStack());
+      const result = await head(key);
+      count(caller, result ? 2 + (result.summary ? 1 : 0) : 0);
+      return result;
+    };
+    const taskInstances = store.getTaskInstances.bind(store);
+    store.getTaskInstances = async (keys) => {
+      const caller = callerOf(captureStack());
+      const result = await taskInstances(keys);
+      count(caller, result.length);
+      return result;
     };
   }
 }
 
-/** The name under which `watchSnapshots` files the items run snapshots returned. */
-export const SNAPSHOT_ITEMS = 'run snapshot items';
+/** The name under which `watchSnapshots` files the items the run reads returned. */
+export const SNAPSHOT_ITEMS = 'run items read';
 
 function add(counts: CountsByCaller, caller: string, name: string, by = 1): void {
   const forCaller = counts[caller] ?? {};

@@ -23,7 +23,7 @@ export const TARGETS = {
   store_writes_per_ti: 6,
   queue_operations_per_ti: 3,
   reads_per_pass:
-    'the same for a 100-task run and a 2,000-task run (measured: 1,000, the largest DAG the store takes)',
+    'the same for a 100-task run and a 2,000-task run',
 } as const;
 
 type Row = [name: string, cells: Partial<Record<Mode, number | string | undefined>>, target: string];
@@ -86,7 +86,7 @@ export function renderTable(results: Partial<Record<Mode, ModeResult>>, header: 
       'same for both',
     ],
     ['store writes / pass (scheduler)', wideVsNarrow((r) => r.scheduler_store_writes_per_pass), ''],
-    ['items read / pass (snapshot Query)', wideVsNarrow((r) => r.scheduler_snapshot_items_per_pass), ''],
+    ['run items read / pass (scheduler)', wideVsNarrow((r) => r.scheduler_snapshot_items_per_pass), ''],
     ['tasks/s', wideVsNarrow((r) => r.tasks_per_second), ''],
   ];
   const width = Math.max(13, ...modes.map((mode) => mode.length));

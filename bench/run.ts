@@ -7,12 +7,11 @@
  * (b) latency: a 100-task chain, "upstream finished → downstream started" p50/p95;
  * (c) cost: store requests and queue operations per task instance and per scheduling pass,
  *     counted by instrumenting the DynamoDB client and the queue port;
- * (d) reads per scheduling pass for one run of 100 tasks and one run of 1,000 tasks (bench_wide; the
- *     largest round size whose serialized DAG the store takes).
+ * (d) reads per scheduling pass for one run of 100 tasks and one run of 2,000 tasks (bench_wide).
  * JSON on stdout (one object, both modes), a readable table on stderr.
  *
  * Environment: BENCH_FANOUT_RUNS (20), BENCH_STORE=memory (store in memory instead of on disk),
- * BENCH_MODES (comma-separated, both by default), BENCH_WIDE=0 (skip the 1,000-task run).
+ * BENCH_MODES (comma-separated, both by default), BENCH_WIDE=0 (skip the 2,000-task run).
  */
 import { cpus } from 'node:os';
 import { MODES, type Mode, startInstance } from './harness.ts';

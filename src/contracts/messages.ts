@@ -24,10 +24,18 @@ export const taskWorkloadSchema = z.strictObject({
 });
 export type TaskWorkload = z.infer<typeof taskWorkloadSchema>;
 
+/** Task instances one scheduling request names at most; more go in further requests. */
+export const SCHEDULING_REQUEST_MAX_TASK_INSTANCES = 100;
+
 export const schedulingRequestSchema = z.strictObject({
   type: z.literal('schedule_run'),
   dag_id: z.string(),
   run_id: z.string(),
+  /** Task instances of the run whose state changed (a report): the pass reads them first. */
+  task_instances: z
+    .array(z.strictObject({ task_id: z.string(), map_index: z.number().int() }))
+    .max(SCHEDULING_REQUEST_MAX_TASK_INSTANCES)
+    .optional(),
 });
 export type SchedulingRequest = z.infer<typeof schedulingRequestSchema>;
 

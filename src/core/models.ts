@@ -31,10 +31,15 @@ export interface DagRun {
   startDate: string | null;
   endDate: string | null;
   /**
-   * How many times the run was cleared (0 at creation). A clear bumps it before resetting TIs, so a
-   * scheduler that decided to finish the run on an older snapshot finds it changed and does not.
+   * Bumped when a clear begins (before it resets any TI) and again when it ends (0 at creation), so
+   * a scheduler that decided to finish the run on an older read finds it changed and does not.
    */
   clearCount: number;
+  /**
+   * Clears begun and not ended (absent: none). While one is in progress, TIs are being reset and a
+   * run's state summary cannot be trusted or rebuilt. A clear that died half way leaves it above 0.
+   */
+  clearsInProgress?: number;
   /** Bumped by every write; lets readers tell a stale copy from a fresh one. */
   revision: number;
 }

@@ -65,10 +65,36 @@ export async function clearTaskInstances(
   }
 
   const retriesOf = new Map(dag.tasks.map((task) => [task.taskId, task.retries]));
+  if (targets.length === 0) {
+    await deps.notifier.notify(snapshot.run);
+    return [];
+  }
   // Counted on the run before any TI moves: a scheduling pass that read the run earlier cannot
-  // finish it (its finish is conditional on the clears it saw) while these TIs are reset.
-  if (targets.length > 0) await store.markRunCleared(snapshot.run);
+  // finish it (its finish is conditional on the clears it saw) while these TIs are reset, and no
+  // pass trusts or rebuilds the run's state summary until the clear has ended.
+  await store.markRunCleared(snapshot.run, 'begin');
   const cleared: TaskInstance[] = [];
+  try {
+    await resetAll(store, targets, retriesOf, cleared);
+  } finally {
+    // Counted again once the TIs are reset (or the clear stopped on a conflict): a pass that read
+    // them before the reset (after the first count) either finished the run already, seen here and
+    // undone, or has its finish refused.
+    const run = await store.markRunCleared(snapshot.run, 'end');
+    if (cleared.length > 0 && isFinishedDagRunState(run.state)) {
+      await ignoreConflict(store.transitionDagRun(run, run.state, { state: 'queued', endDate: null }));
+    }
+  }
+  await deps.notifier.notify(snapshot.run);
+  return cleared;
+}
+
+async function resetAll(
+  store: Store,
+  targets: readonly TaskInstance[],
+  retriesOf: ReadonlyMap<string, number>,
+  cleared: TaskInstance[],
+): Promise<void> {
   for (const ti of targets) {
     try {
       cleared.push(
@@ -102,16 +128,6 @@ export async function clearTaskInstances(
     // Only once the reset won: a clear that loses its race leaves the TI's XComs alone.
     await store.deleteXComs(ti);
   }
-  if (cleared.length > 0) {
-    // Counted again once the TIs are reset: a pass that read them before the reset (after the
-    // first count) either finished the run already, seen here and undone, or has its finish refused.
-    const run = await store.markRunCleared(snapshot.run);
-    if (isFinishedDagRunState(run.state)) {
-      await ignoreConflict(store.transitionDagRun(run, run.state, { state: 'queued', endDate: null }));
-    }
-  }
-  await deps.notifier.notify(snapshot.run);
-  return cleared;
 }
 
 function withDownstream(dag: SerializedDag, roots: ReadonlySet<string>): Set<string> {

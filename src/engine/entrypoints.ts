@@ -4,7 +4,7 @@ import { OCCUPYING_TI_STATES } from '#core/states.ts';
 import type { ReceivedMessage } from '#queue/port.ts';
 import { ConditionFailedError, InvalidCursorError } from '#store/errors.ts';
 import type { DagRecord } from '#store/port.ts';
-import { type EngineDeps, newPassContext, scheduleRun } from './scheduler.ts';
+import { type EngineDeps, keyOfHolder, newPassContext, scheduleRun } from './scheduler.ts';
 import { createDueRuns } from './schedules.ts';
 import { requestScheduling } from './scheduling-requests.ts';
 import { fence, poolRef, waitingToNudge } from './slots.ts';
@@ -23,7 +23,7 @@ export async function handleSchedulingMessages(
   messages: readonly ReceivedMessage[],
 ): Promise<{ retry: string[] }> {
   const retry: string[] = [];
-  const runs = new Map<string, { run: DagRunKey; receipts: string[] }>();
+  const runs = new Map<string, { run: DagRunKey; changed: TaskInstanceKey[]; receipts: string[] }>();
   for (const message of messages) {
     const parsed = parseRequest(message.body);
     if (!parsed) {
@@ -35,15 +35,16 @@ export async function handleSchedulingMessages(
       retry.push(message.receiptHandle);
       continue;
     }
-    const id = `${parsed.dagId}\u0000${parsed.runId}`;
-    const entry = runs.get(id) ?? { run: parsed, receipts: [] };
+    const id = `${parsed.run.dagId}\u0000${parsed.run.runId}`;
+    const entry = runs.get(id) ?? { run: parsed.run, changed: [], receipts: [] };
+    entry.changed.push(...parsed.changed);
     entry.receipts.push(message.receiptHandle);
     runs.set(id, entry);
   }
   const context = newPassContext(deps);
-  for (const { run, receipts } of runs.values()) {
+  for (const { run, changed, receipts } of runs.values()) {
     try {
-      await scheduleRun(deps, run, context);
+      await scheduleRun(deps, run, context, { changed });
     } catch (error) {
       deps.log.error('Scheduling the run failed; the request is delivered again', { ...run, error });
       retry.push(...receipts);
@@ -52,10 +53,17 @@ export async function handleSchedulingMessages(
   return { retry };
 }
 
-function parseRequest(body: string): DagRunKey | undefined {
+function parseRequest(body: string): { run: DagRunKey; changed: TaskInstanceKey[] } | undefined {
   try {
     const parsed = schedulingRequestSchema.safeParse(JSON.parse(body));
-    return parsed.success ? { dagId: parsed.data.dag_id, runId: parsed.data.run_id } : undefined;
+    if (!parsed.success) return undefined;
+    const run = { dagId: parsed.data.dag_id, runId: parsed.data.run_id };
+    const changed = (parsed.data.task_instances ?? []).map((ti) => ({
+      ...run,
+      taskId: ti.task_id,
+      mapIndex: ti.map_index,
+    }));
+    return { run, changed };
   } catch {
     return undefined;
   }
@@ -88,7 +96,7 @@ export async function runSchedulerTick(
   await deps.store.putReconcileCursor(page.nextCursor, version);
   for (const key of page.items) {
     try {
-      await scheduleRun(deps, key, context);
+      await scheduleRun(deps, key, context, { reconcile: true });
     } catch (error) {
       deps.log.error('Reconciling the run failed; a later tick tries again', { ...key, error });
     }
@@ -125,7 +133,7 @@ async function auditPools(deps: EngineDeps): Promise<void> {
       .slice(0, AUDITS_PER_POOL);
     const release: { id: string; passId: string; slots: number }[] = [];
     for (const holder of old) {
-      const key = parseTaskHolderId(holder.id);
+      const key = keyOfHolder(holder.id);
       const ti = key && (await deps.store.getTaskInstance(key));
       if (ti && ti.tryNumber === holder.tryNumber && OCCUPYING_TI_STATES.has(ti.state)) continue;
       // Reserved, never queued: fence the TI so the reserving pass can no longer queue it.
@@ -146,13 +154,4 @@ async function auditPools(deps: EngineDeps): Promise<void> {
     }
     await requestScheduling(deps, waitingToNudge(state, size));
   }
-}
-
-/** The TI of a holder id made by `tryHolderId` (`dag#run#task#mapIndex#try`). */
-function parseTaskHolderId(id: string): TaskInstanceKey | undefined {
-  const [dagId, runId, taskId, mapIndex, tryNumber, ...rest] = id.split('#');
-  if (!dagId || !runId || !taskId || mapIndex === undefined || tryNumber === undefined || rest.length > 0)
-    return undefined;
-  const index = Number(mapIndex);
-  return Number.isInteger(index) ? { dagId, runId, taskId, mapIndex: index } : undefined;
 }

@@ -2,16 +2,23 @@ import { randomUUID } from 'node:crypto';
 import type { Settings } from '#config/settings.ts';
 import type { StarvingTaskInstance } from '#core/admission.ts';
 import { mapConcurrently } from '#core/concurrency.ts';
-import { type DagRun, type DagRunKey, newTaskInstance, type TaskInstance } from '#core/models.ts';
+import {
+  type DagRun,
+  type DagRunKey,
+  newTaskInstance,
+  type TaskInstance,
+  type TaskInstanceKey,
+} from '#core/models.ts';
 import { evaluateRun } from '#core/run-evaluation.ts';
 import type { SerializedDag } from '#core/serialized-dag.ts';
 import { isFinishedDagRunState } from '#core/states.ts';
 import type { Metrics } from '#metrics/port.ts';
 import type { Queues } from '#queue/port.ts';
-import type { DagRecord, RunSnapshot, Store } from '#store/port.ts';
+import type { DagRecord, RunHead, RunSnapshot, SlotPoolState, Store } from '#store/port.ts';
 import { ignoreConflict } from './conflicts.ts';
 import type { DagVersionCache } from './dag-cache.ts';
 import type { Logger } from './logger.ts';
+import { type PassRequest, type PassView, readPassView, writeBackSummary } from './pass-view.ts';
 import { PoolWarnings } from './pool-warnings.ts';
 import type { OrphanPolicy, WakeTimers } from './ports.ts';
 import { reconcileActiveTaskInstances } from './reconcile.ts';
@@ -73,25 +80,32 @@ const WRITE_CONCURRENCY = 10;
 
 /**
  * One scheduling pass over one run, correct in a fresh instance beside any number of others: it
- * reads the run (one Query: the run, its TIs and its task-slot item), reconciles timed-out TIs,
- * evaluates trigger rules, gives back stale slots and reserves slots for ready TIs in conditional
- * items, queues what it reserved with writes conditional on each TI's revision, and finishes the
- * run when every TI is done. See ADR.md.
+ * reads the run's head (one query: the run, its task-slot item and its per-task state summary)
+ * and the TIs it may act on (see `readPassView`), reconciles timed-out TIs, evaluates trigger
+ * rules, gives back stale slots and reserves slots for ready TIs in conditional items, queues what
+ * it reserved with writes conditional on each TI's revision, finishes the run when every TI is
+ * done, and writes what it learned back to the summary. See ADR.md.
  */
 export async function scheduleRun(
   deps: EngineDeps,
   key: DagRunKey,
   context: PassContext,
+  request: PassRequest = { reconcile: true },
   repaired = false,
 ): Promise<void> {
   const passId = randomUUID();
   deps.metrics.increment('scheduler.passes');
-  const snapshot = await deps.store.getRunSnapshot(key);
-  if (!snapshot) return;
-  let { run } = snapshot;
+  const head = await deps.store.getRunHead(key);
+  if (!head) return;
+  let { run } = head;
   if (isFinishedDagRunState(run.state)) {
     // A pass that finished the run and stopped before giving back its slots: give them back now.
-    await releaseStaleSlots(deps, snapshot, snapshot.taskInstances, passId);
+    if (Object.keys(head.taskSlots.holders).length > 0) {
+      const holders = await deps.store.getTaskInstances(
+        Object.values(head.taskSlots.holders).flatMap((holder) => keyOfHolder(holder.id) ?? []),
+      );
+      await releaseStaleSlots(deps, head, holders, passId);
+    }
     deps.readiness?.delete(readinessKey(run));
     return;
   }
@@ -104,20 +118,47 @@ export async function scheduleRun(
     if (!started) return;
     run = started;
   }
+  const nowMs = deps.now();
+  const poolStates = new Map<string, SlotPoolState>();
+  const view = await readPassView(deps.store, head, run, dag, request, {
+    nowMs,
+    maxReady: paused ? 0 : deps.settings.maxTaskInstancesPerPass,
+    poolRoom: async (pools, ending) => {
+      let room = 0;
+      for (const pool of pools) {
+        const size = deps.settings.pools[pool];
+        if (size === undefined) continue;
+        const state = poolStates.get(pool) ?? (await deps.store.getSlotPool(poolRef(pool)));
+        poolStates.set(pool, state);
+        let endingSlots = 0;
+        for (const holder of Object.values(state.holders)) {
+          if (ending.has(taskIdOfHolder(holder.id))) endingSlots += holder.slots;
+        }
+        room += Math.max(0, size - state.used + endingSlots);
+      }
+      return Math.max(1, room);
+    },
+  });
   // Zombies and lost workloads first, also for paused DAGs: their slots must not stay taken.
-  const reconciled = await reconcileActiveTaskInstances(deps, snapshot.taskInstances, dag, deps.now());
+  const reconciled = await reconcileActiveTaskInstances(deps, [...view.fresh.values()], dag, nowMs);
+  for (const ti of reconciled.taskInstances) view.fresh.set(taskHolderId(ti), ti);
   if (reconciled.resend.length > 0) await sendWorkloads(deps, run, reconciled.resend, dag);
+  const taskInstances = view.taskInstances.map((ti) => view.fresh.get(taskHolderId(ti)) ?? ti);
   if (paused) {
-    await releaseStaleSlots(deps, snapshot, reconciled.taskInstances, passId);
+    await releaseStaleSlots(deps, head, taskInstances, passId);
+    await writeBackSummary(deps.store, run, view.summary, view.fresh.values());
     return;
   }
   const missing = await evaluate(
     deps,
     context,
-    { ...snapshot, run, taskInstances: reconciled.taskInstances },
+    { ...head, run, taskInstances },
+    view,
     dag,
     passId,
+    poolStates,
   );
+  await writeBackSummary(deps.store, run, view.summary, view.fresh.values());
   if (missing.length === 0) return;
   // Its creation may still be writing TIs (a large run takes a while): leave it to its creator,
   // which asks for a pass once done. Only a run older than that is a creation that stopped.
@@ -130,22 +171,37 @@ export async function scheduleRun(
   // creation still in flight keeps its own writes and a TI already queued is never reset.
   deps.log.warn('Run is missing task instances; creating them', { ...key, tasks: missing });
   await createMissing(deps, run, dag, missing);
-  await scheduleRun(deps, key, context, true);
+  await scheduleRun(deps, key, context, { ...request, changed: [] }, true);
 }
 
-/** Decides and applies what the run needs now; returns the tasks that have no TI (nothing done then). */
+/** The TI of a holder id made by `tryHolderId` (`dag#run#task#mapIndex#try`). */
+export function keyOfHolder(id: string): TaskInstanceKey | undefined {
+  const [dagId, runId, taskId, mapIndex, tryNumber, ...rest] = id.split('#');
+  if (!dagId || !runId || !taskId || mapIndex === undefined || tryNumber === undefined || rest.length > 0)
+    return undefined;
+  const index = Number(mapIndex);
+  return Number.isInteger(index) ? { dagId, runId, taskId, mapIndex: index } : undefined;
+}
+
+/**
+ * Decides and applies what the run needs now; returns the tasks that have no TI (nothing done
+ * then). Only TIs the pass read are queued; every TI it writes joins `view.fresh`.
+ */
 async function evaluate(
   deps: EngineDeps,
   context: PassContext,
   snapshot: RunSnapshot,
+  view: PassView,
   dag: SerializedDag,
   passId: string,
+  poolStates: ReadonlyMap<string, SlotPoolState>,
 ): Promise<string[]> {
   const nowMs = deps.now();
   const { run } = snapshot;
   const evaluation = evaluateRun(dag, run, snapshot.taskInstances, nowMs);
   if (evaluation.missing.length > 0) return evaluation.missing;
   const updated = new Map<string, TaskInstance>();
+  const stale: TaskInstanceKey[] = [];
   await mapConcurrently(evaluation.finalize, WRITE_CONCURRENCY, async (change) => {
     const written = await ignoreConflict(
       deps.store.transitionTaskInstance(
@@ -155,7 +211,13 @@ async function evaluate(
       ),
     );
     if (written) updated.set(taskHolderId(written), written);
+    else if (!view.fresh.has(taskHolderId(change.key))) stale.push(change.key);
   });
+  // A decision taken on a summary entry that had gone stale: read the TI so the summary learns it.
+  if (stale.length > 0) {
+    for (const ti of await deps.store.getTaskInstances(stale)) view.fresh.set(taskHolderId(ti), ti);
+  }
+  for (const ti of updated.values()) view.fresh.set(taskHolderId(ti), ti);
   const taskInstances = snapshot.taskInstances.map((ti) => updated.get(taskHolderId(ti)) ?? ti);
 
   const review = reviewRunHolders(snapshot.taskSlots, taskInstances, nowMs, deps.settings.heartbeatTimeoutMs);
@@ -169,8 +231,13 @@ async function evaluate(
   ]);
   const starving: StarvingTaskInstance[] = [];
   const candidates: TaskInstance[] = [];
+  let unread = 0;
   for (const { ti } of evaluation.ready) {
     if (pending.has(taskHolderId(ti))) continue;
+    if (!view.fresh.has(taskHolderId(ti))) {
+      unread += 1;
+      continue;
+    }
     const size = deps.settings.pools[ti.pool];
     if (size === undefined) starving.push({ ti, reason: 'unknown_pool' });
     else if (ti.poolSlots > size) starving.push({ ti, reason: 'pool_too_small' });
@@ -186,13 +253,24 @@ async function evaluate(
     release,
     maxToAdmit: deps.settings.maxTaskInstancesPerPass,
     graceMs: deps.settings.heartbeatTimeoutMs,
+    poolStates,
   });
   starving.push(...reservation.starving);
   // A TI that no pool can ever admit says why on itself, not only in the log.
   await context.poolWarnings.report(starving, deps.store);
-  deps.readiness?.set(readinessKey(run), { ready: evaluation.ready.length, starving: starving.length });
-  await queueTaskInstances(deps, run, dag, reservation.admitted, nowMs, passId);
-  if (reservation.nudge.length > 0) await requestScheduling(deps, reservation.nudge);
+  // Ready TIs left unread (no room for them in this pass) starve like those read and not admitted.
+  deps.readiness?.set(readinessKey(run), {
+    ready: evaluation.ready.length,
+    starving: starving.length + unread,
+  });
+  const queued = await queueTaskInstances(deps, run, dag, reservation.admitted, nowMs, passId);
+  for (const ti of queued) view.fresh.set(taskHolderId(ti), ti);
+  const admittedAll = reservation.admitted.length === candidates.length;
+  // Ready TIs this pass did not read although slots were free (over its read limit): another pass.
+  const again = unread > 0 && admittedAll && candidates.length >= deps.settings.maxTaskInstancesPerPass;
+  if (reservation.nudge.length > 0 || again) {
+    await requestScheduling(deps, again ? [...reservation.nudge, run] : reservation.nudge);
+  }
 
   if (evaluation.runState) await finishRun(deps, run, evaluation.runState, nowMs);
   else if (evaluation.nextWakeAt) await deps.timers.wakeAt(run, Date.parse(evaluation.nextWakeAt));
@@ -211,7 +289,7 @@ async function fenceAbandonedReservations(
 
 async function releaseStaleSlots(
   deps: EngineDeps,
-  snapshot: RunSnapshot,
+  snapshot: RunHead,
   taskInstances: readonly TaskInstance[],
   passId: string,
 ): Promise<void> {
@@ -264,8 +342,9 @@ async function queueTaskInstances(
   admitted: TaskInstance[],
   nowMs: number,
   passId: string,
-): Promise<void> {
+): Promise<TaskInstance[]> {
   const queuedAt = new Date(nowMs).toISOString();
+  const written: TaskInstance[] = [];
   for (let start = 0; start < admitted.length; start += WRITE_CONCURRENCY) {
     const batch = admitted.slice(start, start + WRITE_CONCURRENCY);
     const results = await Promise.all(
@@ -302,8 +381,10 @@ async function queueTaskInstances(
       );
     }
     deps.metrics.increment('ti.scheduled', queued.length);
+    written.push(...queued);
     await sendWorkloads(deps, run, queued, dag);
   }
+  return written;
 }
 
 async function sendWorkloads(

@@ -1,8 +1,8 @@
-import type { SchedulingRequest } from '#contracts/messages.ts';
 import type { DagRunKey } from '#core/models.ts';
 import type { Queues } from '#queue/port.ts';
 import { sendAll } from '#queue/send.ts';
 import type { Logger } from './logger.ts';
+import { schedulingRequestsFor } from './notifier.ts';
 
 /**
  * Asks for runs to be scheduled by another pass, awaited so the request has left before the
@@ -17,10 +17,7 @@ export async function requestScheduling(
   try {
     await sendAll(
       deps.queues.scheduler,
-      runs.map((run) => {
-        const body: SchedulingRequest = { type: 'schedule_run', dag_id: run.dagId, run_id: run.runId };
-        return { body: JSON.stringify(body) };
-      }),
+      runs.flatMap((run) => schedulingRequestsFor(run, []).map((body) => ({ body: JSON.stringify(body) }))),
     );
   } catch (error) {
     deps.log.warn('Sending scheduling requests failed; the tick reaches these runs', {

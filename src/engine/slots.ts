@@ -118,6 +118,8 @@ export interface ReservationInput {
   maxToAdmit: number;
   /** How long a reservation may wait for its queue write before it counts as abandoned. */
   graceMs: number;
+  /** Pool states this pass read already: the first attempt in each pool starts from them. */
+  poolStates?: ReadonlyMap<string, SlotPoolState>;
 }
 
 export interface ReservationResult {
@@ -205,7 +207,9 @@ async function reserveInPool(
   const self = waitingRunKey(input.run);
   const fenced = new Set<TaskInstance>();
   for (let attempt = 1; attempt <= UPDATE_ATTEMPTS; attempt += 1) {
-    const state = await deps.store.getSlotPool(ref);
+    // A state read earlier in the pass may be stale: the write is conditional, and a lost race reads again.
+    const state =
+      (attempt === 1 ? input.poolStates?.get(pool) : undefined) ?? (await deps.store.getSlotPool(ref));
     // Give back this pool's slots of the run's stale holders, each only while the same pass's reservation.
     const release = runReleased
       .filter((h) => h.pool === pool && state.holders[h.id]?.passId === h.passId)

@@ -1,3 +1,4 @@
+import { gunzipSync, gzipSync } from 'node:zlib';
 import { UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { type SerializedDag, serializedDagSchema } from '#core/serialized-dag.ts';
 import { batchWriteAll, type WriteRequest } from './batch.ts';
@@ -31,7 +32,7 @@ import type {
 } from './port.ts';
 import type { TableRequests } from './requests.ts';
 
-/** Largest XCom value or serialized DAG this adapter stores: DynamoDB items stop at 400 KB, keys included. */
+/** Largest XCom value or (gzip-compressed) serialized DAG this adapter stores: DynamoDB items stop at 400 KB, keys included. */
 export const MAX_VALUE_BYTES = 350_000;
 
 /** DAG records, serialized versions and import errors, all in small partitions (`DAGS`, `DAG#<id>`). */
@@ -42,22 +43,38 @@ export class DynamoDagStore implements DagStore {
     this.#table = table;
   }
 
+  /**
+   * Stored gzip-compressed: a serialized DAG repeats the same keys for every task, so a DAG of a
+   * few thousand tasks fits in one item.
+   */
   async putSerializedDag(versionHash: string, dag: SerializedDag): Promise<void> {
-    const serialized = JSON.stringify(dag);
-    const bytes = Buffer.byteLength(serialized, 'utf8');
-    if (bytes > MAX_VALUE_BYTES) {
+    const json = JSON.stringify(dag);
+    const serializedGzip = gzipSync(json);
+    if (serializedGzip.byteLength > MAX_VALUE_BYTES) {
       throw new ItemTooLargeError(
-        `serialized DAG ${dag.dagId} (version ${versionHash}) is ${bytes} bytes, over the store limit of ${MAX_VALUE_BYTES} bytes`,
+        `serialized DAG ${dag.dagId} (version ${versionHash}, ${dag.tasks.length} tasks) is ${serializedGzip.byteLength} bytes ` +
+          `gzip-compressed (${Buffer.byteLength(json, 'utf8')} bytes of JSON), over the store limit of ${MAX_VALUE_BYTES} bytes`,
       );
     }
-    const item = { ...serializedDagKey(dag.dagId, versionHash), dagId: dag.dagId, versionHash, serialized };
+    const item = {
+      ...serializedDagKey(dag.dagId, versionHash),
+      dagId: dag.dagId,
+      versionHash,
+      serializedGzip,
+    };
     // Versions are immutable and named by their hash: a second put of the same hash is the same content.
     await this.#table.putIfAbsent(item);
   }
 
   async getSerializedDag(dagId: string, versionHash: string): Promise<SerializedDag | undefined> {
     const item = await this.#table.get(serializedDagKey(dagId, versionHash));
-    return item === undefined ? undefined : serializedDagSchema.parse(JSON.parse(String(item.serialized)));
+    if (item === undefined) return undefined;
+    // Versions written before compression hold their JSON as text.
+    const json =
+      item.serializedGzip instanceof Uint8Array
+        ? gunzipSync(item.serializedGzip).toString('utf8')
+        : String(item.serialized);
+    return serializedDagSchema.parse(JSON.parse(json));
   }
 
   async upsertDag(record: DagRecordUpsert): Promise<DagRecord> {

@@ -1,5 +1,6 @@
 import type { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import type { DagRun, DagRunKey, TaskInstance, TaskInstanceKey } from '#core/models.ts';
+import type { RunSummary, SummaryEntry } from '#core/run-summary.ts';
 import type { SerializedDag } from '#core/serialized-dag.ts';
 import type { DagRunState } from '#core/states.ts';
 import { DynamoDagStore } from './dag-store.ts';
@@ -13,6 +14,7 @@ import type {
   Page,
   PageRequest,
   ReconcileCursor,
+  RunHead,
   RunSnapshot,
   SlotPoolChange,
   SlotPoolRef,
@@ -91,6 +93,19 @@ export class DynamoStore implements Store {
   getRunSnapshot(key: DagRunKey): Promise<RunSnapshot | undefined> {
     return this.#runs.getRunSnapshot(key);
   }
+  getRunHead(key: DagRunKey): Promise<RunHead | undefined> {
+    return this.#runs.getRunHead(key);
+  }
+  putRunSummary(key: DagRunKey, summary: RunSummary): Promise<boolean> {
+    return this.#runs.putRunSummary(key, summary);
+  }
+  updateRunSummary(
+    key: DagRunKey,
+    clearCount: number,
+    entries: Record<string, SummaryEntry>,
+  ): Promise<boolean> {
+    return this.#runs.updateRunSummary(key, clearCount, entries);
+  }
   listDagRuns(dagId: string, page: PageRequest): Promise<Page<DagRun>> {
     return this.#runs.listDagRuns(dagId, page);
   }
@@ -105,13 +120,16 @@ export class DynamoStore implements Store {
   transitionDagRun(key: DagRunKey, expected: DagRunExpectation, changes: DagRunChanges): Promise<DagRun> {
     return this.#runs.transitionDagRun(key, expected, changes);
   }
-  markRunCleared(key: DagRunKey): Promise<DagRun> {
-    return this.#runs.markRunCleared(key);
+  markRunCleared(key: DagRunKey, phase: 'begin' | 'end'): Promise<DagRun> {
+    return this.#runs.markRunCleared(key, phase);
   }
 
   // Task instances
   getTaskInstance(key: TaskInstanceKey): Promise<TaskInstance | undefined> {
     return this.#taskInstances.getTaskInstance(key);
+  }
+  getTaskInstances(keys: readonly TaskInstanceKey[]): Promise<TaskInstance[]> {
+    return this.#taskInstances.getTaskInstances(keys);
   }
   createMissingTaskInstances(taskInstances: TaskInstance[]): Promise<void> {
     return this.#taskInstances.createMissingTaskInstances(taskInstances);

@@ -83,6 +83,7 @@ const PROTECTED_FIELDS: ReadonlySet<string> = new Set([
   // Counters only the store moves (createDagRun, markRunCleared).
   'runCount',
   'clearCount',
+  'clearsInProgress',
 ]);
 
 /**

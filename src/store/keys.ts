@@ -81,6 +81,10 @@ export const TASK_INSTANCE_SORT_PREFIX = 'TI#';
 export const ACTIVE_RUNS_PARTITION = 'ACTIVE_RUNS';
 /** The run's `max_active_tasks` slot pool: in the run partition, sorted after `#RUN` and before the TIs. */
 export const RUN_SLOTS_SORT_KEY = '#SLOTS';
+/** The run's per-task state summary: in the run partition, read with `#RUN` and `#SLOTS` by one query. */
+export const RUN_SUMMARY_SORT_KEY = '#SUMMARY';
+/** Sort keys of the run's own items (run, slots, summary) start with this; TIs do not. */
+export const RUN_HEAD_SORT_PREFIX = '#';
 export const DAG_RUN_SLOTS_SORT_KEY = 'RUN_SLOTS';
 export const POOLS_PARTITION = 'POOLS';
 export const POOL_SORT_PREFIX = 'POOL#';
@@ -130,6 +134,10 @@ export function runPartition(key: DagRunKey): string {
 
 export function dagRunKey(key: DagRunKey): ItemKey {
   return { pk: runPartition(key), sk: RUN_SORT_KEY };
+}
+
+export function runSummaryKey(key: DagRunKey): ItemKey {
+  return { pk: runPartition(key), sk: RUN_SUMMARY_SORT_KEY };
 }
 
 /**

@@ -1,4 +1,5 @@
 import type { DagRun, DagRunKey, TaskInstance, TaskInstanceKey } from '#core/models.ts';
+import type { RunSummary, SummaryEntry } from '#core/run-summary.ts';
 import type { SerializedDag } from '#core/serialized-dag.ts';
 import type { DagRunState, TaskInstanceState } from '#core/states.ts';
 
@@ -78,7 +79,12 @@ export interface RunSnapshot {
   taskInstances: TaskInstance[];
   /** The run's `run_tasks` slot pool (read by the same query); empty when never written. */
   taskSlots: SlotPoolState;
+  /** The run's per-task state summary (read by the same query); undefined when never written. */
+  summary?: RunSummary;
 }
+
+/** A run's own items without its TIs: what a scheduling pass reads first (one query). */
+export type RunHead = Omit<RunSnapshot, 'taskInstances'>;
 
 /** A slot pool: a named pool, a run's `max_active_tasks` or a DAG's `max_active_runs`. */
 export type SlotPoolRef =
@@ -157,6 +163,19 @@ export interface RunStore {
   getDagRun(key: DagRunKey): Promise<DagRun | undefined>;
   /** A run with its unmapped task instances and its task slots: one consistent query of the run partition. */
   getRunSnapshot(key: DagRunKey): Promise<RunSnapshot | undefined>;
+  /** The run, its task slots and its summary, without its TIs: one query of a few items, whatever the run's size. */
+  getRunHead(key: DagRunKey): Promise<RunHead | undefined>;
+  /**
+   * Writes a run's whole summary unless the stored one is for the same or a later clear (a
+   * rebuild from an older read never wins); tells whether it was written.
+   */
+  putRunSummary(key: DagRunKey, summary: RunSummary): Promise<boolean>;
+  /** Sets summary entries, conditional on the summary being for `clearCount`; false when it is not. */
+  updateRunSummary(
+    key: DagRunKey,
+    clearCount: number,
+    entries: Record<string, SummaryEntry>,
+  ): Promise<boolean>;
   /** Runs of one DAG, newest logical date first. */
   listDagRuns(dagId: string, page: PageRequest): Promise<Page<DagRun>>;
   /** Number of runs of one DAG (the DAG record's run count; 0 for an unknown DAG). */
@@ -166,13 +185,18 @@ export interface RunStore {
     page: PageRequest & { dagId?: string },
   ): Promise<Page<DagRunKey & { state: DagRunState }>>;
   transitionDagRun(key: DagRunKey, expected: DagRunExpectation, changes: DagRunChanges): Promise<DagRun>;
-  /** `clearCount += 1` in any state; `NotFoundError` when the run does not exist. */
-  markRunCleared(key: DagRunKey): Promise<DagRun>;
+  /**
+   * A clear begins (`clearCount += 1`, `clearsInProgress += 1`) or ends (`clearCount += 1`,
+   * `clearsInProgress -= 1`), in any state; `NotFoundError` when the run does not exist.
+   */
+  markRunCleared(key: DagRunKey, phase: 'begin' | 'end'): Promise<DagRun>;
 }
 
 /** Task instances. */
 export interface TaskInstanceStore {
   getTaskInstance(key: TaskInstanceKey): Promise<TaskInstance | undefined>;
+  /** Strongly consistent batch read (BatchGetItem, 100 keys a call); TIs that do not exist are left out. */
+  getTaskInstances(keys: readonly TaskInstanceKey[]): Promise<TaskInstance[]>;
   /** Creates task instances that do not exist yet (a run's repair after a partial write); existing ones are kept. */
   createMissingTaskInstances(taskInstances: TaskInstance[]): Promise<void>;
   /**

@@ -1,5 +1,6 @@
 import type { QueryCommandInput } from '@aws-sdk/lib-dynamodb';
 import { type DagRun, type DagRunKey, formatTaskInstanceKey, type TaskInstance } from '#core/models.ts';
+import { type RunSummary, type SummaryEntry, summaryOf } from '#core/run-summary.ts';
 import type { DagRunState } from '#core/states.ts';
 import type { DynamoDagStore } from './dag-store.ts';
 import {
@@ -29,8 +30,10 @@ import {
   GSI2_PARTITION_KEY,
   GSI2_SORT_KEY,
   isActiveDagRunState,
+  RUN_HEAD_SORT_PREFIX,
   RUN_SLOTS_SORT_KEY,
   RUN_SORT_KEY,
+  RUN_SUMMARY_SORT_KEY,
   RUNS_BY_LOGICAL_DATE_INDEX,
   runPartition,
   runsByLogicalDateKey,
@@ -41,11 +44,13 @@ import type {
   DagRunExpectation,
   Page,
   PageRequest,
+  RunHead,
   RunSnapshot,
   RunStore,
   SlotPoolState,
 } from './port.ts';
 import type { TableRequests } from './requests.ts';
+import { DynamoRunSummaryStore, itemToRunSummary } from './run-summary-store.ts';
 import { asList, type DynamoTaskInstanceStore } from './task-instance-store.ts';
 
 function expectationOf(expected: DagRunExpectation): {
@@ -65,8 +70,11 @@ export class DynamoRunStore implements RunStore {
   readonly #dags: DynamoDagStore;
   readonly #taskInstances: DynamoTaskInstanceStore;
 
+  readonly #summaries: DynamoRunSummaryStore;
+
   constructor(table: TableRequests, dags: DynamoDagStore, taskInstances: DynamoTaskInstanceStore) {
     this.#table = table;
+    this.#summaries = new DynamoRunSummaryStore(table);
     this.#dags = dags;
     this.#taskInstances = taskInstances;
   }
@@ -97,6 +105,7 @@ export class DynamoRunStore implements RunStore {
     await Promise.all([
       this.#dags.incrementRunCount(run.dagId),
       this.#taskInstances.createMissingTaskInstances(taskInstances),
+      this.#summaries.putRunSummary(run, summaryOf(run.clearCount, taskInstances)),
     ]);
   }
 
@@ -106,21 +115,48 @@ export class DynamoRunStore implements RunStore {
   }
 
   async getRunSnapshot(key: DagRunKey): Promise<RunSnapshot | undefined> {
+    return this.#readRunPartition(key);
+  }
+
+  async getRunHead(key: DagRunKey): Promise<RunHead | undefined> {
+    const snapshot = await this.#readRunPartition(key, RUN_HEAD_SORT_PREFIX);
+    if (!snapshot) return undefined;
+    const { taskInstances: _none, ...head } = snapshot;
+    return head;
+  }
+
+  putRunSummary(key: DagRunKey, summary: RunSummary): Promise<boolean> {
+    return this.#summaries.putRunSummary(key, summary);
+  }
+
+  updateRunSummary(
+    key: DagRunKey,
+    clearCount: number,
+    entries: Record<string, SummaryEntry>,
+  ): Promise<boolean> {
+    return this.#summaries.updateRunSummary(key, clearCount, entries);
+  }
+
+  /** The run partition, or only its head items (`#RUN`, `#SLOTS`, `#SUMMARY`) with the prefix. */
+  async #readRunPartition(key: DagRunKey, sortPrefix?: string): Promise<RunSnapshot | undefined> {
     let run: DagRun | undefined;
     let taskSlots: SlotPoolState = emptySlotPool();
+    let summary: RunSummary | undefined;
     const taskInstances: TaskInstance[] = [];
     // Mapped TIs live in shard partitions and are not part of the snapshot yet (see ADR.md).
     for await (const items of queryAllPages(this.#table.client, {
-      ...this.#table.partitionQuery(new ExpressionBuilder(), runPartition(key)),
+      ...this.#table.partitionQuery(new ExpressionBuilder(), runPartition(key), sortPrefix),
       ConsistentRead: true,
     })) {
       for (const item of items) {
         if (item.sk === RUN_SORT_KEY) run = itemToDagRun(item);
         else if (item.sk === RUN_SLOTS_SORT_KEY) taskSlots = itemToSlotPool(item);
+        else if (item.sk === RUN_SUMMARY_SORT_KEY) summary = itemToRunSummary(item);
         else taskInstances.push(itemToTaskInstance(item));
       }
     }
-    return run === undefined ? undefined : { run, taskInstances, taskSlots };
+    if (run === undefined) return undefined;
+    return { run, taskInstances, taskSlots, ...(summary ? { summary } : {}) };
   }
 
   async listDagRuns(dagId: string, page: PageRequest): Promise<Page<DagRun>> {
@@ -210,7 +246,7 @@ export class DynamoRunStore implements RunStore {
     return itemToDagRun(item);
   }
 
-  async markRunCleared(key: DagRunKey): Promise<DagRun> {
+  async markRunCleared(key: DagRunKey, phase: 'begin' | 'end'): Promise<DagRun> {
     const expression = new ExpressionBuilder();
     const revision = expression.name('revision');
     const item = await this.#table.conditionalUpdate(
@@ -218,7 +254,8 @@ export class DynamoRunStore implements RunStore {
         Key: dagRunKey(key),
         UpdateExpression:
           `SET ${revision} = ${revision} + ${expression.value(1)} ` +
-          `ADD ${expression.name('clearCount')} ${expression.value(1)}`,
+          `ADD ${expression.name('clearCount')} ${expression.value(1)}, ` +
+          `${expression.name('clearsInProgress')} ${expression.value(phase === 'begin' ? 1 : -1)}`,
       },
       expression,
       [expression.exists('pk')],

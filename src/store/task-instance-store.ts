@@ -1,6 +1,6 @@
 import { formatTaskInstanceKey, type TaskInstance, type TaskInstanceKey } from '#core/models.ts';
 import { canTransition, type TaskInstanceState } from '#core/states.ts';
-import { forEachConcurrently } from './batch.ts';
+import { batchGetAll, forEachConcurrently } from './batch.ts';
 import { ConditionFailedError, StoreError } from './errors.ts';
 import { describeStoredItem, ExpressionBuilder, itemToTaskInstance, taskInstanceToItem } from './items.ts';
 import { taskInstanceKey } from './keys.ts';
@@ -56,6 +56,15 @@ export class DynamoTaskInstanceStore implements TaskInstanceStore {
   async getTaskInstance(key: TaskInstanceKey): Promise<TaskInstance | undefined> {
     const item = await this.#table.get(taskInstanceKey(key));
     return item === undefined ? undefined : itemToTaskInstance(item);
+  }
+
+  async getTaskInstances(keys: readonly TaskInstanceKey[]): Promise<TaskInstance[]> {
+    const items = await batchGetAll(
+      this.#table.client,
+      this.#table.tableName,
+      keys.map((key) => taskInstanceKey(key)),
+    );
+    return items.map(itemToTaskInstance);
   }
 
   /**

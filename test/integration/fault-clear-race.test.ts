@@ -25,8 +25,8 @@ describe('a clear racing the pass that finishes the run', () => {
     // The clear reads the run (running), counts the clear on it; the pass runs right then (it reads
     // the run with the new clearCount and the TI still `success`), then the clear resets the TI.
     const store = wrapStore(h.store, (real) => ({
-      markRunCleared: async (key: Parameters<typeof real.markRunCleared>[0]) => {
-        const result = await real.markRunCleared(key);
+      markRunCleared: async (...args: Parameters<typeof real.markRunCleared>) => {
+        const result = await real.markRunCleared(...args);
         await h.newScheduler().handleRequests([run]);
         return result;
       },

@@ -1,6 +1,7 @@
-import type { DagRunKey } from '#core/models.ts';
+import type { DagRunKey, TaskInstanceKey } from '#core/models.ts';
 import { DagVersionCache } from '#engine/dag-cache.ts';
 import { silentLogger } from '#engine/logger.ts';
+import { schedulingRequestsFor } from '#engine/notifier.ts';
 import type { EngineDeps } from '#engine/scheduler.ts';
 import type { ReceivedMessage } from '#queue/port.ts';
 import type { Store } from '#store/port.ts';
@@ -34,11 +35,8 @@ export function engineDeps(h: SchedulerHarness, store: Store): EngineDeps {
   };
 }
 
-export function requestFor(run: DagRunKey): ReceivedMessage {
-  return {
-    messageId: 'm',
-    receiptHandle: 'r',
-    receiveCount: 1,
-    body: JSON.stringify({ type: 'schedule_run', dag_id: run.dagId, run_id: run.runId }),
-  };
+/** A scheduling request for `run`, naming the TIs that changed as the API's requests do. */
+export function requestFor(run: DagRunKey, changed: readonly TaskInstanceKey[] = []): ReceivedMessage {
+  const [body] = schedulingRequestsFor(run, changed);
+  return { messageId: 'm', receiptHandle: 'r', receiveCount: 1, body: JSON.stringify(body) };
 }

@@ -58,11 +58,11 @@ describe('reports', () => {
     const first = await h.startTi(key);
 
     // An API instance reads the TI (running, try 1), then stalls before its XCom write; meanwhile
-    // the try is found a zombie (its heartbeat is old) and put up for retry.
+    // the tick finds the try a zombie (its heartbeat is old) and puts it up for retry.
     const slowStore = wrapStore(h.store, (real) => ({
       putXCom: async (...args: Parameters<typeof real.putXCom>) => {
         h.advance(HEARTBEAT_TIMEOUT_MS + 1);
-        await h.newScheduler().handleRequests([run]);
+        await h.newScheduler().tick();
         return real.putXCom(...args);
       },
     }));

@@ -88,7 +88,7 @@ describe('a pass stopped between the pool reservation and the run-slot reservati
         return result;
       },
     }));
-    await handleSchedulingMessages(engineDeps(h, dying), [requestFor(first)]);
+    await handleSchedulingMessages(engineDeps(h, dying), [requestFor(first, [tiKey(first, 'work')])]);
     expect((await h.run(first)).state).toBe('success');
     await h.newScheduler().tick();
     expect((await h.run(second)).state).toBe('running');

@@ -9,11 +9,11 @@ import { DagVersionCache } from '#engine/dag-cache.ts';
 import { registerDags } from '#engine/dag-registry.ts';
 import { handleSchedulingMessages, runSchedulerTick } from '#engine/entrypoints.ts';
 import { silentLogger } from '#engine/logger.ts';
-import { SchedulingNotifier } from '#engine/notifier.ts';
+import { SchedulingNotifier, schedulingRequestsFor } from '#engine/notifier.ts';
 import type { OrphanPolicy, WakeTimers } from '#engine/ports.ts';
 import { createDagRun } from '#engine/runs.ts';
 import { type EngineDeps, readinessGauges } from '#engine/scheduler.ts';
-import { TaskLifecycle } from '#engine/task-lifecycle.ts';
+import { TaskLifecycle, type TaskReport } from '#engine/task-lifecycle.ts';
 import { TaskTokenSigner } from '#engine/tokens.ts';
 import type { LogStore } from '#logs/port.ts';
 import { MetricsRegistry } from '#metrics/registry.ts';
@@ -109,6 +109,8 @@ export class SchedulerHarness {
   /** Workloads taken from the task queues and not yet started, oldest first. */
   readonly inbox: ReceivedWorkload[] = [];
   readonly #started = new Map<string, number>();
+  /** TIs reported since the last `handleRequests`, by run: the API's requests name them. */
+  readonly #reported = new Map<string, TaskInstanceKey[]>();
   readonly #client: DynamoDBClient;
   readonly #closeServer: () => Promise<void>;
 
@@ -125,7 +127,17 @@ export class SchedulerHarness {
     this.#closeServer = parts.closeServer;
     this.dags = new DagVersionCache(this.store);
     this.queues = createInMemoryQueues(this.settings);
-    this.notifier = new SchedulingNotifier(this.queues.queues.scheduler, () => {});
+    const reported = this.#reported;
+    // Records the TIs the API's requests name, so `handleRequests` names them as those requests do.
+    this.notifier = new (class extends SchedulingNotifier {
+      override notify(run: DagRunKey | TaskInstanceKey): Promise<void> {
+        if ('taskId' in run) {
+          const id = idOf({ ...run, taskId: '', mapIndex: -1 });
+          reported.set(id, [...(reported.get(id) ?? []), run]);
+        }
+        return super.notify(run);
+      }
+    })(this.queues.queues.scheduler, () => {});
     this.lifecycle = new TaskLifecycle({
       store: this.store,
       dags: this.dags,
@@ -155,14 +167,17 @@ export class SchedulerHarness {
     });
     return {
       handleRequests: async (runs) => {
-        const messages = runs.map(
-          (run, index): ReceivedMessage => ({
+        const messages = runs.map((run, index): ReceivedMessage => {
+          const reported = this.#reported.get(idOf({ ...run, taskId: '', mapIndex: -1 })) ?? [];
+          this.#reported.delete(idOf({ ...run, taskId: '', mapIndex: -1 }));
+          const [body] = schedulingRequestsFor(run, reported);
+          return {
             messageId: `m${index}`,
             receiptHandle: `r${index}`,
             receiveCount: 1,
-            body: JSON.stringify({ type: 'schedule_run', dag_id: run.dagId, run_id: run.runId }),
-          }),
-        );
+            body: JSON.stringify(body),
+          };
+        });
         await handleSchedulingMessages(deps(), messages);
       },
       handleMessages: (messages) => handleSchedulingMessages(deps(), messages),
@@ -306,13 +321,17 @@ export class SchedulerHarness {
       ...(xcom === undefined ? {} : { xcom }),
       ...(followTaskIds === undefined ? {} : { followTaskIds }),
     };
+    return this.#report(key, tryNumber, report);
+  }
+
+  async #report(key: TaskInstanceKey, tryNumber: number, report: TaskReport): Promise<TaskInstance> {
     return (await this.lifecycle.finish(key, tryNumber, report, { reportId: randomUUID() })).ti;
   }
 
   async failTi(key: TaskInstanceKey, retryable: boolean): Promise<TaskInstance> {
     const tryNumber = await this.#runningTry(key);
     const report = { state: 'failed' as const, errorMessage: 'boom', retryable };
-    return (await this.lifecycle.finish(key, tryNumber, report, { reportId: randomUUID() })).ti;
+    return this.#report(key, tryNumber, report);
   }
 
   /** Starts the TI first when the test did not. */

@@ -222,7 +222,7 @@ describe('Stateless scheduler: requests', () => {
     await h.newScheduler().handleRequests([run]);
     await h.succeed(tiKey(run, 't0'));
     const seen = await h.run(run);
-    await h.store.markRunCleared(run);
+    await h.store.markRunCleared(run, 'begin');
 
     await expect(
       h.store.transitionDagRun(run, { state: 'running', clearCount: seen.clearCount }, { state: 'success' }),

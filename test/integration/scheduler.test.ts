@@ -258,7 +258,7 @@ describe('Scheduler on branches', () => {
 });
 
 describe('Scheduler repairs', () => {
-  it('recreates a task instance item lost after the run was written, and schedules it', async () => {
+  it('recreates a task instance item lost after the run was written when it is due, and schedules it', async () => {
     const [versioned] = await h.register(chainDag());
     const run = await h.createRun(versioned!);
     await h.deleteTaskInstanceItem(tiKey(run, 'a'));
@@ -271,8 +271,15 @@ describe('Scheduler repairs', () => {
 
     await h.scheduler.handleRequests([run]);
 
-    expect(await h.states(run)).toEqual({ a: 'queued', b: 'none', c: 'none' });
-    expect((await h.ti(run, 'c')).tryNumber).toBe(0);
+    expect(await h.states(run)).toEqual({ a: 'queued', b: 'none' });
     expect((await h.drainWorkloads()).map((w) => [w.ti.task_id, w.try_number])).toEqual([['a', 1]]);
+    // c is read, found missing and recreated once its upstream lets it run.
+    await h.succeed(tiKey(run, 'a'));
+    await h.scheduler.handleRequests([run]);
+    await h.succeed(tiKey(run, 'b'));
+    await h.scheduler.handleRequests([run]);
+
+    expect(await h.states(run)).toEqual({ a: 'success', b: 'success', c: 'queued' });
+    expect((await h.ti(run, 'c')).tryNumber).toBe(1);
   });
 });

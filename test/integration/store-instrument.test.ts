@@ -36,11 +36,11 @@ describe('instrumentClient', () => {
     await store.transitionTaskInstance(tiKey('t0'), { state: 'none' }, { state: 'queued', tryNumber: 1 });
     await store.getTaskInstance(tiKey('t0'));
     await store.putXCom({ ...tiKey('t0'), key: 'return_value' }, '1');
-    // The run, 30 conditional TI puts, the DAG's run count, the transition and the XCom.
+    // The run, 30 conditional TI puts, the run's summary, the DAG's run count, the transition and the XCom.
     expect(counter.snapshot()).toEqual({
       reads: 2,
-      writes: 34,
-      byOperation: { PutItem: 32, UpdateItem: 2, Query: 1, GetItem: 1 },
+      writes: 35,
+      byOperation: { PutItem: 33, UpdateItem: 2, Query: 1, GetItem: 1 },
       batchItemsWritten: 0,
     });
   });

@@ -25,16 +25,28 @@ async function storeWithDag() {
 }
 
 describe('DynamoStore run clear count', () => {
-  it('adds one to the clear count of a run in any state', async () => {
+  it('adds one to the clear count and to the clears in progress when a clear begins, in any state', async () => {
     const store = await harness.newStore();
     await store.createDagRun(dagRun('etl', 'r1', { state: 'success' }), []);
-    const cleared = await store.markRunCleared(key);
-    expect(cleared).toEqual(dagRun('etl', 'r1', { state: 'success', clearCount: 1, revision: 1 }));
+    const cleared = await store.markRunCleared(key, 'begin');
+    expect(cleared).toEqual(
+      dagRun('etl', 'r1', { state: 'success', clearCount: 1, clearsInProgress: 1, revision: 1 }),
+    );
+  });
+
+  it('adds one to the clear count and takes one from the clears in progress when a clear ends', async () => {
+    const store = await harness.newStore();
+    await store.createDagRun(dagRun('etl', 'r1', { state: 'success' }), []);
+    await store.markRunCleared(key, 'begin');
+    const ended = await store.markRunCleared(key, 'end');
+    expect(ended).toEqual(
+      dagRun('etl', 'r1', { state: 'success', clearCount: 2, clearsInProgress: 0, revision: 2 }),
+    );
   });
 
   it('refuses to mark a run that does not exist as cleared', async () => {
     const store = await harness.newStore();
-    await expect(store.markRunCleared(key)).rejects.toThrow(NotFoundError);
+    await expect(store.markRunCleared(key, 'begin')).rejects.toThrow(NotFoundError);
     expect(await store.getDagRun(key)).toBeUndefined();
   });
 
@@ -52,7 +64,7 @@ describe('DynamoStore run clear count', () => {
   it('refuses to finish a run cleared since it was read, and leaves it running', async () => {
     const store = await harness.newStore();
     await store.createDagRun(dagRun('etl', 'r1', { state: 'running' }), []);
-    const cleared = await store.markRunCleared(key);
+    const cleared = await store.markRunCleared(key, 'begin');
     await expect(
       store.transitionDagRun(key, { state: 'running', clearCount: 0 }, { state: 'success' }),
     ).rejects.toThrow(ConditionFailedError);

@@ -1,4 +1,7 @@
+import { randomBytes } from 'node:crypto';
+import { PutCommand } from '@aws-sdk/lib-dynamodb';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { MAX_VALUE_BYTES } from '#store/dag-store.ts';
 import {
   AlreadyExistsError,
   ConditionFailedError,
@@ -7,6 +10,7 @@ import {
   NotFoundError,
   StoreError,
 } from '#store/errors.ts';
+import { serializedDagKey } from '#store/keys.ts';
 import type { ImportError } from '#store/port.ts';
 import {
   dagRecord,
@@ -46,6 +50,42 @@ describe('DynamoStore serialized DAGs', () => {
   it('returns undefined for an unknown version', async () => {
     const store = await harness.newStore();
     expect(await store.getSerializedDag('etl', 'nope')).toBeUndefined();
+  });
+
+  it('stores a DAG of 5,000 tasks (gzip-compressed) and gives it back equal', async () => {
+    const store = await harness.newStore();
+    const taskIds = Array.from({ length: 5_000 }, (_, index) => `task_${String(index).padStart(5, '0')}`);
+    const dag = serializedDag('wide', taskIds);
+    expect(Buffer.byteLength(JSON.stringify(dag))).toBeGreaterThan(MAX_VALUE_BYTES);
+    await store.putSerializedDag('hash-1', dag);
+    expect(await store.getSerializedDag('wide', 'hash-1')).toEqual(dag);
+  });
+
+  it('refuses a DAG over 350,000 bytes compressed, naming it, its sizes and the limit, and stores nothing', async () => {
+    const store = await harness.newStore();
+    const dag = { ...serializedDag('huge', ['only']), description: randomBytes(400_000).toString('base64') };
+    await expect(store.putSerializedDag('hash-1', dag)).rejects.toThrow(
+      /^serialized DAG huge \(version hash-1, 1 tasks\) is \d+ bytes gzip-compressed \(\d+ bytes of JSON\), over the store limit of 350000 bytes$/,
+    );
+    expect(await store.getSerializedDag('huge', 'hash-1')).toBeUndefined();
+  });
+
+  it('reads a version stored as JSON text before versions were compressed', async () => {
+    const tableName = await harness.newTable();
+    const store = harness.storeOn(tableName);
+    const dag = serializedDag('old', ['extract']);
+    await harness.documentClient.send(
+      new PutCommand({
+        TableName: tableName,
+        Item: {
+          ...serializedDagKey('old', 'hash-0'),
+          dagId: 'old',
+          versionHash: 'hash-0',
+          serialized: JSON.stringify(dag),
+        },
+      }),
+    );
+    expect(await store.getSerializedDag('old', 'hash-0')).toEqual(dag);
   });
 });
 
@@ -221,6 +261,7 @@ describe('DynamoStore DAG runs', () => {
       run,
       taskInstances: [ti],
       taskSlots: { used: 0, holders: {}, waiting: {} },
+      summary: { clearCount: 0, tasks: { extract: { state: 'none', tryNumber: 0 } } },
     });
   });
 

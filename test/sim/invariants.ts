@@ -1,6 +1,7 @@
 import type { SerializedDag } from '#core/serialized-dag.ts';
-import type { TaskInstanceState } from '#core/states.ts';
+import { isFinishedTaskInstanceState, type TaskInstanceState } from '#core/states.ts';
 import { evaluateTriggerRule, summarizeUpstream, type TriggerRuleDecision } from '#core/trigger-rules.ts';
+import { runPartition } from '#store/keys.ts';
 import { SimFailure } from './kernel.ts';
 import type { ExecutionOutcome, Ledger } from './ledger.ts';
 import type { QueueAccount } from './sim-queue.ts';
@@ -56,6 +57,28 @@ export function checkLimits(mirror: StoreMirror, limits: Limits): SimFailure | u
     const max = limits.dags.get(dagId)?.maxActiveRuns ?? Infinity;
     if (runIds.length > max)
       return new SimFailure('2-max-active-runs', `DAG ${dagId} (max ${max}) runs ${runIds.join(', ')}`);
+  }
+  return undefined;
+}
+
+/**
+ * 8. A run's per-task state summary, while valid (made for the run's current clear count, and no
+ * clear resetting TIs), never shows a finished state its task instance is not in: the scheduler
+ * finishes runs and skips tasks on what the summary says of TIs it does not read.
+ */
+export function checkSummaries(mirror: StoreMirror): SimFailure | undefined {
+  for (const run of mirror.runs.values()) {
+    const summary = mirror.summaries.get(runPartition(run));
+    if (!summary || summary.clearCount !== run.clearCount || run.clearsInProgress > 0) continue;
+    for (const [taskId, state] of Object.entries(summary.states)) {
+      if (!isFinishedTaskInstanceState(state as TaskInstanceState)) continue;
+      const ti = mirror.taskInstances.get(`${run.dagId}/${run.runId}/${taskId}/-1`);
+      if (ti && ti.state !== state)
+        return new SimFailure(
+          '8-summary',
+          `run ${run.dagId}/${run.runId} (clear ${run.clearCount}): the summary shows ${taskId} ${state}, the TI is ${ti.state} at try ${ti.tryNumber}`,
+        );
+    }
   }
   return undefined;
 }

@@ -12,4 +12,9 @@ export const PINNED_SEEDS: readonly { seed: number; found: string }[] = [
   { seed: 25, found: 'a fresh tick never reconciled zombies of active runs past the first maxRunsPerPass' },
   { seed: 30, found: 'the reference rejected an at-once all_success skip that Airflow makes too' },
   { seed: 574, found: 'a heartbeat failing just after the task succeeded turned the success into a failure' },
+  {
+    seed: 239,
+    found:
+      "a pass rebuilt a run's state summary while a clear was resetting its TIs: it showed a reset TI as finished",
+  },
 ];

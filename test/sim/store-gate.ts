@@ -1,4 +1,5 @@
 import { type DynamoDBDocumentClient, GetCommand } from '@aws-sdk/lib-dynamodb';
+import { RUN_SUMMARY_SORT_KEY } from '#store/keys.ts';
 import type { Kernel } from './kernel.ts';
 
 /**
@@ -26,6 +27,14 @@ export interface MirroredRun {
   dagId: string;
   runId: string;
   state: string;
+  clearCount: number;
+  clearsInProgress: number;
+}
+
+/** A run's per-task state summary: the clear it is valid for and each task's state. */
+export interface MirroredSummary {
+  clearCount: number;
+  states: Record<string, string>;
 }
 
 type Item = Record<string, unknown>;
@@ -34,6 +43,8 @@ type Item = Record<string, unknown>;
 export class StoreMirror {
   readonly taskInstances = new Map<string, MirroredTaskInstance>();
   readonly runs = new Map<string, MirroredRun>();
+  /** By run partition key (`RUN#dag#run`). */
+  readonly summaries = new Map<string, MirroredSummary>();
   readonly paused = new Map<string, boolean>();
   /** Bumped on every change, so checks can skip unchanged steps. */
   version = 0;
@@ -57,8 +68,22 @@ export class StoreMirror {
       this.#byItemKey.set(itemKey, () => this.taskInstances.delete(key));
     } else if (isRun(item)) {
       const key = `${item.dagId}/${item.runId}`;
-      this.runs.set(key, { dagId: item.dagId, runId: item.runId, state: item.state });
+      this.runs.set(key, {
+        dagId: item.dagId,
+        runId: item.runId,
+        state: item.state,
+        clearCount: Number(item.clearCount ?? 0),
+        clearsInProgress: Number(item.clearsInProgress ?? 0),
+      });
       this.#byItemKey.set(itemKey, () => this.runs.delete(key));
+    } else if (item.sk === RUN_SUMMARY_SORT_KEY && typeof item.pk === 'string') {
+      const tasks = (item.tasks ?? {}) as Record<string, { state: string }>;
+      const states = Object.fromEntries(
+        Object.entries(tasks).map(([taskId, entry]) => [taskId, entry.state]),
+      );
+      const partition = item.pk;
+      this.summaries.set(partition, { clearCount: Number(item.clearCount ?? 0), states });
+      this.#byItemKey.set(itemKey, () => this.summaries.delete(partition));
     } else if (
       typeof item.dagId === 'string' &&
       typeof item.isPaused === 'boolean' &&

@@ -22,6 +22,7 @@ import {
   checkMessages,
   checkOutcomesKept,
   checkSuccessesKept,
+  checkSummaries,
   describeRun,
   successesLostToFaults,
   unfinishedRuns,
@@ -174,7 +175,8 @@ class World {
         const failure =
           checkLimits(this.#mirror, { pools: this.#settings.pools, dags: this.#dags }) ??
           checkSuccessesKept(this.#mirror, this.#ledger, this.#cleared) ??
-          checkOutcomesKept(this.#ledger);
+          checkOutcomesKept(this.#ledger) ??
+          checkSummaries(this.#mirror);
         if (failure) kernel.fail(failure);
       }
       if (kernel.failures.length > 0 && !this.#options.keepGoing) return;

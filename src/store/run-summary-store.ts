@@ -1,0 +1,99 @@
+import { PutCommand } from '@aws-sdk/lib-dynamodb';
+import type { DagRunKey } from '#core/models.ts';
+import type { RunSummary, SummaryEntry } from '#core/run-summary.ts';
+import { ConditionFailedError, ItemTooLargeError } from './errors.ts';
+import { DYNAMODB_ITEM_MAX_BYTES, itemSizeBytes } from './item-size.ts';
+import { ExpressionBuilder, type Item, isConditionalCheckFailed } from './items.ts';
+import { runSummaryKey } from './keys.ts';
+import type { TableRequests } from './requests.ts';
+
+/**
+ * Entries one UpdateItem sets at most: each adds a name and a value placeholder to the update
+ * expression, which DynamoDB caps at 4 KB.
+ */
+export const SUMMARY_ENTRIES_PER_UPDATE = 100;
+
+export function runSummaryToItem(key: DagRunKey, summary: RunSummary): Item {
+  return { ...runSummaryKey(key), clearCount: summary.clearCount, tasks: summary.tasks };
+}
+
+export function itemToRunSummary(item: Item): RunSummary {
+  return {
+    clearCount: Number(item.clearCount ?? 0),
+    tasks: (item.tasks ?? {}) as Record<string, SummaryEntry>,
+  };
+}
+
+/** The per-task state summary of each run: one item in the run partition (see `#core/run-summary.ts`). */
+export class DynamoRunSummaryStore {
+  readonly #table: TableRequests;
+
+  constructor(table: TableRequests) {
+    this.#table = table;
+  }
+
+  /**
+   * Writes a whole summary unless one for the same or a later clear is stored: a rebuild from an
+   * older read never replaces a newer summary. Tells whether it was written.
+   */
+  async putRunSummary(key: DagRunKey, summary: RunSummary): Promise<boolean> {
+    const item = runSummaryToItem(key, summary);
+    const bytes = itemSizeBytes(item);
+    if (bytes > DYNAMODB_ITEM_MAX_BYTES) {
+      throw new ItemTooLargeError(
+        `the task state summary of DAG run ${key.dagId}/${key.runId} (${Object.keys(summary.tasks).length} tasks) ` +
+          `is ${bytes} bytes, over DynamoDB's item limit of ${DYNAMODB_ITEM_MAX_BYTES} bytes`,
+      );
+    }
+    try {
+      await this.#table.client.send(
+        new PutCommand({
+          TableName: this.#table.tableName,
+          Item: item,
+          ConditionExpression: 'attribute_not_exists(#pk) OR #clearCount < :clearCount',
+          ExpressionAttributeNames: { '#pk': 'pk', '#clearCount': 'clearCount' },
+          ExpressionAttributeValues: { ':clearCount': summary.clearCount },
+        }),
+      );
+      return true;
+    } catch (error) {
+      if (isConditionalCheckFailed(error)) return false;
+      throw error;
+    }
+  }
+
+  /**
+   * Sets the given entries, in as few UpdateItems as the expression limit allows, each conditional
+   * on the summary still being the one for `clearCount`. False when a clear made it void first
+   * (the rest is then not written: the next pass rebuilds the summary from the TIs).
+   */
+  async updateRunSummary(
+    key: DagRunKey,
+    clearCount: number,
+    entries: Record<string, SummaryEntry>,
+  ): Promise<boolean> {
+    const taskIds = Object.keys(entries);
+    for (let start = 0; start < taskIds.length; start += SUMMARY_ENTRIES_PER_UPDATE) {
+      const expression = new ExpressionBuilder();
+      const tasks = expression.name('tasks');
+      const assignments = taskIds
+        .slice(start, start + SUMMARY_ENTRIES_PER_UPDATE)
+        .map((taskId) => `${tasks}.${expression.name(taskId)} = ${expression.value(entries[taskId])}`);
+      try {
+        await this.#table.conditionalUpdate(
+          { Key: runSummaryKey(key), UpdateExpression: `SET ${assignments.join(', ')}` },
+          expression,
+          [expression.equals('clearCount', clearCount)],
+          (error) =>
+            new ConditionFailedError(`the task state summary of ${key.dagId}/${key.runId} was cleared`, {
+              cause: error,
+            }),
+        );
+      } catch (error) {
+        if (error instanceof ConditionFailedError) return false;
+        throw error;
+      }
+    }
+    return true;
+  }
+}
