@@ -40,8 +40,11 @@ export const settingsSchema = z
     /** Bound of one scheduler pass, so one huge run cannot starve the others. */
     maxRunsPerPass: z.coerce.number().int().min(1).default(100),
     maxTaskInstancesPerPass: z.coerce.number().int().min(1).default(1_000),
-    /** How many scheduling requests the scheduler handles in one batch. */
-    schedulerBatchSize: z.coerce.number().int().min(1).max(10).default(10),
+    /**
+     * Most scheduling requests the standalone scheduler takes into one batch (one pass per distinct
+     * run): it waits for the first, then takes what is already waiting, up to this many.
+     */
+    schedulerBatchSize: z.coerce.number().int().min(1).max(1_000).default(100),
     /** Pools and their slots; `default_pool` is used by tasks that name none. */
     pools: z.record(z.string(), z.number().int().min(0)).default({ default_pool: 128 }),
 

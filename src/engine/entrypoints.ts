@@ -1,4 +1,5 @@
 import { schedulingRequestSchema } from '#contracts/messages.ts';
+import { mapConcurrently } from '#core/concurrency.ts';
 import type { DagRunKey, TaskInstanceKey } from '#core/models.ts';
 import { OCCUPYING_TI_STATES } from '#core/states.ts';
 import type { ReceivedMessage } from '#queue/port.ts';
@@ -8,6 +9,9 @@ import { type EngineDeps, keyOfHolder, newPassContext, scheduleRun } from './sch
 import { createDueRuns } from './schedules.ts';
 import { requestScheduling } from './scheduling-requests.ts';
 import { fence, poolRef, waitingToNudge } from './slots.ts';
+
+/** Passes of one batch in flight at once: overlaps store round trips without flooding the store. */
+const PASS_CONCURRENCY = 4;
 
 /** Holders one tick checks per pool at most; the rest are checked by later ticks. */
 const AUDITS_PER_POOL = 25;
@@ -42,14 +46,15 @@ export async function handleSchedulingMessages(
     runs.set(id, entry);
   }
   const context = newPassContext(deps);
-  for (const { run, changed, receipts } of runs.values()) {
+  // Passes of different runs are independent (each is correct beside any number of others).
+  await mapConcurrently([...runs.values()], PASS_CONCURRENCY, async ({ run, changed, receipts }) => {
     try {
       await scheduleRun(deps, run, context, { changed });
     } catch (error) {
       deps.log.error('Scheduling the run failed; the request is delivered again', { ...run, error });
       retry.push(...receipts);
     }
-  }
+  });
   return { retry };
 }
 

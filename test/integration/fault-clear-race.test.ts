@@ -51,3 +51,52 @@ describe('a clear racing the pass that finishes the run', () => {
     expect(state).not.toEqual({ run: 'success', ti: 'none' });
   });
 });
+
+describe("a clear and the run's state summary", () => {
+  it('is not trusted or rebuilt while a clear resets TIs, also when the clear dies before it ends', async () => {
+    const [versioned] = await h.register(
+      dag({ id: 'halfway' }, (d) => {
+        d.task('first', noop);
+        d.task('second', noop);
+      }),
+    );
+    const run = await h.createRun(versioned!);
+    await h.newScheduler().handleRequests([run]);
+    await h.succeed(tiKey(run, 'first'));
+    await h.newScheduler().handleRequests([run]);
+    await h.startTi(tiKey(run, 'second'));
+
+    // The clear of `first` counts itself in progress; a pass runs right then (the summary it knew is
+    // void, `first` still reads success), then the clear resets `first` and dies before it ends.
+    const store = wrapStore(h.store, (real) => ({
+      markRunCleared: async (...args: Parameters<typeof real.markRunCleared>) => {
+        if (args[1] === 'end') throw new Error('API instance killed (injected)');
+        const result = await real.markRunCleared(...args);
+        await h.newScheduler().tick();
+        return result;
+      },
+    }));
+    await expect(
+      clearTaskInstances(
+        { store, dags: h.dags, notifier: h.notifier, now: h.now },
+        {
+          dagId: run.dagId,
+          runId: run.runId,
+          taskIds: ['first'],
+          includeDownstream: false,
+          onlyFailed: false,
+          dryRun: false,
+        },
+      ),
+    ).rejects.toThrow('killed');
+    expect((await h.ti(run, 'first')).state).toBe('none');
+
+    // `second` ends: the run goes on with `first` queued again, never finishing without it.
+    await h.succeed(tiKey(run, 'second'));
+    await h.newScheduler().handleRequests([run]);
+    expect({ run: (await h.run(run)).state, first: (await h.ti(run, 'first')).state }).toEqual({
+      run: 'running',
+      first: 'queued',
+    });
+  });
+});

@@ -117,6 +117,8 @@ class World {
       executionTokenTtlSeconds: 60,
       queueVisibilityTimeoutSeconds: 20,
       queueMaxReceives: 5,
+      // One receive, as an SQS event source's batch of 10 on AWS.
+      schedulerBatchSize: 10,
     });
     this.#queues = createSimQueues({
       kernel: this.#kernel,
