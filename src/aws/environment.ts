@@ -12,13 +12,16 @@ export const AWS_ENV = {
   tableName: 'UPDRAFT_TABLE_NAME',
   /** Bucket holding task log chunks. */
   logBucket: 'UPDRAFT_LOG_BUCKET',
-  /** Secrets Manager secret holding the execution-token keyring (`kid:secret,kid:secret`, first signs). */
+  /**
+   * Secrets Manager secret holding the execution-token keyring: `kid=secret` lines (the first
+   * signs, every one verifies), a JSON object `{ "kid": "secret" }`, or one bare secret.
+   */
   signingKeySecretArn: 'UPDRAFT_SIGNING_KEY_SECRET_ARN',
   /** Secrets Manager secret holding the public API's bearer token(s). */
   apiTokenSecretArn: 'UPDRAFT_API_TOKEN_SECRET_ARN',
   /** Base URL of the Execution API (workers, triggerer). */
   executionApiUrl: 'UPDRAFT_EXECUTION_API_URL',
-  /** Durable timers: the state machine or scheduler group and the role it uses to reach the scheduler queue. */
+  /** Durable timers: the scheduler queue's ARN (the schedules' target), the role EventBridge Scheduler assumes to send to it, and the schedule group. */
   timerTargetArn: 'UPDRAFT_TIMER_TARGET_ARN',
   timerRoleArn: 'UPDRAFT_TIMER_ROLE_ARN',
   timerGroupName: 'UPDRAFT_TIMER_GROUP_NAME',
