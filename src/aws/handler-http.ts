@@ -1,0 +1,119 @@
+import { randomBytes } from 'node:crypto';
+import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2, Context } from 'aws-lambda';
+import { Hono } from 'hono';
+import { handle } from 'hono/aws-lambda';
+import type { ApiApp } from '#api/app.ts';
+import { createApiStack } from '#api/stack.ts';
+import type { SchedulingNotifier } from '#engine/notifier.ts';
+import type { ExecutionKeyring } from '#engine/tokens.ts';
+import { type AwsDefaults, type HandlerDeps, LazyDeps } from './handler-deps.ts';
+import {
+  createObservability,
+  EmfMetricsRegistry,
+  engineLoggerOf,
+  type Observability,
+  withObservability,
+} from './handler-observability.ts';
+import { restoreTaskToken } from './handler-signed-fetch.ts';
+
+/**
+ * The two HTTP functions over the one router of `src/api` (the same one standalone serves):
+ * - `public`: the REST API under `/api/v2`, behind API Gateway (HTTP API, payload v2), checked
+ *   against the bearer token in Secrets Manager.
+ * - `execution`: the Execution API under `/execution`, behind the function URL (IAM auth), for
+ *   workers and the triggerer, each call on a task-scoped token.
+ * Each serves only its own half, so each holds only its own secret: the other half's secret is
+ * a random value of this instance that no caller can know, and its routes answer 404 anyway.
+ */
+export type HttpFunction = 'public' | 'execution';
+
+/** What API Gateway's payload v2 and function URLs both send. */
+export type HttpEvent = APIGatewayProxyEventV2;
+
+const PATH_PREFIX: Record<HttpFunction, string> = { public: '/api/v2/', execution: '/execution/' };
+
+/** The table, the scheduler queue (scheduling requests), the log bucket and this function's secret. */
+const AWS_DEFAULTS: AwsDefaults = {
+  store: () => import('./handler-defaults-table.ts'),
+  queues: () => import('./handler-defaults-queues.ts'),
+  logs: () => import('./handler-defaults-logs.ts'),
+  apiToken: () => import('./handler-defaults-secrets.ts'),
+  executionKeys: () => import('./handler-defaults-secrets.ts'),
+};
+
+export function makeHttpHandler(kind: HttpFunction, given: Partial<HandlerDeps & Observability> = {}) {
+  const observability = createObservability(
+    kind === 'public' ? 'updraft-api' : 'updraft-execution-api',
+    given,
+  );
+  const deps = new LazyDeps(given, observability, AWS_DEFAULTS);
+  const metrics = new EmfMetricsRegistry(observability.metrics);
+  const log = engineLoggerOf(observability.logger);
+  const unknowable = randomBytes(32).toString('base64url');
+  let served:
+    | { secrets: string; handle: ReturnType<typeof handle>; notifier: SchedulingNotifier }
+    | undefined;
+
+  /** The router, built once per instance and again when a secret it holds has rotated. */
+  async function router() {
+    const [store, queues, logs, settings, now] = await Promise.all([
+      deps.get('store'),
+      deps.get('queues'),
+      deps.get('logs'),
+      deps.get('settings'),
+      deps.get('now'),
+    ]);
+    const apiToken = kind === 'public' ? await (await deps.get('apiToken'))() : unknowable;
+    const executionKeys: ExecutionKeyring =
+      kind === 'execution' ? await (await deps.get('executionKeys'))() : { unused: unknowable };
+    const secrets = JSON.stringify([apiToken, executionKeys]);
+    if (served?.secrets !== secrets) {
+      const stack = createApiStack({
+        store,
+        queues,
+        logs,
+        metrics,
+        settings,
+        apiToken,
+        executionKeys,
+        log,
+        now,
+      });
+      served = { secrets, handle: handle(servingOnly(stack.api, kind)), notifier: stack.notifier };
+    }
+    return served;
+  }
+
+  return withObservability(
+    async (event: HttpEvent, context: Context): Promise<APIGatewayProxyStructuredResultV2> => {
+      const { handle: serve, notifier } = await router();
+      const request =
+        kind === 'execution' ? { ...event, headers: restoreTaskToken(event.headers ?? {}) } : event;
+      // hono declares its own copy of the v2 event type; the shapes are the same.
+      const result = await serve(request as unknown as Parameters<typeof serve>[0], context);
+      // Scheduling requests a route made are sent before the instance may be frozen.
+      await notifier.drain();
+      metrics.increment(kind === 'public' ? 'api.requests' : 'execution_api.requests');
+      return result as APIGatewayProxyStructuredResultV2;
+    },
+    observability,
+  );
+}
+
+/** The router limited to this function's half: anything else is a 404 that says where it lives. */
+function servingOnly(api: ApiApp, kind: HttpFunction): Hono {
+  const prefix = PATH_PREFIX[kind];
+  const gate = new Hono();
+  gate.all('*', (c) => {
+    if (c.req.path.startsWith(prefix)) return api.fetch(c.req.raw);
+    const elsewhere = kind === 'public' ? 'the Execution API function URL' : 'the public API';
+    return c.json(
+      {
+        detail: `No route for ${c.req.method} ${c.req.path} here: this function serves ${prefix}* (see ${elsewhere})`,
+        status: 404,
+      },
+      404,
+    );
+  });
+  return gate;
+}

@@ -1,0 +1,135 @@
+import { randomUUID } from 'node:crypto';
+import { hostname } from 'node:os';
+import { BatchProcessor, EventType, processPartialResponse } from '@aws-lambda-powertools/batch';
+import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
+import { workerMessageSchema } from '#contracts/messages.ts';
+import { ExecutionClient } from '#worker/execution-client.ts';
+import { runWorkload, type WorkloadDeps } from '#worker/run-workload.ts';
+import { type AwsDefaults, type HandlerDeps, LazyDeps } from './handler-deps.ts';
+import { HandlerError, UnrecognisedEventError } from './handler-errors.ts';
+import {
+  createObservability,
+  EmfMetricsRegistry,
+  engineLoggerOf,
+  type Observability,
+  withObservability,
+} from './handler-observability.ts';
+import { describeEvent, isSqsEvent } from './handler-sqs.ts';
+
+/**
+ * How long before the function's timeout running tries are handed back (at most a third of the
+ * time left): enough for the report and its retries, so the try is released at once instead of
+ * waiting for the zombie threshold.
+ */
+export const HAND_BACK_MARGIN_MS = 20_000;
+
+/** The worker reaches the Execution API and nothing else. */
+const AWS_DEFAULTS: AwsDefaults = {
+  executionApiUrl: () => import('./handler-defaults-execution.ts'),
+  executionFetch: () => import('./handler-defaults-execution.ts'),
+};
+
+/** A record whose workload must come back (or go to the dead-letter queue after its receives). */
+export class WorkloadNotDoneError extends HandlerError {
+  override name = 'WorkloadNotDoneError';
+}
+
+/**
+ * The worker: SQS batches from the task queues and the callback queue, each record one workload
+ * run start to report with `runWorkload` (the same entry the standalone pool calls), the try's
+ * code in this process. A record is reported as a batch item failure, so SQS delivers it again,
+ * when the workload is not done with: the Execution API was unreachable or refused the start,
+ * the function was about to time out before the start, or the body is malformed (it then goes to
+ * the dead-letter queue after the queue's receives, never dropped). A try that started is owned
+ * by the store from then on: its record succeeds whatever the try's outcome, and a redelivery is
+ * refused by the API (409) and succeeds too. Reaches nothing but the Execution API: no table, no
+ * queue (the event source mapping deletes the records).
+ */
+export function makeWorkerHandler(given: Partial<HandlerDeps & Observability> = {}) {
+  const observability = createObservability('updraft-worker', given);
+  const deps = new LazyDeps(given, observability, AWS_DEFAULTS);
+  const metrics = new EmfMetricsRegistry(observability.metrics);
+  const log = engineLoggerOf(observability.logger, { component: 'worker' });
+  const workerId = `${process.env.AWS_LAMBDA_FUNCTION_NAME ?? 'worker'}:${randomUUID().slice(0, 8)}`;
+  let workloadDeps: WorkloadDeps | undefined;
+
+  async function workloadDepsOf(): Promise<WorkloadDeps> {
+    if (workloadDeps) return workloadDeps;
+    const [settings, executionApiUrl, fetch, executor, clock] = await Promise.all([
+      deps.get('settings'),
+      deps.get('executionApiUrl'),
+      deps.get('executionFetch'),
+      deps.get('executor'),
+      deps.get('clock'),
+    ]);
+    workloadDeps = {
+      client: new ExecutionClient(executionApiUrl, { fetch }),
+      executor,
+      clock,
+      settings: {
+        heartbeatIntervalMs: settings.heartbeatIntervalMs,
+        heartbeatTimeoutMs: settings.heartbeatTimeoutMs,
+      },
+      log,
+      metrics,
+      worker: { hostname: hostname(), workerId, pid: process.pid },
+    };
+    return workloadDeps;
+  }
+
+  async function runRecord(record: SQSRecord, workload: WorkloadDeps, signal: AbortSignal): Promise<void> {
+    let message: ReturnType<typeof workerMessageSchema.parse>;
+    try {
+      message = workerMessageSchema.parse(JSON.parse(record.body));
+    } catch (error) {
+      metrics.increment('worker.workloads_malformed');
+      log.error('Malformed workload; it is delivered again, then goes to the dead-letter queue', {
+        messageId: record.messageId,
+        error,
+      });
+      throw new WorkloadNotDoneError(`Record ${record.messageId} is not a workload`, { cause: error });
+    }
+    switch (message.type) {
+      case 'execute_task': {
+        const result = await runWorkload(workload, message, { signal });
+        metrics.increment(result.started ? 'worker.tries_run' : 'worker.workloads_not_started');
+        if (!result.deleteMessage) {
+          throw new WorkloadNotDoneError(
+            `The workload of record ${record.messageId} was not started; it comes back`,
+          );
+        }
+        return;
+      }
+    }
+  }
+
+  return withObservability(async (event: SQSEvent, context: Context): Promise<SQSBatchResponse> => {
+    if (!isSqsEvent(event)) {
+      throw new UnrecognisedEventError(
+        `The worker function takes SQS batches from the task and callback queues, not ${describeEvent(event)}`,
+      );
+    }
+    const workload = await workloadDepsOf();
+    const handBack = new AbortController();
+    const remaining = context.getRemainingTimeInMillis?.();
+    const timer =
+      remaining === undefined
+        ? undefined
+        : setTimeout(
+            () => handBack.abort('The worker function is about to time out: the try is handed back'),
+            Math.max(0, remaining - Math.min(HAND_BACK_MARGIN_MS, remaining / 3)),
+          );
+    try {
+      // A processor per invocation: it keeps the batch's records and outcomes while it runs.
+      return await processPartialResponse(
+        event,
+        (record: SQSRecord) => runRecord(record, workload, handBack.signal),
+        new BatchProcessor(EventType.SQS),
+        // Every record's outcome is in the response; throwing would only make Lambda retry them all.
+        { context, throwOnFullBatchFailure: false },
+      );
+    } finally {
+      clearTimeout(timer);
+    }
+  }, observability);
+}

@@ -1,0 +1,167 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
+import { format } from 'node:util';
+import type { TaskContext, TaskLogger } from '#sdk/context.ts';
+import { type Dag, isDag } from '#sdk/dag.ts';
+import { executeTask } from '#sdk/runtime.ts';
+import type { StartedTask } from '#worker/execution-client.ts';
+import type { TaskExecutor, TaskHooks } from '#worker/executor.ts';
+import type { RunnerOutcome } from '#worker/protocol.ts';
+
+/**
+ * Imports a bundled DAG module by its `fileloc` (relative to the DAGs folder). The worker entry
+ * gives one backed by esbuild's glob import, so every DAG file is in the bundle and none is read
+ * from disk at run time.
+ */
+export type DagModuleLoader = (fileloc: string) => Promise<Record<string, unknown>>;
+
+/**
+ * Runs tries inside the worker function's own process, from the DAG code bundled with it. A
+ * Lambda instance runs one invocation at a time and its memory is the function's, so the task
+ * runner processes of standalone (isolation, memory limits, module retirement) buy nothing here.
+ * What that costs, and why it is acceptable on Lambda:
+ * - A task that ignores `ctx.signal` cannot be killed: on a timeout or a hand-back the try is
+ *   reported at once and the task's promise is left behind (it is frozen with the instance).
+ * - `memoryLimitMb` is not enforced: the function's memory size is the limit; an instance that
+ *   runs out is recycled by Lambda and the try becomes a zombie, failed or retried by the scheduler.
+ * - The code is the deployed code: a run that spans a deploy runs its later tasks with the new code.
+ * The task's console output and `ctx.log` lines go to the try's log, as they do in standalone.
+ */
+export class InProcessTaskExecutor implements TaskExecutor {
+  readonly #loadModule: DagModuleLoader;
+
+  constructor(options: { loadModule: DagModuleLoader }) {
+    this.#loadModule = options.loadModule;
+    captureConsole();
+  }
+
+  async run(started: StartedTask, args: unknown[], hooks: TaskHooks): Promise<RunnerOutcome> {
+    const found = await this.#findDag(started);
+    if ('error' in found) {
+      hooks.onLog(line('ERROR', `Task failed: ${found.error}`));
+      return { kind: 'error', message: found.error };
+    }
+    const ctx: TaskContext = {
+      dagId: started.dag_id,
+      runId: started.dag_run_id,
+      taskId: started.task_id,
+      mapIndex: started.map_index,
+      tryNumber: started.try_number,
+      maxTries: started.max_tries,
+      logicalDate: started.logical_date,
+      dataIntervalStart: started.data_interval_start,
+      dataIntervalEnd: started.data_interval_end,
+      params: started.params,
+      conf: started.conf,
+      log: taskLogger(hooks.onLog),
+      signal: hooks.signal,
+      xcomPull: (taskId, key = 'return_value') => hooks.pullXCom(taskId, key),
+    };
+    const work = taskOutput.run(hooks.onLog, () => executeTask(found.dag, started.task_id, args, ctx));
+    try {
+      const outcome = await untilAborted(work, hooks.signal);
+      if (outcome === ABORTED) return { kind: 'error', message: reasonOf(hooks.signal) };
+      switch (outcome.kind) {
+        case 'success': {
+          if (outcome.value === null || outcome.value === undefined)
+            return { kind: 'success', followTaskIds: outcome.followTaskIds };
+          // executeTask has checked that the value is JSON.
+          return {
+            kind: 'success',
+            xcom: JSON.stringify(outcome.value),
+            followTaskIds: outcome.followTaskIds,
+          };
+        }
+        case 'skipped':
+          return { kind: 'skipped', reason: outcome.reason };
+        case 'failed_no_retry':
+          return { kind: 'failed_no_retry', reason: outcome.reason };
+      }
+    } catch (error) {
+      hooks.onLog(line('ERROR', `Task failed: ${describe(error)}`));
+      return { kind: 'error', message: error instanceof Error ? error.message : String(error) };
+    }
+  }
+
+  async #findDag(started: StartedTask): Promise<{ dag: Dag } | { error: string }> {
+    let exports: Record<string, unknown>;
+    try {
+      exports = await this.#loadModule(started.fileloc);
+    } catch (error) {
+      return { error: `Cannot load ${started.fileloc} from this worker's bundle: ${describe(error)}` };
+    }
+    const dag = Object.values(exports).find(
+      (value): value is Dag => isDag(value) && value.dagId === started.dag_id,
+    );
+    if (dag) return { dag };
+    return {
+      error: `DAG ${started.dag_id} is not defined in ${started.fileloc} as deployed with this worker (was it removed or renamed?)`,
+    };
+  }
+}
+
+const ABORTED = Symbol('aborted');
+
+/** The task's outcome, or ABORTED as soon as the signal aborts (the task is left to settle alone). */
+function untilAborted<T>(work: Promise<T>, signal: AbortSignal): Promise<T | typeof ABORTED> {
+  // Settled either way later, so a rejection after an abort is not reported as unhandled.
+  work.catch(() => undefined);
+  if (signal.aborted) return Promise.resolve(ABORTED);
+  return new Promise<T | typeof ABORTED>((resolve, reject) => {
+    const onAbort = () => resolve(ABORTED);
+    signal.addEventListener('abort', onAbort, { once: true });
+    work.then(
+      (value) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(value);
+      },
+      (error: unknown) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(error);
+      },
+    );
+  });
+}
+
+function reasonOf(signal: AbortSignal): string {
+  const reason: unknown = signal.reason;
+  if (reason instanceof Error) return reason.message;
+  return typeof reason === 'string' ? reason : 'The try was stopped';
+}
+
+function line(level: string, text: string): string {
+  return `[${new Date().toISOString()}] {${level}} ${text}\n`;
+}
+
+function taskLogger(onLog: (text: string) => void): TaskLogger {
+  const write = (level: string) => (message: string, fields?: Record<string, unknown>) => {
+    const extra = fields && Object.keys(fields).length > 0 ? ` ${JSON.stringify(fields)}` : '';
+    onLog(line(level, `${message}${extra}`));
+  };
+  return { debug: write('DEBUG'), info: write('INFO'), warn: write('WARNING'), error: write('ERROR') };
+}
+
+function describe(error: unknown): string {
+  if (error instanceof Error) return error.stack ?? `${error.name}: ${error.message}`;
+  return format('%o', error);
+}
+
+/** The log sink of the try whose code is running, across its awaits. */
+const taskOutput = new AsyncLocalStorage<(text: string) => void>();
+let consoleCaptured = false;
+
+/**
+ * Console calls made by a task's code (and anything it started) go to its try's log; every other
+ * console call goes where it went before. Powertools writes through its own console, untouched.
+ */
+function captureConsole(): void {
+  if (consoleCaptured) return;
+  consoleCaptured = true;
+  for (const method of ['log', 'info', 'warn', 'error', 'debug'] as const) {
+    const original = console[method].bind(console);
+    console[method] = (...args: unknown[]) => {
+      const sink = taskOutput.getStore();
+      if (sink) sink(`${format(...args)}\n`);
+      else original(...args);
+    };
+  }
+}

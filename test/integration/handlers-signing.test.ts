@@ -1,0 +1,208 @@
+import { createHash } from 'node:crypto';
+import { Sha256 } from '@aws-crypto/sha256-js';
+import { GetSecretValueCommand } from '@aws-sdk/client-secrets-manager';
+import { SignatureV4 } from '@smithy/signature-v4';
+import { describe, expect, it } from 'vitest';
+import { RequestSigningError, SecretFormatError } from '#aws/handler-errors.ts';
+import { apiTokenOf, CachedSecrets, executionKeysOf, type SecretsClient } from '#aws/handler-secrets.ts';
+import { createSignedFetch, restoreTaskToken, TASK_TOKEN_HEADER } from '#aws/handler-signed-fetch.ts';
+
+/**
+ * What the worker sends to the function URL and what the Execution API function gets back out of
+ * it, and how the functions read their secrets.
+ */
+
+const CREDENTIALS = {
+  accessKeyId: 'AKIDEXAMPLE',
+  secretAccessKey: 'wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY',
+};
+const URL_BASE = 'https://abcdefgh.lambda-url.eu-west-1.on.aws';
+
+interface Sent {
+  url: URL;
+  method: string;
+  headers: Record<string, string>;
+  body: string | undefined;
+}
+
+function capture(): { fetch: typeof fetch; sent: Sent[] } {
+  const sent: Sent[] = [];
+  const transport = async (input: string | URL | Request, init?: RequestInit) => {
+    const headers: Record<string, string> = {};
+    new Headers(init?.headers).forEach((value, name) => {
+      headers[name] = value;
+    });
+    sent.push({
+      url: new URL(String(input)),
+      method: init?.method ?? 'GET',
+      headers,
+      body: typeof init?.body === 'string' ? init.body : undefined,
+    });
+    return Response.json({ ok: true });
+  };
+  return { fetch: transport as typeof fetch, sent };
+}
+
+/** Signs the received request again, as the function URL's IAM auth does, and compares. */
+async function signatureHolds(request: Sent): Promise<boolean> {
+  const { authorization, ...headers } = request.headers;
+  const amzDate = headers['x-amz-date'] ?? '';
+  const signingDate = new Date(
+    `${amzDate.slice(0, 4)}-${amzDate.slice(4, 6)}-${amzDate.slice(6, 8)}T${amzDate.slice(9, 11)}:${amzDate.slice(11, 13)}:${amzDate.slice(13, 15)}Z`,
+  );
+  const query: Record<string, string> = {};
+  request.url.searchParams.forEach((value, name) => {
+    query[name] = value;
+  });
+  const verifier = new SignatureV4({
+    service: 'lambda',
+    region: 'eu-west-1',
+    credentials: CREDENTIALS,
+    sha256: Sha256,
+  });
+  const again = await verifier.sign(
+    {
+      method: request.method,
+      protocol: request.url.protocol,
+      hostname: request.url.hostname,
+      path: request.url.pathname,
+      query,
+      headers: { ...headers, host: request.url.host },
+      ...(request.body === undefined ? {} : { body: request.body }),
+    },
+    { signingDate },
+  );
+  return again.headers.authorization === authorization;
+}
+
+describe('createSignedFetch', () => {
+  it('signs for the lambda service in the region and moves the task token beside the signature', async () => {
+    const { fetch, sent } = capture();
+    const signed = createSignedFetch({ region: 'eu-west-1', credentials: async () => CREDENTIALS, fetch });
+    const body = JSON.stringify({ log: { seq: 1, text: 'hello' } });
+    await signed(`${URL_BASE}/execution/xcoms/d/r%2F1/t/return_value?map_index=-1`, {
+      method: 'PUT',
+      headers: { authorization: 'Bearer task-token-123', 'content-type': 'application/json' },
+      body,
+    });
+    const [request] = sent;
+    if (!request) throw new Error('nothing was sent');
+    expect(request.headers.authorization).toMatch(
+      /^AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE\/\d{8}\/eu-west-1\/lambda\/aws4_request, SignedHeaders=[^,]*x-updraft-task-token[^,]*, Signature=[0-9a-f]{64}$/,
+    );
+    expect(request.headers[TASK_TOKEN_HEADER]).toBe('task-token-123');
+    expect(request.headers['x-amz-content-sha256']).toBe(createHash('sha256').update(body).digest('hex'));
+    expect(request.url.pathname).toBe('/execution/xcoms/d/r%2F1/t/return_value');
+    expect(await signatureHolds(request)).toBe(true);
+  });
+
+  it('makes a signature that no longer holds once the task token is swapped', async () => {
+    const { fetch, sent } = capture();
+    const signed = createSignedFetch({ region: 'eu-west-1', credentials: async () => CREDENTIALS, fetch });
+    await signed(`${URL_BASE}/execution/task-instances/abc/run`, {
+      method: 'PATCH',
+      headers: { authorization: 'Bearer mine', 'content-type': 'application/json' },
+      body: '{}',
+    });
+    const [request] = sent;
+    if (!request) throw new Error('nothing was sent');
+    expect(
+      await signatureHolds({ ...request, headers: { ...request.headers, [TASK_TOKEN_HEADER]: 'theirs' } }),
+    ).toBe(false);
+  });
+
+  it('carries the session token of temporary credentials, as a Lambda role has', async () => {
+    const { fetch, sent } = capture();
+    const signed = createSignedFetch({
+      region: 'eu-west-1',
+      credentials: async () => ({ ...CREDENTIALS, sessionToken: 'session-token' }),
+      fetch,
+    });
+    await signed(`${URL_BASE}/execution/task-instances/abc/heartbeat`, { method: 'PUT', body: '{}' });
+    expect(sent[0]?.headers['x-amz-security-token']).toBe('session-token');
+  });
+
+  it('refuses to start without a region', () => {
+    expect(() => createSignedFetch({ region: '', credentials: async () => CREDENTIALS })).toThrow(
+      RequestSigningError,
+    );
+  });
+});
+
+describe('restoreTaskToken', () => {
+  it('puts the task token back as the bearer credential in place of the signature', () => {
+    expect(
+      restoreTaskToken({
+        authorization: 'AWS4-HMAC-SHA256 Credential=…',
+        [TASK_TOKEN_HEADER]: 't',
+        accept: 'x',
+      }),
+    ).toEqual({ authorization: 'Bearer t', accept: 'x' });
+  });
+
+  it('drops a signature that comes without a token, and keeps a plain bearer credential', () => {
+    expect(restoreTaskToken({ authorization: 'AWS4-HMAC-SHA256 Credential=…' })).toEqual({});
+    expect(restoreTaskToken({ authorization: 'Bearer t' })).toEqual({ authorization: 'Bearer t' });
+  });
+});
+
+describe('CachedSecrets', () => {
+  function client(values: (string | Error)[]): SecretsClient & { inputs: unknown[] } {
+    const inputs: unknown[] = [];
+    return {
+      inputs,
+      async send(command: GetSecretValueCommand) {
+        expect(command).toBeInstanceOf(GetSecretValueCommand);
+        inputs.push(command.input);
+        const next = values.shift();
+        if (next instanceof Error || next === undefined) throw next ?? new Error('no more answers');
+        return { SecretString: next };
+      },
+    };
+  }
+
+  it('reads a secret once per time-to-live, and again after it', async () => {
+    let now = 0;
+    const fake = client(['one', 'two']);
+    const secrets = new CachedSecrets({ client: fake, ttlMs: 1_000, now: () => now });
+    expect(await Promise.all([secrets.get('arn:a'), secrets.get('arn:a')])).toEqual(['one', 'one']);
+    now = 999;
+    expect(await secrets.get('arn:a')).toBe('one');
+    now = 1_000;
+    expect(await secrets.get('arn:a')).toBe('two');
+    expect(fake.inputs).toEqual([{ SecretId: 'arn:a' }, { SecretId: 'arn:a' }]);
+  });
+
+  it('does not keep a failed read', async () => {
+    const fake = client([new Error('AccessDenied'), 'value']);
+    const secrets = new CachedSecrets({ client: fake });
+    await expect(secrets.get('arn:b')).rejects.toThrow('AccessDenied');
+    expect(await secrets.get('arn:b')).toBe('value');
+  });
+});
+
+describe('the secret formats', () => {
+  const secret = 's'.repeat(40);
+
+  it('reads the keyring as JSON (the first key signs), as kid=secret lines, or as one bare secret', () => {
+    expect(Object.keys(executionKeysOf(JSON.stringify({ k2: secret, k1: secret }), 'arn:k'))).toEqual([
+      'k2',
+      'k1',
+    ]);
+    expect(executionKeysOf(`k2=${secret}\nk1=${secret}`, 'arn:k')).toEqual({ k2: secret, k1: secret });
+    expect(executionKeysOf(secret, 'arn:k')).toEqual({ default: secret });
+  });
+
+  it('names the secret and not its value when the keyring is not usable', () => {
+    const attempt = () => executionKeysOf(JSON.stringify({ k1: 'short' }), 'arn:keyring');
+    expect(attempt).toThrow(SecretFormatError);
+    expect(attempt).toThrow('arn:keyring');
+    expect(() => executionKeysOf('{"k1": 5}', 'arn:keyring')).toThrow('not a string');
+  });
+
+  it('takes an API token of one word of 16 characters or more', () => {
+    expect(apiTokenOf('abcdefghijklmnop', 'arn:t')).toBe('abcdefghijklmnop');
+    expect(() => apiTokenOf('two words here!!', 'arn:t')).toThrow(SecretFormatError);
+    expect(() => apiTokenOf('short', 'arn:t')).toThrow('arn:t');
+  });
+});

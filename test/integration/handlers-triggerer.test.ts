@@ -1,0 +1,58 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+
+/** The triggerer's container entry, as the image runs it: a process that ECS stops with SIGTERM. */
+
+const ENTRY = fileURLToPath(new URL('../../functions/triggerer/main.ts', import.meta.url));
+
+function start(env: Record<string, string>): {
+  child: ChildProcess;
+  output: () => string;
+  exited: Promise<number | null>;
+} {
+  const { UPDRAFT_EXECUTION_API_URL: _url, ...inherited } = process.env;
+  const child = spawn(process.execPath, ['--disable-warning=ExperimentalWarning', ENTRY], {
+    env: { ...inherited, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  child.stdout?.on('data', (chunk: Buffer) => {
+    output += chunk.toString('utf8');
+  });
+  child.stderr?.on('data', (chunk: Buffer) => {
+    output += chunk.toString('utf8');
+  });
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  return { child, output: () => output, exited };
+}
+
+async function waitForOutput(output: () => string, text: string): Promise<void> {
+  const deadline = Date.now() + 15_000;
+  while (!output().includes(text)) {
+    if (Date.now() > deadline) throw new Error(`No "${text}" in the triggerer's output: ${output()}`);
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+}
+
+describe('the triggerer entry', () => {
+  it('says it claims no triggers yet, keeps running, and exits 0 on SIGTERM', async () => {
+    const triggerer = start({ UPDRAFT_EXECUTION_API_URL: 'https://abc.lambda-url.us-east-1.on.aws/' });
+    await waitForOutput(triggerer.output, 'No trigger kinds are supported yet');
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    expect(triggerer.child.exitCode).toBeNull();
+    triggerer.child.kill('SIGTERM');
+    expect(await triggerer.exited).toBe(0);
+    expect(triggerer.output()).toContain('"signal":"SIGTERM"');
+    expect(triggerer.output()).toContain('https://abc.lambda-url.us-east-1.on.aws/');
+  });
+
+  it('exits 1 naming the variable when the Execution API URL is missing or not a URL', async () => {
+    const missing = start({});
+    expect(await missing.exited).toBe(1);
+    expect(missing.output()).toContain('UPDRAFT_EXECUTION_API_URL is not set');
+    const invalid = start({ UPDRAFT_EXECUTION_API_URL: 'not a url' });
+    expect(await invalid.exited).toBe(1);
+    expect(invalid.output()).toContain('UPDRAFT_EXECUTION_API_URL is not a URL');
+  });
+});

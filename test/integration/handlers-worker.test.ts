@@ -1,0 +1,192 @@
+import type { SQSBatchResponse, SQSEvent } from 'aws-lambda';
+import { describe, expect, it } from 'vitest';
+import { UnrecognisedEventError } from '#aws/handler-errors.ts';
+import { settingsSchema } from '#config/settings.ts';
+import { decodeTaskInstanceId, type StartedTask } from '#contracts/execution-api.ts';
+import type { TaskWorkload } from '#contracts/messages.ts';
+import type { ReceivedMessage } from '#queue/port.ts';
+import { systemClock } from '#worker/clock.ts';
+import type { TaskExecutor } from '#worker/executor.ts';
+import { makeHandler } from '../../functions/worker.ts';
+import { type LambdaHandler, lambdaContext, quietObservability, sqsEvent } from '../support/lambda-events.ts';
+
+/**
+ * The worker handler's edges: which records of a batch it reports for redelivery, how it hands a
+ * try back before the function's timeout, which events it refuses, and the DAG modules it bundles.
+ * The Execution API is a stub answering per task id; the engine's own worker tests cover the rest.
+ */
+
+const EXECUTION_API_URL = 'https://stub.lambda-url.us-east-1.on.aws';
+
+type Behaviour = 'start' | 'refuse' | 'conflict';
+
+interface Stub {
+  fetch: typeof fetch;
+  finished: { taskId: string; body: Record<string, unknown> }[];
+}
+
+/** Starts `start_*` tasks, answers 403 to `refuse_*` and 409 to `conflict_*`, records the reports. */
+function executionApiStub(): Stub {
+  const finished: Stub['finished'] = [];
+  const stub = async (input: string | URL | Request, init?: RequestInit): Promise<Response> => {
+    const request = new Request(input, init);
+    const [, id, action] = /\/execution\/task-instances\/([^/]+)\/(run|state|heartbeat)$/.exec(
+      new URL(request.url).pathname,
+    ) ?? [undefined, '', ''];
+    const key = decodeTaskInstanceId(id ?? '');
+    if (!key) return Response.json({ detail: 'unknown route', status: 404 }, { status: 404 });
+    const behaviour = key.taskId.split('_')[0] as Behaviour;
+    if (action === 'run') {
+      if (behaviour === 'refuse') return Response.json({ Message: 'Forbidden' }, { status: 403 });
+      if (behaviour === 'conflict')
+        return Response.json({ detail: 'already started', status: 409 }, { status: 409 });
+      return Response.json(startedTask(key.taskId));
+    }
+    if (action === 'state') {
+      finished.push({ taskId: key.taskId, body: (await request.json()) as Record<string, unknown> });
+      return Response.json({ ok: true });
+    }
+    return Response.json({ ok: true });
+  };
+  return { fetch: stub as typeof fetch, finished };
+}
+
+function startedTask(taskId: string): StartedTask {
+  return {
+    dag_id: 'd',
+    dag_run_id: 'r',
+    task_id: taskId,
+    map_index: -1,
+    try_number: 1,
+    max_tries: 1,
+    logical_date: '2026-01-01T00:00:00.000Z',
+    data_interval_start: null,
+    data_interval_end: null,
+    conf: {},
+    params: {},
+    fileloc: 'd.ts',
+    dag_version: 'v1',
+    args: [],
+    execution_timeout_ms: null,
+    memory_limit_mb: null,
+    xcom_max_bytes: 48 * 1024,
+    log_chunk_max_bytes: 128 * 1024,
+    log_max_chunks: 40,
+  };
+}
+
+function workload(taskId: string): string {
+  const body: TaskWorkload = {
+    type: 'execute_task',
+    ti: { dag_id: 'd', run_id: 'r', task_id: taskId, map_index: -1 },
+    try_number: 1,
+    token: 'task-token',
+    fileloc: 'd.ts',
+    dag_version: 'v1',
+  };
+  return JSON.stringify(body);
+}
+
+function event(bodies: string[]): SQSEvent {
+  const messages: ReceivedMessage[] = bodies.map((body, index) => ({
+    messageId: `m${index + 1}`,
+    receiptHandle: `receipt-${index + 1}`,
+    body,
+    receiveCount: 1,
+  }));
+  return sqsEvent('tasks_default', messages);
+}
+
+const succeeding: TaskExecutor = { run: async () => ({ kind: 'success', xcom: '42' }) };
+
+function worker(stub: Stub, executor: TaskExecutor = succeeding) {
+  return makeHandler({
+    ...quietObservability(),
+    settings: settingsSchema.parse({}),
+    clock: systemClock,
+    executionApiUrl: EXECUTION_API_URL,
+    executionFetch: stub.fetch,
+    executor,
+  }) as unknown as LambdaHandler<unknown, SQSBatchResponse>;
+}
+
+describe('the worker handler', () => {
+  it('reports a malformed record and a refused start for redelivery, and not a run try or a duplicate', async () => {
+    const stub = executionApiStub();
+    const response = await worker(stub)(
+      event(['{"type":"execute_task"}', workload('refuse_a'), workload('start_b'), workload('conflict_c')]),
+      lambdaContext('updraft-worker'),
+    );
+    expect(response.batchItemFailures.map((failure) => failure.itemIdentifier).sort()).toEqual(['m1', 'm2']);
+    expect(stub.finished).toEqual([
+      { taskId: 'start_b', body: expect.objectContaining({ state: 'success', xcom: '42' }) },
+    ]);
+  });
+
+  it('answers an empty failure list when every record is done', async () => {
+    const stub = executionApiStub();
+    const response = await worker(stub)(
+      event([workload('start_a'), workload('start_b')]),
+      lambdaContext('w'),
+    );
+    expect(response).toEqual({ batchItemFailures: [] });
+    expect(stub.finished.map((report) => report.taskId).sort()).toEqual(['start_a', 'start_b']);
+  });
+
+  it('reports every record when none is done, rather than failing the invocation', async () => {
+    const stub = executionApiStub();
+    const response = await worker(stub)(event([workload('refuse_a'), 'not json']), lambdaContext('w'));
+    expect(response.batchItemFailures.map((failure) => failure.itemIdentifier).sort()).toEqual(['m1', 'm2']);
+  });
+
+  it('hands a running try back before the function times out, and counts its record as done', async () => {
+    const stub = executionApiStub();
+    const waitsForStop: TaskExecutor = {
+      run: (_started, _args, hooks) =>
+        new Promise((resolve) => {
+          hooks.signal.addEventListener('abort', () => resolve({ kind: 'error', message: 'stopped' }));
+        }),
+    };
+    const startedAt = Date.now();
+    // 900 ms left: the hand-back comes a third of that before the end.
+    const response = await worker(stub, waitsForStop)(event([workload('start_a')]), lambdaContext('w', 900));
+    expect(Date.now() - startedAt).toBeLessThan(900);
+    expect(response.batchItemFailures).toEqual([]);
+    expect(stub.finished).toEqual([
+      { taskId: 'start_a', body: expect.objectContaining({ state: 'handed_back' }) },
+    ]);
+  });
+
+  it('refuses an event that is not an SQS batch', async () => {
+    const stub = executionApiStub();
+    await expect(
+      worker(stub)({ source: 'aws.events', 'detail-type': 'Scheduled Event' }, lambdaContext('w')),
+    ).rejects.toThrow(UnrecognisedEventError);
+  });
+
+  it('runs a bundled DAG file by its fileloc and refuses files that are not bundled', async () => {
+    const stub = executionApiStub();
+    const started = startedTask('start_extract');
+    const fetchStarting = (async (input: string | URL | Request, init?: RequestInit) => {
+      const request = new Request(input, init);
+      const run = /\/task-instances\/([^/]+)\/run$/.exec(new URL(request.url).pathname);
+      if (run?.[1]) {
+        const outside = decodeTaskInstanceId(run[1])?.taskId === 'start_outside';
+        const fileloc = outside ? '../package.ts' : 'example_etl.ts';
+        return Response.json({ ...started, dag_id: 'example_etl', task_id: 'extract', fileloc });
+      }
+      return stub.fetch(request);
+    }) as typeof fetch;
+    const handler = makeHandler({
+      ...quietObservability(),
+      settings: settingsSchema.parse({}),
+      executionApiUrl: EXECUTION_API_URL,
+      executionFetch: fetchStarting,
+    }) as unknown as LambdaHandler<unknown, SQSBatchResponse>;
+    await handler(event([workload('start_inside'), workload('start_outside')]), lambdaContext('w'));
+    const byTask = Object.fromEntries(stub.finished.map((report) => [report.taskId, report.body]));
+    expect(byTask.start_inside).toMatchObject({ state: 'success', xcom: '[1,2,3,4]' });
+    expect(byTask.start_outside).toMatchObject({ state: 'failed', retryable: true });
+    expect(String(byTask.start_outside?.error_message)).toContain('is not bundled');
+  });
+});
