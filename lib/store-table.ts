@@ -1,4 +1,4 @@
-import { RemovalPolicy } from 'aws-cdk-lib';
+import { type Duration, RemovalPolicy } from 'aws-cdk-lib';
 import {
   AttributeType,
   BillingMode,
@@ -8,15 +8,48 @@ import {
   type TableProps,
 } from 'aws-cdk-lib/aws-dynamodb';
 import type { Grant, IGrantable } from 'aws-cdk-lib/aws-iam';
+import type { Function as LambdaFunction } from 'aws-cdk-lib/aws-lambda';
 import { Construct } from 'constructs';
+import { AWS_ENV } from '#aws/environment.ts';
 import { type GlobalSecondaryIndexDefinition, type KeyAttribute, TABLE_DEFINITION } from '#store/keys.ts';
+import { acknowledge, arnReferenceOf } from './nag.ts';
+
+/**
+ * The item attribute DynamoDB's time to live reads: epoch seconds after which the item may be
+ * deleted (within a few days, at no cost). Writers set it from the retention for logs and
+ * finished runs; an item without it is kept.
+ */
+export const TTL_ATTRIBUTE = 'expiresAt';
+
+/**
+ * Days a finished run, its task instances and its XComs are kept, for the functions that write
+ * them to set `expiresAt`. The same retention expires log chunks in the log bucket.
+ */
+export const RETENTION_DAYS_ENV_VAR = 'UPDRAFT_RETENTION_DAYS';
+
+/**
+ * The DynamoDB actions the store adapter (`src/store`) uses, and all a bound function gets: no
+ * scans, no deletes of single items, no streams, no table management. An infra test checks the
+ * adapter's commands against this list.
+ */
+export const STORE_DYNAMODB_ACTIONS = [
+  'dynamodb:GetItem',
+  'dynamodb:PutItem',
+  'dynamodb:UpdateItem',
+  'dynamodb:Query',
+  'dynamodb:BatchGetItem',
+  'dynamodb:BatchWriteItem',
+] as const;
 
 /**
  * Table properties a user may set. The keys and the billing mode belong to the key design in
  * `src/store/keys.ts` (the embedded store builds its table from the same definition), so they
  * cannot be overridden here.
  */
-export type UpdraftTableOverrides = Omit<TableProps, 'partitionKey' | 'sortKey' | 'billingMode'>;
+export type UpdraftTableOverrides = Omit<
+  TableProps,
+  'partitionKey' | 'sortKey' | 'billingMode' | 'timeToLiveAttribute'
+>;
 
 export interface UpdraftTableProps {
   /**
@@ -25,6 +58,8 @@ export interface UpdraftTableProps {
    * `deletionProtection` here.
    */
   readonly tableProps?: UpdraftTableOverrides;
+  /** How long finished runs and their items are kept before their time to live expires them. */
+  readonly retention?: Duration;
 }
 
 const ATTRIBUTE_TYPES: Record<KeyAttribute['type'], AttributeType> = {
@@ -63,15 +98,18 @@ function resolveTableProps(overrides: UpdraftTableOverrides = {}): TableProps {
     partitionKey: toAttribute(TABLE_DEFINITION.partitionKey),
     sortKey: toAttribute(TABLE_DEFINITION.sortKey),
     billingMode: BILLING_MODES[TABLE_DEFINITION.billingMode],
+    timeToLiveAttribute: TTL_ATTRIBUTE,
   };
 }
 
 /** The store's DynamoDB table, built from the key design shared with the embedded store. */
 export class UpdraftTable extends Construct {
   readonly table: Table;
+  readonly retention: Duration | undefined;
 
   constructor(scope: Construct, id: string, props: UpdraftTableProps = {}) {
     super(scope, id);
+    this.retention = props.retention;
     this.table = new Table(this, 'Table', resolveTableProps(props.tableProps));
     for (const index of TABLE_DEFINITION.globalSecondaryIndexes) {
       this.table.addGlobalSecondaryIndex({
@@ -90,5 +128,23 @@ export class UpdraftTable extends Construct {
 
   grantReadWriteData(grantee: IGrantable): Grant {
     return this.table.grantReadWriteData(grantee);
+  }
+
+  /**
+   * Gives a function the table: the store adapter's actions on the table and its indexes, its
+   * name and the retention it stamps on items. Only the scheduler, the APIs and the DAG registration get it;
+   * workers and the triggerer never do.
+   */
+  bindReadWrite(fn: LambdaFunction): Grant {
+    fn.addEnvironment(AWS_ENV.tableName, this.table.tableName);
+    if (this.retention) fn.addEnvironment(RETENTION_DAYS_ENV_VAR, String(this.retention.toDays()));
+    acknowledge(fn, [
+      {
+        id: `AwsSolutions-IAM5[Resource::${arnReferenceOf(this.table)}/index/*]`,
+        reason:
+          "The store queries the table's own global secondary indexes (runs by logical date, active runs); the wildcard covers this table's indexes only.",
+      },
+    ]);
+    return this.table.grant(fn, ...STORE_DYNAMODB_ACTIONS);
   }
 }

@@ -1,41 +1,18 @@
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { App, RemovalPolicy, Validations } from 'aws-cdk-lib';
-import { Template } from 'aws-cdk-lib/assertions';
-import { AwsSolutionsChecks } from 'cdk-nag';
+import { RemovalPolicy } from 'aws-cdk-lib';
+import type { Template } from 'aws-cdk-lib/assertions';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { TABLE_DEFINITION } from '#store/keys.ts';
-import { UpdraftStack, type UpdraftStackProps } from '../../lib/updraft-stack.ts';
+import { TTL_ATTRIBUTE } from '../../lib/store-table.ts';
+import {
+  removeOutdirs,
+  type Synthesized,
+  synthesize,
+  synthesizeTemplate,
+  testStackProps,
+} from './helpers.ts';
 
-const outdirs: string[] = [];
-
-afterAll(() => {
-  for (const outdir of outdirs.splice(0)) rmSync(outdir, { recursive: true, force: true });
-});
-
-// The parts of the cloud assembly's validation-report.json the checks below read.
-const validationReportSchema = z.object({
-  pluginReports: z.array(
-    z.object({
-      pluginName: z.string(),
-      violations: z.array(
-        z.object({
-          ruleName: z.string(),
-          severity: z.string(),
-          violatingConstructs: z.array(z.object({ constructPath: z.string() })),
-        }),
-      ),
-    }),
-  ),
-});
-
-interface Finding {
-  rule: string;
-  severity: string;
-  paths: string[];
-}
+afterAll(removeOutdirs);
 
 const tableResourceSchema = z.object({
   Properties: z.record(z.string(), z.unknown()),
@@ -46,36 +23,6 @@ const tableResourceSchema = z.object({
 interface TableResource {
   logicalId: string;
   resource: z.infer<typeof tableResourceSchema>;
-}
-
-function synthesize(props: UpdraftStackProps = {}) {
-  const outdir = mkdtempSync(join(tmpdir(), 'updraft-infra-'));
-  outdirs.push(outdir);
-  const app = new App({
-    outdir,
-    // cdk-nag v3 runs as a policy-validation plugin; keeping synthesis going lets the test read
-    // and name every finding instead of failing on a thrown report.
-    context: { '@aws-cdk/core:failSynthOnValidationErrors': false },
-    // CDK's own schema validation costs seconds per synthesis and is not what these tests check;
-    // `cdk synth` still runs it.
-    builtinCloudFormationValidation: false,
-  });
-  const stack = new UpdraftStack(app, 'Updraft', props);
-  Validations.of(app).addPlugins(new AwsSolutionsChecks(app));
-  const template = Template.fromStack(stack);
-  const report = validationReportSchema.parse(
-    JSON.parse(readFileSync(join(app.synth().directory, 'validation-report.json'), 'utf8')),
-  );
-  const findings: Finding[] = report.pluginReports
-    .filter((plugin) => plugin.pluginName === 'AwsSolutions')
-    .flatMap((plugin) =>
-      plugin.violations.map((violation) => ({
-        rule: violation.ruleName,
-        severity: violation.severity,
-        paths: violation.violatingConstructs.map((construct) => construct.constructPath),
-      })),
-    );
-  return { stack, template, findings };
 }
 
 function onlyTable(template: Template): TableResource {
@@ -93,7 +40,7 @@ function keySchema(partitionKey: string, sortKey: string) {
 }
 
 describe('UpdraftStack', () => {
-  let synthesized: ReturnType<typeof synthesize>;
+  let synthesized: Synthesized;
   let table: TableResource;
 
   beforeAll(() => {
@@ -157,6 +104,14 @@ describe('UpdraftStack', () => {
     });
   });
 
+  it('expires items by their expiresAt attribute (time to live)', () => {
+    expect(TTL_ATTRIBUTE).toBe('expiresAt');
+    expect(table.resource.Properties.TimeToLiveSpecification).toEqual({
+      AttributeName: 'expiresAt',
+      Enabled: true,
+    });
+  });
+
   it('encrypts with the AWS-managed key', () => {
     expect(table.resource.Properties.SSESpecification).toEqual({ SSEEnabled: true });
   });
@@ -174,6 +129,20 @@ describe('UpdraftStack', () => {
     synthesized.template.hasOutput('TableName', { Value: { Ref: table.logicalId } });
   });
 
+  it('outputs the API URL, where its token is, the Execution API URL, the log bucket and the dashboard', () => {
+    const outputs = Object.keys(synthesized.template.findOutputs('*'));
+    expect(outputs.sort()).toEqual(
+      [
+        'ApiTokenSecretArn',
+        'ApiUrl',
+        'DashboardName',
+        'ExecutionApiUrl',
+        'LogBucketName',
+        'TableName',
+      ].sort(),
+    );
+  });
+
   it('passes the AWS Solutions checks without errors', () => {
     const errors = synthesized.findings.filter((f) => f.severity === 'error' || f.severity === 'fatal');
     expect(errors).toEqual([]);
@@ -184,32 +153,55 @@ describe('UpdraftStack', () => {
   });
 });
 
+describe('UpdraftStack in an account and region', () => {
+  it('passes the AWS Solutions checks when the environment is known at synth, as under `cdk deploy`', () => {
+    const { findings } = synthesize(
+      testStackProps({ env: { account: '123456789012', region: 'eu-west-1' } }),
+    );
+    expect(findings).toEqual([]);
+  });
+});
+
 describe('UpdraftTable overrides', () => {
   it('lets the user choose the removal policy and deletion protection', () => {
-    const { template } = synthesize({
-      store: { tableProps: { removalPolicy: RemovalPolicy.DESTROY, deletionProtection: true } },
-    });
+    const { template } = synthesizeTemplate(
+      testStackProps({
+        store: { tableProps: { removalPolicy: RemovalPolicy.DESTROY, deletionProtection: true } },
+      }),
+    );
     const table = onlyTable(template);
     expect(table.resource.DeletionPolicy).toBe('Delete');
     expect(table.resource.Properties.DeletionProtectionEnabled).toBe(true);
   });
 
   it('keeps the key design whatever else the user overrides', () => {
-    const { template } = synthesize({ store: { tableProps: { tableName: 'updraft-store' } } });
+    const { template } = synthesize(
+      testStackProps({ store: { tableProps: { tableName: 'updraft-store' } } }),
+    );
     const table = onlyTable(template);
     expect(table.resource.Properties.TableName).toBe('updraft-store');
     expect(table.resource.Properties.KeySchema).toEqual(keySchema('pk', 'sk'));
     expect(table.resource.Properties.BillingMode).toBe('PAY_PER_REQUEST');
+    expect(table.resource.Properties.TimeToLiveSpecification).toEqual({
+      AttributeName: 'expiresAt',
+      Enabled: true,
+    });
   });
 
   it('is caught by the AWS Solutions checks when point-in-time recovery is turned off', () => {
-    const { findings } = synthesize({
-      store: {
-        tableProps: { pointInTimeRecoverySpecification: { pointInTimeRecoveryEnabled: false } },
-      },
-    });
+    const { findings } = synthesize(
+      testStackProps({
+        store: {
+          tableProps: { pointInTimeRecoverySpecification: { pointInTimeRecoveryEnabled: false } },
+        },
+      }),
+    );
     expect(findings).toEqual([
-      { rule: 'AwsSolutions-DDB3', severity: 'warning', paths: ['Updraft/Store/Table/Resource'] },
+      {
+        rule: 'AwsSolutions-DDB3',
+        severity: 'warning',
+        paths: ['Updraft/Orchestrator/Store/Table/Resource'],
+      },
     ]);
   });
 });

@@ -1,0 +1,171 @@
+import { join } from 'node:path';
+import { Duration, RemovalPolicy } from 'aws-cdk-lib';
+import { Architecture, type Code, LoggingFormat, Runtime, Tracing } from 'aws-cdk-lib/aws-lambda';
+import {
+  type ICommandHooks,
+  NodejsFunction,
+  type NodejsFunctionProps,
+  OutputFormat,
+} from 'aws-cdk-lib/aws-lambda-nodejs';
+import { LogGroup, RetentionDays } from 'aws-cdk-lib/aws-logs';
+import type { Construct } from 'constructs';
+import { acknowledge } from './nag.ts';
+
+/** The Lambda functions of a deployment and their entry files, relative to the project root. */
+export const FUNCTION_ENTRIES = {
+  api: 'functions/api.ts',
+  executionApi: 'functions/execution-api.ts',
+  scheduler: 'functions/scheduler.ts',
+  worker: 'functions/worker.ts',
+  registerDags: 'functions/register-dags.ts',
+} as const;
+
+export type UpdraftFunctionName = keyof typeof FUNCTION_ENTRIES;
+
+/**
+ * Code for a function in place of the esbuild bundle of its entry: for tests and for users who
+ * build their handlers elsewhere. The code must export `handler` from `index` (`index.handler`).
+ */
+export type FunctionCodeOverride = (name: UpdraftFunctionName) => Code;
+
+/** What every function shares: where the sources are, how they are built, how long logs stay. */
+export interface FunctionDefaults {
+  /** The project holding `functions/` and `package-lock.json`. */
+  readonly projectRoot: string;
+  readonly functionCode?: FunctionCodeOverride;
+  readonly logRetention: RetentionDays;
+}
+
+/**
+ * Powertools' service name of each function: the `service` dimension of the metrics it publishes
+ * and a field of every log line. The handlers name themselves the same way.
+ */
+export const SERVICE_NAMES: Readonly<Record<UpdraftFunctionName, string>> = {
+  api: 'updraft-api',
+  executionApi: 'updraft-execution-api',
+  scheduler: 'updraft-scheduler',
+  worker: 'updraft-worker',
+  registerDags: 'updraft-register-dags',
+};
+/** The triggerer container's service name. */
+export const TRIGGERER_SERVICE_NAME = 'updraft-triggerer';
+/** The CloudWatch namespace of every Updraft metric. */
+export const METRICS_NAMESPACE = 'Updraft';
+
+/**
+ * Makes `require` available in the ESM bundle: CommonJS dependencies bundled into it (the X-Ray
+ * SDK under the Powertools tracer) call `require` for Node built-ins.
+ */
+const ESM_REQUIRE_BANNER =
+  "import { createRequire } from 'node:module'; const require = createRequire(import.meta.url);";
+
+export interface UpdraftFunctionOptions {
+  readonly name: UpdraftFunctionName;
+  readonly description: string;
+  readonly timeout: Duration;
+  readonly memorySize: number;
+  readonly environment?: Record<string, string>;
+  /** The entry file to bundle, in place of the function's own under `functions/`. */
+  readonly entry?: string;
+  /** Commands run after esbuild, given the bundle's output directory (e.g. adding a data file). */
+  readonly afterBundling?: (outputDir: string) => string[];
+  /**
+   * Merged over the defaults; a user's props win except for the description, timeout (set with
+   * `timeout`), code, entry and handler.
+   */
+  readonly overrides?: Partial<NodejsFunctionProps>;
+}
+
+/**
+ * One Updraft function with the secure, observable defaults: Node.js 24 on arm64, X-Ray tracing,
+ * JSON logs into a log group with a retention, Powertools environment, and an esbuild bundle
+ * (ESM, minified, source maps) that leaves `@aws-sdk/*` to the runtime, which provides it.
+ */
+export function createUpdraftFunction(
+  scope: Construct,
+  id: string,
+  defaults: FunctionDefaults,
+  options: UpdraftFunctionOptions,
+): NodejsFunction {
+  const logGroup = new LogGroup(scope, `${id}Logs`, {
+    retention: defaults.logRetention,
+    removalPolicy: RemovalPolicy.DESTROY,
+  });
+  const props: NodejsFunctionProps = {
+    runtime: Runtime.NODEJS_24_X,
+    architecture: Architecture.ARM_64,
+    tracing: Tracing.ACTIVE,
+    loggingFormat: LoggingFormat.JSON,
+    logGroup,
+    ...options.overrides,
+    description: options.description,
+    timeout: options.timeout,
+    memorySize: options.overrides?.memorySize ?? options.memorySize,
+    environment: {
+      POWERTOOLS_SERVICE_NAME: SERVICE_NAMES[options.name],
+      POWERTOOLS_METRICS_NAMESPACE: METRICS_NAMESPACE,
+      NODE_OPTIONS: '--enable-source-maps',
+      ...options.environment,
+      ...options.overrides?.environment,
+    },
+  };
+  const override = defaults.functionCode?.(options.name);
+  const fn = override
+    ? new NodejsFunction(scope, id, { ...props, code: override, handler: 'index.handler' })
+    : bundledFunction(scope, id, defaults, options, props);
+  acknowledge(fn, [
+    {
+      id: 'AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]',
+      reason:
+        "Lambda's managed basic execution policy only lets the function write its own CloudWatch logs; it is what every Lambda function needs.",
+    },
+    {
+      id: 'AwsSolutions-IAM5[Resource::*]',
+      reason:
+        'X-Ray tracing: xray:PutTraceSegments and xray:PutTelemetryRecords accept no resource but "*". The infra tests check that no other action is granted on "*".',
+    },
+  ]);
+  return fn;
+}
+
+function bundledFunction(
+  scope: Construct,
+  id: string,
+  defaults: FunctionDefaults,
+  options: UpdraftFunctionOptions,
+  props: NodejsFunctionProps,
+): NodejsFunction {
+  const afterBundling = options.afterBundling;
+  const commandHooks: ICommandHooks = {
+    beforeBundling: () => [],
+    beforeInstall: () => [],
+    afterBundling: (_inputDir, outputDir) => afterBundling?.(outputDir) ?? [],
+  };
+  return new NodejsFunction(scope, id, {
+    ...props,
+    entry: options.entry ?? join(defaults.projectRoot, FUNCTION_ENTRIES[options.name]),
+    handler: 'handler',
+    projectRoot: defaults.projectRoot,
+    depsLockFilePath: join(defaults.projectRoot, 'package-lock.json'),
+    bundling: {
+      format: OutputFormat.ESM,
+      target: 'node24',
+      minify: true,
+      sourceMap: true,
+      sourcesContent: false,
+      mainFields: ['module', 'main'],
+      externalModules: ['@aws-sdk/*'],
+      banner: ESM_REQUIRE_BANNER,
+      commandHooks,
+      ...options.overrides?.bundling,
+    },
+  });
+}
+
+/** A shell word for a path or argument in a bundling command. */
+export function shellQuote(value: string): string {
+  return `'${value.replaceAll("'", `'\\''`)}'`;
+}
+
+export const DEFAULT_LOG_RETENTION = RetentionDays.ONE_MONTH;
+export const MAX_LAMBDA_TIMEOUT = Duration.minutes(15);

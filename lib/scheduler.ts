@@ -1,0 +1,70 @@
+import { Duration } from 'aws-cdk-lib';
+import { Rule, Schedule } from 'aws-cdk-lib/aws-events';
+import { LambdaFunction } from 'aws-cdk-lib/aws-events-targets';
+import type { NodejsFunction, NodejsFunctionProps } from 'aws-cdk-lib/aws-lambda-nodejs';
+import { Construct } from 'constructs';
+import { createUpdraftFunction, type FunctionDefaults } from './functions.ts';
+import type { UpdraftQueues } from './queues.ts';
+
+export interface UpdraftSchedulerProps {
+  readonly defaults: FunctionDefaults;
+  readonly queues: UpdraftQueues;
+  readonly timeout: Duration;
+  readonly memorySize: number;
+  /** Period of the tick: due runs, reconciliation, deadlines (EventBridge allows one minute or more). */
+  readonly tickInterval: Duration;
+  /** Scheduling requests handled by one invocation (1–10). */
+  readonly batchSize: number;
+  /** How long the event source gathers requests before invoking with fewer than a full batch. */
+  readonly maxBatchingWindow: Duration;
+  /** Scheduler invocations running at once for scheduling requests (2–1000). */
+  readonly maxConcurrency: number;
+  readonly functionProps?: Partial<NodejsFunctionProps>;
+  readonly environment?: Record<string, string>;
+}
+
+export class SchedulerConfigurationError extends Error {
+  override name = 'SchedulerConfigurationError';
+}
+
+/**
+ * The scheduler: one Lambda function invoked two ways. An EventBridge rule sends the periodic
+ * tick (new runs due by their schedules, timeouts, zombies, deadlines), and the scheduling-request
+ * queue brings event-driven passes after each task state change, so downstream tasks start
+ * without waiting for a tick.
+ */
+export class UpdraftScheduler extends Construct {
+  readonly function: NodejsFunction;
+  readonly tickRule: Rule;
+
+  constructor(scope: Construct, id: string, props: UpdraftSchedulerProps) {
+    super(scope, id);
+    if (props.tickInterval.toSeconds() < 60 || props.tickInterval.toSeconds() % 60 !== 0) {
+      throw new SchedulerConfigurationError(
+        `The scheduler tick must be a whole number of minutes (EventBridge rates start at one minute), got ${props.tickInterval.toHumanString()}`,
+      );
+    }
+    this.function = createUpdraftFunction(this, 'Function', props.defaults, {
+      name: 'scheduler',
+      description: 'Updraft scheduler: the periodic tick and the event-driven scheduling passes',
+      timeout: props.timeout,
+      memorySize: props.memorySize,
+      ...(props.environment ? { environment: props.environment } : {}),
+      ...(props.functionProps ? { overrides: props.functionProps } : {}),
+    });
+    this.tickRule = new Rule(this, 'Tick', {
+      description: 'Updraft scheduler tick',
+      schedule: Schedule.rate(props.tickInterval),
+      targets: [
+        // A missed tick is made up by the next one: no retries beyond the next period.
+        new LambdaFunction(this.function, { retryAttempts: 2, maxEventAge: Duration.minutes(1) }),
+      ],
+    });
+    props.queues.bindConsumer(this.function, 'scheduler', {
+      functionTimeout: props.timeout,
+      batchSize: props.batchSize,
+      maxBatchingWindow: props.maxBatchingWindow,
+      maxConcurrency: props.maxConcurrency,
+    });
+  }
+}

@@ -1,0 +1,112 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { TRIGGERER_CAPACITY_LOG_FIELD } from '../../lib/triggerer.ts';
+import {
+  logicalIdOf,
+  removeOutdirs,
+  synthesizeTemplate,
+  type TemplateOnly,
+  testStackProps,
+} from './helpers.ts';
+
+afterAll(removeOutdirs);
+
+describe('UpdraftTriggerer', () => {
+  let synthesized: TemplateOnly;
+
+  beforeAll(() => {
+    synthesized = synthesizeTemplate(testStackProps());
+  });
+
+  it('runs no task until a trigger waits: desired count 0', () => {
+    synthesized.template.hasResourceProperties('AWS::ECS::Service', {
+      LaunchType: 'FARGATE',
+      DesiredCount: 0,
+      DeploymentConfiguration: {
+        MinimumHealthyPercent: 100,
+        MaximumPercent: 200,
+        DeploymentCircuitBreaker: { Enable: true, Rollback: true },
+      },
+    });
+  });
+
+  it('runs a quarter vCPU arm64 task with a read-only root file system and logs to CloudWatch', () => {
+    synthesized.template.hasResourceProperties('AWS::ECS::TaskDefinition', {
+      Cpu: '256',
+      Memory: '512',
+      RuntimePlatform: { CpuArchitecture: 'ARM64', OperatingSystemFamily: 'LINUX' },
+      ContainerDefinitions: [
+        {
+          ReadonlyRootFilesystem: true,
+          LogConfiguration: { LogDriver: 'awslogs' },
+        },
+      ],
+    });
+  });
+
+  it('tells the container the Execution API URL and its region', () => {
+    const url = logicalIdOf(synthesized.stack.updraft.executionApi.url);
+    const definition = Object.values(synthesized.template.findResources('AWS::ECS::TaskDefinition'))[0];
+    const environment = definition?.Properties.ContainerDefinitions[0].Environment as {
+      Name: string;
+      Value: unknown;
+    }[];
+    const byName = Object.fromEntries(environment.map(({ Name, Value }) => [Name, Value]));
+    expect(byName.UPDRAFT_EXECUTION_API_URL).toEqual({ 'Fn::GetAtt': [url, 'FunctionUrl'] });
+    expect(byName.AWS_REGION).toEqual({ Ref: 'AWS::Region' });
+  });
+
+  it('places tasks in public subnets with a public IP and no NAT gateway, so an idle VPC costs nothing', () => {
+    synthesized.template.hasResourceProperties('AWS::ECS::Service', {
+      NetworkConfiguration: { AwsvpcConfiguration: { AssignPublicIp: 'ENABLED' } },
+    });
+    synthesized.template.resourceCountIs('AWS::EC2::NatGateway', 0);
+    synthesized.template.resourceCountIs('AWS::EC2::FlowLog', 1);
+  });
+
+  it('scales between 0 and 1 tasks on the triggers.waiting gauge', () => {
+    synthesized.template.hasResourceProperties('AWS::ApplicationAutoScaling::ScalableTarget', {
+      MinCapacity: 0,
+      MaxCapacity: 1,
+      ScalableDimension: 'ecs:service:DesiredCount',
+    });
+    synthesized.template.hasResourceProperties('AWS::CloudWatch::Alarm', {
+      Namespace: 'Updraft',
+      MetricName: 'triggers.waiting',
+      Dimensions: [{ Name: 'service', Value: 'updraft-scheduler' }],
+    });
+    const policies = Object.values(
+      synthesized.template.findResources('AWS::ApplicationAutoScaling::ScalingPolicy'),
+    );
+    const adjustments = policies.map((policy) => policy.Properties.StepScalingPolicyConfiguration);
+    expect(adjustments.map((configuration) => configuration.AdjustmentType)).toEqual([
+      'ExactCapacity',
+      'ExactCapacity',
+    ]);
+    const capacities = adjustments.flatMap((configuration) =>
+      configuration.StepAdjustments.map((step: { ScalingAdjustment: number }) => step.ScalingAdjustment),
+    );
+    expect(capacities.sort()).toEqual([0, 1]);
+  });
+
+  it('reads the capacity gauge from the triggerer log with a metric filter, not a CloudWatch permission', () => {
+    synthesized.template.hasResourceProperties('AWS::Logs::MetricFilter', {
+      FilterPattern: `{ $.${TRIGGERER_CAPACITY_LOG_FIELD} >= 0 }`,
+      MetricTransformations: [
+        {
+          MetricNamespace: 'Updraft',
+          MetricName: 'triggerer.capacity_left',
+          MetricValue: `$.${TRIGGERER_CAPACITY_LOG_FIELD}`,
+        },
+      ],
+    });
+  });
+
+  it('takes the desired count and the most tasks from its props', () => {
+    const { template } = synthesizeTemplate(testStackProps({ triggerer: { desiredCount: 1, maxTasks: 3 } }));
+    template.hasResourceProperties('AWS::ECS::Service', { DesiredCount: 1 });
+    template.hasResourceProperties('AWS::ApplicationAutoScaling::ScalableTarget', {
+      MinCapacity: 0,
+      MaxCapacity: 3,
+    });
+  });
+});
