@@ -22,8 +22,7 @@ export const TARGETS = {
   chain_p50_ms: 50,
   store_writes_per_ti: 6,
   queue_operations_per_ti: 3,
-  reads_per_pass:
-    'the same for a 100-task run and a 2,000-task run',
+  reads_per_pass: 'the same for a 100-task run and a 2,000-task run',
 } as const;
 
 type Row = [name: string, cells: Partial<Record<Mode, number | string | undefined>>, target: string];
