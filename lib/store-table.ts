@@ -11,21 +11,20 @@ import type { Grant, IGrantable } from 'aws-cdk-lib/aws-iam';
 import type { Function as LambdaFunction } from 'aws-cdk-lib/aws-lambda';
 import { Construct } from 'constructs';
 import { AWS_ENV } from '#aws/environment.ts';
-import { type GlobalSecondaryIndexDefinition, type KeyAttribute, TABLE_DEFINITION } from '#store/keys.ts';
+import { SETTING_ENV_VARS } from '#config/settings.ts';
+import {
+  type GlobalSecondaryIndexDefinition,
+  type KeyAttribute,
+  TABLE_DEFINITION,
+  TTL_ATTRIBUTE,
+} from '#store/keys.ts';
 import { acknowledge, arnReferenceOf } from './nag.ts';
 
 /**
- * The item attribute DynamoDB's time to live reads: epoch seconds after which the item may be
- * deleted (within a few days, at no cost). Writers set it from the retention for logs and
- * finished runs; an item without it is kept.
+ * Days a run's items are kept after their last write (the store stamps `TTL_ATTRIBUTE` on every
+ * write of them). The same retention expires log chunks in the log bucket.
  */
-export const TTL_ATTRIBUTE = 'expiresAt';
-
-/**
- * Days a finished run, its task instances and its XComs are kept, for the functions that write
- * them to set `expiresAt`. The same retention expires log chunks in the log bucket.
- */
-export const RETENTION_DAYS_ENV_VAR = 'UPDRAFT_RETENTION_DAYS';
+export const RETENTION_DAYS_ENV_VAR = SETTING_ENV_VARS.retentionDays;
 
 /**
  * The DynamoDB actions the store adapter (`src/store`) uses, and all a bound function gets: no

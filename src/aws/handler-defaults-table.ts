@@ -9,8 +9,9 @@ import type { DepFactories } from './handler-deps.ts';
  * region, credentials and `AWS_ENDPOINT_URL` (LocalStack) from the environment, traced by X-Ray.
  */
 export const factories: Pick<DepFactories, 'store'> = {
-  store: (_deps, { tracer }) =>
+  store: async (deps, { tracer }) =>
     new DynamoStore({
+      retentionDays: (await deps.get('settings')).retentionDays,
       // As the store's own document client: native values, undefined fields left out.
       client: DynamoDBDocumentClient.from(tracer.captureAWSv3Client(new DynamoDBClient({})), {
         marshallOptions: { removeUndefinedValues: true },

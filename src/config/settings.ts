@@ -109,6 +109,12 @@ export const settingsSchema = z
         'must be 0 (no limit) or at least 256 (a task runner process takes about 110 MB before the task allocates anything)',
       )
       .default(1024),
+    /**
+     * Days a run's items (the run, its TIs, summary, task slots and XComs) are kept after their
+     * last write: each write stamps the table's time to live that far ahead, and DynamoDB deletes
+     * them once it passes. 0 keeps them for good. The embedded store of standalone never deletes.
+     */
+    retentionDays: z.coerce.number().min(0).max(36_500).default(0),
     /** Seconds a graceful stop waits for running tasks before handing them back. */
     shutdownGraceSeconds: z.coerce.number().int().min(0).default(30),
     logLevel: z.enum(['debug', 'info', 'warn', 'error']).default('info'),
@@ -197,6 +203,7 @@ export const SETTING_ENV_VARS: Readonly<Record<keyof Settings, string>> = {
   metricsLogIntervalMs: 'UPDRAFT_METRICS_LOG_INTERVAL_MS',
   shutdownGraceSeconds: 'UPDRAFT_SHUTDOWN_GRACE_SECONDS',
   taskMemoryLimitMb: 'UPDRAFT_TASK_MEMORY_LIMIT_MB',
+  retentionDays: 'UPDRAFT_RETENTION_DAYS',
   logLevel: 'UPDRAFT_LOG_LEVEL',
 };
 

@@ -91,7 +91,11 @@ export async function startStandalone(settings: Settings, options: StandaloneOpt
       ? { configureClient: (client) => instrumentClient(client, options.requestCounter!) }
       : {}),
   });
-  const store = new DynamoStore({ client: toDocumentClient(dynamoClient), tableName: TABLE_NAME });
+  const store = new DynamoStore({
+    client: toDocumentClient(dynamoClient),
+    tableName: TABLE_NAME,
+    retentionDays: settings.retentionDays,
+  });
 
   const metrics = new MetricsRegistry();
   const {

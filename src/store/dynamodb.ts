@@ -45,8 +45,20 @@ export class DynamoStore implements Store {
   readonly #xcoms: DynamoXComStore;
   readonly #scheduling: DynamoSchedulingStateStore;
 
-  constructor(options: { client: DynamoDBDocumentClient; tableName: string }) {
-    const table = new TableRequests(options.client, options.tableName);
+  /**
+   * `retentionDays` (UPDRAFT_RETENTION_DAYS): stamp a run's items with the table's time to live
+   * that far ahead on every write (0 or absent: kept for good).
+   */
+  constructor(options: {
+    client: DynamoDBDocumentClient;
+    tableName: string;
+    retentionDays?: number;
+    now?: () => number;
+  }) {
+    const table = new TableRequests(options.client, options.tableName, {
+      ...(options.retentionDays !== undefined ? { retentionDays: options.retentionDays } : {}),
+      ...(options.now ? { now: options.now } : {}),
+    });
     this.#dags = new DynamoDagStore(table);
     this.#taskInstances = new DynamoTaskInstanceStore(table);
     this.#runs = new DynamoRunStore(table, this.#dags, this.#taskInstances);

@@ -72,6 +72,14 @@ export const TABLE_DEFINITION: {
   ],
 };
 
+/**
+ * The table's time-to-live attribute (epoch seconds): with a retention set, every write of a run's
+ * items (the run, its TIs, summary and task slots) and of its XComs stamps it `retention` ahead,
+ * and DynamoDB deletes them once a run has been left alone that long. DAGs, pools and the
+ * scheduler's items never carry it.
+ */
+export const TTL_ATTRIBUTE = 'expiresAt';
+
 export const DAGS_PARTITION = 'DAGS';
 export const DAG_SORT_PREFIX = 'DAG#';
 export const IMPORT_ERROR_SORT_PREFIX = 'IMPORT_ERROR#';

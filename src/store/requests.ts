@@ -8,16 +8,30 @@ import {
 } from '@aws-sdk/lib-dynamodb';
 import type { StoreError } from './errors.ts';
 import { type ExpressionBuilder, type Item, isConditionalCheckFailed } from './items.ts';
-import type { ItemKey } from './keys.ts';
+import { type ItemKey, TTL_ATTRIBUTE } from './keys.ts';
 
 /** The single-item requests of the adapter, bound to one table. */
 export class TableRequests {
   readonly client: DynamoDBDocumentClient;
   readonly tableName: string;
+  readonly #retentionSeconds: number;
+  readonly #now: () => number;
 
-  constructor(client: DynamoDBDocumentClient, tableName: string) {
+  constructor(
+    client: DynamoDBDocumentClient,
+    tableName: string,
+    retention: { retentionDays?: number; now?: () => number } = {},
+  ) {
     this.client = client;
     this.tableName = tableName;
+    this.#retentionSeconds = Math.round((retention.retentionDays ?? 0) * 86_400);
+    this.#now = retention.now ?? Date.now;
+  }
+
+  /** The time-to-live stamp of a run's items written now; empty without a retention. */
+  expiry(): Item {
+    if (this.#retentionSeconds <= 0) return {};
+    return { [TTL_ATTRIBUTE]: Math.floor(this.#now() / 1000) + this.#retentionSeconds };
   }
 
   /** Strongly consistent: the base table is the source of truth a state change is decided on. */

@@ -87,7 +87,7 @@ export class DynamoRunStore implements RunStore {
         );
       }
     }
-    const item = dagRunToItem(run);
+    const item = { ...dagRunToItem(run), ...this.#table.expiry() };
     const bytes = itemSizeBytes(item);
     if (bytes > DYNAMODB_ITEM_MAX_BYTES) {
       const confBytes = Buffer.byteLength(JSON.stringify(run.conf), 'utf8');
@@ -233,7 +233,10 @@ export class DynamoRunStore implements RunStore {
     }
     const expectedClears = clearCount === undefined ? '' : ` with clear count ${clearCount}`;
     const item = await this.#table.conditionalUpdate(
-      { Key: dagRunKey(key), UpdateExpression: expression.update(changes, indexSet, indexRemove) },
+      {
+        Key: dagRunKey(key),
+        UpdateExpression: expression.update(changes, { ...indexSet, ...this.#table.expiry() }, indexRemove),
+      },
       expression,
       conditions,
       (error) =>
@@ -249,11 +252,14 @@ export class DynamoRunStore implements RunStore {
   async markRunCleared(key: DagRunKey, phase: 'begin' | 'end'): Promise<DagRun> {
     const expression = new ExpressionBuilder();
     const revision = expression.name('revision');
+    const stamps = Object.entries(this.#table.expiry()).map(
+      ([name, value]) => `, ${expression.assign(name, value)}`,
+    );
     const item = await this.#table.conditionalUpdate(
       {
         Key: dagRunKey(key),
         UpdateExpression:
-          `SET ${revision} = ${revision} + ${expression.value(1)} ` +
+          `SET ${revision} = ${revision} + ${expression.value(1)}${stamps.join('')} ` +
           `ADD ${expression.name('clearCount')} ${expression.value(1)}, ` +
           `${expression.name('clearsInProgress')} ${expression.value(phase === 'begin' ? 1 : -1)}`,
       },

@@ -37,7 +37,7 @@ export class DynamoRunSummaryStore {
    * older read never replaces a newer summary. Tells whether it was written.
    */
   async putRunSummary(key: DagRunKey, summary: RunSummary): Promise<boolean> {
-    const item = runSummaryToItem(key, summary);
+    const item = { ...runSummaryToItem(key, summary), ...this.#table.expiry() };
     const bytes = itemSizeBytes(item);
     if (bytes > DYNAMODB_ITEM_MAX_BYTES) {
       throw new ItemTooLargeError(
@@ -79,6 +79,8 @@ export class DynamoRunSummaryStore {
       const assignments = taskIds
         .slice(start, start + SUMMARY_ENTRIES_PER_UPDATE)
         .map((taskId) => `${tasks}.${expression.name(taskId)} = ${expression.value(entries[taskId])}`);
+      for (const [name, value] of Object.entries(this.#table.expiry()))
+        assignments.push(expression.assign(name, value));
       try {
         await this.#table.conditionalUpdate(
           { Key: runSummaryKey(key), UpdateExpression: `SET ${assignments.join(', ')}` },

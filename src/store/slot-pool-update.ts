@@ -98,6 +98,7 @@ function holderItem(holder: SlotHolder): Item {
 export function slotPoolUpdate(
   change: SlotPoolChange,
   releases: readonly ResolvedRelease[],
+  stamps: Item = {},
 ): {
   expression: ExpressionBuilder;
   updateExpression: string;
@@ -138,6 +139,7 @@ export function slotPoolUpdate(
     set.push(`${waiting()}.${expression.name(key)} = ${expression.value(since)}`);
   }
   for (const key of change.removeWaiting ?? []) remove.push(`${waiting()}.${expression.name(key)}`);
+  for (const [name, value] of Object.entries(stamps)) set.push(expression.assign(name, value));
   const clauses: string[] = [];
   if (set.length > 0) clauses.push(`SET ${set.join(', ')}`);
   if (remove.length > 0) clauses.push(`REMOVE ${remove.join(', ')}`);

@@ -1,6 +1,6 @@
 import { PutCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { ConditionFailedError } from './errors.ts';
-import { emptySlotPool, isConditionalCheckFailed, itemToSlotPool } from './items.ts';
+import { emptySlotPool, type Item, isConditionalCheckFailed, itemToSlotPool } from './items.ts';
 import { type ItemKey, reconcileCursorKey, slotPoolKey } from './keys.ts';
 import type {
   ReconcileCursor,
@@ -41,7 +41,7 @@ export class DynamoSchedulingStateStore implements SchedulingStateStore {
     if (isEmptySlotPoolChange(change)) return this.getSlotPool(ref);
     const releases = await this.#resolveReleases(ref, key, change);
     try {
-      return await this.#send(key, change, releases);
+      return await this.#send(ref, key, change, releases);
     } catch (error) {
       if (!isConditionalCheckFailed(error)) throw error;
       const stored = await this.#table.get(key);
@@ -61,9 +61,9 @@ export class DynamoSchedulingStateStore implements SchedulingStateStore {
     }
     // Create it with empty maps (nested SETs need the parent map), then apply the change. Two
     // creators at once: one put wins, the other finds the item; both then apply their change.
-    await this.#table.putIfAbsent({ ...key, used: 0, holders: {}, waiting: {} });
+    await this.#table.putIfAbsent({ ...key, used: 0, holders: {}, waiting: {}, ...this.#expiryOf(ref) });
     try {
-      return await this.#send(key, change, releases);
+      return await this.#send(ref, key, change, releases);
     } catch (error) {
       if (!isConditionalCheckFailed(error)) throw error;
       const stored = await this.#table.get(key);
@@ -98,8 +98,22 @@ export class DynamoSchedulingStateStore implements SchedulingStateStore {
     return releases;
   }
 
-  async #send(key: ItemKey, change: SlotPoolChange, releases: ResolvedRelease[]): Promise<SlotPoolState> {
-    const { expression, updateExpression, conditions } = slotPoolUpdate(change, releases);
+  /** A run's task slots live and expire with the run; named pools and DAG run slots never expire. */
+  #expiryOf(ref: SlotPoolRef): Item {
+    return ref.kind === 'run_tasks' ? this.#table.expiry() : {};
+  }
+
+  async #send(
+    ref: SlotPoolRef,
+    key: ItemKey,
+    change: SlotPoolChange,
+    releases: ResolvedRelease[],
+  ): Promise<SlotPoolState> {
+    const { expression, updateExpression, conditions } = slotPoolUpdate(
+      change,
+      releases,
+      this.#expiryOf(ref),
+    );
     const output = await this.#table.client.send(
       new UpdateCommand({
         TableName: this.#table.tableName,

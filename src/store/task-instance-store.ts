@@ -72,7 +72,8 @@ export class DynamoTaskInstanceStore implements TaskInstanceStore {
    * reset a TI that a scheduler has queued in the meantime.
    */
   async createMissingTaskInstances(taskInstances: TaskInstance[]): Promise<void> {
-    const items = taskInstances.map(taskInstanceToItem);
+    const expiry = this.#table.expiry();
+    const items = taskInstances.map((ti) => ({ ...taskInstanceToItem(ti), ...expiry }));
     await forEachConcurrently(items, CREATE_TASK_INSTANCES_CONCURRENCY, async (item) => {
       await this.#table.putIfAbsent(item);
     });
@@ -96,7 +97,7 @@ export class DynamoTaskInstanceStore implements TaskInstanceStore {
     const expectedTry = expected.tryNumber === undefined ? '' : ` at try ${expected.tryNumber}`;
     const expectedRevision = expected.revision === undefined ? '' : ` at revision ${expected.revision}`;
     const item = await this.#table.conditionalUpdate(
-      { Key: taskInstanceKey(key), UpdateExpression: expression.update(changes) },
+      { Key: taskInstanceKey(key), UpdateExpression: expression.update(changes, this.#table.expiry()) },
       expression,
       conditions,
       (error) =>

@@ -30,7 +30,17 @@ export class DynamoXComStore implements XComStore {
       await this.#table.client.send(
         new PutCommand({
           TableName: this.#table.tableName,
-          Item: { ...xcomKey(key), dagId, runId, taskId, mapIndex, key: key.key, value, tryNumber },
+          Item: {
+            ...xcomKey(key),
+            dagId,
+            runId,
+            taskId,
+            mapIndex,
+            key: key.key,
+            value,
+            tryNumber,
+            ...this.#table.expiry(),
+          },
           // A late report of an earlier try never overwrites what a later try wrote.
           ConditionExpression: 'attribute_not_exists(#pk) OR attribute_not_exists(#try) OR #try <= :try',
           ExpressionAttributeNames: { '#pk': 'pk', '#try': 'tryNumber' },

@@ -2,8 +2,7 @@ import { RemovalPolicy } from 'aws-cdk-lib';
 import type { Template } from 'aws-cdk-lib/assertions';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { TABLE_DEFINITION } from '#store/keys.ts';
-import { TTL_ATTRIBUTE } from '../../lib/store-table.ts';
+import { TABLE_DEFINITION, TTL_ATTRIBUTE } from '#store/keys.ts';
 import {
   removeOutdirs,
   type Synthesized,
