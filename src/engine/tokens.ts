@@ -1,4 +1,4 @@
-import { createHmac, timingSafeEqual } from 'node:crypto';
+import { createHmac, createSecretKey, type KeyObject, timingSafeEqual } from 'node:crypto';
 import {
   claimsOf,
   payloadOf,
@@ -179,8 +179,16 @@ function decodePart(part: string): unknown {
   }
 }
 
+/** Key objects of the keyring's secrets, made once: importing a raw key on every HMAC costs more than the HMAC. */
+const keyObjects = new WeakMap<Buffer, KeyObject>();
+
 function sign(key: Buffer, input: string): string {
-  return createHmac('sha256', key).update(input).digest('base64url');
+  let keyObject = keyObjects.get(key);
+  if (!keyObject) {
+    keyObject = createSecretKey(key);
+    keyObjects.set(key, keyObject);
+  }
+  return createHmac('sha256', keyObject).update(input).digest('base64url');
 }
 
 function invalid(reason: string): InvalidTokenError {
