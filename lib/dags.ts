@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
+import { HAND_BACK_MARGIN_MS } from '#aws/handler-worker.ts';
 import { type SerializedDag, serializedDagSchema } from '#core/serialized-dag.ts';
 import { dagsFolderHash } from './dags-folder.ts';
 
@@ -71,29 +72,74 @@ export function serializeDagsFolder(folder: string, options: { timeoutMs: number
 }
 
 function checked(folder: string, result: SerializedDagsFolder): SerializedDagsFolder {
-  if (result.errors.length === 0) return result;
-  const lines = result.errors.map((error) => `- ${error.fileloc}: ${error.message}`);
-  throw new DagsFolderError(`DAG files in ${folder} do not load:\n${lines.join('\n')}`);
+  if (result.errors.length > 0) {
+    const lines = result.errors.map((error) => `- ${error.fileloc}: ${error.message}`);
+    throw new DagsFolderError(`DAG files in ${folder} do not load:\n${lines.join('\n')}`);
+  }
+  checkDagFilesBundled(folder, result);
+  return result;
+}
+
+/** The DAG files a worker bundles: `functions/worker.ts` imports the `.ts` files of the DAGs folder. */
+export const BUNDLED_DAG_FILE_EXTENSION = '.ts';
+
+/**
+ * Refuses DAGs defined in files the worker does not bundle. The DAG loader also takes `.mts`,
+ * `.js` and `.mjs` files, so such a DAG would be registered, yet every task of it would fail
+ * "is not bundled" on the worker. Modules that define no DAG may be of any kind: a `.ts` DAG
+ * file that imports them has them bundled with it.
+ */
+function checkDagFilesBundled(folder: string, result: SerializedDagsFolder): void {
+  const unbundled = [
+    ...new Set(
+      result.dags
+        .map(({ dag }) => dag.fileloc)
+        .filter((fileloc) => !fileloc.endsWith(BUNDLED_DAG_FILE_EXTENSION)),
+    ),
+  ].sort();
+  if (unbundled.length === 0) return;
+  throw new DagsFolderError(
+    `DAG files in ${folder} that the worker does not bundle: ${unbundled.join(', ')}. The worker function bundles the ${BUNDLED_DAG_FILE_EXTENSION} files of the DAGs folder only (functions/worker.ts), so a DAG defined in a .mts, .js or .mjs file would be registered but none of its tasks could run. Rename the file to ${BUNDLED_DAG_FILE_EXTENSION}, or move its dag(…) call into a ${BUNDLED_DAG_FILE_EXTENSION} file, which may import the rest of its code from the other file.`,
+  );
 }
 
 /**
- * Refuses tasks whose execution timeout is longer than a worker can run: the worker function
- * would be stopped by Lambda before the task's own timeout fires. One error names every such task.
+ * The longest execution timeout a Lambda worker can honour, in milliseconds: the function's
+ * timeout less the margin in which the worker hands a still-running try back
+ * (`HAND_BACK_MARGIN_MS`, at most a third of the timeout). A try still running then is reported
+ * as a retryable failure ("outlived the worker's time limit"), so a longer executionTimeout
+ * would never fire.
  */
-export function checkTaskTimeouts(dags: readonly SerializedDag[], limitSeconds: number): void {
+export function workerTaskTimeLimitMs(workerTimeoutSeconds: number): number {
+  const timeoutMs = workerTimeoutSeconds * 1000;
+  return timeoutMs - Math.min(HAND_BACK_MARGIN_MS, timeoutMs / 3);
+}
+
+/**
+ * Refuses tasks whose execution timeout is longer than a worker can run them (see
+ * `workerTaskTimeLimitMs`): the worker would hand the try back as a failure before the task's
+ * own timeout fires. One error names every such task and the limit.
+ */
+export function checkTaskTimeouts(dags: readonly SerializedDag[], workerTimeoutSeconds: number): void {
+  const limitMs = workerTaskTimeLimitMs(workerTimeoutSeconds);
   const problems: string[] = [];
   for (const dag of dags) {
     for (const task of dag.tasks) {
-      if (task.executionTimeoutMs === null || task.executionTimeoutMs <= limitSeconds * 1000) continue;
+      if (task.executionTimeoutMs === null || task.executionTimeoutMs <= limitMs) continue;
       problems.push(
-        `task '${task.taskId}' of DAG '${dag.dagId}' (${dag.fileloc}) has an execution timeout of ${task.executionTimeoutMs / 1000} s`,
+        `task '${task.taskId}' of DAG '${dag.dagId}' (${dag.fileloc}) has an execution timeout of ${seconds(task.executionTimeoutMs)} s`,
       );
     }
   }
   if (problems.length === 0) return;
+  const limit = seconds(limitMs);
   throw new TaskTimeoutError(
-    `${problems.join('; ')}: over the worker function's limit of ${limitSeconds} s. A Lambda worker runs a task for at most ${limitSeconds} s; lower the task's executionTimeout to ${limitSeconds} s or less.`,
+    `${problems.join('; ')}: over the limit of ${limit} s, the worker function's timeout (${workerTimeoutSeconds} s) less the ${seconds(workerTimeoutSeconds * 1000 - limitMs)} s in which the worker hands a running try back. A try still running then is reported as a retryable failure ("outlived the worker's time limit"), so the task's own timeout would never fire. Lower the task's executionTimeout to ${limit} s or less.`,
   );
+}
+
+function seconds(ms: number): string {
+  return String(Math.round(ms) / 1000);
 }
 
 /** Changes whenever what the deploy registers changes: the custom resource runs again then. */

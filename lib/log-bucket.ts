@@ -15,7 +15,11 @@ import { acknowledge, arnReferenceOf } from './nag.ts';
 /** Where the log store writes its chunks (`logs/<dag>/<run>/<task>/<map index>/<try>/<chunk>`). */
 export const LOG_KEY_PREFIX = 'logs/';
 
-/** Bucket properties a user may set; access, encryption and TLS stay as the construct sets them. */
+/**
+ * Bucket properties a user may set; access, encryption and TLS stay as the construct sets them.
+ * Versioning stays off: a running try's open chunk is rewritten in place, and a versioned bucket
+ * would keep every rewrite.
+ */
 export type UpdraftLogBucketOverrides = Omit<
   BucketProps,
   | 'blockPublicAccess'
@@ -23,7 +27,12 @@ export type UpdraftLogBucketOverrides = Omit<
   | 'serverAccessLogsBucket'
   | 'serverAccessLogsPrefix'
   | 'publicReadAccess'
->;
+  | 'versioned'
+> & { readonly versioned?: false };
+
+export class LogBucketConfigurationError extends Error {
+  override name = 'LogBucketConfigurationError';
+}
 
 export interface UpdraftLogBucketProps {
   /** How long a log chunk is kept: the bucket's lifecycle expires it after this. */
@@ -35,9 +44,9 @@ export interface UpdraftLogBucketProps {
 }
 
 /**
- * Task logs on S3: one object per chunk of a try, written and read by the two API functions only
- * (workers send their log chunks through the Execution API). No public access, TLS only, SSE-S3,
- * and a lifecycle that expires chunks after the retention.
+ * Task logs on S3: one object per chunk of a try, written by the Execution API (workers send
+ * their log chunks through it) and read by the public API, and reached by nothing else. No public
+ * access, TLS only, SSE-S3, no versioning, and a lifecycle that expires chunks after the retention.
  */
 export class UpdraftLogBucket extends Construct {
   readonly bucket: Bucket;
@@ -45,6 +54,11 @@ export class UpdraftLogBucket extends Construct {
 
   constructor(scope: Construct, id: string, props: UpdraftLogBucketProps) {
     super(scope, id);
+    if ((props.bucketProps as BucketProps | undefined)?.versioned === true) {
+      throw new LogBucketConfigurationError(
+        "logs.bucketProps.versioned: the log bucket cannot be versioned. A running try's open log chunk is rewritten in place, longer each time, under the same key; a versioned bucket would keep every rewrite as a noncurrent version, never expired by the retention.",
+      );
+    }
     // S3 delivers access logs under a bucket policy instead of an ACL, so both buckets keep ACLs
     // disabled (bucket owner enforced). A context value set here applies to this construct only.
     this.node.setContext('@aws-cdk/aws-s3:serverAccessLogsUseBucketPolicy', true);
@@ -92,17 +106,11 @@ export class UpdraftLogBucket extends Construct {
   }
 
   /**
-   * Gives a function the log chunks: put and get objects, list them to read a try's chunks in
-   * order, and the bucket's name.
+   * Lets a function read a try's log (the public API): get the chunk objects, and list them
+   * under `logs/` to read them in order. Nothing may be written.
    */
-  bindReadWrite(fn: LambdaFunction): void {
-    fn.addEnvironment(AWS_ENV.logBucket, this.bucket.bucketName);
-    fn.addToRolePolicy(
-      new PolicyStatement({
-        actions: ['s3:GetObject', 's3:PutObject'],
-        resources: [this.bucket.arnForObjects(`${LOG_KEY_PREFIX}*`)],
-      }),
-    );
+  bindReader(fn: LambdaFunction): void {
+    this.#bindObjects(fn, ['s3:GetObject']);
     fn.addToRolePolicy(
       new PolicyStatement({
         actions: ['s3:ListBucket'],
@@ -110,11 +118,26 @@ export class UpdraftLogBucket extends Construct {
         conditions: { StringLike: { 's3:prefix': `${LOG_KEY_PREFIX}*` } },
       }),
     );
+  }
+
+  /**
+   * Lets a function append log chunks (the Execution API: heartbeats, reports, late-report
+   * notes): put chunk objects under `logs/`, nothing read or listed.
+   */
+  bindWriter(fn: LambdaFunction): void {
+    this.#bindObjects(fn, ['s3:PutObject']);
+  }
+
+  /** The bucket's name and `actions` on the chunk objects under `logs/`. */
+  #bindObjects(fn: LambdaFunction, actions: string[]): void {
+    fn.addEnvironment(AWS_ENV.logBucket, this.bucket.bucketName);
+    fn.addToRolePolicy(
+      new PolicyStatement({ actions, resources: [this.bucket.arnForObjects(`${LOG_KEY_PREFIX}*`)] }),
+    );
     acknowledge(fn, [
       {
         id: `AwsSolutions-IAM5[Resource::${arnReferenceOf(this.bucket)}/${LOG_KEY_PREFIX}*]`,
-        reason:
-          "Log chunk keys are made at run time from the DAG, run, task and try; the wildcard covers this bucket's objects under logs/, and only get and put are granted.",
+        reason: `Log chunk keys are made at run time from the DAG, run, task and try; the wildcard covers this bucket's objects under logs/, and only ${actions.join(', ')} is granted.`,
       },
     ]);
   }

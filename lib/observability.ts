@@ -37,6 +37,11 @@ export interface UpdraftObservabilityProps {
   readonly alarmActions?: readonly IAlarmAction[];
   /** Minutes tasks must stay starving before the alarm fires (default 15): short starvation is normal under load. */
   readonly starvingMinutes?: number;
+  /**
+   * Period of the scheduler's tick (default one minute): the starving alarm reads the gauge over
+   * periods of this length, so each period holds a tick's pass.
+   */
+  readonly tickInterval?: Duration;
 }
 
 /**
@@ -69,17 +74,23 @@ export class UpdraftObservability extends Construct {
     const functions = Object.entries(props.functions);
 
     const starvingMinutes = props.starvingMinutes ?? 15;
+    const period = Duration.minutes(Math.max(1, props.tickInterval?.toMinutes() ?? 1));
+    // Each scheduler invocation publishes the gauge for the runs it visited, so concurrent
+    // invocations publish different values in one period: the Maximum is above 0 when any of
+    // them saw a starving task, where the Minimum would be masked by one pass of another run.
+    // A period without any pass is missing data, read as not starving: the alarm needs
+    // `starvingMinutes` of consecutive periods in which a pass saw starving tasks.
     this.starvingAlarm = new Alarm(this, 'StarvingTasksAlarm', {
       alarmDescription: `Task instances have been ready but starving (pool or concurrency limits) for ${starvingMinutes} minutes`,
-      metric: schedulerMetric('scheduler.tasks.starving', 'Minimum', Duration.minutes(1)),
+      metric: schedulerMetric('scheduler.tasks.starving', 'Maximum', period),
       threshold: 0,
       comparisonOperator: ComparisonOperator.GREATER_THAN_THRESHOLD,
-      evaluationPeriods: starvingMinutes,
+      evaluationPeriods: Math.max(1, Math.ceil(starvingMinutes / period.toMinutes())),
       treatMissingData: TreatMissingData.NOT_BREACHING,
     });
     this.triggererCapacityAlarm = new Alarm(this, 'TriggererCapacityAlarm', {
       alarmDescription:
-        'The triggerer has had no free trigger slot for 15 minutes: raise triggerer.maxTasks or the triggers per task',
+        'The triggerer has had no free trigger slot for 15 minutes: triggers are waiting for a slot in its one task',
       metric: props.triggererCapacity,
       threshold: 0,
       comparisonOperator: ComparisonOperator.LESS_THAN_OR_EQUAL_TO_THRESHOLD,

@@ -45,10 +45,11 @@ export interface UpdraftTriggererProps {
   readonly image?: ContainerImage;
   /** A VPC with public subnets; default: a new one with two public subnets and no NAT gateway. */
   readonly vpc?: IVpc;
-  /** Tasks at deploy (default 0: nothing runs, and nothing is billed, until a trigger waits). */
+  /**
+   * Tasks at deploy, 0 or 1 (default 0: nothing runs, and nothing is billed, until a trigger
+   * waits). The service runs at most one task.
+   */
   readonly desiredCount?: number;
-  /** Most tasks the service scales to (default 1). */
-  readonly maxTasks?: number;
   /** Fargate CPU units (default 256 = 0.25 vCPU) and memory in MiB (default 512). */
   readonly cpu?: number;
   readonly memoryLimitMiB?: number;
@@ -58,9 +59,15 @@ export interface UpdraftTriggererProps {
 /**
  * The triggerer: an ECS Fargate service running the triggerer container, with no access to the
  * table. Its task role may only invoke the Execution API's function URL, its security group only
- * opens outbound HTTPS, and it has no inbound port. It scales between zero and `maxTasks` on the
- * `triggers.waiting` gauge: zero tasks while no trigger waits.
+ * opens outbound HTTPS, and it has no inbound port. It scales between zero and one task on the
+ * `triggers.waiting` gauge: zero tasks while no trigger waits, one while any does. One task
+ * holds every waiting trigger; more would need the triggers shared out among tasks, which the
+ * triggerer does not do yet.
  */
+export class TriggererConfigurationError extends Error {
+  override name = 'TriggererConfigurationError';
+}
+
 export class UpdraftTriggerer extends Construct {
   readonly cluster: Cluster;
   readonly service: FargateService;
@@ -71,6 +78,12 @@ export class UpdraftTriggerer extends Construct {
 
   constructor(scope: Construct, id: string, props: UpdraftTriggererProps) {
     super(scope, id);
+    const desiredCount = props.desiredCount ?? 0;
+    if (desiredCount !== 0 && desiredCount !== 1) {
+      throw new TriggererConfigurationError(
+        `triggerer.desiredCount is ${desiredCount}: it must be 0 or 1. The triggerer service runs at most one task (auto scaling keeps it between 0 and 1), since one task holds every waiting trigger.`,
+      );
+    }
     const vpc = props.vpc ?? this.#createVpc(props.logRetention);
     this.cluster = new Cluster(this, 'Cluster', { vpc, containerInsightsV2: ContainerInsights.ENABLED });
     this.taskDefinition = new FargateTaskDefinition(this, 'TaskDefinition', {
@@ -134,7 +147,7 @@ export class UpdraftTriggerer extends Construct {
     this.service = new FargateService(this, 'Service', {
       cluster: this.cluster,
       taskDefinition: this.taskDefinition,
-      desiredCount: props.desiredCount ?? 0,
+      desiredCount,
       securityGroups: [this.securityGroup],
       // Without a NAT gateway a task reaches AWS through a public IP; nothing can connect to it.
       assignPublicIp: publicSubnets,
@@ -146,7 +159,7 @@ export class UpdraftTriggerer extends Construct {
       circuitBreaker: { rollback: true },
     });
 
-    const scaling = this.service.autoScaleTaskCount({ minCapacity: 0, maxCapacity: props.maxTasks ?? 1 });
+    const scaling = this.service.autoScaleTaskCount({ minCapacity: 0, maxCapacity: 1 });
     scaling.scaleOnMetric('ScaleOnWaitingTriggers', {
       metric: new Metric({
         namespace: METRICS_NAMESPACE,

@@ -52,10 +52,15 @@ export interface UpdraftProps {
   readonly functionCode?: FunctionCodeOverride;
   /**
    * Engine settings for every function (`UPDRAFT_*` variables, see docs/configuration.md),
-   * validated at synth. The scheduler tick and the queue receive limit follow the props below.
+   * validated at synth. The scheduler tick and the queue receive limit follow the props below,
+   * and the retention follows `retention`. Unless set here, `queuedTimeoutMs` and
+   * `executionTokenTtlSeconds` take the deployment's values (`deploymentSettingDefaults`).
    */
   readonly settings?: Partial<Settings>;
-  /** How long finished runs (table time to live) and task logs (bucket lifecycle) are kept (default 90 days). */
+  /**
+   * How long finished runs (table time to live) and task logs (bucket lifecycle) are kept
+   * (default 90 days). `settings.retentionDays`, if set, must say the same.
+   */
   readonly retention?: Duration;
   /** Retention of the functions', the API's and the triggerer's CloudWatch logs (default one month). */
   readonly logRetention?: RetentionDays;
@@ -88,8 +93,8 @@ export interface UpdraftProps {
   readonly triggerer?: {
     readonly image?: ContainerImage;
     readonly vpc?: IVpc;
+    /** 0 or 1: the service runs at most one task. */
     readonly desiredCount?: number;
-    readonly maxTasks?: number;
     readonly cpu?: number;
     readonly memoryLimitMiB?: number;
   };
@@ -98,6 +103,21 @@ export interface UpdraftProps {
 export class UpdraftConfigurationError extends Error {
   override name = 'UpdraftConfigurationError';
 }
+
+/**
+ * How long a workload may wait in its task queue before the scheduler sends it again, unless
+ * `settings.queuedTimeoutMs` says otherwise: SQS keeps a workload while every worker slot of its
+ * queue is busy, each slot for up to a worker timeout, so a wait of twice that (and at least
+ * 30 minutes) is a full backlog cycle, not a lost workload.
+ */
+export const MIN_DEPLOYED_QUEUED_TIMEOUT = Duration.minutes(30);
+/**
+ * The token lifetime over the queued timeout. The settings require the timeout below half the
+ * lifetime (a workload's token, issued when it is queued, must outlive its wait before it is
+ * sent again); at four times, half the lifetime is twice the timeout, which leaves as much again
+ * for a late tick or a redelivery.
+ */
+const TOKEN_TTL_PER_QUEUED_TIMEOUT = 4;
 
 const PACKAGE_ROOT = fileURLToPath(new URL('..', import.meta.url));
 /** AWS's guidance for SQS event sources: a visibility timeout of six times the function's timeout. */
@@ -141,13 +161,19 @@ export class Updraft extends Construct {
     const schedulerTimeout = props.scheduler?.timeout ?? Duration.minutes(1);
     const workerTimeout = props.workers?.timeout ?? MAX_LAMBDA_TIMEOUT;
     const tickInterval = props.scheduler?.tickInterval ?? Duration.minutes(1);
+    checkRetentionSetting(props.settings, retention);
     const settings = resolveSettings(props.settings, {
-      schedulerTickMs: tickInterval.toMilliseconds(),
-      ...(props.queues?.maxReceiveCount === undefined
-        ? {}
-        : { queueMaxReceives: props.queues.maxReceiveCount }),
+      defaults: deploymentSettingDefaults(props.settings, workerTimeout),
+      forced: {
+        schedulerTickMs: tickInterval.toMilliseconds(),
+        ...(props.queues?.maxReceiveCount === undefined
+          ? {}
+          : { queueMaxReceives: props.queues.maxReceiveCount }),
+      },
     });
-    const environment = settingsEnvironment(settings.explicit);
+    // The retention is given to the functions with the table only, by the table's binding.
+    const { retentionDays: _retentionDays, ...shared } = settings.explicit;
+    const environment = settingsEnvironment(shared);
 
     checkWorkerBundlesDags({ ...defaults, dagsDir, entry: props.workers?.entry });
     this.serializedDags = serializeDagsFolder(dagsDir, {
@@ -182,9 +208,8 @@ export class Updraft extends Construct {
       ...(props.executionApi?.functionProps ? { functionProps: props.executionApi.functionProps } : {}),
     });
     this.store.bindReadWrite(this.executionApi.function);
-    this.logs.bindReadWrite(this.executionApi.function);
+    this.logs.bindWriter(this.executionApi.function);
     this.queues.bindSender(this.executionApi.function, 'scheduler');
-    this.timers.bindTimerSetter(this.executionApi.function);
 
     this.api = new UpdraftPublicApi(this, 'Api', {
       defaults,
@@ -196,7 +221,7 @@ export class Updraft extends Construct {
       ...(props.api?.functionProps ? { functionProps: props.api.functionProps } : {}),
     });
     this.store.bindReadWrite(this.api.function);
-    this.logs.bindReadWrite(this.api.function);
+    this.logs.bindReader(this.api.function);
     this.queues.bindSender(this.api.function, 'scheduler');
 
     this.scheduler = new UpdraftScheduler(this, 'Scheduler', {
@@ -254,26 +279,71 @@ export class Updraft extends Construct {
         worker: this.workers.function,
       },
       triggererCapacity: this.triggerer.capacityMetric,
+      tickInterval,
       ...(props.alarmActions ? { alarmActions: props.alarmActions } : {}),
     });
   }
 }
 
 /**
- * The user's settings over the deployment's own (tick period, receive limit), validated with the
- * engine's schema so a bad combination fails the synth rather than the first invocation.
+ * The deployment's own values of settings whose standalone defaults do not fit it, for those the
+ * user leaves unset. A workload waits in its SQS queue while every worker slot of the queue is
+ * busy; standalone's queued timeout (two minutes, five sends) would fail it as never started
+ * behind a backlog of long tasks. The token lifetime follows the queued timeout, which the
+ * settings require to stay below half of it.
+ */
+export function deploymentSettingDefaults(
+  user: Partial<Settings> | undefined,
+  workerTimeout: Duration,
+): Partial<Settings> {
+  const queuedTimeoutMs =
+    user?.queuedTimeoutMs ??
+    Math.max(MIN_DEPLOYED_QUEUED_TIMEOUT.toMilliseconds(), 2 * workerTimeout.toMilliseconds());
+  const standaloneTokenTtl = settingsSchema.parse({}).executionTokenTtlSeconds;
+  return {
+    queuedTimeoutMs,
+    executionTokenTtlSeconds: Math.max(
+      standaloneTokenTtl,
+      Math.ceil((TOKEN_TTL_PER_QUEUED_TIMEOUT * Number(queuedTimeoutMs)) / 1000),
+    ),
+  };
+}
+
+/**
+ * The deployment's defaults, then the user's settings, then what the deployment sets itself
+ * (tick period, receive limit), validated with the engine's schema so a bad combination fails the
+ * synth rather than the first invocation.
  */
 function resolveSettings(
   user: Partial<Settings> | undefined,
-  deployment: Partial<Settings>,
+  deployment: { defaults: Partial<Settings>; forced: Partial<Settings> },
 ): { explicit: Partial<Settings>; resolved: Settings } {
-  const explicit: Partial<Settings> = { ...user, ...deployment };
+  const explicit: Partial<Settings> = { ...deployment.defaults, ...user, ...deployment.forced };
   const parsed = settingsSchema.safeParse(explicit);
   if (!parsed.success) {
     const problems = parsed.error.issues.map((issue) => `${issue.path.join('.')}: ${issue.message}`);
     throw new UpdraftConfigurationError(`Invalid Updraft settings: ${problems.join('; ')}`);
   }
   return { explicit, resolved: parsed.data };
+}
+
+/**
+ * On a deployment the `retention` prop is the one retention: the table's time to live and the
+ * log bucket's lifecycle both follow it. A `settings.retentionDays` that says otherwise is
+ * refused rather than silently replaced.
+ */
+function checkRetentionSetting(user: Partial<Settings> | undefined, retention: Duration): void {
+  const setting = user?.retentionDays;
+  if (setting === undefined) return;
+  const days = retention.toDays({ integral: false });
+  if (Number(setting) === days) return;
+  const instead =
+    Number(setting) > 0
+      ? `Set retention: Duration.days(${setting}) instead, or leave settings.retentionDays out.`
+      : 'A deployment always expires runs and logs (0, keeping them for good, is for standalone): leave settings.retentionDays out.';
+  throw new UpdraftConfigurationError(
+    `settings.retentionDays (${SETTING_ENV_VARS.retentionDays}) is ${setting}, but the retention prop is ${days} days: on a deployment the retention prop sets both the table's time to live and the log bucket's lifecycle. ${instead}`,
+  );
 }
 
 /** Standalone-only settings have no meaning in a Lambda function and are refused rather than ignored. */

@@ -1,8 +1,15 @@
 import { App, Duration, Stack } from 'aws-cdk-lib';
 import { NodejsFunction } from 'aws-cdk-lib/aws-lambda-nodejs';
 import { afterAll, describe, expect, it } from 'vitest';
+import { HAND_BACK_MARGIN_MS } from '#aws/handler-worker.ts';
 import type { SerializedDag, SerializedTask } from '#core/serialized-dag.ts';
-import { checkTaskTimeouts, DagsFolderError, TaskTimeoutError } from '../../lib/dags.ts';
+import {
+  checkTaskTimeouts,
+  DagsFolderError,
+  serializeDagsFolder,
+  TaskTimeoutError,
+  workerTaskTimeLimitMs,
+} from '../../lib/dags.ts';
 import { Updraft, type UpdraftProps } from '../../lib/updraft.ts';
 import { WorkerConfigurationError } from '../../lib/workers.ts';
 import { inlineFunctionCode, registryTriggererImage, removeOutdirs } from './helpers.ts';
@@ -60,16 +67,31 @@ function build(props: Partial<UpdraftProps> & Pick<UpdraftProps, 'dagsDir'>): Up
 }
 
 describe('checkTaskTimeouts', () => {
-  it('refuses a task whose execution timeout exceeds the limit, naming the task, its DAG and the limit', () => {
-    const dags = [dagWith('etl', [task('extract', 60_000), task('long_task', 901_000)])];
+  it('refuses a task whose execution timeout exceeds the worker timeout less the hand-back margin, naming the task, its DAG and the limit', () => {
+    const dags = [dagWith('etl', [task('extract', 60_000), task('long_task', 881_000)])];
     expect(() => checkTaskTimeouts(dags, 900)).toThrow(TaskTimeoutError);
     expect(() => checkTaskTimeouts(dags, 900)).toThrow(
-      "task 'long_task' of DAG 'etl' (etl.ts) has an execution timeout of 901 s: over the worker function's limit of 900 s",
+      "task 'long_task' of DAG 'etl' (etl.ts) has an execution timeout of 881 s: over the limit of 880 s, the worker function's timeout (900 s) less the 20 s in which the worker hands a running try back",
     );
   });
 
+  it("says that a try outliving the limit is a retryable failure, not the task's timeout", () => {
+    const dags = [dagWith('etl', [task('long_task', 900_000)])];
+    expect(() => checkTaskTimeouts(dags, 900)).toThrow(
+      /reported as a retryable failure \("outlived the worker's time limit"\).*Lower the task's executionTimeout to 880 s or less/,
+    );
+  });
+
+  it('takes the margin from the worker handler (HAND_BACK_MARGIN_MS)', () => {
+    expect(workerTaskTimeLimitMs(900)).toBe(900_000 - HAND_BACK_MARGIN_MS);
+  });
+
+  it('keeps at most a third of a short worker timeout as the margin, as the worker does', () => {
+    expect(workerTaskTimeLimitMs(30)).toBe(20_000);
+  });
+
   it('accepts a task whose execution timeout equals the limit', () => {
-    expect(() => checkTaskTimeouts([dagWith('etl', [task('long_task', 900_000)])], 900)).not.toThrow();
+    expect(() => checkTaskTimeouts([dagWith('etl', [task('long_task', 880_000)])], 900)).not.toThrow();
   });
 
   it('accepts a task without an execution timeout', () => {
@@ -83,21 +105,29 @@ describe('checkTaskTimeouts', () => {
 });
 
 describe('Updraft DAG checks at synth', () => {
-  it('fails the synth for a DAG with a 901 s execution timeout, naming the task and the 900 s limit', () => {
-    const attempt = () => build({ dagsDir: 'test/infra/fixtures/dags-timeout-901' });
+  it('fails the synth for a DAG with an 881 s execution timeout, naming the task and the 880 s limit', () => {
+    const attempt = () => build({ dagsDir: 'test/infra/fixtures/dags-timeout-881' });
     expect(attempt).toThrow(TaskTimeoutError);
-    expect(attempt).toThrow(/task 'long_task' of DAG 'long_running'.*901 s.*limit of 900 s/);
+    expect(attempt).toThrow(/task 'long_task' of DAG 'long_running'.*881 s.*limit of 880 s/);
   });
 
-  it('builds with a DAG whose execution timeout is 900 s, registering it', () => {
-    const updraft = build({ dagsDir: 'test/infra/fixtures/dags-timeout-900' });
+  it('builds with a DAG whose execution timeout is 880 s, registering it', () => {
+    const updraft = build({ dagsDir: 'test/infra/fixtures/dags-timeout-880' });
     expect(updraft.serializedDags.dags.map(({ dag }) => dag.dagId)).toEqual(['long_running']);
   });
 
   it('takes the limit from the worker function timeout', () => {
     const attempt = () =>
-      build({ dagsDir: 'test/infra/fixtures/dags-timeout-900', workers: { timeout: Duration.minutes(10) } });
-    expect(attempt).toThrow(/execution timeout of 900 s: over the worker function's limit of 600 s/);
+      build({ dagsDir: 'test/infra/fixtures/dags-timeout-880', workers: { timeout: Duration.minutes(10) } });
+    expect(attempt).toThrow(/execution timeout of 880 s: over the limit of 580 s/);
+  });
+
+  it('fails the synth for a DAG in a .mjs file, which the worker does not bundle, naming the file and the rule', () => {
+    // The DAG loader takes .ts, .mts, .js and .mjs files; functions/worker.ts bundles only the
+    // .ts ones, so every task of such a DAG would fail "is not bundled" on the worker.
+    const attempt = () => serializeDagsFolder('test/infra/fixtures/dags-mjs', { timeoutMs: 60_000 });
+    expect(attempt).toThrow(DagsFolderError);
+    expect(attempt).toThrow(/plain_js\.mjs.*bundles the \.ts files of the DAGs folder only/);
   });
 
   it('fails the synth for a DAG file that does not import, naming the file', () => {
@@ -111,13 +141,13 @@ describe('Updraft DAG checks at synth', () => {
     const attempt = () => {
       stack = new Stack(new App(), 'Updraft');
       return new Updraft(stack, 'Orchestrator', {
-        dagsDir: 'test/infra/fixtures/dags-timeout-900',
+        dagsDir: 'test/infra/fixtures/dags-timeout-880',
         triggerer: { image: registryTriggererImage },
       });
     };
     expect(attempt).toThrow(WorkerConfigurationError);
     expect(attempt).toThrow(
-      /dags-timeout-900 is not the one the default worker entry \(functions\/worker\.ts\) bundles/,
+      /dags-timeout-880 is not the one the default worker entry \(functions\/worker\.ts\) bundles/,
     );
     expect(stack.node.findAll().some((construct) => construct instanceof NodejsFunction)).toBe(false);
   });
@@ -126,7 +156,7 @@ describe('Updraft DAG checks at synth', () => {
     const stack = new Stack(new App(), 'Updraft');
     const attempt = () =>
       new Updraft(stack, 'Orchestrator', {
-        dagsDir: 'test/infra/fixtures/dags-timeout-900',
+        dagsDir: 'test/infra/fixtures/dags-timeout-880',
         workers: { entry: 'functions/worker.ts' },
         functionCode: inlineFunctionCode,
         triggerer: { image: registryTriggererImage },

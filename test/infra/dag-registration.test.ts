@@ -41,7 +41,7 @@ describe('UpdraftDagRegistration', () => {
     expect(registrationOf(synthesized).dagsHash).toBe(
       serializedDagsHash(synthesized.stack.updraft.serializedDags),
     );
-    const other = synthesizeTemplate(testStackProps({ dagsDir: 'test/infra/fixtures/dags-timeout-900' }));
+    const other = synthesizeTemplate(testStackProps({ dagsDir: 'test/infra/fixtures/dags-timeout-880' }));
     expect(registrationOf(other).dagsHash).not.toBe(registrationOf(synthesized).dagsHash);
     expect(registrationOf(other).dagIds).toEqual(['long_running']);
   });

@@ -1,7 +1,7 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { queueUrlEnvVar } from '#aws/environment.ts';
+import { AWS_ENV, queueUrlEnvVar } from '#aws/environment.ts';
 import { QUEUE_NAMES } from '#queue/port.ts';
 import { STORE_DYNAMODB_ACTIONS } from '../../lib/store-table.ts';
 import {
@@ -173,29 +173,47 @@ describe('least privilege', () => {
     }
   });
 
-  it('lets only the two APIs read and write log chunks, under the logs/ prefix', () => {
-    const bucket = logicalIdOf(synthesized.stack.updraft.logs.bucket);
+  it('lets only the two APIs reach the log bucket', () => {
     const withBucket = Object.entries(ids).filter(([, fn]) =>
       allActions(functionStatements(fn)).some((action) => action.startsWith('s3:')),
     );
     expect(withBucket.map(([name]) => name).sort()).toEqual(['api', 'executionApi']);
-    for (const [, fn] of withBucket) {
-      expect(
-        functionStatements(fn).filter((statement) => actionsOf(statement).some((a) => a.startsWith('s3:'))),
-      ).toEqual([
-        {
-          Effect: 'Allow',
-          Action: ['s3:GetObject', 's3:PutObject'],
-          Resource: { 'Fn::Join': ['', [getAtt(bucket), '/logs/*']] },
-        },
-        {
-          Effect: 'Allow',
-          Action: 's3:ListBucket',
-          Resource: getAtt(bucket),
-          Condition: { StringLike: { 's3:prefix': 'logs/*' } },
-        },
-      ]);
-    }
+  });
+
+  const s3Statements = (fn: string) =>
+    functionStatements(fn).filter((statement) => actionsOf(statement).some((a) => a.startsWith('s3:')));
+
+  it('lets the public API only read log chunks: get and list, under the logs/ prefix', () => {
+    const bucket = logicalIdOf(synthesized.stack.updraft.logs.bucket);
+    expect(s3Statements(ids.api)).toEqual([
+      {
+        Effect: 'Allow',
+        Action: 's3:GetObject',
+        Resource: { 'Fn::Join': ['', [getAtt(bucket), '/logs/*']] },
+      },
+      {
+        Effect: 'Allow',
+        Action: 's3:ListBucket',
+        Resource: getAtt(bucket),
+        Condition: { StringLike: { 's3:prefix': 'logs/*' } },
+      },
+    ]);
+    expect(environmentOf(synthesized.template, ids.api).UPDRAFT_LOG_BUCKET).toEqual({ Ref: bucket });
+  });
+
+  it('lets the Execution API only write log chunks: put, under the logs/ prefix', () => {
+    // It appends chunks (heartbeats, reports, late-report notes) and never reads a log back.
+    const bucket = logicalIdOf(synthesized.stack.updraft.logs.bucket);
+    expect(s3Statements(ids.executionApi)).toEqual([
+      {
+        Effect: 'Allow',
+        Action: 's3:PutObject',
+        Resource: { 'Fn::Join': ['', [getAtt(bucket), '/logs/*']] },
+      },
+    ]);
+    expect(environmentOf(synthesized.template, ids.executionApi).UPDRAFT_LOG_BUCKET).toEqual({
+      Ref: bucket,
+    });
   });
 
   it('lets only the Execution API and the scheduler (which queues workloads with tokens) read the signing keyring', () => {
@@ -288,16 +306,16 @@ describe('least privilege', () => {
     ]);
   });
 
-  it('lets only the scheduler and the Execution API create timer schedules and pass the timer role', () => {
+  it('lets only the scheduler create timer schedules and pass the timer role', () => {
     const { timers } = synthesized.stack.updraft;
     const setters = Object.entries(ids).filter(([, fn]) =>
       allActions(functionStatements(fn)).includes('scheduler:CreateSchedule'),
     );
-    expect(setters.map(([name]) => name).sort()).toEqual(['executionApi', 'scheduler']);
+    expect(setters.map(([name]) => name)).toEqual(['scheduler']);
     const passers = Object.entries(ids).filter(([, fn]) =>
       allActions(functionStatements(fn)).includes('iam:PassRole'),
     );
-    expect(passers.map(([name]) => name).sort()).toEqual(['executionApi', 'scheduler']);
+    expect(passers.map(([name]) => name)).toEqual(['scheduler']);
     for (const [, fn] of setters) {
       const statements = functionStatements(fn);
       const create = statements.find((statement) =>
@@ -320,6 +338,45 @@ describe('least privilege', () => {
       );
       expect(environment.UPDRAFT_TIMER_ROLE_ARN).toEqual(getAtt(logicalIdOf(timers.targetRole)));
       expect(environment.UPDRAFT_TIMER_GROUP_NAME).toBeDefined();
+    }
+  });
+
+  it('tells no function but the scheduler where timers go: the Execution API never sets one', () => {
+    // The Execution API's router (createApiStack, src/api/stack.ts) takes no timers.
+    const timerVariables = [AWS_ENV.timerTargetArn, AWS_ENV.timerRoleArn, AWS_ENV.timerGroupName];
+    for (const [name, fn] of Object.entries(ids)) {
+      const environment = environmentOf(synthesized.template, fn);
+      const present = timerVariables.filter((variable) => environment[variable] !== undefined);
+      expect(present, name).toEqual(name === 'scheduler' ? timerVariables : []);
+    }
+  });
+
+  it('sets every variable each handler requires (requireEnv) on its function', () => {
+    const required: Record<keyof typeof ids, string[]> = {
+      api: [AWS_ENV.tableName, queueUrlEnvVar('scheduler'), AWS_ENV.logBucket, AWS_ENV.apiTokenSecretArn],
+      executionApi: [
+        AWS_ENV.tableName,
+        queueUrlEnvVar('scheduler'),
+        AWS_ENV.logBucket,
+        AWS_ENV.signingKeySecretArn,
+      ],
+      scheduler: [
+        AWS_ENV.tableName,
+        ...QUEUE_NAMES.map(queueUrlEnvVar),
+        AWS_ENV.timerTargetArn,
+        AWS_ENV.timerRoleArn,
+        AWS_ENV.timerGroupName,
+        AWS_ENV.signingKeySecretArn,
+      ],
+      worker: [AWS_ENV.executionApiUrl],
+      registerDags: [AWS_ENV.tableName],
+    };
+    for (const [name, variables] of Object.entries(required) as [keyof typeof ids, string[]][]) {
+      const environment = environmentOf(synthesized.template, ids[name]);
+      expect(
+        variables.filter((variable) => environment[variable] === undefined),
+        name,
+      ).toEqual([]);
     }
   });
 });

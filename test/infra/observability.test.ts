@@ -1,3 +1,4 @@
+import { Duration } from 'aws-cdk-lib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { QUEUE_NAMES } from '#queue/port.ts';
 import { SCHEDULER_GAUGES } from '../../lib/observability.ts';
@@ -62,6 +63,22 @@ describe('observability', () => {
     });
   });
 
+  it('reads the starving gauge by its Maximum, which a concurrent pass of a non-starving run cannot mask', () => {
+    // Each scheduler invocation publishes the gauge for the runs it visited; the Minimum of a
+    // minute would be 0 as soon as one pass of any other run published in it.
+    synthesized.template.hasResourceProperties('AWS::CloudWatch::Alarm', {
+      MetricName: 'scheduler.tasks.starving',
+      Statistic: 'Maximum',
+    });
+  });
+
+  it('reads a minute without a scheduler pass as not starving', () => {
+    synthesized.template.hasResourceProperties('AWS::CloudWatch::Alarm', {
+      MetricName: 'scheduler.tasks.starving',
+      TreatMissingData: 'notBreaching',
+    });
+  });
+
   it('alarms when the triggerer has had no free capacity for 15 minutes, and not while none runs', () => {
     synthesized.template.hasResourceProperties('AWS::CloudWatch::Alarm', {
       Namespace: 'Updraft',
@@ -98,5 +115,18 @@ describe('observability', () => {
     ]) {
       expect(body, text).toContain(text);
     }
+  });
+});
+
+describe('observability with a slower tick', () => {
+  it('reads the starving gauge over periods of the tick, so each period holds a pass', () => {
+    const { template } = synthesizeTemplate(
+      testStackProps({ scheduler: { tickInterval: Duration.minutes(5) } }),
+    );
+    template.hasResourceProperties('AWS::CloudWatch::Alarm', {
+      MetricName: 'scheduler.tasks.starving',
+      Period: 300,
+      EvaluationPeriods: 3,
+    });
   });
 });

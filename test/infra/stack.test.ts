@@ -1,13 +1,20 @@
-import { RemovalPolicy } from 'aws-cdk-lib';
+import { Duration, RemovalPolicy } from 'aws-cdk-lib';
 import type { Template } from 'aws-cdk-lib/assertions';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
+import { SETTING_ENV_VARS, type Settings, settingsSchema } from '#config/settings.ts';
 import { TABLE_DEFINITION, TTL_ATTRIBUTE } from '#store/keys.ts';
+import { LogBucketConfigurationError, type UpdraftLogBucketOverrides } from '../../lib/log-bucket.ts';
+import { RETENTION_DAYS_ENV_VAR } from '../../lib/store-table.ts';
+import { MIN_DEPLOYED_QUEUED_TIMEOUT, UpdraftConfigurationError } from '../../lib/updraft.ts';
 import {
+  environmentOf,
+  logicalIdOf,
   removeOutdirs,
   type Synthesized,
   synthesize,
   synthesizeTemplate,
+  type TemplateOnly,
   testStackProps,
 } from './helpers.ts';
 
@@ -202,5 +209,153 @@ describe('UpdraftTable overrides', () => {
         paths: ['Updraft/Orchestrator/Store/Table/Resource'],
       },
     ]);
+  });
+});
+
+function functionIdsOf(synthesized: TemplateOnly) {
+  const { updraft } = synthesized.stack;
+  return {
+    api: logicalIdOf(updraft.api.function),
+    executionApi: logicalIdOf(updraft.executionApi.function),
+    scheduler: logicalIdOf(updraft.scheduler.function),
+    worker: logicalIdOf(updraft.workers.function),
+    registerDags: logicalIdOf(updraft.dagRegistration.function),
+  };
+}
+
+/** The settings a function of the template reads from its environment, parsed as it parses them. */
+function settingsOf(synthesized: TemplateOnly, functionId: string): Settings {
+  const environment = environmentOf(synthesized.template, functionId);
+  const values = Object.entries(SETTING_ENV_VARS)
+    .filter(([, name]) => typeof environment[name] === 'string')
+    .map(([key, name]) => [key, environment[name]]);
+  return settingsSchema.parse(Object.fromEntries(values));
+}
+
+function logBucketOf(synthesized: TemplateOnly) {
+  return synthesized.template.findResources('AWS::S3::Bucket')[
+    logicalIdOf(synthesized.stack.updraft.logs.bucket)
+  ];
+}
+
+function logBucketExpirations(synthesized: TemplateOnly): unknown[] {
+  const rules = (logBucketOf(synthesized)?.Properties?.LifecycleConfiguration?.Rules ?? []) as {
+    ExpirationInDays?: number;
+  }[];
+  return rules.map((rule) => rule.ExpirationInDays);
+}
+
+const SETTINGS_READERS = ['api', 'executionApi', 'scheduler'] as const;
+
+describe('Updraft settings on a deployment', () => {
+  let synthesized: TemplateOnly;
+  let ids: ReturnType<typeof functionIdsOf>;
+
+  beforeAll(() => {
+    synthesized = synthesizeTemplate(testStackProps());
+    ids = functionIdsOf(synthesized);
+  });
+
+  it('lets a workload wait 30 minutes in its queue before it is sent again: twice the worker timeout', () => {
+    // Behind busy worker slots a workload waits in SQS, each slot held up to 900 s; standalone's
+    // two minutes (five sends) would fail it as never started after ten.
+    for (const name of SETTINGS_READERS) {
+      expect(settingsOf(synthesized, ids[name]).queuedTimeoutMs, name).toBe(30 * 60_000);
+    }
+    expect(MIN_DEPLOYED_QUEUED_TIMEOUT.toMilliseconds()).toBeGreaterThanOrEqual(2 * 900_000);
+  });
+
+  it('gives task tokens two hours, so a queued token outlives the queued timeout (under half of it)', () => {
+    for (const name of SETTINGS_READERS) {
+      const settings = settingsOf(synthesized, ids[name]);
+      expect(settings.executionTokenTtlSeconds, name).toBe(7_200);
+      expect(settings.queuedTimeoutMs, name).toBeLessThan((settings.executionTokenTtlSeconds * 1000) / 2);
+    }
+  });
+
+  it("keeps the user's queued timeout and derives the token lifetime from it", () => {
+    const custom = synthesizeTemplate(testStackProps({ settings: { queuedTimeoutMs: 3_600_000 } }));
+    const settings = settingsOf(custom, functionIdsOf(custom).scheduler);
+    expect(settings.queuedTimeoutMs).toBe(3_600_000);
+    expect(settings.executionTokenTtlSeconds).toBe(14_400);
+  });
+
+  it('never derives a token lifetime below the standalone default of 600 s', () => {
+    const custom = synthesizeTemplate(testStackProps({ settings: { queuedTimeoutMs: 120_000 } }));
+    expect(settingsOf(custom, functionIdsOf(custom).scheduler).executionTokenTtlSeconds).toBe(600);
+  });
+
+  it("refuses at synth a token lifetime of the user's too short for the deployment's queued timeout", () => {
+    const attempt = () => synthesizeTemplate(testStackProps({ settings: { executionTokenTtlSeconds: 600 } }));
+    expect(attempt).toThrow(UpdraftConfigurationError);
+    expect(attempt).toThrow(/queuedTimeoutMs: must be below half of executionTokenTtlSeconds/);
+  });
+
+  it('gives the same settings to every function', () => {
+    const expected = environmentOf(synthesized.template, ids.scheduler).UPDRAFT_QUEUED_TIMEOUT_MS;
+    for (const [name, fn] of Object.entries(ids)) {
+      expect(environmentOf(synthesized.template, fn).UPDRAFT_QUEUED_TIMEOUT_MS, name).toBe(expected);
+    }
+  });
+});
+
+describe('retention', () => {
+  it('gives UPDRAFT_RETENTION_DAYS (90) to every function that writes the table, and not to the worker', () => {
+    const synthesized = synthesizeTemplate(testStackProps());
+    const ids = functionIdsOf(synthesized);
+    for (const name of ['api', 'executionApi', 'scheduler', 'registerDags'] as const) {
+      expect(environmentOf(synthesized.template, ids[name])[RETENTION_DAYS_ENV_VAR], name).toBe('90');
+    }
+    expect(environmentOf(synthesized.template, ids.worker)[RETENTION_DAYS_ENV_VAR]).toBeUndefined();
+    expect(logBucketExpirations(synthesized)).toEqual([90]);
+  });
+
+  it('passes a retention of 30 days to the table writers and the log bucket alike', () => {
+    const synthesized = synthesizeTemplate(testStackProps({ retention: Duration.days(30) }));
+    const ids = functionIdsOf(synthesized);
+    for (const name of ['api', 'executionApi', 'scheduler', 'registerDags'] as const) {
+      expect(environmentOf(synthesized.template, ids[name])[RETENTION_DAYS_ENV_VAR], name).toBe('30');
+    }
+    expect(logBucketExpirations(synthesized)).toEqual([30]);
+  });
+
+  it('refuses a settings.retentionDays that disagrees with the retention prop, naming both', () => {
+    const attempt = () => synthesizeTemplate(testStackProps({ settings: { retentionDays: 30 } }));
+    expect(attempt).toThrow(UpdraftConfigurationError);
+    expect(attempt).toThrow(
+      /settings\.retentionDays \(UPDRAFT_RETENTION_DAYS\) is 30, but the retention prop is 90 days.*Duration\.days\(30\)/,
+    );
+  });
+
+  it('refuses settings.retentionDays 0 (kept for good), which a deployment does not offer', () => {
+    const attempt = () => synthesizeTemplate(testStackProps({ settings: { retentionDays: 0 } }));
+    expect(attempt).toThrow(/is 0, but the retention prop is 90 days.*leave settings\.retentionDays out/);
+  });
+
+  it('accepts a settings.retentionDays equal to the retention prop', () => {
+    const synthesized = synthesizeTemplate(
+      testStackProps({ retention: Duration.days(30), settings: { retentionDays: 30 } }),
+    );
+    const ids = functionIdsOf(synthesized);
+    expect(environmentOf(synthesized.template, ids.scheduler)[RETENTION_DAYS_ENV_VAR]).toBe('30');
+    expect(environmentOf(synthesized.template, ids.worker)[RETENTION_DAYS_ENV_VAR]).toBeUndefined();
+    expect(logBucketExpirations(synthesized)).toEqual([30]);
+  });
+});
+
+describe('UpdraftLogBucket overrides', () => {
+  it('leaves the log bucket unversioned', () => {
+    const synthesized = synthesizeTemplate(testStackProps());
+    expect(logBucketOf(synthesized)?.Properties?.VersioningConfiguration).toBeUndefined();
+  });
+
+  it('refuses a versioned log bucket, whose rewritten chunks would all be kept', () => {
+    // A running try's open chunk is re-put, longer, under the same key (src/aws/ADAPTERS.md).
+    const bucketProps = { versioned: true } as unknown as UpdraftLogBucketOverrides;
+    const attempt = () => synthesizeTemplate(testStackProps({ logs: { bucketProps } }));
+    expect(attempt).toThrow(LogBucketConfigurationError);
+    expect(attempt).toThrow(
+      /logs\.bucketProps\.versioned: the log bucket cannot be versioned.*rewritten in place/,
+    );
   });
 });

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { TRIGGERER_CAPACITY_LOG_FIELD } from '../../lib/triggerer.ts';
+import { TRIGGERER_CAPACITY_LOG_FIELD, TriggererConfigurationError } from '../../lib/triggerer.ts';
 import {
   logicalIdOf,
   removeOutdirs,
@@ -101,12 +101,21 @@ describe('UpdraftTriggerer', () => {
     });
   });
 
-  it('takes the desired count and the most tasks from its props', () => {
-    const { template } = synthesizeTemplate(testStackProps({ triggerer: { desiredCount: 1, maxTasks: 3 } }));
+  it('takes the desired count from its props, and still scales to one task at most', () => {
+    const { template } = synthesizeTemplate(testStackProps({ triggerer: { desiredCount: 1 } }));
     template.hasResourceProperties('AWS::ECS::Service', { DesiredCount: 1 });
     template.hasResourceProperties('AWS::ApplicationAutoScaling::ScalableTarget', {
       MinCapacity: 0,
-      MaxCapacity: 3,
+      MaxCapacity: 1,
     });
+  });
+
+  it('refuses a desired count above 1, which auto scaling would cut back to one task', () => {
+    expect(() => synthesizeTemplate(testStackProps({ triggerer: { desiredCount: 2 } }))).toThrow(
+      TriggererConfigurationError,
+    );
+    expect(() => synthesizeTemplate(testStackProps({ triggerer: { desiredCount: 2 } }))).toThrow(
+      /triggerer\.desiredCount is 2: it must be 0 or 1/,
+    );
   });
 });
