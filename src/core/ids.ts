@@ -6,6 +6,8 @@
  * - DAG ids and task ids: 1 to 250 letters, digits, `_`, `.` or `-`.
  * - Run ids: the same plus `:`, `+` and `~` (so `manual__2026-01-01T00:00:00+00:00` is one).
  * - No id consists of dots only: `.` and `..` are path segments that URLs and file systems resolve.
+ * - No id is `__proto__`: ids are keys of maps in stored items (a run's task state summary), where
+ *   JavaScript gives that key a meaning of its own.
  *
  * None of these characters is `#` (the store's key separator), `/` or `%`, and none needs
  * escaping in a URL path segment.
@@ -51,6 +53,7 @@ export function invalidIdReason(kind: IdKind, id: unknown): string | undefined {
     return invalid(`expected ${describeIdGrammar(kind)}`);
   }
   if (/^\.+$/.test(id)) return invalid('an id must not consist of dots only');
+  if (id === '__proto__') return invalid('__proto__ is reserved');
   return undefined;
 }
 

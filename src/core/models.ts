@@ -40,6 +40,8 @@ export interface DagRun {
    * run's state summary cannot be trusted or rebuilt. A clear that died half way leaves it above 0.
    */
   clearsInProgress?: number;
+  /** When the latest clear began: a clear still "in progress" long after it began has died. */
+  clearBegunAt?: string;
   /** Bumped by every write; lets readers tell a stale copy from a fresh one. */
   revision: number;
 }

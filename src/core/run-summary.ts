@@ -27,10 +27,21 @@ export interface SummaryEntry {
 export interface RunSummary {
   /** The run's `clearCount` this summary is valid for. */
   clearCount: number;
+  /**
+   * Bumped by every write: a pass writes back only onto the version it read, so of two passes
+   * that each learned one change, the second sees the first's (it evaluates again) and no
+   * decision that needs both (finishing the run, a join) is left to the tick.
+   */
+  version: number;
   tasks: Record<string, SummaryEntry>;
 }
 
 const ACTIVE_STATES: ReadonlySet<TaskInstanceState> = new Set(['queued', 'running', 'deferred']);
+
+/** The summary's entry of a task; only its own keys (a task id like `constructor` is not inherited). */
+export function entryOf(summary: RunSummary, taskId: string): SummaryEntry | undefined {
+  return Object.hasOwn(summary.tasks, taskId) ? summary.tasks[taskId] : undefined;
+}
 
 export function isActiveEntry(entry: SummaryEntry): boolean {
   return ACTIVE_STATES.has(entry.state);
@@ -51,7 +62,7 @@ export function summaryEntryOf(ti: TaskInstance): SummaryEntry {
 export function summaryOf(clearCount: number, taskInstances: readonly TaskInstance[]): RunSummary {
   const tasks: Record<string, SummaryEntry> = {};
   for (const ti of taskInstances) if (ti.mapIndex === -1) tasks[ti.taskId] = summaryEntryOf(ti);
-  return { clearCount, tasks };
+  return { clearCount, version: 0, tasks };
 }
 
 export function sameEntry(a: SummaryEntry | undefined, b: SummaryEntry): boolean {
@@ -73,7 +84,7 @@ export function changedEntries(
   for (const ti of taskInstances) {
     if (ti.mapIndex !== -1) continue;
     const entry = summaryEntryOf(ti);
-    if (!sameEntry(summary.tasks[ti.taskId], entry)) changes[ti.taskId] = entry;
+    if (!sameEntry(entryOf(summary, ti.taskId), entry)) changes[ti.taskId] = entry;
   }
   return changes;
 }

@@ -72,7 +72,12 @@ export async function clearTaskInstances(
   // Counted on the run before any TI moves: a scheduling pass that read the run earlier cannot
   // finish it (its finish is conditional on the clears it saw) while these TIs are reset, and no
   // pass trusts or rebuilds the run's state summary until the clear has ended.
-  await store.markRunCleared(snapshot.run, 'begin');
+  const begun = await store.markRunCleared(snapshot.run, 'begin');
+  // A finished run goes back to queued before any TI is reset: a clear that dies half way must
+  // not leave a final run over TIs that will never run (its passes finish it again if need be).
+  if (isFinishedDagRunState(begun.state)) {
+    await ignoreConflict(store.transitionDagRun(begun, begun.state, { state: 'queued', endDate: null }));
+  }
   const cleared: TaskInstance[] = [];
   try {
     await resetAll(store, targets, retriesOf, cleared);

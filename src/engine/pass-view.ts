@@ -3,6 +3,7 @@ import type { DagRun, TaskInstance, TaskInstanceKey } from '#core/models.ts';
 import { evaluateRun } from '#core/run-evaluation.ts';
 import {
   changedEntries,
+  entryOf,
   isActiveEntry,
   type RunSummary,
   SUMMARY_ONLY_REVISION,
@@ -10,7 +11,8 @@ import {
   taskInstanceFromSummary,
 } from '#core/run-summary.ts';
 import type { SerializedDag } from '#core/serialized-dag.ts';
-import { OCCUPYING_TI_STATES } from '#core/states.ts';
+import { isFinishedTaskInstanceState, OCCUPYING_TI_STATES } from '#core/states.ts';
+import { ItemTooLargeError } from '#store/errors.ts';
 import type { RunHead, Store } from '#store/port.ts';
 import { taskHolderId } from './slots.ts';
 
@@ -42,13 +44,17 @@ export interface PassViewOptions {
   nowMs: number;
   /** Ready TIs one pass reads at most (0: none, a paused DAG's pass). */
   maxReady: number;
+  /** The size of each configured pool. */
+  poolSizes: Readonly<Record<string, number>>;
   /**
-   * Free slots in these pools, at least 1: a ready TI is read even when its pool is full, so the
-   * pass can put the run on the pool's waiting list. Slots held by `ending` TIs (by
-   * `taskHolderId`) count as free: the pass gives them back.
+   * Free slots of each of these configured pools. Slots held by `ending` TIs (by `taskHolderId`)
+   * count as free: the pass gives them back.
    */
-  poolRoom: (pools: readonly string[], ending: ReadonlySet<string>) => Promise<number>;
+  poolFree: (pools: readonly string[], ending: ReadonlySet<string>) => Promise<Map<string, number>>;
 }
+
+/** Ready TIs a pass reads that no pool can ever take (their warning is noted on them), at most. */
+const UNRUNNABLE_READS = 10;
 
 /**
  * Reads what one pass needs: the summary (rebuilt from a full read when missing or made void
@@ -65,8 +71,12 @@ export async function readPassView(
   request: PassRequest,
   options: PassViewOptions,
 ): Promise<PassView> {
-  if (head.summary === undefined || head.summary.clearCount !== run.clearCount || clearing(run)) {
-    return rebuildView(store, run);
+  if (
+    head.summary === undefined ||
+    head.summary.clearCount !== run.clearCount ||
+    clearing(run, options.nowMs)
+  ) {
+    return rebuildView(store, run, options.nowMs);
   }
   const { summary } = head;
   const view = new ViewBuilder(dag, run, summary);
@@ -80,23 +90,28 @@ export async function readPassView(
     taskId,
     mapIndex: -1,
   });
+  // Likely to become ready now: read with the changed TIs rather than in a second round trip,
+  // as many as the run could queue at most.
+  let downstreamReads = Math.min(options.maxReady, dag.maxActiveTasks);
   for (const key of request.changed ?? []) {
     if (key.dagId !== run.dagId || key.runId !== run.runId) continue;
     want(key);
-    // Likely to become ready now: read with it rather than in a second round trip.
     for (const downstream of dagGraphOf(dag).downstream.get(key.taskId) ?? []) {
-      const entry = summary.tasks[downstream];
-      if (entry && !isActiveEntry(entry) && entry.state !== 'success') want(keyOf(downstream));
+      const entry = entryOf(summary, downstream);
+      if (downstreamReads <= 0 || !entry || isActiveEntry(entry) || isFinishedTaskInstanceState(entry.state))
+        continue;
+      downstreamReads -= 1;
+      want(keyOf(downstream));
     }
   }
   for (const task of dag.tasks) {
-    const entry = summary.tasks[task.taskId];
+    const entry = entryOf(summary, task.taskId);
     if (entry === undefined || (request.reconcile && isActiveEntry(entry))) want(keyOf(task.taskId));
   }
   for (const holder of Object.values(head.taskSlots.holders)) {
     const [, , taskId] = holder.id.split('#');
     if (taskId === undefined) continue;
-    const entry = summary.tasks[taskId];
+    const entry = entryOf(summary, taskId);
     const live = entry?.tryNumber === holder.tryNumber && OCCUPYING_TI_STATES.has(entry.state);
     if (!live) want(keyOf(taskId));
   }
@@ -112,14 +127,34 @@ export async function readPassView(
       if (!ending.has(id) && ti?.tryNumber === holder.tryNumber && OCCUPYING_TI_STATES.has(ti.state))
         held += 1;
     }
-    const limit = Math.min(options.maxReady, dag.maxActiveTasks - held);
+    let limit = Math.min(options.maxReady, dag.maxActiveTasks - held);
     if (limit <= 0) return;
-    const ready = evaluateRun(dag, run, tis, options.nowMs).ready.slice(0, limit);
-    const unread = ready.filter(({ ti }) => ti.revision === SUMMARY_ONLY_REVISION);
-    if (unread.length === 0) return;
-    const room = await options.poolRoom([...new Set(unread.map(({ ti }) => ti.pool))], ending);
-    for (const { ti } of ready.slice(0, room)) {
-      if (ti.revision === SUMMARY_ONLY_REVISION) want(ti);
+    const ready = evaluateRun(dag, run, tis, options.nowMs).ready;
+    const unread = (ti: TaskInstance) => ti.revision === SUMMARY_ONLY_REVISION;
+    if (!ready.some(({ ti }) => unread(ti))) return;
+    // Walked in admission order with each pool's own room, so a full pool never keeps another
+    // pool's TIs unread: one TI of each full pool is read all the same, so the run joins that
+    // pool's waiting list; a TI no pool can take is read (a few) for its warning, never counted.
+    const free = await options.poolFree([...new Set(ready.map(({ ti }) => ti.pool))], ending);
+    const full = new Set<string>();
+    let unrunnable = UNRUNNABLE_READS;
+    for (const { ti } of ready) {
+      if (limit <= 0) break;
+      const room = free.get(ti.pool);
+      const size = options.poolSizes[ti.pool];
+      if (room === undefined || size === undefined || ti.poolSlots > size) {
+        if (unread(ti) && unrunnable > 0) {
+          unrunnable -= 1;
+          want(ti);
+        }
+      } else if (room >= ti.poolSlots) {
+        free.set(ti.pool, room - ti.poolSlots);
+        limit -= 1;
+        if (unread(ti)) want(ti);
+      } else if (!full.has(ti.pool)) {
+        full.add(ti.pool);
+        if (unread(ti)) want(ti);
+      }
     }
   };
   await wantReady();
@@ -164,7 +199,7 @@ class ViewBuilder {
         tis.push(fresh);
         continue;
       }
-      const entry = this.#summary.tasks[task.taskId];
+      const entry = entryOf(this.#summary, task.taskId);
       if (this.#absent.has(id) || entry === undefined) continue;
       const ti = taskInstanceFromSummary(this.#dag, this.#run, task.taskId, entry);
       if (ti) tis.push(ti);
@@ -173,20 +208,34 @@ class ViewBuilder {
   }
 }
 
-/** A clear is resetting TIs (or died half way): a summary can be neither trusted nor rebuilt. */
-function clearing(run: DagRun): boolean {
-  return (run.clearsInProgress ?? 0) > 0;
+/**
+ * How long after it began a clear still counts as in progress: a clear resets at most a few
+ * thousand TIs, one write each, in well under this; one counted longer has died half way (its
+ * Lambda timed out, its process was killed) and resets nothing more.
+ */
+export const CLEAR_STALE_MS = 15 * 60_000;
+
+/** A clear is resetting TIs: a summary can be neither trusted nor rebuilt. */
+function clearing(run: DagRun, nowMs: number): boolean {
+  if ((run.clearsInProgress ?? 0) <= 0) return false;
+  const begun = run.clearBegunAt === undefined ? Number.NaN : Date.parse(run.clearBegunAt);
+  return !(nowMs - begun > CLEAR_STALE_MS);
 }
 
 /**
  * No usable summary: read the whole run and, unless a clear is resetting its TIs, write its
  * summary, so later passes need not. The summary is made for the clear count read with the TIs.
  */
-async function rebuildView(store: Store, run: DagRun): Promise<PassView> {
+async function rebuildView(store: Store, run: DagRun, nowMs: number): Promise<PassView> {
   const snapshot = await store.getRunSnapshot(run);
   const taskInstances = snapshot?.taskInstances ?? [];
   const summary = summaryOf(snapshot?.run.clearCount ?? run.clearCount, taskInstances);
-  if (snapshot && !clearing(snapshot.run)) await store.putRunSummary(run, summary);
+  if (snapshot && !clearing(snapshot.run, nowMs)) {
+    // A DAG whose summary does not fit one item runs without one: every pass reads the run whole.
+    await store.putRunSummary(run, summary).catch((error: unknown) => {
+      if (!(error instanceof ItemTooLargeError)) throw error;
+    });
+  }
   return {
     taskInstances,
     fresh: new Map(taskInstances.map((ti) => [taskHolderId(ti), ti])),
@@ -194,14 +243,25 @@ async function rebuildView(store: Store, run: DagRun): Promise<PassView> {
   };
 }
 
-/** What the pass learned about TIs, written back to the summary in as few requests as it takes. */
+/**
+ * What the pass learned about TIs, written back to the summary in as few requests as it takes,
+ * onto the version it read. `lost`: another pass wrote it first, so this pass decided without
+ * what that one learned (both may have missed that the run is done): the caller passes again.
+ */
 export async function writeBackSummary(
   store: Store,
   run: DagRun,
   summary: RunSummary,
   learned: Iterable<TaskInstance>,
-): Promise<void> {
+): Promise<'written' | 'unchanged' | 'lost'> {
   const entries = changedEntries(summary, learned);
-  if (Object.keys(entries).length === 0) return;
-  await store.updateRunSummary(run, summary.clearCount, entries);
+  if (Object.keys(entries).length === 0) return 'unchanged';
+  try {
+    return (await store.updateRunSummary(run, summary, entries)) ? 'written' : 'lost';
+  } catch (error) {
+    // A summary grown past the item limit (retry times, followed branches) keeps its older
+    // entries: they lag, which the tick's reads of active TIs and the reads before acting cover.
+    if ((error as Error).name !== 'ValidationException') throw error;
+    return 'unchanged';
+  }
 }

@@ -91,8 +91,18 @@ export async function scheduleRun(
   key: DagRunKey,
   context: PassContext,
   request: PassRequest = { reconcile: true },
-  repaired = false,
+  attempt: { repaired?: boolean; number?: number } = {},
 ): Promise<void> {
+  const repaired = attempt.repaired ?? false;
+  /** Another pass wrote the summary since this one read it: pass again, seeing what it learned. */
+  const again = async () => {
+    const number = attempt.number ?? 1;
+    if (number < SUMMARY_RACE_ATTEMPTS) {
+      await scheduleRun(deps, key, context, request, { ...attempt, number: number + 1 });
+    } else {
+      await requestScheduling(deps, [key]);
+    }
+  };
   const passId = randomUUID();
   deps.metrics.increment('scheduler.passes');
   const head = await deps.store.getRunHead(key);
@@ -123,8 +133,9 @@ export async function scheduleRun(
   const view = await readPassView(deps.store, head, run, dag, request, {
     nowMs,
     maxReady: paused ? 0 : deps.settings.maxTaskInstancesPerPass,
-    poolRoom: async (pools, ending) => {
-      let room = 0;
+    poolSizes: deps.settings.pools,
+    poolFree: async (pools, ending) => {
+      const free = new Map<string, number>();
       for (const pool of pools) {
         const size = deps.settings.pools[pool];
         if (size === undefined) continue;
@@ -134,9 +145,9 @@ export async function scheduleRun(
         for (const holder of Object.values(state.holders)) {
           if (ending.has(taskIdOfHolder(holder.id))) endingSlots += holder.slots;
         }
-        room += Math.max(0, size - state.used + endingSlots);
+        free.set(pool, Math.max(0, size - state.used + endingSlots));
       }
-      return Math.max(1, room);
+      return free;
     },
   });
   // Zombies and lost workloads first, also for paused DAGs: their slots must not stay taken.
@@ -146,7 +157,8 @@ export async function scheduleRun(
   const taskInstances = view.taskInstances.map((ti) => view.fresh.get(taskHolderId(ti)) ?? ti);
   if (paused) {
     await releaseStaleSlots(deps, head, taskInstances, passId);
-    await writeBackSummary(deps.store, run, view.summary, view.fresh.values());
+    if ((await writeBackSummary(deps.store, run, view.summary, view.fresh.values())) === 'lost')
+      await again();
     return;
   }
   const missing = await evaluate(
@@ -158,7 +170,10 @@ export async function scheduleRun(
     passId,
     poolStates,
   );
-  await writeBackSummary(deps.store, run, view.summary, view.fresh.values());
+  if ((await writeBackSummary(deps.store, run, view.summary, view.fresh.values())) === 'lost') {
+    await again();
+    return;
+  }
   if (missing.length === 0) return;
   // Its creation may still be writing TIs (a large run takes a while): leave it to its creator,
   // which asks for a pass once done. Only a run older than that is a creation that stopped.
@@ -171,8 +186,11 @@ export async function scheduleRun(
   // creation still in flight keeps its own writes and a TI already queued is never reset.
   deps.log.warn('Run is missing task instances; creating them', { ...key, tasks: missing });
   await createMissing(deps, run, dag, missing);
-  await scheduleRun(deps, key, context, { ...request, changed: [] }, true);
+  await scheduleRun(deps, key, context, { ...request, changed: [] }, { repaired: true });
 }
+
+/** Passes of one run in a row when its summary keeps being written by others meanwhile; then a request. */
+const SUMMARY_RACE_ATTEMPTS = 3;
 
 /** The TI of a holder id made by `tryHolderId` (`dag#run#task#mapIndex#try`). */
 export function keyOfHolder(id: string): TaskInstanceKey | undefined {
@@ -213,9 +231,17 @@ async function evaluate(
     if (written) updated.set(taskHolderId(written), written);
     else if (!view.fresh.has(taskHolderId(change.key))) stale.push(change.key);
   });
-  // A decision taken on a summary entry that had gone stale: read the TI so the summary learns it.
+  // A decision taken on a summary entry that had gone stale: read the TI so the summary learns
+  // it, and decide nothing more on this evaluation (it assumed the write landed). A TI that does
+  // not exist is missing (its creation is in flight, or stopped); one that moved on is looked at
+  // again by another pass at once.
   if (stale.length > 0) {
-    for (const ti of await deps.store.getTaskInstances(stale)) view.fresh.set(taskHolderId(ti), ti);
+    const found = await deps.store.getTaskInstances(stale);
+    for (const ti of found) view.fresh.set(taskHolderId(ti), ti);
+    const absent = stale.filter((key) => !view.fresh.has(taskHolderId(key)));
+    if (absent.length > 0) return absent.map((key) => key.taskId);
+    await requestScheduling(deps, [run]);
+    return [];
   }
   for (const ti of updated.values()) view.fresh.set(taskHolderId(ti), ti);
   const taskInstances = snapshot.taskInstances.map((ti) => updated.get(taskHolderId(ti)) ?? ti);

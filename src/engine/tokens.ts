@@ -9,8 +9,19 @@ import {
 } from '#contracts/tokens.ts';
 import type { TaskInstanceKey } from '#core/models.ts';
 
-/** Key id → secret. The first key signs; every key verifies, so a new key can be put first without breaking tokens in flight. */
+/**
+ * Key id → secret as a plain object. The first key signs; every key verifies, so a new key can be
+ * put first without breaking tokens in flight. An object lists integer-like keys (`1`,
+ * `20260101`) first, ascending, whatever order they were written in, so the signer refuses one of
+ * several keys with such an id: the parsers return an `OrderedKeyring`.
+ */
 export type ExecutionKeyring = Readonly<Record<string, string>>;
+
+/** Key id → secret in the order written (the first signs), key ids that are numbers included. */
+export type OrderedKeyring = ReadonlyMap<string, string>;
+
+/** What a signer takes: either form of the keyring. */
+export type ExecutionKeys = ExecutionKeyring | OrderedKeyring;
 
 /** What a task token is issued for: one try of one task instance. */
 export type TaskTokenGrant = TaskInstanceKey & { tryNumber: number };
@@ -43,7 +54,7 @@ export class KeyringError extends Error {
  * and `#` comments ignored). A file of one bare secret, as written before key ids, is the key
  * `default`. Errors name the line, never the secret.
  */
-export function parseExecutionKeys(text: string): ExecutionKeyring {
+export function parseExecutionKeys(text: string): OrderedKeyring {
   const lines = text
     .split(/\r?\n/)
     .map((line, index) => ({ line: line.trim(), number: index + 1 }))
@@ -51,20 +62,68 @@ export function parseExecutionKeys(text: string): ExecutionKeyring {
   const only = lines[0];
   if (lines.length === 1 && only && !isKeyLine(only.line)) {
     checkSecret(only.line, `the secret on line ${only.number}`);
-    return { [DEFAULT_KEY_ID]: only.line };
+    return new Map([[DEFAULT_KEY_ID, only.line]]);
   }
   if (!only) throw new KeyringError('The execution secret file holds no key');
-  const keys: Record<string, string> = Object.create(null) as Record<string, string>;
+  const keys = new Map<string, string>();
   for (const { line, number } of lines) {
     const match = KEY_LINE.exec(line);
     if (!match) throw new KeyringError(`Line ${number} of the execution secret file is not kid=secret`);
     const [, kid, secret] = match as unknown as [string, string, string];
-    if (Object.hasOwn(keys, kid))
-      throw new KeyringError(`Key id "${kid}" appears twice in the execution secret file`);
+    if (keys.has(kid)) throw new KeyringError(`Key id "${kid}" appears twice in the execution secret file`);
     checkSecret(secret, `key "${kid}" (line ${number})`);
-    keys[kid] = secret;
+    keys.set(kid, secret);
   }
   return keys;
+}
+
+/**
+ * A keyring from key ids and secrets in the order given (the first signs), checked as the secret
+ * file is: key id grammar, secret length, no key id twice. Errors name key ids, never secrets.
+ */
+export function keyringOf(entries: Iterable<readonly [string, string]>): OrderedKeyring {
+  const keys = new Map<string, string>();
+  for (const [kid, secret] of entries) {
+    if (!KEY_ID.test(kid)) throw new KeyringError(`A key id does not match ${KEY_ID}`);
+    if (keys.has(kid)) throw new KeyringError(`Key id "${kid}" appears twice`);
+    checkSecret(secret, `key "${kid}"`);
+    keys.set(kid, secret);
+  }
+  if (keys.size === 0) throw new KeyringError('The keyring holds no key');
+  return keys;
+}
+
+/**
+ * The keyring's keys in order, the signing key first. A bare string is a keyring of one key,
+ * `default`. A plain object of several keys with an integer-like key id is refused: the object
+ * has already lost the order they were written in.
+ */
+export function keyringEntries(keys: ExecutionKeys | string): [kid: string, secret: string][] {
+  if (typeof keys === 'string') return [[DEFAULT_KEY_ID, keys]];
+  if (isMap(keys)) return [...keys.entries()];
+  const entries = Object.entries(keys);
+  const numeric = entries.find(([kid]) => isArrayIndex(kid));
+  if (entries.length > 1 && numeric) {
+    throw new KeyringError(
+      `Key id "${numeric[0]}" is a number, and an object lists such keys first whatever order they were written in: give the keyring as a Map (parseExecutionKeys returns one) so that the first key written signs`,
+    );
+  }
+  return entries;
+}
+
+/** The key id a token's header names, unchecked (which key to verify it with); undefined if it has none. */
+export function keyIdOf(token: string): string | undefined {
+  const header = tokenHeaderSchema.safeParse(decodePart(token.split('.')[0] ?? ''));
+  return header.success ? header.data.kid : undefined;
+}
+
+/** Whether an object enumerates this key before all others, in ascending order (an array index). */
+function isArrayIndex(kid: string): boolean {
+  return /^(?:0|[1-9][0-9]{0,9})$/.test(kid) && Number(kid) <= 4_294_967_294;
+}
+
+function isMap(keys: ExecutionKeys): keys is OrderedKeyring {
+  return keys instanceof Map;
 }
 
 function isKeyLine(line: string): boolean {
@@ -90,9 +149,8 @@ export class TaskTokenSigner {
   readonly #verified = new Map<string, VerifiedToken>();
 
   /** A bare string is a keyring of one key, `default`. */
-  constructor(keys: ExecutionKeyring | string, ttlSeconds: number) {
-    const keyring = typeof keys === 'string' ? { [DEFAULT_KEY_ID]: keys } : keys;
-    const entries = Object.entries(keyring);
+  constructor(keys: ExecutionKeys | string, ttlSeconds: number) {
+    const entries = keyringEntries(keys);
     const first = entries[0];
     if (!first) throw new KeyringError('The Execution API keyring is empty');
     for (const [kid, secret] of entries) {

@@ -113,10 +113,10 @@ export class DynamoStore implements Store {
   }
   updateRunSummary(
     key: DagRunKey,
-    clearCount: number,
+    read: { clearCount: number; version: number },
     entries: Record<string, SummaryEntry>,
   ): Promise<boolean> {
-    return this.#runs.updateRunSummary(key, clearCount, entries);
+    return this.#runs.updateRunSummary(key, read, entries);
   }
   listDagRuns(dagId: string, page: PageRequest): Promise<Page<DagRun>> {
     return this.#runs.listDagRuns(dagId, page);

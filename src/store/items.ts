@@ -84,6 +84,7 @@ const PROTECTED_FIELDS: ReadonlySet<string> = new Set([
   'runCount',
   'clearCount',
   'clearsInProgress',
+  'clearBegunAt',
 ]);
 
 /**

@@ -170,10 +170,10 @@ export interface RunStore {
    * rebuild from an older read never wins); tells whether it was written.
    */
   putRunSummary(key: DagRunKey, summary: RunSummary): Promise<boolean>;
-  /** Sets summary entries, conditional on the summary being for `clearCount`; false when it is not. */
+  /** Sets summary entries, conditional on the summary being the one read (clear count and version); false when it is not. */
   updateRunSummary(
     key: DagRunKey,
-    clearCount: number,
+    read: { clearCount: number; version: number },
     entries: Record<string, SummaryEntry>,
   ): Promise<boolean>;
   /** Runs of one DAG, newest logical date first. */

@@ -28,6 +28,10 @@ export class TableRequests {
     this.#now = retention.now ?? Date.now;
   }
 
+  now(): number {
+    return this.#now();
+  }
+
   /** The time-to-live stamp of a run's items written now; empty without a retention. */
   expiry(): Item {
     if (this.#retentionSeconds <= 0) return {};

@@ -102,11 +102,19 @@ export class DynamoRunStore implements RunStore {
     // Not atomic with the run: a crash here leaves a run with missing TIs (repaired by the
     // scheduler with createMissingTaskInstances) or uncounted (see ADR.md). The TIs are
     // conditional puts, so a scheduler that repaired and queued one first keeps its TI.
+    // The summary only once every TI is written: a summary entry of a TI whose put is still in
+    // flight would let a pass decide on a TI that does not exist yet. A run left without one is
+    // read whole by its next pass, which writes it; a DAG whose summary does not fit one item runs
+    // without one (every pass reads the run whole).
     await Promise.all([
       this.#dags.incrementRunCount(run.dagId),
       this.#taskInstances.createMissingTaskInstances(taskInstances),
-      this.#summaries.putRunSummary(run, summaryOf(run.clearCount, taskInstances)),
     ]);
+    await this.#summaries
+      .putRunSummary(run, summaryOf(run.clearCount, taskInstances))
+      .catch((error: unknown) => {
+        if (!(error instanceof ItemTooLargeError)) throw error;
+      });
   }
 
   async getDagRun(key: DagRunKey): Promise<DagRun | undefined> {
@@ -131,10 +139,10 @@ export class DynamoRunStore implements RunStore {
 
   updateRunSummary(
     key: DagRunKey,
-    clearCount: number,
+    read: { clearCount: number; version: number },
     entries: Record<string, SummaryEntry>,
   ): Promise<boolean> {
-    return this.#summaries.updateRunSummary(key, clearCount, entries);
+    return this.#summaries.updateRunSummary(key, read, entries);
   }
 
   /** The run partition, or only its head items (`#RUN`, `#SLOTS`, `#SUMMARY`) with the prefix. */
@@ -252,9 +260,10 @@ export class DynamoRunStore implements RunStore {
   async markRunCleared(key: DagRunKey, phase: 'begin' | 'end'): Promise<DagRun> {
     const expression = new ExpressionBuilder();
     const revision = expression.name('revision');
-    const stamps = Object.entries(this.#table.expiry()).map(
-      ([name, value]) => `, ${expression.assign(name, value)}`,
-    );
+    const stamps = Object.entries({
+      ...this.#table.expiry(),
+      ...(phase === 'begin' ? { clearBegunAt: new Date(this.#table.now()).toISOString() } : {}),
+    }).map(([name, value]) => `, ${expression.assign(name, value)}`);
     const item = await this.#table.conditionalUpdate(
       {
         Key: dagRunKey(key),

@@ -14,12 +14,18 @@ import type { TableRequests } from './requests.ts';
 export const SUMMARY_ENTRIES_PER_UPDATE = 100;
 
 export function runSummaryToItem(key: DagRunKey, summary: RunSummary): Item {
-  return { ...runSummaryKey(key), clearCount: summary.clearCount, tasks: summary.tasks };
+  return {
+    ...runSummaryKey(key),
+    clearCount: summary.clearCount,
+    version: summary.version,
+    tasks: summary.tasks,
+  };
 }
 
 export function itemToRunSummary(item: Item): RunSummary {
   return {
     clearCount: Number(item.clearCount ?? 0),
+    version: Number(item.version ?? 0),
     tasks: (item.tasks ?? {}) as Record<string, SummaryEntry>,
   };
 }
@@ -64,37 +70,45 @@ export class DynamoRunSummaryStore {
 
   /**
    * Sets the given entries, in as few UpdateItems as the expression limit allows, each conditional
-   * on the summary still being the one for `clearCount`. False when a clear made it void first
-   * (the rest is then not written: the next pass rebuilds the summary from the TIs).
+   * on the summary still being the one read (`clearCount` and `version`) and bumping the version.
+   * False when another write or a clear came first (the rest is then not written).
    */
   async updateRunSummary(
     key: DagRunKey,
-    clearCount: number,
+    read: { clearCount: number; version: number },
     entries: Record<string, SummaryEntry>,
   ): Promise<boolean> {
     const taskIds = Object.keys(entries);
+    let version = read.version;
     for (let start = 0; start < taskIds.length; start += SUMMARY_ENTRIES_PER_UPDATE) {
       const expression = new ExpressionBuilder();
       const tasks = expression.name('tasks');
       const assignments = taskIds
         .slice(start, start + SUMMARY_ENTRIES_PER_UPDATE)
         .map((taskId) => `${tasks}.${expression.name(taskId)} = ${expression.value(entries[taskId])}`);
-      for (const [name, value] of Object.entries(this.#table.expiry()))
+      for (const [name, value] of Object.entries({ ...this.#table.expiry(), version: version + 1 }))
         assignments.push(expression.assign(name, value));
+      const versionName = expression.name('version');
+      const sameVersion = `${versionName} = ${expression.value(version)}`;
       try {
         await this.#table.conditionalUpdate(
           { Key: runSummaryKey(key), UpdateExpression: `SET ${assignments.join(', ')}` },
           expression,
-          [expression.equals('clearCount', clearCount)],
+          [
+            expression.equals('clearCount', read.clearCount),
+            version === 0 ? `(attribute_not_exists(${versionName}) OR ${sameVersion})` : sameVersion,
+          ],
           (error) =>
-            new ConditionFailedError(`the task state summary of ${key.dagId}/${key.runId} was cleared`, {
-              cause: error,
-            }),
+            new ConditionFailedError(
+              `the task state summary of ${key.dagId}/${key.runId} was written or cleared since it was read`,
+              { cause: error },
+            ),
         );
       } catch (error) {
         if (error instanceof ConditionFailedError) return false;
         throw error;
       }
+      version += 1;
     }
     return true;
   }

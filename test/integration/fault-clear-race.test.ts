@@ -1,7 +1,8 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { clearTaskInstances } from '#engine/clear.ts';
+import { handleSchedulingMessages } from '#engine/entrypoints.ts';
 import { dag } from '#sdk/index.ts';
-import { wrapStore } from './fault-helpers.ts';
+import { engineDeps, requestFor, wrapStore } from './fault-helpers.ts';
 import { type SchedulerHarness, startSchedulerHarness, tiKey } from './scheduler-harness.ts';
 
 let h: SchedulerHarness;
@@ -98,5 +99,41 @@ describe("a clear and the run's state summary", () => {
       run: 'running',
       first: 'queued',
     });
+  });
+});
+
+describe('two passes that each learn one change', () => {
+  it('finish the run between them, without the tick, when both read the summary before either wrote', async () => {
+    const [versioned] = await h.register(
+      dag({ id: 'pair' }, (d) => {
+        d.task('x', noop);
+        d.task('y', noop);
+      }),
+    );
+    const run = await h.createRun(versioned!);
+    await h.newScheduler().handleRequests([run]);
+    await h.succeed(tiKey(run, 'x'));
+    await h.succeed(tiKey(run, 'y'));
+    // Each pass reads the run's head, then waits until the other has read it too.
+    let arrived = 0;
+    let release: () => void = () => {};
+    const bothRead = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const meetingAfterHead = wrapStore(h.store, (real) => ({
+      getRunHead: async (...args: Parameters<typeof real.getRunHead>) => {
+        const head = await real.getRunHead(...args);
+        arrived += 1;
+        if (arrived === 2) release();
+        if (arrived <= 2) await bothRead;
+        return head;
+      },
+    }));
+    await Promise.all([
+      handleSchedulingMessages(engineDeps(h, meetingAfterHead), [requestFor(run, [tiKey(run, 'x')])]),
+      handleSchedulingMessages(engineDeps(h, meetingAfterHead), [requestFor(run, [tiKey(run, 'y')])]),
+    ]);
+
+    expect((await h.run(run)).state).toBe('success');
   });
 });

@@ -374,8 +374,16 @@ export async function startSchedulerHarness(options: HarnessOptions = {}): Promi
   const server = await startEmbeddedDynamo();
   const client = createDynamoClient({ endpoint: server.endpoint });
   await ensureTable(client, TABLE_NAME);
-  const store = new DynamoStore({ client: toDocumentClient(client), tableName: TABLE_NAME });
-  return new SchedulerHarness({ settings, client, store, closeServer: () => server.close() });
+  // The store stamps times (a clear's start) with the harness clock, as the engine does.
+  const clock: { now?: () => number } = {};
+  const store = new DynamoStore({
+    client: toDocumentClient(client),
+    tableName: TABLE_NAME,
+    now: () => clock.now?.() ?? Date.now(),
+  });
+  const harness = new SchedulerHarness({ settings, client, store, closeServer: () => server.close() });
+  clock.now = harness.now;
+  return harness;
 }
 
 export function tiKey(run: DagRunKey, taskId: string, mapIndex = -1): TaskInstanceKey {

@@ -85,7 +85,11 @@ describe('DynamoStore retention', () => {
     await store.transitionTaskInstance(ti, { state: 'none' }, { state: 'queued', tryNumber: 1 });
     await store.transitionDagRun(run, 'running', { state: 'success' });
     await store.markRunCleared(run, 'begin');
-    await store.updateRunSummary(run, 0, { extract: { state: 'queued', tryNumber: 1 } });
+    await store.updateRunSummary(
+      run,
+      { clearCount: 0, version: 0 },
+      { extract: { state: 'queued', tryNumber: 1 } },
+    );
     const expected = NOW_MS / 1000 + 31 * 86_400;
     expect({
       ti: await expiresAt(taskInstanceKey(ti)),

@@ -30,7 +30,13 @@ describe('DynamoStore run clear count', () => {
     await store.createDagRun(dagRun('etl', 'r1', { state: 'success' }), []);
     const cleared = await store.markRunCleared(key, 'begin');
     expect(cleared).toEqual(
-      dagRun('etl', 'r1', { state: 'success', clearCount: 1, clearsInProgress: 1, revision: 1 }),
+      dagRun('etl', 'r1', {
+        state: 'success',
+        clearCount: 1,
+        clearsInProgress: 1,
+        clearBegunAt: expect.any(String),
+        revision: 1,
+      }),
     );
   });
 
@@ -40,7 +46,13 @@ describe('DynamoStore run clear count', () => {
     await store.markRunCleared(key, 'begin');
     const ended = await store.markRunCleared(key, 'end');
     expect(ended).toEqual(
-      dagRun('etl', 'r1', { state: 'success', clearCount: 2, clearsInProgress: 0, revision: 2 }),
+      dagRun('etl', 'r1', {
+        state: 'success',
+        clearCount: 2,
+        clearsInProgress: 0,
+        clearBegunAt: expect.any(String),
+        revision: 2,
+      }),
     );
   });
 

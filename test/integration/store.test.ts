@@ -261,7 +261,7 @@ describe('DynamoStore DAG runs', () => {
       run,
       taskInstances: [ti],
       taskSlots: { used: 0, holders: {}, waiting: {} },
-      summary: { clearCount: 0, tasks: { extract: { state: 'none', tryNumber: 0 } } },
+      summary: { clearCount: 0, version: 0, tasks: { extract: { state: 'none', tryNumber: 0 } } },
     });
   });
 

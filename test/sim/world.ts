@@ -135,7 +135,7 @@ class World {
     this.#checkStore = new DynamoStore({ client: toDocumentClient(client), tableName: TABLE });
     const scheduler = this.#queues.scheduler;
     this.#engine = {
-      store: new DynamoStore({ client: documentClient, tableName: TABLE }),
+      store: new DynamoStore({ client: documentClient, tableName: TABLE, now: () => this.#kernel.now }),
       queues: this.#queues,
       settings: this.#settings,
       now: () => this.#kernel.now,

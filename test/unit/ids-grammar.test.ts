@@ -30,6 +30,14 @@ describe('the id grammar', () => {
     expect(invalidIdReason('DAG', '.hidden')).toBeUndefined();
   });
 
+  it('refuses __proto__, a key JavaScript gives a meaning of its own, and accepts other such names', () => {
+    expect(invalidIdReason('task', '__proto__')).toBe(
+      'task id "__proto__" is invalid (__proto__ is reserved)',
+    );
+    expect(invalidIdReason('task', 'constructor')).toBeUndefined();
+    expect(invalidIdReason('task', '__proto')).toBeUndefined();
+  });
+
   it("refuses '#', '/', '%', spaces and the empty id", () => {
     for (const id of ['a#b', 'a/b', 'a%2Fb', 'a b', ''])
       expect(invalidIdReason('run', id)).toMatch(/is invalid \(expected 1 to 250 letters/);
