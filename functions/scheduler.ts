@@ -70,6 +70,7 @@ export function makeHandler(given: Partial<HandlerDeps & Observability> = {}) {
         metrics.increment('scheduler.ticks');
         const result = await runSchedulerTick(engineDeps);
         publish(metrics, readinessGauges(engineDeps.readiness));
+        publish(metrics, runGauges(result));
         return result;
       }
       throw new UnrecognisedEventError(
@@ -78,6 +79,17 @@ export function makeHandler(given: Partial<HandlerDeps & Observability> = {}) {
     },
     observability,
   );
+}
+
+/**
+ * The dashboard's run gauges from one tick: the active runs of the page it reconciled. Standalone
+ * sums the pages of a whole cursor cycle before publishing, in one long-lived process; here
+ * consecutive ticks may run in different instances, so each tick publishes its own page. That
+ * is every active run while they fit one page (`UPDRAFT_MAX_RUNS_PER_PASS`, 100 by default);
+ * beyond that a point is one page's share.
+ */
+function runGauges(result: TickResult): Record<string, number> {
+  return { 'dag_runs.queued': result.runs.queued, 'dag_runs.running': result.runs.running };
 }
 
 function publish(metrics: EmfMetricsRegistry, gauges: Record<string, number>): void {

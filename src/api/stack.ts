@@ -3,7 +3,7 @@ import { DagVersionCache } from '#engine/dag-cache.ts';
 import type { Logger } from '#engine/logger.ts';
 import { SchedulingNotifier } from '#engine/notifier.ts';
 import { TaskLifecycle } from '#engine/task-lifecycle.ts';
-import { type ExecutionKeyring, TaskTokenSigner } from '#engine/tokens.ts';
+import { type ExecutionKeys, TaskTokenSigner } from '#engine/tokens.ts';
 import type { LogStore } from '#logs/port.ts';
 import type { MetricsRegistry } from '#metrics/registry.ts';
 import type { Queues } from '#queue/port.ts';
@@ -31,7 +31,7 @@ export function createApiStack(deps: {
   settings: Settings;
   apiToken: string;
   /** Keys that sign and verify task tokens (`parseExecutionKeys`); a bare secret is the key `default`. */
-  executionKeys: ExecutionKeyring | string;
+  executionKeys: ExecutionKeys | string;
   log: Logger;
   now: () => number;
   /** What the health route says about the store (standalone's supervisor); else it probes. */

@@ -4,6 +4,7 @@ import {
   clearTaskInstancesBody,
   dagIdParams,
   logParams,
+  logQuery,
   logSchema,
   runParams,
   taskInstanceCollectionSchema,
@@ -16,6 +17,7 @@ import { clearTaskInstances } from '#engine/clear.ts';
 import { NotFoundError } from '#engine/errors.ts';
 import { readCurrentXCom } from '#engine/xcoms.ts';
 import type { ApiDeps } from './app.ts';
+import { logPageOf } from './log-pages.ts';
 import { jsonContent as json, publicErrors, taskInstanceKeyFrom } from './route-docs.ts';
 import { taskInstanceToWire } from './serializers.ts';
 
@@ -66,8 +68,11 @@ export function registerTaskRoutes(app: OpenAPIHono, deps: ApiDeps): void {
       method: 'get',
       path: '/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}/logs/{try_number}',
       tags: ['TaskInstance'],
-      request: { params: logParams, query: mapIndexQuery },
-      responses: { 200: json(logSchema, 'The log of one try'), ...publicErrors },
+      request: { params: logParams, query: logQuery },
+      responses: {
+        200: json(logSchema, 'One page of the log of one try (at most 768 KiB; follow `continuation_token`)'),
+        ...publicErrors,
+      },
     }),
     async (c) => {
       const { dag_id, dag_run_id, task_id, try_number } = c.req.valid('param');
@@ -79,8 +84,8 @@ export function registerTaskRoutes(app: OpenAPIHono, deps: ApiDeps): void {
           `Task instance ${task_id} has no try ${try_number} (its latest try is ${ti.tryNumber})`,
         );
       }
-      const content = (await deps.logs.read(key, try_number)) ?? '';
-      return c.json({ content }, 200);
+      const log = (await deps.logs.read(key, try_number)) ?? '';
+      return c.json(logPageOf(log, c.req.valid('query').token), 200);
     },
   );
 

@@ -1,7 +1,7 @@
-import type { Tracer } from '@aws-lambda-powertools/tracer';
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { AWS_ENV, requireEnv } from './environment.ts';
 import type { DepFactories } from './handler-deps.ts';
+import type { Observability } from './handler-observability.ts';
 import { apiTokenOf, CachedSecrets, executionKeysOf } from './handler-secrets.ts';
 
 /**
@@ -9,20 +9,23 @@ import { apiTokenOf, CachedSecrets, executionKeysOf } from './handler-secrets.ts
  * (`UPDRAFT_SIGNING_KEY_SECRET_ARN`), read from Secrets Manager and cached per instance.
  */
 export const factories: Pick<DepFactories, 'apiToken' | 'executionKeys'> = {
-  apiToken: (_deps, { tracer }) => {
+  apiToken: (_deps, observability) => {
     const secretId = requireEnv(process.env, AWS_ENV.apiTokenSecretArn);
-    const cache = secretsOf(tracer);
+    const cache = secretsOf(observability);
     return async () => apiTokenOf(await cache.get(secretId), secretId);
   },
-  executionKeys: (_deps, { tracer }) => {
+  executionKeys: (_deps, observability) => {
     const secretId = requireEnv(process.env, AWS_ENV.signingKeySecretArn);
-    const cache = secretsOf(tracer);
-    return async () => executionKeysOf(await cache.get(secretId), secretId);
+    const cache = secretsOf(observability);
+    return async (options) => executionKeysOf(await cache.get(secretId, options), secretId);
   },
 };
 
 let secrets: CachedSecrets | undefined;
-function secretsOf(tracer: Tracer): CachedSecrets {
-  secrets ??= new CachedSecrets({ client: tracer.captureAWSv3Client(new SecretsManagerClient({})) });
+function secretsOf({ tracer, logger }: Observability): CachedSecrets {
+  secrets ??= new CachedSecrets({
+    client: tracer.captureAWSv3Client(new SecretsManagerClient({})),
+    warn: (message, fields) => logger.warn(message, fields),
+  });
   return secrets;
 }

@@ -1,7 +1,7 @@
 import { loadSettings, type Settings } from '#config/settings.ts';
 import type { ParsedDagsFolder } from '#engine/dag-registry.ts';
 import type { WakeTimers } from '#engine/ports.ts';
-import type { ExecutionKeyring } from '#engine/tokens.ts';
+import type { ExecutionKeys } from '#engine/tokens.ts';
 import type { LogStore } from '#logs/port.ts';
 import type { Queues } from '#queue/port.ts';
 import type { Store } from '#store/port.ts';
@@ -30,8 +30,11 @@ export interface HandlerDeps {
   logs: LogStore;
   /** The public API's bearer token, read from Secrets Manager and cached per instance. */
   apiToken: () => Promise<string>;
-  /** The execution-token keyring, read from Secrets Manager and cached per instance. */
-  executionKeys: () => Promise<ExecutionKeyring>;
+  /**
+   * The execution-token keyring, read from Secrets Manager and cached per instance. `refresh`:
+   * read it now, whatever its age (a token names a key id the keyring held does not have).
+   */
+  executionKeys: (options?: { refresh?: boolean }) => Promise<ExecutionKeys>;
   /** Where workers reach the Execution API (its function URL). */
   executionApiUrl: string;
   /** How workers call it: SigV4-signed for the function URL's IAM auth. */

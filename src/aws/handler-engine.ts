@@ -1,7 +1,7 @@
 import { DagVersionCache } from '#engine/dag-cache.ts';
 import type { Logger } from '#engine/logger.ts';
 import type { EngineDeps } from '#engine/scheduler.ts';
-import { TaskTokenSigner } from '#engine/tokens.ts';
+import { keyringEntries, TaskTokenSigner } from '#engine/tokens.ts';
 import type { Metrics } from '#metrics/port.ts';
 import type { LazyDeps } from './handler-deps.ts';
 
@@ -28,7 +28,7 @@ export function engineFactory(
       deps.get('executionKeys'),
     ]);
     const keys = await executionKeys();
-    const keyring = JSON.stringify(keys);
+    const keyring = JSON.stringify(keyringEntries(keys));
     if (signer?.keyring !== keyring) {
       signer = { keyring, tokens: new TaskTokenSigner(keys, settings.executionTokenTtlSeconds) };
     }

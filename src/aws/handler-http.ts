@@ -3,9 +3,10 @@ import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2, Context
 import { Hono } from 'hono';
 import { handle } from 'hono/aws-lambda';
 import type { ApiApp } from '#api/app.ts';
+import { bearerTokenOf } from '#api/auth.ts';
 import { createApiStack } from '#api/stack.ts';
 import type { SchedulingNotifier } from '#engine/notifier.ts';
-import type { ExecutionKeyring } from '#engine/tokens.ts';
+import { type ExecutionKeys, keyIdOf, keyringEntries } from '#engine/tokens.ts';
 import { type AwsDefaults, type HandlerDeps, LazyDeps } from './handler-deps.ts';
 import {
   createObservability,
@@ -32,6 +33,14 @@ export type HttpEvent = APIGatewayProxyEventV2;
 
 const PATH_PREFIX: Record<HttpFunction, string> = { public: '/api/v2/', execution: '/execution/' };
 
+/**
+ * The least time between two reads of the keyring made because a token named a key id the
+ * instance does not hold: a key put first in a rotation verifies at once (not after the cache's
+ * time to live), and tokens with made-up key ids cost at most one Secrets Manager read per
+ * instance per this interval.
+ */
+export const KEYRING_REFRESH_INTERVAL_MS = 10_000;
+
 /** The table, the scheduler queue (scheduling requests), the log bucket and this function's secret. */
 const AWS_DEFAULTS: AwsDefaults = {
   store: () => import('./handler-defaults-table.ts'),
@@ -51,11 +60,17 @@ export function makeHttpHandler(kind: HttpFunction, given: Partial<HandlerDeps &
   const log = engineLoggerOf(observability.logger);
   const unknowable = randomBytes(32).toString('base64url');
   let served:
-    | { secrets: string; handle: ReturnType<typeof handle>; notifier: SchedulingNotifier }
+    | {
+        secrets: string;
+        kids: ReadonlySet<string>;
+        handle: ReturnType<typeof handle>;
+        notifier: SchedulingNotifier;
+      }
     | undefined;
+  let keyringRefreshedAt = Number.NEGATIVE_INFINITY;
 
   /** The router, built once per instance and again when a secret it holds has rotated. */
-  async function router() {
+  async function router(options: { refreshKeyring?: boolean } = {}) {
     const [store, queues, logs, settings, now] = await Promise.all([
       deps.get('store'),
       deps.get('queues'),
@@ -64,9 +79,12 @@ export function makeHttpHandler(kind: HttpFunction, given: Partial<HandlerDeps &
       deps.get('now'),
     ]);
     const apiToken = kind === 'public' ? await (await deps.get('apiToken'))() : unknowable;
-    const executionKeys: ExecutionKeyring =
-      kind === 'execution' ? await (await deps.get('executionKeys'))() : { unused: unknowable };
-    const secrets = JSON.stringify([apiToken, executionKeys]);
+    const executionKeys: ExecutionKeys =
+      kind === 'execution'
+        ? await (await deps.get('executionKeys'))(options.refreshKeyring ? { refresh: true } : undefined)
+        : { unused: unknowable };
+    const keys = keyringEntries(executionKeys);
+    const secrets = JSON.stringify([apiToken, keys]);
     if (served?.secrets !== secrets) {
       const stack = createApiStack({
         store,
@@ -79,16 +97,39 @@ export function makeHttpHandler(kind: HttpFunction, given: Partial<HandlerDeps &
         log,
         now,
       });
-      served = { secrets, handle: handle(servingOnly(stack.api, kind)), notifier: stack.notifier };
+      served = {
+        secrets,
+        kids: new Set(keys.map(([kid]) => kid)),
+        handle: handle(servingOnly(stack.api, kind)),
+        notifier: stack.notifier,
+      };
     }
     return served;
   }
 
+  /**
+   * The router for a request: for a task token signed with a key id the keyring held here does
+   * not have (a rotation put a new key first, and the scheduler signs with it already), the
+   * keyring is read again first, at most once per `KEYRING_REFRESH_INTERVAL_MS`.
+   */
+  async function routerFor(headers: Record<string, string | undefined>) {
+    const current = await router();
+    if (kind !== 'execution') return current;
+    const token = bearerTokenOf(headers.authorization);
+    const kid = token === undefined ? undefined : keyIdOf(token);
+    if (kid === undefined || current.kids.has(kid)) return current;
+    const now = (await deps.get('now'))();
+    if (now - keyringRefreshedAt < KEYRING_REFRESH_INTERVAL_MS) return current;
+    keyringRefreshedAt = now;
+    log.info('A task token names a key id this instance does not hold: reading the keyring again');
+    return router({ refreshKeyring: true });
+  }
+
   return withObservability(
     async (event: HttpEvent, context: Context): Promise<APIGatewayProxyStructuredResultV2> => {
-      const { handle: serve, notifier } = await router();
       const request =
         kind === 'execution' ? { ...event, headers: restoreTaskToken(event.headers ?? {}) } : event;
+      const { handle: serve, notifier } = await routerFor(request.headers ?? {});
       // hono declares its own copy of the v2 event type; the shapes are the same.
       const result = await serve(request as unknown as Parameters<typeof serve>[0], context);
       // Scheduling requests a route made are sent before the instance may be frozen.

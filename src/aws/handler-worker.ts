@@ -17,9 +17,10 @@ import {
 import { describeEvent, isSqsEvent } from './handler-sqs.ts';
 
 /**
- * How long before the function's timeout running tries are handed back (at most a third of the
- * time left): enough for the report and its retries, so the try is released at once instead of
- * waiting for the zombie threshold.
+ * How long before the function's timeout a running try is stopped (at most a third of the time
+ * left): enough for the rest of its log and the report with its retries. The try then fails,
+ * retryable, so the task's retries apply: a try that outlives the function cannot be handed back
+ * (run again for free), or a task needing longer than the function can run would loop forever.
  */
 export const HAND_BACK_MARGIN_MS = 20_000;
 
@@ -42,8 +43,9 @@ export class WorkloadNotDoneError extends HandlerError {
  * the function was about to time out before the start, or the body is malformed (it then goes to
  * the dead-letter queue after the queue's receives, never dropped). A try that started is owned
  * by the store from then on: its record succeeds whatever the try's outcome, and a redelivery is
- * refused by the API (409) and succeeds too. Reaches nothing but the Execution API: no table, no
- * queue (the event source mapping deletes the records).
+ * refused by the API (409) and succeeds too. A try still running `HAND_BACK_MARGIN_MS` before the
+ * function's timeout is stopped and reported failed (retryable, the reason in its log). Reaches
+ * nothing but the Execution API: no table, no queue (the event source mapping deletes the records).
  */
 export function makeWorkerHandler(given: Partial<HandlerDeps & Observability> = {}) {
   const observability = createObservability('updraft-worker', given);
@@ -77,7 +79,7 @@ export function makeWorkerHandler(given: Partial<HandlerDeps & Observability> = 
     return workloadDeps;
   }
 
-  async function runRecord(record: SQSRecord, workload: WorkloadDeps, signal: AbortSignal): Promise<void> {
+  async function runRecord(record: SQSRecord, workload: WorkloadDeps, deadline: AbortSignal): Promise<void> {
     let message: ReturnType<typeof workerMessageSchema.parse>;
     try {
       message = workerMessageSchema.parse(JSON.parse(record.body));
@@ -91,7 +93,7 @@ export function makeWorkerHandler(given: Partial<HandlerDeps & Observability> = 
     }
     switch (message.type) {
       case 'execute_task': {
-        const result = await runWorkload(workload, message, { signal });
+        const result = await runWorkload(workload, message, { deadline });
         metrics.increment(result.started ? 'worker.tries_run' : 'worker.workloads_not_started');
         if (!result.deleteMessage) {
           throw new WorkloadNotDoneError(
@@ -110,20 +112,18 @@ export function makeWorkerHandler(given: Partial<HandlerDeps & Observability> = 
       );
     }
     const workload = await workloadDepsOf();
-    const handBack = new AbortController();
+    const deadline = new AbortController();
     const remaining = context.getRemainingTimeInMillis?.();
-    const timer =
-      remaining === undefined
-        ? undefined
-        : setTimeout(
-            () => handBack.abort('The worker function is about to time out: the try is handed back'),
-            Math.max(0, remaining - Math.min(HAND_BACK_MARGIN_MS, remaining / 3)),
-          );
+    let timer: NodeJS.Timeout | undefined;
+    if (remaining !== undefined) {
+      const limitMs = Math.max(0, remaining - Math.min(HAND_BACK_MARGIN_MS, remaining / 3));
+      timer = setTimeout(() => deadline.abort(outlivedReason(limitMs, remaining - limitMs)), limitMs);
+    }
     try {
       // A processor per invocation: it keeps the batch's records and outcomes while it runs.
       return await processPartialResponse(
         event,
-        (record: SQSRecord) => runRecord(record, workload, handBack.signal),
+        (record: SQSRecord) => runRecord(record, workload, deadline.signal),
         new BatchProcessor(EventType.SQS),
         // Every record's outcome is in the response; throwing would only make Lambda retry them all.
         { context, throwOnFullBatchFailure: false },
@@ -132,4 +132,18 @@ export function makeWorkerHandler(given: Partial<HandlerDeps & Observability> = 
       clearTimeout(timer);
     }
   }, observability);
+}
+
+/** Why a try still running at the worker's deadline failed: the try's log and error message. */
+function outlivedReason(limitMs: number, marginMs: number): string {
+  return (
+    `The task outlived the worker function's time limit of ${seconds(limitMs)} s (its timeout minus ` +
+    `the hand-back margin of ${seconds(marginMs)} s for the report): it was stopped and this try ` +
+    "failed; the task's retries apply. A task that needs longer cannot run on a Lambda worker: " +
+    'split its work into shorter tasks.'
+  );
+}
+
+function seconds(ms: number): string {
+  return String(ms >= 10_000 ? Math.round(ms / 1000) : Math.round(ms / 100) / 10);
 }

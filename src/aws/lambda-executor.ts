@@ -19,8 +19,10 @@ export type DagModuleLoader = (fileloc: string) => Promise<Record<string, unknow
  * Lambda instance runs one invocation at a time and its memory is the function's, so the task
  * runner processes of standalone (isolation, memory limits, module retirement) buy nothing here.
  * What that costs, and why it is acceptable on Lambda:
- * - A task that ignores `ctx.signal` cannot be killed: on a timeout or a hand-back the try is
- *   reported at once and the task's promise is left behind (it is frozen with the instance).
+ * - A task that ignores `ctx.signal` cannot be killed: on a timeout or the worker's deadline the
+ *   try is reported at once and the task's promise is left behind, with a warning in the try's
+ *   log. Lambda may reuse the environment: the code is frozen with it and resumes beside the
+ *   tries of later invocations.
  * - `memoryLimitMb` is not enforced: the function's memory size is the limit; an instance that
  *   runs out is recycled by Lambda and the try becomes a zombie, failed or retried by the scheduler.
  * - The code is the deployed code: a run that spans a deploy runs its later tasks with the new code.
@@ -59,7 +61,10 @@ export class InProcessTaskExecutor implements TaskExecutor {
     const work = taskOutput.run(hooks.onLog, () => executeTask(found.dag, started.task_id, args, ctx));
     try {
       const outcome = await untilAborted(work, hooks.signal);
-      if (outcome === ABORTED) return { kind: 'error', message: reasonOf(hooks.signal) };
+      if (outcome === ABORTED) {
+        if (!(await settlesSoon(work))) hooks.onLog(line('WARNING', ABANDONED));
+        return { kind: 'error', message: reasonOf(hooks.signal) };
+      }
       switch (outcome.kind) {
         case 'success': {
           if (outcome.value === null || outcome.value === undefined)
@@ -100,6 +105,24 @@ export class InProcessTaskExecutor implements TaskExecutor {
 }
 
 const ABORTED = Symbol('aborted');
+
+const ABANDONED =
+  'The task did not return when it was stopped (does it honour ctx.signal?). Lambda cannot kill it: ' +
+  "its code stays in this worker's execution environment, frozen between invocations, and goes on " +
+  "running beside the tries of later invocations there (this task's next try included) until it ends " +
+  'or Lambda retires the environment.';
+
+/** Whether the task settles by the next turn of the event loop (a task honouring its signal does). */
+function settlesSoon(work: Promise<unknown>): Promise<boolean> {
+  return new Promise((resolve) => {
+    const turn = setImmediate(() => resolve(false));
+    const settled = () => {
+      clearImmediate(turn);
+      resolve(true);
+    };
+    work.then(settled, settled);
+  });
+}
 
 /** The task's outcome, or ABORTED as soon as the signal aborts (the task is left to settle alone). */
 function untilAborted<T>(work: Promise<T>, signal: AbortSignal): Promise<T | typeof ABORTED> {

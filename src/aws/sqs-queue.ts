@@ -130,7 +130,7 @@ export class SqsQueue implements Queue {
         ),
       );
       // The port ignores unknown receipts: the message was deleted already or received again since.
-      const failures = (output.Failed ?? []).filter((entry) => entry.Code !== 'ReceiptHandleIsInvalid');
+      const failures = (output.Failed ?? []).filter((entry) => !isStaleReceipt(entry.Code, entry.Message));
       if (failures.length > 0) {
         const reasons = failures.map((entry) => `${entry.Code}: ${entry.Message}`).join('; ');
         throw new SqsRequestError(
@@ -151,8 +151,7 @@ export class SqsQueue implements Queue {
       );
     } catch (error) {
       // As in the in-memory queue: a message deleted or received again since is no longer ours to extend.
-      const name = awsErrorName(error);
-      if (name === 'ReceiptHandleIsInvalid' || name === 'MessageNotInflight') return;
+      if (isStaleReceipt(awsErrorCode(error), error instanceof Error ? error.message : undefined)) return;
       throw this.#failure('ChangeMessageVisibility', error);
     }
   }
@@ -233,6 +232,26 @@ export class SqsQueue implements Queue {
     const reason = error instanceof Error ? error.message : String(error);
     return new SqsRequestError(`${operation} on the ${this.name} queue failed: ${reason}`, { cause: error });
   }
+}
+
+/**
+ * Whether SQS refused a receipt because it is no longer ours: the message was deleted, received
+ * again since (a new receipt), or its receipt expired. SQS says so with `ReceiptHandleIsInvalid`
+ * or `MessageNotInflight`, and for an expired receipt or a message no longer in flight with
+ * `InvalidParameterValue` and a message about the parameter `ReceiptHandle`. Any other
+ * `InvalidParameterValue` (a visibility timeout out of range, say) is the caller's mistake.
+ */
+function isStaleReceipt(code: string | undefined, message: string | undefined): boolean {
+  if (code === 'ReceiptHandleIsInvalid' || code === 'MessageNotInflight') return true;
+  return code === 'InvalidParameterValue' && /\bReceiptHandle\b/.test(message ?? '');
+}
+
+/** The error code of an SQS error: its name, or the query protocol's `Code` when the SDK does not model it. */
+function awsErrorCode(error: unknown): string | undefined {
+  const name = awsErrorName(error);
+  if (name && name !== 'Error' && name !== 'SQSServiceException') return name;
+  const code = typeof error === 'object' && error !== null && 'Code' in error ? error.Code : undefined;
+  return typeof code === 'string' ? code : name;
 }
 
 /** SQS counts the receive being handled, so a count that is missing means this is the first. */

@@ -17,6 +17,9 @@ import { ApiRequestError, ApiUnreachableError, CliUsageError } from './errors.ts
 /** A request that gets no answer in this time is reported as an unreachable API rather than hanging. */
 const REQUEST_TIMEOUT_MS = 30_000;
 
+/** More than a log at `UPDRAFT_LOG_MAX_BYTES` of any size takes (a 5 MiB log is 7 pages). */
+const LOG_MAX_PAGES = 1_000;
+
 type Query = Record<string, string | number | undefined>;
 
 /** A client of the public REST API (`/api/v2`), the only way the CLI reaches Updraft. */
@@ -69,12 +72,44 @@ export class ApiClient {
     );
   }
 
-  getLog(dagId: string, runId: string, taskId: string, tryNumber: number, mapIndex = -1): Promise<TaskLog> {
+  /** One page of a try's log: from its start, or from where the page of `token` ended. */
+  getLogPage(
+    dagId: string,
+    runId: string,
+    taskId: string,
+    tryNumber: number,
+    mapIndex = -1,
+    token?: string,
+  ): Promise<TaskLog> {
     return this.#request(
       'GET',
       `/dags/${id('DAG', dagId)}/dagRuns/${id('run', runId)}/taskInstances/${id('task', taskId)}/logs/${tryNumber}`,
-      { query: { map_index: mapIndex } },
+      { query: { map_index: mapIndex, token } },
     );
+  }
+
+  /**
+   * A try's whole log as it is now: every page, following `continuation_token` (at most
+   * `LOG_MAX_PAGES`, and never a token twice, so a log that grows as fast as it is read ends).
+   */
+  async getLog(
+    dagId: string,
+    runId: string,
+    taskId: string,
+    tryNumber: number,
+    mapIndex = -1,
+  ): Promise<TaskLog> {
+    const pages: string[] = [];
+    const seen = new Set<string>();
+    let token: string | undefined;
+    do {
+      const page = await this.getLogPage(dagId, runId, taskId, tryNumber, mapIndex, token);
+      pages.push(page.content);
+      token = page.continuation_token;
+      if (token !== undefined && seen.has(token)) break;
+      if (token !== undefined) seen.add(token);
+    } while (token !== undefined && pages.length < LOG_MAX_PAGES);
+    return { content: pages.join('') };
   }
 
   getXCom(

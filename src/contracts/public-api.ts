@@ -1,7 +1,7 @@
 import { z } from '@hono/zod-openapi';
 import { describeIdGrammar, ID_MAX_LENGTH, type IdKind, invalidIdReason } from '#core/ids.ts';
 import { DAG_RUN_STATES, TASK_INSTANCE_STATES } from '#core/states.ts';
-import { isoDate } from './common.ts';
+import { isoDate, mapIndexQuery } from './common.ts';
 
 /**
  * Wire schemas of the public REST API, shaped after Airflow's REST API v2 (snake_case, the same
@@ -180,7 +180,23 @@ export const clearTaskInstancesBody = z
   })
   .openapi('ClearTaskInstances');
 
-export const logSchema = z.object({ content: z.string() }).openapi('TaskLog');
+/** Where a page of a log starts (Airflow's `token`). */
+export const logQuery = mapIndexQuery.extend({
+  token: z.string().max(200).optional().openapi({
+    description:
+      'The `continuation_token` of the previous page: this page starts where that one ended. Without it, the log from its start.',
+  }),
+});
+
+export const logSchema = z
+  .object({
+    content: z.string().openapi({ description: 'The text of this page, at most 768 KiB of UTF-8' }),
+    continuation_token: z.string().optional().openapi({
+      description:
+        'Present when more of the log follows this page: pass it as `token` for the next page. Absent on the page that reaches the end of the log as it is now.',
+    }),
+  })
+  .openapi('TaskLog');
 
 export const xcomEntryParams = taskParams.extend({ xcom_key: z.string().min(1).max(250) });
 

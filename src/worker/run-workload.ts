@@ -34,6 +34,13 @@ export interface WorkloadOptions {
   onStarted?: () => void;
   /** Graceful stop: the task is aborted and the try reported `handed_back`. */
   signal?: AbortSignal;
+  /**
+   * The host's own time limit (a Lambda worker's timeout, less a margin for the report): the
+   * task is aborted and the try reported failed, retryable, with the signal's reason in its log,
+   * so the task's retries apply. Not a hand-back: a try that outlives every invocation would
+   * otherwise be run again, for free, forever. Before the start it leaves the message, as `signal`.
+   */
+  deadline?: AbortSignal;
 }
 
 export interface WorkloadResult {
@@ -68,7 +75,7 @@ function callTimeoutMs(settings: WorkloadDeps['settings']): number {
 /** Output not yet sent goes out on the next heartbeat once it waited this many intervals. */
 const LOG_MAX_DELAY_INTERVALS = 2;
 
-type StopCause = { kind: 'handed_back' | 'timeout' | 'lost' | 'unreachable'; reason: string };
+type StopCause = { kind: 'handed_back' | 'deadline' | 'timeout' | 'lost' | 'unreachable'; reason: string };
 
 export async function runWorkload(
   deps: WorkloadDeps,
@@ -82,7 +89,9 @@ export async function runWorkload(
     mapIndex: workload.ti.map_index,
   };
   const log = deps.log.child({ ti: formatTaskInstanceKey(key), tryNumber: workload.try_number });
-  if (options.signal?.aborted) return { deleteMessage: false, started: false, reported: false };
+  const stops = [options.signal, options.deadline].filter((signal) => signal !== undefined);
+  const stopping = () => stops.some((signal) => signal.aborted);
+  if (stopping()) return { deleteMessage: false, started: false, reported: false };
   let started: StartedTask;
   let token: string;
   // The API records the start (and the try's first heartbeat) when it gets the call, perhaps long
@@ -102,23 +111,27 @@ export async function runWorkload(
       {
         retry: { ...START_RETRY, deadline: deps.clock.now() + START_WINDOW_MS },
         timeoutMs: callTimeoutMs(deps.settings),
-        // A graceful stop ends the call (and its retries) at once.
-        signal: options.signal,
+        // A graceful stop or the deadline ends the call (and its retries) at once.
+        signal: stops.length > 1 ? AbortSignal.any(stops) : stops[0],
       },
     );
     started = response.started;
     token = response.refreshedToken ?? workload.token;
   } catch (error) {
-    if (options.signal?.aborted) {
+    if (stopping()) {
       // Whether the API recorded the start is unknown: the message comes back. A redelivery
       // finds the try started (409, the message is spent) or starts it.
-      log.info('The worker is shutting down: the workload is left in the queue for another worker');
+      log.info(
+        options.signal?.aborted
+          ? 'The worker is shutting down: the workload is left in the queue for another worker'
+          : 'The worker is out of time: the workload is left in the queue for another worker',
+      );
       return { deleteMessage: false, started: false, reported: false };
     }
     return { deleteMessage: startRefusalIsFinal(deps, log, error), started: false, reported: false };
   }
   options.onStarted?.();
-  return new RunningTry(deps, key, started, token, log, sentAt).run(options.signal);
+  return new RunningTry(deps, key, started, token, log, sentAt).run(options.signal, options.deadline);
 }
 
 /** Whether a failed start spends the message; logs what happened at the level it deserves. */
@@ -183,11 +196,14 @@ class RunningTry {
     });
   }
 
-  async run(graceful: AbortSignal | undefined): Promise<WorkloadResult> {
+  async run(graceful: AbortSignal | undefined, deadline: AbortSignal | undefined): Promise<WorkloadResult> {
     const onGracefulStop = () =>
       this.#stopTask({ kind: 'handed_back', reason: 'The worker is shutting down: the try is handed back' });
+    const onDeadline = () => this.#stopTask({ kind: 'deadline', reason: abortReasonOf(deadline) });
     graceful?.addEventListener('abort', onGracefulStop, { once: true });
+    deadline?.addEventListener('abort', onDeadline, { once: true });
     if (graceful?.aborted) onGracefulStop();
+    if (deadline?.aborted) onDeadline();
     const finished = new AbortController();
     const heartbeats = this.#heartbeatLoop(finished.signal);
     let outcome: RunnerOutcome;
@@ -199,6 +215,7 @@ class RunningTry {
       finished.abort();
       await heartbeats;
       graceful?.removeEventListener('abort', onGracefulStop);
+      deadline?.removeEventListener('abort', onDeadline);
     }
     const state = this.#finishState(outcome);
     // After a refusal the API takes nothing from this try; one attempt carries the reason.
@@ -443,6 +460,13 @@ function refusalReason(error: HttpError): string {
         ? "the try's token is no longer accepted"
         : 'the Execution API refuses this try';
   return `The Execution API refused a heartbeat (${error.status} ${error.detail}): ${why}. The task is stopped so it cannot run beside another copy of the try.`;
+}
+
+/** The reason a signal aborted with, as a sentence for the try's log and its error message. */
+function abortReasonOf(signal: AbortSignal | undefined): string {
+  const reason: unknown = signal?.reason;
+  if (reason instanceof Error) return reason.message;
+  return typeof reason === 'string' ? reason : "The worker's time limit was reached";
 }
 
 function errorText(error: unknown): string {

@@ -1,6 +1,10 @@
+import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2 } from 'aws-lambda';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { mockClient } from 'aws-sdk-client-mock';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { HandlerDeps } from '#aws/handler-deps.ts';
+import { KEYRING_REFRESH_INTERVAL_MS } from '#aws/handler-http.ts';
+import { executionKeysOf } from '#aws/handler-secrets.ts';
 import { createSignedFetch, TASK_TOKEN_HEADER } from '#aws/handler-signed-fetch.ts';
 import { settingsSchema } from '#config/settings.ts';
 import { encodeTaskInstanceId } from '#contracts/execution-api.ts';
@@ -15,7 +19,9 @@ import { makeHandler as makeApiHandler } from '../../functions/api.ts';
 import { makeHandler as makeExecutionApiHandler } from '../../functions/execution-api.ts';
 import {
   fetchThrough,
+  httpEventOf,
   type LambdaHandler,
+  lambdaContext,
   MemoryLogStore,
   QueueWakeTimers,
   quietObservability,
@@ -31,6 +37,9 @@ import { type StoreHarness, startStoreHarness } from './store-fixtures.ts';
 const API_URL = 'https://api123.execute-api.us-east-1.amazonaws.com';
 const EXECUTION_API_URL = 'https://exec123.lambda-url.us-east-1.on.aws';
 const KEYS = { k1: 'api-test-execution-secret-0123456789abcdef' };
+const API_TOKEN = 'first-api-token-0123456789';
+/** What Lambda returns at most from a synchronous invocation: the handler's result, JSON-serialized. */
+const LAMBDA_RESPONSE_MAX_BYTES = 6_291_456;
 const settings = settingsSchema.parse({});
 
 type HttpHandler = LambdaHandler<APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2>;
@@ -76,9 +85,9 @@ function publicApi(overrides: Partial<HandlerDeps> = {}): typeof fetch {
   return fetchThrough(makeApiHandler(deps(overrides)) as unknown as HttpHandler, 'http-api', 'updraft-api');
 }
 
-function executionApi(): typeof fetch {
+function executionApi(overrides: Partial<HandlerDeps> = {}): typeof fetch {
   return fetchThrough(
-    makeExecutionApiHandler(deps()) as unknown as HttpHandler,
+    makeExecutionApiHandler(deps(overrides)) as unknown as HttpHandler,
     'function-url',
     'updraft-execution-api',
   );
@@ -124,10 +133,88 @@ describe('the public API handler', () => {
     );
   });
 
+  it('answers 401 without echoing a presented token, and serves only health and the OpenAPI document openly', async () => {
+    const handler = makeApiHandler(deps()) as unknown as HttpHandler;
+    const call = async (path: string, authorization?: string) => {
+      const request = new Request(`${API_URL}${path}`, authorization ? { headers: { authorization } } : {});
+      return handler(await httpEventOf(request, 'http-api'), lambdaContext('updraft-api'));
+    };
+    const guess = 'Bearer guessed-token-SECRETSECRET-0123456789';
+    for (const authorization of [undefined, guess, 'Basic dXNlcjpwYXNz', `Bearer ${API_TOKEN}x`]) {
+      const result = await call('/api/v2/dags', authorization);
+      expect(result.statusCode, String(authorization)).toBe(401);
+      expect(JSON.stringify(result)).not.toContain('SECRETSECRET');
+      expect(JSON.stringify(result)).not.toContain(API_TOKEN);
+    }
+    expect((await call('/api/v2/monitor/health')).statusCode).toBe(200);
+    expect((await call('/api/v2/openapi.json')).statusCode).toBe(200);
+  });
+
   it('does not serve the Execution API', async () => {
     const response = await publicApi()(`${API_URL}/execution/task-instances/x/run`, { method: 'PATCH' });
     expect(response.status).toBe(404);
     expect(((await response.json()) as { detail: string }).detail).toContain('serves /api/v2/*');
+  });
+});
+
+describe('the public API handler, reading a log of the largest size (UPDRAFT_LOG_MAX_BYTES)', () => {
+  /** A run of only_dag whose try 1 has written `text` as the worker writes it, in full chunks. */
+  async function runWithLog(runId: string, logs: MemoryLogStore, text: string): Promise<string> {
+    const created = await publicApi({ logs })(`${API_URL}/api/v2/dags/only_dag/dagRuns`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${API_TOKEN}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ dag_run_id: runId }),
+    });
+    expect(created.status).toBe(201);
+    const key = { dagId: 'only_dag', runId, taskId: 'only', mapIndex: -1 };
+    for (let start = 0, seq = 1; start < text.length; start += settings.logChunkMaxBytes, seq += 1) {
+      await logs.appendChunk(
+        key,
+        1,
+        String(seq).padStart(6, '0'),
+        text.slice(start, start + settings.logChunkMaxBytes),
+      );
+    }
+    return `${API_URL}/api/v2/dags/only_dag/dagRuns/${runId}/taskInstances/only/logs/1`;
+  }
+
+  /** Every page of the log, as the Lambda results the runtime would send. */
+  async function pagesOf(url: string, logs: MemoryLogStore): Promise<APIGatewayProxyStructuredResultV2[]> {
+    const handler = makeApiHandler(deps({ logs })) as unknown as HttpHandler;
+    const results: APIGatewayProxyStructuredResultV2[] = [];
+    let token: string | undefined;
+    do {
+      const page = new URL(url);
+      if (token !== undefined) page.searchParams.set('token', token);
+      const request = new Request(page, { headers: { authorization: `Bearer ${API_TOKEN}` } });
+      const result = await handler(await httpEventOf(request, 'http-api'), lambdaContext('updraft-api'));
+      expect(result.statusCode).toBe(200);
+      results.push(result);
+      token = (JSON.parse(result.body ?? '{}') as { continuation_token?: string }).continuation_token;
+    } while (token !== undefined && results.length < 100);
+    return results;
+  }
+
+  it('answers structured log lines in pages that each fit a Lambda response and join up to the whole log', async () => {
+    const logs = new MemoryLogStore();
+    const line = '{"level":"info","message":"row loaded","table":"orders","row":123456}\n';
+    const text = line.repeat(Math.floor(settings.logMaxBytes / line.length));
+    const pages = await pagesOf(await runWithLog('log_lines', logs, text), logs);
+    for (const result of pages) {
+      expect(Buffer.byteLength(JSON.stringify(result))).toBeLessThanOrEqual(LAMBDA_RESPONSE_MAX_BYTES);
+    }
+    expect(
+      pages.map((result) => (JSON.parse(result.body ?? '{}') as { content: string }).content).join(''),
+    ).toBe(text);
+  });
+
+  it('keeps a page of control characters, the costliest text to escape, within a Lambda response', async () => {
+    const logs = new MemoryLogStore();
+    const [first] = await pagesOf(
+      await runWithLog('log_controls', logs, '\u0001'.repeat(settings.logMaxBytes)),
+      logs,
+    );
+    expect(Buffer.byteLength(JSON.stringify(first))).toBeLessThanOrEqual(LAMBDA_RESPONSE_MAX_BYTES);
   });
 });
 
@@ -179,5 +266,91 @@ describe('the Execution API handler', () => {
       headers: { authorization: 'Bearer first-api-token-0123456789' },
     });
     expect(response.status).toBe(404);
+  });
+  const heartbeat = (api: typeof fetch, token: string) =>
+    api(`${EXECUTION_API_URL}${path}`, {
+      method: 'PUT',
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+      body: '{}',
+    });
+
+  it('reads the keyring again at once for a token signed with a key id it does not hold, at most once per interval', async () => {
+    let now = 1_000_000;
+    // The secret, and the copy cached until its time to live (read again only when asked to refresh).
+    let secret: Record<string, string> = KEYS;
+    let cached = secret;
+    const reads: boolean[] = [];
+    const api = executionApi({
+      now: () => now,
+      executionKeys: async (options) => {
+        reads.push(options?.refresh === true);
+        if (options?.refresh) cached = secret;
+        return cached;
+      },
+    });
+    const signedWith = (kid: string) =>
+      new TaskTokenSigner({ [kid]: `${kid}-execution-secret-0123456789abcdef` }, 600).issue(
+        { ...key, tryNumber: 1 },
+        now,
+      );
+    expect((await heartbeat(api, await signedWith('k1'))).status).toBe(401); // k1 of another secret
+    expect(reads).toEqual([false]);
+    secret = { k2: 'k2-execution-secret-0123456789abcdef', ...KEYS };
+    expect((await heartbeat(api, await signedWith('k2'))).status).toBe(404);
+    expect(reads).toEqual([false, false, true]);
+    // Another unknown key id within the interval: no read.
+    expect((await heartbeat(api, await signedWith('k3'))).status).toBe(401);
+    expect(reads.filter(Boolean)).toHaveLength(1);
+    now += KEYRING_REFRESH_INTERVAL_MS;
+    expect((await heartbeat(api, await signedWith('k3'))).status).toBe(401);
+    expect(reads.filter(Boolean)).toHaveLength(2);
+  });
+});
+
+describe('a keyring rotation done as docs/deploy.md says (new key first, old key after)', () => {
+  const SECRET_ARN = 'arn:aws:secretsmanager:us-east-1:123456789012:secret:updraft-keyring-AbCdEf';
+  const OLD = 'old-signing-secret-0123456789abcdef0123456789';
+  const NEW = 'new-signing-secret-0123456789abcdef0123456789';
+  const key = { dagId: 'only_dag', runId: 'manual__rotation', taskId: 'only', mapIndex: -1 };
+  const secrets = mockClient(SecretsManagerClient);
+  let previous: string | undefined;
+  beforeAll(() => {
+    previous = process.env.UPDRAFT_SIGNING_KEY_SECRET_ARN;
+    process.env.UPDRAFT_SIGNING_KEY_SECRET_ARN = SECRET_ARN;
+  });
+  afterEach(() => {
+    secrets.reset();
+  });
+  afterAll(() => {
+    if (previous === undefined) delete process.env.UPDRAFT_SIGNING_KEY_SECRET_ARN;
+    else process.env.UPDRAFT_SIGNING_KEY_SECRET_ARN = previous;
+    secrets.restore();
+  });
+
+  it('does not refuse the tokens a scheduler signs with the new key while the instance holds the old keyring', async () => {
+    secrets.on(GetSecretValueCommand).resolves({ SecretString: OLD });
+    // The function with its real keyring default (Secrets Manager, cached per instance).
+    const { executionKeys: _unused, ...given } = deps();
+    const api = fetchThrough(
+      makeExecutionApiHandler(given) as unknown as HttpHandler,
+      'function-url',
+      'updraft-execution-api',
+    );
+    const heartbeat = async (token: string) =>
+      api(`${EXECUTION_API_URL}/execution/task-instances/${encodeTaskInstanceId(key)}/heartbeat`, {
+        method: 'PUT',
+        headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+        body: '{}',
+      });
+    const before = new TaskTokenSigner(executionKeysOf(OLD, SECRET_ARN), 600);
+    // The instance is warm and has read the keyring (the TI does not exist: 404, not 401).
+    expect((await heartbeat(await before.issue({ ...key, tryNumber: 1 }, Date.now()))).status).toBe(404);
+
+    // The operator rotates: `k2=<new>` first, `default=<old>` after it.
+    const rotated = `k2=${NEW}\ndefault=${OLD}`;
+    secrets.on(GetSecretValueCommand).resolves({ SecretString: rotated });
+    // A scheduler instance that started after the rotation signs its workloads with k2.
+    const after = new TaskTokenSigner(executionKeysOf(rotated, SECRET_ARN), 600);
+    expect((await heartbeat(await after.issue({ ...key, tryNumber: 1 }, Date.now()))).status).toBe(404);
   });
 });

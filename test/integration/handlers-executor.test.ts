@@ -23,6 +23,13 @@ const tasks = dag({ id: 'in_process', startDate: '2026-01-01T00:00:00Z' }, (d) =
     throw new Error('boom');
   });
   d.task('ignores_stop', async () => new Promise(() => undefined));
+  d.task(
+    'honours_stop',
+    async (ctx) =>
+      new Promise<null>((resolve) =>
+        ctx.signal.addEventListener('abort', () => resolve(null), { once: true }),
+      ),
+  );
   d.task('waits', async () => {
     await waiting;
     console.log('printed by the task after its wait');
@@ -106,11 +113,25 @@ describe('InProcessTaskExecutor', () => {
     expect(h.log.join('')).toMatch(/\{ERROR\} Task failed: Error: boom\n\s+at /);
   });
 
-  it('gives up on a task that ignores its stop, at once', async () => {
+  it('gives up on a task that ignores its stop, at once, and says in the try log that its code goes on running', async () => {
     const stop = new AbortController();
-    const outcome = executor().run(started('ignores_stop'), [], hooks(stop.signal));
+    const h = hooks(stop.signal);
+    const outcome = executor().run(started('ignores_stop'), [], h);
     stop.abort('Task exceeded its execution timeout of 1s');
     expect(await outcome).toEqual({ kind: 'error', message: 'Task exceeded its execution timeout of 1s' });
+    expect(h.log.join('')).toMatch(
+      /\{WARNING\} The task did not return when it was stopped \(does it honour ctx\.signal\?\)/,
+    );
+  });
+
+  it('writes no such warning for a task that returns when its signal aborts', async () => {
+    const stop = new AbortController();
+    const h = hooks(stop.signal);
+    const outcome = executor().run(started('honours_stop'), [], h);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+    stop.abort('The worker is out of time');
+    expect(await outcome).toEqual({ kind: 'error', message: 'The worker is out of time' });
+    expect(h.log.join('')).not.toContain('did not return');
   });
 
   it('fails the try, naming the file, when the DAG is not in the bundle', async () => {

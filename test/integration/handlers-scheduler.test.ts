@@ -14,6 +14,7 @@ import { dag } from '#sdk/index.ts';
 import { versionDag } from '#sdk/serialize.ts';
 import type { Store } from '#store/port.ts';
 import { makeHandler, type TickResult } from '../../functions/scheduler.ts';
+import { SCHEDULER_GAUGES } from '../../lib/observability.ts';
 import {
   type CapturedMetrics,
   type LambdaHandler,
@@ -156,6 +157,17 @@ describe('the scheduler handler', () => {
     const result = (await handler(scheduledEvent(), lambdaContext('updraft-scheduler'))) as TickResult;
     expect(result).toEqual({ wrapped: true, runs: expect.objectContaining({ queued: expect.any(Number) }) });
     expect(metrics.total('scheduler.ticks')).toBe(1);
+  });
+
+  it('publishes every scheduler gauge the dashboard graphs on a tick, the runs of its page included', async () => {
+    await newRun('gauged_run');
+    const { handler, metrics } = scheduler();
+    const result = (await handler(scheduledEvent(), lambdaContext('updraft-scheduler'))) as TickResult;
+    const published = new Set(metrics.published.flatMap((document) => Object.keys(document as object)));
+    expect(SCHEDULER_GAUGES.filter((gauge) => !published.has(gauge))).toEqual([]);
+    expect(metrics.total('dag_runs.queued')).toBe(result.runs.queued);
+    expect(metrics.total('dag_runs.running')).toBe(result.runs.running);
+    expect(result.runs.queued + result.runs.running).toBeGreaterThan(0);
   });
 
   it('refuses events from other sources', async () => {

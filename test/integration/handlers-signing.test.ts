@@ -179,18 +179,96 @@ describe('CachedSecrets', () => {
     await expect(secrets.get('arn:b')).rejects.toThrow('AccessDenied');
     expect(await secrets.get('arn:b')).toBe('value');
   });
+
+  it('keeps answering with the value it holds while a read after the time to live fails, and warns', async () => {
+    let now = 0;
+    const warnings: string[] = [];
+    const fake = client([
+      'the-api-token-0123456789',
+      Object.assign(new Error('Rate exceeded'), { name: 'ThrottlingException' }),
+    ]);
+    const secrets = new CachedSecrets({
+      client: fake,
+      ttlMs: 1_000,
+      now: () => now,
+      warn: (m) => warnings.push(m),
+    });
+    expect(await secrets.get('token')).toBe('the-api-token-0123456789');
+    now = 1_001;
+    await expect(secrets.get('token')).resolves.toBe('the-api-token-0123456789');
+    expect(warnings).toEqual([
+      'Reading secret token failed: serving the value read 1 s ago (for up to 60 min after its read); next read in 1 s',
+    ]);
+  });
+
+  it('backs off between failed reads while it serves the value held, doubling the wait', async () => {
+    let now = 0;
+    const throttled = () => Object.assign(new Error('Rate exceeded'), { name: 'ThrottlingException' });
+    const fake = client(['one', throttled(), throttled(), 'two']);
+    const secrets = new CachedSecrets({ client: fake, ttlMs: 1_000, now: () => now });
+    await secrets.get('arn:c');
+    now = 1_000;
+    expect(await secrets.get('arn:c')).toBe('one'); // read 2 fails: next read at 2,000
+    now = 1_999;
+    expect(await secrets.get('arn:c')).toBe('one'); // no read
+    now = 2_000;
+    expect(await secrets.get('arn:c')).toBe('one'); // read 3 fails: next read at 4,000
+    now = 3_999;
+    expect(await secrets.get('arn:c')).toBe('one'); // no read
+    now = 4_000;
+    expect(await secrets.get('arn:c')).toBe('two');
+    expect(fake.inputs).toHaveLength(4);
+  });
+
+  it('lets the failure through once the value held is older than the time to live plus the grace', async () => {
+    let now = 0;
+    const fake = client(['one', new Error('AccessDeniedException')]);
+    const secrets = new CachedSecrets({ client: fake, ttlMs: 1_000, staleGraceMs: 5_000, now: () => now });
+    await secrets.get('arn:d');
+    now = 6_000;
+    await expect(secrets.get('arn:d')).rejects.toThrow('AccessDeniedException');
+  });
+
+  it('reads again before the time to live when asked to refresh, sharing a read under way', async () => {
+    let now = 0;
+    const fake = client(['old', 'new']);
+    const secrets = new CachedSecrets({ client: fake, ttlMs: 60_000, now: () => now });
+    expect(await secrets.get('arn:e')).toBe('old');
+    now = 10;
+    expect(
+      await Promise.all([secrets.get('arn:e', { refresh: true }), secrets.get('arn:e', { refresh: true })]),
+    ).toEqual(['new', 'new']);
+    expect(await secrets.get('arn:e')).toBe('new');
+    expect(fake.inputs).toHaveLength(2);
+  });
 });
 
 describe('the secret formats', () => {
   const secret = 's'.repeat(40);
 
   it('reads the keyring as JSON (the first key signs), as kid=secret lines, or as one bare secret', () => {
-    expect(Object.keys(executionKeysOf(JSON.stringify({ k2: secret, k1: secret }), 'arn:k'))).toEqual([
+    expect([...executionKeysOf(JSON.stringify({ k2: secret, k1: secret }), 'arn:k').keys()]).toEqual([
       'k2',
       'k1',
     ]);
-    expect(executionKeysOf(`k2=${secret}\nk1=${secret}`, 'arn:k')).toEqual({ k2: secret, k1: secret });
-    expect(executionKeysOf(secret, 'arn:k')).toEqual({ default: secret });
+    expect([...executionKeysOf(`k2=${secret}\nk1=${secret}`, 'arn:k')]).toEqual([
+      ['k2', secret],
+      ['k1', secret],
+    ]);
+    expect(executionKeysOf(secret, 'arn:k')).toEqual(new Map([['default', secret]]));
+  });
+
+  it('keeps the order written for key ids that are numbers, in kid=secret lines and in JSON', () => {
+    expect([...executionKeysOf(`2=${secret}\n1=${secret}`, 'arn:k').keys()]).toEqual(['2', '1']);
+    // Written as text: JSON.stringify of an object literal would already list 20260101 first.
+    const json = `{"20260601": "${secret}", "k2": "${secret}", "20260101": "${secret}"}`;
+    expect([...executionKeysOf(json, 'arn:k').keys()]).toEqual(['20260601', 'k2', '20260101']);
+  });
+
+  it('reads escaped JSON strings, and refuses a JSON keyring naming a key id twice', () => {
+    const keys = executionKeysOf(`{"k\\u0031": "${secret}\\"x"}`, 'arn:k');
+    expect([...keys]).toEqual([['k1', `${secret}"x`]]);
+    expect(() => executionKeysOf(`{"k1": "${secret}", "k1": "${secret}"}`, 'arn:k')).toThrow(/appears twice/);
   });
 
   it('names the secret and not its value when the keyring is not usable', () => {

@@ -1,18 +1,21 @@
 import type { SQSBatchResponse, SQSEvent } from 'aws-lambda';
-import { describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { UnrecognisedEventError } from '#aws/handler-errors.ts';
 import { settingsSchema } from '#config/settings.ts';
 import { decodeTaskInstanceId, type StartedTask } from '#contracts/execution-api.ts';
 import type { TaskWorkload } from '#contracts/messages.ts';
+import type { DagRun } from '#contracts/public-api.ts';
 import type { ReceivedMessage } from '#queue/port.ts';
+import { dag } from '#sdk/dag.ts';
 import { systemClock } from '#worker/clock.ts';
 import type { TaskExecutor } from '#worker/executor.ts';
 import { makeHandler } from '../../functions/worker.ts';
+import { type HandlerWorld, startHandlerWorld } from '../support/handler-world.ts';
 import { type LambdaHandler, lambdaContext, quietObservability, sqsEvent } from '../support/lambda-events.ts';
 
 /**
- * The worker handler's edges: which records of a batch it reports for redelivery, how it hands a
- * try back before the function's timeout, which events it refuses, and the DAG modules it bundles.
+ * The worker handler's edges: which records of a batch it reports for redelivery, how it stops a
+ * try before the function's timeout, which events it refuses, and the DAG modules it bundles.
  * The Execution API is a stub answering per task id; the engine's own worker tests cover the rest.
  */
 
@@ -139,7 +142,7 @@ describe('the worker handler', () => {
     expect(response.batchItemFailures.map((failure) => failure.itemIdentifier).sort()).toEqual(['m1', 'm2']);
   });
 
-  it('hands a running try back before the function times out, and counts its record as done', async () => {
+  it('fails a try still running before the function times out, retryable, saying why in its log, and counts its record as done', async () => {
     const stub = executionApiStub();
     const waitsForStop: TaskExecutor = {
       run: (_started, _args, hooks) =>
@@ -148,12 +151,25 @@ describe('the worker handler', () => {
         }),
     };
     const startedAt = Date.now();
-    // 900 ms left: the hand-back comes a third of that before the end.
+    // 900 ms left: the stop comes a third of that before the end.
     const response = await worker(stub, waitsForStop)(event([workload('start_a')]), lambdaContext('w', 900));
     expect(Date.now() - startedAt).toBeLessThan(900);
     expect(response.batchItemFailures).toEqual([]);
+    // About 600 ms of the 900 ms: what is left when the handler starts, less the margin.
+    const reason =
+      /The task outlived the worker function's time limit of 0\.\d s \(its timeout minus the hand-back margin of 0\.3 s for the report\)/;
     expect(stub.finished).toEqual([
-      { taskId: 'start_a', body: expect.objectContaining({ state: 'handed_back' }) },
+      {
+        taskId: 'start_a',
+        body: expect.objectContaining({
+          state: 'failed',
+          retryable: true,
+          error_message: expect.stringMatching(reason),
+          log: expect.objectContaining({
+            text: expect.stringMatching(new RegExp(`\\{ERROR\\} ${reason.source}`)),
+          }),
+        }),
+      },
     ]);
   });
 
@@ -189,4 +205,57 @@ describe('the worker handler', () => {
     expect(byTask.start_outside).toMatchObject({ state: 'failed', retryable: true });
     expect(String(byTask.start_outside?.error_message)).toContain('is not bundled');
   });
+});
+
+describe('a task that outlives every worker invocation', () => {
+  /** Never ends by itself; stops when its signal aborts (as a well-behaved long task does). */
+  const outlivesWorker = dag(
+    {
+      id: 'outlives_worker',
+      schedule: null,
+      startDate: '2026-01-01T00:00:00Z',
+      catchup: false,
+      defaultArgs: { retries: 0 },
+    },
+    (d) => {
+      d.task('long', async (ctx) => {
+        await new Promise<void>((resolve) => {
+          if (ctx.signal.aborted) resolve();
+          ctx.signal.addEventListener('abort', () => resolve(), { once: true });
+        });
+        return null;
+      });
+    },
+  );
+  let world: HandlerWorld;
+  beforeAll(async () => {
+    world = await startHandlerWorld(settingsSchema.parse({}), [outlivesWorker]);
+  }, 60_000);
+  afterAll(async () => {
+    await world?.close();
+  });
+
+  it('does not run forever on free retries: with retries 0 it runs once, then fails, saying why', async () => {
+    const run = await world.api<DagRun>('POST', '/api/v2/dags/outlives_worker/dagRuns', {});
+    expect(run.status).toBe(201);
+    // Each invocation has 1.5 s: the worker stops the try 0.5 s before its deadline, as a deployed
+    // worker does 20 s before its 900 s timeout for a task that needs longer.
+    for (let invocation = 0; invocation < 4; invocation += 1) {
+      await world.drainScheduler();
+      const workload = await world.nextWorkload();
+      if (!workload) break;
+      await world.invokeWorker(workload, 1_500);
+    }
+    await world.drainScheduler();
+    const ti = await world.taskInstance('outlives_worker', run.body.dag_run_id, 'long');
+    expect(world.starts, `starts; the TI now: ${ti.state} try ${ti.try_number} of ${ti.max_tries}`).toEqual([
+      'long#1',
+    ]);
+    expect(ti.state).toBe('failed');
+    const log = await world.logs.read(
+      { dagId: 'outlives_worker', runId: run.body.dag_run_id, taskId: 'long', mapIndex: -1 },
+      1,
+    );
+    expect(log).toMatch(/\{ERROR\} The task outlived the worker function's time limit of [\d.]+ s/);
+  }, 60_000);
 });

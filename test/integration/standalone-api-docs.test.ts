@@ -78,7 +78,7 @@ describe('query parameters', () => {
     );
     expect(response.status).toBe(400);
     expect(response.body.detail).toBe(
-      'Unknown query parameter `offset` for GET /api/v2/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}/logs/{try_number}: it takes `map_index`',
+      'Unknown query parameter `offset` for GET /api/v2/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}/logs/{try_number}: it takes `map_index`, `token`',
     );
   });
 

@@ -21,6 +21,17 @@ expect.extend(allCustomMatcher);
 const QUEUE_URL = 'https://sqs.eu-west-1.amazonaws.com/123456789012/updraft-tasks-default';
 const sqs = mockClient(SQSClient);
 
+/** How the SDK surfaces a query-compatible error code SQS does not model (`InvalidParameterValue`). */
+function sqsError(name: string, message: string): Error {
+  return Object.assign(new Error(message), { name, Code: name, $fault: 'client', $metadata: {} });
+}
+
+/** What SQS answers for a receipt that expired, and for a message no longer in flight. */
+const EXPIRED =
+  'Value AQEBexample for parameter ReceiptHandle is invalid. Reason: The receipt handle has expired.';
+const NOT_IN_FLIGHT =
+  'Value AQEBexample for parameter ReceiptHandle is invalid. Reason: Message does not exist or is not available for visibility timeout change.';
+
 function makeQueue(maxMessageBytes?: number): SqsQueue {
   return new SqsQueue({
     client: new SQSClient({ region: 'eu-west-1' }),
@@ -301,6 +312,31 @@ describe('SqsQueue.delete', () => {
     await expect(makeQueue().delete(['r0', 'stale'])).resolves.toBeUndefined();
   });
 
+  it('ignores an entry whose receipt handle has expired (SQS: InvalidParameterValue about ReceiptHandle)', async () => {
+    sqs.on(DeleteMessageBatchCommand).resolves({
+      Successful: [{ Id: '0' }],
+      Failed: [{ Id: '1', SenderFault: true, Code: 'InvalidParameterValue', Message: EXPIRED }],
+    });
+
+    await expect(makeQueue().delete(['fresh', 'expired'])).resolves.toBeUndefined();
+  });
+
+  it('throws for an InvalidParameterValue entry that is not about the receipt', async () => {
+    sqs.on(DeleteMessageBatchCommand).resolves({
+      Successful: [],
+      Failed: [
+        {
+          Id: '0',
+          SenderFault: true,
+          Code: 'InvalidParameterValue',
+          Message: 'Value x for parameter Id is invalid.',
+        },
+      ],
+    });
+
+    await expect(makeQueue().delete(['r0'])).rejects.toThrow(SqsRequestError);
+  });
+
   it('throws naming the queue when an entry fails for another reason', async () => {
     sqs.on(DeleteMessageBatchCommand).resolves({
       Successful: [],
@@ -344,6 +380,28 @@ describe('SqsQueue.changeVisibility', () => {
 
     await expect(makeQueue().changeVisibility('gone', 10)).resolves.toBeUndefined();
     await expect(makeQueue().changeVisibility('gone', 10)).resolves.toBeUndefined();
+  });
+
+  it('ignores an expired receipt, which SQS reports as InvalidParameterValue', async () => {
+    sqs.on(ChangeMessageVisibilityCommand).rejects(sqsError('InvalidParameterValue', EXPIRED));
+    await expect(makeQueue().changeVisibility('expired', 0)).resolves.toBeUndefined();
+  });
+
+  it('ignores a message no longer in flight as SQS actually reports it (InvalidParameterValue)', async () => {
+    sqs.on(ChangeMessageVisibilityCommand).rejects(sqsError('InvalidParameterValue', NOT_IN_FLIGHT));
+    await expect(makeQueue().changeVisibility('deleted', 0)).resolves.toBeUndefined();
+  });
+
+  it('still throws an InvalidParameterValue that is not about the receipt (a visibility over 12 h)', async () => {
+    sqs
+      .on(ChangeMessageVisibilityCommand)
+      .rejects(
+        sqsError(
+          'InvalidParameterValue',
+          'Value 43201 for parameter VisibilityTimeout is invalid. Reason: Must be between 0 and 43200.',
+        ),
+      );
+    await expect(makeQueue().changeVisibility('r1', 43_201)).rejects.toThrow(/VisibilityTimeout/);
   });
 
   it('throws other failures', async () => {

@@ -291,6 +291,27 @@ describe('updraft CLI', () => {
     expect(requests.map((r) => r.url)).toEqual([`${tiPath}?map_index=-1`, `${tiPath}/logs/2?map_index=-1`]);
   });
 
+  it('follows the log pages by their continuation tokens and prints the whole log once', async () => {
+    const tiPath = `/api/v2/dags/sync_users/dagRuns/${encodeURIComponent(RUN_ID)}/taskInstances/load`;
+    const pages: Record<string, { content: string; continuation_token?: string }> = {
+      '': { content: 'line one\nline ', continuation_token: 'p2' },
+      p2: { content: 'two\nline ', continuation_token: 'p3' },
+      p3: { content: 'three\n' },
+    };
+    routes[`GET ${tiPath}/logs/1`] = (request) => ({
+      status: 200,
+      body: pages[new URL(request.url, 'http://x').searchParams.get('token') ?? ''],
+    });
+    const result = await cli(['tasks', 'logs', 'sync_users', RUN_ID, 'load', '--try', '1']);
+    expect(result.code).toBe(0);
+    expect(result.stdout).toBe('line one\nline two\nline three\n');
+    expect(requests.map((r) => r.url)).toEqual([
+      `${tiPath}/logs/1?map_index=-1`,
+      `${tiPath}/logs/1?map_index=-1&token=p2`,
+      `${tiPath}/logs/1?map_index=-1&token=p3`,
+    ]);
+  });
+
   it("prints the API's detail and status on a 404", async () => {
     routes['GET /api/v2/dags/missing'] = () => ({
       status: 404,

@@ -316,6 +316,35 @@ describe('runWorkload: reports', () => {
     expect(result.outcome).toBe('handed_back');
     expect(reports(api.calls)[0]?.body.state).toBe('handed_back');
   });
+
+  it("reports a stop at the host's deadline as a retryable failure with the deadline's reason in its log", async () => {
+    const deadline = new AbortController();
+    const reason = "The task outlived the worker function's time limit of 880 s";
+    const { api, run } = setup({
+      executor: (c) => task(c, 3_600_000, undefined, () => setImmediate(() => deadline.abort(reason))),
+    });
+
+    const result = await run({ deadline: deadline.signal });
+
+    expect(result.outcome).toBe('failed');
+    expect(result.stopReason).toBe(reason);
+    const report = reports(api.calls)[0]?.body;
+    expect(report).toMatchObject({ state: 'failed', retryable: true, error_message: reason });
+    expect((report?.log as { text: string } | undefined)?.text).toContain(`{ERROR} ${reason}`);
+  });
+
+  it('leaves the workload in its queue when the deadline comes before the start', async () => {
+    const deadline = new AbortController();
+    deadline.abort('out of time');
+    const { api, run } = setup();
+
+    expect(await run({ deadline: deadline.signal })).toEqual({
+      deleteMessage: false,
+      started: false,
+      reported: false,
+    });
+    expect(api.calls).toEqual([]);
+  });
 });
 
 describe('runWorkload: logs and XComs', () => {
