@@ -8,6 +8,10 @@ import {
   WIDE_TASKS,
 } from './scenarios.ts';
 
+// --- AWS deployment part: its table section is rendered by bench/aws-report.ts ---
+export { renderAwsTable } from './aws-report.ts';
+// --- end of the AWS deployment part ---
+
 export interface ModeResult {
   throughput: Awaited<ReturnType<typeof throughput>>;
   latency: Awaited<ReturnType<typeof chainLatency>>;

@@ -12,10 +12,13 @@
  *
  * Environment: BENCH_FANOUT_RUNS (20), BENCH_STORE=memory (store in memory instead of on disk),
  * BENCH_MODES (comma-separated, both by default), BENCH_WIDE=0 (skip the 2,000-task run).
+ * BENCH_AWS=0 skips the AWS deployment part (bundle sizes, cold imports, modelled cost per million
+ * tasks: see bench/aws.ts, which also runs it alone: `node bench/aws.ts`); its JSON is under `aws`.
  */
 import { cpus } from 'node:os';
+import { runAwsBench } from './aws.ts';
 import { MODES, type Mode, startInstance } from './harness.ts';
-import { type ModeResult, renderTable, TARGETS } from './report.ts';
+import { type ModeResult, renderAwsTable, renderTable, TARGETS } from './report.ts';
 import { chainLatency, FANOUT_TASKS, readsPerPass, throughput, WIDE_TASKS, warmUp } from './scenarios.ts';
 
 const FANOUT_RUNS = Number(process.env.BENCH_FANOUT_RUNS ?? 20);
@@ -50,13 +53,17 @@ for (const mode of modes) {
   }
 }
 
+// --- AWS deployment part (bench/aws.ts), after the modes so it does not load the machine under them ---
+const aws = process.env.BENCH_AWS === '0' ? undefined : await runAwsBench();
+// --- end of the AWS deployment part ---
+
 const machine = {
   cpus: cpus().length,
   node: process.version,
   store: onDisk ? 'dynalite on disk' : 'dynalite in memory',
 };
 process.stdout.write(
-  `${JSON.stringify({ machine, settings: { worker_slots: workerSlots }, targets: TARGETS, modes: results }, null, 2)}\n`,
+  `${JSON.stringify({ machine, settings: { worker_slots: workerSlots }, targets: TARGETS, modes: results, ...(aws ? { aws } : {}) }, null, 2)}\n`,
 );
 process.stderr.write(
   renderTable(
@@ -64,3 +71,5 @@ process.stderr.write(
     `\nUpdraft benchmark (${machine.store}, ${machine.cpus} CPUs, ${workerSlots} worker slots, ${FANOUT_RUNS} fan-out runs)`,
   ),
 );
+// AWS deployment part: its table after the modes' table.
+if (aws) process.stderr.write(renderAwsTable(aws));

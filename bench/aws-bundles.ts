@@ -1,0 +1,348 @@
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { type BuildOptions, build, type Metafile, type Plugin } from 'esbuild';
+import { FUNCTION_ENTRIES, SERVICE_NAMES, TRIGGERER_SERVICE_NAME } from '../lib/functions.ts';
+import { TRIGGERER_ENTRY } from '../lib/triggerer-image.ts';
+import { round } from './aws-cost.ts';
+
+/** The CDK's banner (lib/functions.ts, lib/triggerer-image.ts): `require` for bundled CommonJS. */
+const ESM_REQUIRE_BANNER =
+  "import { createRequire } from 'node:module'; const require = createRequire(import.meta.url);";
+
+/** What each build shares with `NodejsFunction` (lib/functions.ts) and the triggerer image (lib/triggerer-image.ts). */
+const COMMON: BuildOptions = {
+  bundle: true,
+  platform: 'node',
+  format: 'esm',
+  target: 'node24',
+  minify: true,
+  sourcemap: true,
+  sourcesContent: false,
+  banner: { js: ESM_REQUIRE_BANNER },
+  metafile: true,
+  logLevel: 'warning',
+};
+/** Lambda functions leave the AWS SDK to the runtime; the triggerer's container bundles everything. */
+const LAMBDA: BuildOptions = { ...COMMON, external: ['@aws-sdk/*'], mainFields: ['module', 'main'] };
+
+export interface BundleTarget {
+  name: string;
+  entry: string;
+  kind: 'lambda' | 'container';
+  service: string;
+}
+
+export const BUNDLE_TARGETS: readonly BundleTarget[] = [
+  ...(Object.entries(FUNCTION_ENTRIES) as [keyof typeof FUNCTION_ENTRIES, string][]).map(([name, entry]) => ({
+    name,
+    entry,
+    kind: 'lambda' as const,
+    service: SERVICE_NAMES[name],
+  })),
+  { name: 'triggerer', entry: TRIGGERER_ENTRY, kind: 'container', service: TRIGGERER_SERVICE_NAME },
+];
+
+export interface BundleSize {
+  entry: string;
+  kind: BundleTarget['kind'];
+  /** The minified JavaScript, source map excluded (for the worker: with `dags/` stubbed out). */
+  bytes: number;
+  source_map_bytes: number;
+  /** Worker only: the bundle with the project's DAGs in it, and their share. */
+  with_dags_bytes?: number;
+  dags_bytes?: number;
+  /** Bytes in the output by package (`src/<module>` for our own code), largest first. */
+  largest_inputs: Record<string, number>;
+  zod_bytes: number;
+  zod_locales_bytes: number;
+  /** The AWS SDK packages imported from the runtime. */
+  sdk_imports: string[];
+  under_target: boolean;
+}
+
+export const BUNDLE_TARGET_BYTES = 1024 * 1024;
+export const COLD_IMPORT_TARGET_MS = 150;
+
+/** Skips the DAG modules the worker's import template pulls in: the worker's own code alone. */
+function stubDags(dagsFolder: string): Plugin {
+  return {
+    name: 'bench-stub-dags',
+    setup(builder) {
+      builder.onLoad({ filter: /\.ts$/ }, (args) =>
+        args.path.startsWith(`${dagsFolder}/`) ? { contents: 'export {};', loader: 'ts' } : undefined,
+      );
+    },
+  };
+}
+
+/** Bundles every function into `outdir/<name>/` as the CDK does and measures the output. */
+export async function bundleFunctions(root: string, outdir: string): Promise<Record<string, BundleSize>> {
+  const sizes: Record<string, BundleSize> = {};
+  for (const target of BUNDLE_TARGETS) {
+    const outfile = join(outdir, target.name, target.kind === 'lambda' ? 'index.mjs' : 'main.mjs');
+    const options: BuildOptions = {
+      ...(target.kind === 'lambda' ? LAMBDA : COMMON),
+      entryPoints: [resolve(root, target.entry)],
+      outfile,
+      absWorkingDir: root,
+    };
+    let withDags: number | undefined;
+    if (target.name === 'worker') {
+      await build(options);
+      withDags = statSync(outfile).size;
+      options.plugins = [stubDags(resolve(root, 'dags'))];
+    }
+    const result = await build(options);
+    const output = outputOf(result.metafile as Metafile, outfile, root);
+    const bytes = statSync(outfile).size;
+    const byPackage: Record<string, number> = {};
+    let zod = 0;
+    let zodLocales = 0;
+    for (const [path, input] of Object.entries(output.inputs)) {
+      const name = packageOf(path);
+      byPackage[name] = (byPackage[name] ?? 0) + input.bytesInOutput;
+      if (name === 'zod') zod += input.bytesInOutput;
+      if (path.includes('node_modules/zod/') && path.includes('/locales/')) zodLocales += input.bytesInOutput;
+    }
+    sizes[target.name] = {
+      entry: target.entry,
+      kind: target.kind,
+      bytes,
+      source_map_bytes: statSync(`${outfile}.map`).size,
+      ...(withDags === undefined ? {} : { with_dags_bytes: withDags, dags_bytes: withDags - bytes }),
+      largest_inputs: Object.fromEntries(
+        Object.entries(byPackage)
+          .sort((a, b) => b[1] - a[1])
+          .slice(0, 6),
+      ),
+      zod_bytes: zod,
+      zod_locales_bytes: zodLocales,
+      sdk_imports: [
+        ...new Set(
+          output.imports.filter((i) => i.external && i.path.startsWith('@aws-sdk/')).map((i) => i.path),
+        ),
+      ].sort(),
+      under_target: bytes < BUNDLE_TARGET_BYTES,
+    };
+  }
+  return sizes;
+}
+
+function outputOf(metafile: Metafile, outfile: string, root: string): Metafile['outputs'][string] {
+  const entry = Object.entries(metafile.outputs).find(([path]) => resolve(root, path) === outfile);
+  if (!entry) throw new Error(`bench/aws: esbuild's metafile has no output ${outfile}`);
+  return entry[1];
+}
+
+function packageOf(path: string): string {
+  const inModules = /node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(path.slice(path.lastIndexOf('node_modules/')));
+  if (inModules?.[1]) return inModules[1];
+  const parts = path.split('/');
+  return parts[0] === 'src' ? `src/${parts[1]}` : (parts.slice(0, 2).join('/') ?? path);
+}
+
+/** Printed by the probe before its result, so log lines of the imported module are told apart. */
+const PROBE_MARKER = '@@bench-aws-probe@@';
+
+/**
+ * Run in a fresh Node process per measurement: imports its argument and prints the time from the
+ * process's start (`performance.now()` counts from it) to the import's end, and any network
+ * connection attempted meanwhile or within 100 ms after (seen on Node's diagnostics channels).
+ * The triggerer's entry waits for SIGTERM at top level: the probe sends it one as soon as it
+ * listens, so the import ends when the entry has started and stopped.
+ */
+const PROBE = `import dc from 'node:diagnostics_channel';
+const network = [];
+for (const name of ['net.client.socket', 'udp.socket', 'undici:request:create', 'http.client.request.start']) {
+  dc.subscribe(name, (message) => {
+    const socket = message?.socket;
+    network.push(name + (socket?.remoteAddress ? ' ' + socket.remoteAddress : '') + (message?.request?.origin ? ' ' + message.request.origin : ''));
+  });
+}
+if (process.argv[3] === 'sigterm-on-listen') {
+  process.on('newListener', (event) => { if (event === 'SIGTERM') setImmediate(() => process.emit('SIGTERM')); });
+}
+let error;
+try { await import(process.argv[2]); } catch (e) { error = String(e?.stack ?? e).slice(0, 2000); }
+const importedMs = performance.now();
+await new Promise((resolve) => setTimeout(resolve, 100));
+process.stdout.write('\\n${PROBE_MARKER}' + JSON.stringify({ importedMs, network, error }) + '\\n');
+process.exit(0);
+`;
+
+interface ProbeResult {
+  importedMs: number;
+  network: string[];
+  error?: string;
+}
+
+export interface ColdImport {
+  /** Median ms from process start to import done, over `runs` fresh processes. */
+  median_ms: number;
+  /** The median minus the empty module's (Node's own start) in the same variant. */
+  net_ms: number;
+  runs_ms: number[];
+  network_attempts: string[];
+  errors: string[];
+}
+
+export interface ColdImports {
+  runs: number;
+  /** `--enable-source-maps`, as the construct's NODE_OPTIONS (and the triggerer image) set it. */
+  deployed: { baseline_ms: number; baseline_runs_ms: number[]; functions: Record<string, ColdImport> };
+  /** The same bundles without source-map support: what `--enable-source-maps` costs. */
+  without_source_maps: { baseline_ms: number; functions: Record<string, ColdImport> };
+  /** Only the AWS SDK packages a function imports from the runtime (as deployed). */
+  sdk_only: Record<string, ColdImport>;
+}
+
+/**
+ * Cold import of each bundle in fresh processes, `runs` times, round-robin over the targets so
+ * drift on a shared machine spreads evenly. The processes get a Lambda-like environment without
+ * credentials: a region, the function's name and Powertools service, an empty HOME (no
+ * ~/.aws), and the bundles resolve `@aws-sdk/*` from the project's node_modules as a function's
+ * resolve from the runtime's.
+ */
+export function measureColdImports(
+  outdir: string,
+  root: string,
+  sizes: Record<string, BundleSize>,
+  runs: number,
+): ColdImports {
+  symlinkSync(join(root, 'node_modules'), join(outdir, 'node_modules'), 'dir');
+  const probe = join(outdir, 'probe.mjs');
+  writeFileSync(probe, PROBE);
+  writeFileSync(join(outdir, 'empty.mjs'), 'export {};\n');
+  const home = mkdtempSync(join(tmpdir(), 'updraft-bench-aws-home-'));
+  const targets = BUNDLE_TARGETS.map((target) => ({
+    ...target,
+    file: join(outdir, target.name, target.kind === 'lambda' ? 'index.mjs' : 'main.mjs'),
+  }));
+  for (const target of targets) {
+    const imports = sizes[target.name]?.sdk_imports ?? [];
+    writeFileSync(
+      join(outdir, `sdk-${target.name}.mjs`),
+      imports.map((name) => `import '${name}';\n`).join(''),
+    );
+  }
+  const envOf = (target: BundleTarget | undefined): NodeJS.ProcessEnv => ({
+    PATH: process.env.PATH,
+    HOME: home,
+    AWS_REGION: 'us-east-1',
+    AWS_DEFAULT_REGION: 'us-east-1',
+    ...(target?.kind === 'lambda'
+      ? {
+          AWS_LAMBDA_FUNCTION_NAME: target.service,
+          AWS_EXECUTION_ENV: 'AWS_Lambda_nodejs24.x',
+          POWERTOOLS_SERVICE_NAME: target.service,
+          POWERTOOLS_METRICS_NAMESPACE: 'Updraft',
+        }
+      : {}),
+    ...(target?.kind === 'container'
+      ? { UPDRAFT_EXECUTION_API_URL: 'https://xyz789.lambda-url.us-east-1.on.aws/' }
+      : {}),
+  });
+  const once = (file: string, target: BundleTarget | undefined, sourceMaps: boolean): ProbeResult => {
+    const child = spawnSync(
+      process.execPath,
+      [
+        ...(sourceMaps ? ['--enable-source-maps'] : []),
+        probe,
+        pathToFileURL(file).href,
+        ...(target?.kind === 'container' ? ['sigterm-on-listen'] : []),
+      ],
+      { env: envOf(target), encoding: 'utf8', timeout: 60_000, cwd: dirname(file) },
+    );
+    const line = child.stdout?.split('\n').find((text) => text.startsWith(PROBE_MARKER));
+    if (!line) {
+      return {
+        importedMs: Number.NaN,
+        network: [],
+        error: `probe of ${file} printed no result (status ${child.status}, signal ${child.signal}): ${child.stderr?.slice(0, 1000)}`,
+      };
+    }
+    return JSON.parse(line.slice(PROBE_MARKER.length)) as ProbeResult;
+  };
+
+  type Job = { key: string; file: string; target: BundleTarget | undefined; sourceMaps: boolean };
+  const jobs: Job[] = [
+    { key: 'baseline', file: join(outdir, 'empty.mjs'), target: undefined, sourceMaps: true },
+    { key: 'baseline/plain', file: join(outdir, 'empty.mjs'), target: undefined, sourceMaps: false },
+    ...targets.flatMap((target) => [
+      { key: `fn/${target.name}`, file: target.file, target, sourceMaps: true },
+      { key: `plain/${target.name}`, file: target.file, target, sourceMaps: false },
+      ...(target.kind === 'lambda'
+        ? [
+            {
+              key: `sdk/${target.name}`,
+              file: join(outdir, `sdk-${target.name}.mjs`),
+              target,
+              sourceMaps: true,
+            },
+          ]
+        : []),
+    ]),
+  ];
+  const results = new Map<string, ProbeResult[]>();
+  try {
+    for (let round = 0; round < runs; round += 1) {
+      for (const job of jobs) {
+        const list = results.get(job.key) ?? [];
+        list.push(once(job.file, job.target, job.sourceMaps));
+        results.set(job.key, list);
+      }
+    }
+  } finally {
+    rmSync(home, { recursive: true, force: true });
+  }
+  const summarize = (key: string, baselineMs: number): ColdImport => {
+    const list = results.get(key) ?? [];
+    const times = list.map((result) => result.importedMs);
+    const med = median(times);
+    return {
+      median_ms: round(med, 1),
+      net_ms: round(med - baselineMs, 1),
+      runs_ms: times.map((ms) => round(ms, 1)),
+      network_attempts: [...new Set(list.flatMap((result) => result.network))],
+      errors: [...new Set(list.flatMap((result) => (result.error ? [result.error] : [])))],
+    };
+  };
+  const baseline = median((results.get('baseline') ?? []).map((result) => result.importedMs));
+  const plainBaseline = median((results.get('baseline/plain') ?? []).map((result) => result.importedMs));
+  const byTarget = (prefix: string, base: number, kinds: BundleTarget['kind'][]) =>
+    Object.fromEntries(
+      targets
+        .filter((t) => kinds.includes(t.kind))
+        .map((t) => [t.name, summarize(`${prefix}/${t.name}`, base)]),
+    );
+  return {
+    runs,
+    deployed: {
+      baseline_ms: round(baseline, 1),
+      baseline_runs_ms: (results.get('baseline') ?? []).map((result) => round(result.importedMs, 1)),
+      functions: byTarget('fn', baseline, ['lambda', 'container']),
+    },
+    without_source_maps: {
+      baseline_ms: round(plainBaseline, 1),
+      functions: byTarget('plain', plainBaseline, ['lambda', 'container']),
+    },
+    sdk_only: byTarget('sdk', baseline, ['lambda']),
+  };
+}
+
+export function median(values: readonly number[]): number {
+  const sorted = values.filter((value) => Number.isFinite(value)).sort((a, b) => a - b);
+  if (sorted.length === 0) return Number.NaN;
+  const middle = Math.floor(sorted.length / 2);
+  return sorted.length % 2 === 1
+    ? (sorted[middle] as number)
+    : ((sorted[middle - 1] as number) + (sorted[middle] as number)) / 2;
+}
+
+/** A fresh directory for the bundles (the caller removes it). */
+export function bundleDirectory(): string {
+  return mkdtempSync(join(tmpdir(), 'updraft-bench-aws-'));
+}
