@@ -59,9 +59,9 @@ const UNRUNNABLE_READS = 10;
 /**
  * Reads what one pass needs: the summary (rebuilt from a full read when missing or made void
  * by a clear), then in one batch the TIs that changed, those the tick reconciles, those whose
- * slot holder the summary cannot explain, and the ready ones the pass could queue (at most
- * `readyLimit`). Ready TIs only a fresher read can reveal (downstream of a changed TI) are read
- * in a second batch.
+ * slot holder the summary cannot explain, a bounded number of the changed TIs' downstream, and the
+ * ready ones the pass could queue (as `max_active_tasks`, each pool's room and `maxReady` allow).
+ * Ready TIs only a fresher read reveals are read in a second batch.
  */
 export async function readPassView(
   store: Store,
