@@ -41,7 +41,8 @@ export interface StandaloneOptions {
   requestCounter?: RequestCounter;
   /**
    * The Lambda shape (benchmarks, tests): every scheduling batch, tick and API call runs in a fresh
-   * engine instance with empty caches, as separate function invocations would.
+   * engine instance with empty caches, as separate function invocations would, and a scheduling
+   * batch is one receive of at most 10 (an SQS event source's batch).
    */
   freshInstances?: boolean;
   cwd?: string;
@@ -211,7 +212,9 @@ export async function startStandalone(settings: Settings, options: StandaloneOpt
   // A fresh instance has only what a new Lambda invocation would have: empty caches.
   const engineFor = (): EngineDeps =>
     options.freshInstances ? { ...engine, dags: new DagVersionCache(store) } : engine;
-  const loop = schedulerLoop(queues.scheduler, engineFor, stopLoop.signal, log, settings.schedulerBatchSize);
+  // In the Lambda shape a batch is what an SQS event source hands one invocation: one receive of 10.
+  const batchSize = options.freshInstances ? MAX_BATCH : settings.schedulerBatchSize;
+  const loop = schedulerLoop(queues.scheduler, engineFor, stopLoop.signal, log, batchSize);
   const background = new BackgroundTasks(log);
   const cycle = { queued: 0, running: 0 };
   background.every(settings.schedulerTickMs, async () => {
