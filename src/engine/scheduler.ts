@@ -123,7 +123,8 @@ export async function scheduleRun(
   const dag = await deps.dags.get(run.dagId, run.dagVersion);
   const paused = record?.isPaused ?? false;
   if (run.state === 'queued') {
-    if (paused) return;
+    // Starting is decided on the DAG record as it is now, not as the tick listed it before a pause.
+    if (paused || (await deps.store.getDag(run.dagId))?.isPaused) return;
     const started = await startRun(deps, run, dag.maxActiveRuns, passId);
     if (!started) return;
     run = started;
