@@ -5,7 +5,7 @@ import { type Dag, isDag } from '#sdk/dag.ts';
 import { executeTask } from '#sdk/runtime.ts';
 import type { StartedTask } from '#worker/execution-client.ts';
 import type { TaskExecutor, TaskHooks } from '#worker/executor.ts';
-import type { RunnerOutcome } from '#worker/protocol.ts';
+import { type RunnerOutcome, taskRunContextOf } from '#worker/protocol.ts';
 
 /**
  * Imports a bundled DAG module by its `fileloc` (relative to the DAGs folder). The worker entry
@@ -43,17 +43,7 @@ export class InProcessTaskExecutor implements TaskExecutor {
       return { kind: 'error', message: found.error };
     }
     const ctx: TaskContext = {
-      dagId: started.dag_id,
-      runId: started.dag_run_id,
-      taskId: started.task_id,
-      mapIndex: started.map_index,
-      tryNumber: started.try_number,
-      maxTries: started.max_tries,
-      logicalDate: started.logical_date,
-      dataIntervalStart: started.data_interval_start,
-      dataIntervalEnd: started.data_interval_end,
-      params: started.params,
-      conf: started.conf,
+      ...taskRunContextOf(started),
       log: taskLogger(hooks.onLog),
       signal: hooks.signal,
       xcomPull: (taskId, key = 'return_value') => hooks.pullXCom(taskId, key),

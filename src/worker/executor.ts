@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import { BundleStore } from '#bundles/store.ts';
 import type { StartedTask } from './execution-client.ts';
-import type { PinnedVersion, RunnerOutcome } from './protocol.ts';
+import { type PinnedVersion, type RunnerOutcome, taskRunContextOf } from './protocol.ts';
 import { type MemoryLimit, type RunHooks, RunnerProcess } from './runner-process.ts';
 
 /** What a try's code may ask of the worker while it runs, and how the worker stops it. */
@@ -60,25 +60,7 @@ export class ProcessTaskExecutor implements TaskExecutor {
   async run(started: StartedTask, args: unknown[], hooks: TaskHooks): Promise<RunnerOutcome> {
     const target = await this.#codeOf(started, hooks);
     const runner = await this.#acquire(target.code, this.#memoryLimitOf(started));
-    const outcome = await runner.run(
-      target.file,
-      {
-        dagId: started.dag_id,
-        runId: started.dag_run_id,
-        taskId: started.task_id,
-        mapIndex: started.map_index,
-        tryNumber: started.try_number,
-        maxTries: started.max_tries,
-        logicalDate: started.logical_date,
-        dataIntervalStart: started.data_interval_start,
-        dataIntervalEnd: started.data_interval_end,
-        params: started.params,
-        conf: started.conf,
-      },
-      args,
-      hooks,
-      target.pinned,
-    );
+    const outcome = await runner.run(target.file, taskRunContextOf(started), args, hooks, target.pinned);
     this.#release(runner, target.code);
     return outcome;
   }

@@ -4,6 +4,7 @@
  * supervisor, so a task that blocks or crashes its process cannot take the supervisor with it.
  */
 
+import type { StartedTask } from './execution-client.ts';
 import type { LoadedModule } from './module-tracker.ts';
 
 export interface TaskRunContext {
@@ -18,6 +19,23 @@ export interface TaskRunContext {
   dataIntervalEnd: string | null;
   params: Record<string, unknown>;
   conf: Record<string, unknown>;
+}
+
+/** What a try's code is told about itself, from the Execution API's start answer. */
+export function taskRunContextOf(started: StartedTask): TaskRunContext {
+  return {
+    dagId: started.dag_id,
+    runId: started.dag_run_id,
+    taskId: started.task_id,
+    mapIndex: started.map_index,
+    tryNumber: started.try_number,
+    maxTries: started.max_tries,
+    logicalDate: started.logical_date,
+    dataIntervalStart: started.data_interval_start,
+    dataIntervalEnd: started.data_interval_end,
+    params: started.params,
+    conf: started.conf,
+  };
 }
 
 export interface PinnedVersion {
