@@ -4,13 +4,10 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { type BuildOptions, build, type Metafile, type Plugin } from 'esbuild';
+import { CJS_BUILTIN_ALIASES, ESM_REQUIRE_BANNER } from '../lib/bundling.ts';
 import { FUNCTION_ENTRIES, SERVICE_NAMES, TRIGGERER_SERVICE_NAME } from '../lib/functions.ts';
 import { TRIGGERER_ENTRY } from '../lib/triggerer-image.ts';
 import { round } from './aws-cost.ts';
-
-/** The CDK's banner (lib/functions.ts, lib/triggerer-image.ts): `require` for bundled CommonJS. */
-const ESM_REQUIRE_BANNER =
-  "import { createRequire } from 'node:module'; const require = createRequire(import.meta.url);";
 
 /** What each build shares with `NodejsFunction` (lib/functions.ts) and the triggerer image (lib/triggerer-image.ts). */
 const COMMON: BuildOptions = {
@@ -22,6 +19,7 @@ const COMMON: BuildOptions = {
   sourcemap: true,
   sourcesContent: false,
   banner: { js: ESM_REQUIRE_BANNER },
+  alias: { ...CJS_BUILTIN_ALIASES },
   metafile: true,
   logLevel: 'warning',
 };

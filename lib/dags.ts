@@ -4,7 +4,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { z } from 'zod';
+import * as z from 'zod';
 import { HAND_BACK_MARGIN_MS } from '#aws/handler-worker.ts';
 import { type SerializedDag, serializedDagSchema } from '#core/serialized-dag.ts';
 import { dagsFolderHash } from './dags-folder.ts';

@@ -9,6 +9,7 @@ import {
 } from 'aws-cdk-lib/aws-lambda-nodejs';
 import { LogGroup, RetentionDays } from 'aws-cdk-lib/aws-logs';
 import type { Construct } from 'constructs';
+import { aliasEsbuildArgs, ESM_REQUIRE_BANNER } from './bundling.ts';
 import { acknowledge } from './nag.ts';
 
 /** The Lambda functions of a deployment and their entry files, relative to the project root. */
@@ -51,13 +52,6 @@ export const SERVICE_NAMES: Readonly<Record<UpdraftFunctionName, string>> = {
 export const TRIGGERER_SERVICE_NAME = 'updraft-triggerer';
 /** The CloudWatch namespace of every Updraft metric. */
 export const METRICS_NAMESPACE = 'Updraft';
-
-/**
- * Makes `require` available in the ESM bundle: CommonJS dependencies bundled into it (the X-Ray
- * SDK under the Powertools tracer) call `require` for Node built-ins.
- */
-const ESM_REQUIRE_BANNER =
-  "import { createRequire } from 'node:module'; const require = createRequire(import.meta.url);";
 
 export interface UpdraftFunctionOptions {
   readonly name: UpdraftFunctionName;
@@ -156,6 +150,7 @@ function bundledFunction(
       mainFields: ['module', 'main'],
       externalModules: ['@aws-sdk/*'],
       banner: ESM_REQUIRE_BANNER,
+      esbuildArgs: aliasEsbuildArgs(),
       commandHooks,
       ...options.overrides?.bundling,
     },

@@ -2,6 +2,7 @@ import { copyFileSync, existsSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildSync } from 'esbuild';
+import { CJS_BUILTIN_ALIASES, ESM_REQUIRE_BANNER } from './bundling.ts';
 import { removeOnExit } from './temp-files.ts';
 
 /** The triggerer's container entry and image recipe, relative to the project root. */
@@ -39,10 +40,8 @@ export function stageTriggererContext(projectRoot: string): string {
     minify: true,
     sourcemap: true,
     sourcesContent: false,
-    // CommonJS dependencies bundled into the ES module call `require` for Node built-ins.
-    banner: {
-      js: "import { createRequire } from 'node:module'; const require = createRequire(import.meta.url);",
-    },
+    banner: { js: ESM_REQUIRE_BANNER },
+    alias: { ...CJS_BUILTIN_ALIASES },
     logLevel: 'warning',
     absWorkingDir: projectRoot,
   });

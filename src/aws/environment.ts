@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod';
 import { QUEUE_NAMES, type QueueName } from '#queue/port.ts';
 
 /**

@@ -1,5 +1,5 @@
 import { readFile } from 'node:fs/promises';
-import { z } from 'zod';
+import * as z from 'zod';
 import { serializedDagSchema } from '#core/serialized-dag.ts';
 import type { ParsedDagsFolder } from '#engine/dag-registry.ts';
 import { SerializedDagsError } from './handler-errors.ts';

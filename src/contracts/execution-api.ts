@@ -1,4 +1,4 @@
-import { z } from '@hono/zod-openapi';
+import * as z from 'zod';
 import type { TaskInstanceKey } from '#core/models.ts';
 import { isoDate } from './common.ts';
 
@@ -28,7 +28,7 @@ export const startTaskBody = z
      */
     start_id: z.string().min(1).max(64).optional(),
   })
-  .openapi('StartTaskInstance');
+  .meta({ id: 'StartTaskInstance' });
 
 export const startedTaskSchema = z
   .object({
@@ -56,7 +56,7 @@ export const startedTaskSchema = z
     /** Largest `log.seq` of a try: ceil(UPDRAFT_LOG_MAX_BYTES / UPDRAFT_LOG_CHUNK_MAX_BYTES). */
     log_max_chunks: z.number().int(),
   })
-  .openapi('StartedTaskInstance');
+  .meta({ id: 'StartedTaskInstance' });
 
 /**
  * One numbered piece of a try's log. `seq` counts from 1 within the try; sending the same `seq`
@@ -67,9 +67,9 @@ export const logChunkSchema = z
     seq: z.number().int().min(1),
     text: z.string(),
   })
-  .openapi('LogChunk');
+  .meta({ id: 'LogChunk' });
 
-export const heartbeatBody = z.strictObject({ log: logChunkSchema.optional() }).openapi('TaskHeartbeat');
+export const heartbeatBody = z.strictObject({ log: logChunkSchema.optional() }).meta({ id: 'TaskHeartbeat' });
 
 /** Names one report, so a retried report is recognised as the same one (1 to 64 characters). */
 const reportId = z.string().min(1).max(64);
@@ -99,7 +99,7 @@ export const finishTaskBody = z
     }),
     z.strictObject({ state: z.literal('handed_back'), report_id: reportId, log: logChunkSchema.optional() }),
   ])
-  .openapi('FinishTaskInstance');
+  .meta({ id: 'FinishTaskInstance' });
 
 export const taskInstanceIdParams = z.object({ ti_id: z.string().min(1).max(1100) });
 export const xcomParams = z.object({
@@ -108,13 +108,13 @@ export const xcomParams = z.object({
   task_id: z.string(),
   key: z.string(),
 });
-export const xcomSchema = z.object({ key: z.string(), value: z.string() }).openapi('XCom');
+export const xcomSchema = z.object({ key: z.string(), value: z.string() }).meta({ id: 'XCom' });
 /**
  * `false` when the call was recorded but the log store failed to write its log chunk: the call
  * still succeeded, only the chunk is lost. Absent otherwise (no chunk, or the chunk was written).
  */
 const logAccepted = z.literal(false).optional();
-export const okSchema = z.object({ ok: z.literal(true), log_accepted: logAccepted }).openapi('Ok');
+export const okSchema = z.object({ ok: z.literal(true), log_accepted: logAccepted }).meta({ id: 'Ok' });
 export const finishedSchema = z
   .object({
     ok: z.literal(true),
@@ -122,7 +122,7 @@ export const finishedSchema = z
     /** Present when this report was already recorded (a retry of a call whose answer was lost). */
     duplicate: z.literal(true).optional(),
   })
-  .openapi('Finished');
+  .meta({ id: 'Finished' });
 
 export type StartTaskBody = z.infer<typeof startTaskBody>;
 export type StartedTask = z.infer<typeof startedTaskSchema>;

@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod';
 
 /**
  * Queue message bodies: discriminated on `type`, validated once where they are received.

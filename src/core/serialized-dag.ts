@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod';
 
 /**
  * The serialized form of a DAG: plain data, no code. The scheduler and the API only ever see

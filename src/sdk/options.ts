@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod';
 import { type DurationInput, parseDuration } from '#core/duration.ts';
 import { InvalidDurationError, InvalidScheduleError } from '#core/errors.ts';
 import { invalidIdReason } from '#core/ids.ts';

@@ -65,6 +65,17 @@ describe('bundles', () => {
     expect(api).toMatch(/(from\s*|import\()\s*"@aws-sdk\/client-dynamodb"/);
   });
 
+  it('imports node:http and node:https only through require (an ES import of them loads undici at cold start)', () => {
+    const esImport = /(from\s*|import\s*|import\()\s*"(node:)?https?"/;
+    for (const [name, fn] of Object.entries(bundled())) {
+      expect(readFileSync(join(assetOf(fn), 'index.mjs'), 'utf8'), name).not.toMatch(esImport);
+    }
+    const images = JSON.parse(readFileSync(join(synthesized.app.outdir, 'Updraft.assets.json'), 'utf8'));
+    const image = Object.values(images.dockerImages ?? {})[0] as { source: { directory: string } };
+    const main = readFileSync(join(synthesized.app.outdir, image.source.directory, 'main.mjs'), 'utf8');
+    expect(main).not.toMatch(esImport);
+  });
+
   it('bundles the DAG code into the worker and no other function', () => {
     // A string only the example_etl DAG's task code contains.
     const marker = 'simulated flaky source';

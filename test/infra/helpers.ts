@@ -7,7 +7,7 @@ import { ContainerImage } from 'aws-cdk-lib/aws-ecs';
 import { Code } from 'aws-cdk-lib/aws-lambda';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import type { IConstruct } from 'constructs';
-import { z } from 'zod';
+import * as z from 'zod';
 import type { FunctionCodeOverride } from '../../lib/functions.ts';
 import { removeTempFiles } from '../../lib/temp-files.ts';
 import { UpdraftStack, type UpdraftStackProps } from '../../lib/updraft-stack.ts';

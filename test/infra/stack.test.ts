@@ -1,7 +1,7 @@
 import { Duration, RemovalPolicy } from 'aws-cdk-lib';
 import type { Template } from 'aws-cdk-lib/assertions';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { z } from 'zod';
+import * as z from 'zod';
 import { SETTING_ENV_VARS, type Settings, settingsSchema } from '#config/settings.ts';
 import { TABLE_DEFINITION, TTL_ATTRIBUTE } from '#store/keys.ts';
 import { LogBucketConfigurationError, type UpdraftLogBucketOverrides } from '../../lib/log-bucket.ts';

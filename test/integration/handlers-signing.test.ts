@@ -3,6 +3,7 @@ import { Sha256 } from '@aws-crypto/sha256-js';
 import { GetSecretValueCommand } from '@aws-sdk/client-secrets-manager';
 import { SignatureV4 } from '@smithy/signature-v4';
 import { describe, expect, it } from 'vitest';
+import { credentialsFromEnvironment } from '#aws/handler-defaults-execution.ts';
 import { RequestSigningError, SecretFormatError } from '#aws/handler-errors.ts';
 import { apiTokenOf, CachedSecrets, executionKeysOf, type SecretsClient } from '#aws/handler-secrets.ts';
 import { createSignedFetch, restoreTaskToken, TASK_TOKEN_HEADER } from '#aws/handler-signed-fetch.ts';
@@ -126,6 +127,29 @@ describe('createSignedFetch', () => {
     expect(() => createSignedFetch({ region: '', credentials: async () => CREDENTIALS })).toThrow(
       RequestSigningError,
     );
+  });
+});
+
+describe('credentialsFromEnvironment', () => {
+  it('reads the role credentials Lambda puts in the environment, session token included', () => {
+    expect(
+      credentialsFromEnvironment({
+        AWS_ACCESS_KEY_ID: 'AKIA',
+        AWS_SECRET_ACCESS_KEY: 'secret',
+        AWS_SESSION_TOKEN: 'session',
+      }),
+    ).toEqual({ accessKeyId: 'AKIA', secretAccessKey: 'secret', sessionToken: 'session' });
+    expect(
+      credentialsFromEnvironment({ AWS_ACCESS_KEY_ID: 'AKIA', AWS_SECRET_ACCESS_KEY: 'secret' }),
+    ).toEqual({
+      accessKeyId: 'AKIA',
+      secretAccessKey: 'secret',
+    });
+  });
+
+  it('refuses, naming the variables, when they are missing', () => {
+    expect(() => credentialsFromEnvironment({ AWS_ACCESS_KEY_ID: 'AKIA' })).toThrow(/AWS_SECRET_ACCESS_KEY/);
+    expect(() => credentialsFromEnvironment({})).toThrow(RequestSigningError);
   });
 });
 

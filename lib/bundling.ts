@@ -1,0 +1,32 @@
+import { join } from 'node:path';
+
+/**
+ * What every esbuild bundle of Updraft shares: the Lambda functions (lib/functions.ts), the
+ * triggerer image (lib/triggerer-image.ts) and the benchmark's copies of both (bench/aws-bundles.ts).
+ */
+
+/**
+ * Makes `require` available in the ESM bundle: CommonJS dependencies bundled into it (the X-Ray
+ * SDK under the Powertools tracer) call `require` for Node built-ins.
+ */
+export const ESM_REQUIRE_BANNER =
+  "import { createRequire } from 'node:module'; const require = createRequire(import.meta.url);";
+
+/**
+ * Built-ins whose ES-module import costs a cold start dearly: importing `node:http` as an ES
+ * module makes Node build its module namespace, which reads every export, and the lazy `WebSocket`
+ * ones load Node's whole bundled `undici` (about 30–50 ms before the handler runs, on each cold
+ * start). Bundled dependencies that import them (the Powertools tracer does, for its HTTP
+ * instrumentation) get a CommonJS module that `require`s them instead: same object, no namespace.
+ */
+export const CJS_BUILTIN_ALIASES: Readonly<Record<string, string>> = {
+  'node:http': join(import.meta.dirname, 'bundling', 'node-http.cjs'),
+  'node:https': join(import.meta.dirname, 'bundling', 'node-https.cjs'),
+  http: join(import.meta.dirname, 'bundling', 'node-http.cjs'),
+  https: join(import.meta.dirname, 'bundling', 'node-https.cjs'),
+};
+
+/** `CJS_BUILTIN_ALIASES` as `NodejsFunction`'s `esbuildArgs` (its `--alias:from=to` flags). */
+export function aliasEsbuildArgs(): Record<string, string[]> {
+  return { '--alias': Object.entries(CJS_BUILTIN_ALIASES).map(([from, to]) => `${from}=${to}`) };
+}
