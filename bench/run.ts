@@ -16,7 +16,6 @@
  * tasks: see bench/aws.ts, which also runs it alone: `node bench/aws.ts`); its JSON is under `aws`.
  */
 import { cpus } from 'node:os';
-import { runAwsBench } from './aws.ts';
 import { MODES, type Mode, startInstance } from './harness.ts';
 import { type ModeResult, renderAwsTable, renderTable, TARGETS } from './report.ts';
 import { chainLatency, FANOUT_TASKS, readsPerPass, throughput, WIDE_TASKS, warmUp } from './scenarios.ts';
@@ -54,7 +53,9 @@ for (const mode of modes) {
 }
 
 // --- AWS deployment part (bench/aws.ts), after the modes so it does not load the machine under them ---
-const aws = process.env.BENCH_AWS === '0' ? undefined : await runAwsBench();
+// Imported only now: the Powertools tracer under the handlers loads the X-Ray SDK, whose
+// context tracking enables async hooks that would slow every promise of the modes above.
+const aws = process.env.BENCH_AWS === '0' ? undefined : await (await import('./aws.ts')).runAwsBench();
 // --- end of the AWS deployment part ---
 
 const machine = {
