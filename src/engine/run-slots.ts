@@ -2,6 +2,7 @@ import type { DagRun, DagRunKey } from '#core/models.ts';
 import { isFinishedDagRunState } from '#core/states.ts';
 import { ConditionFailedError } from '#store/errors.ts';
 import type { RunStore, SchedulingStateStore, SlotPoolRef, SlotPoolState } from '#store/port.ts';
+import { SLOT_POOL_ENTRIES_PER_UPDATE } from '#store/slot-pool-update.ts';
 import type { Logger } from './logger.ts';
 
 const UPDATE_ATTEMPTS = 5;
@@ -94,7 +95,9 @@ async function releaseFinishedRunHolders(
 ): Promise<number> {
   const ref = dagRunsRef(dagId);
   const stale: { id: string; passId: string; slots: number }[] = [];
+  // A bounded number per call (one update's worth): the rest are found by the next pass.
   for (const holder of Object.values(state.holders)) {
+    if (stale.length >= SLOT_POOL_ENTRIES_PER_UPDATE) break;
     const held = await deps.store.getDagRun({ dagId, runId: holder.id });
     if (!held || isFinishedDagRunState(held.state))
       stale.push({ id: holder.id, passId: holder.passId, slots: holder.slots });

@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import type { Settings } from '#config/settings.ts';
 import type { StarvingTaskInstance } from '#core/admission.ts';
 import { mapConcurrently } from '#core/concurrency.ts';
@@ -103,7 +103,9 @@ export async function scheduleRun(
       await requestScheduling(deps, [key]);
     }
   };
-  const passId = randomUUID();
+  // 72 random bits: unique among the passes that could ever race on one holder, and short,
+  // since every slot holder stores it.
+  const passId = randomBytes(9).toString('base64url');
   deps.metrics.increment('scheduler.passes');
   const head = await deps.store.getRunHead(key);
   if (!head) return;

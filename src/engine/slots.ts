@@ -9,6 +9,7 @@ import type {
   SlotPoolState,
   TaskInstanceStore,
 } from '#store/port.ts';
+import { SLOT_POOL_ENTRIES_PER_UPDATE } from '#store/slot-pool-update.ts';
 import type { Logger } from './logger.ts';
 
 /** Conditional writes a pass tries on one slot pool before it leaves the rest to a later pass. */
@@ -135,9 +136,60 @@ export interface ReservationResult {
  * `max_active_tasks` pool. Each is one conditional write per pool that gives back the run's stale
  * holders and takes the new ones, so concurrent passes of any runs, in any number of fresh
  * instances, never put more into a pool than it holds. A write that loses a race is recomputed
- * from a fresh read, a few times; what still does not fit starves until a later pass.
+ * from a fresh read, a few times; what still does not fit starves until a later pass. More
+ * candidates or stale holders than one write may name (DynamoDB's 4 KB expression limit) are
+ * reserved in rounds of `ROUND_SIZE`, each round such writes of its own.
  */
 export async function reserveTaskSlots(deps: SlotDeps, input: ReservationInput): Promise<ReservationResult> {
+  if (input.candidates.length <= ROUND_SIZE && input.release.length <= ROUND_SIZE) {
+    return reserveRound(deps, input);
+  }
+  // More than one update's worth: rounds of ROUND_SIZE candidates and releases, each starting
+  // from the run's task slots as the previous round left them (named pools are read again).
+  const result: ReservationResult = { admitted: [], starving: [], nudge: [] };
+  let taskSlots = input.taskSlots;
+  let maxToAdmit = input.maxToAdmit;
+  let left = input.candidates;
+  for (let start = 0; ; start += ROUND_SIZE) {
+    const candidates = left.slice(start, start + ROUND_SIZE);
+    const release = input.release.slice(start, start + ROUND_SIZE);
+    if (candidates.length === 0 && release.length === 0) break;
+    const round = await reserveRound(deps, {
+      ...input,
+      candidates,
+      release,
+      taskSlots,
+      maxToAdmit,
+      ...(start === 0 ? {} : { poolStates: new Map() }),
+    });
+    result.admitted.push(...round.admitted);
+    result.starving.push(...round.starving);
+    for (const run of round.nudge) {
+      if (!result.nudge.some((seen) => seen.dagId === run.dagId && seen.runId === run.runId))
+        result.nudge.push(run);
+    }
+    maxToAdmit -= round.admitted.length;
+    const full = round.starving.find(
+      (entry) => entry.reason === 'max_active_tasks' || entry.reason === 'pass_limit',
+    );
+    if (full && left.length > start + ROUND_SIZE) {
+      // The run (or the pass) has no room left: the rest starve for the same reason, unread.
+      for (const ti of left.slice(start + ROUND_SIZE)) result.starving.push({ ti, reason: full.reason });
+      left = left.slice(0, start + ROUND_SIZE);
+    }
+    taskSlots = await deps.store.getSlotPool(runTasksRef(input.run));
+  }
+  return result;
+}
+
+/**
+ * Candidates and stale holders one round of a reservation takes at most. A pool update of a round
+ * names each stale holder, each candidate's new holder and its holder of an ended try, and the
+ * run's waiting entry: within the store's `SLOT_POOL_ENTRIES_PER_UPDATE`.
+ */
+const ROUND_SIZE = Math.floor((SLOT_POOL_ENTRIES_PER_UPDATE - 1) / 3);
+
+async function reserveRound(deps: SlotDeps, input: ReservationInput): Promise<ReservationResult> {
   const starving: StarvingTaskInstance[] = [];
   const runReleased = input.release.filter((holder) => input.taskSlots.holders[holder.id]);
   const runFree = input.maxActiveTasks - (input.taskSlots.used - runReleased.length);
@@ -221,6 +273,11 @@ async function reserveInPool(
       const prefix = `${taskHolderId(ti)}#`;
       for (const held of Object.values(state.holders)) {
         if (!held.id.startsWith(prefix) || release.some((h) => h.id === held.id)) continue;
+        if (release.length + wanted.length + 1 >= SLOT_POOL_ENTRIES_PER_UPDATE) {
+          // No room in this update to give it back: the TI waits for a later pass.
+          heldBack.add(ti);
+          continue;
+        }
         if (held.tryNumber > ti.tryNumber) {
           // A holder for the next try is another pass's, about to queue the TI: leave the TI to it.
           // Past the grace that pass has stopped: fence the TI (its late queue write then fails)
@@ -364,7 +421,13 @@ export async function releaseOwned(
     entry.items.push({ id: holder.id, passId: holder.passId });
     byRef.set(key, entry);
   }
-  for (const { ref, items } of byRef.values()) {
+  const chunks = [...byRef.values()].flatMap(({ ref, items }) =>
+    Array.from({ length: Math.ceil(items.length / SLOT_POOL_ENTRIES_PER_UPDATE) }, (_, index) => ({
+      ref,
+      items: items.slice(index * SLOT_POOL_ENTRIES_PER_UPDATE, (index + 1) * SLOT_POOL_ENTRIES_PER_UPDATE),
+    })),
+  );
+  for (const { ref, items } of chunks) {
     for (let attempt = 1; attempt <= UPDATE_ATTEMPTS; attempt += 1) {
       const state = await deps.store.getSlotPool(ref);
       const release = items.flatMap((h) => {

@@ -6,6 +6,7 @@ import {
   type CreateTableCommandInput,
   DescribeTableCommand,
   DynamoDBClient,
+  DynamoDBServiceException,
 } from '@aws-sdk/client-dynamodb';
 import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
@@ -243,12 +244,54 @@ export function createDynamoClient(
         }),
     ...(options.embedded ? { signer: embeddedServerSigner } : {}),
   });
+  if (options.embedded) {
+    client.middlewareStack.add(enforceExpressionLimit, {
+      step: 'initialize',
+      name: 'updraftEmbeddedExpressionLimit',
+    });
+  }
   // The SDK's own request logging is not used (no SDK logger is set), but its middleware filters
   // every request and response for sensitive fields all the same: a few percent of the CPU a
   // request costs.
   client.middlewareStack.remove('loggerMiddleware');
   return client;
 }
+
+/** DynamoDB refuses any expression string longer than 4 KB (its documented limit). */
+export const DYNAMODB_EXPRESSION_MAX_BYTES = 4_096;
+
+const EXPRESSION_FIELDS = [
+  'UpdateExpression',
+  'ConditionExpression',
+  'KeyConditionExpression',
+  'FilterExpression',
+  'ProjectionExpression',
+] as const;
+
+/**
+ * What dynalite does not check and DynamoDB does: the 4 KB limit of each expression. The embedded
+ * server's clients refuse such requests as DynamoDB would (a ValidationException), so code that
+ * builds expressions from many entries is held to the limit by every test and standalone run.
+ */
+const enforceExpressionLimit =
+  // biome-ignore lint/suspicious/noExplicitAny: the SDK's middleware signature is generic over every command.
+    (next: (args: any) => Promise<any>) =>
+    // biome-ignore lint/suspicious/noExplicitAny: as above.
+    async (args: any) => {
+      const input = (args.input ?? {}) as Record<string, unknown>;
+      for (const field of EXPRESSION_FIELDS) {
+        const expression = input[field];
+        if (typeof expression === 'string' && Buffer.byteLength(expression) > DYNAMODB_EXPRESSION_MAX_BYTES) {
+          throw new DynamoDBServiceException({
+            name: 'ValidationException',
+            $fault: 'client',
+            $metadata: { httpStatusCode: 400 },
+            message: `Invalid ${field}: Expression size has exceeded the maximum allowed size; expression size: ${Buffer.byteLength(expression)}`,
+          });
+        }
+      }
+      return next(args);
+    };
 
 const embeddedServerSigner = {
   async sign<T extends { headers: Record<string, string> }>(request: T): Promise<T> {

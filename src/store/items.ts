@@ -64,10 +64,51 @@ export function emptySlotPool(): SlotPoolState {
   return { used: 0, holders: {}, waiting: {} };
 }
 
+/**
+ * How a holder is stored: a list `[slots, tryNumber, passId, at (epoch ms), pool?]` under its id,
+ * a third the size of a map with named fields (pool items are billed by their whole size on
+ * every update, and hold one entry per occupying TI). Items written before this encoding hold
+ * maps `{ id, slots, tryNumber, passId, at, pool? }`: both are read, and released (see
+ * `holderMatches`).
+ */
+export function encodeHolder(holder: SlotHolder): unknown[] {
+  const atMs = Date.parse(holder.at);
+  const encoded: unknown[] = [holder.slots, holder.tryNumber, holder.passId, Number.isNaN(atMs) ? 0 : atMs];
+  if (holder.pool !== undefined) encoded.push(holder.pool);
+  return encoded;
+}
+
+export function decodeHolder(id: string, stored: unknown): SlotHolder {
+  if (Array.isArray(stored)) {
+    const [slots, tryNumber, passId, atMs, pool] = stored as [number, number, string, number, string?];
+    const holder: SlotHolder = {
+      id,
+      slots: Number(slots),
+      tryNumber: Number(tryNumber),
+      passId: String(passId),
+      at: new Date(Number(atMs)).toISOString(),
+    };
+    if (pool !== undefined) holder.pool = String(pool);
+    return holder;
+  }
+  const legacy = stored as Partial<SlotHolder>;
+  return {
+    ...(legacy as SlotHolder),
+    id,
+    slots: Number(legacy.slots),
+    tryNumber: Number(legacy.tryNumber),
+  };
+}
+
 export function itemToSlotPool(item: Item): SlotPoolState {
   return {
     used: Number(item.used ?? 0),
-    holders: (item.holders ?? {}) as Record<string, SlotHolder>,
+    holders: Object.fromEntries(
+      Object.entries((item.holders ?? {}) as Record<string, unknown>).map(([id, stored]) => [
+        id,
+        decodeHolder(id, stored),
+      ]),
+    ),
     waiting: (item.waiting ?? {}) as Record<string, string>,
   };
 }

@@ -1,12 +1,19 @@
 import { InvalidKeyError, StoreError } from './errors.ts';
-import { ExpressionBuilder, type Item } from './items.ts';
-import type { SlotHolder, SlotPoolChange, SlotPoolRef, SlotPoolState } from './port.ts';
+import { ExpressionBuilder, encodeHolder, type Item } from './items.ts';
+import type { SlotPoolChange, SlotPoolRef, SlotPoolState } from './port.ts';
 
 /**
  * The single UpdateItem of a slot-pool change, and the description of why one was refused.
  * Holder ids and waiting keys are arbitrary strings (`.`, `[`, `#` included), so every map key
  * goes through ExpressionAttributeNames: `#holders.#id` is one path segment per name.
  */
+
+/**
+ * Holders acquired or released, and waiting runs set or removed, in one update at most: each adds
+ * about 50 bytes to the update's condition or update expression, which DynamoDB caps at 4 KB.
+ * Callers with more split the change (the engine's reservations go in rounds of this size).
+ */
+export const SLOT_POOL_ENTRIES_PER_UPDATE = 50;
 
 /** A release with the slots the holder has, so `used` can move by the exact amount. */
 export interface ResolvedRelease {
@@ -43,6 +50,16 @@ function assertMapKey(ref: SlotPoolRef, what: string, key: string): void {
  * same path twice) or that could corrupt `used` (slots that are not positive integers).
  */
 export function validateSlotPoolChange(ref: SlotPoolRef, change: SlotPoolChange): void {
+  const entries =
+    change.acquire.length +
+    change.release.length +
+    Object.keys(change.setWaiting ?? {}).length +
+    (change.removeWaiting ?? []).length;
+  if (entries > SLOT_POOL_ENTRIES_PER_UPDATE) {
+    throw new StoreError(
+      `a change of ${describeSlotPool(ref)} names ${entries} holders and waiting runs: over the limit of ${SLOT_POOL_ENTRIES_PER_UPDATE} per update (each adds to one condition expression, which DynamoDB caps at 4 KB); split it`,
+    );
+  }
   const holderIds = new Set<string>();
   const claim = (id: string) => {
     if (holderIds.has(id)) {
@@ -82,11 +99,24 @@ export function isEmptySlotPoolChange(change: SlotPoolChange): boolean {
   );
 }
 
-function holderItem(holder: SlotHolder): Item {
-  const { id, slots, tryNumber, passId, at, pool } = holder;
-  return pool === undefined
-    ? { id, slots, tryNumber, passId, at }
-    : { id, slots, tryNumber, passId, at, pool };
+/**
+ * The condition that a stored holder has `slots` and, when given, `passId`: list elements for
+ * holders in the current encoding, map fields for the ones in `legacy` (written as maps by
+ * earlier versions; the adapter learns which from a read after a refusal, see slot-pools.ts).
+ */
+function holderMatches(
+  expression: ExpressionBuilder,
+  path: string,
+  release: ResolvedRelease,
+  legacy: boolean,
+): string {
+  const slotsPath = legacy ? `${path}.${expression.name('slots')}` : `${path}[0]`;
+  const clauses = [`${slotsPath} = ${expression.value(release.slots)}`];
+  if (release.passId !== undefined) {
+    const passPath = legacy ? `${path}.${expression.name('passId')}` : `${path}[2]`;
+    clauses.push(`${passPath} = ${expression.value(release.passId)}`);
+  }
+  return clauses.join(' AND ');
 }
 
 /**
@@ -99,6 +129,7 @@ export function slotPoolUpdate(
   change: SlotPoolChange,
   releases: readonly ResolvedRelease[],
   stamps: Item = {},
+  legacyHolders: ReadonlySet<string> = new Set(),
 ): {
   expression: ExpressionBuilder;
   updateExpression: string;
@@ -116,16 +147,13 @@ export function slotPoolUpdate(
   for (const holder of change.acquire) {
     const path = `${holders()}.${expression.name(holder.id)}`;
     conditions.push(`attribute_not_exists(${path})`);
-    set.push(`${path} = ${expression.value(holderItem(holder))}`);
+    set.push(`${path} = ${expression.value(encodeHolder(holder))}`);
     acquired += holder.slots;
   }
   let released = 0;
   for (const release of releases) {
     const path = `${holders()}.${expression.name(release.id)}`;
-    conditions.push(`${path}.${expression.name('slots')} = ${expression.value(release.slots)}`);
-    if (release.passId !== undefined) {
-      conditions.push(`${path}.${expression.name('passId')} = ${expression.value(release.passId)}`);
-    }
+    conditions.push(holderMatches(expression, path, release, legacyHolders.has(release.id)));
     remove.push(path);
     released += release.slots;
   }

@@ -45,6 +45,8 @@ export class DynamoSchedulingStateStore implements SchedulingStateStore {
     } catch (error) {
       if (!isConditionalCheckFailed(error)) throw error;
       const stored = await this.#table.get(key);
+      const legacy = legacyHoldersAmong(stored, releases);
+      if (legacy.size > 0) return this.#sendForLegacy(ref, key, change, releases, legacy);
       if (stored !== undefined || releases.length > 0) {
         throw this.#refused(
           ref,
@@ -103,16 +105,44 @@ export class DynamoSchedulingStateStore implements SchedulingStateStore {
     return ref.kind === 'run_tasks' ? this.#table.expiry() : {};
   }
 
+  /**
+   * The change again, with map-field conditions for the released holders an earlier version
+   * wrote as maps: refused only if the holders really differ.
+   */
+  async #sendForLegacy(
+    ref: SlotPoolRef,
+    key: ItemKey,
+    change: SlotPoolChange,
+    releases: ResolvedRelease[],
+    legacy: ReadonlySet<string>,
+  ): Promise<SlotPoolState> {
+    try {
+      return await this.#send(ref, key, change, releases, legacy);
+    } catch (error) {
+      if (!isConditionalCheckFailed(error)) throw error;
+      const stored = await this.#table.get(key);
+      throw this.#refused(
+        ref,
+        change,
+        stored === undefined ? undefined : itemToSlotPool(stored),
+        releases,
+        error,
+      );
+    }
+  }
+
   async #send(
     ref: SlotPoolRef,
     key: ItemKey,
     change: SlotPoolChange,
     releases: ResolvedRelease[],
+    legacy: ReadonlySet<string> = new Set(),
   ): Promise<SlotPoolState> {
     const { expression, updateExpression, conditions } = slotPoolUpdate(
       change,
       releases,
       this.#expiryOf(ref),
+      legacy,
     );
     const output = await this.#table.client.send(
       new UpdateCommand({
@@ -176,4 +206,17 @@ export class DynamoSchedulingStateStore implements SchedulingStateStore {
       throw error;
     }
   }
+}
+
+/** The released holders stored as maps (the encoding before lists, see `encodeHolder`). */
+function legacyHoldersAmong(stored: Item | undefined, releases: readonly ResolvedRelease[]): Set<string> {
+  const holders = (stored?.holders ?? {}) as Record<string, unknown>;
+  const legacy = new Set<string>();
+  for (const release of releases) {
+    const holder = holders[release.id];
+    if (holder !== undefined && holder !== null && typeof holder === 'object' && !Array.isArray(holder)) {
+      legacy.add(release.id);
+    }
+  }
+  return legacy;
 }

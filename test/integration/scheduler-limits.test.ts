@@ -234,3 +234,46 @@ describe('Scheduler metrics', () => {
     expect(gauges['scheduler.tasks.starving']).toBe(2);
   });
 });
+
+describe('Scheduler reservations wider than one store update', () => {
+  const WIDE = 120;
+  const wide = () =>
+    dag({ id: 'wide', maxActiveTasks: 500 }, (d) => {
+      for (let i = 0; i < WIDE; i += 1) d.task(`t${String(i).padStart(3, '0')}`, noop);
+    });
+
+  it('admits every ready task instance in one pass, in rounds that each fit DynamoDB expression limits', async () => {
+    // The embedded store refuses any expression over 4 KB, as DynamoDB does: one update for 120
+    // holders would be refused, so the pass must split it.
+    const [versioned] = await h.register(wide());
+    const run = await h.createRun(versioned!);
+
+    await h.scheduler.handleRequests([run]);
+
+    expect(await h.queuedTaskIds(run)).toHaveLength(WIDE);
+    const pool = await h.store.getSlotPool({ kind: 'pool', pool: 'default_pool' });
+    expect(pool.used).toBe(WIDE);
+    const slots = await h.store.getSlotPool({ kind: 'run_tasks', dagId: run.dagId, runId: run.runId });
+    expect(slots.used).toBe(WIDE);
+  });
+
+  it('gives back as many ended tries at once, and admits no more than the pool holds', async () => {
+    await h.close();
+    h = await startSchedulerHarness({ settings: { pools: { default_pool: 100 } } });
+    const [versioned] = await h.register(wide());
+    const run = await h.createRun(versioned!);
+    await h.scheduler.handleRequests([run]);
+    expect(await h.queuedTaskIds(run)).toHaveLength(100);
+
+    const queued = await h.queuedTaskIds(run);
+    for (const taskId of queued) {
+      await h.startTi(tiKey(run, taskId));
+      await h.succeed(tiKey(run, taskId));
+    }
+    await h.scheduler.handleRequests([run]);
+
+    expect(Object.values(await h.states(run)).filter((state) => state === 'queued')).toHaveLength(WIDE - 100);
+    const pool = await h.store.getSlotPool({ kind: 'pool', pool: 'default_pool' });
+    expect(pool.used).toBe(WIDE - 100);
+  });
+});

@@ -1,8 +1,10 @@
+import { GetCommand, PutCommand } from '@aws-sdk/lib-dynamodb';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DynamoStore } from '#store/dynamodb.ts';
 import { createDynamoClient, toDocumentClient } from '#store/embedded.ts';
 import { ConditionFailedError, InvalidKeyError } from '#store/errors.ts';
 import { instrumentClient, RequestCounter } from '#store/instrument.ts';
+import { slotPoolKey } from '#store/keys.ts';
 import type { SlotHolder, SlotPoolRef } from '#store/port.ts';
 import { dagRun, type StoreHarness, startStoreHarness, taskInstance } from './store-fixtures.ts';
 
@@ -255,6 +257,72 @@ describe('DynamoStore slot pools: waiting runs and requests', () => {
     expect((await store.getSlotPool({ kind: 'dag_runs', dagId: 'default_pool' })).used).toBe(0);
     expect((await store.getSlotPool({ kind: 'run_tasks', dagId: 'etl', runId: 'default_pool' })).used).toBe(
       0,
+    );
+  });
+});
+
+describe('DynamoStore slot pools: how holders are stored', () => {
+  it('stores each holder as a compact list under its id, and reads it back whole', async () => {
+    const table = await harness.newTable();
+    const store = harness.storeOn(table, counted);
+    const weighted = holder('etl#run-1#extract#-1#1', { slots: 3, pool: 'db', passId: 'p9' });
+    await acquire(store, 5, weighted);
+    const raw = await counted.send(new GetCommand({ TableName: table, Key: slotPoolKey(pool) }));
+    expect(raw.Item?.holders).toEqual({
+      'etl#run-1#extract#-1#1': [3, 1, 'p9', Date.parse('2026-01-01T00:00:00.000Z'), 'db'],
+    });
+    expect((await store.getSlotPool(pool)).holders).toEqual({ 'etl#run-1#extract#-1#1': weighted });
+  });
+
+  it('reads and releases holders written as maps by earlier versions, on the same conditions', async () => {
+    const table = await harness.newTable();
+    const store = harness.storeOn(table, counted);
+    const legacy = (id: string) => ({
+      id,
+      slots: 1,
+      tryNumber: 1,
+      passId: 'pass-1',
+      at: '2026-01-01T00:00:00.000Z',
+    });
+    await counted.send(
+      new PutCommand({
+        TableName: table,
+        Item: { ...slotPoolKey(pool), used: 2, holders: { a: legacy('a'), b: legacy('b') }, waiting: {} },
+      }),
+    );
+    expect((await store.getSlotPool(pool)).holders).toEqual({ a: holder('a'), b: holder('b') });
+    await expect(
+      store.updateSlotPool(pool, { size: 2, acquire: [], release: [{ id: 'a', passId: 'other', slots: 1 }] }),
+    ).rejects.toThrow(ConditionFailedError);
+    const after = await store.updateSlotPool(pool, {
+      size: 2,
+      acquire: [holder('c')],
+      release: [{ id: 'a', passId: 'pass-1', slots: 1 }],
+    });
+    expect(after).toEqual({ used: 2, holders: { b: holder('b'), c: holder('c') }, waiting: {} });
+  });
+});
+
+describe('the embedded server clients', () => {
+  it('refuse an expression over 4 KB as DynamoDB does, although dynalite would take it', async () => {
+    const table = await harness.newTable();
+    const names: Record<string, string> = {};
+    const clauses: string[] = [];
+    for (let i = 0; i < 400; i += 1) {
+      names[`#attribute${i}`] = `a${i}`;
+      clauses.push(`attribute_not_exists(#attribute${i})`);
+    }
+    const write = counted.send(
+      new PutCommand({
+        TableName: table,
+        Item: { pk: 'x', sk: 'y' },
+        ConditionExpression: clauses.join(' AND '),
+        ExpressionAttributeNames: names,
+      }),
+    );
+    await expect(write).rejects.toMatchObject({ name: 'ValidationException' });
+    await expect(write).rejects.toThrow(
+      /ConditionExpression: Expression size has exceeded the maximum allowed size/,
     );
   });
 });
