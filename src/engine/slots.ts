@@ -1,7 +1,7 @@
 import type { StarvingTaskInstance } from '#core/admission.ts';
 import type { DagRunKey, TaskInstance, TaskInstanceKey } from '#core/models.ts';
 import { OCCUPYING_TI_STATES } from '#core/states.ts';
-import { ConditionFailedError } from '#store/errors.ts';
+import { ConditionFailedError, ItemTooLargeError } from '#store/errors.ts';
 import type {
   SchedulingStateStore,
   SlotHolder,
@@ -258,6 +258,7 @@ async function reserveInPool(
   const ref = poolRef(pool);
   const self = waitingRunKey(input.run);
   const fenced = new Set<TaskInstance>();
+  let itemFull = false;
   for (let attempt = 1; attempt <= UPDATE_ATTEMPTS; attempt += 1) {
     // A state read earlier in the pass may be stale: the write is conditional, and a lost race reads again.
     const state =
@@ -296,7 +297,7 @@ async function reserveInPool(
     for (const ti of wanted) {
       // Its holder for this very try is given back in this write: reserved again by the next pass.
       if (heldBack.has(ti) || release.some((h) => h.id === tryHolderId(ti, ti.tryNumber + 1))) continue;
-      if (ti.poolSlots <= free) {
+      if (ti.poolSlots <= free && !itemFull) {
         granted.push(ti);
         free -= ti.poolSlots;
       } else {
@@ -304,7 +305,9 @@ async function reserveInPool(
       }
     }
     const isWaiting = self in state.waiting;
-    const wantsToWait = starving.length > 0 && Object.keys(state.waiting).length < MAX_WAITING_RUNS;
+    // An item at its size limit takes no waiting entry either: the tick finds the run again.
+    const wantsToWait =
+      starving.length > 0 && !itemFull && Object.keys(state.waiting).length < MAX_WAITING_RUNS;
     const change = {
       size,
       acquire: granted.map(
@@ -328,6 +331,16 @@ async function reserveInPool(
       const nudge = release.length > 0 ? waitingToNudge(after, size, self) : [];
       return { granted, starving, nudge };
     } catch (error) {
+      if (error instanceof ItemTooLargeError && change.acquire.length > 0 && !itemFull) {
+        // The pool's item holds as many holders as one item can: full, whatever its size says.
+        // The next attempt only gives back what this one would have.
+        deps.log.warn('Pool holds as many task instances as its store item can; the rest wait', {
+          pool,
+          error: error.message,
+        });
+        itemFull = true;
+        continue;
+      }
       if (!(error instanceof ConditionFailedError)) throw error;
     }
   }
@@ -359,14 +372,15 @@ async function reserveInRun(
 ): Promise<TaskInstance[]> {
   const ref = runTasksRef(input.run);
   let state = input.taskSlots;
+  let itemFull = false;
   for (let attempt = 1; attempt <= UPDATE_ATTEMPTS; attempt += 1) {
     const release = runReleased
       .filter((h) => state.holders[h.id]?.passId === h.passId)
       .map((h) => ({ id: h.id, passId: h.passId, slots: state.holders[h.id]?.slots ?? 1 }));
     const fit = input.maxActiveTasks - (state.used - release.length);
-    const take = inOrder
-      .filter((ti) => !state.holders[tryHolderId(ti, ti.tryNumber + 1)])
-      .slice(0, Math.max(0, fit));
+    const take = itemFull
+      ? []
+      : inOrder.filter((ti) => !state.holders[tryHolderId(ti, ti.tryNumber + 1)]).slice(0, Math.max(0, fit));
     if (take.length === 0 && release.length === 0) return [];
     try {
       await deps.store.updateSlotPool(ref, {
@@ -383,6 +397,16 @@ async function reserveInRun(
       });
       return take;
     } catch (error) {
+      if (error instanceof ItemTooLargeError && take.length > 0 && !itemFull) {
+        // Full whatever max_active_tasks says: the next attempt only gives back its releases.
+        deps.log.warn('The run holds as many task slots as its store item can; the rest wait', {
+          dagId: input.run.dagId,
+          runId: input.run.runId,
+          error: error.message,
+        });
+        itemFull = true;
+        continue;
+      }
       if (!(error instanceof ConditionFailedError)) throw error;
       state = await deps.store.getSlotPool(ref);
     }

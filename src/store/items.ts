@@ -233,6 +233,15 @@ export function isConditionalCheckFailed(error: unknown): boolean {
   return error instanceof Error && error.name === 'ConditionalCheckFailedException';
 }
 
+/** DynamoDB's (and dynalite's) refusal of a write that would leave an item over 400 KB. */
+export function isItemSizeExceeded(error: unknown): boolean {
+  return (
+    error instanceof Error &&
+    error.name === 'ValidationException' &&
+    /item size (to update )?has exceeded the maximum allowed size/i.test(error.message)
+  );
+}
+
 /**
  * Describes the stored item DynamoDB returns with a failed condition when asked for
  * (`ReturnValuesOnConditionCheckFailure`); the embedded server does not return it.

@@ -1,6 +1,13 @@
 import { PutCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
-import { ConditionFailedError } from './errors.ts';
-import { emptySlotPool, type Item, isConditionalCheckFailed, itemToSlotPool } from './items.ts';
+import { ConditionFailedError, ItemTooLargeError } from './errors.ts';
+import { DYNAMODB_ITEM_MAX_BYTES } from './item-size.ts';
+import {
+  emptySlotPool,
+  type Item,
+  isConditionalCheckFailed,
+  isItemSizeExceeded,
+  itemToSlotPool,
+} from './items.ts';
 import { type ItemKey, reconcileCursorKey, slotPoolKey } from './keys.ts';
 import type {
   ReconcileCursor,
@@ -144,17 +151,25 @@ export class DynamoSchedulingStateStore implements SchedulingStateStore {
       this.#expiryOf(ref),
       legacy,
     );
-    const output = await this.#table.client.send(
-      new UpdateCommand({
-        TableName: this.#table.tableName,
-        Key: key,
-        UpdateExpression: updateExpression,
-        ConditionExpression: conditions.join(' AND '),
-        ...expression.attributes(),
-        ReturnValues: 'ALL_NEW',
-      }),
-    );
-    return itemToSlotPool(output.Attributes ?? {});
+    try {
+      const output = await this.#table.client.send(
+        new UpdateCommand({
+          TableName: this.#table.tableName,
+          Key: key,
+          UpdateExpression: updateExpression,
+          ConditionExpression: conditions.join(' AND '),
+          ...expression.attributes(),
+          ReturnValues: 'ALL_NEW',
+        }),
+      );
+      return itemToSlotPool(output.Attributes ?? {});
+    } catch (error) {
+      if (!isItemSizeExceeded(error)) throw error;
+      throw new ItemTooLargeError(
+        `${describeSlotPool(ref)} cannot take ${change.acquire.length} more holders: its item would pass DynamoDB's ${DYNAMODB_ITEM_MAX_BYTES / 1024} KB item limit (one entry per task instance holding slots; long DAG, run and task ids take more)`,
+        { cause: error },
+      );
+    }
   }
 
   #refused(

@@ -1,5 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { dag } from '#sdk/index.ts';
+import { ItemTooLargeError } from '#store/errors.ts';
 import { type SchedulerHarness, startSchedulerHarness, tiKey } from './scheduler-harness.ts';
 
 let h: SchedulerHarness;
@@ -275,5 +276,39 @@ describe('Scheduler reservations wider than one store update', () => {
     expect(Object.values(await h.states(run)).filter((state) => state === 'queued')).toHaveLength(WIDE - 100);
     const pool = await h.store.getSlotPool({ kind: 'pool', pool: 'default_pool' });
     expect(pool.used).toBe(WIDE - 100);
+  });
+});
+
+describe('Scheduler with a pool item at the store item limit', () => {
+  it('starves the ready task instances as pool_full instead of failing the pass', async () => {
+    const [versioned] = await h.register(pooledDag('default_pool'));
+    const run = await h.createRun(versioned!);
+    // Holders of other (long gone) work fill the pool's item up to DynamoDB's 400 KB: long ones
+    // until the next is refused, then shorter ones, until not even a short one fits.
+    const poolRef = { kind: 'pool' as const, pool: 'default_pool' };
+    let filled = 0;
+    for (const length of [4_000, 400, 40, 4]) {
+      for (;;) {
+        const id = `${String(filled).padStart(4, '0')}${'x'.repeat(length)}`;
+        const filler = { id, slots: 1, tryNumber: 1, passId: 'f', at: new Date().toISOString() };
+        try {
+          await h.store.updateSlotPool(poolRef, { size: 100_000, acquire: [filler], release: [] });
+          filled += 1;
+        } catch (error) {
+          expect(error).toBeInstanceOf(ItemTooLargeError);
+          break;
+        }
+      }
+    }
+
+    await h.scheduler.handleRequests([run]);
+
+    expect(await h.queuedTaskIds(run)).toEqual([]);
+    expect(await h.drainWorkloads()).toEqual([]);
+    // The pass ran to its end (a failed pass records no readiness): all five ready, all starving.
+    expect([...h.readiness.values()]).toEqual([{ ready: 5, starving: 5 }]);
+    expect((await h.store.getSlotPool(poolRef)).used).toBe(filled);
+    const slots = await h.store.getSlotPool({ kind: 'run_tasks', dagId: run.dagId, runId: run.runId });
+    expect(slots.used).toBe(0);
   });
 });

@@ -2,7 +2,7 @@ import { GetCommand, PutCommand } from '@aws-sdk/lib-dynamodb';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DynamoStore } from '#store/dynamodb.ts';
 import { createDynamoClient, toDocumentClient } from '#store/embedded.ts';
-import { ConditionFailedError, InvalidKeyError } from '#store/errors.ts';
+import { ConditionFailedError, InvalidKeyError, ItemTooLargeError } from '#store/errors.ts';
 import { instrumentClient, RequestCounter } from '#store/instrument.ts';
 import { slotPoolKey } from '#store/keys.ts';
 import type { SlotHolder, SlotPoolRef } from '#store/port.ts';
@@ -300,6 +300,36 @@ describe('DynamoStore slot pools: how holders are stored', () => {
       release: [{ id: 'a', passId: 'pass-1', slots: 1 }],
     });
     expect(after).toEqual({ used: 2, holders: { b: holder('b'), c: holder('c') }, waiting: {} });
+  });
+});
+
+describe('DynamoStore slot pools: a full item', () => {
+  it('refuses an acquire that would pass the 400 KB item limit with ItemTooLargeError, changing nothing', async () => {
+    const store = await harness.newStore();
+    const long = (i: number) => `${String(i).padStart(4, '0')}${'x'.repeat(9_000)}`;
+    let held = 0;
+    let refused: unknown;
+    while (refused === undefined && held < 100) {
+      const batch = [0, 1, 2, 3].map((i) => holder(long(held + i)));
+      try {
+        await acquire(store, 1_000, ...batch);
+        held += batch.length;
+      } catch (error) {
+        refused = error;
+      }
+    }
+    expect(refused).toBeInstanceOf(ItemTooLargeError);
+    expect((refused as Error).message).toMatch(/pool 'default_pool' cannot take 4 more holders: .*400 KB/);
+    const state = await store.getSlotPool(pool);
+    expect(state.used).toBe(held);
+    expect(Object.keys(state.holders)).toHaveLength(held);
+    // Releases still go through: the item only shrinks.
+    const after = await store.updateSlotPool(pool, {
+      size: 1_000,
+      acquire: [],
+      release: [{ id: long(0), slots: 1 }],
+    });
+    expect(after.used).toBe(held - 1);
   });
 });
 
