@@ -17,7 +17,9 @@ export const ESM_REQUIRE_BANNER =
  * module makes Node build its module namespace, which reads every export, and the lazy `WebSocket`
  * ones load Node's whole bundled `undici` (about 30–50 ms before the handler runs, on each cold
  * start). Bundled dependencies that import them (the Powertools tracer does, for its HTTP
- * instrumentation) get a CommonJS module that `require`s them instead: same object, no namespace.
+ * instrumentation) get a CommonJS module that hands them `process.getBuiltinModule(…)` instead:
+ * the same object, no namespace. The paths are absolute on this machine: the functions are
+ * bundled by the local esbuild (the CDK's Docker bundling would not see them).
  */
 export const CJS_BUILTIN_ALIASES: Readonly<Record<string, string>> = {
   'node:http': join(import.meta.dirname, 'bundling', 'node-http.cjs'),

@@ -1,2 +1,3 @@
-// `node:http` as a CommonJS require: see lib/bundling.ts (CJS_BUILTIN_ALIASES).
-module.exports = require('node:http');
+// `node:http` without an ES-module import: see lib/bundling.ts (CJS_BUILTIN_ALIASES). Not
+// `require('node:http')`: the bundler would alias that to this very file.
+module.exports = process.getBuiltinModule('node:http');

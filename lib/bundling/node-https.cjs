@@ -1,2 +1,3 @@
-// `node:https` as a CommonJS require: see lib/bundling.ts (CJS_BUILTIN_ALIASES).
-module.exports = require('node:https');
+// `node:https` without an ES-module import: see lib/bundling.ts (CJS_BUILTIN_ALIASES). Not
+// `require('node:https')`: the bundler would alias that to this very file.
+module.exports = process.getBuiltinModule('node:https');
