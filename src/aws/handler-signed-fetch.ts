@@ -23,7 +23,7 @@ export interface AwsCredentials {
 export interface SignedFetchOptions {
   /** The function URL's region (`AWS_REGION` in Lambda). */
   region: string;
-  /** The role's credentials; on Lambda, the default provider chain reads them from the environment. */
+  /** The role's credentials (on Lambda, read from the environment: see `roleCredentials`). */
   credentials: () => Promise<AwsCredentials>;
   /** The transport underneath (the global `fetch`); a test passes its own. */
   fetch?: typeof fetch;

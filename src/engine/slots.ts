@@ -121,6 +121,15 @@ export interface ReservationInput {
   graceMs: number;
   /** Pool states this pass read already: the first attempt in each pool starts from them. */
   poolStates?: ReadonlyMap<string, SlotPoolState>;
+  /** Pools whose waiting list keeps the run although this round starves nothing there. */
+  keepWaitingIn?: ReadonlySet<string>;
+  /** Filled with the pool states the writes of this reservation returned (for the next round). */
+  observed?: ObservedStates;
+}
+
+interface ObservedStates {
+  pools: Map<string, SlotPoolState>;
+  taskSlots?: SlotPoolState;
 }
 
 export interface ReservationResult {
@@ -138,56 +147,89 @@ export interface ReservationResult {
  * instances, never put more into a pool than it holds. A write that loses a race is recomputed
  * from a fresh read, a few times; what still does not fit starves until a later pass. More
  * candidates or stale holders than one write may name (DynamoDB's 4 KB expression limit) are
- * reserved in rounds of `ROUND_SIZE`, each round such writes of its own.
+ * reserved in rounds (see ROUND_SIZE), each round such writes of its own.
  */
 export async function reserveTaskSlots(deps: SlotDeps, input: ReservationInput): Promise<ReservationResult> {
   if (input.candidates.length <= ROUND_SIZE && input.release.length <= ROUND_SIZE) {
     return reserveRound(deps, input);
   }
-  // More than one update's worth: rounds of ROUND_SIZE candidates and releases, each starting
-  // from the run's task slots as the previous round left them (named pools are read again).
+  // More than one update's worth. The stale holders go first, in rounds of their own, so the
+  // candidates find the room they leave; then the candidates. Each round starts from the states
+  // the previous one's writes returned, so rounds add writes to a pass but no reads.
   const result: ReservationResult = { admitted: [], starving: [], nudge: [] };
-  let taskSlots = input.taskSlots;
-  let maxToAdmit = input.maxToAdmit;
-  let left = input.candidates;
-  for (let start = 0; ; start += ROUND_SIZE) {
-    const candidates = left.slice(start, start + ROUND_SIZE);
-    const release = input.release.slice(start, start + ROUND_SIZE);
-    if (candidates.length === 0 && release.length === 0) break;
-    const round = await reserveRound(deps, {
-      ...input,
-      candidates,
-      release,
-      taskSlots,
-      maxToAdmit,
-      ...(start === 0 ? {} : { poolStates: new Map() }),
-    });
-    result.admitted.push(...round.admitted);
-    result.starving.push(...round.starving);
-    for (const run of round.nudge) {
+  const addNudge = (runs: readonly DagRunKey[]) => {
+    for (const run of runs) {
       if (!result.nudge.some((seen) => seen.dagId === run.dagId && seen.runId === run.runId))
         result.nudge.push(run);
     }
+  };
+  let taskSlots = input.taskSlots;
+  const poolStates = new Map(input.poolStates ?? []);
+  // The next round starts from the states the last one's writes returned; read only if unknown.
+  const nextRound = async (observed: ObservedStates) => {
+    for (const [pool, state] of observed.pools) poolStates.set(pool, state);
+    taskSlots = observed.taskSlots ?? (await deps.store.getSlotPool(runTasksRef(input.run)));
+  };
+  for (let start = 0; start < input.release.length; start += RELEASE_ROUND_SIZE) {
+    const observed: ObservedStates = { pools: new Map() };
+    const round = await reserveRound(deps, {
+      ...input,
+      candidates: [],
+      release: input.release.slice(start, start + RELEASE_ROUND_SIZE),
+      taskSlots,
+      maxToAdmit: 0,
+      poolStates,
+      observed,
+    });
+    addNudge(round.nudge);
+    await nextRound(observed);
+  }
+  let maxToAdmit = input.maxToAdmit;
+  let left = input.candidates;
+  // Pools a round starved in: later rounds keep the run on their waiting lists.
+  const waitingIn = new Set<string>();
+  for (let start = 0; start < left.length; start += CANDIDATE_ROUND_SIZE) {
+    const observed: ObservedStates = { pools: new Map() };
+    const round = await reserveRound(deps, {
+      ...input,
+      candidates: left.slice(start, start + CANDIDATE_ROUND_SIZE),
+      release: [],
+      taskSlots,
+      maxToAdmit,
+      keepWaitingIn: waitingIn,
+      poolStates,
+      observed,
+    });
+    result.admitted.push(...round.admitted);
+    result.starving.push(...round.starving);
+    addNudge(round.nudge);
+    for (const entry of round.starving) if (entry.reason === 'pool_full') waitingIn.add(entry.ti.pool);
     maxToAdmit -= round.admitted.length;
     const full = round.starving.find(
       (entry) => entry.reason === 'max_active_tasks' || entry.reason === 'pass_limit',
     );
-    if (full && left.length > start + ROUND_SIZE) {
+    if (full && left.length > start + CANDIDATE_ROUND_SIZE) {
       // The run (or the pass) has no room left: the rest starve for the same reason, unread.
-      for (const ti of left.slice(start + ROUND_SIZE)) result.starving.push({ ti, reason: full.reason });
-      left = left.slice(0, start + ROUND_SIZE);
+      for (const ti of left.slice(start + CANDIDATE_ROUND_SIZE))
+        result.starving.push({ ti, reason: full.reason });
+      left = left.slice(0, start + CANDIDATE_ROUND_SIZE);
     }
-    taskSlots = await deps.store.getSlotPool(runTasksRef(input.run));
+    await nextRound(observed);
   }
   return result;
 }
 
 /**
- * Candidates and stale holders one round of a reservation takes at most. A pool update of a round
- * names each stale holder, each candidate's new holder and its holder of an ended try, and the
- * run's waiting entry: within the store's `SLOT_POOL_ENTRIES_PER_UPDATE`.
+ * How much one reservation takes in one round, so that each pool update names at most the
+ * store's `SLOT_POOL_ENTRIES_PER_UPDATE` holders and waiting entries. A single round takes up to
+ * ROUND_SIZE candidates and as many stale holders (each candidate may also give back its holder
+ * of an ended try, and the run's waiting entry comes on top); beyond that, rounds of stale
+ * holders alone come first, then rounds of candidates alone (a candidate's ended-try holder is
+ * given back only while the update has room: see reserveInPool).
  */
 const ROUND_SIZE = Math.floor((SLOT_POOL_ENTRIES_PER_UPDATE - 1) / 3);
+const RELEASE_ROUND_SIZE = SLOT_POOL_ENTRIES_PER_UPDATE - 1;
+const CANDIDATE_ROUND_SIZE = SLOT_POOL_ENTRIES_PER_UPDATE - 2;
 
 async function reserveRound(deps: SlotDeps, input: ReservationInput): Promise<ReservationResult> {
   const starving: StarvingTaskInstance[] = [];
@@ -235,7 +277,10 @@ async function reserveRound(deps: SlotDeps, input: ReservationInput): Promise<Re
     throw error;
   }
   const dropped = inOrder.filter((ti) => !admitted.includes(ti));
-  for (const ti of dropped) starving.push({ ti, reason: 'max_active_tasks' });
+  for (const ti of dropped) {
+    starving.push({ ti, reason: 'max_active_tasks' });
+    input.observed?.pools.delete(ti.pool);
+  }
   await releaseOwned(
     deps,
     dropped.map((ti) => ({
@@ -270,13 +315,15 @@ async function reserveInPool(
     const granted: TaskInstance[] = [];
     const starving: StarvingTaskInstance[] = [];
     const heldBack = new Set<TaskInstance>();
+    const noRoom = new Set<TaskInstance>();
     for (const ti of wanted) {
       const prefix = `${taskHolderId(ti)}#`;
       for (const held of Object.values(state.holders)) {
         if (!held.id.startsWith(prefix) || release.some((h) => h.id === held.id)) continue;
         if (release.length + wanted.length + 1 >= SLOT_POOL_ENTRIES_PER_UPDATE) {
-          // No room in this update to give it back: the TI waits for a later pass.
+          // No room in this update to give it back: the TI starves until a later pass.
           heldBack.add(ti);
+          noRoom.add(ti);
           continue;
         }
         if (held.tryNumber > ti.tryNumber) {
@@ -296,6 +343,10 @@ async function reserveInPool(
     let free = size - (state.used - releasedSlots);
     for (const ti of wanted) {
       // Its holder for this very try is given back in this write: reserved again by the next pass.
+      if (noRoom.has(ti)) {
+        starving.push({ ti, reason: 'pool_full' });
+        continue;
+      }
       if (heldBack.has(ti) || release.some((h) => h.id === tryHolderId(ti, ti.tryNumber + 1))) continue;
       if (ti.poolSlots <= free && !itemFull) {
         granted.push(ti);
@@ -307,7 +358,9 @@ async function reserveInPool(
     const isWaiting = self in state.waiting;
     // An item at its size limit takes no waiting entry either: the tick finds the run again.
     const wantsToWait =
-      starving.length > 0 && !itemFull && Object.keys(state.waiting).length < MAX_WAITING_RUNS;
+      (starving.length > 0 || input.keepWaitingIn?.has(pool) === true) &&
+      !itemFull &&
+      Object.keys(state.waiting).length < MAX_WAITING_RUNS;
     const change = {
       size,
       acquire: granted.map(
@@ -324,10 +377,12 @@ async function reserveInPool(
       ...(!wantsToWait && isWaiting ? { removeWaiting: [self] } : {}),
     };
     if (change.acquire.length === 0 && release.length === 0 && !change.setWaiting && !change.removeWaiting) {
+      input.observed?.pools.set(pool, state);
       return { granted, starving, nudge: [] };
     }
     try {
       const after = await deps.store.updateSlotPool(ref, change);
+      input.observed?.pools.set(pool, after);
       const nudge = release.length > 0 ? waitingToNudge(after, size, self) : [];
       return { granted, starving, nudge };
     } catch (error) {
@@ -381,9 +436,12 @@ async function reserveInRun(
     const take = itemFull
       ? []
       : inOrder.filter((ti) => !state.holders[tryHolderId(ti, ti.tryNumber + 1)]).slice(0, Math.max(0, fit));
-    if (take.length === 0 && release.length === 0) return [];
+    if (take.length === 0 && release.length === 0) {
+      if (input.observed) input.observed.taskSlots = state;
+      return [];
+    }
     try {
-      await deps.store.updateSlotPool(ref, {
+      const after = await deps.store.updateSlotPool(ref, {
         size: input.maxActiveTasks,
         acquire: take.map((ti) => ({
           id: tryHolderId(ti, ti.tryNumber + 1),
@@ -395,6 +453,7 @@ async function reserveInRun(
         })),
         release,
       });
+      if (input.observed) input.observed.taskSlots = after;
       return take;
     } catch (error) {
       if (error instanceof ItemTooLargeError && take.length > 0 && !itemFull) {

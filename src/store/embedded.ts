@@ -244,12 +244,12 @@ export function createDynamoClient(
         }),
     ...(options.embedded ? { signer: embeddedServerSigner } : {}),
   });
-  if (options.embedded) {
-    client.middlewareStack.add(enforceExpressionLimit, {
-      step: 'initialize',
-      name: 'updraftEmbeddedExpressionLimit',
-    });
-  }
+  // On every client, whatever its endpoint: DynamoDB itself refuses the same requests, dynalite
+  // does not, and the tests run on clients made here with and without `embedded`.
+  client.middlewareStack.add(enforceExpressionLimit, {
+    step: 'initialize',
+    name: 'updraftExpressionLimit',
+  });
   // The SDK's own request logging is not used (no SDK logger is set), but its middleware filters
   // every request and response for sensitive fields all the same: a few percent of the CPU a
   // request costs.
@@ -269,9 +269,10 @@ const EXPRESSION_FIELDS = [
 ] as const;
 
 /**
- * What dynalite does not check and DynamoDB does: the 4 KB limit of each expression. The embedded
- * server's clients refuse such requests as DynamoDB would (a ValidationException), so code that
- * builds expressions from many entries is held to the limit by every test and standalone run.
+ * What dynalite does not check and DynamoDB does: the 4 KB limit of each expression. Clients made
+ * by `createDynamoClient` refuse such requests before sending them, as DynamoDB would (a
+ * ValidationException), so code that builds expressions from many entries is held to the limit
+ * by every test, simulation and standalone run.
  */
 const enforceExpressionLimit =
   // biome-ignore lint/suspicious/noExplicitAny: the SDK's middleware signature is generic over every command.

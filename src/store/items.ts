@@ -1,5 +1,6 @@
 import type { NativeAttributeValue } from '@aws-sdk/lib-dynamodb';
 import type { DagRun, TaskInstance } from '#core/models.ts';
+import { StoreError } from './errors.ts';
 import {
   activeRunKey,
   dagRunKey,
@@ -73,31 +74,36 @@ export function emptySlotPool(): SlotPoolState {
  */
 export function encodeHolder(holder: SlotHolder): unknown[] {
   const atMs = Date.parse(holder.at);
-  const encoded: unknown[] = [holder.slots, holder.tryNumber, holder.passId, Number.isNaN(atMs) ? 0 : atMs];
+  if (Number.isNaN(atMs)) throw new StoreError(`holder '${holder.id}' has no valid time: ${holder.at}`);
+  const encoded: unknown[] = [holder.slots, holder.tryNumber, holder.passId, atMs];
   if (holder.pool !== undefined) encoded.push(holder.pool);
   return encoded;
 }
 
+/**
+ * Never throws, so one damaged holder cannot make its pool unreadable: what cannot be read comes
+ * back as 1 slot, try 0, no pass, reserved at the epoch (old enough for any audit to look at it).
+ */
 export function decodeHolder(id: string, stored: unknown): SlotHolder {
-  if (Array.isArray(stored)) {
-    const [slots, tryNumber, passId, atMs, pool] = stored as [number, number, string, number, string?];
-    const holder: SlotHolder = {
-      id,
-      slots: Number(slots),
-      tryNumber: Number(tryNumber),
-      passId: String(passId),
-      at: new Date(Number(atMs)).toISOString(),
-    };
-    if (pool !== undefined) holder.pool = String(pool);
-    return holder;
-  }
-  const legacy = stored as Partial<SlotHolder>;
-  return {
-    ...(legacy as SlotHolder),
+  const fields: Partial<Record<'slots' | 'tryNumber' | 'passId' | 'at' | 'pool', unknown>> = Array.isArray(
+    stored,
+  )
+    ? { slots: stored[0], tryNumber: stored[1], passId: stored[2], at: stored[3], pool: stored[4] }
+    : stored !== null && typeof stored === 'object'
+      ? (stored as Record<string, unknown>)
+      : {};
+  const number = (value: unknown, fallback: number) =>
+    typeof value === 'number' && Number.isFinite(value) ? value : fallback;
+  const atMs = typeof fields.at === 'string' ? Date.parse(fields.at) : number(fields.at, 0);
+  const holder: SlotHolder = {
     id,
-    slots: Number(legacy.slots),
-    tryNumber: Number(legacy.tryNumber),
+    slots: number(fields.slots, 1),
+    tryNumber: number(fields.tryNumber, 0),
+    passId: typeof fields.passId === 'string' ? fields.passId : '',
+    at: new Date(Number.isNaN(atMs) ? 0 : atMs).toISOString(),
   };
+  if (typeof fields.pool === 'string') holder.pool = fields.pool;
+  return holder;
 }
 
 export function itemToSlotPool(item: Item): SlotPoolState {

@@ -3,7 +3,7 @@ import { Sha256 } from '@aws-crypto/sha256-js';
 import { GetSecretValueCommand } from '@aws-sdk/client-secrets-manager';
 import { SignatureV4 } from '@smithy/signature-v4';
 import { describe, expect, it } from 'vitest';
-import { credentialsFromEnvironment } from '#aws/handler-defaults-execution.ts';
+import { credentialsFromEnvironment, roleCredentials } from '#aws/handler-defaults-execution.ts';
 import { RequestSigningError, SecretFormatError } from '#aws/handler-errors.ts';
 import { apiTokenOf, CachedSecrets, executionKeysOf, type SecretsClient } from '#aws/handler-secrets.ts';
 import { createSignedFetch, restoreTaskToken, TASK_TOKEN_HEADER } from '#aws/handler-signed-fetch.ts';
@@ -150,6 +150,31 @@ describe('credentialsFromEnvironment', () => {
   it('refuses, naming the variables, when they are missing', () => {
     expect(() => credentialsFromEnvironment({ AWS_ACCESS_KEY_ID: 'AKIA' })).toThrow(/AWS_SECRET_ACCESS_KEY/);
     expect(() => credentialsFromEnvironment({})).toThrow(RequestSigningError);
+  });
+});
+
+describe('roleCredentials', () => {
+  it('takes the environment credentials when Lambda set them, at every call', async () => {
+    const env: NodeJS.ProcessEnv = { AWS_ACCESS_KEY_ID: 'AKIA1', AWS_SECRET_ACCESS_KEY: 's1' };
+    const credentials = roleCredentials(env);
+    expect(await credentials()).toEqual({ accessKeyId: 'AKIA1', secretAccessKey: 's1' });
+    env.AWS_ACCESS_KEY_ID = 'AKIA2';
+    expect((await credentials()).accessKeyId).toBe('AKIA2');
+  });
+
+  it("falls back to the SDK's provider chain without them (a container role, a profile)", async () => {
+    // Nothing configured for the chain, and no instance metadata (no network from tests): the
+    // chain itself refuses.
+    const saved = { ...process.env };
+    for (const name of Object.keys(process.env)) if (name.startsWith('AWS_')) delete process.env[name];
+    process.env.HOME = '/nonexistent-updraft-home';
+    process.env.AWS_EC2_METADATA_DISABLED = 'true';
+    try {
+      await expect(roleCredentials({})()).rejects.toMatchObject({ name: 'CredentialsProviderError' });
+    } finally {
+      for (const name of Object.keys(process.env)) if (!(name in saved)) delete process.env[name];
+      Object.assign(process.env, saved);
+    }
   });
 });
 

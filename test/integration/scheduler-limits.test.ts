@@ -279,6 +279,41 @@ describe('Scheduler reservations wider than one store update', () => {
   });
 });
 
+describe('Scheduler reservations with many stale holders', () => {
+  it('gives back every ended try before admitting, so a pool freed in the same pass is used at once', async () => {
+    await h.close();
+    h = await startSchedulerHarness({ settings: { pools: { default_pool: 128, p: 4 } } });
+    const mix = dag({ id: 'mix', maxActiveTasks: 100 }, (d) => {
+      const first = [];
+      for (let i = 0; i < 16; i += 1) {
+        first.push(
+          d.task({ id: `a${String(i).padStart(2, '0')}`, priorityWeight: 10, weightRule: 'absolute' }, noop),
+        );
+      }
+      for (let i = 0; i < 4; i += 1)
+        first.push(d.task({ id: `b${i}`, pool: 'p', weightRule: 'absolute' }, noop));
+      for (let i = 0; i < 4; i += 1)
+        d.task({ id: `c${i}`, pool: 'p', weightRule: 'absolute' }, noop).after(...first);
+    });
+    const [versioned] = await h.register(mix);
+    const run = await h.createRun(versioned!);
+    await h.scheduler.handleRequests([run]);
+    const queued = await h.queuedTaskIds(run);
+    expect(queued).toHaveLength(20);
+    for (const taskId of queued) {
+      await h.startTi(tiKey(run, taskId));
+      await h.succeed(tiKey(run, taskId));
+    }
+
+    // 20 ended tries to give back (more than one round), c0-c3 waiting on pool p they free.
+    await h.scheduler.handleRequests([run]);
+
+    expect((await h.queuedTaskIds(run)).sort()).toEqual(['c0', 'c1', 'c2', 'c3']);
+    const p = await h.store.getSlotPool({ kind: 'pool', pool: 'p' });
+    expect(p.used).toBe(4);
+  });
+});
+
 describe('Scheduler with a pool item at the store item limit', () => {
   it('starves the ready task instances as pool_full instead of failing the pass', async () => {
     const [versioned] = await h.register(pooledDag('default_pool'));

@@ -303,6 +303,48 @@ describe('DynamoStore slot pools: how holders are stored', () => {
   });
 });
 
+describe('DynamoStore slot pools: damaged holders', () => {
+  it('reads a pool whose holders are damaged, each as an old one-slot holder of no pass', async () => {
+    const table = await harness.newTable();
+    const store = harness.storeOn(table, counted);
+    await counted.send(
+      new PutCommand({
+        TableName: table,
+        Item: {
+          ...slotPoolKey(pool),
+          used: 3,
+          holders: { short: [2, 1, 'p'], gone: null, ok: [1, 1, 'p', 0] },
+          waiting: {},
+        },
+      }),
+    );
+    const state = await store.getSlotPool(pool);
+    expect(state.holders.short).toEqual({
+      id: 'short',
+      slots: 2,
+      tryNumber: 1,
+      passId: 'p',
+      at: '1970-01-01T00:00:00.000Z',
+    });
+    expect(state.holders.gone).toEqual({
+      id: 'gone',
+      slots: 1,
+      tryNumber: 0,
+      passId: '',
+      at: '1970-01-01T00:00:00.000Z',
+    });
+    expect(state.holders.ok?.passId).toBe('p');
+  });
+
+  it('refuses to store a holder without a valid time', async () => {
+    const store = await harness.newStore();
+    await expect(acquire(store, 5, holder('a', { at: 'yesterday' }))).rejects.toThrow(
+      /holder 'a' has no valid time/,
+    );
+    expect(await store.getSlotPool(pool)).toEqual({ used: 0, holders: {}, waiting: {} });
+  });
+});
+
 describe('DynamoStore slot pools: a full item', () => {
   it('refuses an acquire that would pass the 400 KB item limit with ItemTooLargeError, changing nothing', async () => {
     const store = await harness.newStore();
