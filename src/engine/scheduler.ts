@@ -296,7 +296,9 @@ async function evaluate(
   for (const ti of queued) view.fresh.set(taskHolderId(ti), ti);
   const admittedAll = reservation.admitted.length === candidates.length;
   // Ready TIs this pass did not read although slots were free (over its read limit): another pass.
-  const again = unread > 0 && admittedAll && candidates.length >= deps.settings.maxTaskInstancesPerPass;
+  const again =
+    reservation.incomplete === true ||
+    (unread > 0 && admittedAll && candidates.length >= deps.settings.maxTaskInstancesPerPass);
   if (reservation.nudge.length > 0 || again) {
     await requestScheduling(deps, again ? [...reservation.nudge, run] : reservation.nudge);
   }

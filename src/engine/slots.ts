@@ -125,10 +125,13 @@ export interface ReservationInput {
   keepWaitingIn?: ReadonlySet<string>;
   /** Filled with the pool states the writes of this reservation returned (for the next round). */
   observed?: ObservedStates;
+  /** A round of stale holders only: it leaves the run's waiting entries as they are. */
+  releaseOnly?: boolean;
 }
 
 interface ObservedStates {
-  pools: Map<string, SlotPoolState>;
+  /** undefined: the pool changed after the last state seen (read it again). */
+  pools: Map<string, SlotPoolState | undefined>;
   taskSlots?: SlotPoolState;
 }
 
@@ -138,6 +141,8 @@ export interface ReservationResult {
   starving: StarvingTaskInstance[];
   /** Runs waiting on a pool that this pass freed slots in: they should be scheduled now. */
   nudge: DagRunKey[];
+  /** Some TIs may be admitted as they are but were not in this pass: the run needs another one. */
+  incomplete?: boolean;
 }
 
 /**
@@ -167,7 +172,10 @@ export async function reserveTaskSlots(deps: SlotDeps, input: ReservationInput):
   const poolStates = new Map(input.poolStates ?? []);
   // The next round starts from the states the last one's writes returned; read only if unknown.
   const nextRound = async (observed: ObservedStates) => {
-    for (const [pool, state] of observed.pools) poolStates.set(pool, state);
+    for (const [pool, state] of observed.pools) {
+      if (state) poolStates.set(pool, state);
+      else poolStates.delete(pool);
+    }
     taskSlots = observed.taskSlots ?? (await deps.store.getSlotPool(runTasksRef(input.run)));
   };
   for (let start = 0; start < input.release.length; start += RELEASE_ROUND_SIZE) {
@@ -180,6 +188,7 @@ export async function reserveTaskSlots(deps: SlotDeps, input: ReservationInput):
       maxToAdmit: 0,
       poolStates,
       observed,
+      releaseOnly: true,
     });
     addNudge(round.nudge);
     await nextRound(observed);
@@ -190,16 +199,31 @@ export async function reserveTaskSlots(deps: SlotDeps, input: ReservationInput):
   const waitingIn = new Set<string>();
   for (let start = 0; start < left.length; start += CANDIDATE_ROUND_SIZE) {
     const observed: ObservedStates = { pools: new Map() };
-    const round = await reserveRound(deps, {
-      ...input,
-      candidates: left.slice(start, start + CANDIDATE_ROUND_SIZE),
-      release: [],
-      taskSlots,
-      maxToAdmit,
-      keepWaitingIn: waitingIn,
-      poolStates,
-      observed,
-    });
+    let round: ReservationResult;
+    try {
+      round = await reserveRound(deps, {
+        ...input,
+        candidates: left.slice(start, start + CANDIDATE_ROUND_SIZE),
+        release: [],
+        taskSlots,
+        maxToAdmit,
+        keepWaitingIn: waitingIn,
+        poolStates,
+        observed,
+      });
+    } catch (error) {
+      if (result.admitted.length === 0) throw error;
+      // Earlier rounds hold reservations: queue those, and leave the rest to another pass.
+      deps.log.warn('A reservation round failed; the admitted task instances are queued, the rest wait', {
+        dagId: input.run.dagId,
+        runId: input.run.runId,
+        error: error instanceof Error ? error.message : String(error),
+      });
+      for (const ti of left.slice(start)) result.starving.push({ ti, reason: 'pass_limit' });
+      result.incomplete = true;
+      break;
+    }
+    if (round.incomplete) result.incomplete = true;
     result.admitted.push(...round.admitted);
     result.starving.push(...round.starving);
     addNudge(round.nudge);
@@ -224,12 +248,12 @@ export async function reserveTaskSlots(deps: SlotDeps, input: ReservationInput):
  * store's `SLOT_POOL_ENTRIES_PER_UPDATE` holders and waiting entries. A single round takes up to
  * ROUND_SIZE candidates and as many stale holders (each candidate may also give back its holder
  * of an ended try, and the run's waiting entry comes on top); beyond that, rounds of stale
- * holders alone come first, then rounds of candidates alone (a candidate's ended-try holder is
- * given back only while the update has room: see reserveInPool).
+ * holders alone come first, then rounds of candidates alone, each of which may also give back
+ * one ended-try holder per candidate (beyond that, see reserveInPool).
  */
 const ROUND_SIZE = Math.floor((SLOT_POOL_ENTRIES_PER_UPDATE - 1) / 3);
 const RELEASE_ROUND_SIZE = SLOT_POOL_ENTRIES_PER_UPDATE - 1;
-const CANDIDATE_ROUND_SIZE = SLOT_POOL_ENTRIES_PER_UPDATE - 2;
+const CANDIDATE_ROUND_SIZE = Math.floor((SLOT_POOL_ENTRIES_PER_UPDATE - 1) / 2);
 
 async function reserveRound(deps: SlotDeps, input: ReservationInput): Promise<ReservationResult> {
   const starving: StarvingTaskInstance[] = [];
@@ -247,6 +271,7 @@ async function reserveRound(deps: SlotDeps, input: ReservationInput): Promise<Re
   ]);
   const granted = new Set<TaskInstance>();
   const nudge: DagRunKey[] = [];
+  let incomplete = false;
   for (const pool of [...pools].sort()) {
     const result = await reserveInPool(
       deps,
@@ -258,6 +283,7 @@ async function reserveRound(deps: SlotDeps, input: ReservationInput): Promise<Re
     for (const ti of result.granted) granted.add(ti);
     starving.push(...result.starving);
     nudge.push(...result.nudge);
+    if (result.incomplete) incomplete = true;
   }
 
   const inOrder = wanted.filter((ti) => granted.has(ti));
@@ -279,7 +305,7 @@ async function reserveRound(deps: SlotDeps, input: ReservationInput): Promise<Re
   const dropped = inOrder.filter((ti) => !admitted.includes(ti));
   for (const ti of dropped) {
     starving.push({ ti, reason: 'max_active_tasks' });
-    input.observed?.pools.delete(ti.pool);
+    input.observed?.pools.set(ti.pool, undefined);
   }
   await releaseOwned(
     deps,
@@ -289,7 +315,7 @@ async function reserveRound(deps: SlotDeps, input: ReservationInput): Promise<Re
       passId: input.passId,
     })),
   );
-  return { admitted, starving, nudge };
+  return { admitted, starving, nudge, ...(incomplete ? { incomplete } : {}) };
 }
 
 async function reserveInPool(
@@ -298,7 +324,12 @@ async function reserveInPool(
   pool: string,
   wanted: readonly TaskInstance[],
   runReleased: readonly SlotHolder[],
-): Promise<{ granted: TaskInstance[]; starving: StarvingTaskInstance[]; nudge: DagRunKey[] }> {
+): Promise<{
+  granted: TaskInstance[];
+  starving: StarvingTaskInstance[];
+  nudge: DagRunKey[];
+  incomplete?: boolean;
+}> {
   const size = deps.settings.pools[pool] ?? 0;
   const ref = poolRef(pool);
   const self = waitingRunKey(input.run);
@@ -344,7 +375,7 @@ async function reserveInPool(
     for (const ti of wanted) {
       // Its holder for this very try is given back in this write: reserved again by the next pass.
       if (noRoom.has(ti)) {
-        starving.push({ ti, reason: 'pool_full' });
+        starving.push({ ti, reason: 'pass_limit' });
         continue;
       }
       if (heldBack.has(ti) || release.some((h) => h.id === tryHolderId(ti, ti.tryNumber + 1))) continue;
@@ -357,10 +388,12 @@ async function reserveInPool(
     }
     const isWaiting = self in state.waiting;
     // An item at its size limit takes no waiting entry either: the tick finds the run again.
-    const wantsToWait =
-      (starving.length > 0 || input.keepWaitingIn?.has(pool) === true) &&
-      !itemFull &&
-      Object.keys(state.waiting).length < MAX_WAITING_RUNS;
+    const pooled = starving.filter((entry) => entry.reason === 'pool_full');
+    const wantsToWait = input.releaseOnly
+      ? isWaiting
+      : (pooled.length > 0 || input.keepWaitingIn?.has(pool) === true) &&
+        !itemFull &&
+        Object.keys(state.waiting).length < MAX_WAITING_RUNS;
     const change = {
       size,
       acquire: granted.map(
@@ -378,13 +411,13 @@ async function reserveInPool(
     };
     if (change.acquire.length === 0 && release.length === 0 && !change.setWaiting && !change.removeWaiting) {
       input.observed?.pools.set(pool, state);
-      return { granted, starving, nudge: [] };
+      return { granted, starving, nudge: [], incomplete: noRoom.size > 0 };
     }
     try {
       const after = await deps.store.updateSlotPool(ref, change);
       input.observed?.pools.set(pool, after);
       const nudge = release.length > 0 ? waitingToNudge(after, size, self) : [];
-      return { granted, starving, nudge };
+      return { granted, starving, nudge, incomplete: noRoom.size > 0 };
     } catch (error) {
       if (error instanceof ItemTooLargeError && change.acquire.length > 0 && !itemFull) {
         // The pool's item holds as many holders as one item can: full, whatever its size says.

@@ -314,6 +314,37 @@ describe('Scheduler reservations with many stale holders', () => {
   });
 });
 
+describe('Scheduler reservation rounds under store errors', () => {
+  it('queues what earlier rounds reserved when a later round fails, and asks for another pass', async () => {
+    const wideRun = dag({ id: 'wide_err', maxActiveTasks: 500 }, (d) => {
+      for (let i = 0; i < 100; i += 1) d.task(`t${String(i).padStart(3, '0')}`, noop);
+    });
+    const [versioned] = await h.register(wideRun);
+    const run = await h.createRun(versioned!);
+    const update = h.store.updateSlotPool.bind(h.store);
+    let runAcquires = 0;
+    h.store.updateSlotPool = async (ref, change) => {
+      if (ref.kind === 'run_tasks' && change.acquire.length > 0 && ++runAcquires === 2) {
+        throw Object.assign(new Error('Throughput exceeds the current capacity'), {
+          name: 'ProvisionedThroughputExceededException',
+        });
+      }
+      return update(ref, change);
+    };
+    try {
+      await h.scheduler.handleRequests([run]);
+    } finally {
+      h.store.updateSlotPool = update;
+    }
+    const first = await h.queuedTaskIds(run);
+    expect(first.length).toBeGreaterThan(0);
+    expect(first.length).toBeLessThan(100);
+    // Another pass was asked for, and it admits the rest.
+    expect(await h.handleQueuedRequests()).toBeGreaterThan(0);
+    expect(await h.queuedTaskIds(run)).toHaveLength(100);
+  });
+});
+
 describe('Scheduler with a pool item at the store item limit', () => {
   it('starves the ready task instances as pool_full instead of failing the pass', async () => {
     const [versioned] = await h.register(pooledDag('default_pool'));
