@@ -3,7 +3,8 @@ import { runSimulation, type SimResult } from './world.ts';
 
 /**
  * `npm run sim -- --seed 1234 [--verbose]` replays one seed; `--seeds N [--from S]` runs N seeds.
- * `--keep-going` lists every invariant a seed breaks instead of stopping at the first.
+ * `--keep-going` lists every invariant a seed breaks instead of stopping at the first. `--wide`
+ * adds a wide DAG to every seed's workload (reservations in rounds; see workload.ts).
  */
 
 const { values } = parseArgs({
@@ -13,6 +14,7 @@ const { values } = parseArgs({
     from: { type: 'string', default: '1' },
     verbose: { type: 'boolean', default: false },
     'keep-going': { type: 'boolean', default: false },
+    wide: { type: 'boolean', default: false },
   },
 });
 
@@ -27,14 +29,19 @@ export function describeFailure(result: SimResult): string {
     ...result.failures.map((failure) => `  ${failure.message}`),
     '  trace tail:',
     ...result.trace.slice(-25).map((line) => `    ${line}`),
-    `  replay: npm run sim -- --seed ${result.seed} --verbose`,
+    `  replay: npm run sim -- --seed ${result.seed}${values.wide ? ' --wide' : ''} --verbose`,
   ].join('\n');
 }
 
 let failed = 0;
 const byInvariant = new Map<string, number[]>();
 for (const seed of seeds) {
-  const result = await runSimulation({ seed, verbose: values.verbose, keepGoing: values['keep-going'] });
+  const result = await runSimulation({
+    seed,
+    verbose: values.verbose,
+    keepGoing: values['keep-going'],
+    wide: values.wide,
+  });
   const timing = `${result.steps} steps, ${(result.simMs / 1000).toFixed(1)}s sim, ${(result.realMs / 1000).toFixed(2)}s real`;
   if (result.failures.length === 0) {
     console.log(`seed ${seed} ok (${timing})`);

@@ -20,8 +20,12 @@ export interface Workload {
   runs: PlannedRun[];
 }
 
-export function generateWorkload(prng: Prng, options: { triggerWindowMs: number }): Workload {
-  const pools = { default_pool: prng.range(3, 8), shared_a: prng.range(1, 2), shared_b: prng.range(2, 3) };
+export function generateWorkload(prng: Prng, options: { triggerWindowMs: number; wide?: boolean }): Workload {
+  const pools: Record<string, number> = {
+    default_pool: prng.range(3, 8),
+    shared_a: prng.range(1, 2),
+    shared_b: prng.range(2, 3),
+  };
   const dags: Dag[] = [];
   const runs: PlannedRun[] = [];
   const dagCount = prng.range(2, 3);
@@ -33,8 +37,46 @@ export function generateWorkload(prng: Prng, options: { triggerWindowMs: number 
       runs.push({ dagId, runId: `run_${r}`, atMs: prng.range(0, options.triggerWindowMs) });
     }
   }
+  if (options.wide) addWideDag(prng.fork('wide'), pools, dags, runs, options.triggerWindowMs);
   runs.sort((a, b) => a.atMs - b.atMs);
   return { dags, pools, runs };
+}
+
+/**
+ * `--wide`: one more DAG whose root fans out to 30–70 tasks (some retried), on a pool of its own
+ * of 20–40 slots and the shared ones, with room for most of them at once: a pass then reserves
+ * more than one store update may name, in rounds, and gives back many ended tries at once. Drawn
+ * from a stream of its own, so the rest of a seed's workload is the same with or without it.
+ */
+function addWideDag(
+  prng: Prng,
+  pools: Record<string, number>,
+  dags: Dag[],
+  runs: PlannedRun[],
+  triggerWindowMs: number,
+): void {
+  pools.wide_pool = prng.range(20, 40);
+  const width = prng.range(30, 70);
+  dags.push(
+    dag({ id: 'dag_wide', maxActiveRuns: 2, maxActiveTasks: prng.range(25, 60) }, (d) => {
+      d.task({ id: 'root' }, () => null);
+      for (let i = 0; i < width; i++) {
+        const pool = prng.chance(0.8) ? 'wide_pool' : prng.pick(['default_pool', 'shared_b']);
+        d.task(
+          {
+            id: `w${i}`,
+            retries: prng.pick([0, 0, 1]),
+            retryDelay: prng.range(1, 3),
+            pool,
+            upstream: ['root'],
+          },
+          () => null,
+        );
+      }
+    }),
+  );
+  for (let r = 0; r < 2; r++)
+    runs.push({ dagId: 'dag_wide', runId: `run_${r}`, atMs: prng.range(0, triggerWindowMs) });
 }
 
 function randomDag(prng: Prng, dagId: string, pools: Record<string, number>): Dag {

@@ -49,6 +49,8 @@ export interface SimOptions {
   verbose?: boolean;
   /** Go on after a failure, to list every invariant a seed breaks (each once). */
   keepGoing?: boolean;
+  /** Add a wide DAG to the workload (see `addWideDag`). */
+  wide?: boolean;
 }
 
 export interface SimResult {
@@ -104,7 +106,10 @@ class World {
     this.#kernel = new Kernel(START_MS, { verbose: options.verbose ?? false });
     this.#profile = drawFaults(root.fork('faults'));
     this.#faults = NO_FAULTS;
-    this.#workload = generateWorkload(root.fork('workload'), { triggerWindowMs: FAULT_PHASE_MS * 0.6 });
+    this.#workload = generateWorkload(root.fork('workload'), {
+      triggerWindowMs: FAULT_PHASE_MS * 0.6,
+      wide: options.wide ?? false,
+    });
     this.#settings = settingsSchema.parse({
       heartbeatIntervalMs: 1_000,
       heartbeatTimeoutMs: 10_000,
