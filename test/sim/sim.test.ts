@@ -9,8 +9,8 @@ import { runSimulation, type SimResult } from './world.ts';
 
 /** Chosen for runtime (each 5–15 s alone; seeds like 7 or 21 take ~50 s and are left to `npm run sim`). */
 const FIXED_SEEDS = [1, 2, 3, 4, 5, 9, 12, 13];
-/** Seeds run with `--wide` (a pass reserving in rounds); each a few seconds alone. */
-const WIDE_SEEDS = [4, 10];
+/** Seeds run with `--wide` (a pass reserving in rounds): the shortest one found (about 3 s alone). */
+const WIDE_SEEDS = [10];
 const SEED_TIMEOUT_MS = 120_000;
 
 function explain(result: SimResult): string {
