@@ -314,6 +314,40 @@ describe('Scheduler reservations with many stale holders', () => {
   });
 });
 
+describe('Scheduler reservation rounds and waiting lists', () => {
+  it('keeps a run its place on a waiting list while it gives back many ended tries', async () => {
+    await h.close();
+    h = await startSchedulerHarness({ settings: { pools: { default_pool: 128, p: 2 } } });
+    const mixed = dag({ id: 'mixed', maxActiveTasks: 100 }, (d) => {
+      for (let i = 0; i < 17; i += 1) d.task(`a${String(i).padStart(2, '0')}`, noop);
+      for (let i = 0; i < 3; i += 1) d.task({ id: `p${i}`, pool: 'p' }, noop);
+    });
+    const [versioned] = await h.register(mixed);
+    const run = await h.createRun(versioned!);
+    // A holder of other work keeps one of p's two slots.
+    await h.store.updateSlotPool(
+      { kind: 'pool', pool: 'p' },
+      { size: 2, acquire: [{ id: 'other', slots: 1, tryNumber: 1, passId: 'x', at: h.iso() }], release: [] },
+    );
+    await h.scheduler.handleRequests([run]);
+    const first = await h.queuedTaskIds(run);
+    expect(first).toHaveLength(18);
+    const waitingSince = (await h.store.getSlotPool({ kind: 'pool', pool: 'p' })).waiting;
+    expect(Object.keys(waitingSince)).toHaveLength(1);
+
+    for (const taskId of first) {
+      await h.startTi(tiKey(run, taskId));
+      await h.succeed(tiKey(run, taskId));
+    }
+    h.advance(5_000);
+    // 18 ended tries to give back (rounds of their own), one p task admitted, one still waiting.
+    await h.scheduler.handleRequests([run]);
+
+    expect((await h.queuedTaskIds(run)).filter((id) => id.startsWith('p'))).toHaveLength(1);
+    expect((await h.store.getSlotPool({ kind: 'pool', pool: 'p' })).waiting).toEqual(waitingSince);
+  });
+});
+
 describe('Scheduler reservation rounds under store errors', () => {
   it('queues what earlier rounds reserved when a later round fails, and asks for another pass', async () => {
     const wideRun = dag({ id: 'wide_err', maxActiveTasks: 500 }, (d) => {
