@@ -53,7 +53,9 @@ export class DynamoSchedulingStateStore implements SchedulingStateStore {
       if (!isConditionalCheckFailed(error)) throw error;
       const stored = await this.#table.get(key);
       const legacy = legacyHoldersAmong(stored, releases);
-      if (legacy.size > 0) return this.#sendForLegacy(ref, key, change, releases, legacy);
+      // Released holders an earlier version wrote as maps: the change again, with map-field
+      // conditions for them, refused only if the holders really differ.
+      if (legacy.size > 0) return this.#sendOrRefuse(ref, key, change, releases, legacy);
       if (stored !== undefined || releases.length > 0) {
         throw this.#refused(
           ref,
@@ -71,19 +73,7 @@ export class DynamoSchedulingStateStore implements SchedulingStateStore {
     // Create it with empty maps (nested SETs need the parent map), then apply the change. Two
     // creators at once: one put wins, the other finds the item; both then apply their change.
     await this.#table.putIfAbsent({ ...key, used: 0, holders: {}, waiting: {}, ...this.#expiryOf(ref) });
-    try {
-      return await this.#send(ref, key, change, releases);
-    } catch (error) {
-      if (!isConditionalCheckFailed(error)) throw error;
-      const stored = await this.#table.get(key);
-      throw this.#refused(
-        ref,
-        change,
-        stored === undefined ? undefined : itemToSlotPool(stored),
-        releases,
-        error,
-      );
-    }
+    return this.#sendOrRefuse(ref, key, change, releases);
   }
 
   /**
@@ -112,16 +102,13 @@ export class DynamoSchedulingStateStore implements SchedulingStateStore {
     return ref.kind === 'run_tasks' ? this.#table.expiry() : {};
   }
 
-  /**
-   * The change again, with map-field conditions for the released holders an earlier version
-   * wrote as maps: refused only if the holders really differ.
-   */
-  async #sendForLegacy(
+  /** The change, sent once more: a refusal now reads the item to say why. */
+  async #sendOrRefuse(
     ref: SlotPoolRef,
     key: ItemKey,
     change: SlotPoolChange,
     releases: ResolvedRelease[],
-    legacy: ReadonlySet<string>,
+    legacy?: ReadonlySet<string>,
   ): Promise<SlotPoolState> {
     try {
       return await this.#send(ref, key, change, releases, legacy);
