@@ -28,13 +28,15 @@ export const RETENTION_DAYS_ENV_VAR = SETTING_ENV_VARS.retentionDays;
 
 /**
  * The DynamoDB actions the store adapter (`src/store`) uses, and all a bound function gets: no
- * scans, no deletes of single items, no streams, no table management. An infra test checks the
+ * scans, no streams, no table management. Single items are deleted only for trigger rows and
+ * triggerer jobs, which end when their deferral or triggerer does. An infra test checks the
  * adapter's commands against this list.
  */
 export const STORE_DYNAMODB_ACTIONS = [
   'dynamodb:GetItem',
   'dynamodb:PutItem',
   'dynamodb:UpdateItem',
+  'dynamodb:DeleteItem',
   'dynamodb:Query',
   'dynamodb:BatchGetItem',
   'dynamodb:BatchWriteItem',

@@ -1,15 +1,22 @@
 import { AWS_ENV, AwsEnvironmentError, requireEnv } from '#aws/environment.ts';
+import { roleCredentials } from '#aws/handler-defaults-execution.ts';
+import { createSignedFetch } from '#aws/handler-signed-fetch.ts';
+import { loadSettings } from '#config/settings.ts';
 import { createLogger, type LogLevel } from '#engine/logger.ts';
+import { importTriggerModules, runTriggererProcess, triggererTokenOf } from '#triggerer/program.ts';
 
 /**
- * The triggerer's container entry (ECS Fargate; bundled to main.mjs for the image). The triggerer
- * will claim deferred tasks' triggers and report their events over the Execution API, with no
- * access to the table. No trigger kinds exist yet (the deferral issue adds them with the runner),
- * so today it only checks its configuration, says that it claims nothing, and waits for the
- * SIGTERM that ECS sends on a stop or a deploy. Exit codes: 0 on a stop, 1 on bad configuration.
+ * The triggerer's container entry (ECS Fargate; bundled to main.mjs for the image): the same
+ * program as standalone's triggerer (`src/triggerer/program.ts`). It reaches the Execution API's
+ * function URL with calls signed by the task role (SigV4, as the worker does; the job token rides
+ * in its own header), and registers with the credential in `UPDRAFT_TRIGGERER_TOKEN`.
+ * Exit codes: 0 on a stop (SIGTERM from ECS), 1 on bad configuration or a refused registration.
  */
-const level = (process.env.UPDRAFT_LOG_LEVEL ?? 'info') as LogLevel;
-const log = createLogger({ level, pretty: false, fields: { component: 'triggerer' } });
+const log = createLogger({
+  level: (process.env.UPDRAFT_LOG_LEVEL ?? 'info') as LogLevel,
+  pretty: false,
+  fields: { component: 'triggerer' },
+});
 
 function executionApiUrl(): string {
   const value = requireEnv(process.env, AWS_ENV.executionApiUrl);
@@ -20,25 +27,25 @@ function executionApiUrl(): string {
   }
 }
 
-let url: string;
+let started: Parameters<typeof runTriggererProcess>[0];
 try {
-  url = executionApiUrl();
+  const apiUrl = executionApiUrl();
+  const credential = triggererTokenOf(process.env);
+  const fetch = createSignedFetch({
+    region: requireEnv(process.env, 'AWS_REGION'),
+    credentials: roleCredentials(process.env),
+  });
+  const settings = loadSettings();
+  started = {
+    apiUrl,
+    credential,
+    fetch,
+    settings,
+    log: createLogger({ level: settings.logLevel, pretty: false, fields: { component: 'triggerer' } }),
+  };
+  await importTriggerModules(settings);
 } catch (error) {
   log.error('The triggerer cannot start', { error });
   process.exit(1);
 }
-
-log.info(
-  'Triggerer started. No trigger kinds are supported yet: it claims no triggers and waits to be stopped',
-  {
-    executionApiUrl: url,
-  },
-);
-// A pending promise does not keep Node running; a timer does, until the stop.
-const keepAlive = setInterval(() => undefined, 2 ** 31 - 1);
-const signal = await new Promise<NodeJS.Signals>((resolve) => {
-  process.once('SIGTERM', () => resolve('SIGTERM'));
-  process.once('SIGINT', () => resolve('SIGINT'));
-});
-clearInterval(keepAlive);
-log.info('Triggerer stopped', { signal });
+process.exit(await runTriggererProcess(started));

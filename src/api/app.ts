@@ -17,6 +17,7 @@ import type { Logger } from '#engine/logger.ts';
 import type { SchedulingNotifier } from '#engine/notifier.ts';
 import type { TaskLifecycle } from '#engine/task-lifecycle.ts';
 import { InvalidTokenError, type TaskTokenSigner } from '#engine/tokens.ts';
+import type { TriggerLifecycle } from '#engine/triggers.ts';
 import type { LogStore } from '#logs/port.ts';
 import type { MetricsRegistry } from '#metrics/registry.ts';
 import { isStoreUnavailableError, type StoreHealth } from '#store/availability.ts';
@@ -36,18 +37,27 @@ import {
   publicErrors,
 } from './route-docs.ts';
 import { registerTaskRoutes } from './task-routes.ts';
+import { registerTriggerListRoutes } from './trigger-list-routes.ts';
+import { registerTriggerRoutes } from './trigger-routes.ts';
 
 export interface ApiDeps {
   store: Store;
   dags: DagVersionCache;
   lifecycle: TaskLifecycle;
+  triggers: TriggerLifecycle;
   notifier: SchedulingNotifier;
   tokens: TaskTokenSigner;
   logs: LogStore;
   metrics: MetricsRegistry;
   settings: Pick<
     Settings,
-    'confMaxBytes' | 'requestMaxBytes' | 'xcomMaxBytes' | 'logChunkMaxBytes' | 'logMaxBytes'
+    | 'confMaxBytes'
+    | 'requestMaxBytes'
+    | 'xcomMaxBytes'
+    | 'logChunkMaxBytes'
+    | 'logMaxBytes'
+    | 'triggererHeartbeatIntervalMs'
+    | 'triggererHeartbeatTimeoutMs'
   >;
   /** Bearer token of the public API. */
   apiToken: string;
@@ -172,7 +182,9 @@ export function createApi(deps: ApiDeps): ApiApp {
 
   registerDagRoutes(app, deps);
   registerTaskRoutes(app, deps);
+  registerTriggerListRoutes(app, deps);
   registerExecutionRoutes(app, deps);
+  registerTriggerRoutes(app, deps);
 
   app.openapi(
     createRoute({

@@ -16,7 +16,7 @@ import {
   xcomSchema,
 } from '#contracts/execution-api.ts';
 import type { TaskInstanceTokenClaims } from '#contracts/tokens.ts';
-import { formatTaskInstanceKey, sameTaskInstance } from '#core/models.ts';
+import { formatTaskInstanceKey, sameTaskInstance, type TaskInstance } from '#core/models.ts';
 import { NotFoundError } from '#engine/errors.ts';
 import type { TaskReport } from '#engine/task-lifecycle.ts';
 import { InvalidTokenError, type VerifiedToken } from '#engine/tokens.ts';
@@ -57,9 +57,10 @@ export function registerExecutionRoutes(app: OpenAPIHono, deps: ApiDeps): void {
     const token = bearerTokenOf(c.req.header('authorization'));
     if (token === undefined) throw new InvalidTokenError('Missing task token (Authorization: Bearer …)');
     const verified = await deps.tokens.check(token, deps.now());
-    if (verified.claims.kind !== 'task_instance')
-      throw new ForbiddenError(`A ${verified.claims.kind} token cannot call the task instance routes`);
-    return verified;
+    const { claims } = verified;
+    if (claims.kind !== 'task_instance')
+      throw new ForbiddenError(`A ${claims.kind} token cannot call the task instance routes`);
+    return { ...verified, claims };
   };
   /** The TI named in the path, which must be the one the token grants. */
   const authorize = async (c: Context, tiId: string) => {
@@ -140,11 +141,12 @@ export function registerExecutionRoutes(app: OpenAPIHono, deps: ApiDeps): void {
           fileloc: dag.fileloc,
           dag_version: run.dagVersion,
           args: task.args.map((arg) => ({ task_id: arg.taskId, key: arg.key })),
-          execution_timeout_ms: task.executionTimeoutMs,
+          execution_timeout_ms: remainingExecutionTimeoutMs(ti, task.executionTimeoutMs, deps.now()),
           memory_limit_mb: task.memoryLimitMb ?? null,
           xcom_max_bytes: deps.settings.xcomMaxBytes,
           log_chunk_max_bytes: deps.settings.logChunkMaxBytes,
           log_max_chunks: deps.lifecycle.logMaxChunks,
+          resume: resumeOf(ti),
         },
         200,
       );
@@ -253,6 +255,27 @@ export function registerExecutionRoutes(app: OpenAPIHono, deps: ApiDeps): void {
   );
 }
 
+/** A resumed try's method, kwargs and event; null for a try that starts from `execute`. */
+function resumeOf(ti: TaskInstance) {
+  if (typeof ti.nextMethod !== 'string' || typeof ti.nextEvent !== 'string') return null;
+  return {
+    method: ti.nextMethod,
+    kwargs: ti.nextKwargs ?? '{}',
+    event: ti.nextEvent,
+    deferral_seq: ti.deferralSeq ?? 1,
+  };
+}
+
+/** The execution timeout counts from the try's first start, across its deferrals (as in Airflow). */
+function remainingExecutionTimeoutMs(
+  ti: TaskInstance,
+  timeoutMs: number | null,
+  nowMs: number,
+): number | null {
+  if (timeoutMs === null || typeof ti.tryStartedAt !== 'string') return timeoutMs;
+  return Math.max(1, timeoutMs - (nowMs - Date.parse(ti.tryStartedAt)));
+}
+
 function toReport(request: FinishTaskBody): TaskReport {
   switch (request.state) {
     case 'success':
@@ -263,5 +286,15 @@ function toReport(request: FinishTaskBody): TaskReport {
       return { state: 'failed', errorMessage: request.error_message, retryable: request.retryable };
     case 'handed_back':
       return { state: 'handed_back' };
+    case 'deferred':
+      return {
+        state: 'deferred',
+        deferral: {
+          trigger: request.deferral.trigger,
+          nextMethod: request.deferral.next_method,
+          nextKwargs: request.deferral.next_kwargs,
+          timeoutMs: request.deferral.timeout_ms,
+        },
+      };
   }
 }

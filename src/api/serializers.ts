@@ -4,9 +4,13 @@ import type {
   dagRunSchema,
   dagSchema,
   importErrorSchema,
+  TriggererState,
+  TriggerState,
   taskInstanceSchema,
+  triggererSchema,
+  triggerSchema,
 } from '#contracts/public-api.ts';
-import type { DagRun, TaskInstance } from '#core/models.ts';
+import type { DagRun, TaskInstance, Trigger, TriggererJob } from '#core/models.ts';
 import type { SerializedDag } from '#core/serialized-dag.ts';
 import type { DagRecord, ImportError } from '#store/port.ts';
 
@@ -96,7 +100,59 @@ export function taskInstanceToWire(ti: TaskInstance): z.infer<typeof taskInstanc
     hostname: ti.hostname,
     error_message: ti.errorMessage,
     next_retry_at: ti.nextRetryAt,
+    // Items written before deferral existed, and tries that never deferred, lack these fields.
+    next_method: ti.nextMethod ?? null,
+    trigger_id: ti.triggerId ?? null,
+    trigger_timeout: ti.triggerTimeoutAt ?? null,
+    deferral_seq: ti.deferralSeq ?? 0,
   };
+}
+
+/** `state` depends on the holder's liveness, which the caller knows and this mapping does not. */
+export function triggerToWire(trigger: Trigger, state: TriggerState): z.infer<typeof triggerSchema> {
+  const { ti } = trigger;
+  return {
+    trigger_id: trigger.triggerId,
+    classpath: trigger.name,
+    kwargs: trigger.kwargs,
+    queue: trigger.queue,
+    created_date: trigger.createdAt,
+    timeout_date: trigger.timeoutAt,
+    state,
+    triggerer_id: trigger.jobId,
+    task_instance: {
+      dag_id: ti.dagId,
+      dag_run_id: ti.runId,
+      task_id: ti.taskId,
+      map_index: ti.mapIndex,
+      try_number: trigger.tryNumber,
+    },
+    deferral_seq: trigger.deferralSeq,
+    log_url: logPathOf(trigger),
+  };
+}
+
+export function triggererToWire(job: TriggererJob, state: TriggererState): z.infer<typeof triggererSchema> {
+  return {
+    job_id: job.jobId,
+    hostname: job.hostname,
+    state,
+    start_date: job.startedAt,
+    latest_heartbeat: job.heartbeatAt,
+    end_date: job.endedAt,
+    capacity: job.capacity,
+    queues: job.queues,
+    running_triggers: job.running,
+  };
+}
+
+/** The public log route of the trigger's try: its lines are kept in that try's log. */
+function logPathOf(trigger: Trigger): string {
+  const { ti } = trigger;
+  const path = [ti.dagId, 'dagRuns', ti.runId, 'taskInstances', ti.taskId, 'logs', String(trigger.tryNumber)]
+    .map(encodeURIComponent)
+    .join('/');
+  return `/api/v2/dags/${path}${ti.mapIndex >= 0 ? `?map_index=${ti.mapIndex}` : ''}`;
 }
 
 /** Seconds from start to end of the latest try; derived when the store did not record it. */

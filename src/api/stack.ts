@@ -4,6 +4,7 @@ import type { Logger } from '#engine/logger.ts';
 import { SchedulingNotifier } from '#engine/notifier.ts';
 import { TaskLifecycle } from '#engine/task-lifecycle.ts';
 import { type ExecutionKeys, TaskTokenSigner } from '#engine/tokens.ts';
+import { TriggerLifecycle } from '#engine/triggers.ts';
 import type { LogStore } from '#logs/port.ts';
 import type { MetricsRegistry } from '#metrics/registry.ts';
 import type { Queues } from '#queue/port.ts';
@@ -17,6 +18,7 @@ export interface ApiStack {
   notifier: SchedulingNotifier;
   tokens: TaskTokenSigner;
   lifecycle: TaskLifecycle;
+  triggers: TriggerLifecycle;
 }
 
 /**
@@ -43,11 +45,31 @@ export function createApiStack(deps: {
     log.warn('Sending a scheduling request failed; the next tick catches up', { error }),
   );
   const tokens = new TaskTokenSigner(deps.executionKeys, settings.executionTokenTtlSeconds);
-  const lifecycle = new TaskLifecycle({ store, dags, notifier, logs: deps.logs, settings, now });
+  const lifecycle = new TaskLifecycle({
+    store,
+    dags,
+    notifier,
+    logs: deps.logs,
+    settings,
+    now,
+    metrics: deps.metrics,
+  });
+  const triggers = new TriggerLifecycle({
+    store,
+    dags,
+    logs: deps.logs,
+    tokens,
+    notifier,
+    metrics: deps.metrics,
+    log: log.child({ component: 'triggers' }),
+    settings,
+    now,
+  });
   const api = createApi({
     store,
     dags,
     lifecycle,
+    triggers,
     notifier,
     tokens,
     logs: deps.logs,
@@ -58,5 +80,5 @@ export function createApiStack(deps: {
     now,
     ...(deps.storeHealth ? { storeHealth: deps.storeHealth } : {}),
   });
-  return { api, dags, notifier, tokens, lifecycle };
+  return { api, dags, notifier, tokens, lifecycle, triggers };
 }

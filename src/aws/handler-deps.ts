@@ -82,7 +82,10 @@ const LOCAL_DEFAULTS = {
   now: () => Date.now,
   clock: () => systemClock,
   executor: async (deps: LazyDeps) =>
-    new InProcessTaskExecutor({ loadModule: await deps.get('loadDagModule') }),
+    new InProcessTaskExecutor({
+      loadModule: await deps.get('loadDagModule'),
+      allowedDeserializationClasses: (await deps.get('settings')).allowedDeserializationClasses,
+    }),
   loadDagModule: () => {
     throw new HandlerError(
       'No DAG modules are bundled: the worker entry (functions/worker.ts) passes loadDagModule',

@@ -1,11 +1,12 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { format } from 'node:util';
-import type { TaskContext, TaskLogger } from '#sdk/context.ts';
+import type { TaskLogger, WorkerTaskContext } from '#sdk/context.ts';
 import { type Dag, isDag } from '#sdk/dag.ts';
-import { executeTask } from '#sdk/runtime.ts';
+import { DEFAULT_ALLOWED_DESERIALIZATION_CLASSES } from '#sdk/serde.ts';
 import type { StartedTask } from '#worker/execution-client.ts';
 import type { TaskExecutor, TaskHooks } from '#worker/executor.ts';
 import { type RunnerOutcome, taskRunContextOf } from '#worker/protocol.ts';
+import { runTaskTry } from '#worker/task-try.ts';
 
 /**
  * Imports a bundled DAG module by its `fileloc` (relative to the DAGs folder). The worker entry
@@ -31,8 +32,12 @@ export type DagModuleLoader = (fileloc: string) => Promise<Record<string, unknow
 export class InProcessTaskExecutor implements TaskExecutor {
   readonly #loadModule: DagModuleLoader;
 
-  constructor(options: { loadModule: DagModuleLoader }) {
+  /** UPDRAFT_ALLOWED_DESERIALIZATION_CLASSES: what a resumed try may rebuild from its event. */
+  readonly #allowedClasses: readonly string[];
+
+  constructor(options: { loadModule: DagModuleLoader; allowedDeserializationClasses?: readonly string[] }) {
     this.#loadModule = options.loadModule;
+    this.#allowedClasses = options.allowedDeserializationClasses ?? DEFAULT_ALLOWED_DESERIALIZATION_CLASSES;
     captureConsole();
   }
 
@@ -42,35 +47,22 @@ export class InProcessTaskExecutor implements TaskExecutor {
       hooks.onLog(line('ERROR', `Task failed: ${found.error}`));
       return { kind: 'error', message: found.error };
     }
-    const ctx: TaskContext = {
+    const ctx: WorkerTaskContext = {
       ...taskRunContextOf(started),
       log: taskLogger(hooks.onLog),
       signal: hooks.signal,
       xcomPull: (taskId, key = 'return_value') => hooks.pullXCom(taskId, key),
     };
-    const work = taskOutput.run(hooks.onLog, () => executeTask(found.dag, started.task_id, args, ctx));
+    const work = taskOutput.run(hooks.onLog, () =>
+      runTaskTry(found.dag, started.task_id, args, ctx, started.resume, this.#allowedClasses),
+    );
     try {
       const outcome = await untilAborted(work, hooks.signal);
       if (outcome === ABORTED) {
         if (!(await settlesSoon(work))) hooks.onLog(line('WARNING', ABANDONED));
         return { kind: 'error', message: reasonOf(hooks.signal) };
       }
-      switch (outcome.kind) {
-        case 'success': {
-          if (outcome.value === null || outcome.value === undefined)
-            return { kind: 'success', followTaskIds: outcome.followTaskIds };
-          // executeTask has checked that the value is JSON.
-          return {
-            kind: 'success',
-            xcom: JSON.stringify(outcome.value),
-            followTaskIds: outcome.followTaskIds,
-          };
-        }
-        case 'skipped':
-          return { kind: 'skipped', reason: outcome.reason };
-        case 'failed_no_retry':
-          return { kind: 'failed_no_retry', reason: outcome.reason };
-      }
+      return outcome;
     } catch (error) {
       hooks.onLog(line('ERROR', `Task failed: ${describe(error)}`));
       return { kind: 'error', message: error instanceof Error ? error.message : String(error) };

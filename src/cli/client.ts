@@ -8,7 +8,9 @@ import type {
   TaskInstance,
   TaskInstanceCollection,
   TaskLog,
+  TriggerCollection,
   TriggerDagRunBody,
+  TriggererCollection,
   XComEntry,
 } from '#contracts/public-api.ts';
 import { type IdKind, invalidIdReason } from '#core/ids.ts';
@@ -129,6 +131,16 @@ export class ApiClient {
   clearTaskInstances(dagId: string, body: ClearTaskInstancesBody): Promise<TaskInstanceCollection> {
     id('run', body.dag_run_id);
     return this.#request('POST', `/dags/${id('DAG', dagId)}/clearTaskInstances`, { body });
+  }
+
+  /** Triggers of deferred task instances, in trigger id order. */
+  listTriggers(page: { limit?: number; cursor?: string } = {}): Promise<TriggerCollection> {
+    return this.#request('GET', '/triggers', { query: page });
+  }
+
+  /** Triggerer jobs, in job id order. */
+  listTriggerers(page: { limit?: number; cursor?: string } = {}): Promise<TriggererCollection> {
+    return this.#request('GET', '/triggerers', { query: page });
   }
 
   async #request<T>(

@@ -1,4 +1,12 @@
-import type { Dag, DagDetail, DagRun, ImportError, TaskInstance } from '#contracts/public-api.ts';
+import type {
+  Dag,
+  DagDetail,
+  DagRun,
+  ImportError,
+  TaskInstance,
+  Trigger,
+  Triggerer,
+} from '#contracts/public-api.ts';
 
 /** States always shown in a run's progress line, in this order; the others only when some TI is in them. */
 const ALWAYS_COUNTED = ['success', 'running', 'queued', 'failed', 'up_for_retry', 'none'] as const;
@@ -136,6 +144,43 @@ export function formatTaskInstances(taskInstances: readonly TaskInstance[]): str
       formatDuration(ti.duration),
       orDash(ti.hostname),
       orDash(ti.error_message?.split('\n')[0]),
+    ]),
+  );
+}
+
+export function formatTriggers(triggers: readonly Trigger[]): string {
+  if (triggers.length === 0) return 'No triggers found.\n';
+  return formatTable(
+    ['TRIGGER_ID', 'CLASSPATH', 'STATE', 'TRIGGERER', 'TASK_INSTANCE', 'TRY', 'CREATED', 'TIMEOUT'],
+    triggers.map((trigger) => {
+      const ti = trigger.task_instance;
+      const task = ti.map_index >= 0 ? `${ti.task_id}[${ti.map_index}]` : ti.task_id;
+      return [
+        trigger.trigger_id,
+        trigger.classpath,
+        trigger.state,
+        orDash(trigger.triggerer_id),
+        `${ti.dag_id}/${ti.dag_run_id}/${task}`,
+        String(ti.try_number),
+        trigger.created_date,
+        orDash(trigger.timeout_date),
+      ];
+    }),
+  );
+}
+
+export function formatTriggerers(triggerers: readonly Triggerer[]): string {
+  if (triggerers.length === 0) return 'No triggerers found.\n';
+  return formatTable(
+    ['JOB_ID', 'HOSTNAME', 'STATE', 'RUNNING', 'CAPACITY', 'QUEUES', 'LAST_HEARTBEAT'],
+    triggerers.map((job) => [
+      job.job_id,
+      job.hostname,
+      job.state,
+      String(job.running_triggers),
+      String(job.capacity),
+      orDash(job.queues.join(',')),
+      job.latest_heartbeat,
     ]),
   );
 }

@@ -6,6 +6,7 @@ import { registerDagCommands } from './dag-commands.ts';
 import { ApiRequestError, CliError } from './errors.ts';
 import { registerRunCommands } from './run-commands.ts';
 import { registerTaskCommands } from './task-commands.ts';
+import { registerTriggerCommands } from './trigger-commands.ts';
 
 /** Exit codes: 0 done (a waited run succeeded), 1 a waited run failed, 2 anything went wrong. */
 export const EXIT_OK = 0;
@@ -62,6 +63,7 @@ export function buildProgram(ctx: CliContext): Command {
   registerDagCommands(program, ctx);
   registerRunCommands(program, ctx);
   registerTaskCommands(program, ctx);
+  registerTriggerCommands(program, ctx);
   return program;
 }
 

@@ -118,6 +118,61 @@ export const settingsSchema = z
     /** Seconds a graceful stop waits for running tasks before handing them back. */
     shutdownGraceSeconds: z.coerce.number().int().min(0).default(30),
     logLevel: z.enum(['debug', 'info', 'warn', 'error']).default('info'),
+
+    /** Whether standalone starts a triggerer child process (deferred tasks need one). */
+    triggererEnabled: z.union([z.boolean(), z.stringbool()]).default(true),
+    /** Triggers one triggerer runs at once (Airflow's default capacity). */
+    triggererCapacity: z.coerce.number().int().min(1).max(1_000_000).default(1_000),
+    /** Trigger queues a triggerer serves, comma-separated in the environment. */
+    triggerQueues: z
+      .union([
+        z.array(z.string().min(1)),
+        z.string().transform((value) =>
+          value
+            .split(',')
+            .map((q) => q.trim())
+            .filter(Boolean),
+        ),
+      ])
+      .pipe(z.array(z.string().min(1).max(200)).min(1))
+      .default(['default']),
+    /** How often a triggerer heartbeats its job. */
+    triggererHeartbeatIntervalMs: z.coerce.number().int().min(100).default(2_000),
+    /** A triggerer job silent longer than this is dead: another triggerer takes its triggers. */
+    triggererHeartbeatTimeoutMs: z.coerce.number().int().min(500).default(6_000),
+    /** How often a triggerer with free capacity asks for unclaimed triggers. */
+    triggererLoadIntervalMs: z.coerce.number().int().min(50).default(1_000),
+    /** How often a triggerer asks which of its triggers are no longer waited on. */
+    triggerCleanupIntervalMs: z.coerce.number().int().min(100).default(30_000),
+    /** A trigger step that holds the triggerer's event loop longer than this is logged and counted. */
+    triggerBlockedThresholdMs: z.coerce.number().int().min(10).default(200),
+    /** Files (relative to the DAGs folder, or absolute) the triggerer imports to register user triggers. */
+    triggerModules: z
+      .union([
+        z.array(z.string()),
+        z.string().transform((value) =>
+          value
+            .split(',')
+            .map((m) => m.trim())
+            .filter(Boolean),
+        ),
+      ])
+      .default([]),
+    /**
+     * Classes a worker or triggerer may rebuild from serde payloads (event payloads, defer and
+     * trigger kwargs), as names or `prefix.*` patterns; a payload naming any other class fails.
+     */
+    allowedDeserializationClasses: z
+      .union([
+        z.array(z.string()),
+        z.string().transform((value) =>
+          value
+            .split(',')
+            .map((c) => c.trim())
+            .filter(Boolean),
+        ),
+      ])
+      .default(['updraft.*']),
   })
   .superRefine((settings, context) => {
     // Log chunks and XComs travel as JSON strings: escaping can grow a chunk up to six times
@@ -143,6 +198,13 @@ export const settingsSchema = z
         code: 'custom',
         path: ['heartbeatIntervalMs'],
         message: `must be at most a fifth of heartbeatTimeoutMs (${settings.heartbeatTimeoutMs} ms), so a worker that cannot heartbeat stops its task before the try is treated as a zombie`,
+      });
+    }
+    if (settings.triggererHeartbeatIntervalMs * 2 > settings.triggererHeartbeatTimeoutMs) {
+      context.addIssue({
+        code: 'custom',
+        path: ['triggererHeartbeatIntervalMs'],
+        message: `must be at most half of triggererHeartbeatTimeoutMs (${settings.triggererHeartbeatTimeoutMs} ms), so one late heartbeat does not hand a live triggerer's triggers to another`,
       });
     }
     // A token is renewed on the first heartbeat after half its life; it must then outlast a
@@ -205,6 +267,16 @@ export const SETTING_ENV_VARS: Readonly<Record<keyof Settings, string>> = {
   taskMemoryLimitMb: 'UPDRAFT_TASK_MEMORY_LIMIT_MB',
   retentionDays: 'UPDRAFT_RETENTION_DAYS',
   logLevel: 'UPDRAFT_LOG_LEVEL',
+  triggererEnabled: 'UPDRAFT_TRIGGERER_ENABLED',
+  triggererCapacity: 'UPDRAFT_TRIGGERER_CAPACITY',
+  triggerQueues: 'UPDRAFT_TRIGGER_QUEUES',
+  triggererHeartbeatIntervalMs: 'UPDRAFT_TRIGGERER_HEARTBEAT_INTERVAL_MS',
+  triggererHeartbeatTimeoutMs: 'UPDRAFT_TRIGGERER_HEARTBEAT_TIMEOUT_MS',
+  triggererLoadIntervalMs: 'UPDRAFT_TRIGGERER_LOAD_INTERVAL_MS',
+  triggerCleanupIntervalMs: 'UPDRAFT_TRIGGER_CLEANUP_INTERVAL_MS',
+  triggerBlockedThresholdMs: 'UPDRAFT_TRIGGER_BLOCKED_THRESHOLD_MS',
+  triggerModules: 'UPDRAFT_TRIGGER_MODULES',
+  allowedDeserializationClasses: 'UPDRAFT_ALLOWED_DESERIALIZATION_CLASSES',
 };
 
 export class SettingsError extends Error {

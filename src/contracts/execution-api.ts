@@ -1,6 +1,7 @@
 import * as z from 'zod';
 import type { TaskInstanceKey } from '#core/models.ts';
 import { isoDate } from './common.ts';
+import { deferralSchema, resumeSchema } from './triggers.ts';
 
 /**
  * Wire schemas of the Execution API, the only way a worker reaches the store. The API validates
@@ -55,6 +56,8 @@ export const startedTaskSchema = z
     log_chunk_max_bytes: z.number().int(),
     /** Largest `log.seq` of a try: ceil(UPDRAFT_LOG_MAX_BYTES / UPDRAFT_LOG_CHUNK_MAX_BYTES). */
     log_max_chunks: z.number().int(),
+    /** Set when this start resumes a deferred try: call `method` with the event instead of `execute`. */
+    resume: resumeSchema.nullable().optional(),
   })
   .meta({ id: 'StartedTaskInstance' });
 
@@ -98,6 +101,13 @@ export const finishTaskBody = z
       log: logChunkSchema.optional(),
     }),
     z.strictObject({ state: z.literal('handed_back'), report_id: reportId, log: logChunkSchema.optional() }),
+    /** The task deferred: the API stores the trigger, frees the slot, and the task waits in `deferred`. */
+    z.strictObject({
+      state: z.literal('deferred'),
+      report_id: reportId,
+      deferral: deferralSchema,
+      log: logChunkSchema.optional(),
+    }),
   ])
   .meta({ id: 'FinishTaskInstance' });
 

@@ -163,6 +163,21 @@ export const taskInstanceSchema = z
     hostname: z.string().nullable(),
     error_message: z.string().nullable(),
     next_retry_at: isoDate.nullable(),
+    next_method: z.string().nullable().openapi({
+      description: 'The method a deferred try resumes in; null when the try never deferred',
+    }),
+    trigger_id: z.string().nullable().openapi({
+      description:
+        'The trigger a deferred task instance waits on (see `GET /api/v2/triggers`); null otherwise',
+    }),
+    trigger_timeout: isoDate.nullable().openapi({
+      description:
+        'When the wait on the trigger ends with a timeout; null when not deferred or without a timeout',
+    }),
+    deferral_seq: z
+      .number()
+      .int()
+      .openapi({ description: 'How many times the current try deferred (0: never)' }),
   })
   .openapi('TaskInstance');
 
@@ -218,6 +233,74 @@ export const metricsSchema = z
   .object({ gauges: z.record(z.string(), z.number()), counters: z.record(z.string(), z.number()) })
   .openapi('Metrics');
 
+/** A trigger's state, from its holder: none, a live triggerer job, or a dead one. */
+export const TRIGGER_STATES = ['waiting', 'running', 'orphaned'] as const;
+/** A triggerer job's state: `dead` is a job still marked running whose heartbeats stopped. */
+export const TRIGGERER_STATES = ['running', 'dead', 'complete'] as const;
+
+export const triggerSchema = z
+  .object({
+    trigger_id: z.string(),
+    classpath: z.string().openapi({ description: 'The registered trigger name' }),
+    kwargs: z.string().openapi({
+      description: "The trigger's kwargs as stored: serde JSON text, returned as a string and never parsed",
+    }),
+    queue: z.string(),
+    created_date: isoDate,
+    timeout_date: isoDate.nullable(),
+    state: z.enum(TRIGGER_STATES).openapi({
+      description:
+        '`waiting` for a triggerer to claim it, `running` on a live triggerer, `orphaned` when held by a triggerer that is dead, complete or no longer recorded (a live triggerer takes over those of dead and complete ones)',
+    }),
+    triggerer_id: z
+      .string()
+      .nullable()
+      .openapi({ description: 'The triggerer job holding it; null when unclaimed' }),
+    task_instance: z.object({
+      dag_id: z.string(),
+      dag_run_id: z.string(),
+      task_id: z.string(),
+      map_index: z.number().int(),
+      try_number: z.number().int(),
+    }),
+    deferral_seq: z
+      .number()
+      .int()
+      .openapi({ description: 'Which deferral of the try it is for (1 for the first)' }),
+    log_url: z.string().openapi({
+      description:
+        "Public API path of the try's log, where the trigger's log lines are kept with the worker's",
+    }),
+  })
+  .openapi('Trigger');
+
+export const triggerCollectionSchema = z
+  .object({ triggers: z.array(triggerSchema), next_cursor: z.string().optional() })
+  .openapi('TriggerCollection');
+
+export const triggererSchema = z
+  .object({
+    job_id: z.string(),
+    hostname: z.string(),
+    state: z.enum(TRIGGERER_STATES).openapi({
+      description: '`dead`: still marked running but silent for longer than the triggerer heartbeat timeout',
+    }),
+    start_date: isoDate,
+    latest_heartbeat: isoDate,
+    end_date: isoDate.nullable(),
+    capacity: z.number().int(),
+    queues: z.array(z.string()),
+    running_triggers: z
+      .number()
+      .int()
+      .openapi({ description: 'Triggers it said it runs, at its latest heartbeat' }),
+  })
+  .openapi('Triggerer');
+
+export const triggererCollectionSchema = z
+  .object({ triggerers: z.array(triggererSchema), next_cursor: z.string().optional() })
+  .openapi('TriggererCollection');
+
 /** What a client reads: responses as the server sends them, request bodies as a client may write them. */
 export type Dag = z.infer<typeof dagSchema>;
 export type DagTask = z.infer<typeof dagTaskSchema>;
@@ -230,6 +313,12 @@ export type TaskInstance = z.infer<typeof taskInstanceSchema>;
 export type TaskInstanceCollection = z.infer<typeof taskInstanceCollectionSchema>;
 export type TaskLog = z.infer<typeof logSchema>;
 export type XComEntry = z.infer<typeof xcomEntrySchema>;
+export type TriggerState = (typeof TRIGGER_STATES)[number];
+export type TriggererState = (typeof TRIGGERER_STATES)[number];
+export type Trigger = z.infer<typeof triggerSchema>;
+export type TriggerCollection = z.infer<typeof triggerCollectionSchema>;
+export type Triggerer = z.infer<typeof triggererSchema>;
+export type TriggererCollection = z.infer<typeof triggererCollectionSchema>;
 export type TriggerDagRunBody = z.input<typeof triggerRunBody>;
 export type PatchDagBody = z.input<typeof patchDagBody>;
 export type ClearDagRunBody = z.input<typeof clearRunBody>;

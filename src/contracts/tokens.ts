@@ -31,7 +31,24 @@ export const taskInstanceTokenPayloadSchema = z.object({
   ...lifetime,
 });
 
-export const tokenPayloadSchema = z.discriminatedUnion('kind', [taskInstanceTokenPayloadSchema]);
+/** A triggerer's credential: lets it register a job, nothing else. */
+export const triggererTokenPayloadSchema = z.object({
+  kind: z.literal('triggerer'),
+  ...lifetime,
+});
+
+/** A registered triggerer job: the trigger routes and its own job routes. */
+export const jobTokenPayloadSchema = z.object({
+  kind: z.literal('job'),
+  job_id: z.string().min(1).max(100),
+  ...lifetime,
+});
+
+export const tokenPayloadSchema = z.discriminatedUnion('kind', [
+  taskInstanceTokenPayloadSchema,
+  triggererTokenPayloadSchema,
+  jobTokenPayloadSchema,
+]);
 export type TokenPayload = z.infer<typeof tokenPayloadSchema>;
 
 /** What a verified `task_instance` token grants, in the engine's names. */
@@ -40,7 +57,16 @@ export interface TaskInstanceTokenClaims extends TaskInstanceKey {
   tryNumber: number;
 }
 
-export type TokenClaims = TaskInstanceTokenClaims;
+export interface TriggererTokenClaims {
+  kind: 'triggerer';
+}
+
+export interface JobTokenClaims {
+  kind: 'job';
+  jobId: string;
+}
+
+export type TokenClaims = TaskInstanceTokenClaims | TriggererTokenClaims | JobTokenClaims;
 export type TokenKind = TokenClaims['kind'];
 
 /** Claims as signed, and as read back from the payload. */
@@ -57,6 +83,10 @@ export function payloadOf(claims: TokenClaims, iat: number, exp: number): TokenP
         iat,
         exp,
       };
+    case 'triggerer':
+      return { kind: 'triggerer', iat, exp };
+    case 'job':
+      return { kind: 'job', job_id: claims.jobId, iat, exp };
   }
 }
 
@@ -71,5 +101,9 @@ export function claimsOf(payload: TokenPayload): TokenClaims {
         mapIndex: payload.map_index,
         tryNumber: payload.try_number,
       };
+    case 'triggerer':
+      return { kind: 'triggerer' };
+    case 'job':
+      return { kind: 'job', jobId: payload.job_id };
   }
 }

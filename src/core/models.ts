@@ -77,6 +77,84 @@ export interface TaskInstance extends TaskInstanceKey {
   reportId: string | null;
   /** Workloads sent for the current try (bounds re-sending a TI stuck in `queued`). */
   queuedSends: number;
+  /**
+   * Deferral of the current try (absent on items written before deferral existed, and until the
+   * try first defers). `deferralSeq` counts the try's deferrals; an event is applied only to the
+   * deferral it was fired for. `nextMethod` and `nextKwargs` stay while the TI is deferred and
+   * resuming, and `nextEvent` holds the payload of the event that resumed it, as opaque text.
+   */
+  deferralSeq?: number;
+  nextMethod?: string | null;
+  nextKwargs?: string | null;
+  nextEvent?: string | null;
+  /** When the event that resumed it was applied (event-to-resume latency is measured from here). */
+  nextEventAt?: string | null;
+  triggerId?: string | null;
+  /** When the wait ends with a timeout: the deferral's own timeout or the execution timeout, whichever is first. */
+  triggerTimeoutAt?: string | null;
+  /** When the current try first started: its execution timeout counts from here across deferrals. */
+  tryStartedAt?: string | null;
+  revision: number;
+}
+
+/** The try a TI runs when the scheduler queues it: the same try when it resumes from a deferral. */
+export function nextTryNumberOf(ti: Pick<TaskInstance, 'state' | 'tryNumber' | 'nextMethod'>): number {
+  return ti.state === 'scheduled' && typeof ti.nextMethod === 'string' && ti.tryNumber > 0
+    ? ti.tryNumber
+    : ti.tryNumber + 1;
+}
+
+/** Whether the TI's next start resumes a deferred try rather than starting a new one. */
+export function isResuming(ti: Pick<TaskInstance, 'state' | 'tryNumber' | 'nextMethod'>): boolean {
+  return nextTryNumberOf(ti) === ti.tryNumber;
+}
+
+/** Changes that forget a try's deferral: for a new try, or a clear. Empty for a TI that never deferred. */
+export function forgetDeferral(ti: Pick<TaskInstance, 'deferralSeq'>) {
+  if (ti.deferralSeq === undefined) return {};
+  return {
+    deferralSeq: 0,
+    nextMethod: null,
+    nextKwargs: null,
+    nextEvent: null,
+    nextEventAt: null,
+    triggerId: null,
+    triggerTimeoutAt: null,
+    tryStartedAt: null,
+  };
+}
+
+/** A trigger row: one deferral of one try, waiting for a triggerer to run it. */
+export interface Trigger {
+  triggerId: string;
+  /** The registered trigger name. */
+  name: string;
+  /** Trigger kwargs, serde JSON text as the worker sent it. */
+  kwargs: string;
+  queue: string;
+  ti: TaskInstanceKey;
+  tryNumber: number;
+  deferralSeq: number;
+  createdAt: string;
+  timeoutAt: string | null;
+  /** The triggerer job holding it; null while unclaimed. */
+  jobId: string | null;
+  claimedAt: string | null;
+  revision: number;
+}
+
+/** A triggerer's liveness job. */
+export interface TriggererJob {
+  jobId: string;
+  hostname: string;
+  capacity: number;
+  queues: string[];
+  state: 'running' | 'complete';
+  startedAt: string;
+  heartbeatAt: string;
+  endedAt: string | null;
+  /** Triggers it said it runs, at its last heartbeat. */
+  running: number;
   revision: number;
 }
 

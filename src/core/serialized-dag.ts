@@ -37,6 +37,17 @@ export type Schedule = z.infer<typeof scheduleSchema>;
 export const xcomArgSchema = z.strictObject({ taskId: z.string(), key: z.string() });
 export type XComArgRef = z.infer<typeof xcomArgSchema>;
 
+/** A task that starts in a trigger, without a worker: the trigger, and where it resumes. Kwargs are serde text. */
+export const startTriggerSchema = z.strictObject({
+  name: z.string().min(1),
+  kwargs: z.string(),
+  queue: z.string().min(1).optional(),
+  nextMethod: z.string(),
+  nextKwargs: z.string(),
+  timeoutMs: z.number().int().positive().nullable(),
+});
+export type StartTrigger = z.infer<typeof startTriggerSchema>;
+
 export const serializedTaskSchema = z.strictObject({
   taskId: z.string(),
   /** 'task' for a plain async function, 'branch' for a branch function, else the operator class name. */
@@ -58,6 +69,8 @@ export const serializedTaskSchema = z.strictObject({
   doc: z.string().nullable(),
   /** The task's own memory limit in MB (its `memoryLimitMb`); absent: the worker's setting applies. */
   memoryLimitMb: z.number().int().positive().optional(),
+  /** Set for a task that starts in a trigger (Airflow's start_from_trigger). */
+  startTrigger: startTriggerSchema.optional(),
 });
 export type SerializedTask = z.infer<typeof serializedTaskSchema>;
 

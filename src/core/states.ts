@@ -1,6 +1,6 @@
 /**
  * Task instance and DAG run states, with Airflow's names and meanings.
- * `deferred` is part of the set so stored items stay readable once deferral lands.
+ * `deferred`: the try gave up its worker slot and waits for its trigger to fire.
  */
 export const TASK_INSTANCE_STATES = [
   'none',
@@ -46,12 +46,14 @@ export function isFinishedDagRunState(state: DagRunState): boolean {
  * `none` is reachable from every state through a clear, which is not a transition but a reset.
  */
 export const TASK_INSTANCE_TRANSITIONS: Readonly<Record<TaskInstanceState, readonly TaskInstanceState[]>> = {
-  none: ['scheduled', 'queued', 'upstream_failed', 'skipped', 'removed'],
-  scheduled: ['queued', 'upstream_failed', 'skipped', 'none', 'removed'],
+  // deferred from none, scheduled or up_for_retry: a task that starts in a trigger, without a worker.
+  none: ['scheduled', 'queued', 'deferred', 'upstream_failed', 'skipped', 'removed'],
+  scheduled: ['queued', 'deferred', 'upstream_failed', 'skipped', 'none', 'removed'],
   queued: ['running', 'failed', 'up_for_retry', 'scheduled', 'removed'],
   running: ['success', 'failed', 'up_for_retry', 'skipped', 'deferred', 'scheduled'],
-  up_for_retry: ['queued', 'scheduled', 'failed', 'upstream_failed', 'skipped'],
-  deferred: ['scheduled', 'queued', 'failed', 'up_for_retry'],
+  up_for_retry: ['queued', 'scheduled', 'deferred', 'failed', 'upstream_failed', 'skipped'],
+  // success and failed without a worker: a trigger's end event (Airflow's end from trigger).
+  deferred: ['scheduled', 'queued', 'success', 'failed', 'up_for_retry'],
   success: [],
   failed: [],
   upstream_failed: [],

@@ -1,4 +1,4 @@
-import { formatTaskInstanceKey, type TaskInstance } from '#core/models.ts';
+import { forgetDeferral, formatTaskInstanceKey, type TaskInstance } from '#core/models.ts';
 import type { SerializedDag } from '#core/serialized-dag.ts';
 import { isFinishedDagRunState, type TaskInstanceState } from '#core/states.ts';
 import { ConditionFailedError } from '#store/errors.ts';
@@ -120,6 +120,7 @@ async function resetAll(
             workerId: null,
             hostname: null,
             reportId: null,
+            ...forgetDeferral(ti),
           },
           { reset: true },
         ),
@@ -132,6 +133,8 @@ async function resetAll(
     }
     // Only once the reset won: a clear that loses its race leaves the TI's XComs alone.
     await store.deleteXComs(ti);
+    // Nothing waits on a cleared deferral's trigger; its triggerer stops it at its next cleanup.
+    if (typeof ti.triggerId === 'string') await store.deleteTrigger(ti.triggerId);
   }
 }
 

@@ -59,6 +59,40 @@ export async function reconcileActiveTaskInstances(
     );
     if (failed) updated.set(ti, failed);
   };
+  const due = (at: string | null | undefined) => typeof at === 'string' && Date.parse(at) <= nowMs;
+  /** A deferral whose trigger did not fire in time: the try fails, and retries if it may (as in Airflow). */
+  const timeOutDeferral = async (ti: TaskInstance) => {
+    const task = dag.tasks.find((t) => t.taskId === ti.taskId);
+    if (!task) return;
+    const next = failureTransition(ti, task, nowMs, { retryable: true });
+    log.warn('A deferred task instance timed out waiting for its trigger', {
+      ti: formatTaskInstanceKey(ti),
+      tryNumber: ti.tryNumber,
+      triggerTimeoutAt: ti.triggerTimeoutAt,
+    });
+    const failed = await ignoreConflict(
+      store.transitionTaskInstance(
+        ti,
+        { state: 'deferred', tryNumber: ti.tryNumber, deferralSeq: ti.deferralSeq ?? 0 },
+        {
+          state: next.state,
+          nextRetryAt: next.state === 'up_for_retry' ? next.nextRetryAt : null,
+          endDate: new Date(nowMs).toISOString(),
+          errorMessage: `Deferral timed out: the trigger did not fire by ${ti.triggerTimeoutAt} (the task's defer timeout, or its execution timeout counted across deferrals)`,
+          triggerId: null,
+          triggerTimeoutAt: null,
+          nextMethod: null,
+          nextKwargs: null,
+          nextEvent: null,
+        },
+      ),
+    );
+    if (!failed) return;
+    deps.metrics.increment('ti.deferral_timeouts');
+    updated.set(ti, failed);
+    // Its triggerer learns at its next cleanup that nothing waits on it any more.
+    if (typeof ti.triggerId === 'string') await store.deleteTrigger(ti.triggerId).catch(() => undefined);
+  };
   const overdue: TaskInstance[] = [];
   for (const ti of taskInstances) {
     const orphaned = ti.state === 'running' && (orphans?.isOrphanedRunning(ti) ?? false);
@@ -75,6 +109,8 @@ export async function reconcileActiveTaskInstances(
           ? 'The worker running this try stopped with the previous process (zombie task)'
           : `Heartbeat stopped for more than ${settings.heartbeatTimeoutMs} ms (zombie task)`,
       );
+    } else if (ti.state === 'deferred' && due(ti.triggerTimeoutAt)) {
+      await timeOutDeferral(ti);
     } else if (
       ti.state === 'queued' &&
       ((orphans?.isOrphanedQueued(ti) ?? false) || stale(ti.queuedAt, settings.queuedTimeoutMs))

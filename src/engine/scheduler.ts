@@ -5,9 +5,13 @@ import { mapConcurrently } from '#core/concurrency.ts';
 import {
   type DagRun,
   type DagRunKey,
+  forgetDeferral,
+  isResuming,
   newTaskInstance,
+  nextTryNumberOf,
   type TaskInstance,
   type TaskInstanceKey,
+  taskInstanceKeyOf,
 } from '#core/models.ts';
 import { evaluateRun } from '#core/run-evaluation.ts';
 import type { SerializedDag } from '#core/serialized-dag.ts';
@@ -36,6 +40,7 @@ import {
   tryHolderId,
 } from './slots.ts';
 import type { TaskTokenSigner } from './tokens.ts';
+import { DEFAULT_TRIGGER_QUEUE, deferralTimeoutAt, triggerIdOf } from './triggers.ts';
 import { WorkloadSender } from './workloads.ts';
 
 export type SchedulerSettings = Pick<
@@ -361,6 +366,79 @@ async function createMissing(deps: EngineDeps, run: DagRun, dag: SerializedDag, 
 }
 
 /**
+ * Tasks that start in a trigger (Airflow's start_from_trigger): the new try goes straight to
+ * `deferred` on its start trigger, with no workload and no worker; it resumes on a worker (or
+ * ends from the trigger) when the trigger fires. The slots the pass reserved are given back at once.
+ */
+async function deferAtStart(
+  deps: EngineDeps,
+  run: DagRun,
+  dag: SerializedDag,
+  tis: TaskInstance[],
+  nowMs: number,
+  passId: string,
+): Promise<void> {
+  const nowIso = new Date(nowMs).toISOString();
+  await mapConcurrently(tis, WRITE_CONCURRENCY, async (ti) => {
+    const task = dag.tasks.find((t) => t.taskId === ti.taskId);
+    const start = task?.startTrigger;
+    if (!task || !start) return;
+    const tryNumber = ti.tryNumber + 1;
+    const triggerId = triggerIdOf(ti, tryNumber, 1);
+    const timeoutAt = deferralTimeoutAt(nowMs, start.timeoutMs, nowIso, task.executionTimeoutMs);
+    await deps.store.putTrigger({
+      triggerId,
+      name: start.name,
+      kwargs: start.kwargs,
+      queue: start.queue ?? DEFAULT_TRIGGER_QUEUE,
+      ti: taskInstanceKeyOf(ti),
+      tryNumber,
+      deferralSeq: 1,
+      createdAt: nowIso,
+      timeoutAt,
+      jobId: null,
+      claimedAt: null,
+      revision: 0,
+    });
+    const deferred = await ignoreConflict(
+      deps.store.transitionTaskInstance(
+        ti,
+        { state: ti.state, tryNumber: ti.tryNumber, revision: ti.revision },
+        {
+          state: 'deferred',
+          tryNumber,
+          queuedAt: nowIso,
+          startDate: nowIso,
+          endDate: null,
+          durationMs: null,
+          nextRetryAt: null,
+          heartbeatAt: null,
+          errorMessage: null,
+          deferralSeq: 1,
+          nextMethod: start.nextMethod,
+          nextKwargs: start.nextKwargs,
+          nextEvent: null,
+          nextEventAt: null,
+          triggerId,
+          triggerTimeoutAt: timeoutAt,
+          tryStartedAt: nowIso,
+        },
+      ),
+    );
+    // A TI that moved on meanwhile leaves a trigger nothing waits on: its triggerer drops it.
+    if (!deferred) await deps.store.deleteTrigger(triggerId).catch(() => undefined);
+    else deps.metrics.increment('ti.deferred');
+  });
+  await releaseOwned(
+    deps,
+    tis.flatMap((ti) => [
+      { ref: runTasksRef(run), id: tryHolderId(ti, ti.tryNumber + 1), passId },
+      { ref: poolRef(ti.pool), id: tryHolderId(ti, ti.tryNumber + 1), passId },
+    ]),
+  );
+}
+
+/**
  * none/scheduled/up_for_retry → queued with the next try number, each write conditional on the
  * TI's revision as the pass read it, so a TI that changed since (or was fenced after its
  * reservation was given up) is left alone. Written a batch at a time and sent as soon as each
@@ -376,6 +454,13 @@ async function queueTaskInstances(
 ): Promise<TaskInstance[]> {
   const queuedAt = new Date(nowMs).toISOString();
   const written: TaskInstance[] = [];
+  const startTriggerOf = (ti: TaskInstance) =>
+    isResuming(ti) ? undefined : dag.tasks.find((task) => task.taskId === ti.taskId)?.startTrigger;
+  const inTrigger = admitted.filter((ti) => startTriggerOf(ti) !== undefined);
+  if (inTrigger.length > 0) {
+    await deferAtStart(deps, run, dag, inTrigger, nowMs, passId);
+    admitted = admitted.filter((ti) => startTriggerOf(ti) === undefined);
+  }
   for (let start = 0; start < admitted.length; start += WRITE_CONCURRENCY) {
     const batch = admitted.slice(start, start + WRITE_CONCURRENCY);
     const results = await Promise.all(
@@ -384,18 +469,22 @@ async function queueTaskInstances(
           deps.store.transitionTaskInstance(
             ti,
             { state: ti.state, tryNumber: ti.tryNumber, revision: ti.revision },
-            {
-              state: 'queued',
-              tryNumber: ti.tryNumber + 1,
-              queuedAt,
-              queuedSends: 1,
-              startDate: null,
-              endDate: null,
-              durationMs: null,
-              nextRetryAt: null,
-              heartbeatAt: null,
-              errorMessage: null,
-            },
+            isResuming(ti)
+              ? // The same try comes back from its deferral: it keeps its start and deferral state.
+                { state: 'queued', queuedAt, queuedSends: 1, heartbeatAt: null }
+              : {
+                  state: 'queued',
+                  tryNumber: nextTryNumberOf(ti),
+                  queuedAt,
+                  queuedSends: 1,
+                  startDate: null,
+                  endDate: null,
+                  durationMs: null,
+                  nextRetryAt: null,
+                  heartbeatAt: null,
+                  errorMessage: null,
+                  ...forgetDeferral(ti),
+                },
           ),
         ),
       ),
@@ -406,8 +495,8 @@ async function queueTaskInstances(
       await releaseOwned(
         deps,
         lost.flatMap((ti) => [
-          { ref: runTasksRef(run), id: tryHolderId(ti, ti.tryNumber + 1), passId },
-          { ref: poolRef(ti.pool), id: tryHolderId(ti, ti.tryNumber + 1), passId },
+          { ref: runTasksRef(run), id: tryHolderId(ti, nextTryNumberOf(ti)), passId },
+          { ref: poolRef(ti.pool), id: tryHolderId(ti, nextTryNumberOf(ti)), passId },
         ]),
       );
     }

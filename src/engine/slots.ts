@@ -1,5 +1,5 @@
 import type { StarvingTaskInstance } from '#core/admission.ts';
-import type { DagRunKey, TaskInstance, TaskInstanceKey } from '#core/models.ts';
+import { type DagRunKey, nextTryNumberOf, type TaskInstance, type TaskInstanceKey } from '#core/models.ts';
 import { OCCUPYING_TI_STATES } from '#core/states.ts';
 import { ConditionFailedError, ItemTooLargeError } from '#store/errors.ts';
 import type {
@@ -89,7 +89,7 @@ export function reviewRunHolders(
       review.release.push(holder);
     } else if (ti.tryNumber === holder.tryNumber && OCCUPYING_TI_STATES.has(ti.state)) {
       // Live: the TI holds its slot.
-    } else if (ti.tryNumber === holder.tryNumber - 1 && isQueueable(ti)) {
+    } else if (nextTryNumberOf(ti) === holder.tryNumber && isQueueable(ti)) {
       if (nowMs - Date.parse(holder.at) > graceMs) {
         review.fence.push(ti);
         review.release.push(holder);
@@ -296,7 +296,7 @@ async function reserveRound(deps: SlotDeps, input: ReservationInput): Promise<Re
       deps,
       inOrder.map((ti) => ({
         ref: poolRef(ti.pool),
-        id: tryHolderId(ti, ti.tryNumber + 1),
+        id: tryHolderId(ti, nextTryNumberOf(ti)),
         passId: input.passId,
       })),
     ).catch(() => undefined);
@@ -311,7 +311,7 @@ async function reserveRound(deps: SlotDeps, input: ReservationInput): Promise<Re
     deps,
     dropped.map((ti) => ({
       ref: poolRef(ti.pool),
-      id: tryHolderId(ti, ti.tryNumber + 1),
+      id: tryHolderId(ti, nextTryNumberOf(ti)),
       passId: input.passId,
     })),
   );
@@ -378,7 +378,7 @@ async function reserveInPool(
         starving.push({ ti, reason: 'pass_limit' });
         continue;
       }
-      if (heldBack.has(ti) || release.some((h) => h.id === tryHolderId(ti, ti.tryNumber + 1))) continue;
+      if (heldBack.has(ti) || release.some((h) => h.id === tryHolderId(ti, nextTryNumberOf(ti)))) continue;
       if (ti.poolSlots <= free && !itemFull) {
         granted.push(ti);
         free -= ti.poolSlots;
@@ -398,9 +398,9 @@ async function reserveInPool(
       size,
       acquire: granted.map(
         (ti): SlotHolder => ({
-          id: tryHolderId(ti, ti.tryNumber + 1),
+          id: tryHolderId(ti, nextTryNumberOf(ti)),
           slots: ti.poolSlots,
-          tryNumber: ti.tryNumber + 1,
+          tryNumber: nextTryNumberOf(ti),
           passId: input.passId,
           at: new Date(input.nowMs).toISOString(),
         }),
@@ -468,7 +468,9 @@ async function reserveInRun(
     const fit = input.maxActiveTasks - (state.used - release.length);
     const take = itemFull
       ? []
-      : inOrder.filter((ti) => !state.holders[tryHolderId(ti, ti.tryNumber + 1)]).slice(0, Math.max(0, fit));
+      : inOrder
+          .filter((ti) => !state.holders[tryHolderId(ti, nextTryNumberOf(ti))])
+          .slice(0, Math.max(0, fit));
     if (take.length === 0 && release.length === 0) {
       if (input.observed) input.observed.taskSlots = state;
       return [];
@@ -477,9 +479,9 @@ async function reserveInRun(
       const after = await deps.store.updateSlotPool(ref, {
         size: input.maxActiveTasks,
         acquire: take.map((ti) => ({
-          id: tryHolderId(ti, ti.tryNumber + 1),
+          id: tryHolderId(ti, nextTryNumberOf(ti)),
           slots: 1,
-          tryNumber: ti.tryNumber + 1,
+          tryNumber: nextTryNumberOf(ti),
           passId: input.passId,
           at: new Date(input.nowMs).toISOString(),
           pool: ti.pool,

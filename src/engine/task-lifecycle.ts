@@ -6,14 +6,17 @@ import {
   formatTaskInstanceKey,
   type TaskInstance,
   type TaskInstanceKey,
+  taskInstanceKeyOf,
 } from '#core/models.ts';
 import { failureTransition } from '#core/retry.ts';
 import type { SerializedDag, SerializedTask } from '#core/serialized-dag.ts';
 import { type LogStore, noteChunkId, workerChunkId } from '#logs/port.ts';
+import type { Metrics } from '#metrics/port.ts';
 import { ConditionFailedError } from '#store/errors.ts';
 import type { Store, TaskInstanceChanges, TaskInstanceExpectation } from '#store/port.ts';
 import type { DagVersionCache } from './dag-cache.ts';
 import { InvalidRequestError, LimitExceededError, NotFoundError, StateConflictError } from './errors.ts';
+import { DEFAULT_TRIGGER_QUEUE, deferralTimeoutAt, triggerIdOf } from './triggers.ts';
 
 export interface TaskLifecycleDeps {
   store: Store;
@@ -23,6 +26,7 @@ export interface TaskLifecycleDeps {
   logs: LogStore;
   settings: Pick<Settings, 'xcomMaxBytes' | 'logChunkMaxBytes' | 'logMaxBytes'>;
   now: () => number;
+  metrics?: Metrics;
 }
 
 export interface StartedTaskInstance {
@@ -37,7 +41,17 @@ export type TaskReport =
   | { state: 'skipped'; reason?: string }
   | { state: 'failed'; errorMessage: string; retryable: boolean }
   /** The worker stopped before the task finished (a graceful shutdown): run it again without using a try. */
-  | { state: 'handed_back' };
+  | { state: 'handed_back' }
+  /** The task deferred: its trigger is stored, its slot freed, and it waits in `deferred`. */
+  | { state: 'deferred'; deferral: DeferralReport };
+
+/** A deferral as the worker reports it; kwargs are serde JSON text, kept opaque. */
+export interface DeferralReport {
+  trigger: { name: string; kwargs: string; queue?: string | undefined };
+  nextMethod: string;
+  nextKwargs: string;
+  timeoutMs: number | null;
+}
 
 /** One numbered piece of a try's log, as the worker sends it (`seq` from 1). */
 export interface LogChunk {
@@ -138,6 +152,10 @@ export class TaskLifecycle {
       if (!repeated) throw conflict(key, current, 'queued', tryNumber);
       ti = current;
     }
+    if (typeof ti.nextEventAt === 'string' && ti.nextMethod) {
+      // A resumed try: how long its trigger's event took to reach a worker again.
+      this.#deps.metrics?.gauge('triggers.event_to_resume_ms', Date.parse(now) - Date.parse(ti.nextEventAt));
+    }
     const dag = await this.#deps.dags.get(run.dagId, run.dagVersion);
     const task = findTask(dag, key);
     return { ti, run, dag, task };
@@ -155,7 +173,7 @@ export class TaskLifecycle {
       { state: 'running', tryNumber },
       { heartbeatAt: new Date(this.#deps.now()).toISOString() },
     );
-    return { ti, ...(await this.#appendChunk(key, tryNumber, log)) };
+    return { ti, ...(await this.#appendChunk(key, tryNumber, log, ti.deferralSeq ?? 0)) };
   }
 
   /**
@@ -174,6 +192,7 @@ export class TaskLifecycle {
   ): Promise<FinishedTaskInstance> {
     if (options.log) this.#checkChunk(key, tryNumber, options.log);
     if (report.state === 'success' && report.xcom !== undefined) this.#checkXCom(key, report.xcom);
+    if (report.state === 'deferred') this.#checkDeferral(key, report.deferral);
     let ti: TaskInstance;
     try {
       ti = await this.#record(key, tryNumber, report, options.reportId);
@@ -189,11 +208,12 @@ export class TaskLifecycle {
         throw conflict(key, current, 'running', tryNumber);
       }
       // The first call's answer was lost, perhaps before its chunk or scheduling request left.
-      const appended = await this.#appendChunk(key, tryNumber, options.log);
+      const appended = await this.#appendChunk(key, tryNumber, options.log, reportPhase(current, report));
       await this.#deps.notifier.notify(key);
       return { ti: current, duplicate: true, ...appended };
     }
-    const appended = await this.#appendChunk(key, tryNumber, options.log);
+    const appended = await this.#appendChunk(key, tryNumber, options.log, reportPhase(ti, report));
+    if (report.state === 'deferred') this.#deps.metrics?.increment('ti.deferred');
     await this.#deps.notifier.notify(key);
     return { ti, duplicate: false, ...appended };
   }
@@ -254,7 +274,8 @@ export class TaskLifecycle {
         const current = await this.#expectRunning(key, tryNumber);
         changes = {
           state: 'scheduled',
-          maxTries: current.maxTries + 1,
+          // A resumed try goes back to `scheduled` and resumes again at the same try: no try to give back.
+          maxTries: typeof current.nextMethod === 'string' ? current.maxTries : current.maxTries + 1,
           startDate: null,
           heartbeatAt: null,
           workerId: null,
@@ -263,8 +284,68 @@ export class TaskLifecycle {
         };
         break;
       }
+      case 'deferred': {
+        const current = await this.#expectRunning(key, tryNumber);
+        const task = findTask(await this.#dagOf(key), key);
+        const deferralSeq = (current.deferralSeq ?? 0) + 1;
+        const tryStartedAt = current.tryStartedAt ?? current.startDate ?? new Date(nowMs).toISOString();
+        const timeoutAt = deferralTimeoutAt(
+          nowMs,
+          report.deferral.timeoutMs,
+          tryStartedAt,
+          task.executionTimeoutMs,
+        );
+        const triggerId = triggerIdOf(key, tryNumber, deferralSeq);
+        // Stored before the TI waits on it, so a deferred TI always has its trigger. A trigger whose
+        // TI never deferred (the write below lost) is stale: its event is dropped, and it is deleted.
+        await this.#deps.store.putTrigger({
+          triggerId,
+          name: report.deferral.trigger.name,
+          kwargs: report.deferral.trigger.kwargs,
+          queue: report.deferral.trigger.queue ?? DEFAULT_TRIGGER_QUEUE,
+          ti: taskInstanceKeyOf(key),
+          tryNumber,
+          deferralSeq,
+          createdAt: new Date(nowMs).toISOString(),
+          timeoutAt,
+          jobId: null,
+          claimedAt: null,
+          revision: 0,
+        });
+        changes = {
+          state: 'deferred',
+          reportId,
+          heartbeatAt: null,
+          workerId: null,
+          hostname: null,
+          startId: null,
+          deferralSeq,
+          nextMethod: report.deferral.nextMethod,
+          nextKwargs: report.deferral.nextKwargs,
+          nextEvent: null,
+          triggerId,
+          triggerTimeoutAt: timeoutAt,
+          tryStartedAt,
+        };
+        break;
+      }
     }
     return this.#transition(key, { state: 'running', tryNumber }, changes, { movedOn: true });
+  }
+
+  #checkDeferral(key: TaskInstanceKey, deferral: DeferralReport): void {
+    const limit = this.#deps.settings.xcomMaxBytes;
+    for (const [what, text] of [
+      [`The kwargs of trigger ${deferral.trigger.name}`, deferral.trigger.kwargs],
+      [`The kwargs of next method ${deferral.nextMethod}`, deferral.nextKwargs],
+    ] as const) {
+      const bytes = Buffer.byteLength(text);
+      if (bytes > limit) {
+        throw new LimitExceededError(
+          `${what} of ${formatTaskInstanceKey(key)} are ${bytes} bytes, over the limit of ${limit} bytes (UPDRAFT_XCOM_MAX_BYTES)`,
+        );
+      }
+    }
   }
 
   #checkXCom(key: TaskInstanceKey, xcom: string): void {
@@ -298,10 +379,11 @@ export class TaskLifecycle {
     key: TaskInstanceKey,
     tryNumber: number,
     log: LogChunk | undefined,
+    phase: number,
   ): Promise<LogAppendOutcome> {
     if (!log || log.text === '') return {};
     try {
-      await this.#deps.logs.appendChunk(key, tryNumber, workerChunkId(log.seq), log.text);
+      await this.#deps.logs.appendChunk(key, tryNumber, workerChunkId(log.seq, phase), log.text);
       return {};
     } catch (error) {
       return { logError: error ?? new Error('The log store failed without an error') };
@@ -372,6 +454,12 @@ export class TaskLifecycle {
       throw conflict(key, current, String(expected.state), expected.tryNumber);
     }
   }
+}
+
+/** The deferral whose worker phase a report's log chunk belongs to (a deferral report's is the one before it). */
+function reportPhase(ti: TaskInstance, report: TaskReport): number {
+  const seq = ti.deferralSeq ?? 0;
+  return report.state === 'deferred' && ti.state === 'deferred' ? Math.max(0, seq - 1) : seq;
 }
 
 function findTask(dag: SerializedDag, key: TaskInstanceKey): SerializedTask {

@@ -175,9 +175,18 @@ export class TaskTokenSigner {
       mapIndex: grant.mapIndex,
       tryNumber: grant.tryNumber,
     };
+    return this.issueClaims(claims, lifetimeStartMs);
+  }
+
+  /** A token of any kind, valid for `ttlSeconds` (default: the signer's) from `lifetimeStartMs`. */
+  async issueClaims(
+    claims: TokenClaims,
+    lifetimeStartMs: number,
+    ttlSeconds = this.ttlSeconds,
+  ): Promise<string> {
     const iat = Math.floor(lifetimeStartMs / 1000);
     const header = encodePart({ alg: 'HS256', typ: 'JWT', kid: this.#signingKid });
-    const payload = encodePart(payloadOf(claims, iat, iat + this.ttlSeconds));
+    const payload = encodePart(payloadOf(claims, iat, iat + ttlSeconds));
     const key = this.#keys.get(this.#signingKid) as Buffer;
     return `${header}.${payload}.${sign(key, `${header}.${payload}`)}`;
   }

@@ -13,9 +13,20 @@ export interface LogStore {
   read(key: TaskInstanceKey, tryNumber: number): Promise<string | undefined>;
 }
 
-/** Chunk id of the worker's chunk `seq` (1, 2, …): fixed width, so ids sort as numbers. */
-export function workerChunkId(seq: number): string {
-  return String(seq).padStart(6, '0');
+/**
+ * Chunk id of the worker's chunk `seq` (1, 2, …): fixed width, so ids sort as numbers. A try
+ * that deferred runs again on a worker after each deferral (`phase`, the deferral it resumes
+ * from), numbering its chunks from 1 again: those sort after the trigger's lines of that
+ * deferral, which sort after everything before it.
+ */
+export function workerChunkId(seq: number, phase = 0): string {
+  const chunk = String(seq).padStart(6, '0');
+  return phase === 0 ? chunk : `p${String(phase).padStart(4, '0')}b-${chunk}`;
+}
+
+/** Chunk id of a trigger's chunk `seq` during deferral `deferralSeq` (1, 2, …) of a try. */
+export function triggerChunkId(deferralSeq: number, seq: number): string {
+  return `p${String(deferralSeq).padStart(4, '0')}a-${String(seq).padStart(6, '0')}`;
 }
 
 /** Chunk id of a note the API adds (a refused late report): `~` sorts after every worker chunk. */

@@ -94,6 +94,12 @@ export class DagBuilder {
       Object.entries(operator.options).filter(([key]) => TASK_OPTION_KEYS.includes(key)),
     );
     const parsed = resolveTaskOptions(this.#options, taskOptions);
+    const resumeIn = parsed.resolved.startTrigger?.nextMethod;
+    if (resumeIn !== undefined && typeof Reflect.get(operator, resumeIn) !== 'function') {
+      throw new DagValidationError(
+        `DAG '${this.dagId}', task '${parsed.taskId}': startFromTrigger resumes in '${resumeIn}', which ${operator.constructor.name} does not define`,
+      );
+    }
     return this.#draft.addTask(
       {
         taskId: parsed.taskId,

@@ -1,8 +1,42 @@
 /** What DAG files import as 'updraft'. */
-export type { TaskContext, TaskLogger } from './context.ts';
+export type { TaskContext, TaskLogger, TaskResume } from './context.ts';
 export { type BranchChoice, Dag, DagBuilder, dag, isDag } from './dag.ts';
 export { DagImportError, DagValidationError, SdkError } from './errors.ts';
 export { BaseOperator, type OperatorContext } from './operator.ts';
 export type { DagOptions, DefaultArgs, TaskOptions, UpstreamRef } from './options.ts';
-export { FailSignal, fail, SkipSignal, skip } from './signals.ts';
+export {
+  DateTimeSensor,
+  type DateTimeSensorOptions,
+  HttpSensor,
+  type HttpSensorOptions,
+  TimeDeltaSensor,
+  type TimeDeltaSensorOptions,
+} from './sensors.ts';
+export { registerSerializable, type Serializable } from './serde.ts';
+export {
+  type DeferRequest,
+  DeferralError,
+  DeferSignal,
+  defer,
+  FailSignal,
+  fail,
+  isDeferSignal,
+  SkipSignal,
+  skip,
+} from './signals.ts';
 export { chain, type TaskCallable, TaskHandle, XComArg } from './task.ts';
+export {
+  BaseTrigger,
+  DateTimeTrigger,
+  FileExistsTrigger,
+  type HttpCondition,
+  type HttpPollResult,
+  HttpPollTrigger,
+  registerTrigger,
+  TimeDeltaTrigger,
+  type TriggerEvent,
+  type TriggerRunContext,
+  taskFailureEvent,
+  taskSuccessEvent,
+  triggerEvent,
+} from './triggers/index.ts';

@@ -3,6 +3,7 @@ import { type DurationInput, parseDuration } from '#core/duration.ts';
 import { InvalidDurationError, InvalidScheduleError } from '#core/errors.ts';
 import { invalidIdReason } from '#core/ids.ts';
 import { parseSchedule, type ScheduleInput } from '#core/schedule.ts';
+import type { StartTrigger } from '#core/serialized-dag.ts';
 import {
   type Schedule,
   TASK_QUEUES,
@@ -13,6 +14,8 @@ import {
   type WeightRule,
 } from '#core/serialized-dag.ts';
 import { DagValidationError } from './errors.ts';
+import { serialize } from './serde.ts';
+import { type DeferRequest, defer } from './signals.ts';
 
 /** A task given by its handle or by its id (which may name a task defined later in the builder). */
 export type UpstreamRef = string | { readonly taskId: string };
@@ -44,10 +47,16 @@ export interface TaskOptions {
    */
   memoryLimitMb?: number;
   upstream?: UpstreamRef | readonly UpstreamRef[];
+  /**
+   * Start the task in this trigger, without a worker (Airflow's start_from_trigger): when the
+   * scheduler would queue it, the task is deferred at once, and resumes on a worker in `method`
+   * (or ends from the trigger) when the trigger fires. Decided when the DAG is parsed.
+   */
+  startFromTrigger?: DeferRequest;
 }
 
 /** Task options applied to every task of a DAG unless the task sets them itself. */
-export type DefaultArgs = Omit<TaskOptions, 'id' | 'upstream'>;
+export type DefaultArgs = Omit<TaskOptions, 'id' | 'upstream' | 'startFromTrigger'>;
 
 export interface DagOptions {
   id: string;
@@ -82,6 +91,8 @@ export interface ResolvedTaskOptions {
   doc: string | null;
   /** null: the worker's UPDRAFT_TASK_MEMORY_LIMIT_MB applies. */
   memoryLimitMb: number | null;
+  /** The trigger the task starts in (start from trigger); null: the task starts on a worker. */
+  startTrigger: StartTrigger | null;
 }
 
 export interface ResolvedDagOptions {
@@ -142,6 +153,11 @@ const defaultArgsSchema = z.strictObject({
 const taskOptionsSchema = defaultArgsSchema.extend({
   id: z.string(),
   upstream: z.union([upstreamRefSchema, z.array(upstreamRefSchema)]).optional(),
+  startFromTrigger: z
+    .custom<DeferRequest>((value) => typeof value === 'object' && value !== null && 'trigger' in value, {
+      message: 'expected { trigger, method?, timeout?, kwargs? }',
+    })
+    .optional(),
 });
 
 /** The keys a task option object may hold; an operator's options hold these plus its own. */
@@ -285,7 +301,7 @@ export function resolveTaskOptions(dag: ResolvedDagOptions, options: unknown): P
   const where = `DAG '${dag.dagId}', task '${taskId}'`;
   const parsed = taskOptionsSchema.safeParse(options);
   if (!parsed.success) throw new DagValidationError(`${where}: ${describeIssues(parsed.error)}`);
-  const { id: _id, upstream, ...own } = parsed.data;
+  const { id: _id, upstream, startFromTrigger, ...own } = parsed.data;
   const merged: DefaultArgs = { ...dag.defaultArgs, ...stripUndefined(own) };
   const durations = resolveDurations(merged, where);
   const upstreamList = upstream === undefined ? [] : Array.isArray(upstream) ? upstream : [upstream];
@@ -304,8 +320,28 @@ export function resolveTaskOptions(dag: ResolvedDagOptions, options: unknown): P
       poolSlots: merged.poolSlots ?? 1,
       doc: merged.doc ?? null,
       memoryLimitMb: merged.memoryLimitMb ?? null,
+      startTrigger: startFromTrigger === undefined ? null : startTriggerOf(startFromTrigger, where),
     },
   };
+}
+
+/** The start trigger as the serialized DAG keeps it: its kwargs and the resume kwargs as serde text. */
+function startTriggerOf(request: DeferRequest, where: string): StartTrigger {
+  try {
+    const signal = defer(request);
+    return {
+      name: signal.trigger.name,
+      kwargs: serialize(signal.trigger.kwargs, { root: `${signal.trigger.name} kwargs` }),
+      ...(signal.trigger.queue !== undefined ? { queue: signal.trigger.queue } : {}),
+      nextMethod: signal.method,
+      nextKwargs: serialize(signal.kwargs, { root: 'kwargs' }),
+      timeoutMs: signal.timeoutMs,
+    };
+  } catch (error) {
+    throw new DagValidationError(`${where}: option 'startFromTrigger': ${(error as Error).message}`, {
+      cause: error,
+    });
+  }
 }
 
 function stripUndefined<T extends object>(value: T): Partial<T> {

@@ -32,6 +32,7 @@ export function serializeDag(dag: Dag, fileloc: string): SerializedDag {
     doc: task.options.doc,
     // Only when set, so the version of a DAG that sets none is what it was before the option existed.
     ...(task.options.memoryLimitMb === null ? {} : { memoryLimitMb: task.options.memoryLimitMb }),
+    ...(task.options.startTrigger === null ? {} : { startTrigger: { ...task.options.startTrigger } }),
   }));
   return {
     formatVersion: 1,

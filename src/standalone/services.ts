@@ -26,12 +26,16 @@ import { instrumentClient, type RequestCounter } from '#store/instrument.ts';
 import type { Store } from '#store/port.ts';
 import { ExecutionClient } from '#worker/execution-client.ts';
 import { WorkerPool } from '#worker/pool.ts';
+import { DemoJobService } from './demo-jobs.ts';
 import { StandaloneError } from './errors.ts';
 import { prepareHome } from './home.ts';
 import { DagFileParser } from './parse-dags.ts';
 import { startSupervisedStore } from './store-supervisor.ts';
+import { TriggererProcess } from './triggerer-process.ts';
 
 export const TABLE_NAME = 'updraft';
+/** Standalone issues its triggerer's credential at each start of the child; it only registers a job with it. */
+const TRIGGERER_CREDENTIAL_TTL_SECONDS = 7 * 24 * 60 * 60;
 
 export interface StandaloneOptions {
   log: Logger;
@@ -48,6 +52,8 @@ export interface StandaloneOptions {
   cwd?: string;
   /** Move the old store and logs aside and start empty (`updraft standalone --reset-store`). */
   resetStore?: boolean;
+  /** Start the triggerer child process (default: the `triggererEnabled` setting). */
+  triggerer?: boolean;
   /** A part that cannot be recovered (the store could not be restarted): the caller stops. */
   onFatal?: (error: StandaloneError) => void;
 }
@@ -140,7 +146,11 @@ export async function startStandalone(settings: Settings, options: StandaloneOpt
   const apiFetch: (request: Request) => Response | Promise<Response> = options.freshInstances
     ? (request) => createApiStack(stackDeps).api.fetch(request)
     : (request) => api.fetch(request);
-  const server = await listen(apiFetch, settings);
+  const demoJobs = new DemoJobService();
+  const server = await listen(
+    async (request) => (await demoJobs.handle(request)) ?? apiFetch(request),
+    settings,
+  );
   const address = server.address();
   const port = typeof address === 'object' && address ? address.port : settings.port;
   const apiUrl = settings.apiUrl ?? apiUrlOf({ ...settings, port });
@@ -199,6 +209,7 @@ export async function startStandalone(settings: Settings, options: StandaloneOpt
     heartbeatTimeoutMs: settings.heartbeatTimeoutMs,
     shutdownGraceMs: settings.shutdownGraceSeconds * 1000,
     taskMemoryLimitMb: settings.taskMemoryLimitMb,
+    allowedDeserializationClasses: settings.allowedDeserializationClasses,
     metrics,
     log: log.child({ component: 'worker' }),
     cwd,
@@ -207,6 +218,19 @@ export async function startStandalone(settings: Settings, options: StandaloneOpt
   metrics.addSource(async () => ({ 'executor.queued_tasks': await queuedTaskCount(queues) }));
   metrics.addSource(() => readinessGauges(engine.readiness));
   workers.start();
+
+  // The triggerer reaches the API over HTTP only, like the Fargate triggerer on AWS.
+  const triggerer =
+    (options.triggerer ?? settings.triggererEnabled)
+      ? new TriggererProcess({
+          apiUrl,
+          credential: () =>
+            tokens.issueClaims({ kind: 'triggerer' }, Date.now(), TRIGGERER_CREDENTIAL_TTL_SECONDS),
+          cwd,
+          log: log.child({ component: 'triggerer' }),
+        })
+      : undefined;
+  triggerer?.start();
 
   const stopLoop = new AbortController();
   // A fresh instance has only what a new Lambda invocation would have: empty caches.
@@ -249,7 +273,7 @@ export async function startStandalone(settings: Settings, options: StandaloneOpt
     async stop() {
       background.stop();
       dagParser.close();
-      await workers.stop();
+      await Promise.all([workers.stop(), triggerer?.stop()]);
       await notifier.drain();
       stopLoop.abort();
       await loop;

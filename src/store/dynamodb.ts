@@ -1,9 +1,17 @@
 import type { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
-import type { DagRun, DagRunKey, TaskInstance, TaskInstanceKey } from '#core/models.ts';
+import type {
+  DagRun,
+  DagRunKey,
+  TaskInstance,
+  TaskInstanceKey,
+  Trigger,
+  TriggererJob,
+} from '#core/models.ts';
 import type { RunSummary, SummaryEntry } from '#core/run-summary.ts';
 import type { SerializedDag } from '#core/serialized-dag.ts';
 import type { DagRunState } from '#core/states.ts';
 import { DynamoDagStore } from './dag-store.ts';
+import { DynamoJobStore } from './job-store.ts';
 import type {
   DagRecord,
   DagRecordChanges,
@@ -30,6 +38,7 @@ import { TableRequests } from './requests.ts';
 import { DynamoRunStore } from './run-store.ts';
 import { DynamoSchedulingStateStore } from './slot-pools.ts';
 import { DynamoTaskInstanceStore } from './task-instance-store.ts';
+import { DynamoTriggerStore } from './trigger-store.ts';
 import { DynamoXComStore } from './xcom-store.ts';
 
 export { MAX_VALUE_BYTES } from './dag-store.ts';
@@ -44,6 +53,8 @@ export class DynamoStore implements Store {
   readonly #taskInstances: DynamoTaskInstanceStore;
   readonly #xcoms: DynamoXComStore;
   readonly #scheduling: DynamoSchedulingStateStore;
+  readonly #triggers: DynamoTriggerStore;
+  readonly #jobs: DynamoJobStore;
 
   /**
    * `retentionDays` (UPDRAFT_RETENTION_DAYS): stamp a run's items with the table's time to live
@@ -64,6 +75,8 @@ export class DynamoStore implements Store {
     this.#runs = new DynamoRunStore(table, this.#dags, this.#taskInstances);
     this.#xcoms = new DynamoXComStore(table);
     this.#scheduling = new DynamoSchedulingStateStore(table);
+    this.#triggers = new DynamoTriggerStore(table);
+    this.#jobs = new DynamoJobStore(table);
   }
 
   // DAGs
@@ -181,5 +194,59 @@ export class DynamoStore implements Store {
   }
   putReconcileCursor(cursor: string | undefined, expectedVersion: number): Promise<boolean> {
     return this.#scheduling.putReconcileCursor(cursor, expectedVersion);
+  }
+
+  // Triggers
+  putTrigger(trigger: Trigger): Promise<void> {
+    return this.#triggers.putTrigger(trigger);
+  }
+  getTrigger(triggerId: string): Promise<Trigger | undefined> {
+    return this.#triggers.getTrigger(triggerId);
+  }
+  getTriggers(triggerIds: readonly string[]): Promise<Trigger[]> {
+    return this.#triggers.getTriggers(triggerIds);
+  }
+  deleteTrigger(triggerId: string, expectedJobId?: string | null): Promise<void> {
+    return this.#triggers.deleteTrigger(triggerId, expectedJobId);
+  }
+  listUnclaimedTriggers(queues: readonly string[], limit: number): Promise<Trigger[]> {
+    return this.#triggers.listUnclaimedTriggers(queues, limit);
+  }
+  listTriggersOfJob(jobId: string, page: PageRequest): Promise<Page<Trigger>> {
+    return this.#triggers.listTriggersOfJob(jobId, page);
+  }
+  listTriggers(page: PageRequest): Promise<Page<Trigger>> {
+    return this.#triggers.listTriggers(page);
+  }
+  claimTrigger(
+    triggerId: string,
+    expectedJobId: string | null,
+    jobId: string,
+    claimedAt: string,
+  ): Promise<Trigger> {
+    return this.#triggers.claimTrigger(triggerId, expectedJobId, jobId, claimedAt);
+  }
+  releaseTrigger(triggerId: string, jobId: string): Promise<void> {
+    return this.#triggers.releaseTrigger(triggerId, jobId);
+  }
+
+  // Triggerer jobs
+  putJob(job: TriggererJob): Promise<void> {
+    return this.#jobs.putJob(job);
+  }
+  getJob(jobId: string): Promise<TriggererJob | undefined> {
+    return this.#jobs.getJob(jobId);
+  }
+  heartbeatJob(jobId: string, heartbeatAt: string, running: number): Promise<TriggererJob> {
+    return this.#jobs.heartbeatJob(jobId, heartbeatAt, running);
+  }
+  completeJob(jobId: string, endedAt: string): Promise<TriggererJob> {
+    return this.#jobs.completeJob(jobId, endedAt);
+  }
+  listJobs(page: PageRequest): Promise<Page<TriggererJob>> {
+    return this.#jobs.listJobs(page);
+  }
+  deleteJob(jobId: string): Promise<void> {
+    return this.#jobs.deleteJob(jobId);
   }
 }

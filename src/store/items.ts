@@ -19,7 +19,7 @@ import type { DagRecord, DagRecordUpsert, ImportError, SlotHolder, SlotPoolState
 
 export type Item = Record<string, NativeAttributeValue>;
 
-function withoutKeyAttributes(item: Item): Record<string, unknown> {
+export function withoutKeyAttributes(item: Item): Record<string, unknown> {
   const model: Record<string, unknown> = {};
   for (const [name, value] of Object.entries(item)) {
     if (!KEY_ATTRIBUTES.includes(name)) model[name] = value;

@@ -42,6 +42,8 @@ export interface GlobalSecondaryIndexDefinition {
 
 export const RUNS_BY_LOGICAL_DATE_INDEX = 'gsi1';
 export const ACTIVE_RUNS_INDEX = 'gsi2';
+/** GSI1, overloaded as a sparse index of triggers by queue (unclaimed) and by job (claimed). */
+export const TRIGGERS_BY_HOLDER_INDEX = RUNS_BY_LOGICAL_DATE_INDEX;
 
 /** Shaped after CDK's `TableProps` / `GlobalSecondaryIndexProps` so the stack can pass it through. */
 export const TABLE_DEFINITION: {
@@ -76,7 +78,7 @@ export const TABLE_DEFINITION: {
  * The table's time-to-live attribute (epoch seconds): with a retention set, every write of a run's
  * items (the run, its TIs, summary and task slots) and of its XComs stamps it `retention` ahead,
  * and DynamoDB deletes them once a run has been left alone that long. DAGs, pools and the
- * scheduler's items never carry it.
+ * scheduler's items, triggers and triggerer jobs never carry it.
  */
 export const TTL_ATTRIBUTE = 'expiresAt';
 
@@ -98,6 +100,15 @@ export const POOLS_PARTITION = 'POOLS';
 export const POOL_SORT_PREFIX = 'POOL#';
 export const SCHEDULER_PARTITION = 'SCHEDULER';
 export const RECONCILE_CURSOR_SORT_KEY = 'RECONCILE_CURSOR';
+export const TRIGGERS_PARTITION = 'TRIGGERS';
+export const TRIGGER_SORT_PREFIX = 'TRIGGER#';
+export const JOBS_PARTITION = 'JOBS';
+export const JOB_SORT_PREFIX = 'JOB#';
+/**
+ * A trigger item keeps its queue's GSI1 partition here, so a release can move it back there in one
+ * UpdateItem (`SET gsi1pk = <this>`) without reading the queue first. Not part of the model.
+ */
+export const TRIGGER_QUEUE_PARTITION_ATTRIBUTE = 'queueGsi1pk';
 /** Mapped TIs of one task spread over this many partitions (mapIndex % shards). */
 export const MAPPED_TASK_INSTANCE_SHARDS = 32;
 const MAP_INDEX_DIGITS = 7;
@@ -229,4 +240,32 @@ export function xcomTaskInstancePrefix(ti: TaskInstanceKey): string {
 export function xcomKey(key: TaskInstanceKey & { key: string }): ItemKey {
   assertKeySegment('XCom key', key.key);
   return { pk: xcomPartition(key), sk: `${xcomTaskInstancePrefix(key)}${key.key}` };
+}
+
+export function triggerKey(triggerId: string): ItemKey {
+  assertKeySegment('trigger id', triggerId);
+  return { pk: TRIGGERS_PARTITION, sk: `${TRIGGER_SORT_PREFIX}${triggerId}` };
+}
+
+export function jobKey(jobId: string): ItemKey {
+  assertKeySegment('job id', jobId);
+  return { pk: JOBS_PARTITION, sk: `${JOB_SORT_PREFIX}${jobId}` };
+}
+
+/** GSI1 partition of a queue's unclaimed triggers. */
+export function unclaimedTriggersPartition(queue: string): string {
+  assertKeySegment('trigger queue', queue);
+  return `TRIGGERS#QUEUE#${queue}`;
+}
+
+/** GSI1 partition of the triggers one job holds. */
+export function jobTriggersPartition(jobId: string): string {
+  assertKeySegment('job id', jobId);
+  return `TRIGGERS#JOB#${jobId}`;
+}
+
+/** GSI1 sort key of a trigger in either partition: oldest first, the id breaking ties. */
+export function triggerIndexSortKey(trigger: { createdAt: string; triggerId: string }): string {
+  assertKeySegment('trigger id', trigger.triggerId);
+  return `${trigger.createdAt}#${trigger.triggerId}`;
 }

@@ -1,4 +1,11 @@
-import type { DagRun, DagRunKey, TaskInstance, TaskInstanceKey } from '#core/models.ts';
+import type {
+  DagRun,
+  DagRunKey,
+  TaskInstance,
+  TaskInstanceKey,
+  Trigger,
+  TriggererJob,
+} from '#core/models.ts';
 import type { RunSummary, SummaryEntry } from '#core/run-summary.ts';
 import type { SerializedDag } from '#core/serialized-dag.ts';
 import type { DagRunState, TaskInstanceState } from '#core/states.ts';
@@ -46,6 +53,8 @@ export interface TaskInstanceExpectation {
   tryNumber?: number;
   /** The write applies only when the stored item is at this revision (nothing changed since it was read). */
   revision?: number;
+  /** The write applies only to this deferral of the try (`deferralSeq` as stored). */
+  deferralSeq?: number;
 }
 
 export interface TransitionOptions {
@@ -242,8 +251,60 @@ export interface SchedulingStateStore {
 }
 
 /**
+ * Trigger rows (one per deferral). Items live in one partition, `TRIGGERS`; the sparse index
+ * gsi1 holds each under `TRIGGERS#QUEUE#<queue>` while unclaimed and `TRIGGERS#JOB#<jobId>`
+ * while claimed, so a claim and a takeover query only what they need.
+ */
+export interface TriggerStore {
+  /** Creates the trigger; a trigger with the same id already stored is kept (the same deferral again). */
+  putTrigger(trigger: Trigger): Promise<void>;
+  getTrigger(triggerId: string): Promise<Trigger | undefined>;
+  /** Strongly consistent batch read; missing ids are left out. */
+  getTriggers(triggerIds: readonly string[]): Promise<Trigger[]>;
+  /** Deletes it (when held by `expectedJobId`, if given); a trigger already gone is not an error. */
+  deleteTrigger(triggerId: string, expectedJobId?: string | null): Promise<void>;
+  /** Unclaimed triggers of these queues, oldest first (the index is eventually consistent). */
+  listUnclaimedTriggers(queues: readonly string[], limit: number): Promise<Trigger[]>;
+  listTriggersOfJob(jobId: string, page: PageRequest): Promise<Page<Trigger>>;
+  /** Every trigger, by id. */
+  listTriggers(page: PageRequest): Promise<Page<Trigger>>;
+  /**
+   * Gives the trigger to `jobId` if it is held by `expectedJobId` (null: unclaimed);
+   * `ConditionFailedError` otherwise, nothing written.
+   */
+  claimTrigger(
+    triggerId: string,
+    expectedJobId: string | null,
+    jobId: string,
+    claimedAt: string,
+  ): Promise<Trigger>;
+  /** Back to unclaimed, if held by `jobId`; a trigger gone or held by another is left as it is. */
+  releaseTrigger(triggerId: string, jobId: string): Promise<void>;
+}
+
+/** Triggerer liveness jobs. */
+export interface JobStore {
+  /** Creates the job; `AlreadyExistsError` when the id is taken. */
+  putJob(job: TriggererJob): Promise<void>;
+  getJob(jobId: string): Promise<TriggererJob | undefined>;
+  /** Records a heartbeat of a running job; `ConditionFailedError` when the job is complete or gone. */
+  heartbeatJob(jobId: string, heartbeatAt: string, running: number): Promise<TriggererJob>;
+  /** Marks it complete (idempotent); `NotFoundError` when it does not exist. */
+  completeJob(jobId: string, endedAt: string): Promise<TriggererJob>;
+  listJobs(page: PageRequest): Promise<Page<TriggererJob>>;
+  deleteJob(jobId: string): Promise<void>;
+}
+
+/**
  * The store port. Every state change is a conditional write that states its precondition;
  * a write whose precondition no longer holds throws `ConditionFailedError` and changes nothing,
  * so a duplicated or late message is harmless. Listing methods are paginated.
  */
-export interface Store extends DagStore, RunStore, TaskInstanceStore, XComStore, SchedulingStateStore {}
+export interface Store
+  extends DagStore,
+    RunStore,
+    TaskInstanceStore,
+    XComStore,
+    SchedulingStateStore,
+    TriggerStore,
+    JobStore {}

@@ -94,8 +94,12 @@ export class DynamoTaskInstanceStore implements TaskInstanceStore {
     const conditions = [expression.exists('pk'), expression.oneOf('state', expectedStates)];
     if (expected.tryNumber !== undefined) conditions.push(expression.equals('tryNumber', expected.tryNumber));
     if (expected.revision !== undefined) conditions.push(expression.equals('revision', expected.revision));
+    if (expected.deferralSeq !== undefined)
+      conditions.push(expression.equals('deferralSeq', expected.deferralSeq));
     const expectedTry = expected.tryNumber === undefined ? '' : ` at try ${expected.tryNumber}`;
-    const expectedRevision = expected.revision === undefined ? '' : ` at revision ${expected.revision}`;
+    const expectedRevision =
+      (expected.revision === undefined ? '' : ` at revision ${expected.revision}`) +
+      (expected.deferralSeq === undefined ? '' : ` at deferral ${expected.deferralSeq}`);
     const item = await this.#table.conditionalUpdate(
       { Key: taskInstanceKey(key), UpdateExpression: expression.update(changes, this.#table.expiry()) },
       expression,

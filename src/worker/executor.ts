@@ -1,5 +1,6 @@
 import { join } from 'node:path';
 import { BundleStore } from '#bundles/store.ts';
+import { DEFAULT_ALLOWED_DESERIALIZATION_CLASSES } from '#sdk/serde.ts';
 import type { StartedTask } from './execution-client.ts';
 import { type PinnedVersion, type RunnerOutcome, taskRunContextOf } from './protocol.ts';
 import { type MemoryLimit, type RunHooks, RunnerProcess } from './runner-process.ts';
@@ -44,8 +45,18 @@ export class ProcessTaskExecutor implements TaskExecutor {
   /** UPDRAFT_TASK_MEMORY_LIMIT_MB: the limit of a try whose task sets none; 0 for none. */
   readonly #memoryLimitMb: number;
 
-  constructor(options: { dagsFolder: string; cwd: string; bundlesFolder?: string; memoryLimitMb?: number }) {
+  /** UPDRAFT_ALLOWED_DESERIALIZATION_CLASSES: what a resumed try may rebuild from its event. */
+  readonly #allowedClasses: readonly string[];
+
+  constructor(options: {
+    dagsFolder: string;
+    cwd: string;
+    bundlesFolder?: string | undefined;
+    memoryLimitMb?: number | undefined;
+    allowedDeserializationClasses?: readonly string[] | undefined;
+  }) {
     this.#memoryLimitMb = options.memoryLimitMb ?? 0;
+    this.#allowedClasses = options.allowedDeserializationClasses ?? DEFAULT_ALLOWED_DESERIALIZATION_CLASSES;
     this.#dagsFolder = options.dagsFolder;
     this.#cwd = options.cwd;
     this.#bundles = options.bundlesFolder ? new BundleStore(options.bundlesFolder) : undefined;
@@ -60,7 +71,17 @@ export class ProcessTaskExecutor implements TaskExecutor {
   async run(started: StartedTask, args: unknown[], hooks: TaskHooks): Promise<RunnerOutcome> {
     const target = await this.#codeOf(started, hooks);
     const runner = await this.#acquire(target.code, this.#memoryLimitOf(started));
-    const outcome = await runner.run(target.file, taskRunContextOf(started), args, hooks, target.pinned);
+    const resume = started.resume
+      ? { resume: started.resume, allowedClasses: this.#allowedClasses }
+      : undefined;
+    const outcome = await runner.run(
+      target.file,
+      taskRunContextOf(started),
+      args,
+      hooks,
+      target.pinned,
+      resume,
+    );
     this.#release(runner, target.code);
     return outcome;
   }

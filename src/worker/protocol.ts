@@ -4,6 +4,7 @@
  * supervisor, so a task that blocks or crashes its process cannot take the supervisor with it.
  */
 
+import type { Deferral, Resume } from '#contracts/triggers.ts';
 import type { StartedTask } from './execution-client.ts';
 import type { LoadedModule } from './module-tracker.ts';
 
@@ -52,6 +53,9 @@ export type SupervisorToRunner =
       args: unknown[];
       /** The DAG version the run executes, to tell the task's log when the file has changed since. */
       pinned?: PinnedVersion;
+      /** A resumed try: its method, kwargs and event (serde text), rebuilt under `allowedClasses`. */
+      resume?: Resume;
+      allowedClasses?: readonly string[];
     }
   | { type: 'xcom_value'; requestId: number; value?: unknown; error?: string }
   /** Aborts the task's `ctx.signal`; the process is killed if the task has not ended soon after. */
@@ -61,6 +65,7 @@ export type RunnerOutcome =
   | { kind: 'success'; xcom?: string; followTaskIds?: string[] }
   | { kind: 'skipped'; reason: string }
   | { kind: 'failed_no_retry'; reason: string }
+  | { kind: 'deferred'; deferral: Deferral }
   | { kind: 'error'; message: string };
 
 export type RunnerToSupervisor =

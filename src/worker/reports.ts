@@ -27,6 +27,8 @@ export function toFinishState(outcome: RunnerOutcome, started: StartedTask): Fin
       return { state: 'failed', error_message: truncate(outcome.reason), retryable: false };
     case 'error':
       return { state: 'failed', error_message: truncate(outcome.message), retryable: true };
+    case 'deferred':
+      return { state: 'deferred', deferral: outcome.deferral };
   }
 }
 

@@ -1,4 +1,4 @@
-import { Worker } from 'node:worker_threads';
+import { watchParent } from './parent-watchdog.ts';
 
 /**
  * Loaded (with `--import`) into every task runner and DAG parser process before anything else,
@@ -16,30 +16,6 @@ import { Worker } from 'node:worker_threads';
  *   the IPC `disconnect` event would wait forever for that loop.
  */
 
-/** How often the watchdog looks at the parent pid. */
-const WATCHDOG_INTERVAL_MS = 200;
-
-const WATCHDOG_SOURCE = `
-const { workerData } = require('node:worker_threads');
-setInterval(() => {
-  if (process.ppid === workerData.parentPid) return;
-  // The group this process leads; a process started outside one (no such group) kills itself.
-  try {
-    process.kill(-process.pid, 'SIGKILL');
-  } catch {}
-  process.kill(process.pid, 'SIGKILL');
-}, workerData.intervalMs);
-`;
-
 for (const signal of ['SIGINT', 'SIGTERM'] as const) process.on(signal, () => undefined);
 
-const watchdog = new Worker(WATCHDOG_SOURCE, {
-  eval: true,
-  workerData: { parentPid: process.ppid, intervalMs: WATCHDOG_INTERVAL_MS },
-  // A tiny heap: the thread holds one timer.
-  resourceLimits: { maxOldGenerationSizeMb: 8, maxYoungGenerationSizeMb: 2 },
-  stdout: false,
-  stderr: false,
-});
-// The watchdog never keeps the process alive; the IPC channel does, until the server goes.
-watchdog.unref();
+watchParent();

@@ -1,5 +1,6 @@
 import { type ChildProcess, fork } from 'node:child_process';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import type { Resume } from '#contracts/triggers.ts';
 import { modulesUnchanged } from './module-tracker.ts';
 import { groupResidentMb, killGroup, trackGroup } from './process-group.ts';
 import type {
@@ -184,6 +185,7 @@ export class RunnerProcess {
     args: unknown[],
     hooks: RunHooks,
     pinned?: PinnedVersion,
+    resume?: { resume: Resume; allowedClasses: readonly string[] },
   ): Promise<RunnerOutcome> {
     try {
       await this.#ready;
@@ -216,7 +218,15 @@ export class RunnerProcess {
       this.#watchMemory();
       if (hooks.signal.aborted) return onAbort();
       hooks.signal.addEventListener('abort', onAbort, { once: true });
-      this.#send({ type: 'run', runId, file, context, args, ...(pinned ? { pinned } : {}) });
+      this.#send({
+        type: 'run',
+        runId,
+        file,
+        context,
+        args,
+        ...(pinned ? { pinned } : {}),
+        ...(resume ? { resume: resume.resume, allowedClasses: resume.allowedClasses } : {}),
+      });
     });
   }
 

@@ -1,12 +1,13 @@
 import { pathToFileURL } from 'node:url';
 import { format } from 'node:util';
 import { resolveImportsOfBundle } from '#bundles/runner-hooks.ts';
-import type { TaskContext, TaskLogger } from '#sdk/context.ts';
+import type { TaskLogger, WorkerTaskContext } from '#sdk/context.ts';
 import { type Dag, isDag } from '#sdk/dag.ts';
-import { executeTask } from '#sdk/runtime.ts';
+import { DEFAULT_ALLOWED_DESERIALIZATION_CLASSES } from '#sdk/serde.ts';
 import { versionDag } from '#sdk/serialize.ts';
 import { trackLocalModules } from './module-tracker.ts';
 import type { PinnedVersion, RunnerOutcome, RunnerToSupervisor, SupervisorToRunner } from './protocol.ts';
+import { runTaskTry } from './task-try.ts';
 
 // Before any DAG file is imported, so every local module it pulls in is recorded.
 const modules = trackLocalModules();
@@ -62,7 +63,7 @@ async function run(message: Extract<SupervisorToRunner, { type: 'run' }>): Promi
   if (cancelled !== undefined) return { kind: 'error', message: cancelled };
   const controller = new AbortController();
   current = { runId: message.runId, controller };
-  const ctx: TaskContext = {
+  const ctx: WorkerTaskContext = {
     ...message.context,
     log: taskLogger(),
     signal: controller.signal,
@@ -73,27 +74,14 @@ async function run(message: Extract<SupervisorToRunner, { type: 'run' }>): Promi
         send({ type: 'xcom_pull', requestId, taskId, key });
       }),
   };
-  const outcome = await executeTask(dag, message.context.taskId, message.args, ctx);
-  switch (outcome.kind) {
-    case 'success': {
-      if (outcome.value === null || outcome.value === undefined)
-        return { kind: 'success', followTaskIds: outcome.followTaskIds };
-      let xcom: string;
-      try {
-        xcom = JSON.stringify(outcome.value);
-      } catch (error) {
-        return {
-          kind: 'error',
-          message: `The task's return value is not JSON-serializable: ${(error as Error).message}`,
-        };
-      }
-      return { kind: 'success', xcom, followTaskIds: outcome.followTaskIds };
-    }
-    case 'skipped':
-      return { kind: 'skipped', reason: outcome.reason };
-    case 'failed_no_retry':
-      return { kind: 'failed_no_retry', reason: outcome.reason };
-  }
+  return runTaskTry(
+    dag,
+    message.context.taskId,
+    message.args,
+    ctx,
+    message.resume,
+    message.allowedClasses ?? DEFAULT_ALLOWED_DESERIALIZATION_CLASSES,
+  );
 }
 
 function describe(error: unknown): string {

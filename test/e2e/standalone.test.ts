@@ -48,7 +48,7 @@ describe('standalone via npm start, driven by the CLI', () => {
     expect(apiUrl).toBe(`http://127.0.0.1:${port}`);
   });
 
-  it('lists the three example DAGs and no import error', async () => {
+  it('lists the example DAGs and no import error', async () => {
     const result = await cli('dags', 'list', '--json');
     expect(result.code).toBe(0);
     const collection = jsonOf<DagCollection>(result);
@@ -59,7 +59,7 @@ describe('standalone via npm start, driven by the CLI', () => {
         .map((dag) => dag.dag_id)
         .filter(examples)
         .sort(),
-    ).toEqual(['example_branching', 'example_etl', 'example_schedule']);
+    ).toEqual(['example_branching', 'example_deferrable', 'example_etl', 'example_schedule']);
     expect(collection.import_errors.filter((error) => examples(error.filename))).toEqual([]);
   });
 
@@ -68,6 +68,21 @@ describe('standalone via npm start, driven by the CLI', () => {
     expect(result.stderr).toBe('');
     expect(result.code).toBe(0);
     expect(result.stdout).toMatch(/Run \S+ of example_etl finished: success/);
+  }, 70_000);
+
+  it('triggers example_deferrable and waits for its success: the job service, the triggerer, two deferrals', async () => {
+    const result = await cli('dags', 'trigger', 'example_deferrable', '--wait', '--timeout', '60');
+    expect(result.stderr).toBe('');
+    expect(result.code).toBe(0);
+    expect(result.stdout).toMatch(/Run \S+ of example_deferrable finished: success/);
+    const runs = jsonOf<DagRunCollection>(await cli('runs', 'list', 'example_deferrable', '--json'));
+    const runId = runs.dag_runs[0]!.dag_run_id;
+    const xcom = jsonOf<XComEntry>(
+      await cli('tasks', 'xcom', 'example_deferrable', runId, 'run_job', '--json'),
+    );
+    expect(xcom.value).toMatchObject({ rows: 42 });
+    const log = await cli('tasks', 'logs', 'example_deferrable', runId, 'run_job');
+    expect(log.stdout).toMatch(/submitted the job[\s\S]*the job is done[\s\S]*published/);
   }, 70_000);
 
   it('lists the finished run with runs list --json', async () => {

@@ -26,7 +26,12 @@ describe('UpdraftDagRegistration', () => {
 
   it('registers the DAGs of the DAGs folder at deploy through the provider framework', () => {
     const properties = registrationOf(synthesized);
-    expect(properties.dagIds).toEqual(['example_branching', 'example_etl', 'example_schedule']);
+    expect(properties.dagIds).toEqual([
+      'example_branching',
+      'example_deferrable',
+      'example_etl',
+      'example_schedule',
+    ]);
     expect(properties.ServiceToken).toEqual({
       'Fn::GetAtt': [expect.stringContaining('DagRegistrationProviderframeworkonEvent'), 'Arn'],
     });

@@ -11,7 +11,7 @@ function start(env: Record<string, string>): {
   output: () => string;
   exited: Promise<number | null>;
 } {
-  const { UPDRAFT_EXECUTION_API_URL: _url, ...inherited } = process.env;
+  const { UPDRAFT_EXECUTION_API_URL: _url, UPDRAFT_TRIGGERER_TOKEN: _token, ...inherited } = process.env;
   const child = spawn(process.execPath, ['--disable-warning=ExperimentalWarning', ENTRY], {
     env: { ...inherited, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -36,15 +36,23 @@ async function waitForOutput(output: () => string, text: string): Promise<void> 
 }
 
 describe('the triggerer entry', () => {
-  it('says it claims no triggers yet, keeps running, and exits 0 on SIGTERM', async () => {
-    const triggerer = start({ UPDRAFT_EXECUTION_API_URL: 'https://abc.lambda-url.us-east-1.on.aws/' });
-    await waitForOutput(triggerer.output, 'No trigger kinds are supported yet');
+  it('starts, keeps trying to register while the Execution API is unreachable, and exits 0 on SIGTERM', async () => {
+    // Port 9, which fetch refuses to call: every call fails at once, with no network at all.
+    const triggerer = start({
+      UPDRAFT_EXECUTION_API_URL: 'http://127.0.0.1:9/',
+      UPDRAFT_TRIGGERER_TOKEN: 'triggerer-token',
+      AWS_REGION: 'us-east-1',
+      AWS_ACCESS_KEY_ID: 'AKIDEXAMPLE',
+      AWS_SECRET_ACCESS_KEY: 'secret-example',
+    });
+    await waitForOutput(triggerer.output, 'Cannot register the triggerer job yet');
     await new Promise((resolve) => setTimeout(resolve, 200));
     expect(triggerer.child.exitCode).toBeNull();
     triggerer.child.kill('SIGTERM');
     expect(await triggerer.exited).toBe(0);
     expect(triggerer.output()).toContain('"signal":"SIGTERM"');
-    expect(triggerer.output()).toContain('https://abc.lambda-url.us-east-1.on.aws/');
+    expect(triggerer.output()).toContain('http://127.0.0.1:9/');
+    expect(triggerer.output()).not.toContain('triggerer-token');
   });
 
   it('exits 1 naming the variable when the Execution API URL is missing or not a URL', async () => {
@@ -54,5 +62,11 @@ describe('the triggerer entry', () => {
     const invalid = start({ UPDRAFT_EXECUTION_API_URL: 'not a url' });
     expect(await invalid.exited).toBe(1);
     expect(invalid.output()).toContain('UPDRAFT_EXECUTION_API_URL is not a URL');
+  });
+
+  it('exits 1 naming the variable when its credential is missing', async () => {
+    const missing = start({ UPDRAFT_EXECUTION_API_URL: 'http://127.0.0.1:9/', AWS_REGION: 'us-east-1' });
+    expect(await missing.exited).toBe(1);
+    expect(missing.output()).toContain('UPDRAFT_TRIGGERER_TOKEN is not set');
   });
 });

@@ -14,11 +14,12 @@ const goodDag = (id: string) =>
   `import { dag } from '${sdkUrl}';\nexport default dag({ id: '${id}' }, (d) => { d.task('only', async () => 1); });\n`;
 
 describe('collectDags on the example DAGs', () => {
-  it('loads the three examples without errors', async () => {
+  it('loads the examples without errors', async () => {
     const { dags, errors } = await collectDags(resolve('dags'));
     expect(errors).toEqual([]);
     expect(dags.map(({ dag, fileloc }) => [fileloc, dag.dagId])).toEqual([
       ['example_branching.ts', 'example_branching'],
+      ['example_deferrable.ts', 'example_deferrable'],
       ['example_etl.ts', 'example_etl'],
       ['example_schedule.ts', 'example_schedule'],
     ]);

@@ -46,7 +46,7 @@ describe('the OpenAPI document', () => {
     );
   });
 
-  it('declares the API token on every /api/v2 route but health and itself, the task token on /execution', async () => {
+  it('declares the API token on every /api/v2 route but health and itself, and on /execution the token of its caller', async () => {
     const { body } = await api.request<OpenApiDocument>('GET', '/api/v2/openapi.json', undefined, null);
     expect(body.components.securitySchemes.apiToken).toMatchObject({ type: 'http', scheme: 'bearer' });
     expect(body.components.securitySchemes.taskToken).toMatchObject({ type: 'http', scheme: 'bearer' });
@@ -56,7 +56,11 @@ describe('the OpenAPI document', () => {
     for (const [operation, security] of securityOf) {
       const name = String(operation);
       if (name.endsWith('/monitor/health') || name.endsWith('/openapi.json')) expect(security).toEqual([]);
-      else if (name.includes(' /execution/')) expect(security).toEqual([{ taskToken: [] }]);
+      // A triggerer registers with its credential, then calls the job and trigger routes with its job token.
+      else if (name === 'post /execution/jobs') expect(security).toEqual([{ triggererToken: [] }]);
+      else if (name.includes(' /execution/jobs/') || name.includes(' /execution/triggers/'))
+        expect(security, name).toEqual([{ jobToken: [] }]);
+      else if (name.includes(' /execution/')) expect(security, name).toEqual([{ taskToken: [] }]);
       else expect(security, name).toEqual([{ apiToken: [] }]);
     }
   });

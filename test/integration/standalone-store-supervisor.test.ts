@@ -79,7 +79,7 @@ describe('standalone when its store process dies', () => {
       return response.status === 200 ? ((await response.json()) as { total_entries: number }) : undefined;
     });
     expect([...statuses].filter((status) => status !== 200 && status !== 503)).toEqual([]);
-    expect(recovered.total_entries).toBe(3); // the DAGs registered before the death are still there
+    expect(recovered.total_entries).toBe(4); // the DAGs registered before the death are still there
     expect((await get('/api/v2/monitor/health')).status).toBe(200);
     expect(await storePidOf(home)).not.toBe(before);
     expect(fatal).toEqual([]);

@@ -100,6 +100,10 @@ function taskInstance(taskId: string, state: TaskInstance['state'], tryNumber = 
     hostname: null,
     error_message: null,
     next_retry_at: null,
+    next_method: null,
+    trigger_id: null,
+    trigger_timeout: null,
+    deferral_seq: 0,
   };
 }
 

@@ -1,4 +1,4 @@
-import type { TaskContext, TaskLogger } from '#sdk/context.ts';
+import type { TaskLogger, WorkerTaskContext } from '#sdk/context.ts';
 
 export interface RecordedLog {
   level: keyof TaskLogger;
@@ -6,8 +6,10 @@ export interface RecordedLog {
   fields?: Record<string, unknown>;
 }
 
-/** A TaskContext for running tasks in tests; log lines land in `logs`. */
-export function testContext(overrides: Partial<TaskContext> = {}): TaskContext & { logs: RecordedLog[] } {
+/** A worker's context for running tasks in tests (executeTask adds defer); log lines land in `logs`. */
+export function testContext(
+  overrides: Partial<WorkerTaskContext> = {},
+): WorkerTaskContext & { logs: RecordedLog[] } {
   const logs: RecordedLog[] = [];
   const record =
     (level: keyof TaskLogger) =>

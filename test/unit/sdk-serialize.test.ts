@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { type SerializedDag, serializedDagSchema, serializedTaskSchema } from '#core/serialized-dag.ts';
-import { BaseOperator, type DagOptions, dag, type TaskOptions } from '#sdk/index.ts';
+import { BaseOperator, type DagOptions, DateTimeTrigger, dag, type TaskOptions } from '#sdk/index.ts';
 import { canonicalJson, dagVersionHash, deserializeDag, serializeDag } from '#sdk/serialize.ts';
 
 class Noop extends BaseOperator<{ setting: number }> {
@@ -164,6 +164,28 @@ describe('round trip of each authored field', () => {
     ['poolSlots', { poolSlots: 3 }, 'plain', { poolSlots: 3 }],
     ['doc', { doc: 'Loads the rows' }, 'plain', { doc: 'Loads the rows' }],
     ['memoryLimitMb', { memoryLimitMb: 256 }, 'plain', { memoryLimitMb: 256 }],
+    [
+      'startTrigger',
+      {
+        startFromTrigger: {
+          trigger: new DateTimeTrigger({ moment: '2030-01-01T00:00:00Z' }, { queue: 'edge' }),
+          method: 'resume',
+          timeout: '10m',
+          kwargs: { at: new Date('2030-01-01T00:00:00Z') },
+        },
+      },
+      'plain',
+      {
+        startTrigger: {
+          name: 'updraft.DateTimeTrigger',
+          kwargs: '{"moment":"2030-01-01T00:00:00.000Z"}',
+          queue: 'edge',
+          nextMethod: 'resume',
+          nextKwargs: '{"at":{"__updraft_type":"updraft.Date","value":"2030-01-01T00:00:00.000Z"}}',
+          timeoutMs: 600_000,
+        },
+      },
+    ],
   ];
 
   it.each(taskCases.filter(([name]) => name !== 'upstream'))(
@@ -232,6 +254,7 @@ describe('dagVersionHash', () => {
     poolSlots: 9,
     doc: 'x',
     memoryLimitMb: 512,
+    startTrigger: { name: 'x.T', kwargs: '{}', nextMethod: 'go', nextKwargs: '{}', timeoutMs: null },
   };
 
   it.each(Object.entries(dagChanges))('changes when the DAG field %s changes', (field, value) => {

@@ -242,6 +242,7 @@ describe('dag() options', () => {
       poolSlots: 1,
       doc: null,
       memoryLimitMb: null,
+      startTrigger: null,
     });
     expect(built.options).toMatchObject({
       catchup: false,

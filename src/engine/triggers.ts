@@ -1,0 +1,514 @@
+import { createHash, randomBytes } from 'node:crypto';
+import type { Settings } from '#config/settings.ts';
+import type { TriggerEventType } from '#contracts/triggers.ts';
+import {
+  type DagRunKey,
+  formatTaskInstanceKey,
+  type TaskInstance,
+  type TaskInstanceKey,
+  type Trigger,
+  type TriggererJob,
+} from '#core/models.ts';
+import { failureTransition } from '#core/retry.ts';
+import { type LogStore, triggerChunkId } from '#logs/port.ts';
+import type { Metrics } from '#metrics/port.ts';
+import { ConditionFailedError } from '#store/errors.ts';
+import type { Store, TaskInstanceChanges } from '#store/port.ts';
+import type { DagVersionCache } from './dag-cache.ts';
+import { LimitExceededError, NotFoundError, StateConflictError } from './errors.ts';
+import type { Logger } from './logger.ts';
+import type { TaskTokenSigner } from './tokens.ts';
+
+export const DEFAULT_TRIGGER_QUEUE = 'default';
+
+/** The id of the trigger of one deferral: the same deferral always gets the same id. */
+export function triggerIdOf(key: TaskInstanceKey, tryNumber: number, deferralSeq: number): string {
+  return createHash('sha256')
+    .update(JSON.stringify([key.dagId, key.runId, key.taskId, key.mapIndex, tryNumber, deferralSeq]))
+    .digest('base64url')
+    .slice(0, 22);
+}
+
+/**
+ * When a deferral's wait ends: its own timeout, or the task's execution timeout counted from the
+ * try's first start (Airflow counts the execution timeout across deferrals), whichever is first.
+ */
+export function deferralTimeoutAt(
+  nowMs: number,
+  timeoutMs: number | null,
+  tryStartedAt: string,
+  executionTimeoutMs: number | null,
+): string | null {
+  const candidates: number[] = [];
+  if (timeoutMs !== null) candidates.push(nowMs + timeoutMs);
+  if (executionTimeoutMs !== null) candidates.push(Date.parse(tryStartedAt) + executionTimeoutMs);
+  return candidates.length === 0 ? null : new Date(Math.min(...candidates)).toISOString();
+}
+
+/** Whether `ti` waits on exactly this trigger's deferral. */
+export function waitsOn(ti: TaskInstance | undefined, trigger: Trigger): boolean {
+  return (
+    ti !== undefined &&
+    ti.state === 'deferred' &&
+    ti.tryNumber === trigger.tryNumber &&
+    (ti.deferralSeq ?? 0) === trigger.deferralSeq
+  );
+}
+
+export type EventOutcome = 'applied' | 'duplicate' | 'stale';
+
+export interface TriggerLifecycleDeps {
+  store: Store;
+  dags: DagVersionCache;
+  logs: LogStore;
+  tokens: TaskTokenSigner;
+  notifier: { notify(run: DagRunKey | TaskInstanceKey): Promise<void> };
+  metrics: Metrics;
+  log: Logger;
+  settings: Pick<
+    Settings,
+    'xcomMaxBytes' | 'logChunkMaxBytes' | 'triggererHeartbeatIntervalMs' | 'triggererHeartbeatTimeoutMs'
+  >;
+  now: () => number;
+}
+
+/** Dead jobs that hold no trigger any more are deleted this long after they ended. */
+const DEAD_JOB_RETENTION_MS = 24 * 60 * 60 * 1000;
+const PAGE = 100;
+
+/**
+ * The triggerer's side of the Execution API: liveness jobs, claims, workloads, events, failures
+ * and cleanup. A triggerer acts only on triggers its job holds; every change to a TI is one
+ * conditional write on its state, try and deferral, so an event for an earlier deferral or try,
+ * a duplicate, or one after a timeout changes nothing (first event wins). Nothing here is kept
+ * between calls. See `src/triggerer/ADR.md`.
+ */
+export class TriggerLifecycle {
+  readonly #deps: TriggerLifecycleDeps;
+
+  constructor(deps: TriggerLifecycleDeps) {
+    this.#deps = deps;
+  }
+
+  async registerJob(input: { hostname: string; capacity: number; queues: string[] }) {
+    const nowIso = this.#nowIso();
+    const job: TriggererJob = {
+      jobId: randomBytes(12).toString('base64url'),
+      hostname: input.hostname,
+      capacity: input.capacity,
+      queues: [...new Set(input.queues)],
+      state: 'running',
+      startedAt: nowIso,
+      heartbeatAt: nowIso,
+      endedAt: null,
+      running: 0,
+      revision: 0,
+    };
+    await this.#deps.store.putJob(job);
+    this.#deps.log.info('Triggerer job registered', {
+      jobId: job.jobId,
+      hostname: job.hostname,
+      capacity: job.capacity,
+      queues: job.queues,
+    });
+    const token = await this.#deps.tokens.issueClaims({ kind: 'job', jobId: job.jobId }, this.#deps.now());
+    return { job, token };
+  }
+
+  /** Records a heartbeat; `StateConflictError` when the job is no longer running (it must register again). */
+  async heartbeat(jobId: string, running: number): Promise<TriggererJob> {
+    try {
+      return await this.#deps.store.heartbeatJob(jobId, this.#nowIso(), running);
+    } catch (error) {
+      if (!(error instanceof ConditionFailedError)) throw error;
+      throw new StateConflictError(
+        `Triggerer job ${jobId} is not running (it completed, or was found dead and its triggers taken over): register again`,
+        { cause: error },
+      );
+    }
+  }
+
+  /** Ends the job and hands its triggers back, so other triggerers claim them at once. */
+  async complete(jobId: string): Promise<void> {
+    await this.#deps.store.completeJob(jobId, this.#nowIso());
+    const released = await this.#releaseAll(jobId);
+    this.#deps.log.info('Triggerer job completed', { jobId, released });
+  }
+
+  /**
+   * Claims up to `limit` triggers for the job: first those of dead jobs (silent longer than the
+   * heartbeat timeout, or completed), then unclaimed ones, oldest first. Each claim is one
+   * conditional write, so two triggerers never hold one trigger.
+   */
+  async load(jobId: string, limit: number, queues?: readonly string[]): Promise<string[]> {
+    const job = await this.#runningJob(jobId);
+    const served = new Set(queues ?? job.queues);
+    const claimed: string[] = [];
+    const nowIso = this.#nowIso();
+    for (const dead of await this.#deadJobs(jobId)) {
+      let cursor: string | undefined;
+      do {
+        if (claimed.length >= limit) return claimed;
+        const page = await this.#deps.store.listTriggersOfJob(dead.jobId, {
+          limit: PAGE,
+          ...(cursor ? { cursor } : {}),
+        });
+        for (const trigger of page.items) {
+          if (claimed.length >= limit) return claimed;
+          if (!served.has(trigger.queue)) continue;
+          if (await this.#claim(trigger.triggerId, dead.jobId, jobId, nowIso)) {
+            claimed.push(trigger.triggerId);
+            this.#deps.metrics.increment('triggers.taken_over');
+          }
+        }
+        cursor = page.nextCursor;
+      } while (cursor);
+    }
+    if (claimed.length < limit) {
+      for (const trigger of await this.#deps.store.listUnclaimedTriggers(
+        [...served],
+        limit - claimed.length,
+      )) {
+        if (await this.#claim(trigger.triggerId, null, jobId, nowIso)) claimed.push(trigger.triggerId);
+      }
+    }
+    return claimed;
+  }
+
+  /** The run-trigger workloads of `ids` the job holds; the rest (and triggers no TI waits on) are to stop. */
+  async workloads(jobId: string, ids: readonly string[]): Promise<{ workloads: Trigger[]; stop: string[] }> {
+    await this.#runningJob(jobId);
+    const { wanted, stop } = await this.#sortHeld(jobId, ids);
+    return { workloads: wanted, stop };
+  }
+
+  /**
+   * The ids of `ids` the job must stop: not its own any more, gone, or no longer waited on. With
+   * `complete` (`ids` are all the job runs), also the triggers it holds but did not name, which a
+   * load whose answer was lost claimed for it: it runs those.
+   */
+  async cleanup(
+    jobId: string,
+    ids: readonly string[],
+    complete = false,
+  ): Promise<{ stop: string[]; adopt: string[] }> {
+    const { stop } = await this.#sortHeld(jobId, ids);
+    if (!complete) return { stop, adopt: [] };
+    const named = new Set(ids);
+    const adopt: string[] = [];
+    let cursor: string | undefined;
+    do {
+      const page = await this.#deps.store.listTriggersOfJob(jobId, {
+        limit: PAGE,
+        ...(cursor ? { cursor } : {}),
+      });
+      for (const trigger of page.items) if (!named.has(trigger.triggerId)) adopt.push(trigger.triggerId);
+      cursor = page.nextCursor;
+    } while (cursor && adopt.length < 1_000);
+    return { stop, adopt: adopt.slice(0, 1_000) };
+  }
+
+  /**
+   * Applies a trigger's event to its deferral: `resume` schedules the TI again with the payload
+   * as its next event; `success` / `failure` end it there. The payload stays opaque text.
+   */
+  async event(
+    jobId: string,
+    triggerId: string,
+    event: { type: TriggerEventType; payload: string },
+    log?: { seq: number; text: string },
+  ): Promise<EventOutcome> {
+    const trigger = await this.#heldTrigger(jobId, triggerId);
+    if (!trigger) return this.#stale(triggerId, 'the trigger is gone');
+    this.#checkPayload(trigger, event.payload);
+    await this.#appendLog(trigger, log);
+    const nowIso = this.#nowIso();
+    const base: TaskInstanceChanges = { triggerId: null, triggerTimeoutAt: null };
+    let changes: TaskInstanceChanges;
+    switch (event.type) {
+      case 'resume':
+        changes = { ...base, state: 'scheduled', nextEvent: event.payload, nextEventAt: nowIso };
+        break;
+      case 'success': {
+        const ti = await this.#deps.store.getTaskInstance(trigger.ti);
+        if (!waitsOn(ti, trigger)) return this.#settle(trigger, ti);
+        if (event.payload !== 'null') {
+          try {
+            await this.#deps.store.putXCom(
+              { ...trigger.ti, key: 'return_value' },
+              event.payload,
+              trigger.tryNumber,
+            );
+          } catch (error) {
+            if (!(error instanceof ConditionFailedError)) throw error;
+            return this.#settle(trigger, await this.#deps.store.getTaskInstance(trigger.ti));
+          }
+        }
+        changes = { ...base, state: 'success', endDate: nowIso, ...finished() };
+        break;
+      }
+      case 'failure':
+        changes = {
+          ...base,
+          state: 'failed',
+          endDate: nowIso,
+          errorMessage: `The trigger ended the task as failed: ${messageOf(event.payload)}`,
+          ...finished(),
+        };
+        break;
+    }
+    return this.#apply(trigger, changes, `event (${event.type})`);
+  }
+
+  /** A trigger that failed (raised, or could not be run): the try fails, and retries if it may. */
+  async failure(jobId: string, triggerId: string, error: string, log?: { seq: number; text: string }) {
+    const trigger = await this.#heldTrigger(jobId, triggerId);
+    if (!trigger) return this.#stale(triggerId, 'the trigger is gone');
+    await this.#appendLog(trigger, log);
+    const ti = await this.#deps.store.getTaskInstance(trigger.ti);
+    if (!ti || !waitsOn(ti, trigger)) return this.#settle(trigger, ti);
+    const run = await this.#deps.store.getDagRun(trigger.ti);
+    const dag = run ? await this.#deps.dags.get(run.dagId, run.dagVersion) : undefined;
+    const task = dag?.tasks.find((t) => t.taskId === trigger.ti.taskId);
+    const nowMs = this.#deps.now();
+    const next = task
+      ? failureTransition(ti, task, nowMs, { retryable: true })
+      : { state: 'failed' as const };
+    this.#deps.metrics.increment('triggers.failed');
+    return this.#apply(
+      trigger,
+      {
+        state: next.state,
+        nextRetryAt: next.state === 'up_for_retry' ? next.nextRetryAt : null,
+        endDate: new Date(nowMs).toISOString(),
+        errorMessage: `Trigger ${trigger.name} failed: ${error}`,
+        triggerId: null,
+        triggerTimeoutAt: null,
+        ...finished(),
+      },
+      'failure',
+    );
+  }
+
+  /** Log chunks of triggers the job holds; others are ignored. */
+  async appendLogs(jobId: string, chunks: readonly { trigger_id: string; seq: number; text: string }[]) {
+    const ids = [...new Set(chunks.map((chunk) => chunk.trigger_id))];
+    const held = new Map(
+      (await this.#deps.store.getTriggers(ids))
+        .filter((trigger) => trigger.jobId === jobId)
+        .map((trigger) => [trigger.triggerId, trigger]),
+    );
+    for (const chunk of chunks) {
+      const trigger = held.get(chunk.trigger_id);
+      if (trigger) await this.#appendLog(trigger, chunk);
+    }
+  }
+
+  async #apply(trigger: Trigger, changes: TaskInstanceChanges, what: string): Promise<EventOutcome> {
+    const key = trigger.ti;
+    try {
+      await this.#deps.store.transitionTaskInstance(
+        key,
+        { state: 'deferred', tryNumber: trigger.tryNumber, deferralSeq: trigger.deferralSeq },
+        changes,
+      );
+    } catch (error) {
+      if (!(error instanceof ConditionFailedError)) throw error;
+      return this.#settle(trigger, await this.#deps.store.getTaskInstance(key));
+    }
+    this.#deps.metrics.increment('triggers.events_applied');
+    if (changes.state === 'success') this.#deps.metrics.increment('triggers.succeeded');
+    this.#deps.log.info(`Trigger ${what} applied`, {
+      ti: formatTaskInstanceKey(key),
+      tryNumber: trigger.tryNumber,
+      deferralSeq: trigger.deferralSeq,
+      state: changes.state,
+    });
+    await this.#deps.store.deleteTrigger(trigger.triggerId, trigger.jobId);
+    await this.#deps.notifier.notify(key);
+    return 'applied';
+  }
+
+  /**
+   * The TI no longer waits on this deferral: the event was applied before (its answer lost) or it
+   * is stale (an earlier deferral or try, a timeout, a clear). Either way the trigger goes.
+   */
+  async #settle(trigger: Trigger, ti: TaskInstance | undefined): Promise<EventOutcome> {
+    await this.#deps.store.deleteTrigger(trigger.triggerId, trigger.jobId);
+    const sameDeferral =
+      ti !== undefined && ti.tryNumber === trigger.tryNumber && (ti.deferralSeq ?? 0) === trigger.deferralSeq;
+    if (sameDeferral && ti.nextEventAt !== undefined && ti.nextEventAt !== null) return 'duplicate';
+    return this.#stale(
+      trigger.triggerId,
+      ti
+        ? `${formatTaskInstanceKey(ti)} is ${ti.state} at try ${ti.tryNumber}, deferral ${ti.deferralSeq ?? 0}; the trigger was for try ${trigger.tryNumber}, deferral ${trigger.deferralSeq}`
+        : 'its task instance is gone',
+    );
+  }
+
+  #stale(triggerId: string, why: string): EventOutcome {
+    this.#deps.metrics.increment('triggers.stale_events_dropped');
+    this.#deps.log.info('Dropped a trigger event its task instance no longer waits for', { triggerId, why });
+    return 'stale';
+  }
+
+  async #heldTrigger(jobId: string, triggerId: string): Promise<Trigger | undefined> {
+    const trigger = await this.#deps.store.getTrigger(triggerId);
+    if (!trigger) return undefined;
+    if (trigger.jobId !== jobId) {
+      throw new StateConflictError(
+        trigger.jobId === null
+          ? `Trigger ${triggerId} is not claimed by this triggerer (job ${jobId}); it was released`
+          : `Trigger ${triggerId} is held by another triggerer now (job ${trigger.jobId}), not by job ${jobId}`,
+      );
+    }
+    return trigger;
+  }
+
+  async #sortHeld(jobId: string, ids: readonly string[]): Promise<{ wanted: Trigger[]; stop: string[] }> {
+    const unique = [...new Set(ids)];
+    const triggers = new Map((await this.#deps.store.getTriggers(unique)).map((t) => [t.triggerId, t]));
+    const held = [...triggers.values()].filter((trigger) => trigger.jobId === jobId);
+    const tis = await this.#deps.store.getTaskInstances(held.map((trigger) => trigger.ti));
+    const tiOf = new Map(tis.map((ti) => [formatTaskInstanceKey(ti), ti]));
+    const wanted: Trigger[] = [];
+    const stop: string[] = [];
+    for (const id of unique) {
+      const trigger = triggers.get(id);
+      if (!trigger || trigger.jobId !== jobId) {
+        stop.push(id);
+        continue;
+      }
+      if (waitsOn(tiOf.get(formatTaskInstanceKey(trigger.ti)), trigger)) {
+        wanted.push(trigger);
+        continue;
+      }
+      // Its task instance moved on (a timeout, a clear, a state set by hand): nothing waits for it.
+      await this.#deps.store.deleteTrigger(id, jobId);
+      this.#deps.metrics.increment('triggers.cleaned_up');
+      stop.push(id);
+    }
+    return { wanted, stop };
+  }
+
+  async #runningJob(jobId: string): Promise<TriggererJob> {
+    const job = await this.#deps.store.getJob(jobId);
+    if (!job) throw new NotFoundError(`Triggerer job ${jobId} not found: register again`);
+    if (job.state !== 'running')
+      throw new StateConflictError(`Triggerer job ${jobId} is ${job.state}: register again`);
+    return job;
+  }
+
+  /** Jobs other than `self` that are dead: completed, or silent past the heartbeat timeout (then completed here). */
+  async #deadJobs(self: string): Promise<TriggererJob[]> {
+    const nowMs = this.#deps.now();
+    const dead: TriggererJob[] = [];
+    let cursor: string | undefined;
+    do {
+      const page = await this.#deps.store.listJobs({ limit: PAGE, ...(cursor ? { cursor } : {}) });
+      for (const job of page.items) {
+        if (job.jobId === self) continue;
+        if (job.state === 'complete') {
+          dead.push(job);
+          continue;
+        }
+        if (nowMs - Date.parse(job.heartbeatAt) > this.#deps.settings.triggererHeartbeatTimeoutMs) {
+          this.#deps.log.warn('Triggerer job stopped heartbeating; its triggers go to other triggerers', {
+            jobId: job.jobId,
+            hostname: job.hostname,
+            heartbeatAt: job.heartbeatAt,
+          });
+          this.#deps.metrics.increment('triggerer.jobs_dead');
+          // It answers 409 to that job's next heartbeat, which then registers again.
+          await this.#deps.store.completeJob(job.jobId, new Date(nowMs).toISOString());
+          dead.push({ ...job, state: 'complete', endedAt: new Date(nowMs).toISOString() });
+        }
+      }
+      cursor = page.nextCursor;
+    } while (cursor);
+    for (const job of dead) {
+      if (job.endedAt !== null && nowMs - Date.parse(job.endedAt) > DEAD_JOB_RETENTION_MS) {
+        const held = await this.#deps.store.listTriggersOfJob(job.jobId, { limit: 1 });
+        if (held.items.length === 0) await this.#deps.store.deleteJob(job.jobId);
+      }
+    }
+    return dead;
+  }
+
+  async #claim(triggerId: string, expected: string | null, jobId: string, nowIso: string): Promise<boolean> {
+    try {
+      await this.#deps.store.claimTrigger(triggerId, expected, jobId, nowIso);
+      return true;
+    } catch (error) {
+      if (error instanceof ConditionFailedError) return false;
+      throw error;
+    }
+  }
+
+  async #releaseAll(jobId: string): Promise<number> {
+    let released = 0;
+    let cursor: string | undefined;
+    do {
+      const page = await this.#deps.store.listTriggersOfJob(jobId, {
+        limit: PAGE,
+        ...(cursor ? { cursor } : {}),
+      });
+      for (const trigger of page.items) {
+        await this.#deps.store.releaseTrigger(trigger.triggerId, jobId);
+        released += 1;
+      }
+      cursor = page.nextCursor;
+    } while (cursor);
+    return released;
+  }
+
+  async #appendLog(trigger: Trigger, log: { seq: number; text: string } | undefined): Promise<void> {
+    if (!log || log.text === '') return;
+    const limit = this.#deps.settings.logChunkMaxBytes;
+    const bytes = Buffer.byteLength(log.text);
+    if (bytes > limit) {
+      throw new LimitExceededError(
+        `Log chunk ${log.seq} of trigger ${trigger.triggerId} is ${bytes} bytes, over the limit of ${limit} bytes (UPDRAFT_LOG_CHUNK_MAX_BYTES)`,
+      );
+    }
+    await this.#deps.logs.appendChunk(
+      trigger.ti,
+      trigger.tryNumber,
+      triggerChunkId(trigger.deferralSeq, log.seq),
+      log.text,
+    );
+  }
+
+  #checkPayload(trigger: Trigger, payload: string): void {
+    const bytes = Buffer.byteLength(payload);
+    const limit = this.#deps.settings.xcomMaxBytes;
+    if (bytes > limit) {
+      throw new LimitExceededError(
+        `The event payload of trigger ${trigger.triggerId} (${trigger.name}) is ${bytes} bytes, over the limit of ${limit} bytes (UPDRAFT_XCOM_MAX_BYTES)`,
+      );
+    }
+  }
+
+  #nowIso(): string {
+    return new Date(this.#deps.now()).toISOString();
+  }
+}
+
+/** A try that ends while deferred: what it waited on goes with it. */
+function finished(): TaskInstanceChanges {
+  return { heartbeatAt: null, nextMethod: null, nextKwargs: null, nextEvent: null };
+}
+
+/**
+ * The message of a failure event. Its payload is serde text of a string; reading a JSON string
+ * builds no object. Anything else is shown as it came, cut short.
+ */
+function messageOf(payload: string): string {
+  try {
+    const value: unknown = JSON.parse(payload);
+    if (typeof value === 'string') return value.slice(0, 10_000);
+  } catch {
+    // Shown as it came.
+  }
+  return payload.slice(0, 2_000);
+}

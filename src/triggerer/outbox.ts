@@ -1,0 +1,323 @@
+import type { TriggerEventBody, TriggerFailureBody } from '#contracts/triggers.ts';
+import type { Logger } from '#engine/logger.ts';
+import { HttpAbortedError, HttpError } from '#http/errors.ts';
+import type { Metrics } from '#metrics/port.ts';
+import type { WorkerClock } from '#worker/clock.ts';
+import type { TriggererClient } from './client.ts';
+import { type Backoff, backoffDelay, isRefusal, messageOf, WarningThrottle } from './retry.ts';
+import type { TriggerReports } from './runner.ts';
+
+/**
+ * What the API must learn from the triggers (events, failures, log chunks), kept until it did.
+ * A transient failure (no answer, a timeout, 5xx, 408, 429) keeps the item and tries it again
+ * after a backoff with jitter, while everything else goes on; so no event is lost while the
+ * process lives. A refusal (another 4xx, or an answer that breaks the contract) is logged at
+ * error level with the status and the API's detail, counted as `triggerer.reports_refused`, and
+ * dropped: it would be refused forever. A 409 on a report (another triggerer holds the trigger
+ * now) is expected after a takeover: dropped at info level; but a 409 to a report sent under a job
+ * that has since been replaced goes again under the new one, which may hold the trigger now.
+ */
+
+export type OutboxClient = Pick<TriggererClient, 'event' | 'failure' | 'logs' | 'job'>;
+
+export interface OutboxOptions {
+  client: OutboxClient;
+  log: Logger;
+  metrics?: Metrics | undefined;
+  clock: WorkerClock;
+  random: () => number;
+  /** Backoff after a transient failure: a delay in [cap/2, cap], cap = min(max, base·2^(attempts-1)). */
+  retry: Backoff;
+  callTimeoutMs: number;
+  /** Reports sent at once. */
+  maxInFlight: number;
+  /** Text bytes one logs call carries at most (at least one chunk goes). */
+  logBatchMaxBytes: number;
+  /** Log chunks kept waiting at most, in bytes: the oldest go first when the logs route is down long. */
+  logBacklogMaxBytes: number;
+  /** The job reports go out under now; undefined while it registers again (default: the client's). */
+  currentJob?: (() => string | undefined) | undefined;
+  /** A report dropped on a 409: the trigger may be this triggerer's again, to run anew. */
+  onTakenOver?: ((triggerId: string) => void) | undefined;
+}
+
+type FinalReport =
+  | { kind: 'event'; triggerId: string; body: TriggerEventBody }
+  | { kind: 'failure'; triggerId: string; body: TriggerFailureBody };
+
+interface Pending<T> {
+  item: T;
+  attempts: number;
+  dueAt: number;
+  inFlight: boolean;
+}
+
+interface LogItem {
+  trigger_id: string;
+  seq: number;
+  text: string;
+  bytes: number;
+}
+
+const LOG_CHUNKS_PER_CALL = 100;
+
+export class ReportOutbox implements TriggerReports {
+  readonly #options: OutboxOptions;
+  readonly #finals = new Map<string, Pending<FinalReport>>();
+  #logs: LogItem[] = [];
+  #logBytes = 0;
+  #logAttempts = 0;
+  #logDueAt = 0;
+  /** Chunks at the head of `#logs` that a logs call in flight carries (0: none in flight). */
+  #logsInFlight = 0;
+  readonly #inFlight = new Set<Promise<void>>();
+  /** Aborts the calls in flight (the drain's time is up, or the triggerer stops abruptly). */
+  readonly #calls = new AbortController();
+  #kick = new AbortController();
+  #refused = 0;
+  readonly #warnings: WarningThrottle;
+
+  constructor(options: OutboxOptions) {
+    this.#options = options;
+    this.#warnings = new WarningThrottle(() => options.clock.now());
+  }
+
+  /** Reports waiting or in flight, and log chunks waiting. */
+  get size(): { reports: number; logChunks: number } {
+    return { reports: this.#finals.size, logChunks: this.#logs.length };
+  }
+
+  /** Reports the API refused (not counting 409 takeovers). */
+  get refused(): number {
+    return this.#refused;
+  }
+
+  get empty(): boolean {
+    return this.#finals.size === 0 && this.#logs.length === 0;
+  }
+
+  /** Whether the trigger's outcome waits here: it must not be run again meanwhile. */
+  hasReport(triggerId: string): boolean {
+    return this.#finals.has(triggerId);
+  }
+
+  event(triggerId: string, body: TriggerEventBody): void {
+    this.#addFinal({ kind: 'event', triggerId, body });
+  }
+
+  failure(triggerId: string, body: TriggerFailureBody): void {
+    this.#addFinal({ kind: 'failure', triggerId, body });
+  }
+
+  log(triggerId: string, chunk: { seq: number; text: string }): void {
+    const bytes = Buffer.byteLength(chunk.text);
+    this.#logs.push({ trigger_id: triggerId, seq: chunk.seq, text: chunk.text, bytes });
+    this.#logBytes += bytes;
+    let dropped = 0;
+    // The chunks in flight (at the head) stay: their answer removes them.
+    const keep = this.#logsInFlight;
+    while (this.#logBytes > this.#options.logBacklogMaxBytes && this.#logs.length > keep + 1) {
+      const [oldest] = this.#logs.splice(keep, 1);
+      this.#logBytes -= oldest?.bytes ?? 0;
+      dropped += 1;
+    }
+    if (dropped > 0) {
+      this.#options.metrics?.increment('triggerer.log_chunks_dropped', dropped);
+      this.#warn('Trigger log chunks waiting for the API exceed the backlog limit: the oldest are dropped', {
+        dropped,
+      });
+    }
+    this.#wake();
+  }
+
+  /** Sends what is due until `signal` aborts; calls in flight then go on (see `drain`). */
+  async run(signal: AbortSignal): Promise<void> {
+    while (!signal.aborted) {
+      this.#sendDue();
+      await this.#waitForWork(signal, Number.POSITIVE_INFINITY);
+    }
+  }
+
+  /** On a graceful stop: sends until nothing is left or `deadline` (clock ms), then abandons the rest. */
+  async drain(deadline: number): Promise<void> {
+    const { clock } = this.#options;
+    const never = new AbortController().signal;
+    while (!this.empty && clock.now() < deadline) {
+      this.#sendDue();
+      await this.#waitForWork(never, deadline);
+    }
+    this.abandon();
+    await Promise.all(this.#inFlight);
+  }
+
+  /** Stops every call in flight; what is left is lost with the process. */
+  abandon(): void {
+    this.#calls.abort('The triggerer is stopping');
+    this.#wake();
+  }
+
+  #addFinal(report: FinalReport): void {
+    // One outcome per trigger: a second run of it (taken back after a takeover) is a duplicate.
+    if (this.#finals.has(report.triggerId)) return;
+    this.#finals.set(report.triggerId, { item: report, attempts: 0, dueAt: 0, inFlight: false });
+    this.#wake();
+  }
+
+  #sendDue(): void {
+    const now = this.#options.clock.now();
+    if (this.#logsInFlight === 0 && this.#logs.length > 0 && this.#logDueAt <= now) {
+      this.#track(this.#sendLogs());
+    }
+    for (const pending of this.#finals.values()) {
+      if (this.#inFlight.size >= this.#options.maxInFlight) break;
+      if (pending.inFlight || pending.dueAt > now) continue;
+      this.#track(this.#sendFinal(pending));
+    }
+  }
+
+  #track(call: Promise<void>): void {
+    this.#inFlight.add(call);
+    void call.finally(() => {
+      this.#inFlight.delete(call);
+      this.#wake();
+    });
+  }
+
+  async #sendFinal(pending: Pending<FinalReport>): Promise<void> {
+    const { client, callTimeoutMs } = this.#options;
+    const report = pending.item;
+    pending.inFlight = true;
+    const options = { retry: { attempts: 1 }, timeoutMs: callTimeoutMs, signal: this.#calls.signal };
+    const currentJob = this.#options.currentJob ?? (() => client.job?.jobId);
+    const sentUnder = currentJob();
+    try {
+      const outcome =
+        report.kind === 'event'
+          ? await client.event(report.triggerId, report.body, options)
+          : await client.failure(report.triggerId, report.body, options);
+      this.#finals.delete(report.triggerId);
+      this.#options.metrics?.increment(`triggerer.reports_${outcome}`);
+      if (outcome === 'stale') {
+        this.#options.log.info(`The ${report.kind} of trigger ${report.triggerId} came too late`, {
+          triggerId: report.triggerId,
+          detail: 'the task no longer waits on this deferral (timed out, cleared or ended)',
+        });
+      }
+    } catch (error) {
+      const jobNow = currentJob();
+      if (
+        error instanceof HttpError &&
+        error.status === 409 &&
+        (jobNow === undefined || jobNow !== sentUnder)
+      ) {
+        // Refused to a job that is lost or replaced since: the next job may hold the trigger again.
+        pending.attempts += 1;
+        pending.dueAt =
+          this.#options.clock.now() +
+          backoffDelay(this.#options.retry, pending.attempts, this.#options.random());
+        return;
+      }
+      this.#failed(error, `the ${report.kind} of trigger ${report.triggerId}`, pending, () => {
+        this.#finals.delete(report.triggerId);
+        if (error instanceof HttpError && error.status === 409) this.#options.onTakenOver?.(report.triggerId);
+      });
+    } finally {
+      pending.inFlight = false;
+    }
+  }
+
+  async #sendLogs(): Promise<void> {
+    const { client, callTimeoutMs, logBatchMaxBytes } = this.#options;
+    const batch: LogItem[] = [];
+    let bytes = 0;
+    for (const item of this.#logs) {
+      if (batch.length >= LOG_CHUNKS_PER_CALL || (batch.length > 0 && bytes + item.bytes > logBatchMaxBytes))
+        break;
+      batch.push(item);
+      bytes += item.bytes;
+    }
+    this.#logsInFlight = batch.length;
+    const remove = () => {
+      this.#logs.splice(0, batch.length);
+      this.#logBytes -= bytes;
+    };
+    const pending = { attempts: this.#logAttempts, dueAt: 0 };
+    try {
+      await client.logs(
+        { chunks: batch.map(({ trigger_id, seq, text }) => ({ trigger_id, seq, text })) },
+        { retry: { attempts: 1 }, timeoutMs: callTimeoutMs, signal: this.#calls.signal },
+      );
+      remove();
+      this.#logAttempts = 0;
+    } catch (error) {
+      this.#failed(error, `${batch.length} trigger log chunk(s)`, pending, remove, { goneIsExpected: true });
+      this.#logAttempts = pending.attempts;
+      this.#logDueAt = pending.dueAt;
+    } finally {
+      this.#logsInFlight = 0;
+    }
+  }
+
+  /**
+   * A failed call: kept for later when transient, dropped (and said so) when refused. A 409 (and a
+   * 404 when `goneIsExpected`: log chunks of a trigger that ended) is a takeover, not a fault.
+   */
+  #failed(
+    error: unknown,
+    what: string,
+    pending: { attempts: number; dueAt: number },
+    drop: () => void,
+    options: { goneIsExpected?: boolean } = {},
+  ): void {
+    const { log, metrics, clock } = this.#options;
+    if (error instanceof HttpAbortedError) return;
+    if (isRefusal(error)) {
+      drop();
+      if (error.status === 409 || (error.status === 404 && options.goneIsExpected)) {
+        log.info(
+          `Dropped ${what}: another triggerer holds it now, or it ended (${error.status} ${error.detail})`,
+        );
+        return;
+      }
+      this.#refused += 1;
+      metrics?.increment('triggerer.reports_refused');
+      log.error(`The Execution API refused ${what}: ${error.status} ${error.detail}. It is dropped`, {
+        status: error.status,
+        detail: error.detail,
+      });
+      return;
+    }
+    pending.attempts += 1;
+    pending.dueAt = clock.now() + backoffDelay(this.#options.retry, pending.attempts, this.#options.random());
+    metrics?.increment('triggerer.reports_retried');
+    this.#warn(`Could not send ${what}; it is kept and sent again`, {
+      attempts: pending.attempts,
+      error: messageOf(error),
+    });
+  }
+
+  /** Sleeps until new work, a call's end, the next due item, `deadline` or `signal`. */
+  async #waitForWork(signal: AbortSignal, deadline: number): Promise<void> {
+    const { clock } = this.#options;
+    const now = clock.now();
+    let wakeAt = deadline;
+    if (this.#logs.length > 0 && this.#logsInFlight === 0) wakeAt = Math.min(wakeAt, this.#logDueAt);
+    for (const pending of this.#finals.values()) {
+      if (!pending.inFlight) wakeAt = Math.min(wakeAt, pending.dueAt);
+    }
+    if (wakeAt <= now && this.#inFlight.size < this.#options.maxInFlight) return;
+    // Everything due is in flight: a call's end wakes the loop.
+    const waitMs = Number.isFinite(wakeAt) && wakeAt > now ? wakeAt - now : 60_000;
+    const kick = this.#kick;
+    await clock.sleep(waitMs, AbortSignal.any([kick.signal, signal]));
+    if (kick.signal.aborted && this.#kick === kick) this.#kick = new AbortController();
+  }
+
+  #wake(): void {
+    this.#kick.abort();
+  }
+
+  #warn(message: string, fields: Record<string, unknown>): void {
+    if (this.#warnings.allows('outbox')) this.#options.log.warn(message, fields);
+  }
+}

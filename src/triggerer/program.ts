@@ -1,0 +1,111 @@
+import { isAbsolute, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import type { Settings } from '#config/settings.ts';
+import type { Logger } from '#engine/logger.ts';
+import { MetricsRegistry } from '#metrics/registry.ts';
+// Registers the built-in triggers (updraft.DateTimeTrigger, …).
+import '#sdk/triggers/index.ts';
+import { TriggererClient } from './client.ts';
+import { RegistrationRefusedError, TriggererConfigurationError } from './errors.ts';
+import { Triggerer } from './triggerer.ts';
+
+/**
+ * The triggerer process, shared by its two entries: `src/triggerer/main.ts` (standalone starts it
+ * as a child process) and `functions/triggerer/main.ts` (the ECS container). Each reads its own
+ * configuration and calls `runTriggererProcess`; the logic is in triggerer.ts.
+ */
+
+/** The triggerer's own credential: it registers a job with it, nothing else. */
+export const TRIGGERER_TOKEN_ENV = 'UPDRAFT_TRIGGERER_TOKEN';
+
+export function triggererTokenOf(env: NodeJS.ProcessEnv): string {
+  const token = env[TRIGGERER_TOKEN_ENV]?.trim();
+  if (!token) {
+    throw new TriggererConfigurationError(
+      `${TRIGGERER_TOKEN_ENV} is not set: the triggerer needs its credential (a triggerer token issued by the API's signing keyring) to register with the Execution API`,
+    );
+  }
+  return token;
+}
+
+/**
+ * Imports each of `settings.triggerModules` (relative to the DAGs folder, or absolute) so the
+ * user triggers they register can run here. A module that fails to import is a configuration error.
+ */
+export async function importTriggerModules(
+  settings: Pick<Settings, 'triggerModules' | 'dagsFolder'>,
+): Promise<void> {
+  for (const module of settings.triggerModules) {
+    const path = isAbsolute(module) ? module : resolve(settings.dagsFolder, module);
+    try {
+      await import(pathToFileURL(path).href);
+    } catch (error) {
+      throw new TriggererConfigurationError(
+        `Cannot import the trigger module ${path} (UPDRAFT_TRIGGER_MODULES): ${error instanceof Error ? error.message : String(error)}`,
+        { cause: error },
+      );
+    }
+  }
+}
+
+export interface TriggererProcessOptions {
+  /** The Execution API's base URL: routes are under `/execution/…`. */
+  apiUrl: string;
+  credential: string;
+  settings: Settings;
+  log: Logger;
+  /** The transport (on AWS: SigV4-signed for the function URL); the global `fetch` by default. */
+  fetch?: typeof fetch;
+}
+
+/**
+ * Runs the triggerer until SIGTERM or SIGINT, then stops it gracefully (a second signal ends the
+ * process at once). Resolves with the exit code: 0 after a stop, 1 when the API refuses the
+ * triggerer's registration (a wrong or expired credential).
+ */
+export async function runTriggererProcess(options: TriggererProcessOptions): Promise<number> {
+  const { settings, log } = options;
+  const metrics = new MetricsRegistry();
+  const client = new TriggererClient(
+    options.apiUrl,
+    options.credential,
+    options.fetch ? { fetch: options.fetch } : {},
+  );
+  const triggerer = new Triggerer({ client, settings, log, metrics });
+  let stopSignal: NodeJS.Signals | undefined;
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (stopSignal) {
+      log.warn('Second stop signal: the triggerer exits without finishing its stop', { signal });
+      process.exit(1);
+    }
+    stopSignal = signal;
+    log.info('Stopping the triggerer', { signal });
+    void triggerer.stop();
+  };
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+  const metricsLog =
+    settings.metricsLogIntervalMs > 0
+      ? setInterval(() => {
+          void metrics.snapshot().then((snapshot) => log.info('metrics', snapshot));
+        }, settings.metricsLogIntervalMs)
+      : undefined;
+  log.info('Triggerer starting', {
+    executionApiUrl: options.apiUrl,
+    capacity: settings.triggererCapacity,
+    queues: settings.triggerQueues,
+  });
+  try {
+    await triggerer.run();
+    log.info('Triggerer stopped', { signal: stopSignal });
+    return 0;
+  } catch (error) {
+    if (!(error instanceof RegistrationRefusedError)) throw error;
+    log.error(error.message);
+    return 1;
+  } finally {
+    clearInterval(metricsLog);
+    process.off('SIGTERM', onSignal);
+    process.off('SIGINT', onSignal);
+  }
+}

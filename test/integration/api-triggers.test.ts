@@ -1,0 +1,467 @@
+import { randomUUID } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { nextTryNumberOf, type TaskInstanceKey } from '#core/models.ts';
+import { triggerIdOf } from '#engine/triggers.ts';
+import { dag } from '#sdk/index.ts';
+import {
+  type ApiHarness,
+  type ErrorBody,
+  type StartedTaskBody,
+  startApiHarness,
+  tiKey,
+  tiPath,
+  WORKER,
+} from './api-harness.ts';
+
+/**
+ * The deferral and triggerer parts of the Execution API over real HTTP: a task defers, a
+ * triggerer job claims and reports on its trigger, and every event is bound to one deferral.
+ */
+const deferring = dag({ id: 'deferring' }, (d) => {
+  d.task({ id: 'wait', retries: 1, retryDelay: '1s', executionTimeout: '1h' }, async () => 1);
+  d.task({ id: 'once', retries: 0 }, async () => 1);
+});
+
+let api: ApiHarness;
+let runs = 0;
+const TRIGGER = { name: 'updraft.TimeDeltaTrigger', kwargs: '{"moment":"2030-01-01T00:00:00.000Z"}' };
+
+beforeAll(async () => {
+  api = await startApiHarness({
+    triggererHeartbeatIntervalMs: 1_000,
+    triggererHeartbeatTimeoutMs: 5_000,
+  });
+  await api.registerDags([deferring]);
+});
+afterAll(async () => {
+  await api?.close();
+});
+
+async function newKey(taskId = 'wait'): Promise<TaskInstanceKey> {
+  const runId = `run_${++runs}`;
+  const response = await api.request('POST', '/api/v2/dags/deferring/dagRuns', { dag_run_id: runId });
+  expect(response.status).toBe(201);
+  return tiKey('deferring', runId, taskId);
+}
+
+/** Queues the TI as the scheduler would (the same try when it resumes) and starts it. */
+async function start(key: TaskInstanceKey) {
+  const current = await api.store.getTaskInstance(key);
+  if (!current) throw new Error('no TI');
+  const tryNumber = nextTryNumberOf(current);
+  await api.store.transitionTaskInstance(
+    key,
+    { state: current.state, tryNumber: current.tryNumber },
+    { state: 'queued', tryNumber, queuedAt: api.clock.iso() },
+  );
+  const token = await api.tokens.issue({ ...key, tryNumber }, api.clock.nowMs);
+  const response = await api.request<StartedTaskBody>('PATCH', tiPath(key, 'run'), WORKER, token);
+  expect(response.status).toBe(200);
+  return { token, started: response.body, tryNumber };
+}
+
+const deferBody = (overrides: Record<string, unknown> = {}) => ({
+  state: 'deferred',
+  report_id: randomUUID(),
+  deferral: {
+    trigger: TRIGGER,
+    next_method: 'executeComplete',
+    next_kwargs: '{"round":1}',
+    timeout_ms: 60_000,
+  },
+  ...overrides,
+});
+
+async function deferTask(key: TaskInstanceKey, token: string) {
+  const response = await api.request('PATCH', tiPath(key, 'state'), deferBody(), token);
+  expect(response.status).toBe(200);
+  const ti = await api.store.getTaskInstance(key);
+  if (!ti?.triggerId) throw new Error('not deferred');
+  return ti;
+}
+
+async function registerJob(capacity = 10): Promise<{ jobId: string; token: string }> {
+  const credential = await api.tokens.issueClaims({ kind: 'triggerer' }, api.clock.nowMs);
+  const response = await api.request<{ job_id: string; token: string }>(
+    'POST',
+    '/execution/jobs',
+    { hostname: 'triggerer-1', capacity },
+    credential,
+  );
+  expect(response.status).toBe(201);
+  return { jobId: response.body.job_id, token: response.body.token };
+}
+
+const load = (job: { token: string }, limit = 100) =>
+  api.request<{ trigger_ids: string[] }>('POST', '/execution/triggers/load', { limit }, job.token);
+
+const event = (job: { token: string }, triggerId: string, body: Record<string, unknown>) =>
+  api.request<{ outcome: string } & ErrorBody>(
+    'POST',
+    `/execution/triggers/${triggerId}/event`,
+    body,
+    job.token,
+  );
+
+/** A deferred TI whose trigger `job` holds. */
+async function deferredAndClaimed(job: { token: string }, taskId = 'wait') {
+  const key = await newKey(taskId);
+  const { token } = await start(key);
+  const ti = await deferTask(key, token);
+  const claimed = await load(job);
+  expect(claimed.body.trigger_ids).toContain(ti.triggerId);
+  return { key, ti, triggerId: ti.triggerId as string };
+}
+
+describe('deferral reports', () => {
+  it('defers a running TI: the trigger is stored, the TI waits on it and the try is kept', async () => {
+    const key = await newKey();
+    const { token, tryNumber } = await start(key);
+    const ti = await deferTask(key, token);
+    expect(ti).toMatchObject({ state: 'deferred', tryNumber, deferralSeq: 1, nextMethod: 'executeComplete' });
+    const trigger = await api.store.getTrigger(ti.triggerId as string);
+    expect(trigger).toMatchObject({
+      name: TRIGGER.name,
+      kwargs: TRIGGER.kwargs,
+      queue: 'default',
+      jobId: null,
+    });
+    expect(trigger?.triggerId).toBe(triggerIdOf(key, tryNumber, 1));
+    expect(Date.parse(ti.triggerTimeoutAt as string) - api.clock.nowMs).toBeLessThanOrEqual(60_000);
+  });
+
+  it('answers a repeated deferral report as a duplicate and stores one trigger', async () => {
+    const key = await newKey();
+    const { token } = await start(key);
+    const body = deferBody();
+    expect((await api.request('PATCH', tiPath(key, 'state'), body, token)).status).toBe(200);
+    const again = await api.request<{ duplicate?: boolean }>('PATCH', tiPath(key, 'state'), body, token);
+    expect(again.status).toBe(200);
+    expect(again.body.duplicate).toBe(true);
+    expect((await api.store.getTaskInstance(key))?.deferralSeq).toBe(1);
+  });
+
+  it('refuses defer kwargs over UPDRAFT_XCOM_MAX_BYTES with 413 and leaves the TI running', async () => {
+    const key = await newKey();
+    const { token } = await start(key);
+    const big = JSON.stringify({ blob: 'x'.repeat(api.settings.xcomMaxBytes) });
+    const response = await api.request<ErrorBody>(
+      'PATCH',
+      tiPath(key, 'state'),
+      deferBody({ deferral: { trigger: TRIGGER, next_method: 'go', next_kwargs: big, timeout_ms: null } }),
+      token,
+    );
+    expect(response.status).toBe(413);
+    expect(response.body.detail).toContain('UPDRAFT_XCOM_MAX_BYTES');
+    expect((await api.store.getTaskInstance(key))?.state).toBe('running');
+  });
+
+  it('refuses a next method that is not a name with 422', async () => {
+    const key = await newKey();
+    const { token } = await start(key);
+    const response = await api.request(
+      'PATCH',
+      tiPath(key, 'state'),
+      deferBody({ deferral: { trigger: TRIGGER, next_method: 'a b', next_kwargs: '{}', timeout_ms: null } }),
+      token,
+    );
+    expect(response.status).toBe(422);
+  });
+});
+
+describe('triggerer jobs and tokens', () => {
+  it('refuses to register a job with a task token (403) or without a token (401)', async () => {
+    const key = await newKey();
+    const { token } = await start(key);
+    const body = { hostname: 'h', capacity: 1 };
+    expect((await api.request('POST', '/execution/jobs', body, token)).status).toBe(403);
+    expect((await api.request('POST', '/execution/jobs', body, null)).status).toBe(401);
+  });
+
+  it('refuses a job token on the task instance routes with 403', async () => {
+    const job = await registerJob();
+    const key = await newKey();
+    await start(key);
+    const response = await api.request<ErrorBody>('PUT', tiPath(key, 'heartbeat'), {}, job.token);
+    expect(response.status).toBe(403);
+    expect(response.body.detail).toContain('job token');
+  });
+
+  it('refuses a task token on the trigger routes with 403', async () => {
+    const key = await newKey();
+    const { token } = await start(key);
+    expect((await api.request('POST', '/execution/triggers/load', { limit: 1 }, token)).status).toBe(403);
+  });
+
+  it("refuses a heartbeat for another job's id with 403", async () => {
+    const one = await registerJob();
+    const other = await registerJob();
+    const response = await api.request(
+      'POST',
+      `/execution/jobs/${other.jobId}/heartbeat`,
+      { running: 0 },
+      one.token,
+    );
+    expect(response.status).toBe(403);
+  });
+
+  it('refuses bodies with unknown keys or out-of-range values with 422 and a message', async () => {
+    const job = await registerJob();
+    const unknown = await api.request<ErrorBody>(
+      'POST',
+      '/execution/triggers/load',
+      { limit: 1, extra: 1 },
+      job.token,
+    );
+    expect(unknown.status).toBe(422);
+    expect(unknown.body.detail).toContain('extra');
+    const zero = await api.request<ErrorBody>('POST', '/execution/triggers/load', { limit: 0 }, job.token);
+    expect(zero.status).toBe(422);
+    expect(zero.body.detail).toContain('limit');
+  });
+
+  it('answers 409 to the heartbeat of a completed job, and the completion releases its triggers', async () => {
+    const job = await registerJob();
+    const { triggerId } = await deferredAndClaimed(job);
+    expect(
+      (await api.request('POST', `/execution/jobs/${job.jobId}/complete`, undefined, job.token)).status,
+    ).toBe(200);
+    expect((await api.store.getTrigger(triggerId))?.jobId).toBeNull();
+    const beat = await api.request(
+      'POST',
+      `/execution/jobs/${job.jobId}/heartbeat`,
+      { running: 0 },
+      job.token,
+    );
+    expect(beat.status).toBe(409);
+  });
+
+  it("hands a silent job's triggers to another job after the heartbeat timeout", async () => {
+    const silent = await registerJob();
+    const { triggerId } = await deferredAndClaimed(silent);
+    const other = await registerJob();
+    expect((await load(other)).body.trigger_ids).not.toContain(triggerId);
+    api.clock.advance(api.settings.triggererHeartbeatTimeoutMs + 1);
+    expect((await load(other)).body.trigger_ids).toContain(triggerId);
+    const beat = await api.request(
+      'POST',
+      `/execution/jobs/${silent.jobId}/heartbeat`,
+      { running: 1 },
+      silent.token,
+    );
+    expect(beat.status).toBe(409);
+    // The job that lost the trigger cannot report on it.
+    const late = await event(silent, triggerId, { type: 'resume', payload: '1' });
+    expect(late.status).toBe(409);
+  });
+});
+
+describe('trigger events', () => {
+  it('resumes the TI in the same try with the payload kept as opaque text', async () => {
+    const job = await registerJob();
+    const { key, ti, triggerId } = await deferredAndClaimed(job);
+    const payload = '{"__updraft_type":"updraft.Date","value":"2030-01-01T00:00:00.000Z"}';
+    const response = await event(job, triggerId, { type: 'resume', payload });
+    expect(response.body.outcome).toBe('applied');
+    const resumed = await api.store.getTaskInstance(key);
+    expect(resumed).toMatchObject({ state: 'scheduled', tryNumber: ti.tryNumber, nextEvent: payload });
+    expect(await api.store.getTrigger(triggerId)).toBeUndefined();
+    const { started, tryNumber } = await start(key);
+    expect(tryNumber).toBe(ti.tryNumber);
+    expect(started.resume).toEqual({
+      method: 'executeComplete',
+      kwargs: '{"round":1}',
+      event: payload,
+      deferral_seq: 1,
+    });
+    expect(started.execution_timeout_ms).toBeLessThanOrEqual(3_600_000);
+  });
+
+  it('drops an event for an earlier deferral of the same try, and counts it', async () => {
+    const job = await registerJob();
+    const { key, ti, triggerId: first } = await deferredAndClaimed(job);
+    expect((await event(job, first, { type: 'resume', payload: '1' })).body.outcome).toBe('applied');
+    const { token } = await start(key);
+    await deferTask(key, token);
+    // The first deferral's trigger, stored again (a triggerer that never heard it was done).
+    await api.store.putTrigger({
+      ...(await api.store.getTrigger((await api.store.getTaskInstance(key))?.triggerId as string))!,
+      triggerId: first,
+      deferralSeq: 1,
+      jobId: null,
+    });
+    expect((await load(job)).body.trigger_ids).toContain(first);
+    const before = (await api.metrics.snapshot()).counters['triggers.stale_events_dropped'] ?? 0;
+    expect((await event(job, first, { type: 'resume', payload: '2' })).body.outcome).toBe('stale');
+    const after = await api.store.getTaskInstance(key);
+    expect(after).toMatchObject({ state: 'deferred', deferralSeq: 2, tryNumber: ti.tryNumber });
+    expect((await api.metrics.snapshot()).counters['triggers.stale_events_dropped']).toBe(before + 1);
+  });
+
+  it('drops an event for an earlier try', async () => {
+    const job = await registerJob();
+    const { key, ti, triggerId } = await deferredAndClaimed(job);
+    // The try ended another way (a timeout put it up for retry), and the next try runs.
+    await api.store.transitionTaskInstance(
+      key,
+      { state: 'deferred', tryNumber: ti.tryNumber },
+      { state: 'up_for_retry', nextRetryAt: api.clock.iso() },
+    );
+    await start(key);
+    expect((await event(job, triggerId, { type: 'resume', payload: '1' })).body.outcome).toBe('stale');
+    expect(await api.store.getTaskInstance(key)).toMatchObject({
+      state: 'running',
+      tryNumber: ti.tryNumber + 1,
+    });
+  });
+
+  it('applies the first of two events and drops the second', async () => {
+    const job = await registerJob();
+    const { key, triggerId } = await deferredAndClaimed(job);
+    const [a, b] = await Promise.all([
+      event(job, triggerId, { type: 'resume', payload: '"a"' }),
+      event(job, triggerId, { type: 'resume', payload: '"b"' }),
+    ]);
+    // The second finds the deferral already resumed by this trigger: a duplicate, not applied again.
+    expect([a.body.outcome, b.body.outcome].sort()).toEqual(['applied', 'duplicate']);
+    const ti = await api.store.getTaskInstance(key);
+    expect(['"a"', '"b"']).toContain(ti?.nextEvent);
+  });
+
+  it('ends the task from the trigger with a success event, its payload as the XCom', async () => {
+    const job = await registerJob();
+    const { key, triggerId } = await deferredAndClaimed(job);
+    const response = await event(job, triggerId, { type: 'success', payload: '{"rows":3}' });
+    expect(response.body).toEqual({ outcome: 'applied' });
+    expect((await api.store.getTaskInstance(key))?.state).toBe('success');
+    expect(await api.store.getXCom({ ...key, key: 'return_value' })).toBe('{"rows":3}');
+  });
+
+  it('ends the task from the trigger with a failure event, without a retry', async () => {
+    const job = await registerJob();
+    const { key, triggerId } = await deferredAndClaimed(job);
+    expect((await event(job, triggerId, { type: 'failure', payload: '"job 42 failed"' })).body.outcome).toBe(
+      'applied',
+    );
+    const ti = await api.store.getTaskInstance(key);
+    expect(ti?.state).toBe('failed');
+    expect(ti?.errorMessage).toContain('job 42 failed');
+  });
+
+  it('puts the TI up for retry when its trigger fails and retries are left', async () => {
+    const job = await registerJob();
+    const { key, triggerId } = await deferredAndClaimed(job);
+    const response = await api.request<{ outcome: string }>(
+      'POST',
+      `/execution/triggers/${triggerId}/failure`,
+      { error: 'boom' },
+      job.token,
+    );
+    expect(response.body.outcome).toBe('applied');
+    const ti = await api.store.getTaskInstance(key);
+    expect(ti?.state).toBe('up_for_retry');
+    expect(ti?.errorMessage).toContain('boom');
+  });
+
+  it('refuses an event payload over UPDRAFT_XCOM_MAX_BYTES with 413 and keeps the TI deferred', async () => {
+    const job = await registerJob();
+    const { key, triggerId } = await deferredAndClaimed(job);
+    const payload = JSON.stringify('x'.repeat(api.settings.xcomMaxBytes));
+    const response = await event(job, triggerId, { type: 'resume', payload });
+    expect(response.status).toBe(413);
+    expect((await api.store.getTaskInstance(key))?.state).toBe('deferred');
+  });
+
+  it('refuses an event type it does not know with 422', async () => {
+    const job = await registerJob();
+    const { triggerId } = await deferredAndClaimed(job);
+    expect((await event(job, triggerId, { type: 'maybe', payload: '1' })).status).toBe(422);
+  });
+
+  it('keeps trigger log chunks in the try log, between the phases of the task', async () => {
+    const job = await registerJob();
+    const { key, ti, triggerId } = await deferredAndClaimed(job);
+    await api.request(
+      'POST',
+      '/execution/triggers/logs',
+      { chunks: [{ trigger_id: triggerId, seq: 1, text: 'waiting\n' }] },
+      job.token,
+    );
+    await event(job, triggerId, { type: 'resume', payload: '1', log: { seq: 2, text: 'fired\n' } });
+    const log = await api.request<{ content: string }>(
+      'GET',
+      `/api/v2/dags/deferring/dagRuns/${key.runId}/taskInstances/wait/logs/${ti.tryNumber}`,
+    );
+    expect(log.status).toBe(200);
+    expect(JSON.stringify(log.body)).toMatch(/waiting\\n.*fired/);
+  });
+});
+
+describe('workloads and cleanup', () => {
+  it('gives the workloads of held triggers and asks to stop the rest', async () => {
+    const job = await registerJob();
+    const other = await registerJob();
+    const { key, triggerId } = await deferredAndClaimed(job);
+    const response = await api.request<{
+      workloads: { trigger_id: string; ti: { try_number: number } }[];
+      stop: string[];
+    }>('POST', '/execution/triggers/workloads', { trigger_ids: [triggerId, 'unknown-id'] }, job.token);
+    expect(response.body.workloads.map((w) => w.trigger_id)).toEqual([triggerId]);
+    expect(response.body.workloads[0]).toMatchObject({ name: TRIGGER.name, kwargs: TRIGGER.kwargs });
+    expect(response.body.stop).toEqual(['unknown-id']);
+    const foreign = await api.request<{ stop: string[] }>(
+      'POST',
+      '/execution/triggers/cleanup',
+      { trigger_ids: [triggerId] },
+      other.token,
+    );
+    expect(foreign.body.stop).toEqual([triggerId]);
+    expect((await api.store.getTaskInstance(key))?.state).toBe('deferred');
+  });
+
+  it('asks to stop, and deletes, a trigger its TI no longer waits on', async () => {
+    const job = await registerJob();
+    const { key, ti, triggerId } = await deferredAndClaimed(job);
+    await api.store.transitionTaskInstance(
+      key,
+      { state: 'deferred', tryNumber: ti.tryNumber },
+      { state: 'failed' },
+    );
+    const response = await api.request<{ stop: string[] }>(
+      'POST',
+      '/execution/triggers/cleanup',
+      { trigger_ids: [triggerId] },
+      job.token,
+    );
+    expect(response.body.stop).toEqual([triggerId]);
+    expect(await api.store.getTrigger(triggerId)).toBeUndefined();
+  });
+});
+
+describe('a load whose answer was lost', () => {
+  it('names the triggers the job holds without knowing them when the cleanup lists all it runs', async () => {
+    const job = await registerJob();
+    const { triggerId } = await deferredAndClaimed(job);
+    const partial = await api.request<{ stop: string[]; adopt?: string[] }>(
+      'POST',
+      '/execution/triggers/cleanup',
+      { trigger_ids: [] },
+      job.token,
+    );
+    expect(partial.body.adopt).toBeUndefined();
+    const complete = await api.request<{ stop: string[]; adopt: string[] }>(
+      'POST',
+      '/execution/triggers/cleanup',
+      { trigger_ids: [], complete: true },
+      job.token,
+    );
+    expect(complete.body).toEqual({ stop: [], adopt: [triggerId] });
+    const known = await api.request<{ stop: string[]; adopt: string[] }>(
+      'POST',
+      '/execution/triggers/cleanup',
+      { trigger_ids: [triggerId], complete: true },
+      job.token,
+    );
+    expect(known.body).toEqual({ stop: [], adopt: [] });
+  });
+});

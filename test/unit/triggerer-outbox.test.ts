@@ -1,0 +1,187 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import type { Logger } from '#engine/logger.ts';
+import { HttpError } from '#http/errors.ts';
+import { MetricsRegistry } from '#metrics/registry.ts';
+import { type OutboxClient, ReportOutbox } from '#triggerer/outbox.ts';
+import { systemClock } from '#worker/clock.ts';
+
+/** A client whose answers the test scripts per call kind; every call is recorded. */
+function scriptedClient(answer: (kind: string, body: unknown) => unknown) {
+  const calls: { kind: string; triggerId?: string; body: unknown }[] = [];
+  let jobId = 'job-1';
+  const call = async (kind: string, body: unknown, triggerId?: string) => {
+    calls.push({ kind, body, ...(triggerId ? { triggerId } : {}) });
+    const result = answer(kind, body);
+    if (result instanceof Error) throw result;
+    return result;
+  };
+  const client = {
+    get job() {
+      return { jobId, token: 't', heartbeatIntervalMs: 1, heartbeatTimeoutMs: 2 };
+    },
+    event: (triggerId: string, body: unknown) => call('event', body, triggerId),
+    failure: (triggerId: string, body: unknown) => call('failure', body, triggerId),
+    logs: (body: unknown) => call('logs', body),
+  } as unknown as OutboxClient;
+  return { client, calls, setJob: (id: string) => (jobId = id) };
+}
+
+const unavailable = () => new HttpError('POST /x', 503, 'busy', true);
+const refused = (status: number, detail: string) => new HttpError('POST /x', status, detail, false);
+
+interface LogLine {
+  level: string;
+  message: string;
+}
+
+const outboxes: { outbox: ReportOutbox; stop: AbortController }[] = [];
+
+function start(
+  client: OutboxClient,
+  options: { onTakenOver?: (id: string) => void; logBatchMaxBytes?: number } = {},
+) {
+  const lines: LogLine[] = [];
+  const at = (level: string) => (message: string) => {
+    lines.push({ level, message });
+  };
+  const log: Logger = {
+    debug: at('debug'),
+    info: at('info'),
+    warn: at('warn'),
+    error: at('error'),
+    child: () => log,
+  };
+  const metrics = new MetricsRegistry();
+  const outbox = new ReportOutbox({
+    client,
+    log,
+    metrics,
+    clock: systemClock,
+    random: () => 0.5,
+    retry: { baseDelayMs: 5, maxDelayMs: 20 },
+    callTimeoutMs: 1_000,
+    maxInFlight: 4,
+    logBatchMaxBytes: options.logBatchMaxBytes ?? 1_000,
+    logBacklogMaxBytes: 100_000,
+    onTakenOver: options.onTakenOver,
+  });
+  const stop = new AbortController();
+  void outbox.run(stop.signal);
+  outboxes.push({ outbox, stop });
+  return { outbox, lines, metrics };
+}
+
+async function until(condition: () => boolean): Promise<void> {
+  const deadline = Date.now() + 5_000;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+}
+
+afterEach(() => {
+  for (const { outbox, stop } of outboxes.splice(0)) {
+    stop.abort();
+    outbox.abandon();
+  }
+});
+
+const EVENT = { type: 'resume' as const, payload: '1' };
+
+describe('ReportOutbox', () => {
+  it('keeps an event through transient failures and sends it again until it is applied', async () => {
+    let failures = 3;
+    const { client, calls } = scriptedClient(() => (failures-- > 0 ? unavailable() : 'applied'));
+    const { outbox, metrics } = start(client);
+
+    outbox.event('t1', EVENT);
+
+    await until(() => outbox.empty);
+    expect(calls.map((call) => call.kind)).toEqual(['event', 'event', 'event', 'event']);
+    const { counters } = await metrics.snapshot();
+    expect(counters['triggerer.reports_retried']).toBe(3);
+    expect(counters['triggerer.reports_applied']).toBe(1);
+  });
+
+  it('drops a refused report after one call, logging the status and detail at error level', async () => {
+    const { client, calls } = scriptedClient(() => refused(422, 'payload is not serde JSON'));
+    const { outbox, lines, metrics } = start(client);
+
+    outbox.failure('t1', { error: 'boom' });
+
+    await until(() => outbox.empty);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(calls).toHaveLength(1);
+    expect(outbox.refused).toBe(1);
+    expect((await metrics.snapshot()).counters['triggerer.reports_refused']).toBe(1);
+    expect(lines.filter((line) => line.level === 'error').map((line) => line.message)).toEqual([
+      'The Execution API refused the failure of trigger t1: 422 payload is not serde JSON. It is dropped',
+    ]);
+  });
+
+  it('drops a report answered 409 at info level, and says the trigger was taken over', async () => {
+    const { client } = scriptedClient(() => refused(409, 'held by another triggerer'));
+    const takenOver: string[] = [];
+    const { outbox, lines } = start(client, { onTakenOver: (id) => takenOver.push(id) });
+
+    outbox.event('t1', EVENT);
+
+    await until(() => outbox.empty);
+    expect(takenOver).toEqual(['t1']);
+    expect(outbox.refused).toBe(0);
+    expect(lines.some((line) => line.level === 'info' && line.message.includes('trigger t1'))).toBe(true);
+    expect(lines.some((line) => line.level === 'error')).toBe(false);
+  });
+
+  it('sends a report again when the 409 was for a job replaced since', async () => {
+    let answered = 0;
+    const { client, calls, setJob } = scriptedClient(() => {
+      answered += 1;
+      if (answered === 1) {
+        setJob('job-2');
+        return refused(409, 'job-1 is not running');
+      }
+      return 'applied';
+    });
+    const { outbox } = start(client);
+
+    outbox.event('t1', EVENT);
+
+    await until(() => outbox.empty);
+    expect(calls).toHaveLength(2);
+  });
+
+  it('keeps one report per trigger', async () => {
+    const { client, calls } = scriptedClient(() => 'applied');
+    const { outbox } = start(client);
+
+    outbox.event('t1', EVENT);
+    outbox.event('t1', { type: 'resume', payload: '2' });
+
+    await until(() => outbox.empty);
+    expect(calls).toHaveLength(1);
+    expect(calls[0]?.body).toMatchObject({ payload: '1' });
+  });
+
+  it('ships log chunks in calls of at most 100 chunks and the byte bound', async () => {
+    const { client, calls } = scriptedClient(() => ({ ok: true }));
+    const { outbox } = start(client, { logBatchMaxBytes: 1_000 });
+
+    for (let seq = 1; seq <= 150; seq += 1) outbox.log('t1', { seq, text: 'x'.repeat(5) });
+    for (let seq = 151; seq <= 153; seq += 1) outbox.log('t1', { seq, text: 'y'.repeat(600) });
+
+    await until(() => outbox.empty);
+    const sizes = calls.map((call) => (call.body as { chunks: unknown[] }).chunks.length);
+    expect(sizes.reduce((sum, size) => sum + size, 0)).toBe(153);
+    expect(Math.max(...sizes)).toBeLessThanOrEqual(100);
+    for (const call of calls) {
+      const { chunks } = call.body as { chunks: { text: string }[] };
+      const bytes = chunks.reduce((sum, chunk) => sum + chunk.text.length, 0);
+      expect(chunks.length === 1 || bytes <= 1_000).toBe(true);
+    }
+    const seqs = calls.flatMap((call) =>
+      (call.body as { chunks: { seq: number }[] }).chunks.map((c) => c.seq),
+    );
+    expect(seqs).toEqual(Array.from({ length: 153 }, (_, index) => index + 1));
+  });
+});
