@@ -11,6 +11,7 @@ import {
   InvalidRequestError,
   LimitExceededError,
   NotFoundError,
+  NotReadyError,
   StateConflictError,
 } from '#engine/errors.ts';
 import type { Logger } from '#engine/logger.ts';
@@ -277,6 +278,9 @@ function errorResponse(error: Error, c: Context, log: Logger) {
     // The cause is logged once by whoever watches the store; not once per request.
     log.debug('API request found the store unavailable', { method: c.req.method, path: c.req.path, error });
     return storeUnavailable(c, 'it did not answer');
+  }
+  if (error instanceof NotReadyError) {
+    return c.json({ detail: error.message, status: 503 }, 503, { 'Retry-After': '1' });
   }
   const status = statusOf(error);
   if (status >= 500) log.error('API request failed', { method: c.req.method, path: c.req.path, error });

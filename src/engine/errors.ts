@@ -22,3 +22,8 @@ export class StateConflictError extends EngineError {
 export class LimitExceededError extends EngineError {
   override name = 'LimitExceededError';
 }
+
+/** The request came too early: what it acts on is still being written. The caller retries shortly (503). */
+export class NotReadyError extends EngineError {
+  override name = 'NotReadyError';
+}

@@ -15,7 +15,7 @@ import type { Metrics } from '#metrics/port.ts';
 import { ConditionFailedError } from '#store/errors.ts';
 import type { Store, TaskInstanceChanges } from '#store/port.ts';
 import type { DagVersionCache } from './dag-cache.ts';
-import { LimitExceededError, NotFoundError, StateConflictError } from './errors.ts';
+import { LimitExceededError, NotFoundError, NotReadyError, StateConflictError } from './errors.ts';
 import type { Logger } from './logger.ts';
 import type { TaskTokenSigner } from './tokens.ts';
 
@@ -53,6 +53,19 @@ export function waitsOn(ti: TaskInstance | undefined, trigger: Trigger): boolean
     ti.tryNumber === trigger.tryNumber &&
     (ti.deferralSeq ?? 0) === trigger.deferralSeq
   );
+}
+
+/**
+ * Whether the TI is about to wait on this trigger: the trigger is stored before the TI's own
+ * write (a worker's deferral report, or the scheduler starting a try in its trigger), so for a
+ * moment it exists while the TI still runs the phase before it.
+ */
+export function deferralInFlight(ti: TaskInstance | undefined, trigger: Trigger): boolean {
+  if (!ti) return false;
+  const seq = ti.deferralSeq ?? 0;
+  if (ti.state === 'running') return ti.tryNumber === trigger.tryNumber && seq === trigger.deferralSeq - 1;
+  const startsInTrigger = ti.state === 'none' || ti.state === 'scheduled' || ti.state === 'up_for_retry';
+  return startsInTrigger && trigger.deferralSeq === 1 && ti.tryNumber === trigger.tryNumber - 1;
 }
 
 export type EventOutcome = 'applied' | 'duplicate' | 'stale';
@@ -334,6 +347,12 @@ export class TriggerLifecycle {
    * is stale (an earlier deferral or try, a timeout, a clear). Either way the trigger goes.
    */
   async #settle(trigger: Trigger, ti: TaskInstance | undefined): Promise<EventOutcome> {
+    if (deferralInFlight(ti, trigger)) {
+      // Its TI has not started waiting yet: the triggerer sends the event again shortly.
+      throw new NotReadyError(
+        `Trigger ${trigger.triggerId} fired before its task instance finished deferring; send the event again`,
+      );
+    }
     await this.#deps.store.deleteTrigger(trigger.triggerId, trigger.jobId);
     const sameDeferral =
       ti !== undefined && ti.tryNumber === trigger.tryNumber && (ti.deferralSeq ?? 0) === trigger.deferralSeq;
@@ -379,7 +398,9 @@ export class TriggerLifecycle {
         stop.push(id);
         continue;
       }
-      if (waitsOn(tiOf.get(formatTaskInstanceKey(trigger.ti)), trigger)) {
+      const ti = tiOf.get(formatTaskInstanceKey(trigger.ti));
+      // A deferral still being written is run too: if it never completes, its event is stale.
+      if (waitsOn(ti, trigger) || deferralInFlight(ti, trigger)) {
         wanted.push(trigger);
         continue;
       }

@@ -465,3 +465,40 @@ describe('a load whose answer was lost', () => {
     expect(known.body).toEqual({ stop: [], adopt: [] });
   });
 });
+
+describe('a trigger stored a moment before its task instance waits on it', () => {
+  it('is handed out and its event is asked again (503) until the deferral is written', async () => {
+    const job = await registerJob();
+    const key = await newKey();
+    const { tryNumber } = await start(key);
+    // The deferral's first write only: the trigger row, the TI still running.
+    const triggerId = triggerIdOf(key, tryNumber, 1);
+    await api.store.putTrigger({
+      triggerId,
+      name: TRIGGER.name,
+      kwargs: TRIGGER.kwargs,
+      queue: 'default',
+      ti: key,
+      tryNumber,
+      deferralSeq: 1,
+      createdAt: api.clock.iso(),
+      timeoutAt: null,
+      jobId: null,
+      claimedAt: null,
+      revision: 0,
+    });
+    expect((await load(job)).body.trigger_ids).toContain(triggerId);
+    const workloads = await api.request<{ workloads: unknown[]; stop: string[] }>(
+      'POST',
+      '/execution/triggers/workloads',
+      { trigger_ids: [triggerId] },
+      job.token,
+    );
+    expect(workloads.body.stop).toEqual([]);
+    expect(workloads.body.workloads).toHaveLength(1);
+    const early = await event(job, triggerId, { type: 'resume', payload: '1' });
+    expect(early.status).toBe(503);
+    expect(early.headers.get('retry-after')).toBe('1');
+    expect(await api.store.getTrigger(triggerId)).toBeDefined();
+  });
+});
