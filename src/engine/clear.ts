@@ -27,6 +27,8 @@ const CLEARABLE: readonly TaskInstanceState[] = [
   'scheduled',
   'none',
   'removed',
+  // A deferred task holds no slot: a clear ends its wait (its trigger is deleted below).
+  'deferred',
 ];
 const FAILED_STATES: ReadonlySet<TaskInstanceState> = new Set(['failed', 'upstream_failed']);
 

@@ -62,14 +62,25 @@ export async function reconcileActiveTaskInstances(
   const due = (at: string | null | undefined) => typeof at === 'string' && Date.parse(at) <= nowMs;
   /** A deferral whose trigger did not fire in time: the try fails, and retries if it may (as in Airflow). */
   const timeOutDeferral = async (ti: TaskInstance) => {
-    const task = dag.tasks.find((t) => t.taskId === ti.taskId);
-    if (!task) return;
-    const next = failureTransition(ti, task, nowMs, { retryable: true });
     log.warn('A deferred task instance timed out waiting for its trigger', {
       ti: formatTaskInstanceKey(ti),
       tryNumber: ti.tryNumber,
       triggerTimeoutAt: ti.triggerTimeoutAt,
     });
+    if (
+      await endDeferral(
+        ti,
+        `Deferral timed out: the trigger did not fire by ${ti.triggerTimeoutAt} (the task's defer timeout, or its execution timeout counted across deferrals)`,
+      )
+    ) {
+      deps.metrics.increment('ti.deferral_timeouts');
+    }
+  };
+  /** Ends a deferral's try as failed or up for retry, if it still waits on that deferral. */
+  const endDeferral = async (ti: TaskInstance, errorMessage: string): Promise<boolean> => {
+    const task = dag.tasks.find((t) => t.taskId === ti.taskId);
+    if (!task) return false;
+    const next = failureTransition(ti, task, nowMs, { retryable: true });
     const failed = await ignoreConflict(
       store.transitionTaskInstance(
         ti,
@@ -78,7 +89,7 @@ export async function reconcileActiveTaskInstances(
           state: next.state,
           nextRetryAt: next.state === 'up_for_retry' ? next.nextRetryAt : null,
           endDate: new Date(nowMs).toISOString(),
-          errorMessage: `Deferral timed out: the trigger did not fire by ${ti.triggerTimeoutAt} (the task's defer timeout, or its execution timeout counted across deferrals)`,
+          errorMessage,
           triggerId: null,
           triggerTimeoutAt: null,
           nextMethod: null,
@@ -87,13 +98,37 @@ export async function reconcileActiveTaskInstances(
         },
       ),
     );
-    if (!failed) return;
-    deps.metrics.increment('ti.deferral_timeouts');
+    if (!failed) return false;
     updated.set(ti, failed);
     // Its triggerer learns at its next cleanup that nothing waits on it any more.
     if (typeof ti.triggerId === 'string') await store.deleteTrigger(ti.triggerId).catch(() => undefined);
+    return true;
+  };
+  /**
+   * A deferred TI whose trigger row is gone waits on nothing (a trigger deleted by a bug or by
+   * hand, a store restored without it): its try fails, and retries if it may, instead of waiting
+   * for ever. The trigger is always stored before its TI defers and deleted only after the TI
+   * moved on, so a live deferral is never taken for one.
+   */
+  const endOrphanedDeferrals = async (deferred: TaskInstance[]) => {
+    const ids = deferred.flatMap((ti) => (typeof ti.triggerId === 'string' ? [ti.triggerId] : []));
+    if (ids.length === 0) return;
+    const stored = new Set((await store.getTriggers(ids)).map((trigger) => trigger.triggerId));
+    for (const ti of deferred) {
+      if (typeof ti.triggerId !== 'string' || stored.has(ti.triggerId)) continue;
+      log.error('A deferred task instance waits on a trigger that is gone; failing its try', {
+        ti: formatTaskInstanceKey(ti),
+        tryNumber: ti.tryNumber,
+        triggerId: ti.triggerId,
+      });
+      await endDeferral(
+        ti,
+        `The trigger this try waited on (${ti.triggerId}) is gone: the deferral cannot end`,
+      );
+    }
   };
   const overdue: TaskInstance[] = [];
+  const waiting: TaskInstance[] = [];
   for (const ti of taskInstances) {
     const orphaned = ti.state === 'running' && (orphans?.isOrphanedRunning(ti) ?? false);
     if (ti.state === 'running' && (orphaned || stale(ti.heartbeatAt, settings.heartbeatTimeoutMs))) {
@@ -111,6 +146,8 @@ export async function reconcileActiveTaskInstances(
       );
     } else if (ti.state === 'deferred' && due(ti.triggerTimeoutAt)) {
       await timeOutDeferral(ti);
+    } else if (ti.state === 'deferred') {
+      waiting.push(ti);
     } else if (
       ti.state === 'queued' &&
       ((orphans?.isOrphanedQueued(ti) ?? false) || stale(ti.queuedAt, settings.queuedTimeoutMs))
@@ -118,6 +155,7 @@ export async function reconcileActiveTaskInstances(
       overdue.push(ti);
     }
   }
+  await endOrphanedDeferrals(waiting);
   const resend: TaskInstance[] = [];
   for (const ti of overdue) {
     const sends = ti.queuedSends ?? 1;

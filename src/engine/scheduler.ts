@@ -425,9 +425,9 @@ async function deferAtStart(
         },
       ),
     );
-    // A TI that moved on meanwhile leaves a trigger nothing waits on: its triggerer drops it.
-    if (!deferred) await deps.store.deleteTrigger(triggerId).catch(() => undefined);
-    else deps.metrics.increment('ti.deferred');
+    // Lost to another pass (which may have deferred the TI on this very trigger id) or to a change
+    // of the TI: the trigger is left alone. One nothing waits on is deleted at its triggerer's next call.
+    if (deferred) deps.metrics.increment('ti.deferred');
   });
   await releaseOwned(
     deps,

@@ -199,16 +199,19 @@ export class TaskLifecycle {
     } catch (error) {
       if (!(error instanceof TryMovedOnError)) throw error;
       const { current } = error;
-      // Report ids are unique and kept until the next report, also while a retry is queued.
-      const recorded =
-        current.reportId === options.reportId &&
-        !(current.state === 'running' && current.tryNumber === tryNumber);
+      // Report ids are unique and kept until the next report, also while a retry is queued and
+      // while the try resumes after the deferral that report recorded.
+      const recorded = current.reportId === options.reportId;
       if (!recorded) {
         await this.#noteLateReport(key, tryNumber, report.state, current);
         throw conflict(key, current, 'running', tryNumber);
       }
-      // The first call's answer was lost, perhaps before its chunk or scheduling request left.
-      const appended = await this.#appendChunk(key, tryNumber, options.log, reportPhase(current, report));
+      // The first call's answer was lost, perhaps before its chunk or scheduling request left. A
+      // try that runs again (resumed after that deferral) numbers its chunks anew: the late chunk stays out.
+      const resumedSince = current.state === 'running' && current.tryNumber === tryNumber;
+      const appended = resumedSince
+        ? {}
+        : await this.#appendChunk(key, tryNumber, options.log, reportPhase(current, report));
       await this.#deps.notifier.notify(key);
       return { ti: current, duplicate: true, ...appended };
     }
@@ -240,7 +243,7 @@ export class TaskLifecycle {
       case 'success': {
         if (report.followTaskIds) await this.#checkBranchChoice(key, report.followTaskIds);
         if (report.xcom !== undefined) {
-          await this.#expectRunning(key, tryNumber);
+          await this.#expectRunning(key, tryNumber, reportId);
           // Written before the state change, so a downstream task never sees success without its XCom.
           try {
             await this.#deps.store.putXCom({ ...key, key: 'return_value' }, report.xcom, tryNumber);
@@ -259,7 +262,7 @@ export class TaskLifecycle {
         changes = { ...ended, state: 'skipped', errorMessage: report.reason ?? null };
         break;
       case 'failed': {
-        const current = await this.#expectRunning(key, tryNumber);
+        const current = await this.#expectRunning(key, tryNumber, reportId);
         const task = findTask(await this.#dagOf(key), key);
         const next = failureTransition(current, task, nowMs, { retryable: report.retryable });
         changes = {
@@ -271,7 +274,7 @@ export class TaskLifecycle {
         break;
       }
       case 'handed_back': {
-        const current = await this.#expectRunning(key, tryNumber);
+        const current = await this.#expectRunning(key, tryNumber, reportId);
         changes = {
           state: 'scheduled',
           // A resumed try goes back to `scheduled` and resumes again at the same try: no try to give back.
@@ -285,7 +288,7 @@ export class TaskLifecycle {
         break;
       }
       case 'deferred': {
-        const current = await this.#expectRunning(key, tryNumber);
+        const current = await this.#expectRunning(key, tryNumber, reportId);
         const task = findTask(await this.#dagOf(key), key);
         const deferralSeq = (current.deferralSeq ?? 0) + 1;
         const tryStartedAt = current.tryStartedAt ?? current.startDate ?? new Date(nowMs).toISOString();
@@ -330,7 +333,10 @@ export class TaskLifecycle {
         break;
       }
     }
-    return this.#transition(key, { state: 'running', tryNumber }, changes, { movedOn: true });
+    // Not a report already recorded: after a deferral the try runs again, still at this try.
+    return this.#transition(key, { state: 'running', tryNumber, reportIdNot: reportId }, changes, {
+      movedOn: true,
+    });
   }
 
   #checkDeferral(key: TaskInstanceKey, deferral: DeferralReport): void {
@@ -402,10 +408,12 @@ export class TaskLifecycle {
     );
   }
 
-  async #expectRunning(key: TaskInstanceKey, tryNumber: number): Promise<TaskInstance> {
+  async #expectRunning(key: TaskInstanceKey, tryNumber: number, reportId?: string): Promise<TaskInstance> {
     const current = await this.#deps.store.getTaskInstance(key);
     if (!current) throw new NotFoundError(`Task instance ${formatTaskInstanceKey(key)} not found`);
     if (current.state !== 'running' || current.tryNumber !== tryNumber) throw new TryMovedOnError(current);
+    // The same report again, after the try resumed from the deferral it recorded.
+    if (reportId !== undefined && current.reportId === reportId) throw new TryMovedOnError(current);
     return current;
   }
 

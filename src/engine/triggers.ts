@@ -12,10 +12,10 @@ import {
 import { failureTransition } from '#core/retry.ts';
 import { type LogStore, triggerChunkId } from '#logs/port.ts';
 import type { Metrics } from '#metrics/port.ts';
-import { ConditionFailedError } from '#store/errors.ts';
+import { ConditionFailedError, NotFoundError as StoreNotFoundError } from '#store/errors.ts';
 import type { Store, TaskInstanceChanges } from '#store/port.ts';
 import type { DagVersionCache } from './dag-cache.ts';
-import { LimitExceededError, NotFoundError, NotReadyError, StateConflictError } from './errors.ts';
+import { NotFoundError, NotReadyError, StateConflictError } from './errors.ts';
 import type { Logger } from './logger.ts';
 import type { TaskTokenSigner } from './tokens.ts';
 
@@ -143,7 +143,14 @@ export class TriggerLifecycle {
 
   /** Ends the job and hands its triggers back, so other triggerers claim them at once. */
   async complete(jobId: string): Promise<void> {
-    await this.#deps.store.completeJob(jobId, this.#nowIso());
+    try {
+      await this.#deps.store.completeJob(jobId, this.#nowIso());
+    } catch (error) {
+      if (error instanceof StoreNotFoundError) {
+        throw new NotFoundError(`Triggerer job ${jobId} not found (ended long ago)`, { cause: error });
+      }
+      throw error;
+    }
     const released = await this.#releaseAll(jobId);
     this.#deps.log.info('Triggerer job completed', { jobId, released });
   }
@@ -233,8 +240,10 @@ export class TriggerLifecycle {
   ): Promise<EventOutcome> {
     const trigger = await this.#heldTrigger(jobId, triggerId);
     if (!trigger) return this.#stale(triggerId, 'the trigger is gone');
-    this.#checkPayload(trigger, event.payload);
     await this.#appendLog(trigger, log);
+    const oversize = this.#oversizePayload(trigger, event.payload);
+    // Refusing it would leave the task waiting for an event that can never be accepted.
+    if (oversize) return this.#failTry(trigger, oversize, false);
     const nowIso = this.#nowIso();
     const base: TaskInstanceChanges = { triggerId: null, triggerTimeoutAt: null };
     let changes: TaskInstanceChanges;
@@ -278,23 +287,26 @@ export class TriggerLifecycle {
     const trigger = await this.#heldTrigger(jobId, triggerId);
     if (!trigger) return this.#stale(triggerId, 'the trigger is gone');
     await this.#appendLog(trigger, log);
+    this.#deps.metrics.increment('triggers.failed');
+    return this.#failTry(trigger, `Trigger ${trigger.name} failed: ${error}`, true);
+  }
+
+  /** Ends the deferral's try as failed (up for retry when `retryable` and tries are left). */
+  async #failTry(trigger: Trigger, message: string, retryable: boolean): Promise<EventOutcome> {
     const ti = await this.#deps.store.getTaskInstance(trigger.ti);
     if (!ti || !waitsOn(ti, trigger)) return this.#settle(trigger, ti);
     const run = await this.#deps.store.getDagRun(trigger.ti);
     const dag = run ? await this.#deps.dags.get(run.dagId, run.dagVersion) : undefined;
     const task = dag?.tasks.find((t) => t.taskId === trigger.ti.taskId);
     const nowMs = this.#deps.now();
-    const next = task
-      ? failureTransition(ti, task, nowMs, { retryable: true })
-      : { state: 'failed' as const };
-    this.#deps.metrics.increment('triggers.failed');
+    const next = task ? failureTransition(ti, task, nowMs, { retryable }) : { state: 'failed' as const };
     return this.#apply(
       trigger,
       {
         state: next.state,
         nextRetryAt: next.state === 'up_for_retry' ? next.nextRetryAt : null,
         endDate: new Date(nowMs).toISOString(),
-        errorMessage: `Trigger ${trigger.name} failed: ${error}`,
+        errorMessage: message,
         triggerId: null,
         triggerTimeoutAt: null,
         ...finished(),
@@ -434,14 +446,20 @@ export class TriggerLifecycle {
           continue;
         }
         if (nowMs - Date.parse(job.heartbeatAt) > this.#deps.settings.triggererHeartbeatTimeoutMs) {
+          // Only if no heartbeat came since the read: a job a moment late is not declared dead.
+          // Its next heartbeat is then answered 409, and it registers again.
+          try {
+            await this.#deps.store.completeJob(job.jobId, new Date(nowMs).toISOString(), job.heartbeatAt);
+          } catch (error) {
+            if (error instanceof ConditionFailedError) continue;
+            throw error;
+          }
+          this.#deps.metrics.increment('triggerer.jobs_dead');
           this.#deps.log.warn('Triggerer job stopped heartbeating; its triggers go to other triggerers', {
             jobId: job.jobId,
             hostname: job.hostname,
             heartbeatAt: job.heartbeatAt,
           });
-          this.#deps.metrics.increment('triggerer.jobs_dead');
-          // It answers 409 to that job's next heartbeat, which then registers again.
-          await this.#deps.store.completeJob(job.jobId, new Date(nowMs).toISOString());
           dead.push({ ...job, state: 'complete', endedAt: new Date(nowMs).toISOString() });
         }
       }
@@ -483,31 +501,35 @@ export class TriggerLifecycle {
     return released;
   }
 
+  /** A chunk over the limit is cut (saying so) rather than refused: a log must never cost an event. */
   async #appendLog(trigger: Trigger, log: { seq: number; text: string } | undefined): Promise<void> {
     if (!log || log.text === '') return;
     const limit = this.#deps.settings.logChunkMaxBytes;
-    const bytes = Buffer.byteLength(log.text);
+    let text = log.text;
+    const bytes = Buffer.byteLength(text);
     if (bytes > limit) {
-      throw new LimitExceededError(
-        `Log chunk ${log.seq} of trigger ${trigger.triggerId} is ${bytes} bytes, over the limit of ${limit} bytes (UPDRAFT_LOG_CHUNK_MAX_BYTES)`,
-      );
+      const notice = `\n[updraft] trigger log chunk ${log.seq} was ${bytes} bytes, cut to the limit of ${limit} bytes (UPDRAFT_LOG_CHUNK_MAX_BYTES)\n`;
+      const room = Math.max(0, limit - Buffer.byteLength(notice));
+      text =
+        Buffer.from(text)
+          .subarray(0, room)
+          .toString('utf8')
+          .replace(/\uFFFD$/, '') + notice;
     }
     await this.#deps.logs.appendChunk(
       trigger.ti,
       trigger.tryNumber,
       triggerChunkId(trigger.deferralSeq, log.seq),
-      log.text,
+      text,
     );
   }
 
-  #checkPayload(trigger: Trigger, payload: string): void {
+  /** Why the payload cannot be stored, or undefined when it fits. */
+  #oversizePayload(trigger: Trigger, payload: string): string | undefined {
     const bytes = Buffer.byteLength(payload);
     const limit = this.#deps.settings.xcomMaxBytes;
-    if (bytes > limit) {
-      throw new LimitExceededError(
-        `The event payload of trigger ${trigger.triggerId} (${trigger.name}) is ${bytes} bytes, over the limit of ${limit} bytes (UPDRAFT_XCOM_MAX_BYTES)`,
-      );
-    }
+    if (bytes <= limit) return undefined;
+    return `The event of trigger ${trigger.name} is ${bytes} bytes, over the limit of ${limit} bytes (UPDRAFT_XCOM_MAX_BYTES): the trigger must send less`;
   }
 
   #nowIso(): string {

@@ -329,6 +329,11 @@ export function resolveTaskOptions(dag: ResolvedDagOptions, options: unknown): P
 function startTriggerOf(request: DeferRequest, where: string): StartTrigger {
   try {
     const signal = defer(request);
+    if (signal.trigger.name === 'updraft.TimeDeltaTrigger') {
+      throw new Error(
+        'a TimeDeltaTrigger counts from when it is built, which for a start trigger is each parse of the DAG file (a new DAG version every time); use a DateTimeTrigger, or defer from execute',
+      );
+    }
     return {
       name: signal.trigger.name,
       kwargs: serialize(signal.trigger.kwargs, { root: `${signal.trigger.name} kwargs` }),

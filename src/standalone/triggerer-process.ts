@@ -1,6 +1,7 @@
 import { type ChildProcess, fork } from 'node:child_process';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { Logger } from '#engine/logger.ts';
+import { PARENT_PID_ENV } from '#worker/parent-watchdog.ts';
 
 const TRIGGERER_ENTRY = fileURLToPath(new URL('../triggerer/main.ts', import.meta.url));
 const GUARD = pathToFileURL(fileURLToPath(new URL('./triggerer-guard.ts', import.meta.url))).href;

@@ -240,8 +240,8 @@ export class DynamoStore implements Store {
   heartbeatJob(jobId: string, heartbeatAt: string, running: number): Promise<TriggererJob> {
     return this.#jobs.heartbeatJob(jobId, heartbeatAt, running);
   }
-  completeJob(jobId: string, endedAt: string): Promise<TriggererJob> {
-    return this.#jobs.completeJob(jobId, endedAt);
+  completeJob(jobId: string, endedAt: string, expectedHeartbeatAt?: string): Promise<TriggererJob> {
+    return this.#jobs.completeJob(jobId, endedAt, expectedHeartbeatAt);
   }
   listJobs(page: PageRequest): Promise<Page<TriggererJob>> {
     return this.#jobs.listJobs(page);

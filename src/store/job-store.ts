@@ -55,14 +55,27 @@ export class DynamoJobStore implements JobStore {
     return itemToJob(item);
   }
 
-  async completeJob(jobId: string, endedAt: string): Promise<TriggererJob> {
+  async completeJob(jobId: string, endedAt: string, expectedHeartbeatAt?: string): Promise<TriggererJob> {
     const key = jobKey(jobId);
     const expression = new ExpressionBuilder();
+    const conditions = [expression.exists('pk'), expression.equals('state', 'running')];
+    if (expectedHeartbeatAt !== undefined) {
+      // A heartbeat since the read (the job lives) refuses it: ConditionFailedError.
+      return itemToJob(
+        await this.#table.conditionalUpdate(
+          { Key: key, UpdateExpression: expression.update({ state: 'complete', endedAt }) },
+          expression,
+          [...conditions, expression.equals('heartbeatAt', expectedHeartbeatAt)],
+          (error) =>
+            new ConditionFailedError(`triggerer job '${jobId}' heartbeat since it was read`, { cause: error }),
+        ),
+      );
+    }
     try {
       const item = await this.#table.conditionalUpdate(
         { Key: key, UpdateExpression: expression.update({ state: 'complete', endedAt }) },
         expression,
-        [expression.exists('pk'), expression.equals('state', 'running')],
+        conditions,
         (error) => new ConditionFailedError(`triggerer job '${jobId}' is not running`, { cause: error }),
       );
       return itemToJob(item);

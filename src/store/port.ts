@@ -55,6 +55,8 @@ export interface TaskInstanceExpectation {
   revision?: number;
   /** The write applies only to this deferral of the try (`deferralSeq` as stored). */
   deferralSeq?: number;
+  /** The write applies only when the stored `reportId` is not this one (the report is not recorded yet). */
+  reportIdNot?: string;
 }
 
 export interface TransitionOptions {
@@ -289,8 +291,12 @@ export interface JobStore {
   getJob(jobId: string): Promise<TriggererJob | undefined>;
   /** Records a heartbeat of a running job; `ConditionFailedError` when the job is complete or gone. */
   heartbeatJob(jobId: string, heartbeatAt: string, running: number): Promise<TriggererJob>;
-  /** Marks it complete (idempotent); `NotFoundError` when it does not exist. */
-  completeJob(jobId: string, endedAt: string): Promise<TriggererJob>;
+  /**
+   * Marks it complete (idempotent); `NotFoundError` when it does not exist. With
+   * `expectedHeartbeatAt` only if its last heartbeat is still that one (declaring a silent job
+   * dead), else `ConditionFailedError`.
+   */
+  completeJob(jobId: string, endedAt: string, expectedHeartbeatAt?: string): Promise<TriggererJob>;
   listJobs(page: PageRequest): Promise<Page<TriggererJob>>;
   deleteJob(jobId: string): Promise<void>;
 }

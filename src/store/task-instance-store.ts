@@ -96,6 +96,12 @@ export class DynamoTaskInstanceStore implements TaskInstanceStore {
     if (expected.revision !== undefined) conditions.push(expression.equals('revision', expected.revision));
     if (expected.deferralSeq !== undefined)
       conditions.push(expression.equals('deferralSeq', expected.deferralSeq));
+    if (expected.reportIdNot !== undefined) {
+      const reportId = expression.name('reportId');
+      conditions.push(
+        `(attribute_not_exists(${reportId}) OR attribute_type(${reportId}, ${expression.value('NULL')}) OR ${reportId} <> ${expression.value(expected.reportIdNot)})`,
+      );
+    }
     const expectedTry = expected.tryNumber === undefined ? '' : ` at try ${expected.tryNumber}`;
     const expectedRevision =
       (expected.revision === undefined ? '' : ` at revision ${expected.revision}`) +

@@ -22,11 +22,19 @@ setInterval(() => {
 }, workerData.intervalMs);
 `;
 
+/**
+ * The parent's pid as the parent passed it: read at start, `process.ppid` would already be 1 when
+ * the parent died before the child got this far, and the child would never notice.
+ */
+export const PARENT_PID_ENV = 'UPDRAFT_PARENT_PID';
+
 /** Starts the watchdog thread: the process (and its group) is killed once its parent is gone. */
 export function watchParent(): void {
+  const given = Number(process.env[PARENT_PID_ENV]);
+  const parentPid = Number.isInteger(given) && given > 1 ? given : process.ppid;
   const watchdog = new Worker(WATCHDOG_SOURCE, {
     eval: true,
-    workerData: { parentPid: process.ppid, intervalMs: WATCHDOG_INTERVAL_MS },
+    workerData: { parentPid, intervalMs: WATCHDOG_INTERVAL_MS },
     // A tiny heap: the thread holds one timer.
     resourceLimits: { maxOldGenerationSizeMb: 8, maxYoungGenerationSizeMb: 2 },
     stdout: false,

@@ -1,6 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { nextTryNumberOf, type TaskInstanceKey } from '#core/models.ts';
+import { silentLogger } from '#engine/logger.ts';
+import { reconcileActiveTaskInstances } from '#engine/reconcile.ts';
 import { triggerIdOf } from '#engine/triggers.ts';
 import { dag } from '#sdk/index.ts';
 import {
@@ -363,13 +365,24 @@ describe('trigger events', () => {
     expect(ti?.errorMessage).toContain('boom');
   });
 
-  it('refuses an event payload over UPDRAFT_XCOM_MAX_BYTES with 413 and keeps the TI deferred', async () => {
+  it('fails the try, naming the setting, for an event payload over UPDRAFT_XCOM_MAX_BYTES', async () => {
     const job = await registerJob();
-    const { key, triggerId } = await deferredAndClaimed(job);
+    const { key, triggerId } = await deferredAndClaimed(job, 'once');
     const payload = JSON.stringify('x'.repeat(api.settings.xcomMaxBytes));
     const response = await event(job, triggerId, { type: 'resume', payload });
-    expect(response.status).toBe(413);
-    expect((await api.store.getTaskInstance(key))?.state).toBe('deferred');
+    expect(response.body.outcome).toBe('applied');
+    const ti = await api.store.getTaskInstance(key);
+    expect(ti?.state).toBe('failed');
+    expect(ti?.errorMessage).toContain('UPDRAFT_XCOM_MAX_BYTES');
+  });
+
+  it('cuts a trigger log chunk over the chunk limit instead of refusing the event', async () => {
+    const job = await registerJob();
+    const { key, triggerId } = await deferredAndClaimed(job);
+    const text = 'y'.repeat(api.settings.logChunkMaxBytes + 10);
+    const response = await event(job, triggerId, { type: 'resume', payload: '1', log: { seq: 1, text } });
+    expect(response.body.outcome).toBe('applied');
+    expect((await api.store.getTaskInstance(key))?.state).toBe('scheduled');
   });
 
   it('refuses an event type it does not know with 422', async () => {
@@ -500,5 +513,65 @@ describe('a trigger stored a moment before its task instance waits on it', () =>
     expect(early.status).toBe(503);
     expect(early.headers.get('retry-after')).toBe('1');
     expect(await api.store.getTrigger(triggerId)).toBeDefined();
+  });
+});
+
+describe('a deferral report repeated after the try resumed', () => {
+  it('is answered as a duplicate and changes nothing in the resumed phase', async () => {
+    const job = await registerJob();
+    const key = await newKey();
+    const { token } = await start(key);
+    const body = deferBody();
+    expect((await api.request('PATCH', tiPath(key, 'state'), body, token)).status).toBe(200);
+    const triggerId = (await api.store.getTaskInstance(key))?.triggerId as string;
+    expect((await load(job)).body.trigger_ids).toContain(triggerId);
+    expect((await event(job, triggerId, { type: 'resume', payload: '1' })).body.outcome).toBe('applied');
+    const resumed = await start(key);
+    const late = await api.request<{ duplicate?: boolean }>(
+      'PATCH',
+      tiPath(key, 'state'),
+      body,
+      resumed.token,
+    );
+    expect(late.status).toBe(200);
+    expect(late.body.duplicate).toBe(true);
+    expect(await api.store.getTaskInstance(key)).toMatchObject({ state: 'running', deferralSeq: 1 });
+    expect((await api.store.listTriggers({ limit: 10 })).items.map((t) => t.triggerId)).not.toContain(
+      triggerIdOf(key, resumed.tryNumber, 2),
+    );
+  });
+});
+
+describe('a deferral that can never end otherwise', () => {
+  it('fails the try when the trigger it waits on is gone (the tick reconciles it)', async () => {
+    const key = await newKey();
+    const { token } = await start(key);
+    const ti = await deferTask(key, token);
+    await api.store.deleteTrigger(ti.triggerId as string);
+    const run = await api.store.getDagRun(key);
+    const dag = await api.store.getSerializedDag('deferring', run!.dagVersion);
+    const metrics = { increment: () => undefined, gauge: () => undefined };
+    await reconcileActiveTaskInstances(
+      { store: api.store, settings: api.settings, log: silentLogger, metrics },
+      [ti],
+      dag!,
+      api.clock.nowMs,
+    );
+    const after = await api.store.getTaskInstance(key);
+    expect(after?.state).toBe('up_for_retry');
+    expect(after?.errorMessage).toContain('is gone');
+  });
+
+  it('lets a clear end the wait and delete the trigger', async () => {
+    const key = await newKey();
+    const { token } = await start(key);
+    const ti = await deferTask(key, token);
+    const response = await api.request('POST', '/api/v2/dags/deferring/clearTaskInstances', {
+      dag_run_id: key.runId,
+      task_ids: ['wait'],
+    });
+    expect(response.status).toBeLessThan(300);
+    expect((await api.store.getTaskInstance(key))?.state).toBe('none');
+    expect(await api.store.getTrigger(ti.triggerId as string)).toBeUndefined();
   });
 });

@@ -6,7 +6,8 @@ import { registerBuiltinTrigger } from './registry.ts';
 import { InvalidTriggerKwargsError } from './validation.ts';
 
 /** At most this much of a response body is kept in the event (it travels and is stored as an XCom). */
-export const HTTP_BODY_LIMIT_BYTES = 64 * 1024;
+/** Below the default XCom limit (48 KiB) with room for the event's envelope and escaping. */
+export const HTTP_BODY_LIMIT_BYTES = 16 * 1024;
 export const HTTP_BODY_TRUNCATED_MARKER = `…[truncated: the response is longer than ${HTTP_BODY_LIMIT_BYTES} bytes]`;
 
 /**
