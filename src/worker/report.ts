@@ -131,6 +131,27 @@ export async function reportOutcome(
         body = withoutLog;
         continue;
       }
+      if (
+        body.state === 'deferred' &&
+        error instanceof HttpError &&
+        error.status !== undefined &&
+        error.status !== 409 &&
+        !error.retryable
+      ) {
+        // The API refuses this deferral (kwargs over their limit, a bad queue name): it would be
+        // refused on every try, and an unreported try would only turn zombie. The try fails, saying why.
+        const message = `The task's deferral was refused by the Execution API (${error.status}): ${error.detail}`;
+        log.warn(message);
+        const line = `[${new Date().toISOString()}] {ERROR} Task failed: ${message}\n`;
+        body = {
+          state: 'failed',
+          error_message: message.slice(0, 10_000),
+          retryable: false,
+          report_id: reportId,
+          ...(chunk ? { log: { seq: chunk.seq, text: chunk.text + line } } : {}),
+        };
+        continue;
+      }
       if (error instanceof HttpError && error.status === 409) {
         metrics?.increment('worker.reports_too_late');
         log.warn(`Outcome of try ${tryNumber} arrived too late: the task instance moved on`, {
