@@ -140,6 +140,8 @@ export interface Trigger {
   /** The triggerer job holding it; null while unclaimed. */
   jobId: string | null;
   claimedAt: string | null;
+  /** Times it was taken over from a job that died holding it (absent: never). */
+  takeovers?: number;
   revision: number;
 }
 

@@ -88,6 +88,8 @@ export interface TriggerLifecycleDeps {
 /** Dead jobs that hold no trigger any more are deleted this long after they ended. */
 const DEAD_JOB_RETENTION_MS = 24 * 60 * 60 * 1000;
 const PAGE = 100;
+/** Takeovers of one trigger before it is taken for the cause of its triggerers' deaths. */
+const MAX_TAKEOVERS = 3;
 
 /**
  * The triggerer's side of the Execution API: liveness jobs, claims, workloads, events, failures
@@ -176,7 +178,22 @@ export class TriggerLifecycle {
         for (const trigger of page.items) {
           if (claimed.length >= limit) return claimed;
           if (!served.has(trigger.queue)) continue;
-          if (await this.#claim(trigger.triggerId, dead.jobId, jobId, nowIso)) {
+          const takeovers = (trigger.takeovers ?? 0) + 1;
+          if (takeovers > MAX_TAKEOVERS) {
+            // Every triggerer that ran it stopped heartbeating: most likely it blocks the event
+            // loop. Handing it on would take down the next one too.
+            await this.#quarantine(trigger).catch((error: unknown) =>
+              this.#deps.log.warn(
+                'Could not fail the task of a quarantined trigger; the next load tries again',
+                {
+                  triggerId: trigger.triggerId,
+                  error,
+                },
+              ),
+            );
+            continue;
+          }
+          if (await this.#claim(trigger.triggerId, dead.jobId, jobId, nowIso, takeovers)) {
             claimed.push(trigger.triggerId);
             this.#deps.metrics.increment('triggers.taken_over');
           }
@@ -289,6 +306,25 @@ export class TriggerLifecycle {
     await this.#appendLog(trigger, log);
     this.#deps.metrics.increment('triggers.failed');
     return this.#failTry(trigger, `Trigger ${trigger.name} failed: ${error}`, true);
+  }
+
+  /** Fails the try of a trigger that took down every triggerer that ran it. */
+  async #quarantine(trigger: Trigger): Promise<void> {
+    this.#deps.metrics.increment('triggers.quarantined');
+    this.#deps.log.error(
+      'A trigger outlived every triggerer that ran it; its task fails instead of being handed on',
+      {
+        triggerId: trigger.triggerId,
+        trigger: trigger.name,
+        ti: formatTaskInstanceKey(trigger.ti),
+        takeovers: trigger.takeovers ?? 0,
+      },
+    );
+    await this.#failTry(
+      trigger,
+      `Trigger ${trigger.name} was taken over ${trigger.takeovers ?? 0} times from triggerers that stopped heartbeating while they ran it (a trigger that blocks the event loop does this): the task fails rather than take down another triggerer`,
+      false,
+    );
   }
 
   /** Ends the deferral's try as failed (up for retry when `retryable` and tries are left). */
@@ -474,9 +510,15 @@ export class TriggerLifecycle {
     return dead;
   }
 
-  async #claim(triggerId: string, expected: string | null, jobId: string, nowIso: string): Promise<boolean> {
+  async #claim(
+    triggerId: string,
+    expected: string | null,
+    jobId: string,
+    nowIso: string,
+    takeovers?: number,
+  ): Promise<boolean> {
     try {
-      await this.#deps.store.claimTrigger(triggerId, expected, jobId, nowIso);
+      await this.#deps.store.claimTrigger(triggerId, expected, jobId, nowIso, takeovers);
       return true;
     } catch (error) {
       if (error instanceof ConditionFailedError) return false;

@@ -223,8 +223,9 @@ export class DynamoStore implements Store {
     expectedJobId: string | null,
     jobId: string,
     claimedAt: string,
+    takeovers?: number,
   ): Promise<Trigger> {
-    return this.#triggers.claimTrigger(triggerId, expectedJobId, jobId, claimedAt);
+    return this.#triggers.claimTrigger(triggerId, expectedJobId, jobId, claimedAt, takeovers);
   }
   releaseTrigger(triggerId: string, jobId: string): Promise<void> {
     return this.#triggers.releaseTrigger(triggerId, jobId);

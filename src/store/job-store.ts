@@ -67,7 +67,9 @@ export class DynamoJobStore implements JobStore {
           expression,
           [...conditions, expression.equals('heartbeatAt', expectedHeartbeatAt)],
           (error) =>
-            new ConditionFailedError(`triggerer job '${jobId}' heartbeat since it was read`, { cause: error }),
+            new ConditionFailedError(`triggerer job '${jobId}' heartbeat since it was read`, {
+              cause: error,
+            }),
         ),
       );
     }

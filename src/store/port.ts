@@ -279,6 +279,8 @@ export interface TriggerStore {
     expectedJobId: string | null,
     jobId: string,
     claimedAt: string,
+    /** Sets the trigger's takeover count (a takeover from a dead job). */
+    takeovers?: number,
   ): Promise<Trigger>;
   /** Back to unclaimed, if held by `jobId`; a trigger gone or held by another is left as it is. */
   releaseTrigger(triggerId: string, jobId: string): Promise<void>;

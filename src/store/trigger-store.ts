@@ -136,6 +136,7 @@ export class DynamoTriggerStore implements TriggerStore {
     expectedJobId: string | null,
     jobId: string,
     claimedAt: string,
+    takeovers?: number,
   ): Promise<Trigger> {
     const key = triggerKey(triggerId);
     const expression = new ExpressionBuilder();
@@ -145,7 +146,7 @@ export class DynamoTriggerStore implements TriggerStore {
       {
         Key: key,
         UpdateExpression: expression.update(
-          { jobId, claimedAt },
+          { jobId, claimedAt, ...(takeovers !== undefined ? { takeovers } : {}) },
           { [GSI1_PARTITION_KEY]: jobTriggersPartition(jobId) },
         ),
       },

@@ -7,6 +7,7 @@ import { MetricsRegistry } from '#metrics/registry.ts';
 import '#sdk/triggers/index.ts';
 import { TriggererClient } from './client.ts';
 import { RegistrationRefusedError, TriggererConfigurationError } from './errors.ts';
+import { watchForStalls } from './stall-watchdog.ts';
 import { Triggerer } from './triggerer.ts';
 
 /**
@@ -84,6 +85,8 @@ export async function runTriggererProcess(options: TriggererProcessOptions): Pro
   };
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
+  // Twice the heartbeat timeout, at least 10 s: long after the job is declared dead anyway.
+  const watchdog = watchForStalls(Math.max(10_000, 2 * settings.triggererHeartbeatTimeoutMs));
   const metricsLog =
     settings.metricsLogIntervalMs > 0
       ? setInterval(() => {
@@ -104,6 +107,7 @@ export async function runTriggererProcess(options: TriggererProcessOptions): Pro
     log.error(error.message);
     return 1;
   } finally {
+    watchdog.stop();
     clearInterval(metricsLog);
     process.off('SIGTERM', onSignal);
     process.off('SIGINT', onSignal);

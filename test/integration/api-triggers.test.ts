@@ -575,3 +575,22 @@ describe('a deferral that can never end otherwise', () => {
     expect(await api.store.getTrigger(ti.triggerId as string)).toBeUndefined();
   });
 });
+
+describe('a trigger that takes down every triggerer that runs it', () => {
+  it('is handed on a few times, then its try fails instead of taking down another triggerer', async () => {
+    const first = await registerJob();
+    const { key, triggerId } = await deferredAndClaimed(first, 'once');
+    for (let round = 1; round <= 4; round += 1) {
+      api.clock.advance(api.settings.triggererHeartbeatTimeoutMs + 1);
+      const next = await registerJob();
+      // Other tests' jobs die too: a limit that takes every trigger they held.
+      expect((await load(next, 1_000)).status).toBe(200);
+      const trigger = await api.store.getTrigger(triggerId);
+      if (round <= 3) expect(trigger).toMatchObject({ jobId: next.jobId, takeovers: round });
+      else expect(trigger).toBeUndefined();
+    }
+    const ti = await api.store.getTaskInstance(key);
+    expect(ti?.state).toBe('failed');
+    expect(ti?.errorMessage).toContain('taken over 3 times');
+  });
+});
