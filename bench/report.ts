@@ -12,6 +12,10 @@ import {
 export { renderAwsTable } from './aws-report.ts';
 // --- end of the AWS deployment part ---
 
+// --- triggerer part: its table section is rendered by bench/triggers-report.ts ---
+export { renderTriggersTable } from './triggers-report.ts';
+// --- end of the triggerer part ---
+
 export interface ModeResult {
   throughput: Awaited<ReturnType<typeof throughput>>;
   latency: Awaited<ReturnType<typeof chainLatency>>;

@@ -14,21 +14,26 @@
  * BENCH_MODES (comma-separated, both by default), BENCH_WIDE=0 (skip the 2,000-task run).
  * BENCH_AWS=0 skips the AWS deployment part (bundle sizes, cold imports, modelled cost per million
  * tasks: see bench/aws.ts, which also runs it alone: `node bench/aws.ts`); its JSON is under `aws`.
+ * BENCH_TRIGGERS=0 skips the triggerer part (10,000 triggers on one triggerer, the largest count
+ * one sustains, a failover: see bench/triggers.ts, which also runs it alone: `node bench/triggers.ts`);
+ * its JSON is under `triggers`. BENCH_MODES=none runs no mode (only the other parts).
  */
 import { cpus } from 'node:os';
 import { MODES, type Mode, startInstance } from './harness.ts';
-import { type ModeResult, renderAwsTable, renderTable, TARGETS } from './report.ts';
+import { type ModeResult, renderAwsTable, renderTable, renderTriggersTable, TARGETS } from './report.ts';
 import { chainLatency, FANOUT_TASKS, readsPerPass, throughput, WIDE_TASKS, warmUp } from './scenarios.ts';
 
 const FANOUT_RUNS = Number(process.env.BENCH_FANOUT_RUNS ?? 20);
 const onDisk = process.env.BENCH_STORE !== 'memory';
 const withWide = process.env.BENCH_WIDE !== '0';
-const modes = (process.env.BENCH_MODES?.split(',').map((mode) => mode.trim()) ?? [...MODES]).filter(
-  (mode): mode is Mode => {
-    if ((MODES as readonly string[]).includes(mode)) return true;
-    throw new Error(`BENCH_MODES: unknown mode ${mode} (known: ${MODES.join(', ')})`);
-  },
-);
+const modes = (
+  process.env.BENCH_MODES === 'none'
+    ? []
+    : (process.env.BENCH_MODES?.split(',').map((mode) => mode.trim()) ?? [...MODES])
+).filter((mode): mode is Mode => {
+  if ((MODES as readonly string[]).includes(mode)) return true;
+  throw new Error(`BENCH_MODES: unknown mode ${mode} (known: ${MODES.join(', ')}, or none)`);
+});
 
 const results: Partial<Record<Mode, ModeResult>> = {};
 let workerSlots = 0;
@@ -52,6 +57,11 @@ for (const mode of modes) {
   }
 }
 
+// --- triggerer part (bench/triggers.ts), after the modes, before the AWS part's import ---
+const triggers =
+  process.env.BENCH_TRIGGERS === '0' ? undefined : await (await import('./triggers.ts')).runTriggersBench();
+// --- end of the triggerer part ---
+
 // --- AWS deployment part (bench/aws.ts), after the modes so it does not load the machine under them ---
 // Imported only now: the Powertools tracer under the handlers loads the X-Ray SDK, whose
 // context tracking enables async hooks that would slow every promise of the modes above.
@@ -64,13 +74,17 @@ const machine = {
   store: onDisk ? 'dynalite on disk' : 'dynalite in memory',
 };
 process.stdout.write(
-  `${JSON.stringify({ machine, settings: { worker_slots: workerSlots }, targets: TARGETS, modes: results, ...(aws ? { aws } : {}) }, null, 2)}\n`,
+  `${JSON.stringify({ machine, settings: { worker_slots: workerSlots }, targets: TARGETS, modes: results, ...(triggers ? { triggers } : {}), ...(aws ? { aws } : {}) }, null, 2)}\n`,
 );
-process.stderr.write(
-  renderTable(
-    results,
-    `\nUpdraft benchmark (${machine.store}, ${machine.cpus} CPUs, ${workerSlots} worker slots, ${FANOUT_RUNS} fan-out runs)`,
-  ),
-);
+if (modes.length > 0) {
+  process.stderr.write(
+    renderTable(
+      results,
+      `\nUpdraft benchmark (${machine.store}, ${machine.cpus} CPUs, ${workerSlots} worker slots, ${FANOUT_RUNS} fan-out runs)`,
+    ),
+  );
+}
+// Triggerer part: its table after the modes' table.
+if (triggers) process.stderr.write(renderTriggersTable(triggers));
 // AWS deployment part: its table after the modes' table.
 if (aws) process.stderr.write(renderAwsTable(aws));
