@@ -1,6 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import type { Settings } from '#config/settings.ts';
 import type { TriggerEventType } from '#contracts/triggers.ts';
+import { mapConcurrently } from '#core/concurrency.ts';
 import {
   type DagRunKey,
   formatTaskInstanceKey,
@@ -88,6 +89,8 @@ export interface TriggerLifecycleDeps {
 /** Dead jobs that hold no trigger any more are deleted this long after they ended. */
 const DEAD_JOB_RETENTION_MS = 24 * 60 * 60 * 1000;
 const PAGE = 100;
+/** Claim writes one load keeps in flight. */
+const CLAIM_CONCURRENCY = 25;
 /** Takeovers of one trigger before it is taken for the cause of its triggerers' deaths. */
 const MAX_TAKEOVERS = 3;
 
@@ -202,12 +205,11 @@ export class TriggerLifecycle {
       } while (cursor);
     }
     if (claimed.length < limit) {
-      for (const trigger of await this.#deps.store.listUnclaimedTriggers(
-        [...served],
-        limit - claimed.length,
-      )) {
+      const unclaimed = await this.#deps.store.listUnclaimedTriggers([...served], limit - claimed.length);
+      // Claims are independent conditional writes: several in flight, not one after another.
+      await mapConcurrently(unclaimed, CLAIM_CONCURRENCY, async (trigger) => {
         if (await this.#claim(trigger.triggerId, null, jobId, nowIso)) claimed.push(trigger.triggerId);
-      }
+      });
     }
     return claimed;
   }
