@@ -30,6 +30,7 @@ import { releaseRunSlot, startRun } from './run-slots.ts';
 import { requestScheduling } from './scheduling-requests.ts';
 import {
   fence,
+  nextHolderId,
   poolRef,
   releaseOwned,
   reserveTaskSlots,
@@ -37,7 +38,6 @@ import {
   runTasksRef,
   taskHolderId,
   taskIdOfHolder,
-  tryHolderId,
 } from './slots.ts';
 import type { TaskTokenSigner } from './tokens.ts';
 import { DEFAULT_TRIGGER_QUEUE, deferralTimeoutAt, triggerIdOf } from './triggers.ts';
@@ -432,8 +432,8 @@ async function deferAtStart(
   await releaseOwned(
     deps,
     tis.flatMap((ti) => [
-      { ref: runTasksRef(run), id: tryHolderId(ti, ti.tryNumber + 1), passId },
-      { ref: poolRef(ti.pool), id: tryHolderId(ti, ti.tryNumber + 1), passId },
+      { ref: runTasksRef(run), id: nextHolderId(ti), passId },
+      { ref: poolRef(ti.pool), id: nextHolderId(ti), passId },
     ]),
   );
 }
@@ -495,8 +495,8 @@ async function queueTaskInstances(
       await releaseOwned(
         deps,
         lost.flatMap((ti) => [
-          { ref: runTasksRef(run), id: tryHolderId(ti, nextTryNumberOf(ti)), passId },
-          { ref: poolRef(ti.pool), id: tryHolderId(ti, nextTryNumberOf(ti)), passId },
+          { ref: runTasksRef(run), id: nextHolderId(ti), passId },
+          { ref: poolRef(ti.pool), id: nextHolderId(ti), passId },
         ]),
       );
     }

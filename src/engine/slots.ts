@@ -1,5 +1,11 @@
 import type { StarvingTaskInstance } from '#core/admission.ts';
-import { type DagRunKey, nextTryNumberOf, type TaskInstance, type TaskInstanceKey } from '#core/models.ts';
+import {
+  type DagRunKey,
+  isResuming,
+  nextTryNumberOf,
+  type TaskInstance,
+  type TaskInstanceKey,
+} from '#core/models.ts';
 import { OCCUPYING_TI_STATES } from '#core/states.ts';
 import { ConditionFailedError, ItemTooLargeError } from '#store/errors.ts';
 import type {
@@ -36,6 +42,16 @@ export function taskHolderId(ti: TaskInstanceKey): string {
  */
 export function tryHolderId(ti: TaskInstanceKey, tryNumber: number): string {
   return `${taskHolderId(ti)}#${tryNumber}`;
+}
+
+/**
+ * The holder id a queueing of `ti` reserves: its next try's, and for a try resuming from a
+ * deferral also that deferral's, so the holder of the phase before it (same try) is never taken
+ * for a reservation in progress, nor released in its place.
+ */
+export function nextHolderId(ti: TaskInstance): string {
+  const id = tryHolderId(ti, nextTryNumberOf(ti));
+  return isResuming(ti) ? `${id}.${ti.deferralSeq ?? 0}` : id;
 }
 
 /** The task instance id of a holder id made by `tryHolderId`. */
@@ -89,7 +105,7 @@ export function reviewRunHolders(
       review.release.push(holder);
     } else if (ti.tryNumber === holder.tryNumber && OCCUPYING_TI_STATES.has(ti.state)) {
       // Live: the TI holds its slot.
-    } else if (nextTryNumberOf(ti) === holder.tryNumber && isQueueable(ti)) {
+    } else if (holder.id === nextHolderId(ti) && isQueueable(ti)) {
       if (nowMs - Date.parse(holder.at) > graceMs) {
         review.fence.push(ti);
         review.release.push(holder);
@@ -296,7 +312,7 @@ async function reserveRound(deps: SlotDeps, input: ReservationInput): Promise<Re
       deps,
       inOrder.map((ti) => ({
         ref: poolRef(ti.pool),
-        id: tryHolderId(ti, nextTryNumberOf(ti)),
+        id: nextHolderId(ti),
         passId: input.passId,
       })),
     ).catch(() => undefined);
@@ -311,7 +327,7 @@ async function reserveRound(deps: SlotDeps, input: ReservationInput): Promise<Re
     deps,
     dropped.map((ti) => ({
       ref: poolRef(ti.pool),
-      id: tryHolderId(ti, nextTryNumberOf(ti)),
+      id: nextHolderId(ti),
       passId: input.passId,
     })),
   );
@@ -378,7 +394,7 @@ async function reserveInPool(
         starving.push({ ti, reason: 'pass_limit' });
         continue;
       }
-      if (heldBack.has(ti) || release.some((h) => h.id === tryHolderId(ti, nextTryNumberOf(ti)))) continue;
+      if (heldBack.has(ti) || release.some((h) => h.id === nextHolderId(ti))) continue;
       if (ti.poolSlots <= free && !itemFull) {
         granted.push(ti);
         free -= ti.poolSlots;
@@ -398,7 +414,7 @@ async function reserveInPool(
       size,
       acquire: granted.map(
         (ti): SlotHolder => ({
-          id: tryHolderId(ti, nextTryNumberOf(ti)),
+          id: nextHolderId(ti),
           slots: ti.poolSlots,
           tryNumber: nextTryNumberOf(ti),
           passId: input.passId,
@@ -468,9 +484,7 @@ async function reserveInRun(
     const fit = input.maxActiveTasks - (state.used - release.length);
     const take = itemFull
       ? []
-      : inOrder
-          .filter((ti) => !state.holders[tryHolderId(ti, nextTryNumberOf(ti))])
-          .slice(0, Math.max(0, fit));
+      : inOrder.filter((ti) => !state.holders[nextHolderId(ti)]).slice(0, Math.max(0, fit));
     if (take.length === 0 && release.length === 0) {
       if (input.observed) input.observed.taskSlots = state;
       return [];
@@ -479,7 +493,7 @@ async function reserveInRun(
       const after = await deps.store.updateSlotPool(ref, {
         size: input.maxActiveTasks,
         acquire: take.map((ti) => ({
-          id: tryHolderId(ti, nextTryNumberOf(ti)),
+          id: nextHolderId(ti),
           slots: 1,
           tryNumber: nextTryNumberOf(ti),
           passId: input.passId,
