@@ -57,9 +57,13 @@ export class TriggererProcess {
         ...(this.#options.env ?? process.env),
         UPDRAFT_API_URL: apiUrl,
         UPDRAFT_TRIGGERER_TOKEN: credential,
+        [PARENT_PID_ENV]: String(process.pid),
       },
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
       execArgv: ['--disable-warning=ExperimentalWarning', `--import=${GUARD}`],
+      // A group of its own: a terminal's Ctrl-C reaches the server only, whose stop sends one
+      // SIGTERM (a second signal would make the triggerer exit without handing its triggers back).
+      detached: true,
     });
     this.#child = child;
     child.on('error', (error) => log.error('The triggerer process failed', { error }));
