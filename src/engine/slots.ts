@@ -373,8 +373,9 @@ async function reserveInPool(
           noRoom.add(ti);
           continue;
         }
-        if (held.tryNumber > ti.tryNumber) {
-          // A holder for the next try is another pass's, about to queue the TI: leave the TI to it.
+        if (held.id === nextHolderId(ti) || held.tryNumber > ti.tryNumber) {
+          // A holder for the TI's next try (or, resuming from a deferral, for that resumption) is
+          // another pass's, about to queue the TI: leave the TI to it.
           // Past the grace that pass has stopped: fence the TI (its late queue write then fails)
           // and give the holder back; the TI is reserved again by the next pass.
           heldBack.add(ti);

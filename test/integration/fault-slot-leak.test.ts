@@ -18,6 +18,7 @@ afterEach(async () => {
 });
 
 const noop = async () => {};
+const poolRef: SlotPoolRef = { kind: 'pool', pool: 'single' };
 
 /** A store whose first write to a run's task-slot item fails (a throttle, a 500, a crashed instance). */
 function failingRunSlotWrite() {
@@ -92,5 +93,71 @@ describe('a pass stopped between the pool reservation and the run-slot reservati
     expect((await h.run(first)).state).toBe('success');
     await h.newScheduler().tick();
     expect((await h.run(second)).state).toBe('running');
+  });
+});
+
+/** A store whose first write to a run's task-slot item waits until `resume()`: a pass slowed down mid-flight. */
+function slowRunSlotWrite() {
+  let resume = () => {};
+  const resumed = new Promise<void>((resolve) => {
+    resume = resolve;
+  });
+  let reached = false;
+  const store = wrapStore(h.store, (real) => ({
+    updateSlotPool: async (ref: SlotPoolRef, change: SlotPoolChange) => {
+      if (ref.kind === 'run_tasks' && change.acquire.length > 0 && !reached) {
+        reached = true;
+        await resumed;
+      }
+      return real.updateSlotPool(ref, change);
+    },
+  }));
+  return { store, resume, reached: () => reached };
+}
+
+describe('a task resuming from a deferral whose pass is slow between its pool and run-slot reservations', () => {
+  it("keeps that pass's pool reservation: another pass neither gives it back nor admits past it", async () => {
+    const [resuming, other] = await h.register([
+      dag({ id: 'resuming' }, (d) => d.task({ id: 'work', pool: 'single' }, noop)),
+      dag({ id: 'other' }, (d) => d.task({ id: 'work', pool: 'single' }, noop)),
+    ]);
+    const run = await h.createRun(resuming!);
+    const key = tiKey(run, 'work');
+    await h.newScheduler().handleRequests([run]);
+    const started = await h.startTi(key);
+    // The try defers (try 1, deferral 1); the pass its report asks for gives its slot back.
+    const deferred = await h.store.transitionTaskInstance(
+      started,
+      { state: 'running', tryNumber: 1 },
+      { state: 'deferred', deferralSeq: 1, nextMethod: 'executeComplete', nextKwargs: '{}' },
+    );
+    await handleSchedulingMessages(engineDeps(h, h.store), [requestFor(run, [key])]);
+    expect(Object.keys((await h.store.getSlotPool(poolRef)).holders)).toEqual([]);
+    // Its trigger fires: scheduled to resume at the same try.
+    await h.store.transitionTaskInstance(
+      deferred,
+      { state: 'deferred', tryNumber: 1 },
+      { state: 'scheduled' },
+    );
+
+    // The resuming pass reserves the pool slot (`…#1.1`), then stalls before its run-slot write.
+    const slow = slowRunSlotWrite();
+    const pass = handleSchedulingMessages(engineDeps(h, slow.store), [requestFor(run, [key])]);
+    while (!slow.reached()) await new Promise((resolve) => setImmediate(resolve));
+    const reserved = await h.store.getSlotPool(poolRef);
+    expect(Object.keys(reserved.holders)).toEqual([`resuming#${run.runId}#work#-1#1.1`]);
+
+    // Meanwhile a tick (over the same run) and a pass over another run of the pool.
+    await h.newScheduler().tick();
+    const second = await h.createRun(other!);
+    await h.newScheduler().handleRequests([second]);
+    expect((await h.store.getSlotPool(poolRef)).holders).toEqual(reserved.holders);
+
+    slow.resume();
+    await pass;
+    expect({ resuming: (await h.ti(run, 'work')).state, other: (await h.ti(second, 'work')).state }).toEqual({
+      resuming: 'queued',
+      other: 'none', // waits for the pool
+    });
   });
 });
