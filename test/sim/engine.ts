@@ -2,14 +2,16 @@
  * The ONE adapter between the simulation and the engine. Everything the sim drives goes through
  * these functions, each of which builds a fresh engine instance (no memory between calls, as on
  * Lambda): `handleSchedulingMessages` and `runSchedulerTick` (src/engine/entrypoints.ts), the API
- * router of `createApiStack` (one stack per call, no socket), and `runWorkload`
- * (src/worker/run-workload.ts) with the sim clock and the sim's TaskExecutor.
+ * router of `createApiStack` (one stack per call, no socket), `runWorkload`
+ * (src/worker/run-workload.ts) with the sim clock and the sim's TaskExecutor, and the real
+ * `Triggerer` (src/triggerer/triggerer.ts), long-lived like the process it is, on the sim clock
+ * and the sim's timers, reaching the API through the sim.
  */
 
 import { createApiStack } from '#api/stack.ts';
 import type { Settings } from '#config/settings.ts';
 import type { TaskWorkload } from '#contracts/messages.ts';
-import type { TaskInstanceKey } from '#core/models.ts';
+import type { TaskInstanceKey, TriggererJob } from '#core/models.ts';
 import type { VersionedDag } from '#core/serialized-dag.ts';
 import { DagVersionCache } from '#engine/dag-cache.ts';
 import { registerDags } from '#engine/dag-registry.ts';
@@ -24,6 +26,9 @@ import type { Queues, ReceivedMessage } from '#queue/port.ts';
 import type { Dag } from '#sdk/index.ts';
 import { versionDag } from '#sdk/serialize.ts';
 import type { Store } from '#store/port.ts';
+import { TriggererClient } from '#triggerer/client.ts';
+import { type TimerHost, TriggerTimers } from '#triggerer/timers.ts';
+import { Triggerer } from '#triggerer/triggerer.ts';
 import { ExecutionClient } from '#worker/execution-client.ts';
 import type { TaskExecutor } from '#worker/executor.ts';
 import { runWorkload as runEngineWorkload } from '#worker/run-workload.ts';
@@ -41,6 +46,8 @@ export interface EngineWorld {
   /** Wake-ups asked for by a pass: the world turns them into delayed scheduling messages. */
   timers: WakeTimers;
   logs: LogStore;
+  /** Ids of the triggerer jobs the API registers, from the seed (see `withSimJobIds`). */
+  newJobId: () => string;
 }
 
 /** What a worker needs besides the world: the API as the worker reaches it, a clock, an executor. */
@@ -81,7 +88,7 @@ export async function runSchedulerTick(world: EngineWorld): Promise<void> {
 /** One API call, served by a fresh stack without a socket. */
 export async function handleApiRequest(world: EngineWorld, request: Request): Promise<Response> {
   const { api } = createApiStack({
-    store: world.store,
+    store: withSimJobIds(world.store, world.newJobId),
     queues: world.queues,
     logs: world.logs,
     metrics: new MetricsRegistry(),
@@ -103,20 +110,7 @@ export async function runWorkload(
   workload: TaskWorkload,
   options: { onStarted(): void },
 ): Promise<{ deleteMessage: boolean; started: boolean; reported: boolean }> {
-  const client = new ExecutionClient('http://sim', {
-    fetch: ((input: string | URL | Request, init?: RequestInit) =>
-      deps.fetch(new Request(input, init))) as typeof fetch,
-    sleep: (ms) => deps.clock.sleep(ms),
-    now: deps.clock.now,
-    random: deps.random,
-    timeoutSignal: (ms) => {
-      const controller = new AbortController();
-      void deps.clock
-        .sleep(ms)
-        .then(() => controller.abort(new Error(`timed out after ${ms} ms (sim clock)`)));
-      return controller.signal;
-    },
-  });
+  const client = new ExecutionClient('http://sim', httpOptions(deps));
   return runEngineWorkload(
     {
       client,
@@ -129,6 +123,88 @@ export async function runWorkload(
     workload,
     { onStarted: options.onStarted },
   );
+}
+
+/** What a triggerer needs: the API as it reaches it, the sim clock and timers, its credential. */
+export interface TriggererDeps {
+  fetch: (request: Request) => Promise<Response>;
+  /** Sim clock; `sleep` resolves early (never rejects) when `signal` aborts. */
+  clock: WorkerDeps['clock'];
+  /** `setTimeout` on the sim clock, for the one timer of the triggerer's trigger timers. */
+  timerHost: TimerHost;
+  random: () => number;
+  settings: Settings;
+  hostname: string;
+  /** The triggerer's own token (`triggererCredential`). */
+  credential: string;
+}
+
+/** Lag checks run on a real interval: this long, they never run within a simulation. */
+const NO_LAG_CHECK_MS = 3_600_000;
+
+/**
+ * The real triggerer, wired to the sim: its calls go through `deps.fetch`, its waits and its
+ * triggers' sleeps are on the sim clock. Its step timing reads a clock that never moves, so no
+ * trigger is ever reported as blocking (that would depend on real time and break the replay).
+ */
+export function createTriggerer(deps: TriggererDeps): Triggerer {
+  const client = new TriggererClient('http://sim', deps.credential, httpOptions(deps));
+  return new Triggerer({
+    client,
+    settings: deps.settings,
+    log: silentLogger,
+    hostname: deps.hostname,
+    clock: deps.clock,
+    random: deps.random,
+    runner: {
+      timers: new TriggerTimers({ now: deps.clock.now, host: deps.timerHost }),
+      monotonic: () => 0,
+      lagCheckIntervalMs: NO_LAG_CHECK_MS,
+    },
+  });
+}
+
+/** A triggerer credential (`kind: triggerer`) signed with the sim's keyring, valid for a day. */
+export function triggererCredential(nowMs: number): Promise<string> {
+  return new TaskTokenSigner(EXECUTION_SECRET, 24 * 60 * 60).issueClaims({ kind: 'triggerer' }, nowMs);
+}
+
+/** The HTTP client options of a worker or triggerer: the sim's fetch, clock, jitter and timeouts. */
+function httpOptions(deps: Pick<WorkerDeps, 'fetch' | 'clock' | 'random'>) {
+  return {
+    fetch: ((input: string | URL | Request, init?: RequestInit) =>
+      deps.fetch(new Request(input, init))) as typeof fetch,
+    sleep: (ms: number) => deps.clock.sleep(ms),
+    now: deps.clock.now,
+    random: deps.random,
+    timeoutSignal: (ms: number) => {
+      const controller = new AbortController();
+      void deps.clock
+        .sleep(ms)
+        .then(() => controller.abort(new Error(`timed out after ${ms} ms (sim clock)`)));
+      return controller.signal;
+    },
+  };
+}
+
+/**
+ * The API draws a triggerer job's id from `crypto.randomBytes`, and ids order the jobs the API
+ * lists (which dead job's triggers are claimed first) and name them in the trace: a replay would
+ * differ. Nothing injects that id, so the API's store hands the job it is given to `putJob` an id
+ * from the seed first; `registerJob` uses that same object for its answer and its token.
+ */
+function withSimJobIds(store: Store, newJobId: () => string): Store {
+  return new Proxy(store, {
+    get(target, property) {
+      if (property === 'putJob')
+        return (job: TriggererJob) => {
+          (job as { jobId: string }).jobId = newJobId();
+          return target.putJob(job);
+        };
+      const value: unknown = Reflect.get(target, property, target);
+      return typeof value === 'function' ? value.bind(target) : value;
+    },
+  });
 }
 
 function engineDeps(world: EngineWorld): EngineDeps {

@@ -20,7 +20,34 @@ export interface FaultProfile extends ExecutorFaults {
   clockJumpMaxMs: number;
   clears: number;
   pauses: number;
+  triggerers: TriggererFaults;
 }
+
+/** Faults of the triggerers and of what they send (drawn from a stream of their own). */
+export interface TriggererFaults {
+  /** Triggerers stopped during the fault phase (each replaced by a new one a little later). */
+  kills: number;
+  /** The share of those stops that are graceful (the job completed, its triggers handed back). */
+  graceful: number;
+  /** At a heartbeat: the triggerer's heartbeats are lost (before the router) for up to `heartbeatLossMaxMs`. */
+  heartbeatLoss: number;
+  heartbeatLossMaxMs: number;
+  /** An event or failure call sent a second time, up to 3 s later (the answer of the copy is not read). */
+  duplicateEvent: number;
+  /** An event or failure call held back for up to `delayEventMaxMs` before it leaves. */
+  delayEvent: number;
+  delayEventMaxMs: number;
+}
+
+export const NO_TRIGGERER_FAULTS: TriggererFaults = {
+  kills: 0,
+  graceful: 0,
+  heartbeatLoss: 0,
+  heartbeatLossMaxMs: 0,
+  duplicateEvent: 0,
+  delayEvent: 0,
+  delayEventMaxMs: 0,
+};
 
 export const NO_FAULTS: FaultProfile = {
   messages: { lose: 0, duplicate: 0, delay: 0, delayMaxMs: 0, reorder: 0, refuse: 0 },
@@ -36,10 +63,14 @@ export const NO_FAULTS: FaultProfile = {
   killBeforeReport: 0,
   clears: 0,
   pauses: 0,
+  triggerers: NO_TRIGGERER_FAULTS,
 };
 
-/** One seed in eight runs calm (no faults): the baseline must hold too. */
-export function drawFaults(prng: Prng): FaultProfile {
+/**
+ * One seed in eight runs calm (no faults): the baseline must hold too. The triggerers' faults come
+ * from `triggererPrng`, a stream of their own, so the other rates of a seed stay as they were.
+ */
+export function drawFaults(prng: Prng, triggererPrng: Prng): FaultProfile {
   if (prng.chance(1 / 8)) return NO_FAULTS;
   const rate = (max: number) => (prng.chance(0.75) ? prng.next() * max : 0);
   return {
@@ -63,5 +94,19 @@ export function drawFaults(prng: Prng): FaultProfile {
     killBeforeReport: rate(0.08),
     clears: prng.range(0, 3),
     pauses: prng.range(0, 2),
+    triggerers: drawTriggererFaults(triggererPrng),
+  };
+}
+
+function drawTriggererFaults(prng: Prng): TriggererFaults {
+  const rate = (max: number) => (prng.chance(0.75) ? prng.next() * max : 0);
+  return {
+    kills: prng.range(0, 3),
+    graceful: rate(0.5),
+    heartbeatLoss: rate(0.1),
+    heartbeatLossMaxMs: prng.range(2_000, 9_000),
+    duplicateEvent: rate(0.3),
+    delayEvent: rate(0.3),
+    delayEventMaxMs: 5_000,
   };
 }

@@ -1,11 +1,18 @@
 import { describe, expect, it } from 'vitest';
-import { checkOutcomesKept } from './invariants.ts';
-import { Ledger } from './ledger.ts';
+import { triggerIdOf } from '#engine/triggers.ts';
+import {
+  checkOutcomesKept,
+  checkTriggerAnswer,
+  checkTriggerEvents,
+  checkTriggersKept,
+} from './invariants.ts';
+import { Ledger, type TriggerAnswer } from './ledger.ts';
+import { StoreMirror } from './store-gate.ts';
 
 /** The simulation's outcome checks are not vacuous: fed a misreported or lost success, they object. */
 function ledgerWithSuccess(): Ledger {
   const ledger = new Ledger(() => undefined);
-  const execution = ledger.start('d/r/t/-1', 1, 'worker-1', 0);
+  const execution = ledger.start('d/r/t/-1', 1, 0, 'worker-1', 0);
   ledger.end(execution, 'success', 1_000);
   return ledger;
 }
@@ -13,13 +20,13 @@ function ledgerWithSuccess(): Ledger {
 describe('simulation invariant 3: outcomes kept', () => {
   it('objects when a try whose task succeeded was recorded as failed', () => {
     const ledger = ledgerWithSuccess();
-    ledger.accepted.set('d/r/t/-1#1', 'failed');
+    ledger.accepted.set('d/r/t/-1#1#0', 'failed');
     expect(checkOutcomesKept(ledger)?.message).toContain('did success but was recorded as failed');
   });
 
   it('objects when a worker says it delivered a success the API never accepted', () => {
     const ledger = ledgerWithSuccess();
-    ledger.reported.set('d/r/t/-1#1', true);
+    ledger.reported.set('d/r/t/-1#1#0', true);
     expect(checkOutcomesKept(ledger)?.message).toContain('never accepted a success');
   });
 
@@ -28,5 +35,96 @@ describe('simulation invariant 3: outcomes kept', () => {
     const [execution] = ledger.executions;
     if (execution) execution.diedBeforeReport = true;
     expect(checkOutcomesKept(ledger)).toBeUndefined();
+  });
+});
+
+/** A TI item as the store writes it, enough for the mirror. */
+function tiItem(state: string, tryNumber: number, deferralSeq: number) {
+  return {
+    pk: 'RUN#d#r',
+    sk: 'TI#t#-1',
+    dagId: 'd',
+    runId: 'r',
+    taskId: 't',
+    mapIndex: -1,
+    state,
+    tryNumber,
+    deferralSeq,
+    maxTries: 1,
+    pool: 'default_pool',
+    poolSlots: 1,
+  };
+}
+
+/** A ledger whose task deferred once (try 1) on trigger `trig`, to resume; the mirror has it deferred. */
+function deferredOnce(): { ledger: Ledger; mirror: StoreMirror } {
+  const ledger = new Ledger(() => undefined);
+  ledger.deferrals.set('trig', {
+    ti: 'd/r/t/-1',
+    tryNumber: 1,
+    seq: 1,
+    end: 'resume',
+    moment: 0,
+    timeoutMs: null,
+  });
+  const mirror = new StoreMirror();
+  mirror.observe(tiItem('running', 1, 0), 'worker#1');
+  mirror.observe(tiItem('deferred', 1, 1), 'api#2');
+  return { ledger, mirror };
+}
+
+const answer = (outcome: TriggerAnswer['outcome'], apiActor: string): TriggerAnswer => ({
+  triggerId: 'trig',
+  route: 'event',
+  type: 'resume',
+  outcome,
+  apiActor,
+  atMs: 0,
+});
+
+describe('simulation invariant 9: deferrals', () => {
+  it('objects when an event answered stale changed its task instance', () => {
+    const { ledger, mirror } = deferredOnce();
+    mirror.observe(tiItem('scheduled', 1, 1), 'api#3');
+    expect(checkTriggerAnswer(answer('stale', 'api#3'), ledger, mirror)?.invariant).toBe(
+      '9c-stale-unchanged',
+    );
+  });
+
+  it('accepts a resume answered applied that scheduled its deferral', () => {
+    const { ledger, mirror } = deferredOnce();
+    mirror.observe(tiItem('scheduled', 1, 1), 'api#3');
+    expect(checkTriggerAnswer(answer('applied', 'api#3'), ledger, mirror)).toBeUndefined();
+  });
+
+  it('objects when an applied resume was never started again', () => {
+    const { ledger, mirror } = deferredOnce();
+    mirror.observe(tiItem('scheduled', 1, 1), 'api#3');
+    ledger.triggerAnswers.push(answer('applied', 'api#3'));
+    expect(checkTriggerEvents(ledger, mirror, new Set())?.invariant).toBe('9b-event-applied');
+    ledger.started.add('d/r/t/-1#1#1');
+    expect(checkTriggerEvents(ledger, mirror, new Set())).toBeUndefined();
+  });
+
+  it('objects when a worker resumed a deferral no event resumed', () => {
+    const { ledger, mirror } = deferredOnce();
+    ledger.start('d/r/t/-1', 1, 1, 'worker#4', 0);
+    expect(checkTriggerEvents(ledger, mirror, new Set())?.invariant).toBe('9a-resume-once');
+  });
+
+  it('objects when a deferred task instance lost its trigger', () => {
+    const { mirror } = deferredOnce();
+    expect(checkTriggersKept(mirror)?.invariant).toBe('9d-trigger-kept');
+    const triggerId = triggerIdOf({ dagId: 'd', runId: 'r', taskId: 't', mapIndex: -1 }, 1, 1);
+    mirror.observe({ pk: 'TRIGGERS', sk: `TRIGGER#${triggerId}` }, 'api#2');
+    expect(checkTriggersKept(mirror)).toBeUndefined();
+  });
+
+  it('objects when one deferral resumes twice', () => {
+    const failures: string[] = [];
+    const ledger = new Ledger((failure) => failures.push(failure.invariant));
+    ledger.end(ledger.start('d/r/t/-1', 1, 1, 'worker#1', 0), 'success', 1);
+    ledger.start('d/r/t/-1', 1, 1, 'worker#2', 2);
+    expect(failures).toEqual(['9a-resume-once']);
   });
 });

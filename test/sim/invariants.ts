@@ -1,11 +1,19 @@
 import type { SerializedDag } from '#core/serialized-dag.ts';
 import { isFinishedTaskInstanceState, type TaskInstanceState } from '#core/states.ts';
 import { evaluateTriggerRule, summarizeUpstream, type TriggerRuleDecision } from '#core/trigger-rules.ts';
+import { triggerIdOf } from '#engine/triggers.ts';
 import { runPartition } from '#store/keys.ts';
 import { SimFailure } from './kernel.ts';
-import type { ExecutionOutcome, Ledger } from './ledger.ts';
+import {
+  type ExecutionOutcome,
+  type Ledger,
+  parsePhaseKey,
+  phaseKey,
+  type SimDeferral,
+  type TriggerAnswer,
+} from './ledger.ts';
 import type { QueueAccount } from './sim-queue.ts';
-import type { MirroredTaskInstance, StoreMirror } from './store-gate.ts';
+import type { MirroredTaskInstance, StoreMirror, TaskInstanceChange } from './store-gate.ts';
 
 /**
  * The invariants, checked on the mirror of the store (after every step) and at the end. Each
@@ -83,17 +91,32 @@ export function checkSummaries(mirror: StoreMirror): SimFailure | undefined {
   return undefined;
 }
 
-/** 3. A try whose success report was answered 200 stays success (runs touched by a clear are skipped). */
+/**
+ * 3. A try whose success report was answered 200 by the router, or ended by a success event the
+ * API answered `applied`, stays success (runs touched by a clear are skipped).
+ */
 export function checkSuccessesKept(mirror: StoreMirror, ledger: Ledger, cleared: ReadonlySet<string>) {
-  for (const [tryKey, state] of ledger.accepted) {
+  const successes: { ti: string; tryNumber: number; how: string }[] = [];
+  for (const [key, state] of ledger.accepted) {
     if (state !== 'success') continue;
-    const [ti, tryText] = tryKey.split('#') as [string, string];
+    const { ti, tryNumber } = parsePhaseKey(key);
+    successes.push({ ti, tryNumber, how: 'reported success (200)' });
+  }
+  for (const { answer, deferral } of ledger.appliedAnswers()) {
+    if (deferral && answer.type === 'success')
+      successes.push({
+        ti: deferral.ti,
+        tryNumber: deferral.tryNumber,
+        how: 'ended by a success event (applied)',
+      });
+  }
+  for (const { ti, tryNumber, how } of successes) {
     const stored = mirror.taskInstances.get(ti);
     if (!stored || cleared.has(`${stored.dagId}/${stored.runId}`)) continue;
-    if (stored.state !== 'success' || stored.tryNumber !== Number(tryText)) {
+    if (stored.state !== 'success' || stored.tryNumber !== tryNumber) {
       return new SimFailure(
         '3-success-kept',
-        `${ti} try ${tryText} reported success (200) but the store has ${stored.state} at try ${stored.tryNumber}`,
+        `${ti} try ${tryNumber} ${how} but the store has ${stored.state} at try ${stored.tryNumber}`,
       );
     }
   }
@@ -105,6 +128,7 @@ const REPORTS_OF: Readonly<Record<ExecutionOutcome, readonly string[]>> = {
   success: ['success'],
   skip: ['skipped'],
   fail: ['failed'],
+  defer: ['deferred'],
   // Stopped by the worker (a refused or failing heartbeat, a timeout, a graceful stop).
   aborted: ['failed', 'handed_back'],
   killed: [],
@@ -118,29 +142,27 @@ const REPORTS_OF: Readonly<Record<ExecutionOutcome, readonly string[]>> = {
  * design and counted, not failed.
  */
 export function checkOutcomesKept(ledger: Ledger): SimFailure | undefined {
-  for (const [tryKey, state] of ledger.accepted) {
-    const [ti, tryText] = tryKey.split('#') as [string, string];
-    const execution = ledger.find(ti, Number(tryText));
+  for (const [key, state] of ledger.accepted) {
+    const { ti, tryNumber, phase } = parsePhaseKey(key);
+    const what = `${ti} try ${tryNumber}${phase > 0 ? ` (resumed after deferral ${phase})` : ''}`;
+    const execution = ledger.find(ti, tryNumber, phase);
     if (!execution?.outcome) {
-      return new SimFailure(
-        '3-outcome-kept',
-        `${ti} try ${tryText} was reported ${state} but never executed to an end`,
-      );
+      return new SimFailure('3-outcome-kept', `${what} was reported ${state} but never executed to an end`);
     }
     if (!REPORTS_OF[execution.outcome].includes(state)) {
       return new SimFailure(
         '3-outcome-kept',
-        `${ti} try ${tryText} did ${execution.outcome} but was recorded as ${state}`,
+        `${what} did ${execution.outcome} but was recorded as ${state}`,
       );
     }
   }
   for (const execution of ledger.executions) {
     if (execution.outcome !== 'success' || execution.diedBeforeReport) continue;
-    const tryKey = `${execution.ti}#${execution.tryNumber}`;
-    if (ledger.reported.get(tryKey) === true && ledger.accepted.get(tryKey) !== 'success') {
+    const key = phaseKey(execution.ti, execution.tryNumber, execution.phase);
+    if (ledger.reported.get(key) === true && ledger.accepted.get(key) !== 'success') {
       return new SimFailure(
         '3-success-kept',
-        `${execution.ti} try ${execution.tryNumber} succeeded and its worker says it reported it, but the API never accepted a success`,
+        `${execution.ti} try ${execution.tryNumber} phase ${execution.phase} succeeded and its worker says it reported it, but the API never accepted a success`,
       );
     }
   }
@@ -149,21 +171,25 @@ export function checkOutcomesKept(ledger: Ledger): SimFailure | undefined {
 
 /** Successes whose worker lived but gave up reporting (the API unreachable for the whole window). */
 export function successesLostToFaults(ledger: Ledger): number {
-  return ledger.executions.filter(
-    (e) =>
+  return ledger.executions.filter((e) => {
+    const key = phaseKey(e.ti, e.tryNumber, e.phase);
+    return (
       e.outcome === 'success' &&
       !e.diedBeforeReport &&
-      ledger.reported.get(`${e.ti}#${e.tryNumber}`) === false &&
-      ledger.accepted.get(`${e.ti}#${e.tryNumber}`) !== 'success',
-  ).length;
+      ledger.reported.get(key) === false &&
+      ledger.accepted.get(key) !== 'success'
+    );
+  }).length;
 }
 
 /**
  * 4. The run's final TI states equal a sequential reference evaluation: tasks in topological
  * order; a TI that was never queued is skipped or upstream_failed by its trigger rule; one that ran
- * had to be allowed to run, and ends in the state of its last try's accepted report (success,
- * skipped, failed once out of tries), or failed when no report of that try was accepted (a zombie
- * with no tries left). The run's state follows its leaves.
+ * had to be allowed to run, and ends as its last try ended: by an end event the API applied
+ * (success, or failed at once for a failure event, tries left or not), else in the state of the
+ * try's accepted report of any phase (success, skipped, failed once out of tries), else failed
+ * once out of tries (a zombie, a deferral that timed out, a trigger that failed, with no tries
+ * left). A deferral's own reports (`deferred`) end nothing. The run's state follows its leaves.
  *
  * Trigger rules decide "at once" (all_success skips as soon as one upstream is skipped, even if
  * another fails later, as Airflow's TriggerRuleDep does), so the decision depends on the order the
@@ -199,8 +225,11 @@ export function checkAgainstReference(
         problems.push(
           `${task.taskId} ran (try ${ti.tryNumber}) but its rule says ${[...decisions].join(' or ')}`,
         );
-      const accepted = ledger.accepted.get(`${runKey}/${task.taskId}/-1#${ti.tryNumber}`);
-      if (accepted === 'success' || accepted === 'skipped') state = accepted;
+      const tiKey = `${runKey}/${task.taskId}/-1`;
+      const ended = endEventOf(ledger, tiKey, ti.tryNumber);
+      const accepted = ledger.acceptedEnd(tiKey, ti.tryNumber);
+      if (ended) state = ended;
+      else if (accepted === 'success' || accepted === 'skipped') state = accepted;
       else
         state =
           ti.tryNumber >= task.retries + 1
@@ -222,6 +251,16 @@ export function checkAgainstReference(
     problems.push(`run is ${runState}, reference ${failed ? 'failed' : 'success'}`);
   if (problems.length === 0) return undefined;
   return new SimFailure('4-reference', `run ${runKey}: ${problems.join('; ')}`);
+}
+
+/** How an end event the API applied ended this try: `success`, `failed`, or undefined when none did. */
+function endEventOf(ledger: Ledger, ti: string, tryNumber: number): 'success' | 'failed' | undefined {
+  for (const { answer, deferral } of ledger.appliedAnswers()) {
+    if (deferral?.ti !== ti || deferral.tryNumber !== tryNumber || answer.route !== 'event') continue;
+    if (answer.type === 'success') return 'success';
+    if (answer.type === 'failure') return 'failed';
+  }
+  return undefined;
 }
 
 /**
@@ -253,7 +292,170 @@ export function unfinishedRuns(mirror: StoreMirror, expectedRuns: readonly strin
 
 export function describeRun(mirror: StoreMirror, runKey: string): string {
   const tis = [...mirror.taskInstances.values()].filter((ti) => `${ti.dagId}/${ti.runId}` === runKey);
-  return `${runKey} ${mirror.runs.get(runKey)?.state ?? 'missing'} [${tis.map((ti) => `${ti.taskId}:${ti.state}@${ti.tryNumber}`).join(' ')}]`;
+  const describeTi = (ti: MirroredTaskInstance) =>
+    `${ti.taskId}:${ti.state}@${ti.tryNumber}${ti.deferralSeq > 0 ? `.${ti.deferralSeq}` : ''}`;
+  return `${runKey} ${mirror.runs.get(runKey)?.state ?? 'missing'} [${tis.map(describeTi).join(' ')}]`;
+}
+
+/**
+ * 9d. A TI waiting in `deferred` has its trigger row, from the moment it defers until it leaves
+ * `deferred` (the row is written before the TI defers and deleted only after it moved on): a
+ * deferred TI without its trigger can only end by its timeout, or waits for ever. Violated by
+ * deleting a trigger as stale while its TI is about to wait on it (the deferral's TI write still
+ * in flight), or deleting it before the TI's own transition. Checked every step.
+ */
+export function checkTriggersKept(mirror: StoreMirror): SimFailure | undefined {
+  for (const [key, ti] of mirror.taskInstances) {
+    if (ti.state !== 'deferred') continue;
+    const triggerId = triggerIdOf(ti, ti.tryNumber, ti.deferralSeq);
+    if (!mirror.triggers.has(triggerId))
+      return new SimFailure(
+        '9d-trigger-kept',
+        `${key} waits in deferred at try ${ti.tryNumber}, deferral ${ti.deferralSeq}, but its trigger ${triggerId} is gone; history ${(mirror.history.get(key) ?? []).map(describeChange).join(' → ')}`,
+      );
+  }
+  return undefined;
+}
+
+/** What the API must have done to a TI for an `applied` answer of this route and type. */
+function appliedStates(answer: TriggerAnswer): string[] {
+  if (answer.route === 'failure') return ['failed', 'up_for_retry'];
+  switch (answer.type) {
+    case 'resume':
+      return ['scheduled'];
+    case 'success':
+      return ['success'];
+    case 'failure':
+      return ['failed'];
+    default:
+      return [];
+  }
+}
+
+/**
+ * 9b / 9c, checked as each answer of the trigger event and failure routes leaves the router (the
+ * invocation's store writes are all done). 9b: `applied` moved exactly its own TI, from waiting on
+ * that try's deferral to what the event says (scheduled to resume; success; failed; failed or
+ * up_for_retry for a failed trigger), with the end the trigger was built for, and at most once per
+ * trigger (first event wins). Violated by an event applied to another try or deferral, or applied
+ * twice (a duplicate or a takeover's second run resuming the TI again). 9c: `stale` and `duplicate`
+ * changed no TI at all (state, try, deferral). Violated by an unconditional write, or a condition
+ * that does not name the try and the deferral.
+ */
+export function checkTriggerAnswer(
+  answer: TriggerAnswer,
+  ledger: Ledger,
+  mirror: StoreMirror,
+): SimFailure | undefined {
+  const changes = mirror.changesBy.get(answer.apiActor) ?? [];
+  const deferral = ledger.deferrals.get(answer.triggerId);
+  const what = `the ${answer.route}${answer.type ? ` (${answer.type})` : ''} of trigger ${answer.triggerId} (${describeDeferral(deferral)})`;
+  if (answer.outcome !== 'applied') {
+    if (changes.length === 0) return undefined;
+    return new SimFailure(
+      '9c-stale-unchanged',
+      `${what} was answered ${answer.outcome} but changed ${changes.map(describeChange).join(', ')}`,
+    );
+  }
+  if (!deferral) return new SimFailure('harness', `${what} was applied, but no sim task deferred on it`);
+  const expected = appliedStates(answer);
+  const [change, ...others] = changes;
+  if (
+    !change ||
+    others.length > 0 ||
+    change.ti !== deferral.ti ||
+    change.tryNumber !== deferral.tryNumber ||
+    change.deferralSeq !== deferral.seq ||
+    !expected.includes(change.state)
+  ) {
+    return new SimFailure(
+      '9b-event-applied',
+      `${what} was answered applied but changed ${changes.map(describeChange).join(', ') || 'nothing'}; expected ${deferral.ti} at try ${deferral.tryNumber}, deferral ${deferral.seq} to become ${expected.join(' or ')}`,
+    );
+  }
+  const sent = answer.route === 'failure' ? 'raise' : answer.type;
+  if (sent !== deferral.end)
+    return new SimFailure(
+      '9b-event-applied',
+      `${what} was applied as ${sent}; its trigger was built to ${deferral.end}`,
+    );
+  const applied = ledger.triggerAnswers.filter(
+    (a) => a.triggerId === answer.triggerId && a.outcome === 'applied',
+  );
+  if (applied.length > 1)
+    return new SimFailure('9b-event-applied', `${what} was answered applied ${applied.length} times`);
+  return undefined;
+}
+
+/**
+ * 9a / 9b at the end. Every resume event answered `applied` resumed its TI: the API answered a
+ * start of that try carrying that deferral (unless the run was cleared, or the try then failed
+ * from `queued` because no worker ever started it). Violated by a resume lost between the event
+ * and the scheduler (the TI left `scheduled` with no start, or queued at a new try). And every
+ * resumed phase a worker ran was resumed in the store: the TI went from waiting on that deferral to
+ * `scheduled`. Violated by a start that resumes without an event (a stale workload resuming a
+ * deferral that timed out).
+ */
+export function checkTriggerEvents(
+  ledger: Ledger,
+  mirror: StoreMirror,
+  cleared: ReadonlySet<string>,
+): SimFailure | undefined {
+  for (const { answer, deferral } of ledger.appliedAnswers()) {
+    if (!deferral || answer.route !== 'event' || answer.type !== 'resume') continue;
+    const key = phaseKey(deferral.ti, deferral.tryNumber, deferral.seq);
+    if (cleared.has(deferral.ti.split('/').slice(0, 2).join('/'))) continue;
+    if (ledger.started.has(key) || neverStarted(mirror, deferral)) continue;
+    const history = (mirror.history.get(deferral.ti) ?? []).map(describeChange).join(' → ');
+    return new SimFailure(
+      '9b-event-applied',
+      `the resume of ${describeDeferral(deferral)} was applied but that phase was never started; history ${history}`,
+    );
+  }
+  for (const execution of ledger.executions) {
+    if (execution.phase === 0 || resumedInStore(mirror, execution)) continue;
+    return new SimFailure(
+      '9a-resume-once',
+      `${execution.ti} try ${execution.tryNumber} resumed after deferral ${execution.phase} (by ${execution.actor}) though no event moved it from that deferral to scheduled`,
+    );
+  }
+  return undefined;
+}
+
+/** Whether the store saw the TI go from waiting on this deferral to `scheduled` (an event resumed it). */
+function resumedInStore(mirror: StoreMirror, at: { ti: string; tryNumber: number; phase: number }): boolean {
+  const history = mirror.history.get(at.ti) ?? [];
+  return history.some((change, index) => {
+    const before = history[index - 1];
+    return (
+      change.state === 'scheduled' &&
+      before?.state === 'deferred' &&
+      [before, change].every((c) => c.tryNumber === at.tryNumber && c.deferralSeq === at.phase)
+    );
+  });
+}
+
+/** The resumed try was queued and then failed from `queued`: every workload sent for it went unstarted. */
+function neverStarted(mirror: StoreMirror, deferral: SimDeferral): boolean {
+  const history = mirror.history.get(deferral.ti) ?? [];
+  return history.some(
+    (change, index) =>
+      index > 0 &&
+      history[index - 1]?.state === 'queued' &&
+      change.tryNumber === deferral.tryNumber &&
+      change.deferralSeq === deferral.seq &&
+      (change.state === 'failed' || change.state === 'up_for_retry'),
+  );
+}
+
+function describeDeferral(deferral: SimDeferral | undefined): string {
+  return deferral
+    ? `${deferral.ti} try ${deferral.tryNumber} deferral ${deferral.seq}, built to ${deferral.end}`
+    : 'no sim deferral';
+}
+
+function describeChange(change: TaskInstanceChange): string {
+  return `${change.ti}:${change.state}@${change.tryNumber}.${change.deferralSeq}`;
 }
 
 /** 5. Every message deleted, dead-lettered or lost by a fault: none left in flight. */

@@ -17,4 +17,14 @@ export const PINNED_SEEDS: readonly { seed: number; found: string }[] = [
     found:
       "a pass rebuilt a run's state summary while a clear was resetting its TIs: it showed a reset TI as finished",
   },
+  {
+    seed: 55,
+    found:
+      'a triggerer deleted a trigger as stale while its deferral was still being written: the TI then waited in deferred with no trigger (9d; found first as a liveness failure)',
+  },
+  {
+    seed: 3111,
+    found:
+      "a pass gave back another pass's pool reservation for a task resuming from a deferral (taken for its ended try's): the pool over-admitted",
+  },
 ];

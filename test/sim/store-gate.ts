@@ -1,12 +1,13 @@
 import { type DynamoDBDocumentClient, GetCommand } from '@aws-sdk/lib-dynamodb';
-import { RUN_SUMMARY_SORT_KEY } from '#store/keys.ts';
+import { RUN_SUMMARY_SORT_KEY, TRIGGER_SORT_PREFIX, TRIGGERS_PARTITION } from '#store/keys.ts';
 import type { Kernel } from './kernel.ts';
 
 /**
  * Gates every store call of the simulated engine: the document client's `send` parks the calling
  * actor at a kernel gate until the world lets it through. The writes that pass are mirrored
- * (task instance and run states, DAG pause flags) so the invariants can be checked after every
- * step without reading the table.
+ * (task instance and run states, DAG pause flags, trigger rows) so the invariants can be checked
+ * after every step without reading the table. Each change of a TI's state, try or deferral is kept
+ * in its history with the actor that wrote it, so a check can tell what one API invocation changed.
  */
 
 const WRITES = new Set(['Put', 'Update', 'Delete', 'BatchWrite', 'TransactWrite']);
@@ -18,9 +19,21 @@ export interface MirroredTaskInstance {
   mapIndex: number;
   state: string;
   tryNumber: number;
+  /** The try's deferrals so far (0 before its first). */
+  deferralSeq: number;
   maxTries: number;
   pool: string;
   poolSlots: number;
+}
+
+/** A change of a TI's state, try or deferral number: the values after it, and who wrote it. */
+export interface TaskInstanceChange {
+  ti: string;
+  state: string;
+  tryNumber: number;
+  deferralSeq: number;
+  /** The actor whose store call made the change (its name). */
+  writer: string | undefined;
 }
 
 export interface MirroredRun {
@@ -46,25 +59,40 @@ export class StoreMirror {
   /** By run partition key (`RUN#dag#run`). */
   readonly summaries = new Map<string, MirroredSummary>();
   readonly paused = new Map<string, boolean>();
+  /** Every change of each TI's state, try or deferral number, in order. */
+  readonly history = new Map<string, TaskInstanceChange[]>();
+  /** The same changes by the actor that made them. */
+  readonly changesBy = new Map<string, TaskInstanceChange[]>();
+  /** Ids of the trigger rows in the table. */
+  readonly triggers = new Set<string>();
   /** Bumped on every change, so checks can skip unchanged steps. */
   version = 0;
   readonly #byItemKey = new Map<string, () => void>();
 
-  observe(item: Item): void {
+  observe(item: Item, writer?: string): void {
     const itemKey = `${String(item.pk)}|${String(item.sk)}`;
     if (isTaskInstance(item)) {
       const key = `${item.dagId}/${item.runId}/${item.taskId}/${item.mapIndex}`;
-      this.taskInstances.set(key, {
+      const before = this.taskInstances.get(key);
+      const after: MirroredTaskInstance = {
         dagId: item.dagId,
         runId: item.runId,
         taskId: item.taskId,
         mapIndex: item.mapIndex,
         state: item.state,
         tryNumber: item.tryNumber,
+        deferralSeq: Number(item.deferralSeq ?? 0),
         maxTries: Number(item.maxTries),
         pool: String(item.pool),
         poolSlots: Number(item.poolSlots),
-      });
+      };
+      this.taskInstances.set(key, after);
+      if (
+        before?.state !== after.state ||
+        before.tryNumber !== after.tryNumber ||
+        before.deferralSeq !== after.deferralSeq
+      )
+        this.#recordChange({ ti: key, ...pick(after), writer });
       this.#byItemKey.set(itemKey, () => this.taskInstances.delete(key));
     } else if (isRun(item)) {
       const key = `${item.dagId}/${item.runId}`;
@@ -76,6 +104,8 @@ export class StoreMirror {
         clearsInProgress: Number(item.clearsInProgress ?? 0),
       });
       this.#byItemKey.set(itemKey, () => this.runs.delete(key));
+    } else if (item.pk === TRIGGERS_PARTITION && typeof item.sk === 'string') {
+      this.triggers.add(item.sk.slice(TRIGGER_SORT_PREFIX.length));
     } else if (item.sk === RUN_SUMMARY_SORT_KEY && typeof item.pk === 'string') {
       const tasks = (item.tasks ?? {}) as Record<string, { state: string }>;
       const states = Object.fromEntries(
@@ -96,12 +126,27 @@ export class StoreMirror {
     this.version++;
   }
 
+  #recordChange(change: TaskInstanceChange): void {
+    const history = this.history.get(change.ti) ?? [];
+    history.push(change);
+    this.history.set(change.ti, history);
+    if (change.writer === undefined) return;
+    const byWriter = this.changesBy.get(change.writer) ?? [];
+    byWriter.push(change);
+    this.changesBy.set(change.writer, byWriter);
+  }
+
   forget(key: Item): void {
+    if (key.pk === TRIGGERS_PARTITION) this.triggers.delete(String(key.sk).slice(TRIGGER_SORT_PREFIX.length));
     const itemKey = `${String(key.pk)}|${String(key.sk)}`;
     this.#byItemKey.get(itemKey)?.();
     this.#byItemKey.delete(itemKey);
     this.version++;
   }
+}
+
+function pick(ti: MirroredTaskInstance) {
+  return { state: ti.state, tryNumber: ti.tryNumber, deferralSeq: ti.deferralSeq };
 }
 
 function isTaskInstance(item: Item): item is Item & MirroredTaskInstance {
@@ -146,10 +191,13 @@ export function gateDocumentClient(
       delayMs: hooks.delayFor(operation),
       isWrite,
     });
+    const writer = kernel.current()?.name;
     try {
       const output = (await send(command)) as Item;
       if (isWrite) {
-        await mirrorWrite(operation, command.input, output, mirror, (input) => send(new GetCommand(input)));
+        await mirrorWrite(operation, command.input, output, mirror, writer, (input) =>
+          send(new GetCommand(input)),
+        );
         hooks.afterWrite?.(operation);
       }
       return output;
@@ -165,22 +213,23 @@ async function mirrorWrite(
   input: Item,
   output: Item,
   mirror: StoreMirror,
+  writer: string | undefined,
   get: (input: { TableName: string; Key: Item; ConsistentRead: boolean }) => Promise<unknown>,
 ): Promise<void> {
   switch (operation) {
     case 'Put':
-      mirror.observe(input.Item as Item);
+      mirror.observe(input.Item as Item, writer);
       return;
     case 'Update': {
       const attributes = output.Attributes as Item | undefined;
-      if (attributes && 'pk' in attributes) return mirror.observe(attributes);
+      if (attributes && 'pk' in attributes) return mirror.observe(attributes, writer);
       // Not ALL_NEW: read the item back (still inside the gate, so nothing else ran in between).
       const read = (await get({
         TableName: String(input.TableName),
         Key: input.Key as Item,
         ConsistentRead: true,
       })) as Item;
-      if (read.Item) mirror.observe(read.Item as Item);
+      if (read.Item) mirror.observe(read.Item as Item, writer);
       return;
     }
     case 'Delete':
@@ -193,7 +242,7 @@ async function mirrorWrite(
           const put = request.PutRequest as { Item: Item } | undefined;
           const remove = request.DeleteRequest as { Key: Item } | undefined;
           // dynalite processes every item; anything it left unprocessed is retried by the store.
-          if (put && !unprocessed.includes(JSON.stringify(put.Item.sk))) mirror.observe(put.Item);
+          if (put && !unprocessed.includes(JSON.stringify(put.Item.sk))) mirror.observe(put.Item, writer);
           if (remove) mirror.forget(remove.Key);
         }
       }

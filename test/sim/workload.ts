@@ -5,7 +5,8 @@ import type { Prng } from './prng.ts';
 /**
  * Random workloads built with the real SDK: DAGs of chains, fan-outs and fan-ins over every
  * trigger rule, retries with short delays, pools shared across DAGs, small `maxActiveRuns` and
- * `maxActiveTasks`; and the runs to trigger, each at a sim time.
+ * `maxActiveTasks`; and the runs to trigger, each at a sim time. About one task in five is
+ * deferrable: what its tries do (defer, resume, end from the trigger) is planned in plans.ts.
  */
 
 export interface PlannedRun {
@@ -18,6 +19,8 @@ export interface Workload {
   dags: Dag[];
   pools: Record<string, number>;
   runs: PlannedRun[];
+  /** `dagId/taskId` of the deferrable tasks (none in the wide DAG). */
+  deferrable: ReadonlySet<string>;
 }
 
 export function generateWorkload(prng: Prng, options: { triggerWindowMs: number; wide?: boolean }): Workload {
@@ -37,9 +40,21 @@ export function generateWorkload(prng: Prng, options: { triggerWindowMs: number;
       runs.push({ dagId, runId: `run_${r}`, atMs: prng.range(0, options.triggerWindowMs) });
     }
   }
+  const deferrable = pickDeferrable(prng.fork('deferrable'), dags);
   if (options.wide) addWideDag(prng.fork('wide'), pools, dags, runs, options.triggerWindowMs);
   runs.sort((a, b) => a.atMs - b.atMs);
-  return { dags, pools, runs };
+  return { dags, pools, runs, deferrable };
+}
+
+/**
+ * One task in five defers. Drawn from a stream of its own, after the DAGs are built, so a seed's
+ * DAGs and runs are the ones it had before tasks could defer (pinned seeds keep their workloads).
+ */
+function pickDeferrable(prng: Prng, dags: readonly Dag[]): Set<string> {
+  const deferrable = new Set<string>();
+  for (const built of dags)
+    for (const taskId of built.taskIds) if (prng.chance(0.2)) deferrable.add(`${built.dagId}/${taskId}`);
+  return deferrable;
 }
 
 /**

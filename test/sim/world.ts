@@ -23,15 +23,20 @@ import {
   checkOutcomesKept,
   checkSuccessesKept,
   checkSummaries,
+  checkTriggerAnswer,
+  checkTriggerEvents,
+  checkTriggersKept,
   describeRun,
   successesLostToFaults,
   unfinishedRuns,
 } from './invariants.ts';
 import { type Actor, Kernel, SimFailure } from './kernel.ts';
-import { Ledger, SimExecutor, type TryPlan } from './ledger.ts';
-import { hashString, Prng } from './prng.ts';
+import { Ledger, phaseKey, SimExecutor } from './ledger.ts';
+import { planPhase } from './plans.ts';
+import { Prng } from './prng.ts';
 import { createSimQueues, type Invocation, invocations, type SimQueue } from './sim-queue.ts';
 import { gateDocumentClient, StoreMirror } from './store-gate.ts';
+import { SimTriggerers } from './triggerers.ts';
 import { generateWorkload, type Workload } from './workload.ts';
 
 /** Sim time starts here; the API checks token lifetimes against the sim clock. */
@@ -96,6 +101,9 @@ class World {
   readonly #triggered = new Set<string>();
   readonly #cleared = new Set<string>();
   readonly #busy = new Set<Actor>();
+  readonly #triggerers: SimTriggerers;
+  /** Triggerers running at first (1–2). */
+  readonly #triggererCount: number;
   #phase: 'setup' | 'faults' | 'heal' = 'setup';
   #unpaused = false;
 
@@ -104,7 +112,9 @@ class World {
     const root = new Prng(options.seed);
     this.#prng = root.fork('choices');
     this.#kernel = new Kernel(START_MS, { verbose: options.verbose ?? false });
-    this.#profile = drawFaults(root.fork('faults'));
+    this.#profile = drawFaults(root.fork('faults'), root.fork('triggerer-faults'));
+    const triggererSetup = root.fork('triggerers');
+    this.#triggererCount = triggererSetup.range(1, 2);
     this.#faults = NO_FAULTS;
     this.#workload = generateWorkload(root.fork('workload'), {
       triggerWindowMs: FAULT_PHASE_MS * 0.6,
@@ -124,6 +134,11 @@ class World {
       queueMaxReceives: 5,
       // One receive, as an SQS event source's batch of 10 on AWS.
       schedulerBatchSize: 10,
+      // Triggerers: heartbeat 2 s, found dead after 6 s (the defaults); a small capacity now and then;
+      // claims every 1–3 s (each load reads every job and the triggers of the dead ones).
+      triggererCapacity: triggererSetup.chance(0.3) ? triggererSetup.range(1, 3) : 1_000,
+      triggererLoadIntervalMs: triggererSetup.pick([1_000, 2_000, 3_000]),
+      triggerCleanupIntervalMs: 5_000,
     });
     this.#queues = createSimQueues({
       kernel: this.#kernel,
@@ -145,6 +160,11 @@ class World {
       settings: this.#settings,
       now: () => this.#kernel.now,
       logs: new MemoryLogStore(),
+      newJobId: (() => {
+        const ids = root.fork('job-ids');
+        const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
+        return () => Array.from({ length: 16 }, () => alphabet[ids.int(64)]).join('');
+      })(),
       timers: {
         // A durable timer as on AWS: a delayed scheduling message (SQS allows up to 15 minutes).
         wakeAt: async (run, atMs) => {
@@ -155,16 +175,40 @@ class World {
         },
       },
     };
+    const deferrable = this.#workload.deferrable;
     this.#executor = new SimExecutor({
       kernel: this.#kernel,
       ledger: this.#ledger,
       prng: this.#prng,
-      plan: (ti, tryNumber) => planTry(options.seed, ti, tryNumber),
+      plan: (ti, tryNumber, phase) => {
+        const [dagId, , taskId] = ti.split('/');
+        return planPhase(options.seed, ti, tryNumber, phase, deferrable.has(`${dagId}/${taskId}`));
+      },
       faults: () => this.#faults,
+    });
+    this.#triggerers = new SimTriggerers({
+      kernel: this.#kernel,
+      prng: this.#prng,
+      ledger: this.#ledger,
+      settings: this.#settings,
+      fetch: (request, observe) => this.#fetch(request, observe),
+      faults: () => this.#faults.triggerers,
+      onAnswer: (answer) => {
+        const failure = checkTriggerAnswer(answer, this.#ledger, this.#mirror);
+        if (failure) this.#kernel.fail(failure);
+      },
     });
   }
 
   async run(): Promise<void> {
+    try {
+      await this.#run();
+    } finally {
+      this.#triggerers.stopAll();
+    }
+  }
+
+  async #run(): Promise<void> {
     const kernel = this.#kernel;
     kernel.spawn('setup', async () => {
       const versioned = await register(this.#engine, this.#workload.dags);
@@ -183,7 +227,8 @@ class World {
           checkLimits(this.#mirror, { pools: this.#settings.pools, dags: this.#dags }) ??
           checkSuccessesKept(this.#mirror, this.#ledger, this.#cleared) ??
           checkOutcomesKept(this.#ledger) ??
-          checkSummaries(this.#mirror);
+          checkSummaries(this.#mirror) ??
+          checkTriggersKept(this.#mirror);
         if (failure) kernel.fail(failure);
       }
       if (kernel.failures.length > 0 && !this.#options.keepGoing) return;
@@ -218,6 +263,19 @@ class World {
         runs: this.#workload.runs.length,
         cleared: this.#cleared.size,
         engineErrors: this.#kernel.errors.map((e) => `${e.actor}: ${(e.error as Error).message}`),
+        deferrals: this.#ledger.deferrals.size,
+        resumed: this.#ledger.executions.filter((e) => e.phase > 0).length,
+        triggerAnswers: countBy(
+          this.#ledger.triggerAnswers.map((a) => `${a.route}:${a.type ?? '-'}:${a.outcome}`),
+        ),
+        triggerers: {
+          started: this.#triggerers.started,
+          stopped: this.#triggerers.stops,
+          heartbeatsLost: this.#triggerers.heartbeatsLost,
+          eventsDelayed: this.#triggerers.eventsDelayed,
+          eventsDuplicated: this.#triggerers.eventsDuplicated,
+          refusals: this.#triggerers.refusals,
+        },
         queues: accounts,
       },
     };
@@ -254,10 +312,11 @@ class World {
 
   #startDrivers(): void {
     const kernel = this.#kernel;
+    for (let i = 0; i < this.#triggererCount; i++) this.#triggerers.start();
     kernel.spawn('driver', async () => {
       for (;;) {
         await kernel.sleep(this.#settings.schedulerTickMs);
-        void this.#spawnInvocation('tick', () => runSchedulerTick(this.#engine));
+        void this.#spawnInvocation('tick', () => runSchedulerTick(this.#engine)).result;
       }
     });
     kernel.spawn('driver', async () => {
@@ -292,10 +351,20 @@ class World {
         kernel.spawn(clear ? 'clear' : 'pause', () => (clear ? this.#clear() : this.#pause()));
       });
     }
+    for (let i = 0; i < this.#profile.triggerers.kills; i++) {
+      const atMs = this.#prng.range(5_000, FAULT_PHASE_MS - 5_000);
+      kernel.spawn('driver', async () => {
+        await kernel.sleep(atMs);
+        kernel.spawn('stop-triggerer', () => this.#triggerers.stopOne());
+      });
+    }
   }
 
   /** A scheduler invocation (a Lambda call): its un-awaited sends may be lost once it returns. */
-  #spawnInvocation<T>(kind: string, work: () => Promise<T>): Promise<T | undefined> {
+  #spawnInvocation<T>(
+    kind: string,
+    work: () => Promise<T>,
+  ): { actor: Actor; result: Promise<T | undefined> } {
     const freezes = this.#prng.chance(this.#faults.freezeAfterReturn);
     return this.#kernel.spawn(kind, async (actor) => {
       const invocation: Invocation = { name: actor.name, open: true, freezes };
@@ -304,7 +373,7 @@ class World {
       } finally {
         invocation.open = false;
       }
-    }).result;
+    });
   }
 
   #spawnBatch(): void {
@@ -317,7 +386,7 @@ class World {
       if (messages.length === 0) return;
       const handled = await this.#spawnInvocation('scheduling', () =>
         handleSchedulingMessages(this.#engine, messages),
-      );
+      ).result;
       if (!handled) return; // it threw: the messages come back after the visibility timeout
       const retry = new Set(handled.retry);
       await scheduler.delete(messages.map((m) => m.receiptHandle).filter((handle) => !retry.has(handle)));
@@ -339,13 +408,21 @@ class World {
       const workload = taskWorkloadSchema.parse(JSON.parse(received.body));
       const ti = `${workload.ti.dag_id}/${workload.ti.run_id}/${workload.ti.task_id}/${workload.ti.map_index}`;
       let deleted = false;
+      // The phase of the try this worker runs: 0, or the deferral its start answer resumes.
+      let phase = 0;
       const outcome = await runWorkload(
         {
           fetch: (request) =>
-            this.#fetch(request, (status, requestText) => {
-              if (status !== 200 || !request.url.endsWith('/state')) return;
-              const state = (JSON.parse(requestText) as { state: string }).state;
-              this.#ledger.accepted.set(`${ti}#${workload.try_number}`, state);
+            this.#fetch(request, (status, requestText, responseText) => {
+              if (status !== 200) return;
+              if (request.url.endsWith('/run')) {
+                const started = JSON.parse(responseText) as { resume?: { deferral_seq: number } | null };
+                phase = started.resume?.deferral_seq ?? 0;
+                this.#ledger.started.add(phaseKey(ti, workload.try_number, phase));
+              } else if (request.url.endsWith('/state')) {
+                const state = (JSON.parse(requestText) as { state: string }).state;
+                this.#ledger.accepted.set(phaseKey(ti, workload.try_number, phase), state);
+              }
             }),
           clock: {
             now: () => this.#kernel.now,
@@ -364,7 +441,8 @@ class World {
           },
         },
       );
-      if (outcome.started) this.#ledger.reported.set(`${ti}#${workload.try_number}`, outcome.reported);
+      if (outcome.started)
+        this.#ledger.reported.set(phaseKey(ti, workload.try_number, phase), outcome.reported);
       if (outcome.deleteMessage && !deleted) await queue.delete([receiptHandle]);
     });
     this.#busy.add(actor);
@@ -376,7 +454,7 @@ class World {
    */
   async #fetch(
     request: Request,
-    observe?: (status: number, requestText: string, responseText: string) => void,
+    observe?: (status: number, requestText: string, responseText: string, apiActor: string) => void,
   ) {
     const kernel = this.#kernel;
     const path = new URL(request.url).pathname;
@@ -388,16 +466,15 @@ class World {
     }
     const drop = this.#prng.chance(this.#faults.apiDrop);
     const requestText = request.body ? await request.clone().text() : '';
-    const answer = await kernel.whileAlive(
-      this.#spawnInvocation('api', async () => {
-        const response = await handleApiRequest(this.#engine, request);
-        return { status: response.status, text: await response.text() };
-      }),
-    );
+    const invocation = this.#spawnInvocation('api', async () => {
+      const response = await handleApiRequest(this.#engine, request);
+      return { status: response.status, text: await response.text() };
+    });
+    const answer = await kernel.whileAlive(invocation.result);
     if (!answer)
       return new Response('{"detail":"sim: the API invocation threw","status":500}', { status: 500 });
     kernel.log(`${request.method} ${path} → ${answer.status}${drop ? ' (connection dropped)' : ''}`);
-    observe?.(answer.status, requestText, answer.text);
+    observe?.(answer.status, requestText, answer.text, invocation.actor.name);
     if (drop) throw new TypeError('sim: connection dropped after the API handled the call');
     return new Response(answer.text, { status: answer.status });
   }
@@ -458,6 +535,7 @@ class World {
     this.#phase = 'heal';
     this.#faults = NO_FAULTS;
     this.#kernel.log('heal phase: faults off');
+    this.#triggerers.heal();
     this.#kernel.spawn('unpause', async () => {
       for (const dagId of [...this.#dags.keys()].sort()) {
         while ((await this.#publicApi('PATCH', `/api/v2/dags/${dagId}`, { is_paused: false })).status !== 200)
@@ -483,7 +561,8 @@ class World {
     if (!this.#unpaused || this.#triggered.size < this.#workload.runs.length) return false;
     if (unfinishedRuns(this.#mirror, this.#expectedRuns()).length > 0) return false;
     if (Object.keys(this.#openMessages()).length > 0) return false;
-    return !this.#kernel.hasLiveActors((actor) => actor.kind !== 'driver');
+    // Drivers and triggerers run for good; everything else must have ended.
+    return !this.#kernel.hasLiveActors((actor) => actor.kind !== 'driver' && actor.kind !== 'triggerer');
   }
 
   async #finalChecks(): Promise<void> {
@@ -512,6 +591,8 @@ class World {
       const failure = dag && checkAgainstReference(dag, runKey, this.#mirror, this.#ledger);
       if (failure) kernel.fail(failure);
     }
+    const events = checkTriggerEvents(this.#ledger, this.#mirror, this.#cleared);
+    if (events) kernel.fail(events);
     const messages = checkMessages(
       Object.fromEntries(Object.entries(this.#queues).map(([n, q]) => [n, q.account()])),
     );
@@ -519,12 +600,8 @@ class World {
   }
 }
 
-/** Outcome and duration of one try: a function of (seed, TI, try) only, never of the schedule. */
-function planTry(seed: number, ti: string, tryNumber: number): TryPlan {
-  const prng = new Prng(hashString(`${seed}:${ti}:${tryNumber}`));
-  const roll = prng.next();
-  return {
-    outcome: roll < 0.7 ? 'success' : roll < 0.9 ? 'fail' : 'skip',
-    durationMs: prng.range(200, 4_000),
-  };
+function countBy(keys: readonly string[]): Record<string, number> {
+  const counts: Record<string, number> = {};
+  for (const key of [...keys].sort()) counts[key] = (counts[key] ?? 0) + 1;
+  return counts;
 }
