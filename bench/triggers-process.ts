@@ -3,6 +3,7 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { TRIGGERER_NODE_FLAGS } from '#triggerer/node-flags.ts';
 
 /**
  * The real triggerer (`src/triggerer/main.ts`) as a child process of its own, as standalone starts
@@ -55,19 +56,23 @@ export async function startTriggerer(options: {
   const inherited = Object.fromEntries(
     Object.entries(process.env).filter(([name]) => !name.startsWith('UPDRAFT_')),
   );
-  const child = spawn(process.execPath, ['--disable-warning=ExperimentalWarning', ENTRY], {
-    cwd: home,
-    env: {
-      ...inherited,
-      UPDRAFT_HOME: home,
-      UPDRAFT_API_URL: options.apiUrl,
-      UPDRAFT_TRIGGERER_TOKEN: options.credential,
-      UPDRAFT_LOG_LEVEL: 'warn',
-      UPDRAFT_METRICS_LOG_INTERVAL_MS: '0',
-      ...options.env,
+  const child = spawn(
+    process.execPath,
+    [...TRIGGERER_NODE_FLAGS, '--disable-warning=ExperimentalWarning', ENTRY],
+    {
+      cwd: home,
+      env: {
+        ...inherited,
+        UPDRAFT_HOME: home,
+        UPDRAFT_API_URL: options.apiUrl,
+        UPDRAFT_TRIGGERER_TOKEN: options.credential,
+        UPDRAFT_LOG_LEVEL: 'warn',
+        UPDRAFT_METRICS_LOG_INTERVAL_MS: '0',
+        ...options.env,
+      },
+      stdio: ['ignore', 'ignore', 'pipe'],
     },
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
+  );
   live.add(child);
   let output = '';
   let partial = '';

@@ -1,6 +1,7 @@
 import { type ChildProcess, fork } from 'node:child_process';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { Logger } from '#engine/logger.ts';
+import { TRIGGERER_NODE_FLAGS } from '#triggerer/node-flags.ts';
 import { PARENT_PID_ENV } from '#worker/parent-watchdog.ts';
 
 const TRIGGERER_ENTRY = fileURLToPath(new URL('../triggerer/main.ts', import.meta.url));
@@ -60,7 +61,7 @@ export class TriggererProcess {
         [PARENT_PID_ENV]: String(process.pid),
       },
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-      execArgv: ['--disable-warning=ExperimentalWarning', `--import=${GUARD}`],
+      execArgv: [...TRIGGERER_NODE_FLAGS, '--disable-warning=ExperimentalWarning', `--import=${GUARD}`],
       // A group of its own: a terminal's Ctrl-C reaches the server only, whose stop sends one
       // SIGTERM (a second signal would make the triggerer exit without handing its triggers back).
       detached: true,

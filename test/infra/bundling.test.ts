@@ -1,6 +1,7 @@
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { TRIGGERER_NODE_FLAGS } from '#triggerer/node-flags.ts';
 import { SERIALIZED_DAGS_FILE } from '../../lib/dag-registration.ts';
 import { logicalIdOf, removeOutdirs, type Synthesized, synthesize } from './helpers.ts';
 
@@ -103,7 +104,11 @@ describe('bundles', () => {
     const context = join(synthesized.app.outdir, images[0]!.source.directory);
     expect(images[0]!.source.platform).toBe('linux/arm64');
     expect(readdirSync(context).sort()).toEqual(['Dockerfile', 'main.mjs', 'main.mjs.map']);
-    expect(readFileSync(join(context, 'Dockerfile'), 'utf8')).toMatch(/^FROM .*node:24-slim$/m);
+    const dockerfile = readFileSync(join(context, 'Dockerfile'), 'utf8');
+    expect(dockerfile).toMatch(/^FROM .*node:24-slim$/m);
+    // The container's triggerer runs with the flags standalone's does.
+    const nodeOptions = /NODE_OPTIONS="([^"]*)"/.exec(dockerfile)?.[1]?.split(' ') ?? [];
+    expect(nodeOptions).toEqual(expect.arrayContaining([...TRIGGERER_NODE_FLAGS]));
     // No Lambda runtime provides the SDK in the container: it is bundled, never imported.
     expect(readFileSync(join(context, 'main.mjs'), 'utf8')).not.toMatch(/from\s*"@aws-sdk\//);
     expect(existsSync(join(context, 'node_modules'))).toBe(false);
