@@ -1,5 +1,5 @@
 import type { Duration } from 'aws-cdk-lib';
-import type { IGrantable } from 'aws-cdk-lib/aws-iam';
+import type { IGrantable, Role } from 'aws-cdk-lib/aws-iam';
 import { type FunctionUrl, FunctionUrlAuthType, InvokeMode } from 'aws-cdk-lib/aws-lambda';
 import type { NodejsFunction, NodejsFunctionProps } from 'aws-cdk-lib/aws-lambda-nodejs';
 import type { Secret } from 'aws-cdk-lib/aws-secretsmanager';
@@ -71,5 +71,15 @@ export class UpdraftExecutionApi extends Construct {
   bindClient(client: ExecutionApiClient): void {
     this.function.grantInvokeUrl(client.grantee);
     client.addEnvironment(AWS_ENV.executionApiUrl, this.url.url);
+  }
+
+  /**
+   * Binds the triggerer's task role as a client whose signed job registration is its credential:
+   * the function gets the role's id and issues a triggerer token to a registration signed by it,
+   * so the triggerer holds no secret.
+   */
+  bindTriggerer(client: ExecutionApiClient & { grantee: Role }): void {
+    this.bindClient(client);
+    this.function.addEnvironment(AWS_ENV.triggererRoleId, client.grantee.roleId);
   }
 }

@@ -22,6 +22,7 @@ export const SCHEDULER_GAUGES = [
   'scheduler.tasks.starving',
   'dag_runs.queued',
   'dag_runs.running',
+  'triggers.waiting',
 ] as const;
 /** Counters the scheduler publishes as CloudWatch EMF. */
 export const SCHEDULER_COUNTERS = [

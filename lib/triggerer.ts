@@ -21,6 +21,7 @@ import {
   FargateTaskDefinition,
   OperatingSystemFamily,
 } from 'aws-cdk-lib/aws-ecs';
+import { Role } from 'aws-cdk-lib/aws-iam';
 import { FilterPattern, LogGroup, MetricFilter, type RetentionDays } from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
 import type { UpdraftExecutionApi } from './execution-api.ts';
@@ -111,8 +112,11 @@ export class UpdraftTriggerer extends Construct {
       },
       readonlyRootFilesystem: true,
     });
-    props.executionApi.bindClient({
-      grantee: this.taskDefinition.taskRole,
+    const taskRole = this.taskDefinition.taskRole;
+    if (!(taskRole instanceof Role))
+      throw new TriggererConfigurationError('The task definition made no task role');
+    props.executionApi.bindTriggerer({
+      grantee: taskRole,
       addEnvironment: (name, value) => container.addEnvironment(name, value),
     });
     if (this.taskDefinition.executionRole) {
@@ -128,7 +132,7 @@ export class UpdraftTriggerer extends Construct {
       {
         id: 'AwsSolutions-ECS2',
         reason:
-          'The variables are resource names and URLs (the Execution API URL, the region), no secrets: the task reaches the API with its role, not a stored credential.',
+          'The variables are resource names and URLs (the Execution API URL, the region), no secrets: the task reaches the API with its role, whose signed registration is its credential.',
       },
     ]);
 

@@ -3,13 +3,15 @@ import { roleCredentials } from '#aws/handler-defaults-execution.ts';
 import { createSignedFetch } from '#aws/handler-signed-fetch.ts';
 import { loadSettings } from '#config/settings.ts';
 import { createLogger, type LogLevel } from '#engine/logger.ts';
-import { importTriggerModules, runTriggererProcess, triggererTokenOf } from '#triggerer/program.ts';
+import { importTriggerModules, runTriggererProcess, TRIGGERER_TOKEN_ENV } from '#triggerer/program.ts';
 
 /**
  * The triggerer's container entry (ECS Fargate; bundled to main.mjs for the image): the same
  * program as standalone's triggerer (`src/triggerer/program.ts`). It reaches the Execution API's
  * function URL with calls signed by the task role (SigV4, as the worker does; the job token rides
- * in its own header), and registers with the credential in `UPDRAFT_TRIGGERER_TOKEN`.
+ * in its own header). It registers with the credential in `UPDRAFT_TRIGGERER_TOKEN` when one is
+ * set; without it, its signed registration is the credential: the Execution API function issues
+ * one to the task role named in its `UPDRAFT_TRIGGERER_ROLE_ID` (the construct sets both sides).
  * Exit codes: 0 on a stop (SIGTERM from ECS), 1 on bad configuration or a refused registration.
  */
 const log = createLogger({
@@ -30,7 +32,7 @@ function executionApiUrl(): string {
 let started: Parameters<typeof runTriggererProcess>[0];
 try {
   const apiUrl = executionApiUrl();
-  const credential = triggererTokenOf(process.env);
+  const credential = process.env[TRIGGERER_TOKEN_ENV]?.trim() || null;
   const fetch = createSignedFetch({
     region: requireEnv(process.env, 'AWS_REGION'),
     credentials: roleCredentials(process.env),

@@ -21,6 +21,11 @@ export const AWS_ENV = {
   apiTokenSecretArn: 'UPDRAFT_API_TOKEN_SECRET_ARN',
   /** Base URL of the Execution API (workers, triggerer). */
   executionApiUrl: 'UPDRAFT_EXECUTION_API_URL',
+  /**
+   * The triggerer task role's IAM role id (`AROA…`), on the Execution API function: a job
+   * registration signed by that role is its credential (the triggerer holds no secret).
+   */
+  triggererRoleId: 'UPDRAFT_TRIGGERER_ROLE_ID',
   /** Durable timers: the scheduler queue's ARN (the schedules' target), the role EventBridge Scheduler assumes to send to it, and the schedule group. */
   timerTargetArn: 'UPDRAFT_TIMER_TARGET_ARN',
   timerRoleArn: 'UPDRAFT_TIMER_ROLE_ARN',

@@ -7,6 +7,7 @@ import type { Queues } from '#queue/port.ts';
 import type { Store } from '#store/port.ts';
 import { systemClock, type WorkerClock } from '#worker/clock.ts';
 import type { TaskExecutor } from '#worker/executor.ts';
+import { AWS_ENV } from './environment.ts';
 import { HandlerError } from './handler-errors.ts';
 import type { Observability } from './handler-observability.ts';
 import { type DagModuleLoader, InProcessTaskExecutor } from './lambda-executor.ts';
@@ -47,6 +48,11 @@ export interface HandlerDeps {
   serializedDags: () => Promise<ParsedDagsFolder>;
   /** Transport of the custom resource's answer to CloudFormation's pre-signed URL. */
   responseFetch: typeof fetch;
+  /**
+   * The IAM role id (`AROA…`) of the triggerer's task role (`UPDRAFT_TRIGGERER_ROLE_ID`), or null:
+   * the Execution API gives a triggerer credential to a job registration signed by that role.
+   */
+  triggererRoleId: string | null;
 }
 
 /** The deps whose defaults are AWS clients and adapters (the `handler-defaults-*.ts` modules). */
@@ -97,6 +103,7 @@ const LOCAL_DEFAULTS = {
     );
   },
   responseFetch: () => fetch,
+  triggererRoleId: () => process.env[AWS_ENV.triggererRoleId]?.trim() || null,
 } satisfies {
   [K in Exclude<keyof HandlerDeps, AwsDep>]: (deps: LazyDeps) => HandlerDeps[K] | Promise<HandlerDeps[K]>;
 };

@@ -6,7 +6,7 @@ import type { ApiApp } from '#api/app.ts';
 import { bearerTokenOf } from '#api/auth.ts';
 import { createApiStack } from '#api/stack.ts';
 import type { SchedulingNotifier } from '#engine/notifier.ts';
-import { type ExecutionKeys, keyIdOf, keyringEntries } from '#engine/tokens.ts';
+import { type ExecutionKeys, keyIdOf, keyringEntries, type TaskTokenSigner } from '#engine/tokens.ts';
 import { type AwsDefaults, type HandlerDeps, LazyDeps } from './handler-deps.ts';
 import {
   createObservability,
@@ -65,6 +65,7 @@ export function makeHttpHandler(kind: HttpFunction, given: Partial<HandlerDeps &
         kids: ReadonlySet<string>;
         handle: ReturnType<typeof handle>;
         notifier: SchedulingNotifier;
+        tokens: TaskTokenSigner;
       }
     | undefined;
   let keyringRefreshedAt = Number.NEGATIVE_INFINITY;
@@ -102,6 +103,7 @@ export function makeHttpHandler(kind: HttpFunction, given: Partial<HandlerDeps &
         kids: new Set(keys.map(([kid]) => kid)),
         handle: handle(servingOnly(stack.api, kind)),
         notifier: stack.notifier,
+        tokens: stack.tokens,
       };
     }
     return served;
@@ -127,9 +129,17 @@ export function makeHttpHandler(kind: HttpFunction, given: Partial<HandlerDeps &
 
   return withObservability(
     async (event: HttpEvent, context: Context): Promise<APIGatewayProxyStructuredResultV2> => {
-      const request =
+      let request =
         kind === 'execution' ? { ...event, headers: restoreTaskToken(event.headers ?? {}) } : event;
-      const { handle: serve, notifier } = await routerFor(request.headers ?? {});
+      const { handle: serve, notifier, tokens } = await routerFor(request.headers ?? {});
+      if (kind === 'execution' && isTriggererRegistration(request, await deps.get('triggererRoleId'))) {
+        const credential = await tokens.issueClaims(
+          { kind: 'triggerer' },
+          (await deps.get('now'))(),
+          TRIGGERER_CREDENTIAL_TTL_SECONDS,
+        );
+        request = { ...request, headers: { ...request.headers, authorization: `Bearer ${credential}` } };
+      }
       // hono declares its own copy of the v2 event type; the shapes are the same.
       const result = await serve(request as unknown as Parameters<typeof serve>[0], context);
       // Scheduling requests a route made are sent before the instance may be frozen.
@@ -139,6 +149,24 @@ export function makeHttpHandler(kind: HttpFunction, given: Partial<HandlerDeps &
     },
     observability,
   );
+}
+
+/** A credential given for one job registration lives only as long as that call may take. */
+const TRIGGERER_CREDENTIAL_TTL_SECONDS = 300;
+
+/**
+ * A triggerer job registration (`POST /execution/jobs`) that carries no credential, signed by the
+ * triggerer's task role: the function URL's IAM auth has verified the signature, so the role's
+ * identity stands for the credential and the triggerer holds no secret. Any other caller, or a
+ * call that brings its own token, is served as it came (no token: 401).
+ */
+export function isTriggererRegistration(event: HttpEvent, triggererRoleId: string | null): boolean {
+  if (!triggererRoleId || event.headers?.authorization !== undefined) return false;
+  if (event.requestContext.http.method !== 'POST') return false;
+  if (event.rawPath.replace(/\/+$/, '') !== '/execution/jobs') return false;
+  const iam = (event.requestContext as { authorizer?: { iam?: { userId?: unknown } } }).authorizer?.iam;
+  // An assumed role's user id is `<role id>:<session name>`.
+  return typeof iam?.userId === 'string' && iam.userId.startsWith(`${triggererRoleId}:`);
 }
 
 /** The router limited to this function's half: anything else is a 404 that says where it lives. */

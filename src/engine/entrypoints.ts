@@ -107,8 +107,24 @@ export async function runSchedulerTick(
     }
   }
   await auditPools(deps);
+  await publishTriggersWaiting(deps);
   const queued = page.items.filter((item) => item.state === 'queued').length;
   return { wrapped: page.nextCursor === undefined, runs: { queued, running: page.items.length - queued } };
+}
+
+/** `triggers.waiting` counts up to this many: the gauge says "none", "some" or "at least this many". */
+export const TRIGGERS_WAITING_CAP = 1_000;
+
+/**
+ * The `triggers.waiting` gauge: triggers stored, claimed or not (each waits for an event). On AWS
+ * the triggerer service scales between 0 and 1 task on it; a failed count only skips one value.
+ */
+async function publishTriggersWaiting(deps: EngineDeps): Promise<void> {
+  try {
+    deps.metrics.gauge('triggers.waiting', await deps.store.countTriggers(TRIGGERS_WAITING_CAP));
+  } catch (error) {
+    deps.log.warn('Counting the waiting triggers failed; the next tick counts again', { error });
+  }
 }
 
 async function listActiveFrom(deps: EngineDeps, cursor: string | undefined) {

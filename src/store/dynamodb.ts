@@ -218,6 +218,10 @@ export class DynamoStore implements Store {
   listTriggers(page: PageRequest): Promise<Page<Trigger>> {
     return this.#triggers.listTriggers(page);
   }
+
+  countTriggers(cap: number): Promise<number> {
+    return this.#triggers.countTriggers(cap);
+  }
   claimTrigger(
     triggerId: string,
     expectedJobId: string | null,

@@ -270,6 +270,8 @@ export interface TriggerStore {
   listTriggersOfJob(jobId: string, page: PageRequest): Promise<Page<Trigger>>;
   /** Every trigger, by id. */
   listTriggers(page: PageRequest): Promise<Page<Trigger>>;
+  /** How many triggers are stored, counting at most `cap` (one query that returns no items). */
+  countTriggers(cap: number): Promise<number>;
   /**
    * Gives the trigger to `jobId` if it is held by `expectedJobId` (null: unclaimed);
    * `ConditionFailedError` otherwise, nothing written.

@@ -1,4 +1,4 @@
-import { DeleteCommand, type QueryCommandInput, UpdateCommand } from '@aws-sdk/lib-dynamodb';
+import { DeleteCommand, QueryCommand, type QueryCommandInput, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { mapConcurrently } from '#core/concurrency.ts';
 import type { Trigger } from '#core/models.ts';
 import { batchGetAll } from './batch.ts';
@@ -129,6 +129,19 @@ export class DynamoTriggerStore implements TriggerStore {
       page,
     );
     return { ...result, items: result.items.map(itemToTrigger) };
+  }
+
+  async countTriggers(cap: number): Promise<number> {
+    if (!Number.isInteger(cap) || cap < 1)
+      throw new StoreError(`trigger count cap ${cap} is not a positive integer`);
+    const output = await this.#table.client.send(
+      new QueryCommand({
+        ...this.#table.partitionQuery(new ExpressionBuilder(), TRIGGERS_PARTITION, TRIGGER_SORT_PREFIX),
+        Select: 'COUNT',
+        Limit: cap,
+      }),
+    );
+    return Math.min(cap, output.Count ?? 0);
   }
 
   async claimTrigger(

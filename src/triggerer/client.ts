@@ -46,14 +46,15 @@ export interface TriggererJob {
  */
 export class TriggererClient {
   readonly #http: HttpClient;
-  readonly #credential: string;
+  readonly #credential: string | null;
   #job: { jobId: string; token: string; heartbeatIntervalMs: number; heartbeatTimeoutMs: number } | undefined;
 
   /**
    * `credential` is the triggerer's own token (`UPDRAFT_TRIGGERER_TOKEN`); it is sent on the
-   * registration only. `fetch` defaults to the global one; on AWS it is the SigV4-signed one.
+   * registration only. null: the registration carries none (on AWS the task role's signature
+   * stands for it). `fetch` defaults to the global one; on AWS it is the SigV4-signed one.
    */
-  constructor(baseUrl: string, credential: string, options: Omit<HttpClientOptions, 'baseUrl'> = {}) {
+  constructor(baseUrl: string, credential: string | null, options: Omit<HttpClientOptions, 'baseUrl'> = {}) {
     const version = EXECUTION_API_VERSIONS[EXECUTION_API_VERSIONS.length - 1] as string;
     this.#credential = credential;
     this.#http = new HttpClient({
@@ -171,7 +172,8 @@ export class TriggererClient {
     path: string,
     body: unknown,
     options: CallOptions,
-    credential?: string,
+    /** The registration's credential (null: none, the transport's signature stands for it); else the job's token. */
+    credential?: string | null,
   ): Promise<z.infer<S>> {
     const job = credential === undefined ? this.#job : undefined;
     if (credential === undefined && !job)
@@ -180,7 +182,7 @@ export class TriggererClient {
       method,
       path,
       body,
-      token: credential ?? job?.token,
+      token: credential === null ? undefined : (credential ?? job?.token),
       ...options,
     });
     // Only the job that sent the call takes a refreshed token: a late answer to a replaced job's

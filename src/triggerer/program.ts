@@ -52,7 +52,11 @@ export async function importTriggerModules(
 export interface TriggererProcessOptions {
   /** The Execution API's base URL: routes are under `/execution/…`. */
   apiUrl: string;
-  credential: string;
+  /**
+   * The triggerer token it registers with; null on AWS without one: the registration, signed by
+   * the task role, is its credential (the Execution API function issues one to that role).
+   */
+  credential: string | null;
   settings: Settings;
   log: Logger;
   /** The transport (on AWS: SigV4-signed for the function URL); the global `fetch` by default. */

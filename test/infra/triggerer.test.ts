@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TRIGGERER_CAPACITY_LOG_FIELD, TriggererConfigurationError } from '../../lib/triggerer.ts';
 import {
+  environmentOf,
   logicalIdOf,
   removeOutdirs,
   synthesizeTemplate,
@@ -53,6 +54,16 @@ describe('UpdraftTriggerer', () => {
     const byName = Object.fromEntries(environment.map(({ Name, Value }) => [Name, Value]));
     expect(byName.UPDRAFT_EXECUTION_API_URL).toEqual({ 'Fn::GetAtt': [url, 'FunctionUrl'] });
     expect(byName.AWS_REGION).toEqual({ Ref: 'AWS::Region' });
+    // No stored credential: its signed registration is one (below).
+    expect(byName.UPDRAFT_TRIGGERER_TOKEN).toBeUndefined();
+  });
+
+  it("gives the Execution API function the task role's id: a registration signed by that role is the triggerer's credential", () => {
+    const executionApi = synthesized.stack.updraft.executionApi.function;
+    const role = synthesized.stack.updraft.triggerer.taskDefinition.taskRole;
+    expect(environmentOf(synthesized.template, logicalIdOf(executionApi)).UPDRAFT_TRIGGERER_ROLE_ID).toEqual({
+      'Fn::GetAtt': [logicalIdOf(role), 'RoleId'],
+    });
   });
 
   it('places tasks in public subnets with a public IP and no NAT gateway, so an idle VPC costs nothing', () => {

@@ -20,6 +20,7 @@ import { makeHandler as makeExecutionApiHandler } from '../../functions/executio
 import {
   fetchThrough,
   httpEventOf,
+  type IamCaller,
   type LambdaHandler,
   lambdaContext,
   MemoryLogStore,
@@ -85,11 +86,12 @@ function publicApi(overrides: Partial<HandlerDeps> = {}): typeof fetch {
   return fetchThrough(makeApiHandler(deps(overrides)) as unknown as HttpHandler, 'http-api', 'updraft-api');
 }
 
-function executionApi(overrides: Partial<HandlerDeps> = {}): typeof fetch {
+function executionApi(overrides: Partial<HandlerDeps> = {}, caller?: IamCaller): typeof fetch {
   return fetchThrough(
     makeExecutionApiHandler(deps(overrides)) as unknown as HttpHandler,
     'function-url',
     'updraft-execution-api',
+    caller,
   );
 }
 
@@ -304,6 +306,61 @@ describe('the Execution API handler', () => {
     now += KEYRING_REFRESH_INTERVAL_MS;
     expect((await heartbeat(api, await signedWith('k3'))).status).toBe(401);
     expect(reads.filter(Boolean)).toHaveLength(2);
+  });
+});
+
+describe('the Execution API handler, a triggerer registering with its task role', () => {
+  const TRIGGERER: IamCaller = {
+    roleId: 'AROATRIGGERER',
+    roleName: 'updraft-triggerer',
+    session: 'ecs-task-1',
+  };
+  const register = (api: typeof fetch, headers: Record<string, string> = {}) =>
+    api(`${EXECUTION_API_URL}/execution/jobs`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', ...headers },
+      body: JSON.stringify({ hostname: 'ip-10-0-0-1', capacity: 1000 }),
+    });
+
+  it('registers a job for a call signed by the triggerer role that carries no credential', async () => {
+    const response = await register(executionApi({ triggererRoleId: TRIGGERER.roleId }, TRIGGERER));
+    expect(response.status).toBe(201);
+    const job = (await response.json()) as { job_id: string; token: string };
+    // The job token works on the job's routes, like one registered with a triggerer token.
+    const heartbeat = await executionApi({ triggererRoleId: TRIGGERER.roleId }, TRIGGERER)(
+      `${EXECUTION_API_URL}/execution/jobs/${job.job_id}/heartbeat`,
+      {
+        method: 'POST',
+        headers: { [TASK_TOKEN_HEADER]: job.token, 'content-type': 'application/json' },
+        body: JSON.stringify({ running: 0 }),
+      },
+    );
+    expect(heartbeat.status).toBe(200);
+  });
+
+  it('gives no credential to another role, to a deployment without a triggerer role, or on another route', async () => {
+    const worker = await register(executionApi({ triggererRoleId: TRIGGERER.roleId }));
+    const noRole = await register(executionApi({ triggererRoleId: null }, TRIGGERER));
+    const otherRoute = await executionApi({ triggererRoleId: TRIGGERER.roleId }, TRIGGERER)(
+      `${EXECUTION_API_URL}/execution/triggers/load`,
+      {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ limit: 10 }),
+      },
+    );
+    // A role id that only starts like the triggerer's is another role.
+    const lookalike = await register(
+      executionApi({ triggererRoleId: TRIGGERER.roleId }, { ...TRIGGERER, roleId: `${TRIGGERER.roleId}X` }),
+    );
+    expect([worker.status, noRole.status, otherRoute.status, lookalike.status]).toEqual([401, 401, 401, 401]);
+  });
+
+  it('serves a registration that brings its own token as it came (a wrong one is refused)', async () => {
+    const response = await register(executionApi({ triggererRoleId: TRIGGERER.roleId }, TRIGGERER), {
+      [TASK_TOKEN_HEADER]: 'not-a-token',
+    });
+    expect(response.status).toBe(401);
   });
 });
 

@@ -170,6 +170,34 @@ describe('the scheduler handler', () => {
     expect(result.runs.queued + result.runs.running).toBeGreaterThan(0);
   });
 
+  it('publishes how many triggers wait (the triggerer service scales on it), from 0', async () => {
+    const before = scheduler();
+    await before.handler(scheduledEvent(), lambdaContext('updraft-scheduler'));
+    const ids = ['waiting_a', 'waiting_b'];
+    for (const triggerId of ids) {
+      await store.putTrigger({
+        triggerId,
+        name: 'updraft.DateTimeTrigger',
+        kwargs: '{"moment":"2030-01-01T00:00:00.000Z"}',
+        queue: 'default',
+        ti: { dagId: 'pipeline', runId: 'r', taskId: triggerId, mapIndex: -1 },
+        tryNumber: 1,
+        deferralSeq: 1,
+        createdAt: new Date().toISOString(),
+        timeoutAt: null,
+        jobId: null,
+        claimedAt: null,
+        revision: 0,
+      });
+    }
+    const after = scheduler();
+    await after.handler(scheduledEvent(), lambdaContext('updraft-scheduler'));
+    for (const triggerId of ids) await store.deleteTrigger(triggerId);
+    expect([before.metrics.total('triggers.waiting'), after.metrics.total('triggers.waiting')]).toEqual([
+      0, 2,
+    ]);
+  });
+
   it('refuses events from other sources', async () => {
     const { handler } = scheduler();
     await expect(

@@ -149,6 +149,21 @@ describe('DynamoStore triggers: put and read', () => {
   });
 });
 
+describe('DynamoStore triggers: count', () => {
+  it('counts every stored trigger, claimed or not, up to the cap', async () => {
+    const store = await harness.newStore();
+    expect(await store.countTriggers(10)).toBe(0);
+    for (const id of ['c1', 'c2', 'c3', 'c4']) await store.putTrigger(trigger(id));
+    await store.claimTrigger('c1', null, 'job-1', T0);
+    expect([
+      await store.countTriggers(10),
+      await store.countTriggers(3),
+      await store.countTriggers(4),
+    ]).toEqual([4, 3, 4]);
+    await expect(store.countTriggers(0)).rejects.toThrow('trigger count cap 0 is not a positive integer');
+  });
+});
+
 describe('DynamoStore triggers: claim', () => {
   it('gives an unclaimed trigger to the job and returns it with its revision bumped', async () => {
     const store = await harness.newStore();

@@ -90,6 +90,19 @@ export function scheduledEvent(at = new Date()): ScheduledEvent {
   };
 }
 
+/** The IAM role session that signed a function URL call (the function URL verified the signature). */
+export interface IamCaller {
+  roleId: string;
+  roleName: string;
+  session: string;
+}
+
+export const WORKER_CALLER: IamCaller = {
+  roleId: 'AROAEXAMPLE',
+  roleName: 'updraft-worker',
+  session: 'updraft-worker',
+};
+
 /**
  * A request as API Gateway's HTTP API (payload 2.0) or a function URL delivers it. Both use the
  * v2 shape; a function URL with IAM auth adds the caller's identity to the request context.
@@ -97,6 +110,7 @@ export function scheduledEvent(at = new Date()): ScheduledEvent {
 export async function httpEventOf(
   request: Request,
   via: 'http-api' | 'function-url',
+  caller: IamCaller = WORKER_CALLER,
 ): Promise<APIGatewayProxyEventV2> {
   const url = new URL(request.url);
   const headers: Record<string, string> = {};
@@ -140,11 +154,11 @@ export async function httpEventOf(
               iam: {
                 accessKey: 'ASIAEXAMPLE',
                 accountId: ACCOUNT,
-                callerId: 'AROAEXAMPLE:updraft-worker',
+                callerId: `${caller.roleId}:${caller.session}`,
                 cognitoIdentity: null,
                 principalOrgId: null,
-                userArn: `arn:aws:sts::${ACCOUNT}:assumed-role/updraft-worker/updraft-worker`,
-                userId: 'AROAEXAMPLE:updraft-worker',
+                userArn: `arn:aws:sts::${ACCOUNT}:assumed-role/${caller.roleName}/${caller.session}`,
+                userId: `${caller.roleId}:${caller.session}`,
               },
             },
           }
@@ -174,10 +188,11 @@ export function fetchThrough(
   handler: LambdaHandler<APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2>,
   via: 'http-api' | 'function-url',
   functionName: string,
+  caller?: IamCaller,
 ): typeof fetch {
   const served = async (input: string | URL | Request, init?: RequestInit): Promise<Response> => {
     const request = new Request(input, init);
-    return responseOf(await handler(await httpEventOf(request, via), lambdaContext(functionName)));
+    return responseOf(await handler(await httpEventOf(request, via, caller), lambdaContext(functionName)));
   };
   return served as typeof fetch;
 }
