@@ -1,6 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import * as z from 'zod';
+import { triggerQueueName } from '#contracts/triggers.ts';
 
 /**
  * Every setting and limit of Updraft, with its default. Each can be set by an environment
@@ -134,7 +135,7 @@ export const settingsSchema = z
             .filter(Boolean),
         ),
       ])
-      .pipe(z.array(z.string().min(1).max(200)).min(1))
+      .pipe(z.array(triggerQueueName).min(1))
       .default(['default']),
     /** How often a triggerer heartbeats its job. */
     triggererHeartbeatIntervalMs: z.coerce.number().int().min(100).default(2_000),

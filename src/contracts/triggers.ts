@@ -1,5 +1,12 @@
 import * as z from 'zod';
 
+/** A trigger queue's name: part of a store key, so no `#`. */
+export const triggerQueueName = z
+  .string()
+  .min(1)
+  .max(200)
+  .regex(/^[^#]*$/, "a trigger queue name must not contain '#'");
+
 /**
  * Wire schemas of deferral and of the triggerer's part of the Execution API: what a worker
  * reports when a task defers, what a triggerer registers, claims, fetches and reports. Payloads
@@ -13,7 +20,7 @@ export const serializedTriggerSchema = z
     name: z.string().min(1).max(200),
     kwargs: z.string(),
     /** The trigger queue it runs on (Airflow 3.2's trigger queues); `default` when absent. */
-    queue: z.string().min(1).max(200).optional(),
+    queue: triggerQueueName.optional(),
   })
   .meta({ id: 'SerializedTrigger' });
 export type SerializedTrigger = z.infer<typeof serializedTriggerSchema>;
@@ -65,7 +72,7 @@ export const registerJobBody = z
     /** Triggers this triggerer runs at most at once. */
     capacity: z.number().int().min(1).max(1_000_000),
     /** Trigger queues it serves; `["default"]` when absent. */
-    queues: z.array(z.string().min(1).max(200)).min(1).max(50).optional(),
+    queues: z.array(triggerQueueName).min(1).max(50).optional(),
   })
   .meta({ id: 'RegisterJob' });
 export type RegisterJobBody = z.infer<typeof registerJobBody>;
@@ -99,7 +106,7 @@ export const loadTriggersBody = z
     /** Claim at most this many (the triggerer's free capacity). */
     limit: z.number().int().min(1).max(1_000),
     /** Serve only these trigger queues (default: the ones the job registered with). */
-    queues: z.array(z.string().min(1).max(200)).min(1).max(50).optional(),
+    queues: z.array(triggerQueueName).min(1).max(50).optional(),
   })
   .meta({ id: 'LoadTriggers' });
 export type LoadTriggersBody = z.infer<typeof loadTriggersBody>;

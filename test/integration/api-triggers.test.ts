@@ -220,6 +220,14 @@ describe('triggerer jobs and tokens', () => {
     const zero = await api.request<ErrorBody>('POST', '/execution/triggers/load', { limit: 0 }, job.token);
     expect(zero.status).toBe(422);
     expect(zero.body.detail).toContain('limit');
+    const hashQueue = await api.request<ErrorBody>(
+      'POST',
+      '/execution/triggers/load',
+      { limit: 1, queues: ['gpu#1'] },
+      job.token,
+    );
+    expect(hashQueue.status).toBe(422);
+    expect(hashQueue.body.detail).toContain("must not contain '#'");
   });
 
   it('answers 409 to the heartbeat of a completed job, and the completion releases its triggers', async () => {

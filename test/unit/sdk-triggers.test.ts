@@ -2,6 +2,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { loadSettings } from '#config/settings.ts';
 import {
   BaseTrigger,
   DateTimeTrigger,
@@ -252,5 +253,28 @@ describe('trigger registry', () => {
       unknown
     >;
     expect(registry.get('updraft.DateTimeTrigger')).toBe(DateTimeTrigger);
+  });
+});
+
+describe('trigger queue names (part of a store key)', () => {
+  const moment = '2030-01-01T00:00:00.000Z';
+
+  it("refuses a queue with '#' or out of 1-200 characters when the trigger is made, naming the queue", () => {
+    for (const queue of ['gpu#1', '', 'q'.repeat(201)]) {
+      expect(() => new DateTimeTrigger({ moment }, { queue })).toThrow(/Trigger queue ".*" is not usable/);
+    }
+    expect(new DateTimeTrigger({ moment }, { queue: 'q'.repeat(200) }).serialize().queue).toBe(
+      'q'.repeat(200),
+    );
+  });
+
+  it("refuses a triggerer's queue setting with '#', naming the variable, rather than a registration the API refuses", () => {
+    expect(() => loadSettings({ UPDRAFT_TRIGGER_QUEUES: 'default,gpu#1' }, '/nonexistent')).toThrow(
+      /UPDRAFT_TRIGGER_QUEUES.*must not contain '#'/,
+    );
+    expect(loadSettings({ UPDRAFT_TRIGGER_QUEUES: 'default, gpu-1' }, '/nonexistent').triggerQueues).toEqual([
+      'default',
+      'gpu-1',
+    ]);
   });
 });

@@ -1,3 +1,4 @@
+import { triggerQueueName } from '#contracts/triggers.ts';
 import type { TaskLogger } from '../context.ts';
 
 /**
@@ -68,6 +69,14 @@ export abstract class BaseTrigger<K extends object = Record<string, unknown>> {
 
   constructor(kwargs: K, options: { queue?: string } = {}) {
     this.kwargs = kwargs;
+    if (options.queue !== undefined) {
+      const checked = triggerQueueName.safeParse(options.queue);
+      if (!checked.success) {
+        throw new TypeError(
+          `Trigger queue "${options.queue.slice(0, 200)}" is not usable: ${checked.error.issues[0]?.message} (1 to 200 characters, no '#')`,
+        );
+      }
+    }
     this.queue = options.queue;
   }
 
