@@ -11,6 +11,7 @@ import type {
   triggerSchema,
 } from '#contracts/public-api.ts';
 import type { DagRun, TaskInstance, Trigger, TriggererJob } from '#core/models.ts';
+import { redactJsonText } from '#core/redact.ts';
 import type { SerializedDag } from '#core/serialized-dag.ts';
 import type { DagRecord, ImportError } from '#store/port.ts';
 
@@ -114,7 +115,7 @@ export function triggerToWire(trigger: Trigger, state: TriggerState): z.infer<ty
   return {
     trigger_id: trigger.triggerId,
     classpath: trigger.name,
-    kwargs: trigger.kwargs,
+    kwargs: redactJsonText(trigger.kwargs),
     queue: trigger.queue,
     created_date: trigger.createdAt,
     timeout_date: trigger.timeoutAt,

@@ -243,7 +243,8 @@ export const triggerSchema = z
     trigger_id: z.string(),
     classpath: z.string().openapi({ description: 'The registered trigger name' }),
     kwargs: z.string().openapi({
-      description: "The trigger's kwargs as stored: serde JSON text, returned as a string and never parsed",
+      description:
+        'The trigger\'s kwargs: serde JSON text, returned as a string, with the values of sensitive-looking keys (password, token, authorization, secret, api_key, …) replaced by "***"',
     }),
     queue: z.string(),
     created_date: isoDate,

@@ -119,6 +119,15 @@ describe('GET /api/v2/triggers and /api/v2/triggerers', () => {
       }),
     );
     await api.store.putTrigger(trigger(api, 't-waiting', { timeoutAt: '2030-01-01T01:00:00.000Z' }));
+    await api.store.putTrigger(
+      trigger(api, 't-secret', {
+        name: 'updraft.HttpPollTrigger',
+        kwargs: JSON.stringify({
+          url: 'https://jobs.example/1',
+          headers: { Authorization: 'Bearer s3cr3t' },
+        }),
+      }),
+    );
     await putClaimed(api, trigger(api, 't-running'), 'live');
     await putClaimed(api, trigger(api, 't-edge'), 'edge');
     await putClaimed(api, trigger(api, 't-silent'), 'silent');
@@ -166,10 +175,19 @@ describe('GET /api/v2/triggers and /api/v2/triggerers', () => {
     } satisfies TriggerBody);
   });
 
-  it('returns kwargs as the stored text, not parsed', async () => {
+  it('returns kwargs with nothing sensitive as the stored text', async () => {
     const waiting = (await listTriggers()).get('t-waiting');
     expect(typeof waiting?.kwargs).toBe('string');
     expect(waiting?.kwargs).toBe(KWARGS);
+  });
+
+  it('masks the values of sensitive-looking kwargs (a header with a token)', async () => {
+    const shown = (await listTriggers()).get('t-secret');
+    expect(shown?.kwargs).not.toContain('s3cr3t');
+    expect(JSON.parse(shown?.kwargs ?? '{}')).toEqual({
+      url: 'https://jobs.example/1',
+      headers: { Authorization: '***' },
+    });
   });
 
   it('names a trigger held by a live triggerer running, and one silent for exactly the timeout still running', async () => {
@@ -200,9 +218,18 @@ describe('GET /api/v2/triggers and /api/v2/triggerers', () => {
     const { items, sizes } = await allPages(api, '/api/v2/triggers', 3, (body) =>
       (body as unknown as TriggerCollection).triggers.map((t) => t.trigger_id),
     );
-    const ids = ['t-done', 't-edge', 't-mapped', 't-running', 't-silent', 't-vanished', 't-waiting'];
+    const ids = [
+      't-done',
+      't-edge',
+      't-mapped',
+      't-running',
+      't-secret',
+      't-silent',
+      't-vanished',
+      't-waiting',
+    ];
     expect(items).toEqual(ids);
-    expect(sizes).toEqual([3, 3, 1]);
+    expect(sizes).toEqual([3, 3, 2]);
   });
 
   it('names each triggerer running, dead or complete, with every field of its job', async () => {
