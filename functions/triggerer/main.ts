@@ -29,10 +29,24 @@ function executionApiUrl(): string {
   }
 }
 
+/** Whether the environment names credentials a signed registration can use (no network is asked). */
+function hasRoleCredentials(env: NodeJS.ProcessEnv): boolean {
+  return Boolean(
+    env.AWS_CONTAINER_CREDENTIALS_RELATIVE_URI ||
+      env.AWS_CONTAINER_CREDENTIALS_FULL_URI ||
+      (env.AWS_ACCESS_KEY_ID && env.AWS_SECRET_ACCESS_KEY),
+  );
+}
+
 let started: Parameters<typeof runTriggererProcess>[0];
 try {
   const apiUrl = executionApiUrl();
   const credential = process.env[TRIGGERER_TOKEN_ENV]?.trim() || null;
+  if (credential === null && !hasRoleCredentials(process.env)) {
+    throw new AwsEnvironmentError(
+      `${TRIGGERER_TOKEN_ENV} is not set and there is no task role to register with (ECS sets AWS_CONTAINER_CREDENTIALS_RELATIVE_URI for a task role; AWS_ACCESS_KEY_ID also serves): set one of them`,
+    );
+  }
   const fetch = createSignedFetch({
     region: requireEnv(process.env, 'AWS_REGION'),
     credentials: roleCredentials(process.env),

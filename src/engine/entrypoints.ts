@@ -85,6 +85,8 @@ function parseRequest(body: string): { run: DagRunKey; changed: TaskInstanceKey[
 export async function runSchedulerTick(
   deps: EngineDeps,
 ): Promise<{ wrapped: boolean; runs: { queued: number; running: number } }> {
+  // First, so a tick that fails later still feeds the triggerer's scaling.
+  await publishTriggersWaiting(deps);
   const context = newPassContext(deps);
   const records: DagRecord[] = [];
   let dagCursor: string | undefined;
@@ -107,7 +109,6 @@ export async function runSchedulerTick(
     }
   }
   await auditPools(deps);
-  await publishTriggersWaiting(deps);
   const queued = page.items.filter((item) => item.state === 'queued').length;
   return { wrapped: page.nextCursor === undefined, runs: { queued, running: page.items.length - queued } };
 }

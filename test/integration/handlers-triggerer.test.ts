@@ -1,6 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 
 /** The triggerer's container entry, as the image runs it: a process that ECS stops with SIGTERM. */
 
@@ -11,7 +11,9 @@ function start(env: Record<string, string>): {
   output: () => string;
   exited: Promise<number | null>;
 } {
-  const { UPDRAFT_EXECUTION_API_URL: _url, UPDRAFT_TRIGGERER_TOKEN: _token, ...inherited } = process.env;
+  const inherited = Object.fromEntries(
+    Object.entries(process.env).filter(([name]) => !name.startsWith('UPDRAFT_') && !name.startsWith('AWS_')),
+  );
   const child = spawn(process.execPath, ['--disable-warning=ExperimentalWarning', ENTRY], {
     env: { ...inherited, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -24,8 +26,17 @@ function start(env: Record<string, string>): {
     output += chunk.toString('utf8');
   });
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  children.add(child);
   return { child, output: () => output, exited };
 }
+
+/** Every child still running after a test (a failed wait) is killed, so none outlives the suite. */
+const children = new Set<ChildProcess>();
+afterEach(() => {
+  for (const child of children)
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  children.clear();
+});
 
 async function waitForOutput(output: () => string, text: string): Promise<void> {
   const deadline = Date.now() + 15_000;
@@ -64,9 +75,26 @@ describe('the triggerer entry', () => {
     expect(invalid.output()).toContain('UPDRAFT_EXECUTION_API_URL is not a URL');
   });
 
-  it('exits 1 naming the variable when its credential is missing', async () => {
+  it('exits 1 naming both ways to register when it has neither a credential nor a task role', async () => {
     const missing = start({ UPDRAFT_EXECUTION_API_URL: 'http://127.0.0.1:9/', AWS_REGION: 'us-east-1' });
     expect(await missing.exited).toBe(1);
-    expect(missing.output()).toContain('UPDRAFT_TRIGGERER_TOKEN is not set');
+    expect(missing.output()).toContain('UPDRAFT_TRIGGERER_TOKEN is not set and there is no task role');
+    expect(missing.output()).toContain('AWS_CONTAINER_CREDENTIALS_RELATIVE_URI');
+  });
+
+  it('starts with its role alone, no credential, and keeps trying to register', async () => {
+    const triggerer = start({
+      UPDRAFT_EXECUTION_API_URL: 'http://127.0.0.1:9/',
+      AWS_REGION: 'us-east-1',
+      AWS_ACCESS_KEY_ID: 'AKIDEXAMPLE',
+      AWS_SECRET_ACCESS_KEY: 'secret-example',
+    });
+    try {
+      await waitForOutput(triggerer.output, 'Cannot register the triggerer job yet');
+      expect(triggerer.child.exitCode).toBeNull();
+    } finally {
+      triggerer.child.kill('SIGTERM');
+    }
+    expect(await triggerer.exited).toBe(0);
   });
 });
