@@ -163,7 +163,7 @@ const TRIGGERER_CREDENTIAL_TTL_SECONDS = 300;
 export function isTriggererRegistration(event: HttpEvent, triggererRoleId: string | null): boolean {
   if (!triggererRoleId || event.headers?.authorization !== undefined) return false;
   if (event.requestContext.http.method !== 'POST') return false;
-  if (event.rawPath.replace(/\/+$/, '') !== '/execution/jobs') return false;
+  if (event.rawPath !== '/execution/jobs') return false;
   const iam = (event.requestContext as { authorizer?: { iam?: { userId?: unknown } } }).authorizer?.iam;
   // An assumed role's user id is `<role id>:<session name>`.
   return typeof iam?.userId === 'string' && iam.userId.startsWith(`${triggererRoleId}:`);

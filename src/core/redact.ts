@@ -1,7 +1,7 @@
 /**
  * Masks the values of sensitive-looking keys in JSON text before it is shown (the public API's
  * trigger listing): a trigger's kwargs may carry an HTTP header with a token or a password. The
- * key names follow Airflow's default `sensitive_var_conn_names`. Only plain JSON is read (no
+ * key names follow Airflow's default sensitive field names. Only plain JSON is read (no
  * typed values are rebuilt); text that is not JSON is shown as it is.
  */
 const SENSITIVE_KEY =

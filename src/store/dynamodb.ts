@@ -222,6 +222,7 @@ export class DynamoStore implements Store {
   countTriggers(cap: number): Promise<number> {
     return this.#triggers.countTriggers(cap);
   }
+
   claimTrigger(
     triggerId: string,
     expectedJobId: string | null,
