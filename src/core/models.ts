@@ -78,6 +78,12 @@ export interface TaskInstance extends TaskInstanceKey {
   /** Workloads sent for the current try (bounds re-sending a TI stuck in `queued`). */
   queuedSends: number;
   /**
+   * The scheduling pass that last queued the TI (its slot holders carry the same pass id). A
+   * holder of that pass for a TI that is ready again (a resumed try handed back) is the one of the
+   * ended phase, not a reservation in progress (see `slots.ts`).
+   */
+  queuedByPass?: string | null;
+  /**
    * Deferral of the current try (absent on items written before deferral existed, and until the
    * try first defers). `deferralSeq` counts the try's deferrals; an event is applied only to the
    * deferral it was fired for. `nextMethod` and `nextKwargs` stay while the TI is deferred and

@@ -471,12 +471,13 @@ async function queueTaskInstances(
             { state: ti.state, tryNumber: ti.tryNumber, revision: ti.revision },
             isResuming(ti)
               ? // The same try comes back from its deferral: it keeps its start and deferral state.
-                { state: 'queued', queuedAt, queuedSends: 1, heartbeatAt: null }
+                { state: 'queued', queuedAt, queuedSends: 1, queuedByPass: passId, heartbeatAt: null }
               : {
                   state: 'queued',
                   tryNumber: nextTryNumberOf(ti),
                   queuedAt,
                   queuedSends: 1,
+                  queuedByPass: passId,
                   startDate: null,
                   endDate: null,
                   durationMs: null,

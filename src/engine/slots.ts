@@ -54,6 +54,16 @@ export function nextHolderId(ti: TaskInstance): string {
   return isResuming(ti) ? `${id}.${ti.deferralSeq ?? 0}` : id;
 }
 
+/**
+ * Whether `holder` is a reservation another pass is making for `ti`'s next queueing: it has the
+ * next holder id and is not the holder the TI was last queued with. A resumed try handed back by
+ * its worker is ready again under the holder id it ran with; that holder, of the pass that queued
+ * it, belongs to the ended phase and is given back at once.
+ */
+export function isReservationInProgress(holder: { id: string; passId: string }, ti: TaskInstance): boolean {
+  return holder.id === nextHolderId(ti) && holder.passId !== ti.queuedByPass;
+}
+
 /** The task instance id of a holder id made by `tryHolderId`. */
 export function taskIdOfHolder(holderId: string): string {
   return holderId.slice(0, holderId.lastIndexOf('#'));
@@ -86,8 +96,9 @@ export interface SlotReview {
 
 /**
  * Which of a run's slot holders are stale. A holder is live while its TI is queued or running at
- * the holder's try, or, for `graceMs` after the reservation, while the TI is still one try behind
- * (the reserving pass has not written the queue transition yet). Anything else gives its slot back.
+ * the holder's try, or, for `graceMs` after the reservation, while it is a reservation in progress
+ * (`isReservationInProgress`: the reserving pass has not written the queue transition yet).
+ * Anything else gives its slot back.
  * A reservation older than the grace is released only after its TI is fenced (a write that bumps its
  * revision), so a slow pass can no longer queue the TI against the slot it lost.
  */
@@ -105,7 +116,7 @@ export function reviewRunHolders(
       review.release.push(holder);
     } else if (ti.tryNumber === holder.tryNumber && OCCUPYING_TI_STATES.has(ti.state)) {
       // Live: the TI holds its slot.
-    } else if (holder.id === nextHolderId(ti) && isQueueable(ti)) {
+    } else if (isReservationInProgress(holder, ti) && isQueueable(ti)) {
       if (nowMs - Date.parse(holder.at) > graceMs) {
         review.fence.push(ti);
         review.release.push(holder);
@@ -373,7 +384,7 @@ async function reserveInPool(
           noRoom.add(ti);
           continue;
         }
-        if (held.id === nextHolderId(ti) || held.tryNumber > ti.tryNumber) {
+        if (isReservationInProgress(held, ti) || held.tryNumber > ti.tryNumber) {
           // A holder for the TI's next try (or, resuming from a deferral, for that resumption) is
           // another pass's, about to queue the TI: leave the TI to it.
           // Past the grace that pass has stopped: fence the TI (its late queue write then fails)

@@ -161,3 +161,41 @@ describe('a task resuming from a deferral whose pass is slow between its pool an
     });
   });
 });
+
+describe('a resumed try handed back by its worker (a worker stopping)', () => {
+  it('is queued again by the next pass: the holder it ran with is given back at once, not after the grace', async () => {
+    const [resuming] = await h.register(
+      dag({ id: 'handback' }, (d) => d.task({ id: 'work', pool: 'single' }, noop)),
+    );
+    const run = await h.createRun(resuming!);
+    const key = tiKey(run, 'work');
+    await h.newScheduler().handleRequests([run]);
+    const started = await h.startTi(key);
+    const deferred = await h.store.transitionTaskInstance(
+      started,
+      { state: 'running', tryNumber: 1 },
+      { state: 'deferred', deferralSeq: 1, nextMethod: 'executeComplete', nextKwargs: '{}' },
+    );
+    await handleSchedulingMessages(engineDeps(h, h.store), [requestFor(run, [key])]);
+    await h.store.transitionTaskInstance(
+      deferred,
+      { state: 'deferred', tryNumber: 1 },
+      { state: 'scheduled' },
+    );
+    await handleSchedulingMessages(engineDeps(h, h.store), [requestFor(run, [key])]);
+    expect((await h.ti(run, 'work')).state).toBe('queued');
+    await h.startTi(key);
+    await h.lifecycle.finish(key, 1, { state: 'handed_back' }, { reportId: 'hand-back-1' });
+    expect((await h.ti(run, 'work')).state).toBe('scheduled');
+
+    // No time passes: the pass the hand-back asks for queues it again (the grace is not waited out).
+    await handleSchedulingMessages(engineDeps(h, h.store), [requestFor(run, [key])]);
+    await h.newScheduler().tick();
+    await handleSchedulingMessages(engineDeps(h, h.store), [requestFor(run, [key])]);
+    const pool = await h.store.getSlotPool(poolRef);
+    expect({ state: (await h.ti(run, 'work')).state, holders: Object.keys(pool.holders) }).toEqual({
+      state: 'queued',
+      holders: [`handback#${run.runId}#work#-1#1.1`],
+    });
+  });
+});
