@@ -55,6 +55,11 @@ export interface UpdraftTriggererProps {
   readonly cpu?: number;
   readonly memoryLimitMiB?: number;
   readonly logRetention: RetentionDays;
+  /**
+   * The scheduler tick's period, which publishes `triggers.waiting`: the scaling alarms use it as
+   * theirs, so every period has a value (default one minute).
+   */
+  readonly tickInterval?: Duration;
 }
 
 /**
@@ -171,7 +176,7 @@ export class UpdraftTriggerer extends Construct {
         // The scheduler counts waiting triggers on its tick.
         dimensionsMap: { service: SERVICE_NAMES.scheduler },
         statistic: 'Maximum',
-        period: Duration.minutes(1),
+        period: Duration.minutes(Math.max(1, props.tickInterval?.toMinutes() ?? 1)),
       }),
       adjustmentType: AdjustmentType.EXACT_CAPACITY,
       scalingSteps: [

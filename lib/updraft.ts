@@ -259,6 +259,7 @@ export class Updraft extends Construct {
       projectRoot,
       executionApi: this.executionApi,
       logRetention,
+      tickInterval,
       ...props.triggerer,
     });
 

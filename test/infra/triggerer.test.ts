@@ -1,3 +1,4 @@
+import { Duration } from 'aws-cdk-lib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TRIGGERER_CAPACITY_LOG_FIELD, TriggererConfigurationError } from '../../lib/triggerer.ts';
 import {
@@ -97,6 +98,18 @@ describe('UpdraftTriggerer', () => {
       configuration.StepAdjustments.map((step: { ScalingAdjustment: number }) => step.ScalingAdjustment),
     );
     expect(capacities.sort()).toEqual([0, 1]);
+  });
+
+  it("scales on the gauge at the tick's period, so no period lacks the value (one minute by default)", () => {
+    const periodsOf = (template: TemplateOnly['template']) =>
+      Object.values(template.findResources('AWS::CloudWatch::Alarm'))
+        .filter((alarm) => alarm.Properties.MetricName === 'triggers.waiting')
+        .map((alarm) => alarm.Properties.Period);
+    const slow = synthesizeTemplate(testStackProps({ scheduler: { tickInterval: Duration.minutes(5) } }));
+    expect([periodsOf(synthesized.template), periodsOf(slow.template)]).toEqual([
+      [60, 60],
+      [300, 300],
+    ]);
   });
 
   it('reads the capacity gauge from the triggerer log with a metric filter, not a CloudWatch permission', () => {
