@@ -20,6 +20,11 @@ export interface LoopWatchOptions {
   monotonic?: (() => number) | undefined;
   /** Period of the lag check (default: half the threshold, within 10–1,000 ms). */
   intervalMs?: number | undefined;
+  /**
+   * True while no trigger runs: a lag then, with no trigger resumed in it, is the triggerer's own
+   * work (its start, a large answer, garbage collection), logged at info and not counted.
+   */
+  idle?: (() => boolean) | undefined;
 }
 
 export class LoopWatch {
@@ -83,6 +88,13 @@ export class LoopWatch {
     this.#lastCheckAt = now;
     this.#resumed.clear();
     if (lagMs <= this.#options.thresholdMs || this.#lastNamedBlockAt >= previous) return;
+    if (suspects.length === 0 && this.#options.idle?.()) {
+      this.#options.log.info(
+        `The triggerer's event loop was held for ${Math.round(lagMs)} ms with no trigger running (its own work)`,
+        { blockedMs: Math.round(lagMs), thresholdMs: this.#options.thresholdMs },
+      );
+      return;
+    }
     this.#counted();
     this.#options.log.warn(`The triggerer's event loop was blocked for ${Math.round(lagMs)} ms`, {
       blockedMs: Math.round(lagMs),

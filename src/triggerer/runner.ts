@@ -110,6 +110,7 @@ export class TriggerRunner {
       metrics: options.metrics,
       monotonic: options.monotonic,
       intervalMs: options.lagCheckIntervalMs,
+      idle: () => this.#running.size === 0,
     });
     this.#publishGauges();
   }

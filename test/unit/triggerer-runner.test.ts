@@ -287,6 +287,20 @@ describe('TriggerRunner', () => {
     expect(reports.events.get(busy.trigger_id)?.log?.text).toContain("held the triggerer's event loop");
   });
 
+  it('does not count or warn of a lag while no trigger runs (the triggerer starting, say)', async () => {
+    const { runner, lines } = makeRunner({ lagCheckIntervalMs: 20 });
+    const end = performance.now() + 300;
+    while (performance.now() < end) {
+      // The triggerer's own work holds the loop.
+    }
+    await new Promise((resolve) => setTimeout(resolve, 60));
+    expect(runner.blockedCount).toBe(0);
+    expect(lines.filter((line) => line.level === 'warn')).toEqual([]);
+    expect(
+      lines.some((line) => line.level === 'info' && line.message.includes('with no trigger running')),
+    ).toBe(true);
+  });
+
   it('catches a block after an await with its lag check, naming the trigger that resumed', async () => {
     const { runner, reports, lines } = makeRunner({ lagCheckIntervalMs: 20 });
     const busy = workload('test.Busy', { id: 'late-busy', busyMs: 300, afterSleep: true });
