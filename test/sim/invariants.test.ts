@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { triggerIdOf } from '#engine/triggers.ts';
 import {
+  checkDeferralTimeouts,
   checkOutcomesKept,
   checkTriggerAnswer,
   checkTriggerEvents,
@@ -39,8 +40,9 @@ describe('simulation invariant 3: outcomes kept', () => {
 });
 
 /** A TI item as the store writes it, enough for the mirror. */
-function tiItem(state: string, tryNumber: number, deferralSeq: number) {
+function tiItem(state: string, tryNumber: number, deferralSeq: number, triggerTimeoutAt?: string) {
   return {
+    ...(triggerTimeoutAt ? { triggerTimeoutAt } : {}),
     pk: 'RUN#d#r',
     sk: 'TI#t#-1',
     dagId: 'd',
@@ -126,5 +128,42 @@ describe('simulation invariant 9: deferrals', () => {
     ledger.end(ledger.start('d/r/t/-1', 1, 1, 'worker#1', 0), 'success', 1);
     ledger.start('d/r/t/-1', 1, 1, 'worker#2', 2);
     expect(failures).toEqual(['9a-resume-once']);
+  });
+
+  it('objects when a tick ends a deferral before its timeout, or one without a timeout', () => {
+    const mirror = new StoreMirror();
+    let now = 1_000;
+    mirror.clock = () => now;
+    mirror.observe(tiItem('running', 1, 0), 'worker#1');
+    mirror.observe(tiItem('deferred', 1, 1, new Date(5_000).toISOString()), 'api#2');
+    now = 4_000;
+    mirror.observe(tiItem('failed', 1, 1), 'tick#3');
+    expect(checkDeferralTimeouts(mirror)?.invariant).toBe('9e-deferral-timeout');
+
+    const onTime = new StoreMirror();
+    onTime.clock = () => now;
+    onTime.observe(tiItem('deferred', 1, 1, new Date(5_000).toISOString()), 'api#2');
+    now = 5_000;
+    onTime.observe(tiItem('up_for_retry', 1, 1), 'tick#3');
+    expect(checkDeferralTimeouts(onTime)).toBeUndefined();
+  });
+
+  it('objects when an event is applied after a tick read the run past the timeout and returned', () => {
+    const { ledger } = deferredOnce();
+    const mirror = new StoreMirror();
+    let now = 5_000;
+    mirror.clock = () => now;
+    mirror.observe(tiItem('running', 1, 0), 'worker#1');
+    mirror.observe(tiItem('deferred', 1, 1, new Date(8_000).toISOString()), 'api#2');
+    mirror.tickReads.push({ actor: 'tick#5', partition: 'RUN#d#r', atMs: 9_000 });
+    mirror.ticksDone.set('tick#5', 9_500);
+    now = 12_000;
+    mirror.observe(tiItem('scheduled', 1, 1), 'api#3');
+    expect(checkTriggerAnswer(answer('applied', 'api#3'), ledger, mirror)?.invariant).toBe(
+      '9e-deferral-timeout',
+    );
+    // A tick that returned after the event, or read the run before the timeout, proves nothing.
+    mirror.ticksDone.set('tick#5', 12_500);
+    expect(checkTriggerAnswer(answer('applied', 'api#3'), ledger, mirror)).toBeUndefined();
   });
 });

@@ -373,6 +373,12 @@ export function checkTriggerAnswer(
       `${what} was answered applied but changed ${changes.map(describeChange).join(', ') || 'nothing'}; expected ${deferral.ti} at try ${deferral.tryNumber}, deferral ${deferral.seq} to become ${expected.join(' or ')}`,
     );
   }
+  const overdue = tickThatSawTimeout(deferral, change, mirror);
+  if (overdue)
+    return new SimFailure(
+      '9e-deferral-timeout',
+      `${what} was applied at ${change.atMs}, but ${overdue.actor} read the run after the deferral's timeout (${overdue.timeoutAtMs}) at ${overdue.atMs} and returned at ${overdue.doneMs} without ending it`,
+    );
   const sent = answer.route === 'failure' ? 'raise' : answer.type;
   if (sent !== deferral.end)
     return new SimFailure(
@@ -384,6 +390,60 @@ export function checkTriggerAnswer(
   );
   if (applied.length > 1)
     return new SimFailure('9b-event-applied', `${what} was answered applied ${applied.length} times`);
+  return undefined;
+}
+
+/**
+ * 9e: a deferral past its timeout is ended by the tick. Violated when a tick read the deferral's run
+ * after the timeout and returned before an event changed the TI (a timeout not checked, or checked
+ * against the wrong time).
+ */
+function tickThatSawTimeout(
+  deferral: SimDeferral,
+  eventChange: TaskInstanceChange,
+  mirror: StoreMirror,
+): { actor: string; atMs: number; doneMs: number; timeoutAtMs: number } | undefined {
+  const timeoutAtMs = deferredChangeOf(mirror, deferral)?.triggerTimeoutAtMs;
+  if (timeoutAtMs === null || timeoutAtMs === undefined) return undefined;
+  const [dagId, runId] = deferral.ti.split('/') as [string, string];
+  const partition = runPartition({ dagId, runId });
+  for (const read of mirror.tickReads) {
+    const doneMs = mirror.ticksDone.get(read.actor);
+    if (read.partition !== partition || read.atMs <= timeoutAtMs || doneMs === undefined) continue;
+    if (doneMs < eventChange.atMs) return { actor: read.actor, atMs: read.atMs, doneMs, timeoutAtMs };
+  }
+  return undefined;
+}
+
+/** The change that made the TI wait on this deferral. */
+function deferredChangeOf(mirror: StoreMirror, deferral: SimDeferral): TaskInstanceChange | undefined {
+  return (mirror.history.get(deferral.ti) ?? []).find(
+    (change) =>
+      change.state === 'deferred' &&
+      change.tryNumber === deferral.tryNumber &&
+      change.deferralSeq === deferral.seq,
+  );
+}
+
+/**
+ * 9e at the end: a tick ends a deferral (deferred → failed or up_for_retry at the same try and
+ * deferral) only once its timeout has passed. Violated by a timeout checked against the wrong
+ * time, or a tick failing a deferral that has no timeout.
+ */
+export function checkDeferralTimeouts(mirror: StoreMirror): SimFailure | undefined {
+  for (const [ti, history] of mirror.history) {
+    for (const [index, change] of history.entries()) {
+      const before = history[index - 1];
+      if (before?.state !== 'deferred' || !change.writer?.startsWith('tick')) continue;
+      if (change.tryNumber !== before.tryNumber || change.deferralSeq !== before.deferralSeq) continue;
+      const timeoutAtMs = before.triggerTimeoutAtMs;
+      if (timeoutAtMs !== null && change.atMs >= timeoutAtMs) continue;
+      return new SimFailure(
+        '9e-deferral-timeout',
+        `${change.writer} ended ${ti}'s deferral ${before.deferralSeq} (try ${before.tryNumber}) as ${change.state} at ${change.atMs}, ${timeoutAtMs === null ? 'though it has no timeout' : `before its timeout at ${timeoutAtMs}`}`,
+      );
+    }
+  }
   return undefined;
 }
 

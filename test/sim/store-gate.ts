@@ -24,6 +24,8 @@ export interface MirroredTaskInstance {
   maxTries: number;
   pool: string;
   poolSlots: number;
+  /** When the current deferral times out (sim epoch ms), null without one. */
+  triggerTimeoutAtMs: number | null;
 }
 
 /** A change of a TI's state, try or deferral number: the values after it, and who wrote it. */
@@ -32,8 +34,19 @@ export interface TaskInstanceChange {
   state: string;
   tryNumber: number;
   deferralSeq: number;
+  /** The deferral's timeout as the change left it (sim epoch ms), null without one. */
+  triggerTimeoutAtMs: number | null;
   /** The actor whose store call made the change (its name). */
   writer: string | undefined;
+  /** Sim time of the write. */
+  atMs: number;
+}
+
+/** A tick's read of a run's partition: the tick reconciled that run from then on. */
+export interface TickRead {
+  actor: string;
+  partition: string;
+  atMs: number;
 }
 
 export interface MirroredRun {
@@ -65,6 +78,12 @@ export class StoreMirror {
   readonly changesBy = new Map<string, TaskInstanceChange[]>();
   /** Ids of the trigger rows in the table. */
   readonly triggers = new Set<string>();
+  /** Every read of a run's partition by a tick (9e). */
+  readonly tickReads: TickRead[] = [];
+  /** When each tick that returned did (by actor name; a tick that threw or was killed is absent). */
+  readonly ticksDone = new Map<string, number>();
+  /** The sim clock (epoch ms) the changes are stamped with. */
+  clock: () => number = () => 0;
   /** Bumped on every change, so checks can skip unchanged steps. */
   version = 0;
   readonly #byItemKey = new Map<string, () => void>();
@@ -85,6 +104,8 @@ export class StoreMirror {
         maxTries: Number(item.maxTries),
         pool: String(item.pool),
         poolSlots: Number(item.poolSlots),
+        triggerTimeoutAtMs:
+          typeof item.triggerTimeoutAt === 'string' ? Date.parse(item.triggerTimeoutAt) : null,
       };
       this.taskInstances.set(key, after);
       if (
@@ -92,7 +113,7 @@ export class StoreMirror {
         before.tryNumber !== after.tryNumber ||
         before.deferralSeq !== after.deferralSeq
       )
-        this.#recordChange({ ti: key, ...pick(after), writer });
+        this.#recordChange({ ti: key, ...pick(after), writer, atMs: this.clock() });
       this.#byItemKey.set(itemKey, () => this.taskInstances.delete(key));
     } else if (isRun(item)) {
       const key = `${item.dagId}/${item.runId}`;
@@ -146,7 +167,12 @@ export class StoreMirror {
 }
 
 function pick(ti: MirroredTaskInstance) {
-  return { state: ti.state, tryNumber: ti.tryNumber, deferralSeq: ti.deferralSeq };
+  return {
+    state: ti.state,
+    tryNumber: ti.tryNumber,
+    deferralSeq: ti.deferralSeq,
+    triggerTimeoutAtMs: ti.triggerTimeoutAtMs,
+  };
 }
 
 function isTaskInstance(item: Item): item is Item & MirroredTaskInstance {
@@ -192,6 +218,12 @@ export function gateDocumentClient(
       isWrite,
     });
     const writer = kernel.current()?.name;
+    if (operation === 'Query' && writer?.startsWith('tick')) {
+      const partition = Object.values((command.input.ExpressionAttributeValues ?? {}) as Item).find(
+        (value): value is string => typeof value === 'string' && value.startsWith('RUN#'),
+      );
+      if (partition) mirror.tickReads.push({ actor: writer, partition, atMs: kernel.now });
+    }
     try {
       const output = (await send(command)) as Item;
       if (isWrite) {

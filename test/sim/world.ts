@@ -18,6 +18,7 @@ import {
 import { drawFaults, type FaultProfile, NO_FAULTS } from './faults.ts';
 import {
   checkAgainstReference,
+  checkDeferralTimeouts,
   checkLimits,
   checkMessages,
   checkOutcomesKept,
@@ -112,6 +113,7 @@ class World {
     const root = new Prng(options.seed);
     this.#prng = root.fork('choices');
     this.#kernel = new Kernel(START_MS, { verbose: options.verbose ?? false });
+    this.#mirror.clock = () => this.#kernel.now;
     this.#profile = drawFaults(root.fork('faults'), root.fork('triggerer-faults'));
     const triggererSetup = root.fork('triggerers');
     this.#triggererCount = triggererSetup.range(1, 2);
@@ -316,7 +318,11 @@ class World {
     kernel.spawn('driver', async () => {
       for (;;) {
         await kernel.sleep(this.#settings.schedulerTickMs);
-        void this.#spawnInvocation('tick', () => runSchedulerTick(this.#engine)).result;
+        // `true` once it returned: a tick that threw or was killed resolves undefined.
+        const tick = this.#spawnInvocation('tick', () => runSchedulerTick(this.#engine).then(() => true));
+        void tick.result.then((done) => {
+          if (done !== undefined) this.#mirror.ticksDone.set(tick.actor.name, this.#kernel.now);
+        });
       }
     });
     kernel.spawn('driver', async () => {
@@ -468,7 +474,8 @@ class World {
     const requestText = request.body ? await request.clone().text() : '';
     const invocation = this.#spawnInvocation('api', async () => {
       const response = await handleApiRequest(this.#engine, request);
-      return { status: response.status, text: await response.text() };
+      // Headers travel too: a refreshed token (`Updraft-Refreshed-Token`) is how callers keep theirs.
+      return { status: response.status, text: await response.text(), headers: [...response.headers] };
     });
     const answer = await kernel.whileAlive(invocation.result);
     if (!answer)
@@ -476,7 +483,7 @@ class World {
     kernel.log(`${request.method} ${path} → ${answer.status}${drop ? ' (connection dropped)' : ''}`);
     observe?.(answer.status, requestText, answer.text, invocation.actor.name);
     if (drop) throw new TypeError('sim: connection dropped after the API handled the call');
-    return new Response(answer.text, { status: answer.status });
+    return new Response(answer.text, { status: answer.status, headers: answer.headers });
   }
 
   async #publicApi(method: string, path: string, body: unknown): Promise<{ status: number; text: string }> {
@@ -591,7 +598,8 @@ class World {
       const failure = dag && checkAgainstReference(dag, runKey, this.#mirror, this.#ledger);
       if (failure) kernel.fail(failure);
     }
-    const events = checkTriggerEvents(this.#ledger, this.#mirror, this.#cleared);
+    const events =
+      checkTriggerEvents(this.#ledger, this.#mirror, this.#cleared) ?? checkDeferralTimeouts(this.#mirror);
     if (events) kernel.fail(events);
     const messages = checkMessages(
       Object.fromEntries(Object.entries(this.#queues).map(([n, q]) => [n, q.account()])),
