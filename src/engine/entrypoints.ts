@@ -8,7 +8,7 @@ import type { DagRecord } from '#store/port.ts';
 import { type EngineDeps, keyOfHolder, newPassContext, scheduleRun } from './scheduler.ts';
 import { createDueRuns } from './schedules.ts';
 import { requestScheduling } from './scheduling-requests.ts';
-import { fence, nextHolderId, poolRef, waitingToNudge } from './slots.ts';
+import { fence, isReservationInProgress, poolRef, waitingToNudge } from './slots.ts';
 
 /** Passes of one batch in flight at once: overlaps store round trips without flooding the store. */
 const PASS_CONCURRENCY = 4;
@@ -159,7 +159,7 @@ async function auditPools(deps: EngineDeps): Promise<void> {
       const ti = key && (await deps.store.getTaskInstance(key));
       if (ti && ti.tryNumber === holder.tryNumber && OCCUPYING_TI_STATES.has(ti.state)) continue;
       // Reserved, never queued: fence the TI so the reserving pass can no longer queue it.
-      if (ti && holder.id === nextHolderId(ti) && !(await fence(deps, ti))) continue;
+      if (ti && isReservationInProgress(holder, ti) && !(await fence(deps, ti))) continue;
       release.push({ id: holder.id, passId: holder.passId, slots: holder.slots });
     }
     if (release.length > 0) {
