@@ -1,9 +1,6 @@
 import { mkdtemp, rm } from 'node:fs/promises';
-import type { Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { serve } from '@hono/node-server';
 import { createApiStack } from '#api/stack.ts';
 import { settingsSchema } from '#config/settings.ts';
 import { mapConcurrently } from '#core/concurrency.ts';
@@ -17,6 +14,7 @@ import {
 import { registerDags } from '#engine/dag-registry.ts';
 import { createLogger } from '#engine/logger.ts';
 import { DEFAULT_TRIGGER_QUEUE, triggerIdOf } from '#engine/triggers.ts';
+import { closeServer, listenOn, localUrlOf } from '#http/server.ts';
 import { FileLogStore } from '#logs/file-store.ts';
 import { MetricsRegistry } from '#metrics/registry.ts';
 import { createInMemoryQueues } from '#queue/memory.ts';
@@ -178,12 +176,8 @@ export async function startTriggerStack(): Promise<TriggerStack> {
       inFlight -= 1;
     }
   };
-  const server = await new Promise<Server>((resolve) => {
-    const started = serve({ fetch: fetchCounted, port: 0, hostname: '127.0.0.1' }, () =>
-      resolve(started as Server),
-    ) as Server;
-  });
-  const apiUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const server = await listenOn(fetchCounted, 0, '127.0.0.1');
+  const apiUrl = localUrlOf(server);
   const versioned = versionDag(benchDag, `bench/${DAG_ID}.ts`);
   await registerDags({ store, log, now, pausedAtCreation: false }, { dags: [versioned], errors: [] });
 
@@ -315,10 +309,7 @@ export async function startTriggerStack(): Promise<TriggerStack> {
         await new Promise((resolve) => setTimeout(resolve, 50));
       await notifier.drain();
       closeQueues();
-      await new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
-      });
+      await closeServer(server);
       dynamoClient.destroy();
       await dynamo.close();
       await rm(home, { recursive: true, force: true });

@@ -2,7 +2,6 @@ import { randomBytes } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
 import type { Server } from 'node:http';
 import { join } from 'node:path';
-import { serve } from '@hono/node-server';
 import type { ApiApp } from '#api/app.ts';
 import { createApiStack } from '#api/stack.ts';
 import { BundleStore } from '#bundles/store.ts';
@@ -16,6 +15,7 @@ import type { SchedulingNotifier } from '#engine/notifier.ts';
 import type { WakeTimers } from '#engine/ports.ts';
 import { type EngineDeps, readinessGauges } from '#engine/scheduler.ts';
 import { parseExecutionKeys } from '#engine/tokens.ts';
+import { closeServer, listenOn } from '#http/server.ts';
 import { FileLogStore } from '#logs/file-store.ts';
 import { MetricsRegistry } from '#metrics/registry.ts';
 import { createInMemoryQueues } from '#queue/memory.ts';
@@ -279,10 +279,7 @@ export async function startStandalone(settings: Settings, options: StandaloneOpt
       await loop;
       timers.stop();
       closeQueues();
-      await new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
-      });
+      await closeServer(server);
       dynamoClient.destroy();
       await dynamo.close();
       await releaseHome();
@@ -306,20 +303,14 @@ async function listen(
   fetch: (request: Request) => Response | Promise<Response>,
   settings: Settings,
 ): Promise<Server> {
-  return new Promise((resolve, reject) => {
-    const server = serve({ fetch, port: settings.port, hostname: settings.host }, () =>
-      resolve(server as Server),
-    ) as Server;
-    server.once('error', (error: NodeJS.ErrnoException) => {
-      reject(
-        error.code === 'EADDRINUSE'
-          ? new StandaloneError(
-              `Port ${settings.port} on ${settings.host} is in use: stop the other process or set PORT`,
-            )
-          : error,
-      );
-    });
-  });
+  try {
+    return await listenOn(fetch, settings.port, settings.host);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'EADDRINUSE') throw error;
+    throw new StandaloneError(
+      `Port ${settings.port} on ${settings.host} is in use: stop the other process or set PORT`,
+    );
+  }
 }
 
 async function schedulerLoop(

@@ -1,9 +1,6 @@
 import { mkdtemp, rm } from 'node:fs/promises';
-import type { Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { serve } from '@hono/node-server';
 import { createApiStack } from '#api/stack.ts';
 import { type Settings, settingsSchema } from '#config/settings.ts';
 import type { ErrorBody } from '#contracts/common.ts';
@@ -20,6 +17,7 @@ import type { TaskInstanceKey } from '#core/models.ts';
 import { type ParsedDagsFolder, registerDags } from '#engine/dag-registry.ts';
 import { silentLogger } from '#engine/logger.ts';
 import type { ExecutionKeyring, TaskTokenSigner } from '#engine/tokens.ts';
+import { closeServer, listenOn, localUrlOf } from '#http/server.ts';
 import { FileLogStore } from '#logs/file-store.ts';
 import { MetricsRegistry } from '#metrics/registry.ts';
 import { createInMemoryQueues } from '#queue/memory.ts';
@@ -134,12 +132,8 @@ export async function startApiHarness(
     log: silentLogger,
     now,
   });
-  const server = await new Promise<Server>((resolve) => {
-    const started = serve({ fetch: api.fetch, port: 0, hostname: '127.0.0.1' }, () =>
-      resolve(started as Server),
-    ) as Server;
-  });
-  const baseUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const server = await listenOn(api.fetch, 0, '127.0.0.1');
+  const baseUrl = localUrlOf(server);
 
   return {
     baseUrl,
@@ -194,10 +188,7 @@ export async function startApiHarness(
     async close() {
       await notifier.drain();
       closeQueues();
-      await new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
-      });
+      await closeServer(server);
       dynamoClient.destroy();
       await dynamo.close();
       await rm(home, { recursive: true, force: true });

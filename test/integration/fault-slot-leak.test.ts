@@ -1,4 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { DagRunKey, TaskInstanceKey } from '#core/models.ts';
 import { handleSchedulingMessages } from '#engine/entrypoints.ts';
 import { dag } from '#sdk/index.ts';
 import type { SlotPoolChange, SlotPoolRef } from '#store/port.ts';
@@ -115,6 +116,26 @@ function slowRunSlotWrite() {
   return { store, resume, reached: () => reached };
 }
 
+/**
+ * Queues and starts the run's `work`, has its try defer (try 1, deferral 1), runs the pass the
+ * deferred report asks for (a deferred TI holds no slot), then its trigger fires: `scheduled` to
+ * resume at the same try.
+ */
+async function deferAndFire(run: DagRunKey): Promise<TaskInstanceKey> {
+  const key = tiKey(run, 'work');
+  await h.newScheduler().handleRequests([run]);
+  const started = await h.startTi(key);
+  const deferred = await h.store.transitionTaskInstance(
+    started,
+    { state: 'running', tryNumber: 1 },
+    { state: 'deferred', deferralSeq: 1, nextMethod: 'executeComplete', nextKwargs: '{}' },
+  );
+  await handleSchedulingMessages(engineDeps(h, h.store), [requestFor(run, [key])]);
+  expect(Object.keys((await h.store.getSlotPool(poolRef)).holders)).toEqual([]);
+  await h.store.transitionTaskInstance(deferred, { state: 'deferred', tryNumber: 1 }, { state: 'scheduled' });
+  return key;
+}
+
 describe('a task resuming from a deferral whose pass is slow between its pool and run-slot reservations', () => {
   it("keeps that pass's pool reservation: another pass neither gives it back nor admits past it", async () => {
     const [resuming, other] = await h.register([
@@ -122,23 +143,7 @@ describe('a task resuming from a deferral whose pass is slow between its pool an
       dag({ id: 'other' }, (d) => d.task({ id: 'work', pool: 'single' }, noop)),
     ]);
     const run = await h.createRun(resuming!);
-    const key = tiKey(run, 'work');
-    await h.newScheduler().handleRequests([run]);
-    const started = await h.startTi(key);
-    // The try defers (try 1, deferral 1); the pass its report asks for gives its slot back.
-    const deferred = await h.store.transitionTaskInstance(
-      started,
-      { state: 'running', tryNumber: 1 },
-      { state: 'deferred', deferralSeq: 1, nextMethod: 'executeComplete', nextKwargs: '{}' },
-    );
-    await handleSchedulingMessages(engineDeps(h, h.store), [requestFor(run, [key])]);
-    expect(Object.keys((await h.store.getSlotPool(poolRef)).holders)).toEqual([]);
-    // Its trigger fires: scheduled to resume at the same try.
-    await h.store.transitionTaskInstance(
-      deferred,
-      { state: 'deferred', tryNumber: 1 },
-      { state: 'scheduled' },
-    );
+    const key = await deferAndFire(run);
 
     // The resuming pass reserves the pool slot (`…#1.1`), then stalls before its run-slot write.
     const slow = slowRunSlotWrite();
@@ -168,20 +173,7 @@ describe('a resumed try handed back by its worker (a worker stopping)', () => {
       dag({ id: 'handback' }, (d) => d.task({ id: 'work', pool: 'single' }, noop)),
     );
     const run = await h.createRun(resuming!);
-    const key = tiKey(run, 'work');
-    await h.newScheduler().handleRequests([run]);
-    const started = await h.startTi(key);
-    const deferred = await h.store.transitionTaskInstance(
-      started,
-      { state: 'running', tryNumber: 1 },
-      { state: 'deferred', deferralSeq: 1, nextMethod: 'executeComplete', nextKwargs: '{}' },
-    );
-    await handleSchedulingMessages(engineDeps(h, h.store), [requestFor(run, [key])]);
-    await h.store.transitionTaskInstance(
-      deferred,
-      { state: 'deferred', tryNumber: 1 },
-      { state: 'scheduled' },
-    );
+    const key = await deferAndFire(run);
     await handleSchedulingMessages(engineDeps(h, h.store), [requestFor(run, [key])]);
     expect((await h.ti(run, 'work')).state).toBe('queued');
     await h.startTi(key);

@@ -17,6 +17,7 @@ import {
   triggerLogsBody,
 } from '#contracts/triggers.ts';
 import type { Logger } from '#engine/logger.ts';
+import { closeServer } from '#http/server.ts';
 import { MetricsRegistry } from '#metrics/registry.ts';
 import { deserialize, serialize } from '#sdk/serde.ts';
 import { BaseTrigger, type TriggerEvent, type TriggerRunContext, triggerEvent } from '#sdk/triggers/base.ts';
@@ -127,8 +128,7 @@ class FakeExecutionApi {
   }
 
   async close(): Promise<void> {
-    this.#server.closeAllConnections();
-    await new Promise<void>((resolve) => this.#server.close(() => resolve()));
+    await closeServer(this.#server);
   }
 
   addTriggers(count: number, ms: (index: number) => number): string[] {

@@ -7,6 +7,7 @@ import { Writable } from 'node:stream';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { main } from '#cli/main.ts';
 import type { Trigger, TriggerCollection, Triggerer, TriggererCollection } from '#contracts/public-api.ts';
+import { closeServer } from '#http/server.ts';
 
 /** `updraft triggers list` and `updraft triggerers list` against a fake API that records the requests. */
 
@@ -102,8 +103,7 @@ describe('updraft triggers and triggerers', () => {
   });
 
   afterEach(async () => {
-    server.closeAllConnections();
-    await new Promise((resolve) => server.close(resolve));
+    await closeServer(server);
     rmSync(home, { recursive: true, force: true });
   });
 

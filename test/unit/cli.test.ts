@@ -7,6 +7,7 @@ import { Writable } from 'node:stream';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { main } from '#cli/main.ts';
 import type { Dag, DagCollection, DagRun, TaskInstance } from '#contracts/public-api.ts';
+import { closeServer } from '#http/server.ts';
 
 class Capture extends Writable {
   text = '';
@@ -165,8 +166,7 @@ describe('updraft CLI', () => {
   });
 
   afterEach(async () => {
-    server.closeAllConnections();
-    await new Promise((resolve) => server.close(resolve));
+    await closeServer(server);
     rmSync(home, { recursive: true, force: true });
   });
 
