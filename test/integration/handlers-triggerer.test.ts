@@ -46,16 +46,20 @@ async function waitForOutput(output: () => string, text: string): Promise<void> 
   }
 }
 
+/**
+ * An Execution API on port 9, which fetch refuses to call (every call fails at once, with no
+ * network at all), and role credentials to sign with.
+ */
+const UNREACHABLE_WITH_ROLE = {
+  UPDRAFT_EXECUTION_API_URL: 'http://127.0.0.1:9/',
+  AWS_REGION: 'us-east-1',
+  AWS_ACCESS_KEY_ID: 'AKIDEXAMPLE',
+  AWS_SECRET_ACCESS_KEY: 'secret-example',
+};
+
 describe('the triggerer entry', () => {
   it('starts, keeps trying to register while the Execution API is unreachable, and exits 0 on SIGTERM', async () => {
-    // Port 9, which fetch refuses to call: every call fails at once, with no network at all.
-    const triggerer = start({
-      UPDRAFT_EXECUTION_API_URL: 'http://127.0.0.1:9/',
-      UPDRAFT_TRIGGERER_TOKEN: 'triggerer-token',
-      AWS_REGION: 'us-east-1',
-      AWS_ACCESS_KEY_ID: 'AKIDEXAMPLE',
-      AWS_SECRET_ACCESS_KEY: 'secret-example',
-    });
+    const triggerer = start({ ...UNREACHABLE_WITH_ROLE, UPDRAFT_TRIGGERER_TOKEN: 'triggerer-token' });
     await waitForOutput(triggerer.output, 'Cannot register the triggerer job yet');
     await new Promise((resolve) => setTimeout(resolve, 200));
     expect(triggerer.child.exitCode).toBeNull();
@@ -83,12 +87,7 @@ describe('the triggerer entry', () => {
   });
 
   it('starts with its role alone, no credential, and keeps trying to register', async () => {
-    const triggerer = start({
-      UPDRAFT_EXECUTION_API_URL: 'http://127.0.0.1:9/',
-      AWS_REGION: 'us-east-1',
-      AWS_ACCESS_KEY_ID: 'AKIDEXAMPLE',
-      AWS_SECRET_ACCESS_KEY: 'secret-example',
-    });
+    const triggerer = start(UNREACHABLE_WITH_ROLE);
     try {
       await waitForOutput(triggerer.output, 'Cannot register the triggerer job yet');
       expect(triggerer.child.exitCode).toBeNull();
