@@ -209,7 +209,8 @@ export class Updraft extends Construct {
     });
     this.store.bindReadWrite(this.executionApi.function);
     this.logs.bindWriter(this.executionApi.function);
-    this.queues.bindSender(this.executionApi.function, 'scheduler');
+    // Reports and trigger events that owe callbacks send their workloads before they answer.
+    this.queues.bindSender(this.executionApi.function, 'scheduler', 'callbacks');
 
     this.api = new UpdraftPublicApi(this, 'Api', {
       defaults,

@@ -5,6 +5,7 @@ import { HTTPException } from 'hono/http-exception';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
 import type { Settings } from '#config/settings.ts';
 import { EXECUTION_API_VERSION_HEADER, EXECUTION_API_VERSIONS } from '#contracts/execution-api.ts';
+import type { CallbackService } from '#engine/callbacks.ts';
 import type { DagVersionCache } from '#engine/dag-cache.ts';
 import {
   EngineError,
@@ -25,6 +26,7 @@ import { isStoreUnavailableError, type StoreHealth } from '#store/availability.t
 import { InvalidCursorError, InvalidKeyError, ItemTooLargeError } from '#store/errors.ts';
 import type { Store } from '#store/port.ts';
 import { bearerMatches, idWithHashIn } from './auth.ts';
+import { registerCallbackRoutes } from './callback-routes.ts';
 import { registerDagRoutes } from './dag-routes.ts';
 import { ForbiddenError } from './errors.ts';
 import { registerExecutionRoutes } from './execution-routes.ts';
@@ -46,6 +48,7 @@ export interface ApiDeps {
   dags: DagVersionCache;
   lifecycle: TaskLifecycle;
   triggers: TriggerLifecycle;
+  callbacks: CallbackService;
   notifier: SchedulingNotifier;
   tokens: TaskTokenSigner;
   logs: LogStore;
@@ -185,6 +188,7 @@ export function createApi(deps: ApiDeps): ApiApp {
   registerTaskRoutes(app, deps);
   registerTriggerListRoutes(app, deps);
   registerExecutionRoutes(app, deps);
+  registerCallbackRoutes(app, deps);
   registerTriggerRoutes(app, deps);
 
   app.openapi(

@@ -1,4 +1,5 @@
 import type { Settings } from '#config/settings.ts';
+import { CallbackService } from '#engine/callbacks.ts';
 import { DagVersionCache } from '#engine/dag-cache.ts';
 import type { Logger } from '#engine/logger.ts';
 import { SchedulingNotifier } from '#engine/notifier.ts';
@@ -19,6 +20,7 @@ export interface ApiStack {
   tokens: TaskTokenSigner;
   lifecycle: TaskLifecycle;
   triggers: TriggerLifecycle;
+  callbacks: CallbackService;
 }
 
 /**
@@ -45,6 +47,17 @@ export function createApiStack(deps: {
     log.warn('Sending a scheduling request failed; the next tick catches up', { error }),
   );
   const tokens = new TaskTokenSigner(deps.executionKeys, settings.executionTokenTtlSeconds);
+  const callbacks = new CallbackService({
+    store,
+    dags,
+    queues: deps.queues,
+    tokens,
+    logs: deps.logs,
+    settings,
+    now,
+    log: log.child({ component: 'callbacks' }),
+    metrics: deps.metrics,
+  });
   const lifecycle = new TaskLifecycle({
     store,
     dags,
@@ -53,6 +66,7 @@ export function createApiStack(deps: {
     settings,
     now,
     metrics: deps.metrics,
+    callbacks,
   });
   const triggers = new TriggerLifecycle({
     store,
@@ -64,12 +78,14 @@ export function createApiStack(deps: {
     log: log.child({ component: 'triggers' }),
     settings,
     now,
+    callbacks,
   });
   const api = createApi({
     store,
     dags,
     lifecycle,
     triggers,
+    callbacks,
     notifier,
     tokens,
     logs: deps.logs,
@@ -80,5 +96,5 @@ export function createApiStack(deps: {
     now,
     ...(deps.storeHealth ? { storeHealth: deps.storeHealth } : {}),
   });
-  return { api, dags, notifier, tokens, lifecycle, triggers };
+  return { api, dags, notifier, tokens, lifecycle, triggers, callbacks };
 }

@@ -5,6 +5,7 @@ import type { ExecutionKeys } from '#engine/tokens.ts';
 import type { LogStore } from '#logs/port.ts';
 import type { Queues } from '#queue/port.ts';
 import type { Store } from '#store/port.ts';
+import type { CallbackExecutor } from '#worker/callback-pool.ts';
 import { systemClock, type WorkerClock } from '#worker/clock.ts';
 import type { TaskExecutor } from '#worker/executor.ts';
 import { AWS_ENV } from './environment.ts';
@@ -42,7 +43,8 @@ export interface HandlerDeps {
   executionFetch: typeof fetch;
   /** The DAG modules bundled with the worker. */
   loadDagModule: DagModuleLoader;
-  executor: TaskExecutor;
+  /** Runs tries, and callbacks when it can (`CallbackExecutor`; the in-process executor does). */
+  executor: TaskExecutor & Partial<CallbackExecutor>;
   clock: WorkerClock;
   /** What the deploy registers (the register-dags custom resource). */
   serializedDags: () => Promise<ParsedDagsFolder>;

@@ -1,3 +1,4 @@
+import { CallbackService } from '#engine/callbacks.ts';
 import { DagVersionCache } from '#engine/dag-cache.ts';
 import type { Logger } from '#engine/logger.ts';
 import type { EngineDeps } from '#engine/scheduler.ts';
@@ -44,6 +45,16 @@ export function engineFactory(
       log,
       now,
       readiness: new Map(),
+      callbacks: new CallbackService({
+        store,
+        dags,
+        queues,
+        tokens: signer.tokens,
+        settings,
+        now,
+        log: log.child({ component: 'callbacks' }),
+        metrics,
+      }),
     };
   };
 }

@@ -3,7 +3,9 @@ import { hostname } from 'node:os';
 import { BatchProcessor, EventType, processPartialResponse } from '@aws-lambda-powertools/batch';
 import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
 import { workerMessageSchema } from '#contracts/messages.ts';
+import { type CallbackExecutor, runCallbackWorkload } from '#worker/callback-pool.ts';
 import { ExecutionClient } from '#worker/execution-client.ts';
+import type { TaskExecutor } from '#worker/executor.ts';
 import { runWorkload, type WorkloadDeps } from '#worker/run-workload.ts';
 import { type AwsDefaults, type HandlerDeps, LazyDeps } from './handler-deps.ts';
 import { HandlerError, UnrecognisedEventError } from './handler-errors.ts';
@@ -100,6 +102,30 @@ export function makeWorkerHandler(given: Partial<HandlerDeps & Observability> = 
             `The workload of record ${record.messageId} was not started; it comes back`,
           );
         }
+        return;
+      }
+      case 'run_callback': {
+        const executor = workload.executor as TaskExecutor & Partial<CallbackExecutor>;
+        if (typeof executor.runCallback !== 'function') {
+          throw new WorkloadNotDoneError(
+            `This worker's executor cannot run callbacks (record ${record.messageId})`,
+          );
+        }
+        try {
+          await runCallbackWorkload(message, {
+            client: workload.client,
+            executor: executor as CallbackExecutor,
+            workerId: workload.worker.workerId,
+            log,
+            metrics,
+          });
+        } catch (error) {
+          throw new WorkloadNotDoneError(
+            `The callback workload of record ${record.messageId} was not started; it comes back`,
+            { cause: error },
+          );
+        }
+        metrics.increment('worker.callbacks_run');
         return;
       }
     }

@@ -1,11 +1,14 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { format } from 'node:util';
+import type { CallbackContext } from '#sdk/callback-context.ts';
+import type { CallbackFunction } from '#sdk/callback-options.ts';
+import { resolveCallback } from '#sdk/callback-resolve.ts';
 import type { TaskLogger, WorkerTaskContext } from '#sdk/context.ts';
 import { type Dag, isDag } from '#sdk/dag.ts';
 import { DEFAULT_ALLOWED_DESERIALIZATION_CLASSES } from '#sdk/serde.ts';
-import type { StartedTask } from '#worker/execution-client.ts';
+import type { StartedCallback, StartedTask } from '#worker/execution-client.ts';
 import type { TaskExecutor, TaskHooks } from '#worker/executor.ts';
-import { type RunnerOutcome, taskRunContextOf } from '#worker/protocol.ts';
+import { callbackRunContextOf, type RunnerOutcome, taskRunContextOf } from '#worker/protocol.ts';
 import { runTaskTry } from '#worker/task-try.ts';
 
 /**
@@ -69,7 +72,43 @@ export class InProcessTaskExecutor implements TaskExecutor {
     }
   }
 
-  async #findDag(started: StartedTask): Promise<{ dag: Dag } | { error: string }> {
+  /** One attempt of a callback, found in the bundled DAG as the run's version placed it. */
+  async runCallback(started: StartedCallback, hooks: TaskHooks): Promise<RunnerOutcome> {
+    const found = await this.#findDag(started);
+    if ('error' in found) return { kind: 'failed_no_retry', reason: found.error };
+    let fn: CallbackFunction;
+    try {
+      fn = resolveCallback(found.dag, {
+        taskId: started.task_id,
+        event: started.event,
+        index: started.index,
+        name: started.name,
+      });
+    } catch (error) {
+      return { kind: 'failed_no_retry', reason: error instanceof Error ? error.message : String(error) };
+    }
+    const logger = taskLogger(hooks.onLog);
+    const ctx: CallbackContext = {
+      ...callbackRunContextOf(started),
+      log: (...args: unknown[]) => logger.info(format(...args)),
+    };
+    const work = taskOutput.run(hooks.onLog, async () => {
+      await fn(ctx);
+      return { kind: 'success' } as RunnerOutcome;
+    });
+    try {
+      const outcome = await untilAborted(work, hooks.signal);
+      if (outcome === ABORTED) return { kind: 'error', message: reasonOf(hooks.signal) };
+      return outcome;
+    } catch (error) {
+      hooks.onLog(line('ERROR', `Callback failed: ${describe(error)}`));
+      return { kind: 'error', message: error instanceof Error ? error.message : String(error) };
+    }
+  }
+
+  async #findDag(
+    started: Pick<StartedTask, 'fileloc' | 'dag_id'>,
+  ): Promise<{ dag: Dag } | { error: string }> {
     let exports: Record<string, unknown>;
     try {
       exports = await this.#loadModule(started.fileloc);

@@ -143,6 +143,11 @@ export class ApiClient {
     return this.#request('GET', '/triggerers', { query: page });
   }
 
+  /** Any public API call: `path` under /api/v2 with its segments already escaped. */
+  requestJson<T>(method: string, path: string, query?: Query): Promise<T> {
+    return this.#request(method, path, query ? { query } : {});
+  }
+
   async #request<T>(
     method: string,
     path: string,

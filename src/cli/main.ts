@@ -1,6 +1,7 @@
 import { Command, CommanderError } from 'commander';
 import { SettingsError } from '#config/settings.ts';
 import { StandaloneError } from '#standalone/errors.ts';
+import { registerCallbackCommands } from './callback-commands.ts';
 import { CliContext, type CliIo } from './context.ts';
 import { registerDagCommands } from './dag-commands.ts';
 import { ApiRequestError, CliError } from './errors.ts';
@@ -64,6 +65,7 @@ export function buildProgram(ctx: CliContext): Command {
   registerRunCommands(program, ctx);
   registerTaskCommands(program, ctx);
   registerTriggerCommands(program, ctx);
+  registerCallbackCommands(program, ctx);
   return program;
 }
 

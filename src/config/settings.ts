@@ -46,6 +46,19 @@ export const settingsSchema = z
      * run): it waits for the first, then takes what is already waiting, up to this many.
      */
     schedulerBatchSize: z.coerce.number().int().min(1).max(1_000).default(100),
+    /** Time limit of one callback attempt (Airflow's callback execution timeout), unless the callback sets its own. */
+    callbackExecutionTimeoutMs: z.coerce.number().int().min(100).max(900_000).default(60_000),
+    /** Attempts of a callback after its first, unless the callback sets its own. */
+    callbackRetries: z.coerce.number().int().min(0).max(100).default(2),
+    /** Delay before a failed callback's next attempt, doubled each time, unless the callback sets its own. */
+    callbackRetryDelayMs: z.coerce.number().int().min(0).default(10_000),
+    /**
+     * Owed callbacks are turned into callback items by the call that owed them; the tick does it
+     * for those still owed after this long (the caller died in between).
+     */
+    callbackOwedGraceMs: z.coerce.number().int().min(100).default(10_000),
+    /** Worker slots of the standalone pool that run only callbacks, beside the task slots. */
+    callbackSlots: z.coerce.number().int().min(1).max(64).default(2),
     /** Pools and their slots; `default_pool` is used by tasks that name none. */
     pools: z.record(z.string(), z.number().int().min(0)).default({ default_pool: 128 }),
 
@@ -248,6 +261,11 @@ export const SETTING_ENV_VARS: Readonly<Record<keyof Settings, string>> = {
   heartbeatIntervalMs: 'UPDRAFT_HEARTBEAT_INTERVAL_MS',
   heartbeatTimeoutMs: 'UPDRAFT_HEARTBEAT_TIMEOUT_MS',
   queuedTimeoutMs: 'UPDRAFT_QUEUED_TIMEOUT_MS',
+  callbackExecutionTimeoutMs: 'UPDRAFT_CALLBACK_EXECUTION_TIMEOUT_MS',
+  callbackRetries: 'UPDRAFT_CALLBACK_RETRIES',
+  callbackRetryDelayMs: 'UPDRAFT_CALLBACK_RETRY_DELAY_MS',
+  callbackOwedGraceMs: 'UPDRAFT_CALLBACK_OWED_GRACE_MS',
+  callbackSlots: 'UPDRAFT_CALLBACK_SLOTS',
   maxQueuedSends: 'UPDRAFT_MAX_QUEUED_SENDS',
   schedulerTickMs: 'UPDRAFT_SCHEDULER_TICK_MS',
   maxRunsPerPass: 'UPDRAFT_MAX_RUNS_PER_PASS',

@@ -39,5 +39,19 @@ export const schedulingRequestSchema = z.strictObject({
 });
 export type SchedulingRequest = z.infer<typeof schedulingRequestSchema>;
 
-export const workerMessageSchema = z.discriminatedUnion('type', [taskWorkloadSchema]);
+/** One attempt of one callback, for a worker of the `callbacks` queue. */
+export const callbackWorkloadSchema = z.strictObject({
+  type: z.literal('run_callback'),
+  dag_id: z.string(),
+  run_id: z.string(),
+  callback_id: z.string(),
+  attempt: z.number().int().positive(),
+  /** Execution API token scoped to this callback and attempt. */
+  token: z.string(),
+  fileloc: z.string(),
+  dag_version: z.string(),
+});
+export type CallbackWorkload = z.infer<typeof callbackWorkloadSchema>;
+
+export const workerMessageSchema = z.discriminatedUnion('type', [taskWorkloadSchema, callbackWorkloadSchema]);
 export const schedulerMessageSchema = z.discriminatedUnion('type', [schedulingRequestSchema]);

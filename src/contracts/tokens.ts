@@ -44,10 +44,21 @@ export const jobTokenPayloadSchema = z.object({
   ...lifetime,
 });
 
+/** One attempt of one callback: its start and its report, nothing else. */
+export const callbackTokenPayloadSchema = z.object({
+  kind: z.literal('callback'),
+  dag_id: z.string(),
+  run_id: z.string(),
+  callback_id: z.string().min(1).max(100),
+  attempt: z.number().int().min(1),
+  ...lifetime,
+});
+
 export const tokenPayloadSchema = z.discriminatedUnion('kind', [
   taskInstanceTokenPayloadSchema,
   triggererTokenPayloadSchema,
   jobTokenPayloadSchema,
+  callbackTokenPayloadSchema,
 ]);
 export type TokenPayload = z.infer<typeof tokenPayloadSchema>;
 
@@ -66,7 +77,19 @@ export interface JobTokenClaims {
   jobId: string;
 }
 
-export type TokenClaims = TaskInstanceTokenClaims | TriggererTokenClaims | JobTokenClaims;
+export interface CallbackTokenClaims {
+  kind: 'callback';
+  dagId: string;
+  runId: string;
+  callbackId: string;
+  attempt: number;
+}
+
+export type TokenClaims =
+  | TaskInstanceTokenClaims
+  | TriggererTokenClaims
+  | JobTokenClaims
+  | CallbackTokenClaims;
 export type TokenKind = TokenClaims['kind'];
 
 /** Claims as signed, and as read back from the payload. */
@@ -87,6 +110,16 @@ export function payloadOf(claims: TokenClaims, iat: number, exp: number): TokenP
       return { kind: 'triggerer', iat, exp };
     case 'job':
       return { kind: 'job', job_id: claims.jobId, iat, exp };
+    case 'callback':
+      return {
+        kind: 'callback',
+        dag_id: claims.dagId,
+        run_id: claims.runId,
+        callback_id: claims.callbackId,
+        attempt: claims.attempt,
+        iat,
+        exp,
+      };
   }
 }
 
@@ -105,5 +138,13 @@ export function claimsOf(payload: TokenPayload): TokenClaims {
       return { kind: 'triggerer' };
     case 'job':
       return { kind: 'job', jobId: payload.job_id };
+    case 'callback':
+      return {
+        kind: 'callback',
+        dagId: payload.dag_id,
+        runId: payload.run_id,
+        callbackId: payload.callback_id,
+        attempt: payload.attempt,
+      };
   }
 }

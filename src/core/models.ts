@@ -42,6 +42,8 @@ export interface DagRun {
   clearsInProgress?: number;
   /** When the latest clear began: a clear still "in progress" long after it began has died. */
   clearBegunAt?: string;
+  /** Callbacks owed by the run's finish and not yet turned into callback items (see `core/callbacks.ts`). */
+  owedCallbacks?: string[];
   /** Bumped by every write; lets readers tell a stale copy from a fresh one. */
   revision: number;
 }
@@ -100,6 +102,8 @@ export interface TaskInstance extends TaskInstanceKey {
   triggerTimeoutAt?: string | null;
   /** When the current try first started: its execution timeout counts from here across deferrals. */
   tryStartedAt?: string | null;
+  /** Callbacks owed by its state changes and not yet turned into callback items (see `core/callbacks.ts`). */
+  owedCallbacks?: string[];
   revision: number;
 }
 

@@ -1,4 +1,5 @@
 import * as z from 'zod';
+import { dagCallbacksSchema, taskCallbacksSchema } from './callbacks.ts';
 
 /**
  * The serialized form of a DAG: plain data, no code. The scheduler and the API only ever see
@@ -71,6 +72,8 @@ export const serializedTaskSchema = z.strictObject({
   memoryLimitMb: z.number().int().positive().optional(),
   /** Set for a task that starts in a trigger (Airflow's start_from_trigger). */
   startTrigger: startTriggerSchema.optional(),
+  /** References to the task's callbacks by event (see `callbacks.ts`); absent when it has none. */
+  callbacks: taskCallbacksSchema.optional(),
 });
 export type SerializedTask = z.infer<typeof serializedTaskSchema>;
 
@@ -90,6 +93,8 @@ export const serializedDagSchema = z.strictObject({
   tags: z.array(z.string()),
   /** Task ids in a topological order (every task after its upstream tasks). */
   tasks: z.array(serializedTaskSchema),
+  /** References to the DAG run's callbacks by event; absent when it has none. */
+  callbacks: dagCallbacksSchema.optional(),
 });
 export type SerializedDag = z.infer<typeof serializedDagSchema>;
 

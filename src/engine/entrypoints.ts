@@ -109,6 +109,13 @@ export async function runSchedulerTick(
     }
   }
   await auditPools(deps);
+  if (deps.callbacks) {
+    try {
+      await deps.callbacks.sweep();
+    } catch (error) {
+      deps.log.error('Sweeping callbacks failed; the next tick tries again', { error });
+    }
+  }
   const queued = page.items.filter((item) => item.state === 'queued').length;
   return { wrapped: page.nextCursor === undefined, runs: { queued, running: page.items.length - queued } };
 }

@@ -1,9 +1,11 @@
 import type { Settings } from '#config/settings.ts';
+import type { CallbackErrorType } from '#core/callbacks.ts';
 import { formatTaskInstanceKey, type TaskInstance } from '#core/models.ts';
 import { failureTransition } from '#core/retry.ts';
 import type { SerializedDag } from '#core/serialized-dag.ts';
 import type { Metrics } from '#metrics/port.ts';
 import type { Store } from '#store/port.ts';
+import { owedOnTask } from './callbacks.ts';
 import { ignoreConflict } from './conflicts.ts';
 import type { Logger } from './logger.ts';
 import type { OrphanPolicy } from './ports.ts';
@@ -41,10 +43,22 @@ export async function reconcileActiveTaskInstances(
   const stale = (since: string | null, limitMs: number) =>
     since !== null && nowMs - Date.parse(since) > limitMs;
   /** Fails the try (or puts it up for retry) if it is still in `from` at its try number. */
-  const endTry = async (ti: TaskInstance, from: 'running' | 'queued', errorMessage: string) => {
+  const endTry = async (
+    ti: TaskInstance,
+    from: 'running' | 'queued',
+    errorMessage: string,
+    errorType: CallbackErrorType,
+  ) => {
     const task = dag.tasks.find((t) => t.taskId === ti.taskId);
     if (!task) return;
     const next = failureTransition(ti, task, nowMs, { retryable: true });
+    const owed = owedOnTask(task, {
+      to: next.state,
+      tryNumber: ti.tryNumber,
+      atMs: nowMs,
+      errorMessage,
+      errorType,
+    });
     const failed = await ignoreConflict(
       store.transitionTaskInstance(
         ti,
@@ -55,6 +69,7 @@ export async function reconcileActiveTaskInstances(
           endDate: new Date(nowMs).toISOString(),
           errorMessage,
         },
+        { owed },
       ),
     );
     if (failed) updated.set(ti, failed);
@@ -71,16 +86,28 @@ export async function reconcileActiveTaskInstances(
       await endDeferral(
         ti,
         `Deferral timed out: the trigger did not fire by ${ti.triggerTimeoutAt} (the task's defer timeout, or its execution timeout counted across deferrals)`,
+        'deferral_timeout',
       )
     ) {
       deps.metrics.increment('ti.deferral_timeouts');
     }
   };
   /** Ends a deferral's try as failed or up for retry, if it still waits on that deferral. */
-  const endDeferral = async (ti: TaskInstance, errorMessage: string): Promise<boolean> => {
+  const endDeferral = async (
+    ti: TaskInstance,
+    errorMessage: string,
+    errorType: CallbackErrorType,
+  ): Promise<boolean> => {
     const task = dag.tasks.find((t) => t.taskId === ti.taskId);
     if (!task) return false;
     const next = failureTransition(ti, task, nowMs, { retryable: true });
+    const owed = owedOnTask(task, {
+      to: next.state,
+      tryNumber: ti.tryNumber,
+      atMs: nowMs,
+      errorMessage,
+      errorType,
+    });
     const failed = await ignoreConflict(
       store.transitionTaskInstance(
         ti,
@@ -96,6 +123,7 @@ export async function reconcileActiveTaskInstances(
           nextKwargs: null,
           nextEvent: null,
         },
+        { owed },
       ),
     );
     if (!failed) return false;
@@ -124,6 +152,7 @@ export async function reconcileActiveTaskInstances(
       await endDeferral(
         ti,
         `The trigger this try waited on (${ti.triggerId}) is gone: the deferral cannot end`,
+        'trigger_failure',
       );
     }
   };
@@ -143,6 +172,7 @@ export async function reconcileActiveTaskInstances(
         orphaned
           ? 'The worker running this try stopped with the previous process (zombie task)'
           : `Heartbeat stopped for more than ${settings.heartbeatTimeoutMs} ms (zombie task)`,
+        'heartbeat_timeout',
       );
     } else if (ti.state === 'deferred' && due(ti.triggerTimeoutAt)) {
       await timeOutDeferral(ti);
@@ -170,6 +200,7 @@ export async function reconcileActiveTaskInstances(
         ti,
         'queued',
         `No worker started this try after ${sends} workloads were sent, each waiting ${settings.queuedTimeoutMs} ms (UPDRAFT_MAX_QUEUED_SENDS, UPDRAFT_QUEUED_TIMEOUT_MS); see the workers' logs and the task queues' dead-letter queues`,
+        'queued_timeout',
       );
       continue;
     }

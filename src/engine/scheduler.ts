@@ -6,6 +6,7 @@ import {
   type DagRun,
   type DagRunKey,
   forgetDeferral,
+  formatTaskInstanceKey,
   isResuming,
   newTaskInstance,
   nextTryNumberOf,
@@ -19,6 +20,7 @@ import { isFinishedDagRunState } from '#core/states.ts';
 import type { Metrics } from '#metrics/port.ts';
 import type { Queues } from '#queue/port.ts';
 import type { DagRecord, RunHead, RunSnapshot, SlotPoolState, Store } from '#store/port.ts';
+import { type CallbackService, owedOnRunFinish, owedOnTask } from './callbacks.ts';
 import { ignoreConflict } from './conflicts.ts';
 import type { DagVersionCache } from './dag-cache.ts';
 import type { Logger } from './logger.ts';
@@ -68,6 +70,8 @@ export interface EngineDeps {
   orphans?: OrphanPolicy;
   /** Per-run readiness for the executable/starving gauges: a metrics cache of this process only. */
   readiness?: Map<string, { ready: number; starving: number }>;
+  /** Turns owed callbacks into callback items (and sweeps on each tick); without it nothing owed is run. */
+  callbacks?: Pick<CallbackService, 'materialize' | 'sweep'>;
 }
 
 /** Caches shared by the passes of one call (one batch of requests, one tick). */
@@ -161,6 +165,9 @@ export async function scheduleRun(
   // Zombies and lost workloads first, also for paused DAGs: their slots must not stay taken.
   const reconciled = await reconcileActiveTaskInstances(deps, [...view.fresh.values()], dag, nowMs);
   for (const ti of reconciled.taskInstances) view.fresh.set(taskHolderId(ti), ti);
+  // What these TIs owe (reconciliation just ended a try, or an earlier writer died before it
+  // materialized) is materialized now rather than after the tick's grace.
+  await materializeOwed(deps, run, dag, [...view.fresh.values()]);
   if (reconciled.resend.length > 0) await sendWorkloads(deps, run, reconciled.resend, dag);
   const taskInstances = view.taskInstances.map((ti) => view.fresh.get(taskHolderId(ti)) ?? ti);
   if (paused) {
@@ -197,6 +204,27 @@ export async function scheduleRun(
   await scheduleRun(deps, key, context, { ...request, changed: [] }, { repaired: true });
 }
 
+/** Materializes the callbacks these TIs owe; a failure leaves them to the tick's sweep. */
+async function materializeOwed(
+  deps: EngineDeps,
+  run: DagRun,
+  dag: SerializedDag,
+  taskInstances: readonly TaskInstance[],
+): Promise<void> {
+  if (!deps.callbacks) return;
+  for (const ti of taskInstances) {
+    if (!ti.owedCallbacks || ti.owedCallbacks.length === 0) continue;
+    try {
+      await deps.callbacks.materialize({ run, ti }, ti.owedCallbacks, dag);
+    } catch (error) {
+      deps.log.warn('Callbacks owed by a task instance were not materialized; the tick does it', {
+        ti: formatTaskInstanceKey(ti),
+        error,
+      });
+    }
+  }
+}
+
 /** Passes of one run in a row when its summary keeps being written by others meanwhile; then a request. */
 const SUMMARY_RACE_ATTEMPTS = 3;
 
@@ -230,10 +258,13 @@ async function evaluate(
   const stale: TaskInstanceKey[] = [];
   await mapConcurrently(evaluation.finalize, WRITE_CONCURRENCY, async (change) => {
     const written = await ignoreConflict(
+      // The scheduler's own decisions (a trigger rule's skip, upstream_failed) owe nothing, as in
+      // Airflow: only a task's own outcome fires its callbacks.
       deps.store.transitionTaskInstance(
         change.key,
         { state: change.from, tryNumber: change.tryNumber },
         { state: change.to, endDate: new Date(nowMs).toISOString() },
+        { owed: [] },
       ),
     );
     if (written) updated.set(taskHolderId(written), written);
@@ -308,7 +339,7 @@ async function evaluate(
     await requestScheduling(deps, again ? [...reservation.nudge, run] : reservation.nudge);
   }
 
-  if (evaluation.runState) await finishRun(deps, run, evaluation.runState, nowMs);
+  if (evaluation.runState) await finishRun(deps, run, dag, evaluation.runState, nowMs);
   else if (evaluation.nextWakeAt) await deps.timers.wakeAt(run, Date.parse(evaluation.nextWakeAt));
   return [];
 }
@@ -423,11 +454,16 @@ async function deferAtStart(
           triggerTimeoutAt: timeoutAt,
           tryStartedAt: nowIso,
         },
+        // The new try begins here, in its trigger: it owes what a start on a worker would.
+        { owed: owedOnTask(task, { to: 'running', tryNumber, atMs: nowMs, newTry: true }) },
       ),
     );
     // Lost to another pass (which may have deferred the TI on this very trigger id) or to a change
     // of the TI: the trigger is left alone. One nothing waits on is deleted at its triggerer's next call.
-    if (deferred) deps.metrics.increment('ti.deferred');
+    if (deferred) {
+      deps.metrics.increment('ti.deferred');
+      await materializeOwed(deps, run, dag, [deferred]);
+    }
   });
   await releaseOwned(
     deps,
@@ -526,13 +562,45 @@ async function sendWorkloads(
   }
 }
 
-async function finishRun(deps: EngineDeps, run: DagRun, state: 'success' | 'failed', nowMs: number) {
+async function finishRun(
+  deps: EngineDeps,
+  run: DagRun,
+  dag: SerializedDag,
+  state: 'success' | 'failed',
+  nowMs: number,
+) {
   const endDate = new Date(nowMs).toISOString();
+  // DAG callbacks are owed here whatever ran the tasks; a run finishing again after a clear
+  // (a new clear count) owes them anew.
+  const owed = owedOnRunFinish(dag, {
+    to: state,
+    clearCount: run.clearCount,
+    atMs: nowMs,
+    ...(state === 'failed'
+      ? { errorMessage: 'A task of the run failed (its upstream_failed or failed leaves decide the run)' }
+      : {}),
+  });
   // Conditional on the clears seen: a clear since this pass's read keeps the run going.
   const finished = await ignoreConflict(
-    deps.store.transitionDagRun(run, { state: 'running', clearCount: run.clearCount }, { state, endDate }),
+    deps.store.transitionDagRun(
+      run,
+      { state: 'running', clearCount: run.clearCount },
+      { state, endDate },
+      { owed },
+    ),
   );
   if (!finished) return;
+  if (finished.owedCallbacks && deps.callbacks) {
+    await deps.callbacks
+      .materialize({ run: finished }, finished.owedCallbacks, dag)
+      .catch((error: unknown) => {
+        deps.log.warn('Callbacks of a finished run were not materialized; the tick does it', {
+          dagId: run.dagId,
+          runId: run.runId,
+          error,
+        });
+      });
+  }
   deps.readiness?.delete(readinessKey(run));
   deps.metrics.increment(`dag_runs.${state}`);
   deps.log.info(`DAG run ${state}`, { dagId: run.dagId, runId: run.runId });

@@ -1,5 +1,6 @@
 import type { Settings } from '#config/settings.ts';
 import { logMaxChunksOf } from '#config/settings.ts';
+import type { CallbackErrorType } from '#core/callbacks.ts';
 import {
   type DagRun,
   type DagRunKey,
@@ -14,6 +15,7 @@ import { type LogStore, noteChunkId, workerChunkId } from '#logs/port.ts';
 import type { Metrics } from '#metrics/port.ts';
 import { ConditionFailedError } from '#store/errors.ts';
 import type { Store, TaskInstanceChanges, TaskInstanceExpectation } from '#store/port.ts';
+import { type CallbackService, owedOnTask } from './callbacks.ts';
 import type { DagVersionCache } from './dag-cache.ts';
 import { InvalidRequestError, LimitExceededError, NotFoundError, StateConflictError } from './errors.ts';
 import { DEFAULT_TRIGGER_QUEUE, deferralTimeoutAt, triggerIdOf } from './triggers.ts';
@@ -27,6 +29,8 @@ export interface TaskLifecycleDeps {
   settings: Pick<Settings, 'xcomMaxBytes' | 'logChunkMaxBytes' | 'logMaxBytes'>;
   now: () => number;
   metrics?: Metrics;
+  /** Materializes what a recorded change owes before the call answers; without it, the tick does. */
+  callbacks?: Pick<CallbackService, 'materialize'>;
 }
 
 export interface StartedTaskInstance {
@@ -39,7 +43,7 @@ export interface StartedTaskInstance {
 export type TaskReport =
   | { state: 'success'; xcom?: string; followTaskIds?: string[] }
   | { state: 'skipped'; reason?: string }
-  | { state: 'failed'; errorMessage: string; retryable: boolean }
+  | { state: 'failed'; errorMessage: string; retryable: boolean; errorType?: CallbackErrorType }
   /** The worker stopped before the task finished (a graceful shutdown): run it again without using a try. */
   | { state: 'handed_back' }
   /** The task deferred: its trigger is stored, its slot freed, and it waits in `deferred`. */
@@ -121,7 +125,12 @@ export class TaskLifecycle {
     worker: { hostname: string; workerId: string; startId?: string | undefined },
   ): Promise<StartedTaskInstance> {
     const run = await this.#run(key);
-    const now = new Date(this.#deps.now()).toISOString();
+    const dag = await this.#deps.dags.get(run.dagId, run.dagVersion);
+    const task = findTask(dag, key);
+    const nowMs = this.#deps.now();
+    const now = new Date(nowMs).toISOString();
+    // A try resuming after a deferral owes the same callback as its first start: the same id, stored once.
+    const owed = owedOnTask(task, { to: 'running', tryNumber, atMs: nowMs, newTry: true });
     let ti: TaskInstance;
     try {
       ti = await this.#transition(
@@ -138,7 +147,7 @@ export class TaskLifecycle {
           errorMessage: null,
           durationMs: null,
         },
-        { movedOn: true },
+        { movedOn: true, owed },
       );
     } catch (error) {
       if (!(error instanceof TryMovedOnError)) throw error;
@@ -156,8 +165,7 @@ export class TaskLifecycle {
       // A resumed try: how long its trigger's event took to reach a worker again.
       this.#deps.metrics?.gauge('triggers.event_to_resume_ms', Date.parse(now) - Date.parse(ti.nextEventAt));
     }
-    const dag = await this.#deps.dags.get(run.dagId, run.dagVersion);
-    const task = findTask(dag, key);
+    await this.#materialize(run, ti, dag);
     return { ti, run, dag, task };
   }
 
@@ -212,9 +220,12 @@ export class TaskLifecycle {
       const appended = resumedSince
         ? {}
         : await this.#appendChunk(key, tryNumber, options.log, reportPhase(current, report));
+      // The first call may have died before it materialized what the report owed.
+      await this.#materialize(await this.#run(key), current);
       await this.#deps.notifier.notify(key);
       return { ti: current, duplicate: true, ...appended };
     }
+    await this.#materialize(await this.#run(key), ti);
     const appended = await this.#appendChunk(key, tryNumber, options.log, reportPhase(ti, report));
     if (report.state === 'deferred') this.#deps.metrics?.increment('ti.deferred');
     await this.#deps.notifier.notify(key);
@@ -238,7 +249,9 @@ export class TaskLifecycle {
   async #record(key: TaskInstanceKey, tryNumber: number, report: TaskReport, reportId: string) {
     const nowMs = this.#deps.now();
     const ended = { endDate: new Date(nowMs).toISOString(), heartbeatAt: null, reportId };
+    const task = findTask(await this.#dagOf(key), key);
     let changes: TaskInstanceChanges;
+    let errorType: CallbackErrorType | undefined;
     switch (report.state) {
       case 'success': {
         if (report.followTaskIds) await this.#checkBranchChoice(key, report.followTaskIds);
@@ -263,7 +276,7 @@ export class TaskLifecycle {
         break;
       case 'failed': {
         const current = await this.#expectRunning(key, tryNumber, reportId);
-        const task = findTask(await this.#dagOf(key), key);
+        errorType = report.errorType ?? 'task_error';
         const next = failureTransition(current, task, nowMs, { retryable: report.retryable });
         changes = {
           ...ended,
@@ -289,7 +302,6 @@ export class TaskLifecycle {
       }
       case 'deferred': {
         const current = await this.#expectRunning(key, tryNumber, reportId);
-        const task = findTask(await this.#dagOf(key), key);
         const deferralSeq = (current.deferralSeq ?? 0) + 1;
         const tryStartedAt = current.tryStartedAt ?? current.startDate ?? new Date(nowMs).toISOString();
         const timeoutAt = deferralTimeoutAt(
@@ -333,10 +345,33 @@ export class TaskLifecycle {
         break;
       }
     }
+    const owed =
+      changes.state === undefined
+        ? []
+        : owedOnTask(task, {
+            to: changes.state,
+            tryNumber,
+            atMs: nowMs,
+            errorMessage: changes.errorMessage,
+            errorType,
+          });
     // Not a report already recorded: after a deferral the try runs again, still at this try.
     return this.#transition(key, { state: 'running', tryNumber, reportIdNot: reportId }, changes, {
       movedOn: true,
+      owed,
     });
+  }
+
+  /** Turns what the TI owes into callback items before the call answers (the tick does it otherwise). */
+  async #materialize(run: DagRun, ti: TaskInstance, dag?: SerializedDag): Promise<void> {
+    const owed = ti.owedCallbacks;
+    if (!owed || owed.length === 0 || !this.#deps.callbacks) return;
+    try {
+      await this.#deps.callbacks.materialize({ run, ti }, owed, dag);
+    } catch {
+      // The change is recorded and its callbacks are owed durably: the tick's sweep materializes them.
+      this.#deps.metrics?.increment('callbacks.materialize_deferred');
+    }
   }
 
   #checkDeferral(key: TaskInstanceKey, deferral: DeferralReport): void {
@@ -449,10 +484,15 @@ export class TaskLifecycle {
     key: TaskInstanceKey,
     expected: TaskInstanceExpectation & { tryNumber: number },
     changes: TaskInstanceChanges,
-    options: { movedOn?: boolean } = {},
+    options: { movedOn?: boolean; owed?: readonly string[] } = {},
   ): Promise<TaskInstance> {
     try {
-      return await this.#deps.store.transitionTaskInstance(key, expected, changes);
+      return await this.#deps.store.transitionTaskInstance(
+        key,
+        expected,
+        changes,
+        options.owed === undefined ? {} : { owed: options.owed },
+      );
     } catch (error) {
       if (!(error instanceof ConditionFailedError)) throw error;
       const current = await this.#deps.store.getTaskInstance(key);

@@ -1,6 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import type { Settings } from '#config/settings.ts';
 import type { TriggerEventType } from '#contracts/triggers.ts';
+import type { CallbackErrorType } from '#core/callbacks.ts';
 import { mapConcurrently } from '#core/concurrency.ts';
 import {
   type DagRunKey,
@@ -15,6 +16,7 @@ import { type LogStore, triggerChunkId } from '#logs/port.ts';
 import type { Metrics } from '#metrics/port.ts';
 import { ConditionFailedError, NotFoundError as StoreNotFoundError } from '#store/errors.ts';
 import type { Store, TaskInstanceChanges } from '#store/port.ts';
+import { type CallbackService, owedOnTask } from './callbacks.ts';
 import type { DagVersionCache } from './dag-cache.ts';
 import { NotFoundError, NotReadyError, StateConflictError } from './errors.ts';
 import type { Logger } from './logger.ts';
@@ -84,6 +86,8 @@ export interface TriggerLifecycleDeps {
     'xcomMaxBytes' | 'logChunkMaxBytes' | 'triggererHeartbeatIntervalMs' | 'triggererHeartbeatTimeoutMs'
   >;
   now: () => number;
+  /** Materializes what an applied event owes before the call answers; without it, the tick does. */
+  callbacks?: Pick<CallbackService, 'materialize'>;
 }
 
 /** Dead jobs that hold no trigger any more are deleted this long after they ended. */
@@ -298,7 +302,7 @@ export class TriggerLifecycle {
         };
         break;
     }
-    return this.#apply(trigger, changes, `event (${event.type})`);
+    return this.#apply(trigger, changes, `event (${event.type})`, 'trigger_failure');
   }
 
   /** A trigger that failed (raised, or could not be run): the try fails, and retries if it may. */
@@ -350,6 +354,7 @@ export class TriggerLifecycle {
         ...finished(),
       },
       'failure',
+      'trigger_failure',
     );
   }
 
@@ -367,17 +372,40 @@ export class TriggerLifecycle {
     }
   }
 
-  async #apply(trigger: Trigger, changes: TaskInstanceChanges, what: string): Promise<EventOutcome> {
+  async #apply(
+    trigger: Trigger,
+    changes: TaskInstanceChanges,
+    what: string,
+    errorType?: CallbackErrorType,
+  ): Promise<EventOutcome> {
     const key = trigger.ti;
+    const run = await this.#deps.store.getDagRun(key);
+    const dag = run ? await this.#deps.dags.get(run.dagId, run.dagVersion) : undefined;
+    const task = dag?.tasks.find((t) => t.taskId === key.taskId);
+    const owed =
+      changes.state === undefined
+        ? []
+        : owedOnTask(task, {
+            to: changes.state,
+            tryNumber: trigger.tryNumber,
+            atMs: this.#deps.now(),
+            errorMessage: changes.errorMessage,
+            errorType,
+          });
+    let ti: TaskInstance;
     try {
-      await this.#deps.store.transitionTaskInstance(
+      ti = await this.#deps.store.transitionTaskInstance(
         key,
         { state: 'deferred', tryNumber: trigger.tryNumber, deferralSeq: trigger.deferralSeq },
         changes,
+        { owed },
       );
     } catch (error) {
       if (!(error instanceof ConditionFailedError)) throw error;
       return this.#settle(trigger, await this.#deps.store.getTaskInstance(key));
+    }
+    if (run && ti.owedCallbacks && this.#deps.callbacks) {
+      await this.#deps.callbacks.materialize({ run, ti }, ti.owedCallbacks, dag);
     }
     this.#deps.metrics.increment('triggers.events_applied');
     if (changes.state === 'success') this.#deps.metrics.increment('triggers.succeeded');

@@ -1,9 +1,18 @@
 /** What DAG files import as 'updraft'. */
+export type { CallbackContext } from './callback-context.ts';
 export type { TaskContext, TaskLogger, TaskResume } from './context.ts';
 export { type BranchChoice, Dag, DagBuilder, dag, isDag } from './dag.ts';
 export { DagImportError, DagValidationError, SdkError } from './errors.ts';
 export { BaseOperator, type OperatorContext } from './operator.ts';
-export type { DagOptions, DefaultArgs, TaskOptions, UpstreamRef } from './options.ts';
+export type {
+  CallbackFunction,
+  CallbackInput,
+  CallbackSpec,
+  DagOptions,
+  DefaultArgs,
+  TaskOptions,
+  UpstreamRef,
+} from './options.ts';
 export {
   DateTimeSensor,
   type DateTimeSensorOptions,

@@ -13,9 +13,18 @@ import {
   WEIGHT_RULES,
   type WeightRule,
 } from '#core/serialized-dag.ts';
+import {
+  type CallbackInput,
+  type DagCallbackLists,
+  resolveDagCallbacks,
+  resolveTaskCallbacks,
+  type TaskCallbackLists,
+} from './callback-options.ts';
 import { DagValidationError } from './errors.ts';
 import { serialize } from './serde.ts';
 import { type DeferRequest, defer } from './signals.ts';
+
+export type { CallbackFunction, CallbackInput, CallbackSpec, ResolvedCallback } from './callback-options.ts';
 
 /** A task given by its handle or by its id (which may name a task defined later in the builder). */
 export type UpstreamRef = string | { readonly taskId: string };
@@ -53,6 +62,16 @@ export interface TaskOptions {
    * (or ends from the trigger) when the trigger fires. Decided when the DAG is parsed.
    */
   startFromTrigger?: DeferRequest;
+  /** Run when a try succeeds. */
+  onSuccess?: CallbackInput;
+  /** Run when the task fails for good (no retry left). */
+  onFailure?: CallbackInput;
+  /** Run when a try fails and the task will retry. */
+  onRetry?: CallbackInput;
+  /** Run when a try starts (not when a deferred try resumes). */
+  onExecute?: CallbackInput;
+  /** Run when the task skips itself. */
+  onSkipped?: CallbackInput;
 }
 
 /** Task options applied to every task of a DAG unless the task sets them itself. */
@@ -74,6 +93,10 @@ export interface DagOptions {
   params?: Record<string, unknown>;
   tags?: string[];
   defaultArgs?: DefaultArgs;
+  /** Run when a run of the DAG succeeds. */
+  onSuccess?: CallbackInput;
+  /** Run when a run of the DAG fails. */
+  onFailure?: CallbackInput;
 }
 
 export interface ResolvedTaskOptions {
@@ -93,6 +116,8 @@ export interface ResolvedTaskOptions {
   memoryLimitMb: number | null;
   /** The trigger the task starts in (start from trigger); null: the task starts on a worker. */
   startTrigger: StartTrigger | null;
+  /** The task's callbacks by event, defaultArgs' ones for an event the task does not set. */
+  callbacks: TaskCallbackLists;
 }
 
 export interface ResolvedDagOptions {
@@ -108,6 +133,8 @@ export interface ResolvedDagOptions {
   tags: string[];
   /** Already checked; merged under each task's own options. */
   defaultArgs: DefaultArgs;
+  /** The run's callbacks by event. */
+  callbacks: DagCallbackLists;
 }
 
 /**
@@ -148,6 +175,12 @@ const defaultArgsSchema = z.strictObject({
       `must be at least ${MEMORY_LIMIT_MIN_MB} (a task runner process takes about 110 MB before the task allocates anything)`,
     )
     .optional(),
+  // Checked by resolveTaskCallbacks, whose messages say what a callback may be.
+  onSuccess: z.unknown().optional(),
+  onFailure: z.unknown().optional(),
+  onRetry: z.unknown().optional(),
+  onExecute: z.unknown().optional(),
+  onSkipped: z.unknown().optional(),
 });
 
 const taskOptionsSchema = defaultArgsSchema.extend({
@@ -179,6 +212,8 @@ const dagOptionsSchema = z.strictObject({
   params: z.record(z.string(), z.json()).optional(),
   tags: z.array(z.string().min(1)).optional(),
   defaultArgs: z.unknown().optional(),
+  onSuccess: z.unknown().optional(),
+  onFailure: z.unknown().optional(),
 });
 
 /** "option 'retries': Too small…; unknown option 'foo'" from zod's issues. */
@@ -238,6 +273,7 @@ export function resolveDagOptions(options: DagOptions): ResolvedDagOptions {
     throw new DagValidationError(`${where} defaultArgs: ${describeIssues(defaults.error)}`);
   // Parsing the defaults' durations once here blames the DAG, not every task, for a bad default.
   resolveDurations(defaults.data, `${where} defaultArgs`);
+  resolveTaskCallbacks(defaults.data, `${where} defaultArgs`);
 
   return {
     dagId: raw.id,
@@ -251,6 +287,7 @@ export function resolveDagOptions(options: DagOptions): ResolvedDagOptions {
     params: structuredClone(raw.params ?? {}) as Record<string, unknown>,
     tags: [...(raw.tags ?? [])],
     defaultArgs: defaults.data as DefaultArgs,
+    callbacks: resolveDagCallbacks(raw, where),
   };
 }
 
@@ -302,7 +339,8 @@ export function resolveTaskOptions(dag: ResolvedDagOptions, options: unknown): P
   const parsed = taskOptionsSchema.safeParse(options);
   if (!parsed.success) throw new DagValidationError(`${where}: ${describeIssues(parsed.error)}`);
   const { id: _id, upstream, startFromTrigger, ...own } = parsed.data;
-  const merged: DefaultArgs = { ...dag.defaultArgs, ...stripUndefined(own) };
+  // The callback options were parsed as unknown; resolveTaskCallbacks checks them below.
+  const merged: DefaultArgs = { ...dag.defaultArgs, ...(stripUndefined(own) as Partial<DefaultArgs>) };
   const durations = resolveDurations(merged, where);
   const upstreamList = upstream === undefined ? [] : Array.isArray(upstream) ? upstream : [upstream];
   return {
@@ -321,6 +359,8 @@ export function resolveTaskOptions(dag: ResolvedDagOptions, options: unknown): P
       doc: merged.doc ?? null,
       memoryLimitMb: merged.memoryLimitMb ?? null,
       startTrigger: startFromTrigger === undefined ? null : startTriggerOf(startFromTrigger, where),
+      // A task's own option for an event, [] included, replaces defaultArgs' (Airflow's default_args).
+      callbacks: resolveTaskCallbacks(merged, where),
     },
   };
 }

@@ -1,10 +1,12 @@
 import { createHash } from 'node:crypto';
+import type { CallbackRef } from '#core/callbacks.ts';
 import {
   type SerializedDag,
   type SerializedTask,
   serializedDagSchema,
   type VersionedDag,
 } from '#core/serialized-dag.ts';
+import { callbackRefsOf, type ResolvedCallback } from './callback-options.ts';
 import type { Dag } from './dag.ts';
 import { SerializedDagError } from './errors.ts';
 import { describeIssues } from './options.ts';
@@ -33,6 +35,7 @@ export function serializeDag(dag: Dag, fileloc: string): SerializedDag {
     // Only when set, so the version of a DAG that sets none is what it was before the option existed.
     ...(task.options.memoryLimitMb === null ? {} : { memoryLimitMb: task.options.memoryLimitMb }),
     ...(task.options.startTrigger === null ? {} : { startTrigger: { ...task.options.startTrigger } }),
+    ...callbacksField(task.options.callbacks),
   }));
   return {
     formatVersion: 1,
@@ -48,7 +51,16 @@ export function serializeDag(dag: Dag, fileloc: string): SerializedDag {
     params: structuredClone(options.params),
     tags: [...options.tags],
     tasks,
+    ...callbacksField(options.callbacks),
   };
+}
+
+/** `{ callbacks }` with the references of each event that has some; `{}` when none has (the version is unchanged). */
+function callbacksField<E extends string>(
+  lists: { [K in E]?: readonly ResolvedCallback[] },
+): { callbacks?: { [K in E]?: CallbackRef[] } } {
+  const callbacks = callbackRefsOf(lists);
+  return callbacks === undefined ? {} : { callbacks };
 }
 
 /** JSON with object keys sorted at every level, so equal data always gives equal text. */

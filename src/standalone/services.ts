@@ -24,7 +24,9 @@ import { DynamoStore } from '#store/dynamodb.ts';
 import { toDocumentClient } from '#store/embedded.ts';
 import { instrumentClient, type RequestCounter } from '#store/instrument.ts';
 import type { Store } from '#store/port.ts';
+import { CallbackWorkerPool } from '#worker/callback-pool.ts';
 import { ExecutionClient } from '#worker/execution-client.ts';
+import { ProcessTaskExecutor } from '#worker/executor.ts';
 import { WorkerPool } from '#worker/pool.ts';
 import { DemoJobService } from './demo-jobs.ts';
 import { StandaloneError } from './errors.ts';
@@ -142,7 +144,7 @@ export async function startStandalone(settings: Settings, options: StandaloneOpt
     now,
     storeHealth: () => dynamo.health(),
   };
-  const { api, dags, notifier, tokens } = createApiStack(stackDeps);
+  const { api, dags, notifier, tokens, callbacks } = createApiStack(stackDeps);
   const apiFetch: (request: Request) => Response | Promise<Response> = options.freshInstances
     ? (request) => createApiStack(stackDeps).api.fetch(request)
     : (request) => api.fetch(request);
@@ -175,6 +177,7 @@ export async function startStandalone(settings: Settings, options: StandaloneOpt
       isOrphanedQueued: (ti) => ti.queuedAt !== null && Date.parse(ti.queuedAt) < startedAtMs,
     },
     readiness: new Map(),
+    callbacks,
   };
   const bundles = new BundleStore(join(settings.home, 'bundles'));
   const dagParser = new DagFileParser({
@@ -197,11 +200,12 @@ export async function startStandalone(settings: Settings, options: StandaloneOpt
   };
   await refreshDags();
 
+  const executionClient = new ExecutionClient(apiUrl, {
+    fetch: (input, init) => Promise.resolve(apiFetch(new Request(input, init))),
+  });
   const workers = new WorkerPool({
     queues: [queues.tasks_high, queues.tasks_default, queues.tasks_low],
-    client: new ExecutionClient(apiUrl, {
-      fetch: (input, init) => Promise.resolve(apiFetch(new Request(input, init))),
-    }),
+    client: executionClient,
     slots: settings.workerSlots,
     dagsFolder: settings.dagsFolder,
     bundlesFolder: bundles.folder,
@@ -218,6 +222,23 @@ export async function startStandalone(settings: Settings, options: StandaloneOpt
   metrics.addSource(async () => ({ 'executor.queued_tasks': await queuedTaskCount(queues) }));
   metrics.addSource(() => readinessGauges(engine.readiness));
   workers.start();
+  // The callback lane: slots and runner processes of its own (docs/callbacks.md).
+  const callbackRunners = new ProcessTaskExecutor({
+    dagsFolder: settings.dagsFolder,
+    bundlesFolder: bundles.folder,
+    cwd,
+    memoryLimitMb: settings.taskMemoryLimitMb,
+  });
+  const callbackWorkers = new CallbackWorkerPool({
+    queue: queues.callbacks,
+    client: executionClient,
+    executor: callbackRunners,
+    slots: settings.callbackSlots,
+    workerId: workers.workerId,
+    metrics,
+    log: log.child({ component: 'callbacks' }),
+  });
+  callbackWorkers.start();
 
   // The triggerer reaches the API over HTTP only, like the Fargate triggerer on AWS.
   const triggerer =
@@ -273,7 +294,8 @@ export async function startStandalone(settings: Settings, options: StandaloneOpt
     async stop() {
       background.stop();
       dagParser.close();
-      await Promise.all([workers.stop(), triggerer?.stop()]);
+      await Promise.all([workers.stop(), callbackWorkers.stop(), triggerer?.stop()]);
+      callbackRunners.close();
       await notifier.drain();
       stopLoop.abort();
       await loop;

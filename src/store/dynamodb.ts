@@ -1,4 +1,5 @@
 import type { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import type { Callback, CallbackKey } from '#core/callbacks.ts';
 import type {
   DagRun,
   DagRunKey,
@@ -10,20 +11,25 @@ import type {
 import type { RunSummary, SummaryEntry } from '#core/run-summary.ts';
 import type { SerializedDag } from '#core/serialized-dag.ts';
 import type { DagRunState } from '#core/states.ts';
+import { DynamoCallbackStore } from './callback-store.ts';
 import { DynamoDagStore } from './dag-store.ts';
 import { DynamoJobStore } from './job-store.ts';
+import type { ItemKey } from './keys.ts';
 import type {
+  CallbackExpectation,
   DagRecord,
   DagRecordChanges,
   DagRecordUpsert,
   DagRunChanges,
   DagRunExpectation,
   ImportError,
+  OwedOwner,
   Page,
   PageRequest,
   ReconcileCursor,
   RunHead,
   RunSnapshot,
+  RunTransitionOptions,
   SlotPoolChange,
   SlotPoolRef,
   SlotPoolState,
@@ -55,6 +61,7 @@ export class DynamoStore implements Store {
   readonly #scheduling: DynamoSchedulingStateStore;
   readonly #triggers: DynamoTriggerStore;
   readonly #jobs: DynamoJobStore;
+  readonly #callbacks: DynamoCallbackStore;
 
   /**
    * `retentionDays` (UPDRAFT_RETENTION_DAYS): stamp a run's items with the table's time to live
@@ -77,6 +84,7 @@ export class DynamoStore implements Store {
     this.#scheduling = new DynamoSchedulingStateStore(table);
     this.#triggers = new DynamoTriggerStore(table);
     this.#jobs = new DynamoJobStore(table);
+    this.#callbacks = new DynamoCallbackStore(table);
   }
 
   // DAGs
@@ -142,8 +150,13 @@ export class DynamoStore implements Store {
   ): Promise<Page<DagRunKey & { state: DagRunState }>> {
     return this.#runs.listActiveDagRuns(page);
   }
-  transitionDagRun(key: DagRunKey, expected: DagRunExpectation, changes: DagRunChanges): Promise<DagRun> {
-    return this.#runs.transitionDagRun(key, expected, changes);
+  transitionDagRun(
+    key: DagRunKey,
+    expected: DagRunExpectation,
+    changes: DagRunChanges,
+    options?: RunTransitionOptions,
+  ): Promise<DagRun> {
+    return this.#runs.transitionDagRun(key, expected, changes, options);
   }
   markRunCleared(key: DagRunKey, phase: 'begin' | 'end'): Promise<DagRun> {
     return this.#runs.markRunCleared(key, phase);
@@ -254,5 +267,36 @@ export class DynamoStore implements Store {
   }
   deleteJob(jobId: string): Promise<void> {
     return this.#jobs.deleteJob(jobId);
+  }
+
+  // Callbacks
+  putCallback(callback: Callback, dueAt: string | null): Promise<boolean> {
+    return this.#callbacks.putCallback(callback, dueAt);
+  }
+  getCallback(key: CallbackKey): Promise<Callback | undefined> {
+    return this.#callbacks.getCallback(key);
+  }
+  listCallbacks(run: DagRunKey, page: PageRequest): Promise<Page<Callback>> {
+    return this.#callbacks.listCallbacks(run, page);
+  }
+  listDueCallbacks(now: string, limit: number): Promise<Callback[]> {
+    return this.#callbacks.listDueCallbacks(now, limit);
+  }
+  transitionCallback(
+    key: CallbackKey,
+    expected: CallbackExpectation,
+    changes: Partial<Omit<Callback, 'callbackId' | 'dagId' | 'runId' | 'revision'>>,
+    dueAt: string | null,
+  ): Promise<Callback> {
+    return this.#callbacks.transitionCallback(key, expected, changes, dueAt);
+  }
+  settleOwed(owner: ItemKey, elements: readonly string[]): Promise<void> {
+    return this.#callbacks.settleOwed(owner, elements);
+  }
+  listOwedOwners(before: string, limit: number): Promise<ItemKey[]> {
+    return this.#callbacks.listOwedOwners(before, limit);
+  }
+  getOwedOwner(owner: ItemKey): Promise<OwedOwner | undefined> {
+    return this.#callbacks.getOwedOwner(owner);
   }
 }

@@ -7,6 +7,7 @@ import {
   importErrorKey,
   isActiveDagRunState,
   KEY_ATTRIBUTES,
+  OWED_CALLBACKS_ATTRIBUTE,
   runsByLogicalDateKey,
   taskInstanceKey,
 } from './keys.ts';
@@ -50,7 +51,20 @@ export function dagRunToItem(run: DagRun): Item {
 }
 
 export function itemToDagRun(item: Item): DagRun {
-  return { clearCount: 0, ...withoutKeyAttributes(item) } as unknown as DagRun;
+  return readOwed({ clearCount: 0, ...withoutKeyAttributes(item) }) as unknown as DagRun;
+}
+
+/** A string set reads back as a Set: the model keeps a sorted array (absent when empty). */
+function readOwed(model: Record<string, unknown>): Record<string, unknown> {
+  const owed = model[OWED_CALLBACKS_ATTRIBUTE];
+  if (owed === undefined) return model;
+  const list =
+    owed instanceof Set ? [...owed].map(String).sort() : Array.isArray(owed) ? owed.map(String) : [];
+  if (list.length === 0) {
+    const { [OWED_CALLBACKS_ATTRIBUTE]: _, ...rest } = model;
+    return rest;
+  }
+  return { ...model, [OWED_CALLBACKS_ATTRIBUTE]: list };
 }
 
 export function taskInstanceToItem(ti: TaskInstance): Item {
@@ -58,7 +72,11 @@ export function taskInstanceToItem(ti: TaskInstance): Item {
 }
 
 export function itemToTaskInstance(item: Item): TaskInstance {
-  return { reportId: null, queuedSends: 0, ...withoutKeyAttributes(item) } as unknown as TaskInstance;
+  return readOwed({
+    reportId: null,
+    queuedSends: 0,
+    ...withoutKeyAttributes(item),
+  }) as unknown as TaskInstance;
 }
 
 export function emptySlotPool(): SlotPoolState {
@@ -132,6 +150,8 @@ const PROTECTED_FIELDS: ReadonlySet<string> = new Set([
   'clearCount',
   'clearsInProgress',
   'clearBegunAt',
+  // Only the store adds owed callbacks (with the state change that owes them) and settles them.
+  OWED_CALLBACKS_ATTRIBUTE,
 ]);
 
 /**
@@ -176,11 +196,17 @@ export class ExpressionBuilder {
     return `attribute_exists(${this.name(attribute)})`;
   }
 
+  /** ` ADD owedCallbacks :set` for owed callbacks (empty when none): a string set, duplicates merge. */
+  addOwed(owed: readonly string[] | undefined): string {
+    if (!owed || owed.length === 0) return '';
+    return ` ADD ${this.name(OWED_CALLBACKS_ATTRIBUTE)} ${this.value(new Set(owed))}`;
+  }
+
   /**
    * SET of the given fields (undefined ones skipped, protected ones ignored), REMOVE of the
    * given attributes, and the revision bump every write carries.
    */
-  update(changes: object, extraSet: Item = {}, remove: readonly string[] = []): string {
+  update(changes: object, extraSet: Item = {}, remove: readonly string[] = [], add = ''): string {
     const assignments: string[] = [];
     for (const [field, value] of Object.entries(changes)) {
       if (value === undefined || PROTECTED_FIELDS.has(field)) continue;
@@ -193,7 +219,7 @@ export class ExpressionBuilder {
     assignments.push(`${revision} = ${revision} + ${this.value(1)}`);
     const removal =
       remove.length > 0 ? ` REMOVE ${remove.map((attribute) => this.name(attribute)).join(', ')}` : '';
-    return `SET ${assignments.join(', ')}${removal}`;
+    return `SET ${assignments.join(', ')}${removal}${add}`;
   }
 
   /** The expression maps, omitted when empty (DynamoDB rejects empty maps). */

@@ -1,3 +1,4 @@
+import { decodeOwed } from '#core/callbacks.ts';
 import type { DagRunKey, TaskInstanceKey } from '#core/models.ts';
 import type { DagRunState } from '#core/states.ts';
 import { InvalidKeyError } from './errors.ts';
@@ -245,6 +246,49 @@ export function xcomKey(key: TaskInstanceKey & { key: string }): ItemKey {
 export function triggerKey(triggerId: string): ItemKey {
   assertKeySegment('trigger id', triggerId);
   return { pk: TRIGGERS_PARTITION, sk: `${TRIGGER_SORT_PREFIX}${triggerId}` };
+}
+
+/**
+ * GSI2 partition of owners (task instances, finished runs) holding owed callbacks not yet turned
+ * into callback items: the tick's backstop reads it (see `src/engine/callbacks.ts`). Sort key: when
+ * the oldest element became owed, then the owner's key.
+ */
+export const CALLBACKS_OWED_PARTITION = 'CALLBACKS_OWED';
+/** GSI1 partition of callbacks not final, sorted by when a tick must look at them again. */
+export const CALLBACKS_DUE_PARTITION = 'CALLBACKS_DUE';
+export const CALLBACK_SORT_PREFIX = 'CB#';
+/** The attribute of an owner item holding its owed callbacks (a string set). */
+export const OWED_CALLBACKS_ATTRIBUTE = 'owedCallbacks';
+
+export function owedIndexKey(owner: ItemKey, owedAt: string): { gsi2pk: string; gsi2sk: string } {
+  return { gsi2pk: CALLBACKS_OWED_PARTITION, gsi2sk: `${owedAt}#${owner.pk}#${owner.sk}` };
+}
+
+/** When the earliest of these owed elements became owed (their own time, the engine's clock); else `fallback`. */
+export function owedSince(owed: readonly string[], fallback: string): string {
+  let earliest: string | undefined;
+  for (const element of owed) {
+    const at = decodeOwed(element)?.at;
+    if (at !== undefined && (earliest === undefined || at < earliest)) earliest = at;
+  }
+  return earliest ?? fallback;
+}
+
+/** A run's callbacks: a partition of their own, so the run's snapshot and head never read them. */
+export function callbacksPartition(key: DagRunKey): string {
+  assertKeySegment('DAG id', key.dagId);
+  assertKeySegment('run id', key.runId);
+  return `CALLBACKS#${key.dagId}#${key.runId}`;
+}
+
+export function callbackItemKey(key: DagRunKey & { callbackId: string }): ItemKey {
+  assertKeySegment('callback id', key.callbackId);
+  return { pk: callbacksPartition(key), sk: `${CALLBACK_SORT_PREFIX}${key.callbackId}` };
+}
+
+/** GSI1 keys of a callback that is not final: due at `dueAt`, the id breaking ties. */
+export function callbackDueKey(callbackId: string, dueAt: string): { gsi1pk: string; gsi1sk: string } {
+  return { gsi1pk: CALLBACKS_DUE_PARTITION, gsi1sk: `${dueAt}#${callbackId}` };
 }
 
 export function jobKey(jobId: string): ItemKey {

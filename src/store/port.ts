@@ -1,3 +1,4 @@
+import type { Callback, CallbackKey, CallbackState } from '#core/callbacks.ts';
 import type {
   DagRun,
   DagRunKey,
@@ -9,6 +10,7 @@ import type {
 import type { RunSummary, SummaryEntry } from '#core/run-summary.ts';
 import type { SerializedDag } from '#core/serialized-dag.ts';
 import type { DagRunState, TaskInstanceState } from '#core/states.ts';
+import type { ItemKey } from './keys.ts';
 
 /** What the store keeps about a DAG besides its serialized versions. */
 export interface DagRecord {
@@ -62,6 +64,17 @@ export interface TaskInstanceExpectation {
 export interface TransitionOptions {
   /** A clear: any state may go back to `none` (not a transition of the table, a reset). */
   reset?: boolean;
+  /**
+   * Callbacks the change owes (encoded `OwedCallback`s), added to the item's owed set by the same
+   * conditional write. Required (`[]` for none) on every change into a state that can owe one, so
+   * no caller can forget to say (`assertOwedStated`).
+   */
+  owed?: readonly string[];
+}
+
+export interface RunTransitionOptions {
+  /** As `TransitionOptions.owed`, for a run's finish. */
+  owed?: readonly string[];
 }
 
 /** The expected current state of a run; `clearCount` guards a finish against a concurrent clear. */
@@ -195,7 +208,12 @@ export interface RunStore {
   listActiveDagRuns(
     page: PageRequest & { dagId?: string },
   ): Promise<Page<DagRunKey & { state: DagRunState }>>;
-  transitionDagRun(key: DagRunKey, expected: DagRunExpectation, changes: DagRunChanges): Promise<DagRun>;
+  transitionDagRun(
+    key: DagRunKey,
+    expected: DagRunExpectation,
+    changes: DagRunChanges,
+    options?: RunTransitionOptions,
+  ): Promise<DagRun>;
   /**
    * A clear begins (`clearCount += 1`, `clearsInProgress += 1`) or ends (`clearCount += 1`,
    * `clearsInProgress -= 1`), in any state; `NotFoundError` when the run does not exist.
@@ -305,6 +323,48 @@ export interface JobStore {
   deleteJob(jobId: string): Promise<void>;
 }
 
+/** The expected state of a callback item: a write applies only when the stored item matches. */
+export interface CallbackExpectation {
+  state: CallbackState | readonly CallbackState[];
+  attempt?: number;
+  revision?: number;
+}
+
+/** An item holding owed callbacks, as the owed index names it. */
+export type OwedOwner =
+  | { kind: 'run'; itemKey: ItemKey; run: DagRun }
+  | { kind: 'task_instance'; itemKey: ItemKey; ti: TaskInstance };
+
+/**
+ * Callbacks (`core/callbacks.ts`): their items, the due index over those not final, and the owed
+ * sets their owners hold until they are settled.
+ */
+export interface CallbackStore {
+  /** Creates the item unless one with its id exists (the same callback owed again); tells whether it wrote. */
+  putCallback(callback: Callback, dueAt: string | null): Promise<boolean>;
+  getCallback(key: CallbackKey): Promise<Callback | undefined>;
+  /** A run's callbacks, by id. */
+  listCallbacks(run: DagRunKey, page: PageRequest): Promise<Page<Callback>>;
+  /** Callbacks not final whose due time is `now` or earlier, oldest first (eventually consistent). */
+  listDueCallbacks(now: string, limit: number): Promise<Callback[]>;
+  /**
+   * A conditional change; `dueAt` is when a tick must look at it next (null: final, out of the
+   * due index). `ConditionFailedError` when it does not match `expected`.
+   */
+  transitionCallback(
+    key: CallbackKey,
+    expected: CallbackExpectation,
+    changes: Partial<Omit<Callback, 'callbackId' | 'dagId' | 'runId' | 'revision'>>,
+    dueAt: string | null,
+  ): Promise<Callback>;
+  /** Removes these elements from the owner's owed set, and the owner from the owed index once it is empty. */
+  settleOwed(owner: ItemKey, elements: readonly string[]): Promise<void>;
+  /** Owners whose owed index entry sorts before `before` (an ISO time): oldest first. */
+  listOwedOwners(before: string, limit: number): Promise<ItemKey[]>;
+  /** The owner item, read consistently; undefined when it is gone. */
+  getOwedOwner(owner: ItemKey): Promise<OwedOwner | undefined>;
+}
+
 /**
  * The store port. Every state change is a conditional write that states its precondition;
  * a write whose precondition no longer holds throws `ConditionFailedError` and changes nothing,
@@ -317,4 +377,5 @@ export interface Store
     XComStore,
     SchedulingStateStore,
     TriggerStore,
-    JobStore {}
+    JobStore,
+    CallbackStore {}

@@ -30,6 +30,8 @@ import {
   GSI2_PARTITION_KEY,
   GSI2_SORT_KEY,
   isActiveDagRunState,
+  owedIndexKey,
+  owedSince,
   RUN_HEAD_SORT_PREFIX,
   RUN_SLOTS_SORT_KEY,
   RUN_SORT_KEY,
@@ -47,6 +49,7 @@ import type {
   RunHead,
   RunSnapshot,
   RunStore,
+  RunTransitionOptions,
   SlotPoolState,
 } from './port.ts';
 import type { TableRequests } from './requests.ts';
@@ -220,16 +223,29 @@ export class DynamoRunStore implements RunStore {
     key: DagRunKey,
     expected: DagRunExpectation,
     changes: DagRunChanges,
+    options: RunTransitionOptions = {},
   ): Promise<DagRun> {
     const { states, clearCount } = expectationOf(expected);
     if (states.length === 0) throw new StoreError('transitionDagRun needs at least one expected state');
+    if ((changes.state === 'success' || changes.state === 'failed') && options.owed === undefined) {
+      throw new StoreError(
+        `DAG run ${key.dagId}/${key.runId} cannot finish (${changes.state}) without stating the callbacks it owes (owed: [] for none)`,
+      );
+    }
     const expression = new ExpressionBuilder();
-    // The active-runs index is sparse: a run is in it exactly while queued or running.
+    const owes = options.owed !== undefined && options.owed.length > 0;
+    // The active-runs index is sparse: a run is in it exactly while queued or running. A finished
+    // run that owes callbacks moves to the owed index instead, until they are settled.
     let indexSet: Item = {};
     let indexRemove: string[] = [];
     if (changes.state !== undefined) {
       if (isActiveDagRunState(changes.state)) indexSet = activeRunKey(key);
-      else indexRemove = [GSI2_PARTITION_KEY, GSI2_SORT_KEY];
+      else if (owes) {
+        indexSet = owedIndexKey(
+          dagRunKey(key),
+          owedSince(options.owed ?? [], new Date(this.#table.now()).toISOString()),
+        );
+      } else indexRemove = [GSI2_PARTITION_KEY, GSI2_SORT_KEY];
     }
     const conditions = [expression.exists('pk'), expression.oneOf('state', states)];
     if (clearCount !== undefined) {
@@ -243,7 +259,12 @@ export class DynamoRunStore implements RunStore {
     const item = await this.#table.conditionalUpdate(
       {
         Key: dagRunKey(key),
-        UpdateExpression: expression.update(changes, { ...indexSet, ...this.#table.expiry() }, indexRemove),
+        UpdateExpression: expression.update(
+          changes,
+          { ...indexSet, ...this.#table.expiry() },
+          indexRemove,
+          expression.addOwed(options.owed),
+        ),
       },
       expression,
       conditions,

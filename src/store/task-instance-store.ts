@@ -3,7 +3,7 @@ import { canTransition, type TaskInstanceState } from '#core/states.ts';
 import { batchGetAll, forEachConcurrently } from './batch.ts';
 import { ConditionFailedError, StoreError } from './errors.ts';
 import { describeStoredItem, ExpressionBuilder, itemToTaskInstance, taskInstanceToItem } from './items.ts';
-import { taskInstanceKey } from './keys.ts';
+import { owedIndexKey, owedSince, taskInstanceKey } from './keys.ts';
 import type {
   TaskInstanceChanges,
   TaskInstanceExpectation,
@@ -42,6 +42,33 @@ export function assertAllowedTransitions(
           `not an allowed transition${target === 'none' ? ' (only a clear resets a task instance to none)' : ''}`,
       );
     }
+  }
+}
+
+/** Changes into these states can owe callbacks: the caller must say what they owe (`[]` for nothing). */
+const OWING_STATES: ReadonlySet<TaskInstanceState> = new Set([
+  'success',
+  'failed',
+  'up_for_retry',
+  'skipped',
+]);
+
+/**
+ * Refuses, before anything is sent, a change that could owe callbacks and does not say what it
+ * owes: a task instance ending (success, failed, up_for_retry, skipped) or starting a try
+ * (queued → running). A clear owes nothing and needs not say so.
+ */
+export function assertOwedStated(
+  key: TaskInstanceKey,
+  expectedStates: readonly TaskInstanceState[],
+  target: TaskInstanceState | undefined,
+  options: TransitionOptions,
+): void {
+  if (target === undefined || options.owed !== undefined || options.reset === true) return;
+  if (OWING_STATES.has(target) || (target === 'running' && expectedStates.includes('queued'))) {
+    throw new StoreError(
+      `task instance ${formatTaskInstanceKey(key)} cannot move to ${target} without stating the callbacks it owes (owed: [] for none)`,
+    );
   }
 }
 
@@ -90,7 +117,17 @@ export class DynamoTaskInstanceStore implements TaskInstanceStore {
       throw new StoreError('transitionTaskInstance needs at least one expected state');
     }
     assertAllowedTransitions(key, expectedStates, changes.state, options);
+    assertOwedStated(key, expectedStates, changes.state, options);
     const expression = new ExpressionBuilder();
+    const itemKey = taskInstanceKey(key);
+    const owes = options.owed !== undefined && options.owed.length > 0;
+    // An owner with owed callbacks is in the owed index until they are settled (the tick's backstop).
+    const extraSet = {
+      ...this.#table.expiry(),
+      ...(owes
+        ? owedIndexKey(itemKey, owedSince(options.owed ?? [], new Date(this.#table.now()).toISOString()))
+        : {}),
+    };
     const conditions = [expression.exists('pk'), expression.oneOf('state', expectedStates)];
     if (expected.tryNumber !== undefined) conditions.push(expression.equals('tryNumber', expected.tryNumber));
     if (expected.revision !== undefined) conditions.push(expression.equals('revision', expected.revision));
@@ -107,7 +144,10 @@ export class DynamoTaskInstanceStore implements TaskInstanceStore {
       (expected.revision === undefined ? '' : ` at revision ${expected.revision}`) +
       (expected.deferralSeq === undefined ? '' : ` at deferral ${expected.deferralSeq}`);
     const item = await this.#table.conditionalUpdate(
-      { Key: taskInstanceKey(key), UpdateExpression: expression.update(changes, this.#table.expiry()) },
+      {
+        Key: itemKey,
+        UpdateExpression: expression.update(changes, extraSet, [], expression.addOwed(options.owed)),
+      },
       expression,
       conditions,
       (error) =>

@@ -1,3 +1,5 @@
+import type * as z from 'zod';
+import type { FinishCallbackBody, startCallbackBody, startedCallbackSchema } from '#contracts/callbacks.ts';
 import {
   EXECUTION_API_VERSION_HEADER,
   EXECUTION_API_VERSIONS,
@@ -15,6 +17,7 @@ import { HttpClient, type HttpClientOptions, type RetryPolicy } from '#http/clie
 import { HttpError } from '#http/errors.ts';
 
 export type { LogChunk, StartedTask } from '#contracts/execution-api.ts';
+export type StartedCallback = z.infer<typeof startedCallbackSchema>;
 
 type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
 /** How a try ended, before the report's id and log chunk are added. */
@@ -94,6 +97,40 @@ export class ExecutionClient {
       ...options,
     });
     return { duplicate: response.body.duplicate === true };
+  }
+
+  /** Starts the attempt its token names. */
+  async startCallback(
+    token: string,
+    callbackId: string,
+    worker: z.infer<typeof startCallbackBody>,
+    options: CallOptions = {},
+  ): Promise<StartedCallback> {
+    const response = await this.#http.request<StartedCallback>({
+      method: 'PATCH',
+      path: `/execution/callbacks/${encodeURIComponent(callbackId)}/run`,
+      token,
+      body: worker,
+      ...options,
+    });
+    return response.body;
+  }
+
+  /** Reports how the attempt ended; `duplicate` when the API had recorded this report already. */
+  async finishCallback(
+    token: string,
+    callbackId: string,
+    body: FinishCallbackBody,
+    options: CallOptions = {},
+  ): Promise<{ duplicate: boolean; state: string }> {
+    const response = await this.#http.request<{ duplicate?: boolean; state: string }>({
+      method: 'PATCH',
+      path: `/execution/callbacks/${encodeURIComponent(callbackId)}/state`,
+      token,
+      body,
+      ...options,
+    });
+    return { duplicate: response.body.duplicate === true, state: response.body.state };
   }
 
   /** The XCom's JSON text, or undefined when the task pushed none. */

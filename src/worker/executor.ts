@@ -1,8 +1,13 @@
 import { join } from 'node:path';
 import { BundleStore } from '#bundles/store.ts';
 import { DEFAULT_ALLOWED_DESERIALIZATION_CLASSES } from '#sdk/serde.ts';
-import type { StartedTask } from './execution-client.ts';
-import { type PinnedVersion, type RunnerOutcome, taskRunContextOf } from './protocol.ts';
+import type { StartedCallback, StartedTask } from './execution-client.ts';
+import {
+  callbackRunContextOf,
+  type PinnedVersion,
+  type RunnerOutcome,
+  taskRunContextOf,
+} from './protocol.ts';
 import { type MemoryLimit, type RunHooks, RunnerProcess } from './runner-process.ts';
 
 /** What a try's code may ask of the worker while it runs, and how the worker stops it. */
@@ -86,6 +91,26 @@ export class ProcessTaskExecutor implements TaskExecutor {
     return outcome;
   }
 
+  /** One attempt of a callback, in a runner holding its run's DAG version, like a try. */
+  async runCallback(started: StartedCallback, hooks: TaskHooks): Promise<RunnerOutcome> {
+    const target = await this.#codeOf(started, hooks);
+    const runner = await this.#acquire(target.code, this.#defaultMemoryLimit());
+    const outcome = await runner.runCallback(
+      target.file,
+      {
+        dagId: started.dag_id,
+        taskId: started.task_id,
+        event: started.event,
+        index: started.index,
+        name: started.name,
+        context: callbackRunContextOf(started),
+      },
+      hooks,
+    );
+    this.#release(runner, target.code);
+    return outcome;
+  }
+
   /** Ends the idle processes; a process still running a try ends when its try does. */
   close(): void {
     this.#closed = true;
@@ -94,7 +119,7 @@ export class ProcessTaskExecutor implements TaskExecutor {
 
   /** The file the try imports: its version's bundle copy, else the DAG file on disk. */
   async #codeOf(
-    started: StartedTask,
+    started: Pick<StartedTask, 'dag_id' | 'dag_version' | 'fileloc'>,
     hooks: TaskHooks,
   ): Promise<{ file: string; code: string; pinned?: PinnedVersion }> {
     const onDisk = join(this.#dagsFolder, started.fileloc);

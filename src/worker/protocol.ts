@@ -5,7 +5,8 @@
  */
 
 import type { Deferral, Resume } from '#contracts/triggers.ts';
-import type { StartedTask } from './execution-client.ts';
+import type { CallbackErrorType, CallbackKind } from '#core/callbacks.ts';
+import type { StartedCallback, StartedTask } from './execution-client.ts';
 import type { LoadedModule } from './module-tracker.ts';
 
 export interface TaskRunContext {
@@ -39,6 +40,46 @@ export function taskRunContextOf(started: StartedTask): TaskRunContext {
   };
 }
 
+/** What a callback function is told (its `ctx` without `log`), from the Execution API's start answer. */
+export interface CallbackRunContext {
+  kind: CallbackKind;
+  callbackId: string;
+  idempotencyKey: string;
+  attempt: number;
+  maxAttempts: number;
+  previousAttemptMayHaveRun: boolean;
+  dagId: string;
+  runId: string;
+  logicalDate: string;
+  conf: Record<string, unknown>;
+  taskId?: string;
+  mapIndex?: number;
+  tryNumber?: number;
+  errorMessage?: string;
+  errorType?: CallbackErrorType;
+}
+
+/** What the callback function is told, from the start answer (absent fields left out). */
+export function callbackRunContextOf(started: StartedCallback): CallbackRunContext {
+  return {
+    kind: started.kind,
+    callbackId: started.callback_id,
+    idempotencyKey: started.idempotency_key,
+    attempt: started.attempt,
+    maxAttempts: started.max_attempts,
+    previousAttemptMayHaveRun: started.previous_attempt_may_have_run,
+    dagId: started.dag_id,
+    runId: started.dag_run_id,
+    logicalDate: started.logical_date,
+    conf: started.conf,
+    ...(started.task_id === null ? {} : { taskId: started.task_id }),
+    ...(started.map_index === null ? {} : { mapIndex: started.map_index }),
+    ...(started.try_number === null ? {} : { tryNumber: started.try_number }),
+    ...(started.error_message === null ? {} : { errorMessage: started.error_message }),
+    ...(started.error_type === null ? {} : { errorType: started.error_type }),
+  };
+}
+
 export interface PinnedVersion {
   fileloc: string;
   versionHash: string;
@@ -56,6 +97,18 @@ export type SupervisorToRunner =
       /** A resumed try: its method, kwargs and event (serde text), rebuilt under `allowedClasses`. */
       resume?: Resume;
       allowedClasses?: readonly string[];
+    }
+  | {
+      /** One attempt of a callback: the function at `index` of the owner's list for `event`, named `name`. */
+      type: 'run_callback';
+      runId: number;
+      file: string;
+      dagId: string;
+      taskId: string | null;
+      event: string;
+      index: number;
+      name: string;
+      context: CallbackRunContext;
     }
   | { type: 'xcom_value'; requestId: number; value?: unknown; error?: string }
   /** Aborts the task's `ctx.signal`; the process is killed if the task has not ended soon after. */

@@ -187,6 +187,27 @@ export class RunnerProcess {
     pinned?: PinnedVersion,
     resume?: { resume: Resume; allowedClasses: readonly string[] },
   ): Promise<RunnerOutcome> {
+    return this.#runMessage(hooks, (runId) => ({
+      type: 'run',
+      runId,
+      file,
+      context,
+      args,
+      ...(pinned ? { pinned } : {}),
+      ...(resume ? { resume: resume.resume, allowedClasses: resume.allowedClasses } : {}),
+    }));
+  }
+
+  /** Runs one attempt of a callback function of the DAG in `file`; stopped like a try, through `hooks.signal`. */
+  async runCallback(
+    file: string,
+    callback: Omit<Extract<SupervisorToRunner, { type: 'run_callback' }>, 'type' | 'runId' | 'file'>,
+    hooks: RunHooks,
+  ): Promise<RunnerOutcome> {
+    return this.#runMessage(hooks, (runId) => ({ type: 'run_callback', runId, file, ...callback }));
+  }
+
+  async #runMessage(hooks: RunHooks, message: (runId: number) => SupervisorToRunner): Promise<RunnerOutcome> {
     try {
       await this.#ready;
     } catch (error) {
@@ -218,15 +239,7 @@ export class RunnerProcess {
       this.#watchMemory();
       if (hooks.signal.aborted) return onAbort();
       hooks.signal.addEventListener('abort', onAbort, { once: true });
-      this.#send({
-        type: 'run',
-        runId,
-        file,
-        context,
-        args,
-        ...(pinned ? { pinned } : {}),
-        ...(resume ? { resume: resume.resume, allowedClasses: resume.allowedClasses } : {}),
-      });
+      this.#send(message(runId));
     });
   }
 

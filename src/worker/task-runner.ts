@@ -1,6 +1,9 @@
 import { pathToFileURL } from 'node:url';
 import { format } from 'node:util';
 import { resolveImportsOfBundle } from '#bundles/runner-hooks.ts';
+import type { CallbackContext } from '#sdk/callback-context.ts';
+import type { CallbackFunction } from '#sdk/callback-options.ts';
+import { resolveCallback } from '#sdk/callback-resolve.ts';
 import type { TaskLogger, WorkerTaskContext } from '#sdk/context.ts';
 import { type Dag, isDag } from '#sdk/dag.ts';
 import { DEFAULT_ALLOWED_DESERIALIZATION_CLASSES } from '#sdk/serde.ts';
@@ -50,6 +53,33 @@ async function findDag(file: string, dagId: string): Promise<Dag | undefined> {
   resolveImportsOfBundle(file);
   const exports = (await import(pathToFileURL(file).href)) as Record<string, unknown>;
   return Object.values(exports).find((value): value is Dag => isDag(value) && value.dagId === dagId);
+}
+
+/** One attempt of a callback: the function is found in the DAG as the run's version placed it. */
+async function runCallback(
+  message: Extract<SupervisorToRunner, { type: 'run_callback' }>,
+): Promise<RunnerOutcome> {
+  const dag = await findDag(message.file, message.dagId);
+  if (!dag)
+    return {
+      kind: 'failed_no_retry',
+      reason: `DAG ${message.dagId} is no longer defined in ${message.file}`,
+    };
+  let fn: CallbackFunction;
+  try {
+    fn = resolveCallback(dag, message);
+  } catch (error) {
+    return { kind: 'failed_no_retry', reason: error instanceof Error ? error.message : String(error) };
+  }
+  const controller = new AbortController();
+  current = { runId: message.runId, controller };
+  const logger = taskLogger();
+  const ctx: CallbackContext = {
+    ...message.context,
+    log: (...args: unknown[]) => logger.info(format(...args)),
+  };
+  await fn(ctx);
+  return { kind: 'success' };
 }
 
 async function run(message: Extract<SupervisorToRunner, { type: 'run' }>): Promise<RunnerOutcome> {
@@ -127,10 +157,11 @@ process.on('message', (message: SupervisorToRunner) => {
     else pending?.resolve(message.value);
     return;
   }
-  run(message).then(
+  (message.type === 'run_callback' ? runCallback(message) : run(message)).then(
     (outcome) => send({ type: 'outcome', runId: message.runId, outcome, loaded: modules.takeLoaded() }),
     (error: unknown) => {
-      send({ type: 'log', text: `[${new Date().toISOString()}] {ERROR} Task failed: ${describe(error)}\n` });
+      const what = message.type === 'run_callback' ? 'Callback raised' : 'Task failed';
+      send({ type: 'log', text: `[${new Date().toISOString()}] {ERROR} ${what}: ${describe(error)}\n` });
       send({
         type: 'outcome',
         runId: message.runId,

@@ -244,7 +244,7 @@ describe('least privilege', () => {
   it('gives each function the URLs of exactly the queues it uses, and sends only to those', () => {
     const expected = {
       api: ['scheduler'],
-      executionApi: ['scheduler'],
+      executionApi: ['scheduler', 'callbacks'],
       scheduler: [...QUEUE_NAMES],
       worker: ['callbacks', 'tasks_high', 'tasks_default', 'tasks_low'],
       registerDags: [],

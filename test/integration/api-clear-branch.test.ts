@@ -73,10 +73,12 @@ async function failedRun(): Promise<string> {
   }
   const audit = tiKey('etl', runId, 'audit');
   await finish(audit, await startTask(audit), { state: 'success' });
-  await api.store.transitionDagRun({ dagId: 'etl', runId }, 'queued', {
-    state: 'failed',
-    endDate: api.clock.iso(),
-  });
+  await api.store.transitionDagRun(
+    { dagId: 'etl', runId },
+    'queued',
+    { state: 'failed', endDate: api.clock.iso() },
+    { owed: [] },
+  );
   return runId;
 }
 

@@ -93,7 +93,12 @@ describe('a log store failure after the call was recorded', () => {
   it('a call refused by its state check is still a 409, its chunk not written', async () => {
     const { key, token } = await startedTry();
     await breakLogFolder(key);
-    await api.store.transitionTaskInstance(key, { state: 'running', tryNumber: 1 }, { state: 'failed' });
+    await api.store.transitionTaskInstance(
+      key,
+      { state: 'running', tryNumber: 1 },
+      { state: 'failed' },
+      { owed: [] },
+    );
     const beat = await api.request(
       'PUT',
       tiPath(key, 'heartbeat'),

@@ -53,7 +53,12 @@ const finish = (key: TaskInstanceKey, token: string, body: Record<string, unknow
 
 /** What the scheduler does to a zombie try 1 with retries left, then queues and starts try 2. */
 async function moveOnToTry2(key: TaskInstanceKey): Promise<string> {
-  await api.store.transitionTaskInstance(key, { state: 'running', tryNumber: 1 }, { state: 'up_for_retry' });
+  await api.store.transitionTaskInstance(
+    key,
+    { state: 'running', tryNumber: 1 },
+    { state: 'up_for_retry' },
+    { owed: [] },
+  );
   return startTask(key);
 }
 

@@ -14,6 +14,7 @@ import type {
   TaskInstanceCollection,
 } from '#contracts/public-api.ts';
 import type { TaskInstanceKey } from '#core/models.ts';
+import type { CallbackService } from '#engine/callbacks.ts';
 import { type ParsedDagsFolder, registerDags } from '#engine/dag-registry.ts';
 import { silentLogger } from '#engine/logger.ts';
 import type { ExecutionKeyring, TaskTokenSigner } from '#engine/tokens.ts';
@@ -69,6 +70,8 @@ export interface ApiHarness {
   baseUrl: string;
   store: DynamoStore;
   tokens: TaskTokenSigner;
+  /** The API's callback service (the tick calls its `sweep`). */
+  callbacks: CallbackService;
   metrics: MetricsRegistry;
   queues: Queues;
   settings: Settings;
@@ -121,7 +124,7 @@ export async function startApiHarness(
     },
   };
   const now = () => clock.nowMs;
-  const { api, tokens, notifier } = createApiStack({
+  const { api, tokens, notifier, callbacks } = createApiStack({
     store,
     queues,
     logs: new FileLogStore(join(home, 'logs')),
@@ -139,6 +142,7 @@ export async function startApiHarness(
     baseUrl,
     store,
     tokens,
+    callbacks,
     metrics,
     queues,
     settings,

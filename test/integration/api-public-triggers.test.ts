@@ -319,6 +319,7 @@ describe('a deferred task instance in GET …/taskInstances', () => {
       key,
       { state: 'queued', tryNumber: 1 },
       { state: 'running', startDate: api.clock.iso(), tryStartedAt: api.clock.iso() },
+      { owed: [] },
     );
     const stored = trigger(api, 'deferred-wait', { ti: key, timeoutAt: triggerTimeout });
     await api.store.putTrigger(stored);

@@ -316,6 +316,7 @@ describe('trigger events', () => {
       key,
       { state: 'deferred', tryNumber: ti.tryNumber },
       { state: 'up_for_retry', nextRetryAt: api.clock.iso() },
+      { owed: [] },
     );
     await start(key);
     expect((await event(job, triggerId, { type: 'resume', payload: '1' })).body.outcome).toBe('stale');
@@ -447,6 +448,7 @@ describe('workloads and cleanup', () => {
       key,
       { state: 'deferred', tryNumber: ti.tryNumber },
       { state: 'failed' },
+      { owed: [] },
     );
     const response = await api.request<{ stop: string[] }>(
       'POST',

@@ -225,7 +225,12 @@ describe('Stateless scheduler: requests', () => {
     await h.store.markRunCleared(run, 'begin');
 
     await expect(
-      h.store.transitionDagRun(run, { state: 'running', clearCount: seen.clearCount }, { state: 'success' }),
+      h.store.transitionDagRun(
+        run,
+        { state: 'running', clearCount: seen.clearCount },
+        { state: 'success' },
+        { owed: [] },
+      ),
     ).rejects.toThrow();
     expect((await h.run(run)).state).toBe('running');
   });

@@ -83,7 +83,7 @@ describe('DynamoStore retention', () => {
     await writeRunItems(store);
     advance(86_400_000);
     await store.transitionTaskInstance(ti, { state: 'none' }, { state: 'queued', tryNumber: 1 });
-    await store.transitionDagRun(run, 'running', { state: 'success' });
+    await store.transitionDagRun(run, 'running', { state: 'success' }, { owed: [] });
     await store.markRunCleared(run, 'begin');
     await store.updateRunSummary(
       run,

@@ -69,6 +69,7 @@ describe('DynamoStore run clear count', () => {
       key,
       { state: 'running', clearCount: 0 },
       { state: 'success' },
+      { owed: [] },
     );
     expect(finished.state).toBe('success');
   });
@@ -78,7 +79,7 @@ describe('DynamoStore run clear count', () => {
     await store.createDagRun(dagRun('etl', 'r1', { state: 'running' }), []);
     const cleared = await store.markRunCleared(key, 'begin');
     await expect(
-      store.transitionDagRun(key, { state: 'running', clearCount: 0 }, { state: 'success' }),
+      store.transitionDagRun(key, { state: 'running', clearCount: 0 }, { state: 'success' }, { owed: [] }),
     ).rejects.toThrow(ConditionFailedError);
     expect(await store.getDagRun(key)).toEqual(cleared);
   });

@@ -70,7 +70,12 @@ describe('DynamoStore task instances', () => {
 
   it('refuses a transition from the wrong state, names the TI and leaves it unchanged', async () => {
     const store = await storeWithRun();
-    const attempt = store.transitionTaskInstance(extract, { state: 'running' }, { state: 'success' });
+    const attempt = store.transitionTaskInstance(
+      extract,
+      { state: 'running' },
+      { state: 'success' },
+      { owed: [] },
+    );
     await expect(attempt).rejects.toThrow(ConditionFailedError);
     await expect(attempt).rejects.toThrow(
       'task instance etl/r1/extract was not updated: it does not exist or is not in state running',
@@ -171,7 +176,7 @@ describe('DynamoStore task instance revisions and the transition table', () => {
 
   it('resets a finished task instance to none when asked for a reset', async () => {
     const store = await storeWithRun();
-    await store.transitionTaskInstance(extract, { state: 'none' }, { state: 'skipped' });
+    await store.transitionTaskInstance(extract, { state: 'none' }, { state: 'skipped' }, { owed: [] });
     const reset = await store.transitionTaskInstance(
       extract,
       { state: 'skipped' },
@@ -184,7 +189,7 @@ describe('DynamoStore task instance revisions and the transition table', () => {
   it('lets a running task instance be handed back to scheduled', async () => {
     const store = await storeWithRun();
     await store.transitionTaskInstance(extract, { state: 'none' }, { state: 'queued', tryNumber: 1 });
-    await store.transitionTaskInstance(extract, { state: 'queued' }, { state: 'running' });
+    await store.transitionTaskInstance(extract, { state: 'queued' }, { state: 'running' }, { owed: [] });
     const handedBack = await store.transitionTaskInstance(
       extract,
       { state: 'running' },

@@ -311,10 +311,12 @@ describe('DynamoStore DAG runs', () => {
     await store.createDagRun(dagRun('etl', 'r2', { state: 'running' }), []);
     await store.createDagRun(dagRun('load', 'r1'), []);
     await store.createDagRun(dagRun('etl', 'r0', { state: 'success' }), []);
-    const finished = await store.transitionDagRun({ dagId: 'etl', runId: 'r1' }, ['queued', 'running'], {
-      state: 'success',
-      endDate: '2026-01-01T00:10:00.000Z',
-    });
+    const finished = await store.transitionDagRun(
+      { dagId: 'etl', runId: 'r1' },
+      ['queued', 'running'],
+      { state: 'success', endDate: '2026-01-01T00:10:00.000Z' },
+      { owed: [] },
+    );
     expect(finished).toEqual(
       dagRun('etl', 'r1', { state: 'success', endDate: '2026-01-01T00:10:00.000Z', revision: 1 }),
     );
@@ -341,7 +343,7 @@ describe('DynamoStore DAG runs', () => {
     const run = dagRun('etl', 'r1');
     await store.createDagRun(run, []);
     await expect(
-      store.transitionDagRun({ dagId: 'etl', runId: 'r1' }, 'running', { state: 'failed' }),
+      store.transitionDagRun({ dagId: 'etl', runId: 'r1' }, 'running', { state: 'failed' }, { owed: [] }),
     ).rejects.toThrow(ConditionFailedError);
     expect(await store.getDagRun({ dagId: 'etl', runId: 'r1' })).toEqual(run);
   });

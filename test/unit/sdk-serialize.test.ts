@@ -121,6 +121,15 @@ describe('round trip of each authored field', () => {
       { batch: 10, nested: { list: [1, 'a', null] } },
     ],
     ['tags', { tags: ['etl', 'daily'] }, 'tags', ['etl', 'daily']],
+    [
+      'callbacks',
+      {
+        onSuccess: function notify() {},
+        onFailure: [{ callback: function page() {}, retries: 2, timeout: 10 }],
+      },
+      'callbacks',
+      { onSuccess: [{ name: 'notify' }], onFailure: [{ name: 'page', retries: 2, timeoutMs: 10_000 }] },
+    ],
   ];
 
   it.each(dagCases)('DAG field %s', (_name, options, field, expected) => {
@@ -186,6 +195,12 @@ describe('round trip of each authored field', () => {
         },
       },
     ],
+    [
+      'callbacks',
+      { onRetry: function notify() {}, onFailure: { callback: function page() {}, retryDelay: '1m' } },
+      'plain',
+      { callbacks: { onRetry: [{ name: 'notify' }], onFailure: [{ name: 'page', retryDelayMs: 60_000 }] } },
+    ],
   ];
 
   it.each(taskCases.filter(([name]) => name !== 'upstream'))(
@@ -234,6 +249,7 @@ describe('dagVersionHash', () => {
     params: { a: 1 },
     tags: ['x'],
     tasks: [],
+    callbacks: { onFailure: [{ name: 'x' }] },
   };
   const taskChanges: Record<string, unknown> = {
     taskId: 'x',
@@ -255,6 +271,7 @@ describe('dagVersionHash', () => {
     doc: 'x',
     memoryLimitMb: 512,
     startTrigger: { name: 'x.T', kwargs: '{}', nextMethod: 'go', nextKwargs: '{}', timeoutMs: null },
+    callbacks: { onRetry: [{ name: 'x' }] },
   };
 
   it.each(Object.entries(dagChanges))('changes when the DAG field %s changes', (field, value) => {

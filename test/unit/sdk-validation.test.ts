@@ -243,6 +243,7 @@ describe('dag() options', () => {
       doc: null,
       memoryLimitMb: null,
       startTrigger: null,
+      callbacks: {},
     });
     expect(built.options).toMatchObject({
       catchup: false,

@@ -1,0 +1,246 @@
+import { createRoute, type OpenAPIHono } from '@hono/zod-openapi';
+import type { Context } from 'hono';
+import * as z from 'zod';
+import {
+  callbackIdParams,
+  callbackListSchema,
+  callbackSchema,
+  finishCallbackBody,
+  finishedCallbackSchema,
+  startCallbackBody,
+  startedCallbackSchema,
+} from '#contracts/callbacks.ts';
+import { errorSchema } from '#contracts/common.ts';
+import { logQuery, logSchema, runParams } from '#contracts/public-api.ts';
+import type { CallbackTokenClaims } from '#contracts/tokens.ts';
+import { CALLBACK_KINDS, CALLBACK_STATES, type Callback, eventOfKind } from '#core/callbacks.ts';
+import { callbackLogKey } from '#engine/callbacks.ts';
+import { NotFoundError } from '#engine/errors.ts';
+import { InvalidTokenError } from '#engine/tokens.ts';
+import type { ApiDeps } from './app.ts';
+import { bearerTokenOf } from './auth.ts';
+import { ForbiddenError } from './errors.ts';
+import { logPageOf } from './log-pages.ts';
+import { jsonBody as body, jsonContent as json, publicErrors } from './route-docs.ts';
+
+const executionErrors = {
+  401: json(errorSchema, 'Missing, invalid or expired callback token'),
+  403: json(errorSchema, 'The token is for another callback or attempt, or of another kind'),
+  404: json(errorSchema, 'Not found'),
+  409: json(errorSchema, 'The callback is not in the expected state or attempt (a stale or late call)'),
+  413: json(errorSchema, 'A log over its limit; detail names the setting'),
+  422: json(errorSchema, 'Invalid request'),
+};
+const security = [{ taskToken: [] }];
+
+/** Most callbacks one list answer holds; a run owes a few per task at most. */
+const CALLBACK_LIST_MAX = 1_000;
+
+/**
+ * The callback routes: for workers, start and report one attempt under the callback token of its
+ * workload (the token names one callback and one attempt; any other token is refused); for users,
+ * a run's callbacks and an attempt's log. Neither ever writes a task instance or a run.
+ */
+export function registerCallbackRoutes(app: OpenAPIHono, deps: ApiDeps): void {
+  const authorize = async (c: Context, callbackId: string) => {
+    const token = bearerTokenOf(c.req.header('authorization'));
+    if (token === undefined) throw new InvalidTokenError('Missing callback token (Authorization: Bearer …)');
+    const { claims } = await deps.tokens.check(token, deps.now());
+    if (claims.kind !== 'callback')
+      throw new ForbiddenError(`A ${claims.kind} token cannot call the callback routes`);
+    if (claims.callbackId !== callbackId) {
+      throw new ForbiddenError(`This token grants callback ${claims.callbackId}, not ${callbackId}`);
+    }
+    return claims as CallbackTokenClaims;
+  };
+
+  app.openapi(
+    createRoute({
+      method: 'patch',
+      path: '/execution/callbacks/{callback_id}/run',
+      tags: ['Execution'],
+      security,
+      request: { params: callbackIdParams, body: body(startCallbackBody) },
+      responses: {
+        200: json(startedCallbackSchema, 'Started: what the worker needs to run the callback'),
+        ...executionErrors,
+      },
+    }),
+    async (c) => {
+      const claims = await authorize(c, c.req.valid('param').callback_id);
+      const request = c.req.valid('json');
+      const { callback, run, dag } = await deps.callbacks.start(claims, claims.attempt, {
+        hostname: request.hostname,
+        workerId: request.worker_id,
+        startId: request.start_id,
+      });
+      return c.json(
+        {
+          callback_id: callback.callbackId,
+          kind: callback.kind,
+          dag_id: callback.dagId,
+          dag_run_id: callback.runId,
+          logical_date: run.logicalDate,
+          conf: run.conf,
+          run_state: run.state,
+          task_id: callback.taskId,
+          map_index: callback.mapIndex,
+          try_number: callback.tryNumber,
+          event: eventOfKind(callback.kind).event,
+          index: callback.index,
+          name: callback.name,
+          fileloc: dag.fileloc,
+          dag_version: callback.dagVersion,
+          attempt: callback.attempt,
+          max_attempts: callback.maxAttempts,
+          timeout_ms: callback.timeoutMs,
+          idempotency_key: callback.callbackId,
+          previous_attempt_may_have_run: callback.attempt > 1,
+          error_message: callback.ownerError,
+          error_type: callback.ownerErrorType,
+          log_max_bytes: deps.settings.logChunkMaxBytes,
+        },
+        200,
+      );
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: 'patch',
+      path: '/execution/callbacks/{callback_id}/state',
+      tags: ['Execution'],
+      security,
+      request: { params: callbackIdParams, body: body(finishCallbackBody) },
+      responses: {
+        200: json(finishedCallbackSchema, 'Recorded, or (`duplicate`) recorded before by the same report'),
+        ...executionErrors,
+      },
+    }),
+    async (c) => {
+      const claims = await authorize(c, c.req.valid('param').callback_id);
+      const request = c.req.valid('json');
+      const { callback, duplicate } = await deps.callbacks.finish(
+        claims,
+        claims.attempt,
+        request.state === 'success'
+          ? { state: 'success' }
+          : { state: 'failed', errorMessage: request.error_message, retryable: request.retryable },
+        { reportId: request.report_id, log: request.log },
+      );
+      return c.json(
+        { ok: true as const, ...(duplicate ? { duplicate: true as const } : {}), state: callback.state },
+        200,
+      );
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: 'get',
+      path: '/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}/callbacks',
+      tags: ['Callback'],
+      request: {
+        params: runParams,
+        query: z.object({
+          task_id: z.string().optional(),
+          map_index: z.coerce.number().int().min(-1).optional(),
+          kind: z.enum(CALLBACK_KINDS).optional(),
+          state: z.enum(CALLBACK_STATES).optional(),
+        }),
+      },
+      responses: { 200: json(callbackListSchema, "The run's callbacks, by id"), ...publicErrors },
+    }),
+    async (c) => {
+      const { dag_id, dag_run_id } = c.req.valid('param');
+      const filter = c.req.valid('query');
+      const run = await deps.store.getDagRun({ dagId: dag_id, runId: dag_run_id });
+      if (!run) throw new NotFoundError(`DAG run ${dag_id}/${dag_run_id} not found`);
+      const all: Callback[] = [];
+      let cursor: string | undefined;
+      do {
+        const page = await deps.store.listCallbacks(run, { limit: 100, ...(cursor ? { cursor } : {}) });
+        all.push(...page.items);
+        cursor = page.nextCursor;
+      } while (cursor !== undefined && all.length < CALLBACK_LIST_MAX);
+      const callbacks = all.filter(
+        (callback) =>
+          (filter.task_id === undefined || callback.taskId === filter.task_id) &&
+          (filter.map_index === undefined || (callback.mapIndex ?? -1) === filter.map_index) &&
+          (filter.kind === undefined || callback.kind === filter.kind) &&
+          (filter.state === undefined || callback.state === filter.state),
+      );
+      return c.json({ callbacks: callbacks.map(callbackToWire), total_entries: callbacks.length }, 200);
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: 'get',
+      path: '/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}/callbacks/{callback_id}',
+      tags: ['Callback'],
+      request: { params: runParams.extend(callbackIdParams.shape) },
+      responses: { 200: json(callbackSchema, 'The callback'), ...publicErrors },
+    }),
+    async (c) => {
+      const { dag_id, dag_run_id, callback_id } = c.req.valid('param');
+      const callback = await deps.store.getCallback({
+        dagId: dag_id,
+        runId: dag_run_id,
+        callbackId: callback_id,
+      });
+      if (!callback) throw new NotFoundError(`Callback ${callback_id} of ${dag_id}/${dag_run_id} not found`);
+      return c.json(callbackToWire(callback), 200);
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: 'get',
+      path: '/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}/callbacks/{callback_id}/logs/{attempt}',
+      tags: ['Callback'],
+      request: {
+        params: runParams.extend(callbackIdParams.shape).extend({ attempt: z.coerce.number().int().min(1) }),
+        query: logQuery,
+      },
+      responses: { 200: json(logSchema, 'The log of one attempt of the callback'), ...publicErrors },
+    }),
+    async (c) => {
+      const { dag_id, dag_run_id, callback_id, attempt } = c.req.valid('param');
+      const key = { dagId: dag_id, runId: dag_run_id, callbackId: callback_id };
+      const callback = await deps.store.getCallback(key);
+      if (!callback) throw new NotFoundError(`Callback ${callback_id} of ${dag_id}/${dag_run_id} not found`);
+      if (attempt > Math.max(callback.attempt, 1)) {
+        throw new NotFoundError(
+          `Callback ${callback_id} has no attempt ${attempt} (its latest is ${callback.attempt})`,
+        );
+      }
+      const log = (await deps.logs.read(callbackLogKey(key), attempt)) ?? '';
+      return c.json(logPageOf(log, c.req.valid('query').token), 200);
+    },
+  );
+}
+
+export function callbackToWire(callback: Callback): z.infer<typeof callbackSchema> {
+  return {
+    callback_id: callback.callbackId,
+    kind: callback.kind,
+    dag_id: callback.dagId,
+    dag_run_id: callback.runId,
+    task_id: callback.taskId,
+    map_index: callback.mapIndex,
+    try_number: callback.tryNumber,
+    name: callback.name,
+    state: callback.state,
+    attempt: callback.attempt,
+    max_attempts: callback.maxAttempts,
+    owed_at: callback.owedAt,
+    queued_at: callback.queuedAt,
+    start_date: callback.startDate,
+    end_date: callback.endDate,
+    hostname: callback.hostname,
+    error_message: callback.errorMessage,
+    owner_error: callback.ownerError,
+    owner_error_type: callback.ownerErrorType,
+  };
+}

@@ -1,0 +1,557 @@
+import { createHash } from 'node:crypto';
+import type { Settings } from '#config/settings.ts';
+import type { CallbackWorkload } from '#contracts/messages.ts';
+import {
+  type Callback,
+  type CallbackErrorType,
+  type CallbackKey,
+  type CallbackOwner,
+  type CallbackRef,
+  callbacksOwedOnRunFinish,
+  callbacksOwedOnTaskTransition,
+  decodeOwed,
+  encodeOwed,
+  eventOfKind,
+  type OwedCallback,
+} from '#core/callbacks.ts';
+import type { DagRun, TaskInstance } from '#core/models.ts';
+import type { SerializedDag, SerializedTask } from '#core/serialized-dag.ts';
+import type { DagRunState, TaskInstanceState } from '#core/states.ts';
+import type { LogStore } from '#logs/port.ts';
+import type { Metrics } from '#metrics/port.ts';
+import type { Queues } from '#queue/port.ts';
+import { sendAll } from '#queue/send.ts';
+import { ConditionFailedError } from '#store/errors.ts';
+import { dagRunKey, taskInstanceKey } from '#store/keys.ts';
+import type { OwedOwner, Store } from '#store/port.ts';
+import type { DagVersionCache } from './dag-cache.ts';
+import { LimitExceededError, NotFoundError, StateConflictError } from './errors.ts';
+import type { Logger } from './logger.ts';
+import type { TaskTokenSigner } from './tokens.ts';
+
+/**
+ * Callbacks as stored work (see `core/callbacks.ts` for what owes one).
+ *
+ * 1. **Owed**: the conditional write that changes a task instance's or a run's state adds what it
+ *    owes to the item's `owedCallbacks` set, in the same request (`owedOnTask`, `owedOnRunFinish`).
+ *    If the write loses, nothing is owed; if it wins, the callback is owed durably.
+ * 2. **Materialized** (`materialize`): each owed element becomes a callback item (a conditional
+ *    put under its derived id, so a repeat writes nothing), its workload is sent to the `callbacks`
+ *    queue, and the element leaves the set. The call that owed it does this before it answers;
+ *    should it die first, the tick finds the owner in the owed index (`sweep`) and does it.
+ * 3. **Run** by a worker through the Execution API (`start`, `finish`): one conditional write per
+ *    step on (state, attempt), so a duplicated or late call changes nothing. A failed attempt with
+ *    attempts left goes back to `queued` after its delay; an attempt that never reports (its
+ *    worker died) is ended by the tick once its timeout and the heartbeat timeout have passed,
+ *    by when the worker has stopped it for sure.
+ *
+ * Callbacks never change a task instance or a run: a callback that raises fails only itself.
+ */
+
+export type CallbackSettings = Pick<
+  Settings,
+  | 'callbackExecutionTimeoutMs'
+  | 'callbackRetries'
+  | 'callbackRetryDelayMs'
+  | 'callbackOwedGraceMs'
+  | 'queuedTimeoutMs'
+  | 'maxQueuedSends'
+  | 'heartbeatTimeoutMs'
+  | 'logChunkMaxBytes'
+>;
+
+export interface CallbackDeps {
+  store: Store;
+  dags: DagVersionCache;
+  queues: Pick<Queues, 'callbacks'>;
+  tokens: TaskTokenSigner;
+  /** Where attempts' logs go; needed by the Execution API's side (`finish`) only. */
+  logs?: LogStore;
+  settings: CallbackSettings;
+  now: () => number;
+  log?: Logger;
+  metrics?: Metrics;
+}
+
+/** Owners and due callbacks one sweep looks at, at most. */
+export const CALLBACK_SWEEP_LIMIT = 100;
+/** SQS's longest delivery delay: a longer retry delay waits in the due index instead. */
+const MAX_DELAY_SECONDS = 900;
+
+/**
+ * The callback's id: the hash of what owes it (owner, kind, try or clear count, position), so a
+ * repeated or racing attempt to owe the same callback names the same item. 22 base64url characters.
+ */
+export function callbackIdOf(owner: CallbackOwner, owed: Pick<OwedCallback, 'k' | 'i' | 'n'>): string {
+  return createHash('sha256')
+    .update(
+      JSON.stringify([
+        'callback',
+        owner.dagId,
+        owner.runId,
+        owner.taskId ?? null,
+        owner.mapIndex ?? null,
+        owed.k,
+        owed.n,
+        owed.i,
+      ]),
+    )
+    .digest('base64url')
+    .slice(0, 22);
+}
+
+/** What a task instance's state change owes, encoded for the store (`owed` of the transition). */
+export function owedOnTask(
+  task: Pick<SerializedTask, 'callbacks'> | undefined,
+  change: {
+    to: TaskInstanceState;
+    tryNumber: number;
+    atMs: number;
+    newTry?: boolean;
+    errorMessage?: string | null | undefined;
+    errorType?: CallbackErrorType | undefined;
+  },
+): string[] {
+  return callbacksOwedOnTaskTransition(task?.callbacks, {
+    ...change,
+    at: new Date(change.atMs).toISOString(),
+  }).map(encodeOwed);
+}
+
+/** What a run's finish owes, encoded for the store. */
+export function owedOnRunFinish(
+  dag: Pick<SerializedDag, 'callbacks'>,
+  change: { to: DagRunState; clearCount: number; atMs: number; errorMessage?: string },
+): string[] {
+  return callbacksOwedOnRunFinish(dag.callbacks, { ...change, at: new Date(change.atMs).toISOString() }).map(
+    encodeOwed,
+  );
+}
+
+/** A callback's log is filed under its run, as a "task" no task id can name (`~` is not in the id grammar). */
+export function callbackLogKey(key: CallbackKey) {
+  return { dagId: key.dagId, runId: key.runId, taskId: `~callback~${key.callbackId}`, mapIndex: -1 };
+}
+
+export interface StartedCallback {
+  callback: Callback;
+  run: DagRun;
+  dag: SerializedDag;
+}
+
+export type CallbackReport =
+  | { state: 'success' }
+  | { state: 'failed'; errorMessage: string; retryable: boolean };
+
+export class CallbackService {
+  readonly #deps: CallbackDeps;
+
+  constructor(deps: CallbackDeps) {
+    this.#deps = deps;
+  }
+
+  /**
+   * Turns the owner's owed elements into callback items, sends the new ones' workloads, and
+   * settles the elements. Idempotent in every step; an error leaves the rest for the tick.
+   */
+  async materialize(
+    owner: { run: DagRun; ti?: TaskInstance | undefined },
+    elements: readonly string[],
+    dag?: SerializedDag,
+  ): Promise<void> {
+    if (elements.length === 0) return;
+    const serialized = dag ?? (await this.#deps.dags.get(owner.run.dagId, owner.run.dagVersion));
+    const ownerRef: CallbackOwner = owner.ti
+      ? {
+          dagId: owner.run.dagId,
+          runId: owner.run.runId,
+          taskId: owner.ti.taskId,
+          mapIndex: owner.ti.mapIndex,
+        }
+      : { dagId: owner.run.dagId, runId: owner.run.runId };
+    const task = owner.ti ? serialized.tasks.find((t) => t.taskId === owner.ti?.taskId) : undefined;
+    const created: Callback[] = [];
+    for (const element of elements) {
+      const owed = decodeOwed(element);
+      if (!owed) {
+        this.#deps.log?.error('An owed callback could not be read; it is dropped', {
+          owner: ownerRef,
+          element,
+        });
+        continue;
+      }
+      const ref = refOf(serialized, task, owed);
+      if (!ref) {
+        this.#deps.log?.error('An owed callback names no callback of its DAG version; it is dropped', {
+          owner: ownerRef,
+          owed,
+        });
+        continue;
+      }
+      const callback = this.#callbackOf(owner.run, serialized, ownerRef, owed, ref);
+      const queuedAt = callback.queuedAt as string;
+      if (await this.#deps.store.putCallback(callback, this.#queuedDueAt(Date.parse(queuedAt)))) {
+        created.push(callback);
+        this.#deps.metrics?.increment('callbacks.owed');
+      }
+    }
+    await this.#send(created);
+    const itemKey = owner.ti ? taskInstanceKey(owner.ti) : dagRunKey(owner.run);
+    await this.#deps.store.settleOwed(itemKey, elements);
+  }
+
+  /**
+   * The tick's part: owners still holding owed callbacks after the grace (their writer died before
+   * it materialized them), then callbacks past their due time: a queued one is sent again (or
+   * failed after `maxQueuedSends` sends), a running one whose attempt never reported is ended.
+   */
+  async sweep(limit = CALLBACK_SWEEP_LIMIT): Promise<{ materialized: number; due: number }> {
+    const nowMs = this.#deps.now();
+    const before = new Date(nowMs - this.#deps.settings.callbackOwedGraceMs).toISOString();
+    const owners = await this.#deps.store.listOwedOwners(before, limit);
+    let materialized = 0;
+    for (const itemKey of owners) {
+      try {
+        const owner = await this.#deps.store.getOwedOwner(itemKey);
+        if (!owner) continue;
+        await this.#materializeOwner(owner);
+        materialized += 1;
+        this.#deps.metrics?.increment('callbacks.materialized_by_sweep');
+      } catch (error) {
+        this.#deps.log?.warn('Owed callbacks could not be materialized; the next tick tries again', {
+          owner: itemKey,
+          error,
+        });
+      }
+    }
+    const due = await this.#deps.store.listDueCallbacks(new Date(nowMs).toISOString(), limit);
+    for (const callback of due) {
+      try {
+        await this.#handleDue(callback, nowMs);
+      } catch (error) {
+        if (error instanceof ConditionFailedError) continue; // it moved on since the index was read
+        this.#deps.log?.warn('A due callback could not be handled; the next tick tries again', {
+          callbackId: callback.callbackId,
+          error,
+        });
+      }
+    }
+    return { materialized, due: due.length };
+  }
+
+  async #materializeOwner(owner: OwedOwner): Promise<void> {
+    if (owner.kind === 'run') {
+      await this.materialize({ run: owner.run }, owner.run.owedCallbacks ?? []);
+      return;
+    }
+    const run = await this.#deps.store.getDagRun(owner.ti);
+    if (!run) {
+      await this.#deps.store.settleOwed(owner.itemKey, owner.ti.owedCallbacks ?? []);
+      return;
+    }
+    await this.materialize({ run, ti: owner.ti }, owner.ti.owedCallbacks ?? []);
+  }
+
+  async #handleDue(callback: Callback, nowMs: number): Promise<void> {
+    const key = keyOf(callback);
+    if (callback.state === 'queued') {
+      if (callback.notBefore !== null && Date.parse(callback.notBefore) > nowMs) return;
+      if (callback.queuedSends >= this.#deps.settings.maxQueuedSends) {
+        await this.#deps.store.transitionCallback(
+          key,
+          { state: 'queued', attempt: callback.attempt, revision: callback.revision },
+          {
+            state: 'failed',
+            endDate: new Date(nowMs).toISOString(),
+            errorMessage: `No worker started attempt ${callback.attempt} after ${callback.queuedSends} sends of its workload (UPDRAFT_MAX_QUEUED_SENDS), each waited UPDRAFT_QUEUED_TIMEOUT_MS`,
+          },
+          null,
+        );
+        this.#deps.metrics?.increment('callbacks.failed');
+        return;
+      }
+      const sent = await this.#deps.store.transitionCallback(
+        key,
+        { state: 'queued', attempt: callback.attempt, revision: callback.revision },
+        { queuedSends: callback.queuedSends + 1, queuedAt: new Date(nowMs).toISOString() },
+        this.#queuedDueAt(nowMs),
+      );
+      await this.#send([sent]);
+      return;
+    }
+    if (callback.state === 'running') {
+      if (this.#runningDueAtMs(callback) > nowMs) return;
+      await this.#endAttempt(
+        callback,
+        {
+          state: 'failed',
+          retryable: true,
+          errorMessage: `Attempt ${callback.attempt} did not report within its timeout of ${callback.timeoutMs} ms (and UPDRAFT_HEARTBEAT_TIMEOUT_MS after it): its worker was lost`,
+        },
+        nowMs,
+      );
+    }
+  }
+
+  /** queued → running at the workload's attempt; a repeat of the same start is answered again. */
+  async start(
+    key: CallbackKey,
+    attempt: number,
+    worker: { hostname: string; workerId: string; startId?: string | undefined },
+  ): Promise<StartedCallback> {
+    const nowMs = this.#deps.now();
+    let callback: Callback;
+    const stored = await this.#get(key);
+    if (stored.state === 'queued' && stored.notBefore !== null && Date.parse(stored.notBefore) > nowMs) {
+      throw new StateConflictError(
+        `Callback ${key.callbackId} attempt ${attempt} may not start before ${stored.notBefore} (its retry delay)`,
+      );
+    }
+    try {
+      callback = await this.#deps.store.transitionCallback(
+        key,
+        { state: 'queued', attempt },
+        {
+          state: 'running',
+          startDate: new Date(nowMs).toISOString(),
+          hostname: worker.hostname,
+          workerId: worker.workerId,
+          startId: worker.startId ?? null,
+          notBefore: null,
+        },
+        this.#runningDueAt(nowMs, stored.timeoutMs),
+      );
+    } catch (error) {
+      if (!(error instanceof ConditionFailedError)) throw error;
+      const current = await this.#get(key);
+      const repeated =
+        worker.startId !== undefined &&
+        current.state === 'running' &&
+        current.attempt === attempt &&
+        current.startId === worker.startId;
+      if (!repeated) throw conflictOf(key, current, 'queued', attempt);
+      callback = current;
+    }
+    const run = await this.#deps.store.getDagRun(key);
+    if (!run) throw new NotFoundError(`DAG run ${key.dagId}/${key.runId} not found`);
+    const dag = await this.#deps.dags.get(run.dagId, callback.dagVersion);
+    return { callback, run, dag };
+  }
+
+  /**
+   * Records how an attempt ended, then its log. A repeat of a recorded report is a duplicate;
+   * a report for an attempt that moved on is refused and changes nothing (its log included).
+   */
+  async finish(
+    key: CallbackKey,
+    attempt: number,
+    report: CallbackReport,
+    options: { reportId: string; log?: string | undefined },
+  ): Promise<{ callback: Callback; duplicate: boolean }> {
+    if (options.log !== undefined) {
+      const bytes = Buffer.byteLength(options.log);
+      const limit = this.#deps.settings.logChunkMaxBytes;
+      if (bytes > limit) {
+        throw new LimitExceededError(
+          `The log of callback ${key.callbackId} attempt ${attempt} is ${bytes} bytes, over the limit of ${limit} bytes (UPDRAFT_LOG_CHUNK_MAX_BYTES)`,
+        );
+      }
+    }
+    const current = await this.#get(key);
+    if (current.reportId === options.reportId && current.attempt >= attempt) {
+      return { callback: current, duplicate: true };
+    }
+    if (current.state !== 'running' || current.attempt !== attempt)
+      throw conflictOf(key, current, 'running', attempt);
+    const ended = await this.#endAttempt(current, report, this.#deps.now(), options.reportId);
+    if (options.log && this.#deps.logs) {
+      await this.#deps.logs.appendChunk(callbackLogKey(key), attempt, '000001', options.log);
+    }
+    return { callback: ended, duplicate: false };
+  }
+
+  async #endAttempt(
+    current: Callback,
+    report: CallbackReport,
+    nowMs: number,
+    reportId?: string,
+  ): Promise<Callback> {
+    const key = keyOf(current);
+    const expected = { state: 'running' as const, attempt: current.attempt, revision: current.revision };
+    const base = { endDate: new Date(nowMs).toISOString(), reportId: reportId ?? null };
+    if (report.state === 'success') {
+      const done = await this.#deps.store.transitionCallback(
+        key,
+        expected,
+        { ...base, state: 'success', errorMessage: null },
+        null,
+      );
+      this.#deps.metrics?.increment('callbacks.succeeded');
+      return done;
+    }
+    if (report.retryable && current.attempt < current.maxAttempts) {
+      const delayMs = current.retryDelayMs * 2 ** (current.attempt - 1);
+      const notBeforeMs = nowMs + delayMs;
+      const sendNow = delayMs <= MAX_DELAY_SECONDS * 1000;
+      const queued = await this.#deps.store.transitionCallback(
+        key,
+        expected,
+        {
+          ...base,
+          state: 'queued',
+          attempt: current.attempt + 1,
+          errorMessage: report.errorMessage,
+          notBefore: new Date(notBeforeMs).toISOString(),
+          queuedAt: new Date(nowMs).toISOString(),
+          queuedSends: sendNow ? 1 : 0,
+          startDate: null,
+          hostname: null,
+          workerId: null,
+          startId: null,
+        },
+        sendNow ? this.#queuedDueAt(notBeforeMs) : new Date(notBeforeMs).toISOString(),
+      );
+      this.#deps.metrics?.increment('callbacks.retried');
+      if (sendNow) await this.#send([queued], Math.ceil(delayMs / 1000));
+      return queued;
+    }
+    const failed = await this.#deps.store.transitionCallback(
+      key,
+      expected,
+      { ...base, state: 'failed', errorMessage: report.errorMessage },
+      null,
+    );
+    this.#deps.metrics?.increment('callbacks.failed');
+    this.#deps.log?.warn('A callback failed for good', {
+      callbackId: current.callbackId,
+      kind: current.kind,
+      run: `${current.dagId}/${current.runId}`,
+      attempt: current.attempt,
+      error: report.errorMessage,
+    });
+    return failed;
+  }
+
+  async #send(callbacks: readonly Callback[], delaySeconds = 0): Promise<void> {
+    if (callbacks.length === 0) return;
+    const nowMs = this.#deps.now();
+    const messages = await Promise.all(
+      callbacks.map(async (callback) => {
+        const token = await this.#deps.tokens.issueClaims(
+          {
+            kind: 'callback',
+            dagId: callback.dagId,
+            runId: callback.runId,
+            callbackId: callback.callbackId,
+            attempt: callback.attempt,
+          },
+          nowMs,
+        );
+        const workload: CallbackWorkload = {
+          type: 'run_callback',
+          dag_id: callback.dagId,
+          run_id: callback.runId,
+          callback_id: callback.callbackId,
+          attempt: callback.attempt,
+          token,
+          fileloc: callback.fileloc,
+          dag_version: callback.dagVersion,
+        };
+        return { body: JSON.stringify(workload), ...(delaySeconds > 0 ? { delaySeconds } : {}) };
+      }),
+    );
+    await sendAll(this.#deps.queues.callbacks, messages);
+  }
+
+  #callbackOf(
+    run: DagRun,
+    dag: SerializedDag,
+    owner: CallbackOwner,
+    owed: OwedCallback,
+    ref: CallbackRef,
+  ): Callback {
+    const settings = this.#deps.settings;
+    const isTask = owner.taskId !== undefined;
+    return {
+      callbackId: callbackIdOf(owner, owed),
+      kind: owed.k,
+      dagId: run.dagId,
+      runId: run.runId,
+      dagVersion: run.dagVersion,
+      fileloc: dag.fileloc,
+      taskId: owner.taskId ?? null,
+      mapIndex: owner.mapIndex ?? null,
+      tryNumber: isTask ? owed.n : null,
+      clearCount: isTask ? null : owed.n,
+      index: owed.i,
+      name: ref.name,
+      state: 'queued',
+      attempt: 1,
+      maxAttempts: (ref.retries ?? settings.callbackRetries) + 1,
+      retryDelayMs: ref.retryDelayMs ?? settings.callbackRetryDelayMs,
+      timeoutMs: ref.timeoutMs ?? settings.callbackExecutionTimeoutMs,
+      ownerError: owed.e ?? null,
+      ownerErrorType: owed.t ?? null,
+      owedAt: owed.at,
+      queuedAt: new Date(this.#deps.now()).toISOString(),
+      queuedSends: 1,
+      notBefore: null,
+      startDate: null,
+      endDate: null,
+      hostname: null,
+      workerId: null,
+      startId: null,
+      reportId: null,
+      errorMessage: null,
+      revision: 0,
+    };
+  }
+
+  #queuedDueAt(fromMs: number): string {
+    return new Date(fromMs + this.#deps.settings.queuedTimeoutMs).toISOString();
+  }
+
+  #runningDueAt(startMs: number, timeoutMs: number): string {
+    return new Date(startMs + timeoutMs + this.#deps.settings.heartbeatTimeoutMs).toISOString();
+  }
+
+  #runningDueAtMs(callback: Callback): number {
+    const start = callback.startDate === null ? 0 : Date.parse(callback.startDate);
+    return start + callback.timeoutMs + this.#deps.settings.heartbeatTimeoutMs;
+  }
+
+  async #get(key: CallbackKey): Promise<Callback> {
+    const callback = await this.#deps.store.getCallback(key);
+    if (!callback)
+      throw new NotFoundError(`Callback ${key.callbackId} of ${key.dagId}/${key.runId} not found`);
+    return callback;
+  }
+}
+
+function keyOf(callback: Callback): CallbackKey {
+  return { dagId: callback.dagId, runId: callback.runId, callbackId: callback.callbackId };
+}
+
+/** The callback's reference in the run's DAG version. */
+function refOf(
+  dag: SerializedDag,
+  task: SerializedTask | undefined,
+  owed: OwedCallback,
+): CallbackRef | undefined {
+  const { owner, event } = eventOfKind(owed.k);
+  const lists = (owner === 'dag' ? dag.callbacks : task?.callbacks) as
+    | Record<string, CallbackRef[] | undefined>
+    | undefined;
+  return lists?.[event]?.[owed.i];
+}
+
+function conflictOf(
+  key: CallbackKey,
+  current: Callback,
+  expected: string,
+  attempt: number,
+): StateConflictError {
+  return new StateConflictError(
+    `Callback ${key.callbackId} is ${current.state} at attempt ${current.attempt}, expected ${expected} at attempt ${attempt}`,
+  );
+}

@@ -1,0 +1,153 @@
+import {
+  type CallbackRef,
+  DAG_CALLBACK_EVENTS,
+  type DagCallbackEvent,
+  TASK_CALLBACK_EVENTS,
+  type TaskCallbackEvent,
+} from '#core/callbacks.ts';
+import { type DurationInput, parseDuration } from '#core/duration.ts';
+import { InvalidDurationError } from '#core/errors.ts';
+import type { CallbackContext } from './callback-context.ts';
+import { DagValidationError } from './errors.ts';
+
+/**
+ * The authoring side of callbacks: the `onSuccess`, `onFailure`… options of tasks and DAGs, read
+ * into the functions (kept for the worker) and their references (kept in the serialized DAG).
+ */
+
+/** A callback function; it may be async. What it returns is ignored; a throw fails the attempt. */
+export type CallbackFunction = (ctx: CallbackContext) => unknown;
+
+/** A callback function with how it runs; unset ones take the deployment's callback settings. */
+export interface CallbackSpec {
+  callback: CallbackFunction;
+  /** Attempts after the first. */
+  retries?: number;
+  /** Seconds, or '30s', '5m'…, between attempts. */
+  retryDelay?: DurationInput;
+  /** An attempt running longer than this fails. */
+  timeout?: DurationInput;
+}
+
+/** What a callback option takes: a function, a `{ callback }`, or a list of them ([] is none). */
+export type CallbackInput = CallbackFunction | CallbackSpec | readonly (CallbackFunction | CallbackSpec)[];
+
+/** One callback as a built DAG keeps it: the function and its reference in the serialized DAG. */
+export interface ResolvedCallback {
+  readonly fn: CallbackFunction;
+  readonly ref: CallbackRef;
+}
+
+/** A task's callbacks by event; an event without callbacks is absent. */
+export type TaskCallbackLists = { [E in TaskCallbackEvent]?: readonly ResolvedCallback[] };
+/** A DAG run's callbacks by event; an event without callbacks is absent. */
+export type DagCallbackLists = { [E in DagCallbackEvent]?: readonly ResolvedCallback[] };
+
+const SPEC_KEYS: readonly string[] = ['callback', 'retries', 'retryDelay', 'timeout'];
+const EXPECTED = 'expected a function, { callback }, or an array of them';
+
+/** The callbacks of every event in `options` (task or DAG options, or defaultArgs); `where` names the owner. */
+export function resolveTaskCallbacks(options: object, where: string): TaskCallbackLists {
+  return resolveEvents(TASK_CALLBACK_EVENTS, options, where);
+}
+
+/** The callbacks of a DAG run's events in the DAG options. */
+export function resolveDagCallbacks(options: object, where: string): DagCallbackLists {
+  return resolveEvents(DAG_CALLBACK_EVENTS, options, where);
+}
+
+/** The references of each event that has callbacks; undefined when none has, so nothing is serialized. */
+export function callbackRefsOf<E extends string>(
+  lists: { [K in E]?: readonly ResolvedCallback[] },
+): { [K in E]?: CallbackRef[] } | undefined {
+  const entries = Object.entries<readonly ResolvedCallback[] | undefined>(lists)
+    .filter((entry): entry is [string, readonly ResolvedCallback[]] => (entry[1]?.length ?? 0) > 0)
+    .map(([event, callbacks]) => [event, callbacks.map((callback) => ({ ...callback.ref }))]);
+  return entries.length === 0 ? undefined : (Object.fromEntries(entries) as { [K in E]?: CallbackRef[] });
+}
+
+function resolveEvents<E extends string>(
+  events: readonly E[],
+  options: object,
+  where: string,
+): { [K in E]?: readonly ResolvedCallback[] } {
+  const lists: { [K in E]?: readonly ResolvedCallback[] } = {};
+  for (const event of events) {
+    const input: unknown = Reflect.get(options, event);
+    if (input === undefined) continue;
+    const callbacks = resolveCallbackInput(input, where, event);
+    if (callbacks.length > 0) lists[event] = callbacks;
+  }
+  return lists;
+}
+
+function resolveCallbackInput(input: unknown, where: string, event: string): ResolvedCallback[] {
+  if (Array.isArray(input)) {
+    return input.map((item, index) => {
+      const at = `${where}: option '${event}[${index}]'`;
+      if (Array.isArray(item)) {
+        throw new DagValidationError(`${at}: expected a function or { callback }, got an array`);
+      }
+      return resolveOne(item, at, 'expected a function or { callback }');
+    });
+  }
+  return [resolveOne(input, `${where}: option '${event}'`, EXPECTED)];
+}
+
+function resolveOne(input: unknown, where: string, expected: string): ResolvedCallback {
+  if (typeof input === 'function') {
+    return { fn: input as CallbackFunction, ref: { name: callbackNameOf(input as CallbackFunction) } };
+  }
+  if (typeof input !== 'object' || input === null) {
+    throw new DagValidationError(`${where}: ${expected}, got ${describe(input)}`);
+  }
+  const unknownKeys = Object.keys(input).filter((key) => !SPEC_KEYS.includes(key));
+  if (unknownKeys.length > 0) {
+    const keys = unknownKeys.map((key) => `'${key}'`).join(', ');
+    throw new DagValidationError(
+      `${where}: unknown key${unknownKeys.length > 1 ? 's' : ''} ${keys} (a callback takes callback, retries, retryDelay, timeout)`,
+    );
+  }
+  const spec = input as Partial<Record<keyof CallbackSpec, unknown>>;
+  if (typeof spec.callback !== 'function') {
+    throw new DagValidationError(`${where}: 'callback' must be a function, got ${describe(spec.callback)}`);
+  }
+  const ref: CallbackRef = { name: callbackNameOf(spec.callback as CallbackFunction) };
+  if (spec.retries !== undefined) {
+    if (typeof spec.retries !== 'number' || !Number.isSafeInteger(spec.retries) || spec.retries < 0) {
+      throw new DagValidationError(
+        `${where}: 'retries' must be a non-negative integer, got ${describe(spec.retries)}`,
+      );
+    }
+    ref.retries = spec.retries;
+  }
+  if (spec.retryDelay !== undefined) ref.retryDelayMs = durationMs(spec.retryDelay, where, 'retryDelay');
+  if (spec.timeout !== undefined) {
+    const timeoutMs = durationMs(spec.timeout, where, 'timeout');
+    if (timeoutMs <= 0) throw new DagValidationError(`${where}: 'timeout' must be greater than 0`);
+    ref.timeoutMs = timeoutMs;
+  }
+  return { fn: spec.callback as CallbackFunction, ref };
+}
+
+function durationMs(value: unknown, where: string, key: string): number {
+  try {
+    return parseDuration(value as DurationInput, `${where} '${key}'`);
+  } catch (error) {
+    if (!(error instanceof InvalidDurationError)) throw error;
+    throw new DagValidationError(error.message, { cause: error });
+  }
+}
+
+/** The name a reference keeps, checked when a worker resolves the callback again. */
+export function callbackNameOf(fn: { name: string }): string {
+  return fn.name || 'anonymous';
+}
+
+function describe(value: unknown): string {
+  if (value === null) return 'null';
+  if (Array.isArray(value)) return 'an array';
+  if (typeof value === 'string') return JSON.stringify(value);
+  if (typeof value === 'number' || typeof value === 'boolean') return String(value);
+  return typeof value;
+}
