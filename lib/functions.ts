@@ -145,6 +145,9 @@ function bundledFunction(
       format: OutputFormat.ESM,
       target: 'node24',
       minify: true,
+      // Function names survive minification: a callback is resolved by its name, checked against the
+      // name the DAG was serialized with.
+      keepNames: true,
       sourceMap: true,
       sourcesContent: false,
       mainFields: ['module', 'main'],

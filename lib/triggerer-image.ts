@@ -38,6 +38,9 @@ export function stageTriggererContext(projectRoot: string): string {
     format: 'esm',
     target: 'node24',
     minify: true,
+    // Function names survive minification: a callback is resolved by its name, checked against the
+    // name the DAG was serialized with.
+    keepNames: true,
     sourcemap: true,
     sourcesContent: false,
     banner: { js: ESM_REQUIRE_BANNER },

@@ -283,7 +283,12 @@ function toReport(request: FinishTaskBody): TaskReport {
     case 'skipped':
       return { state: 'skipped', reason: request.reason };
     case 'failed':
-      return { state: 'failed', errorMessage: request.error_message, retryable: request.retryable };
+      return {
+        state: 'failed',
+        errorMessage: request.error_message,
+        retryable: request.retryable,
+        ...(request.error_type ? { errorType: request.error_type } : {}),
+      };
     case 'handed_back':
       return { state: 'handed_back' };
     case 'deferred':

@@ -117,7 +117,7 @@ export function makeWorkerHandler(given: Partial<HandlerDeps & Observability> = 
             executor: executor as CallbackExecutor,
             workerId: workload.worker.workerId,
             log,
-            metrics,
+            clock: workload.clock,
           });
         } catch (error) {
           throw new WorkloadNotDoneError(

@@ -91,6 +91,7 @@ export class InProcessTaskExecutor implements TaskExecutor {
     const ctx: CallbackContext = {
       ...callbackRunContextOf(started),
       log: (...args: unknown[]) => logger.info(format(...args)),
+      signal: hooks.signal,
     };
     const work = taskOutput.run(hooks.onLog, async () => {
       await fn(ctx);
@@ -98,10 +99,13 @@ export class InProcessTaskExecutor implements TaskExecutor {
     });
     try {
       const outcome = await untilAborted(work, hooks.signal);
-      if (outcome === ABORTED) return { kind: 'error', message: reasonOf(hooks.signal) };
+      if (outcome === ABORTED) {
+        if (!(await settlesSoon(work))) hooks.onLog(line('WARNING', CALLBACK_ABANDONED));
+        return { kind: 'error', message: reasonOf(hooks.signal) };
+      }
       return outcome;
     } catch (error) {
-      hooks.onLog(line('ERROR', `Callback failed: ${describe(error)}`));
+      hooks.onLog(line('ERROR', `Callback raised: ${describe(error)}`));
       return { kind: 'error', message: error instanceof Error ? error.message : String(error) };
     }
   }
@@ -126,6 +130,11 @@ export class InProcessTaskExecutor implements TaskExecutor {
 }
 
 const ABORTED = Symbol('aborted');
+
+const CALLBACK_ABANDONED =
+  'The callback did not return when it was stopped (does it honour ctx.signal?). Lambda cannot kill it: ' +
+  "its code stays in this worker's execution environment and may go on beside a later attempt of the same " +
+  'callback; key its effects on ctx.idempotencyKey.';
 
 const ABANDONED =
   'The task did not return when it was stopped (does it honour ctx.signal?). Lambda cannot kill it: ' +

@@ -98,6 +98,8 @@ export const finishTaskBody = z
       report_id: reportId,
       error_message: z.string().max(10_000),
       retryable: z.boolean(),
+      /** Why, when the worker knows better than "the task raised": its execution timeout stopped it. */
+      error_type: z.enum(['task_error', 'execution_timeout']).optional(),
       log: logChunkSchema.optional(),
     }),
     z.strictObject({ state: z.literal('handed_back'), report_id: reportId, log: logChunkSchema.optional() }),

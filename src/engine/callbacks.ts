@@ -75,6 +75,12 @@ export interface CallbackDeps {
 
 /** Owners and due callbacks one sweep looks at, at most. */
 export const CALLBACK_SWEEP_LIMIT = 100;
+/** How long a worker retries an attempt's report (its token must outlive that too). */
+const REPORT_WINDOW_SECONDS = 60;
+/** Longest wait between two attempts of a callback, however many came before. */
+const MAX_RETRY_DELAY_MS = 86_400_000;
+/** Longest wait before a queued callback's workload is sent again (the wait doubles each send). */
+const MAX_RESEND_WAIT_MS = 3_600_000;
 /** SQS's longest delivery delay: a longer retry delay waits in the due index instead. */
 const MAX_DELAY_SECONDS = 900;
 
@@ -214,9 +220,10 @@ export class CallbackService {
       try {
         const owner = await this.#deps.store.getOwedOwner(itemKey);
         if (!owner) continue;
-        await this.#materializeOwner(owner);
-        materialized += 1;
-        this.#deps.metrics?.increment('callbacks.materialized_by_sweep');
+        if (await this.#materializeOwner(owner)) {
+          materialized += 1;
+          this.#deps.metrics?.increment('callbacks.materialized_by_sweep');
+        }
       } catch (error) {
         this.#deps.log?.warn('Owed callbacks could not be materialized; the next tick tries again', {
           owner: itemKey,
@@ -239,17 +246,26 @@ export class CallbackService {
     return { materialized, due: due.length };
   }
 
-  async #materializeOwner(owner: OwedOwner): Promise<void> {
+  /** Materializes what the owner still owes; false when it owed nothing (only its index entry was left). */
+  async #materializeOwner(owner: OwedOwner): Promise<boolean> {
+    const owed = owner.kind === 'run' ? owner.run.owedCallbacks : owner.ti.owedCallbacks;
+    // Settled by a call that died before it left the index: only the index entry is left to go.
+    if (!owed || owed.length === 0) {
+      await this.#deps.store.settleOwed(owner.itemKey, []);
+      return false;
+    }
     if (owner.kind === 'run') {
-      await this.materialize({ run: owner.run }, owner.run.owedCallbacks ?? []);
-      return;
+      await this.materialize({ run: owner.run }, owed);
+      return true;
     }
     const run = await this.#deps.store.getDagRun(owner.ti);
     if (!run) {
-      await this.#deps.store.settleOwed(owner.itemKey, owner.ti.owedCallbacks ?? []);
-      return;
+      // The run is gone (expired with its retention): nothing can run for it.
+      await this.#deps.store.settleOwed(owner.itemKey, owed);
+      return false;
     }
-    await this.materialize({ run, ti: owner.ti }, owner.ti.owedCallbacks ?? []);
+    await this.materialize({ run, ti: owner.ti }, owed);
+    return true;
   }
 
   async #handleDue(callback: Callback, nowMs: number): Promise<void> {
@@ -263,18 +279,23 @@ export class CallbackService {
           {
             state: 'failed',
             endDate: new Date(nowMs).toISOString(),
-            errorMessage: `No worker started attempt ${callback.attempt} after ${callback.queuedSends} sends of its workload (UPDRAFT_MAX_QUEUED_SENDS), each waited UPDRAFT_QUEUED_TIMEOUT_MS`,
+            errorMessage: `No worker started attempt ${callback.attempt} after ${callback.queuedSends} sends of its workload (UPDRAFT_MAX_QUEUED_SENDS), the first after UPDRAFT_QUEUED_TIMEOUT_MS and each later one after twice the wait before it`,
           },
           null,
         );
         this.#deps.metrics?.increment('callbacks.failed');
         return;
       }
+      // The wait doubles with each send: a long backlog of callbacks is not taken for lost workloads.
+      const wait = Math.min(
+        MAX_RESEND_WAIT_MS,
+        this.#deps.settings.queuedTimeoutMs * 2 ** Math.max(0, callback.queuedSends),
+      );
       const sent = await this.#deps.store.transitionCallback(
         key,
         { state: 'queued', attempt: callback.attempt, revision: callback.revision },
         { queuedSends: callback.queuedSends + 1, queuedAt: new Date(nowMs).toISOString() },
-        this.#queuedDueAt(nowMs),
+        new Date(nowMs + wait).toISOString(),
       );
       await this.#send([sent]);
       return;
@@ -390,7 +411,7 @@ export class CallbackService {
       return done;
     }
     if (report.retryable && current.attempt < current.maxAttempts) {
-      const delayMs = current.retryDelayMs * 2 ** (current.attempt - 1);
+      const delayMs = Math.min(MAX_RETRY_DELAY_MS, current.retryDelayMs * 2 ** (current.attempt - 1));
       const notBeforeMs = nowMs + delayMs;
       const sendNow = delayMs <= MAX_DELAY_SECONDS * 1000;
       const queued = await this.#deps.store.transitionCallback(
@@ -437,6 +458,13 @@ export class CallbackService {
     const nowMs = this.#deps.now();
     const messages = await Promise.all(
       callbacks.map(async (callback) => {
+        // Callbacks have no heartbeat to refresh a token on: it outlives the longest the workload
+        // may wait (its delay, then under the queued timeout), the attempt and the report's retries.
+        const lifetimeSeconds =
+          this.#deps.tokens.ttlSeconds +
+          delaySeconds +
+          Math.ceil(callback.timeoutMs / 1000) +
+          REPORT_WINDOW_SECONDS;
         const token = await this.#deps.tokens.issueClaims(
           {
             kind: 'callback',
@@ -446,6 +474,7 @@ export class CallbackService {
             attempt: callback.attempt,
           },
           nowMs,
+          lifetimeSeconds,
         );
         const workload: CallbackWorkload = {
           type: 'run_callback',

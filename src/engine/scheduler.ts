@@ -132,6 +132,16 @@ export async function scheduleRun(
   }
   const record = await dagRecordOf(deps, context, run.dagId);
   const dag = await deps.dags.get(run.dagId, run.dagVersion);
+  // Callbacks the run owed when it finished and a clear made it active again before they were
+  // materialized: an active run is not in the owed index, its passes do it (before it finishes again).
+  if (run.owedCallbacks && run.owedCallbacks.length > 0 && deps.callbacks) {
+    await deps.callbacks.materialize({ run }, run.owedCallbacks, dag).catch((error: unknown) => {
+      deps.log.warn('Callbacks a run owes were not materialized; its next pass tries again', {
+        ...key,
+        error,
+      });
+    });
+  }
   const paused = record?.isPaused ?? false;
   if (run.state === 'queued') {
     // Starting is decided on the DAG record as it is now, not as the tick listed it before a pause.

@@ -4,6 +4,7 @@ import type { TriggerEventType } from '#contracts/triggers.ts';
 import type { CallbackErrorType } from '#core/callbacks.ts';
 import { mapConcurrently } from '#core/concurrency.ts';
 import {
+  type DagRun,
   type DagRunKey,
   formatTaskInstanceKey,
   type TaskInstance,
@@ -107,6 +108,8 @@ const MAX_TAKEOVERS = 3;
  */
 export class TriggerLifecycle {
   readonly #deps: TriggerLifecycleDeps;
+  /** Runs by key, a cache: only their DAG version is read, which never changes. */
+  readonly #runs = new Map<string, DagRun>();
 
   constructor(deps: TriggerLifecycleDeps) {
     this.#deps = deps;
@@ -337,7 +340,7 @@ export class TriggerLifecycle {
   async #failTry(trigger: Trigger, message: string, retryable: boolean): Promise<EventOutcome> {
     const ti = await this.#deps.store.getTaskInstance(trigger.ti);
     if (!ti || !waitsOn(ti, trigger)) return this.#settle(trigger, ti);
-    const run = await this.#deps.store.getDagRun(trigger.ti);
+    const run = await this.#runOf(trigger.ti);
     const dag = run ? await this.#deps.dags.get(run.dagId, run.dagVersion) : undefined;
     const task = dag?.tasks.find((t) => t.taskId === trigger.ti.taskId);
     const nowMs = this.#deps.now();
@@ -372,6 +375,18 @@ export class TriggerLifecycle {
     }
   }
 
+  /** The run of a TI; cached, since what is read of it (its DAG version) never changes. */
+  async #runOf(key: DagRunKey): Promise<DagRun | undefined> {
+    const cacheKey = `${key.dagId}\u0000${key.runId}`;
+    const cached = this.#runs.get(cacheKey);
+    if (cached) return cached;
+    const run = await this.#deps.store.getDagRun(key);
+    if (!run) return undefined;
+    this.#runs.set(cacheKey, run);
+    if (this.#runs.size > 10_000) this.#runs.delete(this.#runs.keys().next().value as string);
+    return run;
+  }
+
   async #apply(
     trigger: Trigger,
     changes: TaskInstanceChanges,
@@ -379,7 +394,7 @@ export class TriggerLifecycle {
     errorType?: CallbackErrorType,
   ): Promise<EventOutcome> {
     const key = trigger.ti;
-    const run = await this.#deps.store.getDagRun(key);
+    const run = await this.#runOf(key);
     const dag = run ? await this.#deps.dags.get(run.dagId, run.dagVersion) : undefined;
     const task = dag?.tasks.find((t) => t.taskId === key.taskId);
     const owed =
@@ -405,7 +420,16 @@ export class TriggerLifecycle {
       return this.#settle(trigger, await this.#deps.store.getTaskInstance(key));
     }
     if (run && ti.owedCallbacks && this.#deps.callbacks) {
-      await this.#deps.callbacks.materialize({ run, ti }, ti.owedCallbacks, dag);
+      // The event is applied and its callbacks owed durably: a failure here leaves them to the tick.
+      await this.#deps.callbacks.materialize({ run, ti }, ti.owedCallbacks, dag).catch((error: unknown) => {
+        this.#deps.log.warn(
+          'Callbacks owed by an applied trigger event were not materialized; the tick does it',
+          {
+            ti: formatTaskInstanceKey(key),
+            error,
+          },
+        );
+      });
     }
     this.#deps.metrics.increment('triggers.events_applied');
     if (changes.state === 'success') this.#deps.metrics.increment('triggers.succeeded');

@@ -35,4 +35,9 @@ export interface CallbackContext {
   readonly errorType?: CallbackErrorType;
   /** Writes a line to the callback's log. */
   log(...args: unknown[]): void;
+  /**
+   * Aborts when the attempt is stopped (its timeout). In standalone the callback's process is
+   * killed soon after; on Lambda it cannot be, so a callback should stop its work when this aborts.
+   */
+  readonly signal: AbortSignal;
 }

@@ -83,6 +83,11 @@ function resolveEvents<E extends string>(
 
 function resolveCallbackInput(input: unknown, where: string, event: string): ResolvedCallback[] {
   if (Array.isArray(input)) {
+    if (input.length > CALLBACKS_PER_EVENT_MAX) {
+      throw new DagValidationError(
+        `${where}: option '${event}' lists ${input.length} callbacks, over the limit of ${CALLBACKS_PER_EVENT_MAX} per event`,
+      );
+    }
     return input.map((item, index) => {
       const at = `${where}: option '${event}[${index}]'`;
       if (Array.isArray(item)) {
@@ -93,6 +98,12 @@ function resolveCallbackInput(input: unknown, where: string, event: string): Res
   }
   return [resolveOne(input, `${where}: option '${event}'`, EXPECTED)];
 }
+
+/** Most retries of one callback, and its longest timeout: the bounds of the settings' defaults. */
+export const CALLBACK_MAX_RETRIES = 100;
+export const CALLBACK_MAX_TIMEOUT_MS = 900_000;
+/** Most callbacks one DAG or task may declare for one event (each is owed on the owner's item). */
+export const CALLBACKS_PER_EVENT_MAX = 20;
 
 function resolveOne(input: unknown, where: string, expected: string): ResolvedCallback {
   if (typeof input === 'function') {
@@ -114,9 +125,14 @@ function resolveOne(input: unknown, where: string, expected: string): ResolvedCa
   }
   const ref: CallbackRef = { name: callbackNameOf(spec.callback as CallbackFunction) };
   if (spec.retries !== undefined) {
-    if (typeof spec.retries !== 'number' || !Number.isSafeInteger(spec.retries) || spec.retries < 0) {
+    if (
+      typeof spec.retries !== 'number' ||
+      !Number.isSafeInteger(spec.retries) ||
+      spec.retries < 0 ||
+      spec.retries > CALLBACK_MAX_RETRIES
+    ) {
       throw new DagValidationError(
-        `${where}: 'retries' must be a non-negative integer, got ${describe(spec.retries)}`,
+        `${where}: 'retries' must be an integer from 0 to ${CALLBACK_MAX_RETRIES}, got ${describe(spec.retries)}`,
       );
     }
     ref.retries = spec.retries;
@@ -125,6 +141,11 @@ function resolveOne(input: unknown, where: string, expected: string): ResolvedCa
   if (spec.timeout !== undefined) {
     const timeoutMs = durationMs(spec.timeout, where, 'timeout');
     if (timeoutMs <= 0) throw new DagValidationError(`${where}: 'timeout' must be greater than 0`);
+    if (timeoutMs > CALLBACK_MAX_TIMEOUT_MS) {
+      throw new DagValidationError(
+        `${where}: 'timeout' is ${timeoutMs} ms, over the longest a callback attempt may run, ${CALLBACK_MAX_TIMEOUT_MS} ms (15 minutes)`,
+      );
+    }
     ref.timeoutMs = timeoutMs;
   }
   return { fn: spec.callback as CallbackFunction, ref };

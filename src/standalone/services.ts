@@ -238,6 +238,8 @@ export async function startStandalone(settings: Settings, options: StandaloneOpt
     metrics,
     log: log.child({ component: 'callbacks' }),
   });
+  // Started ahead, as the task pool's are: the first callbacks do not wait for a process to boot.
+  callbackRunners.warm(settings.callbackSlots);
   callbackWorkers.start();
 
   // The triggerer reaches the API over HTTP only, like the Fargate triggerer on AWS.

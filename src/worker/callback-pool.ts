@@ -5,6 +5,7 @@ import type { Logger } from '#engine/logger.ts';
 import { HttpError } from '#http/errors.ts';
 import type { MetricsRegistry } from '#metrics/registry.ts';
 import type { Queue, ReceivedMessage } from '#queue/port.ts';
+import { systemClock, type WorkerClock } from './clock.ts';
 import type { ExecutionClient, StartedCallback } from './execution-client.ts';
 import type { TaskHooks } from './executor.ts';
 import type { RunnerOutcome } from './protocol.ts';
@@ -130,9 +131,10 @@ export class CallbackWorkerPool {
  */
 export async function runCallbackWorkload(
   workload: CallbackWorkload,
-  deps: Pick<CallbackPoolOptions, 'client' | 'executor' | 'workerId' | 'log' | 'metrics'>,
+  deps: Pick<CallbackPoolOptions, 'client' | 'executor' | 'workerId' | 'log'> & { clock?: WorkerClock },
 ): Promise<void> {
   const { client, log } = deps;
+  const clock = deps.clock ?? systemClock;
   const startId = randomUUID();
   let started: StartedCallback;
   try {
@@ -155,10 +157,12 @@ export async function runCallbackWorkload(
   }
   const output = new CappedLog(started.log_max_bytes);
   const stop = new AbortController();
-  const timer = setTimeout(
-    () => stop.abort(new Error(`The callback timed out after ${started.timeout_ms} ms`)),
-    started.timeout_ms,
-  );
+  const finished = new AbortController();
+  // The attempt's timeout: the executor stops the callback (a runner process is killed).
+  void clock.sleep(started.timeout_ms, finished.signal).then(() => {
+    if (!finished.signal.aborted)
+      stop.abort(new Error(`The callback timed out after ${started.timeout_ms} ms`));
+  });
   let outcome: RunnerOutcome;
   try {
     outcome = await deps.executor.runCallback(started, {
@@ -167,7 +171,7 @@ export async function runCallbackWorkload(
       signal: stop.signal,
     });
   } finally {
-    clearTimeout(timer);
+    finished.abort();
   }
   const reportId = randomUUID();
   const failure =
@@ -201,7 +205,7 @@ export async function runCallbackWorkload(
             log: output.text(),
           }
         : { state: 'success', report_id: reportId, log: output.text() },
-      { retry: { attempts: Number.POSITIVE_INFINITY, deadline: Date.now() + REPORT_RETRY_MS } },
+      { retry: { attempts: Number.POSITIVE_INFINITY, deadline: clock.now() + REPORT_RETRY_MS } },
     );
     log.info(failure ? 'Callback attempt failed' : 'Callback succeeded', {
       callbackId: workload.callback_id,

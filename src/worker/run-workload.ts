@@ -278,7 +278,14 @@ class RunningTry {
   #finishState(outcome: RunnerOutcome): FinishState {
     const cause = this.#cause;
     if (cause?.kind === 'handed_back') return { state: 'handed_back' };
-    if (cause) return { state: 'failed', error_message: truncate(cause.reason), retryable: true };
+    if (cause) {
+      return {
+        state: 'failed',
+        error_message: truncate(cause.reason),
+        retryable: true,
+        ...(cause.kind === 'timeout' ? { error_type: 'execution_timeout' as const } : {}),
+      };
+    }
     const state = toFinishState(outcome, this.#started);
     if (state.state === 'failed' && outcome.kind === 'success') this.#note('ERROR', state.error_message);
     return state;

@@ -77,6 +77,7 @@ async function runCallback(
   const ctx: CallbackContext = {
     ...message.context,
     log: (...args: unknown[]) => logger.info(format(...args)),
+    signal: controller.signal,
   };
   await fn(ctx);
   return { kind: 'success' };

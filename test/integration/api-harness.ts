@@ -1,6 +1,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { PutCommand } from '@aws-sdk/lib-dynamodb';
 import { createApiStack } from '#api/stack.ts';
 import { type Settings, settingsSchema } from '#config/settings.ts';
 import type { ErrorBody } from '#contracts/common.ts';
@@ -94,6 +95,8 @@ export interface ApiHarness {
    * it is in now) in `queued`, and the token of its workload.
    */
   queueTaskInstance(key: TaskInstanceKey): Promise<string>;
+  /** Puts an item as it is, bypassing the store (to set up a state a crash would leave). */
+  rawPut(item: Record<string, unknown>): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -188,6 +191,9 @@ export async function startApiHarness(
         { state: 'queued', tryNumber, queuedAt: clock.iso() },
       );
       return tokens.issue({ ...key, tryNumber }, clock.nowMs);
+    },
+    async rawPut(item) {
+      await toDocumentClient(dynamoClient).send(new PutCommand({ TableName: 'updraft', Item: item }));
     },
     async close() {
       await notifier.drain();

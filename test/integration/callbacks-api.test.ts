@@ -282,6 +282,21 @@ describe('callbacks through the Execution API', () => {
     expect(late.status).toBe(409);
   });
 
+  it('a try stopped by its execution timeout owes its retry callback with that error type', async () => {
+    const runId = await newRun();
+    const key = tiKey('cbapi', runId, 'work');
+    const token = await start(key);
+    const stopped = {
+      state: 'failed',
+      error_message: 'The task exceeded its execution timeout',
+      retryable: true,
+      error_type: 'execution_timeout',
+    };
+    expect((await report(key, token, stopped)).status).toBe(200);
+    const retry = (await callbacksOf(runId)).find((callback) => callback.kind === 'task_retry');
+    expect(retry).toMatchObject({ ownerErrorType: 'execution_timeout', tryNumber: 1 });
+  });
+
   it('a zombie (heartbeat timeout) owes its failure callback once, with its error type', async () => {
     const runId = await newRun();
     const key = tiKey('cbapi', runId, 'work');

@@ -10,9 +10,10 @@
 
 import { createApiStack } from '#api/stack.ts';
 import type { Settings } from '#config/settings.ts';
-import type { TaskWorkload } from '#contracts/messages.ts';
+import type { CallbackWorkload, TaskWorkload } from '#contracts/messages.ts';
 import type { TaskInstanceKey, TriggererJob } from '#core/models.ts';
 import type { VersionedDag } from '#core/serialized-dag.ts';
+import { CallbackService } from '#engine/callbacks.ts';
 import { DagVersionCache } from '#engine/dag-cache.ts';
 import { registerDags } from '#engine/dag-registry.ts';
 import * as entrypoints from '#engine/entrypoints.ts';
@@ -29,6 +30,7 @@ import type { Store } from '#store/port.ts';
 import { TriggererClient } from '#triggerer/client.ts';
 import { type TimerHost, TriggerTimers } from '#triggerer/timers.ts';
 import { Triggerer } from '#triggerer/triggerer.ts';
+import { type CallbackExecutor, runCallbackWorkload } from '#worker/callback-pool.ts';
 import { ExecutionClient } from '#worker/execution-client.ts';
 import type { TaskExecutor } from '#worker/executor.ts';
 import { runWorkload as runEngineWorkload } from '#worker/run-workload.ts';
@@ -208,17 +210,51 @@ function withSimJobIds(store: Store, newJobId: () => string): Store {
 }
 
 function engineDeps(world: EngineWorld): EngineDeps {
+  const dags = new DagVersionCache(world.store);
+  const tokens = new TaskTokenSigner(EXECUTION_SECRET, world.settings.executionTokenTtlSeconds);
   return {
     store: world.store,
     queues: world.queues,
-    dags: new DagVersionCache(world.store),
-    tokens: new TaskTokenSigner(EXECUTION_SECRET, world.settings.executionTokenTtlSeconds),
+    dags,
+    tokens,
     timers: world.timers,
     metrics: new MetricsRegistry(),
     settings: world.settings,
     log: silentLogger,
     now: world.now,
+    callbacks: new CallbackService({
+      store: world.store,
+      dags,
+      queues: world.queues,
+      tokens,
+      settings: world.settings,
+      now: world.now,
+    }),
   };
+}
+
+/**
+ * Runs one callback workload to its end (`runCallbackWorkload` of the worker's callback lane) with
+ * the sim clock and the sim's callback executor. Resolves false when the start was not answered
+ * (the message comes back), true otherwise (the worker deletes it).
+ */
+export async function runCallback(
+  deps: Omit<WorkerDeps, 'executor'> & { executor: CallbackExecutor },
+  workload: CallbackWorkload,
+): Promise<boolean> {
+  const client = new ExecutionClient('http://sim', httpOptions(deps));
+  try {
+    await runCallbackWorkload(workload, {
+      client,
+      executor: deps.executor,
+      workerId: deps.workerId,
+      log: silentLogger,
+      clock: deps.clock,
+    });
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /** Task logs in memory, readable from every instance; chunk ids sort in read order. */

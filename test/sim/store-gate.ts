@@ -28,6 +28,19 @@ export interface MirroredTaskInstance {
   triggerTimeoutAtMs: number | null;
 }
 
+/** A callback item: its owner (`dag/run` or `dag/run/task/mapIndex`), kind, try or clear count, state. */
+export interface MirroredCallback {
+  callbackId: string;
+  owner: string;
+  kind: string;
+  index: number;
+  n: number;
+  state: string;
+  attempt: number;
+  maxAttempts: number;
+  queuedSends: number;
+}
+
 /** A change of a TI's state, try or deferral number: the values after it, and who wrote it. */
 export interface TaskInstanceChange {
   ti: string;
@@ -87,9 +100,40 @@ export class StoreMirror {
   /** Bumped on every change, so checks can skip unchanged steps. */
   version = 0;
   readonly #byItemKey = new Map<string, () => void>();
+  /** Owners (by item key) holding owed callbacks not yet materialized, and how many. */
+  readonly owed = new Map<string, number>();
+  /** Callback items by callback id, as last written. */
+  readonly callbacks = new Map<string, MirroredCallback>();
+  /** Every finish of a run: `dag/run|state|clearCount` (a cleared run may finish again). */
+  readonly runFinishes = new Set<string>();
 
   observe(item: Item, writer?: string): void {
     const itemKey = `${String(item.pk)}|${String(item.sk)}`;
+    const owed = item.owedCallbacks;
+    if (owed instanceof Set && owed.size > 0) this.owed.set(itemKey, owed.size);
+    else if (this.owed.delete(itemKey)) this.version++;
+    if (
+      typeof item.pk === 'string' &&
+      item.pk.startsWith('CALLBACKS#') &&
+      typeof item.callbackId === 'string'
+    ) {
+      this.callbacks.set(item.callbackId, {
+        callbackId: item.callbackId,
+        owner:
+          typeof item.taskId === 'string'
+            ? `${item.dagId}/${item.runId}/${item.taskId}/${item.mapIndex}`
+            : `${item.dagId}/${item.runId}`,
+        kind: String(item.kind),
+        index: Number(item.index),
+        n: Number(item.taskId === null ? item.clearCount : item.tryNumber),
+        state: String(item.state),
+        attempt: Number(item.attempt),
+        maxAttempts: Number(item.maxAttempts),
+        queuedSends: Number(item.queuedSends),
+      });
+      this.version++;
+      return;
+    }
     if (isTaskInstance(item)) {
       const key = `${item.dagId}/${item.runId}/${item.taskId}/${item.mapIndex}`;
       const before = this.taskInstances.get(key);
@@ -117,6 +161,9 @@ export class StoreMirror {
       this.#byItemKey.set(itemKey, () => this.taskInstances.delete(key));
     } else if (isRun(item)) {
       const key = `${item.dagId}/${item.runId}`;
+      // A finish is a change into success or failed (a clear's own writes keep the state).
+      if ((item.state === 'success' || item.state === 'failed') && this.runs.get(key)?.state !== item.state)
+        this.runFinishes.add(`${key}|${item.state}|${Number(item.clearCount ?? 0)}`);
       this.runs.set(key, {
         dagId: item.dagId,
         runId: item.runId,

@@ -94,13 +94,37 @@ function addWideDag(
     runs.push({ dagId: 'dag_wide', runId: `run_${r}`, atMs: prng.range(0, triggerWindowMs) });
 }
 
+/**
+ * Callbacks drawn from a stream of their own (a fork does not move its parent), so a seed's DAGs
+ * and runs are the ones it had before callbacks existed. Their code never runs in the sim: the
+ * sim's callback executor decides each attempt's outcome (see `SimCallbackExecutor`).
+ */
+function callbackOptions(prng: Prng, events: readonly string[]): Record<string, unknown> {
+  if (!prng.chance(0.5)) return {};
+  return Object.fromEntries(events.map((event) => [event, named(`cb_${event}`)]));
+}
+
+function named(name: string): () => void {
+  const fn = () => undefined;
+  Object.defineProperty(fn, 'name', { value: name });
+  return fn;
+}
+
 function randomDag(prng: Prng, dagId: string, pools: Record<string, number>): Dag {
   const taskCount = prng.range(3, 7);
-  return dag({ id: dagId, maxActiveRuns: prng.range(1, 2), maxActiveTasks: prng.range(1, 4) }, (d) => {
+  const callbacks = prng.fork('callbacks');
+  const dagOptions = {
+    id: dagId,
+    maxActiveRuns: prng.range(1, 2),
+    maxActiveTasks: prng.range(1, 4),
+    ...callbackOptions(callbacks, ['onSuccess', 'onFailure']),
+  };
+  return dag(dagOptions, (d) => {
     for (let i = 0; i < taskCount; i++) {
       const pool = prng.pick(['default_pool', 'default_pool', 'shared_a', 'shared_b']);
       d.task(
         {
+          ...callbackOptions(callbacks, ['onSuccess', 'onFailure', 'onRetry']),
           id: `t${i}`,
           retries: prng.pick([0, 0, 1, 2]),
           retryDelay: prng.range(1, 3),

@@ -1,10 +1,16 @@
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { type Settings, settingsSchema } from '#config/settings.ts';
-import { taskWorkloadSchema } from '#contracts/messages.ts';
+import { callbackWorkloadSchema, taskWorkloadSchema } from '#contracts/messages.ts';
 import type { SerializedDag } from '#core/serialized-dag.ts';
 import type { QueueName } from '#queue/port.ts';
 import { DynamoStore } from '#store/dynamodb.ts';
 import { createDynamoClient, ensureTable, startEmbeddedDynamo, toDocumentClient } from '#store/embedded.ts';
+import {
+  CallbackLedger,
+  checkCallbacksDrained,
+  checkCallbacksOwed,
+  SimCallbackExecutor,
+} from './callbacks.ts';
 import {
   API_TOKEN,
   type EngineWorld,
@@ -12,6 +18,7 @@ import {
   handleSchedulingMessages,
   MemoryLogStore,
   register,
+  runCallback,
   runSchedulerTick,
   runWorkload,
 } from './engine.ts';
@@ -49,6 +56,7 @@ const MAX_STEPS = 300_000;
 const TASK_QUEUES: QueueName[] = ['tasks_high', 'tasks_default', 'tasks_low'];
 const MAX_WORKERS = 4;
 const MAX_BATCHES = 3;
+const MAX_CALLBACK_WORKERS = 2;
 
 export interface SimOptions {
   seed: number;
@@ -103,6 +111,9 @@ class World {
   readonly #cleared = new Set<string>();
   readonly #busy = new Set<Actor>();
   readonly #triggerers: SimTriggerers;
+  readonly #callbackLedger: CallbackLedger;
+  readonly #callbackExecutor: SimCallbackExecutor;
+  readonly #callbackWorkers = new Set<Actor>();
   /** Triggerers running at first (1–2). */
   readonly #triggererCount: number;
   #phase: 'setup' | 'faults' | 'heal' = 'setup';
@@ -141,6 +152,10 @@ class World {
       triggererCapacity: triggererSetup.chance(0.3) ? triggererSetup.range(1, 3) : 1_000,
       triggererLoadIntervalMs: triggererSetup.pick([1_000, 2_000, 3_000]),
       triggerCleanupIntervalMs: 5_000,
+      callbackRetries: 1,
+      callbackRetryDelayMs: 1_000,
+      callbackExecutionTimeoutMs: 5_000,
+      callbackOwedGraceMs: 5_000,
     });
     this.#queues = createSimQueues({
       kernel: this.#kernel,
@@ -186,6 +201,14 @@ class World {
         const [dagId, , taskId] = ti.split('/');
         return planPhase(options.seed, ti, tryNumber, phase, deferrable.has(`${dagId}/${taskId}`));
       },
+      faults: () => this.#faults,
+    });
+    this.#callbackLedger = new CallbackLedger((failure) => this.#kernel.fail(failure));
+    this.#callbackExecutor = new SimCallbackExecutor({
+      kernel: this.#kernel,
+      ledger: this.#callbackLedger,
+      prng: this.#prng,
+      seed: options.seed,
       faults: () => this.#faults,
     });
     this.#triggerers = new SimTriggerers({
@@ -266,6 +289,8 @@ class World {
         cleared: this.#cleared.size,
         engineErrors: this.#kernel.errors.map((e) => `${e.actor}: ${(e.error as Error).message}`),
         deferrals: this.#ledger.deferrals.size,
+        callbacks: countBy([...this.#mirror.callbacks.values()].map((c) => `${c.kind}:${c.state}`)),
+        callbackAttempts: this.#callbackLedger.attempts.length,
         resumed: this.#ledger.executions.filter((e) => e.phase > 0).length,
         triggerAnswers: countBy(
           this.#ledger.triggerAnswers.map((a) => `${a.route}:${a.type ?? '-'}:${a.outcome}`),
@@ -341,6 +366,15 @@ class World {
       }
     });
     kernel.spawn('driver', async () => {
+      for (;;) {
+        await kernel.sleep(this.#prng.range(50, 300));
+        for (const actor of this.#callbackWorkers)
+          if (!actor.alive || actor.done) this.#callbackWorkers.delete(actor);
+        while (this.#callbackWorkers.size < MAX_CALLBACK_WORKERS && this.#queues.callbacks.hasVisible())
+          this.#spawnCallbackWorker();
+      }
+    });
+    kernel.spawn('driver', async () => {
       let at = 0;
       for (const planned of this.#workload.runs) {
         await kernel.sleep(planned.atMs - at);
@@ -397,6 +431,31 @@ class World {
       const retry = new Set(handled.retry);
       await scheduler.delete(messages.map((m) => m.receiptHandle).filter((handle) => !retry.has(handle)));
     });
+  }
+
+  /** A worker's callback lane: one callback workload, run to its end (`runCallbackWorkload`). */
+  #spawnCallbackWorker(): void {
+    const { actor } = this.#kernel.spawn('callback-worker', async (self) => {
+      const queue = this.#queues.callbacks;
+      const [message] = await queue.receive({ maxMessages: 1, waitTimeMs: 0 });
+      if (!message) return;
+      const workload = callbackWorkloadSchema.parse(JSON.parse(message.body));
+      const done = await runCallback(
+        {
+          fetch: (request) => this.#fetch(request, () => undefined),
+          clock: {
+            now: () => this.#kernel.now,
+            sleep: (ms, signal) => this.#kernel.sleep(ms, signal).catch(() => undefined),
+          },
+          random: () => this.#prng.next(),
+          executor: this.#callbackExecutor,
+          workerId: self.name,
+        },
+        workload,
+      );
+      if (done) await queue.delete([message.receiptHandle]);
+    });
+    this.#callbackWorkers.add(actor);
   }
 
   #spawnWorker(): void {
@@ -568,6 +627,10 @@ class World {
     if (!this.#unpaused || this.#triggered.size < this.#workload.runs.length) return false;
     if (unfinishedRuns(this.#mirror, this.#expectedRuns()).length > 0) return false;
     if (Object.keys(this.#openMessages()).length > 0) return false;
+    // Callbacks owed or not final yet: the tick's sweep has work left (materializing, resending, retrying).
+    if (this.#mirror.owed.size > 0) return false;
+    for (const callback of this.#mirror.callbacks.values())
+      if (callback.state !== 'success' && callback.state !== 'failed') return false;
     // Drivers and triggerers run for good; everything else must have ended.
     return !this.#kernel.hasLiveActors((actor) => actor.kind !== 'driver' && actor.kind !== 'triggerer');
   }
@@ -605,6 +668,10 @@ class World {
       Object.fromEntries(Object.entries(this.#queues).map(([n, q]) => [n, q.account()])),
     );
     if (messages) kernel.fail(messages);
+    const callbacks =
+      checkCallbacksOwed(this.#mirror, this.#dags) ??
+      checkCallbacksDrained(this.#mirror, this.#callbackLedger);
+    if (callbacks) kernel.fail(callbacks);
   }
 }
 

@@ -107,12 +107,18 @@ describe('callback option validation', () => {
     );
   });
 
-  it('refuses retries that are not a non-negative integer', () => {
+  it('refuses retries that are not an integer from 0 to 100, and a timeout over 15 minutes', () => {
     expect(taskError({ callback: notifyTeam, retries: -1 })).toThrow(
-      "DAG 'cb', task 'second': option 'onFailure': 'retries' must be a non-negative integer, got -1",
+      "DAG 'cb', task 'second': option 'onFailure': 'retries' must be an integer from 0 to 100, got -1",
     );
     expect(taskError({ callback: notifyTeam, retries: 1.5 })).toThrow(
-      "'retries' must be a non-negative integer",
+      "'retries' must be an integer from 0 to 100",
+    );
+    expect(taskError({ callback: notifyTeam, retries: 101 })).toThrow(
+      "'retries' must be an integer from 0 to 100",
+    );
+    expect(taskError({ callback: notifyTeam, timeout: '16m' })).toThrow(
+      "'timeout' is 960000 ms, over the longest a callback attempt may run, 900000 ms (15 minutes)",
     );
   });
 

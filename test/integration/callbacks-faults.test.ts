@@ -1,0 +1,184 @@
+import { randomUUID } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { CallbackWorkload } from '#contracts/messages.ts';
+import type { Callback } from '#core/callbacks.ts';
+import { owedOnRunFinish } from '#engine/callbacks.ts';
+import { DagVersionCache } from '#engine/dag-cache.ts';
+import { silentLogger } from '#engine/logger.ts';
+import { type EngineDeps, newPassContext, scheduleRun } from '#engine/scheduler.ts';
+import { DagValidationError } from '#sdk/errors.ts';
+import { dag } from '#sdk/index.ts';
+import { dagRunKey, taskInstanceKey } from '#store/keys.ts';
+import { type ApiHarness, startApiHarness, tiKey, tiPath, WORKER } from './api-harness.ts';
+
+/**
+ * Callbacks under the faults a hostile review found: a long attempt whose workload token would
+ * have expired before its report, a task with many callbacks and a long error, a finished run that
+ * owes its DAG callback and is cleared before it was materialized, and an owner left in the owed
+ * index by a call that died half way through settling it.
+ */
+const noop = () => undefined;
+const longCallback = function longCallback() {};
+const runFailed = function runFailed() {};
+const twenty = Array.from({ length: 20 }, () => function manyFailure() {});
+
+const faults = dag(
+  { id: 'cbfaults', schedule: null, startDate: '2026-01-01T00:00:00Z', onFailure: runFailed },
+  (d) => {
+    d.task({ id: 'slowcb', onSuccess: { callback: longCallback, timeout: '15m' } }, noop);
+    d.task({ id: 'manycb', onFailure: twenty }, noop);
+    d.task({ id: 'plain' }, noop);
+  },
+);
+
+describe('callbacks under faults', () => {
+  let api: ApiHarness;
+
+  beforeAll(async () => {
+    api = await startApiHarness({
+      callbackOwedGraceMs: 1_000,
+      executionTokenTtlSeconds: 600,
+      queuedTimeoutMs: 60_000,
+      requestMaxBytes: 1024 * 1024,
+    });
+    await api.registerDags([faults]);
+  });
+  afterAll(async () => {
+    await api?.close();
+  });
+
+  const newRun = async () => {
+    const runId = `r-${randomUUID().slice(0, 8)}`;
+    expect((await api.request('POST', '/api/v2/dags/cbfaults/dagRuns', { dag_run_id: runId })).status).toBe(
+      201,
+    );
+    return runId;
+  };
+  const drain = async (): Promise<CallbackWorkload[]> => {
+    const received = await api.queues.callbacks.receive({ maxMessages: 10, waitTimeMs: 0 });
+    await api.queues.callbacks.delete(received.map((message) => message.receiptHandle));
+    const more = received.length === 10 ? await drain() : [];
+    return [...received.map((message) => JSON.parse(message.body) as CallbackWorkload), ...more];
+  };
+  const callbacksOf = async (runId: string): Promise<Callback[]> =>
+    (await api.store.listCallbacks({ dagId: 'cbfaults', runId }, { limit: 500 })).items;
+
+  it('a callback that runs longer than the token lifetime (inside its timeout) still reports its success', async () => {
+    await drain();
+    const runId = await newRun();
+    const key = tiKey('cbfaults', runId, 'slowcb');
+    const token = await api.queueTaskInstance(key);
+    expect((await api.request('PATCH', tiPath(key, 'run'), WORKER, token)).status).toBe(200);
+    expect(
+      (await api.request('PATCH', tiPath(key, 'state'), { state: 'success', report_id: 'r1' }, token)).status,
+    ).toBe(200);
+    const [workload] = await drain();
+    const id = workload?.callback_id as string;
+    // The workload waits in the queue for most of the queued timeout, then runs 14 minutes.
+    api.clock.advance(50_000);
+    const started = await api.request('PATCH', `/execution/callbacks/${id}/run`, WORKER, workload?.token);
+    expect(started.body).toMatchObject({ timeout_ms: 15 * 60_000 });
+    api.clock.advance(14 * 60_000);
+    const report = await api.request(
+      'PATCH',
+      `/execution/callbacks/${id}/state`,
+      { state: 'success', report_id: 'ok-1' },
+      workload?.token,
+    );
+    expect(report.status).toBe(200);
+    expect((await api.store.getCallback({ dagId: 'cbfaults', runId, callbackId: id }))?.state).toBe(
+      'success',
+    );
+  });
+
+  it('refuses more than 20 callbacks for one event when the DAG is parsed, naming the limit', () => {
+    const tooMany = Array.from({ length: 21 }, () => noop);
+    expect(() => dag({ id: 'toomany' }, (d) => d.task({ id: 't', onFailure: tooMany }, noop))).toThrow(
+      DagValidationError,
+    );
+    expect(() => dag({ id: 'toomany' }, (d) => d.task({ id: 't', onFailure: tooMany }, noop))).toThrow(
+      /21 callbacks, over the limit of 20 per event/,
+    );
+  });
+
+  it('a task with the most callbacks for an event and a long error fails, and owes each once', async () => {
+    const runId = await newRun();
+    const key = tiKey('cbfaults', runId, 'manycb');
+    const token = await api.queueTaskInstance(key);
+    expect((await api.request('PATCH', tiPath(key, 'run'), WORKER, token)).status).toBe(200);
+    const failure = { state: 'failed', report_id: 'f1', error_message: 'x'.repeat(10_000), retryable: false };
+    expect((await api.request('PATCH', tiPath(key, 'state'), failure, token)).status).toBe(200);
+    expect((await api.store.getTaskInstance(key))?.state).toBe('failed');
+    const failures = (await callbacksOf(runId)).filter((c) => c.kind === 'task_failure');
+    expect(failures.map((c) => c.index).sort((a, b) => a - b)).toEqual([...Array(20).keys()]);
+    expect(failures.every((c) => c.ownerError?.length === 2_000)).toBe(true);
+  });
+
+  it('a run that owed its DAG callback and was cleared before it was materialized runs it at its next pass', async () => {
+    const runId = await newRun();
+    const run0 = await api.store.getDagRun({ dagId: 'cbfaults', runId });
+    await api.store.transitionDagRun(run0 as never, 'queued', { state: 'running' });
+    const run = await api.store.getDagRun({ dagId: 'cbfaults', runId });
+    const serialized = await api.store.getSerializedDag('cbfaults', run?.dagVersion as string);
+    // The finish wins, then its scheduler dies before it materializes.
+    const owed = owedOnRunFinish(serialized as never, { to: 'failed', clearCount: 0, atMs: api.clock.nowMs });
+    await api.store.transitionDagRun(
+      run as never,
+      { state: 'running', clearCount: 0 },
+      { state: 'failed', endDate: api.clock.iso() },
+      { owed },
+    );
+    // A user clears it at once: the run is active again, out of the owed index.
+    const clear = await api.request('POST', '/api/v2/dags/cbfaults/clearTaskInstances', {
+      dag_run_id: runId,
+      task_ids: ['plain'],
+    });
+    expect(clear.status).toBe(200);
+    expect((await api.store.getDagRun({ dagId: 'cbfaults', runId }))?.owedCallbacks).toHaveLength(1);
+    const deps: EngineDeps = {
+      store: api.store,
+      queues: api.queues,
+      dags: new DagVersionCache(api.store),
+      tokens: api.tokens,
+      timers: { wakeAt: async () => undefined },
+      metrics: api.metrics,
+      settings: api.settings,
+      log: silentLogger,
+      now: () => api.clock.nowMs,
+      callbacks: api.callbacks,
+    };
+    await scheduleRun(deps, { dagId: 'cbfaults', runId }, newPassContext(deps));
+    expect((await callbacksOf(runId)).map((c) => `${c.kind}@${c.clearCount}`)).toEqual(['dag_failure@0']);
+    expect((await api.store.getDagRun({ dagId: 'cbfaults', runId }))?.owedCallbacks).toBeUndefined();
+  });
+
+  it('an owner left in the owed index with nothing owed leaves it at the next sweep, counted as nothing materialized', async () => {
+    const owner = taskInstanceKey({ dagId: 'cbfaults', runId: 'stuck', taskId: 'plain', mapIndex: -1 });
+    // The state a settle leaves when its call dies between emptying the set and leaving the index.
+    await api.rawPut({
+      ...dagRunKey({ dagId: 'cbfaults', runId: 'stuck' }),
+      dagId: 'cbfaults',
+      runId: 'stuck',
+      state: 'success',
+      dagVersion: 'v1',
+      clearCount: 0,
+      revision: 1,
+    });
+    await api.rawPut({
+      ...owner,
+      gsi2pk: 'CALLBACKS_OWED',
+      gsi2sk: `2020-01-01T00:00:00.000Z#${owner.pk}#${owner.sk}`,
+      dagId: 'cbfaults',
+      runId: 'stuck',
+      taskId: 'plain',
+      mapIndex: -1,
+      state: 'success',
+      tryNumber: 1,
+      revision: 3,
+    });
+    const swept = await api.callbacks.sweep();
+    expect(swept.materialized).toBe(0);
+    const later = new Date(api.clock.nowMs).toISOString();
+    expect(await api.store.listOwedOwners(later, 100)).not.toContainEqual(owner);
+  });
+});

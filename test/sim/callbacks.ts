@@ -1,0 +1,203 @@
+import { eventOfKind } from '#core/callbacks.ts';
+import type { SerializedDag } from '#core/serialized-dag.ts';
+import type { CallbackExecutor } from '#worker/callback-pool.ts';
+import type { StartedCallback } from '#worker/execution-client.ts';
+import type { TaskHooks } from '#worker/executor.ts';
+import type { RunnerOutcome } from '#worker/protocol.ts';
+import { type Kernel, SimFailure } from './kernel.ts';
+import type { ExecutorFaults } from './ledger.ts';
+import { hashString, type Prng } from './prng.ts';
+import type { StoreMirror } from './store-gate.ts';
+
+/**
+ * Callbacks in the simulation: what their attempts really did, the executor that runs them (it
+ * takes sim time, raises or succeeds as the seed decides, and is a place workers die), and the
+ * invariants:
+ * - 10a owed means run: every cause the reference owes (a TI's change into failed, up_for_retry
+ *   or success at a try, a run's finish at a clear count, for the events its DAG declares) has
+ *   exactly one callback item, and nothing else has one (10b);
+ * - 10c one live attempt, one effect: no two attempts of a callback overlap; a callback's effect
+ *   happens more than once only after an attempt that had it died before its report;
+ * - 10d everything drains: no owed set is left, every callback is final, and every callback that
+ *   succeeded had its effect.
+ */
+
+export interface CallbackAttempt {
+  callbackId: string;
+  attempt: number;
+  actor: string;
+  startAt: number;
+  endAt?: number;
+  /** The effect happened in this attempt. */
+  effect?: boolean;
+  /** The worker died after the effect and before the report. */
+  diedAfterEffect?: boolean;
+}
+
+export class CallbackLedger {
+  readonly attempts: CallbackAttempt[] = [];
+  readonly #fail: (failure: SimFailure) => void;
+
+  constructor(fail: (failure: SimFailure) => void) {
+    this.#fail = fail;
+  }
+
+  start(callbackId: string, attempt: number, actor: string, nowMs: number): CallbackAttempt {
+    for (const other of this.attempts) {
+      if (other.callbackId !== callbackId || other.endAt !== undefined) continue;
+      this.#fail(
+        new SimFailure(
+          '10c-one-attempt',
+          `callback ${callbackId} attempt ${attempt} started (by ${actor}) while attempt ${other.attempt} still runs (by ${other.actor})`,
+        ),
+      );
+    }
+    const record: CallbackAttempt = { callbackId, attempt, actor, startAt: nowMs };
+    this.attempts.push(record);
+    return record;
+  }
+}
+
+export interface SimCallbackExecutorDeps {
+  kernel: Kernel;
+  ledger: CallbackLedger;
+  prng: Prng;
+  seed: number;
+  faults(): ExecutorFaults;
+}
+
+/** The sim's CallbackExecutor: each (callback, attempt) raises or succeeds as a hash of the seed decides. */
+export class SimCallbackExecutor implements CallbackExecutor {
+  readonly #deps: SimCallbackExecutorDeps;
+
+  constructor(deps: SimCallbackExecutorDeps) {
+    this.#deps = deps;
+  }
+
+  async runCallback(started: StartedCallback, hooks: TaskHooks): Promise<RunnerOutcome> {
+    const { kernel, ledger, prng } = this.#deps;
+    const actor = kernel.current();
+    if (!actor) throw new Error('the sim callback executor runs inside a worker actor');
+    const record = ledger.start(started.callback_id, started.attempt, actor.name, kernel.now);
+    const decide = hashString(`${this.#deps.seed}:${started.callback_id}:${started.attempt}`);
+    // One attempt in four raises; one in twenty outlives its timeout and is stopped.
+    const raises = decide % 4 === 0;
+    const hangs = decide % 20 === 1;
+    const durationMs = hangs ? started.timeout_ms * 3 : 100 + (decide % 1_900);
+    const faults = this.#deps.faults();
+    const killAt = prng.chance(faults.killMidTask) ? prng.range(0, durationMs) : undefined;
+    try {
+      await kernel.sleep(killAt ?? durationMs, hooks.signal);
+    } catch {
+      record.endAt = kernel.now;
+      return { kind: 'error', message: `aborted: ${String(hooks.signal.reason)}` };
+    }
+    if (killAt !== undefined) return this.#die(record, 'killed mid-callback');
+    if (raises) {
+      record.endAt = kernel.now;
+      return { kind: 'error', message: 'the sim chose to raise' };
+    }
+    record.effect = true;
+    if (prng.chance(faults.killBeforeReport)) {
+      record.diedAfterEffect = true;
+      return this.#die(record, 'killed between the callback effect and the report');
+    }
+    record.endAt = kernel.now;
+    return { kind: 'success' };
+  }
+
+  #die(record: CallbackAttempt, why: string): Promise<never> {
+    const { kernel } = this.#deps;
+    record.endAt = kernel.now;
+    const actor = kernel.current();
+    if (actor) kernel.kill(actor, why);
+    return new Promise<never>(() => {});
+  }
+}
+
+const KIND_OF_STATE: Record<string, string> = {
+  success: 'task_success',
+  failed: 'task_failure',
+  up_for_retry: 'task_retry',
+};
+
+/** 10a/10b: the callback items are exactly the causes the reference owes. */
+export function checkCallbacksOwed(
+  mirror: StoreMirror,
+  dags: ReadonlyMap<string, SerializedDag>,
+): SimFailure | undefined {
+  const expected = new Set<string>();
+  for (const [ti, changes] of mirror.history) {
+    const [dagId, , taskId] = ti.split('/') as [string, string, string];
+    const task = dags.get(dagId)?.tasks.find((t) => t.taskId === taskId);
+    for (const change of changes) {
+      const kind = KIND_OF_STATE[change.state];
+      if (!kind) continue;
+      const refs = (task?.callbacks as Record<string, unknown[] | undefined> | undefined)?.[
+        eventOfKind(kind as never).event
+      ];
+      for (let i = 0; i < (refs?.length ?? 0); i++) expected.add(`${ti}|${kind}|${change.tryNumber}|${i}`);
+    }
+  }
+  for (const finish of mirror.runFinishes) {
+    const [run, state, clearCount] = finish.split('|') as [string, string, string];
+    const kind = state === 'success' ? 'dag_success' : 'dag_failure';
+    const refs = (
+      dags.get(run.split('/')[0] as string)?.callbacks as Record<string, unknown[] | undefined> | undefined
+    )?.[eventOfKind(kind).event];
+    for (let i = 0; i < (refs?.length ?? 0); i++) expected.add(`${run}|${kind}|${clearCount}|${i}`);
+  }
+  const actual = new Map<string, string>();
+  for (const callback of mirror.callbacks.values()) {
+    actual.set(`${callback.owner}|${callback.kind}|${callback.n}|${callback.index}`, callback.callbackId);
+  }
+  const missing = [...expected].filter((key) => !actual.has(key));
+  if (missing.length > 0) {
+    return new SimFailure(
+      '10a-owed-runs',
+      `owed callbacks never became callback items: ${missing.slice(0, 5).join('; ')}`,
+    );
+  }
+  const unowed = [...actual.keys()].filter((key) => !expected.has(key));
+  if (unowed.length > 0) {
+    return new SimFailure(
+      '10b-nothing-unowed',
+      `callback items for causes that owe nothing: ${unowed.slice(0, 5).join('; ')}`,
+    );
+  }
+  return undefined;
+}
+
+/** 10c/10d at the end: effects once (but for a worker that died after one), and everything drained. */
+export function checkCallbacksDrained(mirror: StoreMirror, ledger: CallbackLedger): SimFailure | undefined {
+  if (mirror.owed.size > 0) {
+    return new SimFailure(
+      '10d-drained',
+      `owed callbacks left on ${[...mirror.owed.keys()].slice(0, 5).join(', ')}`,
+    );
+  }
+  for (const callback of mirror.callbacks.values()) {
+    const attempts = ledger.attempts.filter((a) => a.callbackId === callback.callbackId);
+    if (callback.state !== 'success' && callback.state !== 'failed') {
+      return new SimFailure(
+        '10d-drained',
+        `callback ${callback.callbackId} (${callback.kind} of ${callback.owner}) is still ${callback.state}`,
+      );
+    }
+    const effects = attempts.filter((a) => a.effect).length;
+    const lostAfterEffect = attempts.filter((a) => a.diedAfterEffect).length;
+    if (callback.state === 'success' && effects === 0) {
+      return new SimFailure(
+        '10d-drained',
+        `callback ${callback.callbackId} succeeded without an attempt having its effect`,
+      );
+    }
+    if (effects > 1 + lostAfterEffect) {
+      return new SimFailure(
+        '10c-effect-once',
+        `callback ${callback.callbackId} had its effect ${effects} times, with only ${lostAfterEffect} attempts lost after theirs`,
+      );
+    }
+  }
+  return undefined;
+}
