@@ -1,3 +1,4 @@
+import { CALLBACK_TARGETS } from './callbacks-report.ts';
 import { READ_OPERATIONS } from './counter.ts';
 import type { Mode } from './harness.ts';
 import {
@@ -16,6 +17,10 @@ export { renderAwsTable } from './aws-report.ts';
 export { renderTriggersTable } from './triggers-report.ts';
 // --- end of the triggerer part ---
 
+// --- callbacks part: its table section is rendered by bench/callbacks-report.ts ---
+export { renderCallbacksTable } from './callbacks-report.ts';
+// --- end of the callbacks part ---
+
 export interface ModeResult {
   throughput: Awaited<ReturnType<typeof throughput>>;
   latency: Awaited<ReturnType<typeof chainLatency>>;
@@ -31,6 +36,8 @@ export const TARGETS = {
   store_writes_per_ti: 6,
   queue_operations_per_ti: 3,
   reads_per_pass: 'the same for a 100-task run and a 2,000-task run',
+  /** The callbacks part: a failed TI's end → its failure callback's start, under a 5,000-task backlog. */
+  callback_start_p95_ms: CALLBACK_TARGETS.callback_start_p95_ms,
 } as const;
 
 type Row = [name: string, cells: Partial<Record<Mode, number | string | undefined>>, target: string];

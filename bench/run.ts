@@ -16,11 +16,22 @@
  * tasks: see bench/aws.ts, which also runs it alone: `node bench/aws.ts`); its JSON is under `aws`.
  * BENCH_TRIGGERS=0 skips the triggerer part (10,000 triggers on one triggerer, the largest count
  * one sustains, a failover: see bench/triggers.ts, which also runs it alone: `node bench/triggers.ts`);
- * its JSON is under `triggers`. BENCH_MODES=none runs no mode (only the other parts).
+ * its JSON is under `triggers`. BENCH_CALLBACKS=0 skips the callbacks part (5,000 short task
+ * workloads queued behind busy task slots, then 20 TIs failing with an `onFailure` callback: the
+ * callbacks' start latency and the task throughput meanwhile, about a minute: see
+ * bench/callbacks.ts, which also runs it alone: `node bench/callbacks.ts`); its JSON is under
+ * `callbacks`. BENCH_MODES=none runs no mode (only the other parts).
  */
 import { cpus } from 'node:os';
 import { MODES, type Mode, startInstance } from './harness.ts';
-import { type ModeResult, renderAwsTable, renderTable, renderTriggersTable, TARGETS } from './report.ts';
+import {
+  type ModeResult,
+  renderAwsTable,
+  renderCallbacksTable,
+  renderTable,
+  renderTriggersTable,
+  TARGETS,
+} from './report.ts';
 import { chainLatency, FANOUT_TASKS, readsPerPass, throughput, WIDE_TASKS, warmUp } from './scenarios.ts';
 
 const FANOUT_RUNS = Number(process.env.BENCH_FANOUT_RUNS ?? 20);
@@ -62,6 +73,13 @@ const triggers =
   process.env.BENCH_TRIGGERS === '0' ? undefined : await (await import('./triggers.ts')).runTriggersBench();
 // --- end of the triggerer part ---
 
+// --- callbacks part (bench/callbacks.ts), after the triggerer part, before the AWS part's import ---
+const callbacks =
+  process.env.BENCH_CALLBACKS === '0'
+    ? undefined
+    : await (await import('./callbacks.ts')).runCallbacksBench();
+// --- end of the callbacks part ---
+
 // --- AWS deployment part (bench/aws.ts), after the modes so it does not load the machine under them ---
 // Imported only now: the Powertools tracer under the handlers loads the X-Ray SDK, whose
 // context tracking enables async hooks that would slow every promise of the modes above.
@@ -74,7 +92,7 @@ const machine = {
   store: onDisk ? 'dynalite on disk' : 'dynalite in memory',
 };
 process.stdout.write(
-  `${JSON.stringify({ machine, settings: { worker_slots: workerSlots }, targets: TARGETS, modes: results, ...(triggers ? { triggers } : {}), ...(aws ? { aws } : {}) }, null, 2)}\n`,
+  `${JSON.stringify({ machine, settings: { worker_slots: workerSlots }, targets: TARGETS, modes: results, ...(triggers ? { triggers } : {}), ...(callbacks ? { callbacks } : {}), ...(aws ? { aws } : {}) }, null, 2)}\n`,
 );
 if (modes.length > 0) {
   process.stderr.write(
@@ -86,5 +104,7 @@ if (modes.length > 0) {
 }
 // Triggerer part: its table after the modes' table.
 if (triggers) process.stderr.write(renderTriggersTable(triggers));
+// Callbacks part: its table after the triggerer's.
+if (callbacks) process.stderr.write(renderCallbacksTable(callbacks));
 // AWS deployment part: its table after the modes' table.
 if (aws) process.stderr.write(renderAwsTable(aws));
