@@ -3,6 +3,15 @@ export type { CallbackContext } from './callback-context.ts';
 export type { TaskContext, TaskLogger, TaskResume } from './context.ts';
 export { type BranchChoice, Dag, DagBuilder, dag, isDag } from './dag.ts';
 export { DagImportError, DagValidationError, SdkError } from './errors.ts';
+export {
+  type NotificationSummary,
+  type SesEmailNotifierOptions,
+  type SnsNotifierOptions,
+  sesEmailNotifier,
+  snsNotifier,
+  type WebhookNotifierOptions,
+  webhookNotifier,
+} from './notifiers.ts';
 export { BaseOperator, type OperatorContext } from './operator.ts';
 export type {
   CallbackFunction,

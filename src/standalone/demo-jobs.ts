@@ -75,3 +75,34 @@ export class DemoJobService {
 function json(body: unknown, status: number): Response {
   return new Response(JSON.stringify(body), { status, headers: { 'content-type': 'application/json' } });
 }
+
+const HOOKS_PATH = '/demo/hooks';
+const MAX_DELIVERIES = 100;
+
+/**
+ * A tiny webhook receiver for `dags/example_callbacks.ts`, served by standalone under `/demo/hooks`
+ * (never on AWS): `POST /demo/hooks` takes a JSON notification and keeps it once per
+ * `Idempotency-Key` (a repeat is answered 200 and not kept again), `GET /demo/hooks` lists the last
+ * MAX_DELIVERIES kept, newest last. It stands in for the chat or paging service a notifier calls.
+ */
+export class DemoHookReceiver {
+  readonly #deliveries = new Map<string, { idempotency_key: string; received_at: string; body: unknown }>();
+
+  async handle(request: Request): Promise<Response | undefined> {
+    if (new URL(request.url).pathname !== HOOKS_PATH) return undefined;
+    if (request.method === 'GET') return json({ deliveries: [...this.#deliveries.values()] }, 200);
+    if (request.method !== 'POST') return json({ detail: 'POST /demo/hooks or GET /demo/hooks' }, 404);
+    let body: unknown;
+    try {
+      body = JSON.parse(await request.text());
+    } catch {
+      return json({ detail: 'The body must be JSON' }, 400);
+    }
+    const key = request.headers.get('idempotency-key') ?? randomUUID();
+    if (this.#deliveries.has(key)) return json({ duplicate: true }, 200);
+    this.#deliveries.set(key, { idempotency_key: key, received_at: new Date().toISOString(), body });
+    if (this.#deliveries.size > MAX_DELIVERIES)
+      this.#deliveries.delete(this.#deliveries.keys().next().value as string);
+    return json({ kept: true }, 200);
+  }
+}

@@ -28,7 +28,7 @@ import { CallbackWorkerPool } from '#worker/callback-pool.ts';
 import { ExecutionClient } from '#worker/execution-client.ts';
 import { ProcessTaskExecutor } from '#worker/executor.ts';
 import { WorkerPool } from '#worker/pool.ts';
-import { DemoJobService } from './demo-jobs.ts';
+import { DemoHookReceiver, DemoJobService } from './demo-jobs.ts';
 import { StandaloneError } from './errors.ts';
 import { prepareHome } from './home.ts';
 import { DagFileParser } from './parse-dags.ts';
@@ -149,8 +149,10 @@ export async function startStandalone(settings: Settings, options: StandaloneOpt
     ? (request) => createApiStack(stackDeps).api.fetch(request)
     : (request) => api.fetch(request);
   const demoJobs = new DemoJobService();
+  const demoHooks = new DemoHookReceiver();
   const server = await listen(
-    async (request) => (await demoJobs.handle(request)) ?? apiFetch(request),
+    async (request) =>
+      (await demoJobs.handle(request)) ?? (await demoHooks.handle(request)) ?? apiFetch(request),
     settings,
   );
   const address = server.address();

@@ -59,9 +59,46 @@ describe('standalone via npm start, driven by the CLI', () => {
         .map((dag) => dag.dag_id)
         .filter(examples)
         .sort(),
-    ).toEqual(['example_branching', 'example_deferrable', 'example_etl', 'example_schedule']);
+    ).toEqual([
+      'example_branching',
+      'example_callbacks',
+      'example_deferrable',
+      'example_etl',
+      'example_schedule',
+    ]);
     expect(collection.import_errors.filter((error) => examples(error.filename))).toEqual([]);
   });
+
+  it('triggers example_callbacks: its retry, webhook and DAG callbacks succeed, the webhook kept once', async () => {
+    const result = await cli('dags', 'trigger', 'example_callbacks', '--wait', '--timeout', '60');
+    expect(result.code).toBe(0);
+    const runs = jsonOf<DagRunCollection>(await cli('runs', 'list', 'example_callbacks', '--json'));
+    const runId = runs.dag_runs[0]?.dag_run_id as string;
+    const listed = await waitFor(
+      'the callbacks of example_callbacks to succeed',
+      async () => {
+        const { callbacks } = jsonOf<{ callbacks: { kind: string; name: string; state: string }[] }>(
+          await cli('callbacks', 'list', 'example_callbacks', '--json'),
+        );
+        return callbacks.length === 3 && callbacks.every((c) => c.state === 'success')
+          ? callbacks
+          : undefined;
+      },
+      30_000,
+      500,
+    );
+    expect(listed.map((c) => `${c.kind} ${c.name}`).sort()).toEqual([
+      'dag_success runDone',
+      'task_retry noteRetry',
+      'task_success webhookNotifier',
+    ]);
+    const hooks = (await (await fetch(`${apiUrl}/demo/hooks`)).json()) as {
+      deliveries: { body: { kind: string; dag_run_id: string } }[];
+    };
+    expect(hooks.deliveries.filter((d) => d.body.dag_run_id === runId).map((d) => d.body.kind)).toEqual([
+      'task_success',
+    ]);
+  }, 90_000);
 
   it('triggers example_etl and waits for its success (exit 0)', async () => {
     const result = await cli('dags', 'trigger', 'example_etl', '--wait', '--timeout', '60');

@@ -28,6 +28,7 @@ describe('UpdraftDagRegistration', () => {
     const properties = registrationOf(synthesized);
     expect(properties.dagIds).toEqual([
       'example_branching',
+      'example_callbacks',
       'example_deferrable',
       'example_etl',
       'example_schedule',

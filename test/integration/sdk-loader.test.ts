@@ -19,6 +19,7 @@ describe('collectDags on the example DAGs', () => {
     expect(errors).toEqual([]);
     expect(dags.map(({ dag, fileloc }) => [fileloc, dag.dagId])).toEqual([
       ['example_branching.ts', 'example_branching'],
+      ['example_callbacks.ts', 'example_callbacks'],
       ['example_deferrable.ts', 'example_deferrable'],
       ['example_etl.ts', 'example_etl'],
       ['example_schedule.ts', 'example_schedule'],

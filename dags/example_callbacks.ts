@@ -1,0 +1,47 @@
+import { type CallbackContext, dag, type TaskContext, webhookNotifier } from 'updraft';
+
+/**
+ * Callbacks: `extract` fails on its first try (its `onRetry` callback runs) and succeeds on the
+ * second (its `onSuccess` callback, a webhook notifier, POSTs to a webhook); the run's `onSuccess`
+ * callback logs the run. Standalone serves a small webhook receiver at /demo/hooks (it keeps each
+ * notification once per Idempotency-Key; GET /demo/hooks lists them); UPDRAFT_EXAMPLE_WEBHOOK_URL
+ * points the notifier elsewhere. See the callbacks with `npx updraft callbacks list example_callbacks`.
+ */
+const host = process.env.UPDRAFT_HOST ?? '127.0.0.1';
+const port = process.env.PORT ?? '8080';
+const hook = webhookNotifier({
+  url: process.env.UPDRAFT_EXAMPLE_WEBHOOK_URL ?? `http://${host}:${port}/demo/hooks`,
+  timeout: '5s',
+});
+
+function noteRetry(ctx: CallbackContext): void {
+  ctx.log(`try ${ctx.tryNumber} of ${ctx.taskId} failed (${ctx.errorMessage}); it will be retried`);
+}
+
+function runDone(ctx: CallbackContext): void {
+  ctx.log(`run ${ctx.runId} of ${ctx.dagId} succeeded`);
+}
+
+export default dag(
+  {
+    id: 'example_callbacks',
+    description: 'Retry, success and DAG callbacks, and a webhook notifier',
+    schedule: null,
+    startDate: '2026-01-01T00:00:00Z',
+    onSuccess: runDone,
+    defaultArgs: { onFailure: hook },
+  },
+  (d) => {
+    const extract = d.task(
+      { id: 'extract', retries: 1, retryDelay: '1s', onRetry: noteRetry, onSuccess: hook },
+      async (ctx: TaskContext) => {
+        if (ctx.tryNumber === 1) throw new Error('the source was not ready yet');
+        return { rows: 42 };
+      },
+    );
+    d.task({ id: 'report' }, async (ctx: TaskContext) => {
+      ctx.log.info('reporting');
+      return 'done';
+    }).after(extract);
+  },
+);
