@@ -61,6 +61,7 @@ export const CALLBACK_ERROR_TYPES = [
   'queued_timeout',
   'trigger_failure',
   'upstream',
+  'dagrun_timeout',
 ] as const;
 export type CallbackErrorType = (typeof CALLBACK_ERROR_TYPES)[number];
 
@@ -194,7 +195,13 @@ export function callbacksOwedOnTaskTransition(
 /** What a run owes when it finishes in `to`; `clearCount` tells a run finishing again after a clear. */
 export function callbacksOwedOnRunFinish(
   callbacks: DagCallbacks | undefined,
-  change: { to: DagRunState; clearCount: number; at: string; errorMessage?: string | undefined },
+  change: {
+    to: DagRunState;
+    clearCount: number;
+    at: string;
+    errorMessage?: string | undefined;
+    errorType?: CallbackErrorType | undefined;
+  },
 ): OwedCallback[] {
   if (!callbacks) return [];
   if (change.to === 'success')
@@ -202,7 +209,7 @@ export function callbacksOwedOnRunFinish(
   if (change.to === 'failed') {
     return owedList(callbacks.onFailure, 'dag_failure', change.clearCount, change.at, {
       message: change.errorMessage,
-      type: 'upstream',
+      type: change.errorType ?? 'upstream',
     });
   }
   return [];

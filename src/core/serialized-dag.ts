@@ -95,6 +95,8 @@ export const serializedDagSchema = z.strictObject({
   tasks: z.array(serializedTaskSchema),
   /** References to the DAG run's callbacks by event; absent when it has none. */
   callbacks: dagCallbacksSchema.optional(),
+  /** A run still running this long after it started fails, its unfinished tasks skipped; absent: no limit. */
+  dagRunTimeoutMs: z.number().int().positive().optional(),
 });
 export type SerializedDag = z.infer<typeof serializedDagSchema>;
 

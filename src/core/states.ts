@@ -49,11 +49,12 @@ export const TASK_INSTANCE_TRANSITIONS: Readonly<Record<TaskInstanceState, reado
   // deferred from none, scheduled or up_for_retry: a task that starts in a trigger, without a worker.
   none: ['scheduled', 'queued', 'deferred', 'upstream_failed', 'skipped', 'removed'],
   scheduled: ['queued', 'deferred', 'upstream_failed', 'skipped', 'none', 'removed'],
-  queued: ['running', 'failed', 'up_for_retry', 'scheduled', 'removed'],
+  // skipped from queued and deferred: the run timed out (its unfinished TIs are skipped).
+  queued: ['running', 'failed', 'up_for_retry', 'scheduled', 'removed', 'skipped'],
   running: ['success', 'failed', 'up_for_retry', 'skipped', 'deferred', 'scheduled'],
   up_for_retry: ['queued', 'scheduled', 'deferred', 'failed', 'upstream_failed', 'skipped'],
   // success and failed without a worker: a trigger's end event (Airflow's end from trigger).
-  deferred: ['scheduled', 'queued', 'success', 'failed', 'up_for_retry'],
+  deferred: ['scheduled', 'queued', 'success', 'failed', 'up_for_retry', 'skipped'],
   success: [],
   failed: [],
   upstream_failed: [],

@@ -127,7 +127,13 @@ export function owedOnTask(
 /** What a run's finish owes, encoded for the store. */
 export function owedOnRunFinish(
   dag: Pick<SerializedDag, 'callbacks'>,
-  change: { to: DagRunState; clearCount: number; atMs: number; errorMessage?: string },
+  change: {
+    to: DagRunState;
+    clearCount: number;
+    atMs: number;
+    errorMessage?: string;
+    errorType?: CallbackErrorType;
+  },
 ): string[] {
   return callbacksOwedOnRunFinish(dag.callbacks, { ...change, at: new Date(change.atMs).toISOString() }).map(
     encodeOwed,

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Settings } from '#config/settings.ts';
 import type { StarvingTaskInstance } from '#core/admission.ts';
+import type { CallbackErrorType } from '#core/callbacks.ts';
 import { mapConcurrently } from '#core/concurrency.ts';
 import {
   type DagRun,
@@ -16,7 +17,7 @@ import {
 } from '#core/models.ts';
 import { evaluateRun } from '#core/run-evaluation.ts';
 import type { SerializedDag } from '#core/serialized-dag.ts';
-import { isFinishedDagRunState } from '#core/states.ts';
+import { isFinishedDagRunState, isFinishedTaskInstanceState } from '#core/states.ts';
 import type { Metrics } from '#metrics/port.ts';
 import type { Queues } from '#queue/port.ts';
 import type { DagRecord, RunHead, RunSnapshot, SlotPoolState, Store } from '#store/port.ts';
@@ -149,8 +150,20 @@ export async function scheduleRun(
     const started = await startRun(deps, run, dag.maxActiveRuns, passId);
     if (!started) return;
     run = started;
+    // The run's timeout wakes a pass; the tick's reconciliation is the backstop if the timer is lost.
+    if (dag.dagRunTimeoutMs !== undefined && run.startDate !== null)
+      await deps.timers.wakeAt(run, Date.parse(run.startDate) + dag.dagRunTimeoutMs);
   }
   const nowMs = deps.now();
+  if (
+    dag.dagRunTimeoutMs !== undefined &&
+    run.state === 'running' &&
+    run.startDate !== null &&
+    nowMs >= Date.parse(run.startDate) + dag.dagRunTimeoutMs
+  ) {
+    await timeOutRun(deps, run, dag, dag.dagRunTimeoutMs, nowMs, passId);
+    return;
+  }
   const poolStates = new Map<string, SlotPoolState>();
   const view = await readPassView(deps.store, head, run, dag, request, {
     nowMs,
@@ -212,6 +225,56 @@ export async function scheduleRun(
   deps.log.warn('Run is missing task instances; creating them', { ...key, tasks: missing });
   await createMissing(deps, run, dag, missing);
   await scheduleRun(deps, key, context, { ...request, changed: [] }, { repaired: true });
+}
+
+/**
+ * A run past its `dagRunTimeout` (Airflow's dagrun_timeout): every unfinished TI is skipped (a
+ * running try's worker is refused at its next heartbeat and stops it; a deferred one's trigger is
+ * deleted), then the run fails and owes its DAG failure callbacks with the error type
+ * `dagrun_timeout`. Each write is conditional, so racing passes and late reports change nothing
+ * twice; the TIs' slots are given back at once. The skips owe no task callback, as in Airflow.
+ */
+async function timeOutRun(
+  deps: EngineDeps,
+  run: DagRun,
+  dag: SerializedDag,
+  timeoutMs: number,
+  nowMs: number,
+  passId: string,
+): Promise<void> {
+  const snapshot = await deps.store.getRunSnapshot(run);
+  if (!snapshot) return;
+  const message = `The DAG run did not finish within its dagRunTimeout of ${timeoutMs} ms`;
+  const endDate = new Date(nowMs).toISOString();
+  const unfinished = snapshot.taskInstances.filter((ti) => !isFinishedTaskInstanceState(ti.state));
+  await mapConcurrently(unfinished, WRITE_CONCURRENCY, async (ti) => {
+    const skipped = await ignoreConflict(
+      deps.store.transitionTaskInstance(
+        ti,
+        { state: ti.state, tryNumber: ti.tryNumber },
+        {
+          state: 'skipped',
+          endDate,
+          heartbeatAt: null,
+          errorMessage: message,
+          ...(ti.state === 'deferred' ? { triggerId: null, triggerTimeoutAt: null } : {}),
+        },
+        { owed: [] },
+      ),
+    );
+    if (skipped && ti.state === 'deferred' && typeof ti.triggerId === 'string')
+      await deps.store.deleteTrigger(ti.triggerId).catch(() => undefined);
+  });
+  deps.metrics.increment('dag_runs.timed_out');
+  deps.log.warn('DAG run timed out', {
+    dagId: run.dagId,
+    runId: run.runId,
+    timeoutMs,
+    skipped: unfinished.length,
+  });
+  await finishRun(deps, run, dag, 'failed', nowMs, { errorMessage: message, errorType: 'dagrun_timeout' });
+  const after = await deps.store.getRunSnapshot(run);
+  if (after) await releaseStaleSlots(deps, after, after.taskInstances, passId);
 }
 
 /** Materializes the callbacks these TIs owe; a failure leaves them to the tick's sweep. */
@@ -578,6 +641,7 @@ async function finishRun(
   dag: SerializedDag,
   state: 'success' | 'failed',
   nowMs: number,
+  why?: { errorMessage: string; errorType: CallbackErrorType },
 ) {
   const endDate = new Date(nowMs).toISOString();
   // DAG callbacks are owed here whatever ran the tasks; a run finishing again after a clear
@@ -587,7 +651,10 @@ async function finishRun(
     clearCount: run.clearCount,
     atMs: nowMs,
     ...(state === 'failed'
-      ? { errorMessage: 'A task of the run failed (its upstream_failed or failed leaves decide the run)' }
+      ? (why ?? {
+          errorMessage: 'A task of the run failed (its upstream_failed or failed leaves decide the run)',
+          errorType: 'upstream' as const,
+        })
       : {}),
   });
   // Conditional on the clears seen: a clear since this pass's read keeps the run going.

@@ -97,6 +97,11 @@ export interface DagOptions {
   onSuccess?: CallbackInput;
   /** Run when a run of the DAG fails. */
   onFailure?: CallbackInput;
+  /**
+   * A run still running this long after it started fails (Airflow's dagrun_timeout): its unfinished
+   * task instances are skipped, and its `onFailure` callbacks run. Default: none.
+   */
+  dagRunTimeout?: DurationInput | null;
 }
 
 export interface ResolvedTaskOptions {
@@ -135,6 +140,8 @@ export interface ResolvedDagOptions {
   defaultArgs: DefaultArgs;
   /** The run's callbacks by event. */
   callbacks: DagCallbackLists;
+  /** null: no run timeout. */
+  dagRunTimeoutMs: number | null;
 }
 
 /**
@@ -214,6 +221,7 @@ const dagOptionsSchema = z.strictObject({
   defaultArgs: z.unknown().optional(),
   onSuccess: z.unknown().optional(),
   onFailure: z.unknown().optional(),
+  dagRunTimeout: durationSchema.nullable().optional(),
 });
 
 /** "option 'retries': Too small…; unknown option 'foo'" from zod's issues. */
@@ -288,7 +296,24 @@ export function resolveDagOptions(options: DagOptions): ResolvedDagOptions {
     tags: [...(raw.tags ?? [])],
     defaultArgs: defaults.data as DefaultArgs,
     callbacks: resolveDagCallbacks(raw, where),
+    dagRunTimeoutMs: dagRunTimeoutOf(raw.dagRunTimeout, where),
   };
+}
+
+function dagRunTimeoutOf(value: DurationInput | null | undefined, where: string): number | null {
+  if (value === null || value === undefined) return null;
+  let ms: number;
+  try {
+    ms = parseDuration(value, `${where} option 'dagRunTimeout'`);
+  } catch (error) {
+    if (!(error instanceof InvalidDurationError)) throw error;
+    throw new DagValidationError(error.message, { cause: error });
+  }
+  if (ms <= 0)
+    throw new DagValidationError(
+      `${where}: option 'dagRunTimeout' must be greater than 0 (or null for no limit)`,
+    );
+  return ms;
 }
 
 function resolveDurations(

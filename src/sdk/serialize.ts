@@ -52,6 +52,8 @@ export function serializeDag(dag: Dag, fileloc: string): SerializedDag {
     tags: [...options.tags],
     tasks,
     ...callbacksField(options.callbacks),
+    // Only when set, so the version of a DAG that sets none is what it was before the option existed.
+    ...(options.dagRunTimeoutMs === null ? {} : { dagRunTimeoutMs: options.dagRunTimeoutMs }),
   };
 }
 

@@ -130,6 +130,7 @@ describe('round trip of each authored field', () => {
       'callbacks',
       { onSuccess: [{ name: 'notify' }], onFailure: [{ name: 'page', retries: 2, timeoutMs: 10_000 }] },
     ],
+    ['dagRunTimeoutMs', { dagRunTimeout: '2h' }, 'dagRunTimeoutMs', 7_200_000],
   ];
 
   it.each(dagCases)('DAG field %s', (_name, options, field, expected) => {
@@ -250,6 +251,7 @@ describe('dagVersionHash', () => {
     tags: ['x'],
     tasks: [],
     callbacks: { onFailure: [{ name: 'x' }] },
+    dagRunTimeoutMs: 1,
   };
   const taskChanges: Record<string, unknown> = {
     taskId: 'x',

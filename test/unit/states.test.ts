@@ -31,10 +31,12 @@ describe('task instance state machine', () => {
     expect(canTransition('queued', 'none')).toBe(false);
   });
 
-  it('propagates upstream_failed and skipped only to TIs that have not started', () => {
-    for (const target of ['upstream_failed', 'skipped'] as const) {
-      expect(canTransition('none', target)).toBe(true);
-      expect(canTransition('queued', target)).toBe(false);
+  it('propagates upstream_failed only to TIs that have not started; a run timeout skips queued and deferred ones too', () => {
+    expect(canTransition('none', 'upstream_failed')).toBe(true);
+    expect(canTransition('queued', 'upstream_failed')).toBe(false);
+    expect(canTransition('deferred', 'upstream_failed')).toBe(false);
+    for (const from of ['none', 'scheduled', 'queued', 'running', 'deferred', 'up_for_retry'] as const) {
+      expect(canTransition(from, 'skipped')).toBe(true);
     }
   });
 
