@@ -5,6 +5,7 @@ import type { ThrottleSettings } from 'aws-cdk-lib/aws-apigatewayv2';
 import type { IAlarmAction } from 'aws-cdk-lib/aws-cloudwatch';
 import type { IVpc } from 'aws-cdk-lib/aws-ec2';
 import type { ContainerImage } from 'aws-cdk-lib/aws-ecs';
+import { PolicyStatement } from 'aws-cdk-lib/aws-iam';
 import type { NodejsFunctionProps } from 'aws-cdk-lib/aws-lambda-nodejs';
 import type { RetentionDays } from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
@@ -86,6 +87,14 @@ export interface UpdraftProps {
     readonly maxConcurrency?: Partial<Record<WorkerQueueName, number>>;
     /** A worker entry bundling `dagsDir`, when it is not the project's `dags/` (see UpdraftWorkersProps.entry). */
     readonly entry?: string;
+  };
+  /**
+   * What the built-in notifiers (`snsNotifier`, `sesEmailNotifier`) may reach: the worker function
+   * gets `sns:Publish` on these topics and `ses:SendEmail` on these identities, and nothing more.
+   */
+  readonly notifiers?: {
+    readonly snsTopicArns?: readonly string[];
+    readonly sesIdentityArns?: readonly string[];
   };
   readonly api?: FunctionSettings & { readonly throttle?: ThrottleSettings };
   readonly executionApi?: FunctionSettings;
@@ -255,6 +264,18 @@ export class Updraft extends Construct {
       ...(props.workers?.entry === undefined ? {} : { entry: props.workers.entry }),
       ...(props.workers?.functionProps ? { functionProps: props.workers.functionProps } : {}),
     });
+    const snsTopics = props.notifiers?.snsTopicArns ?? [];
+    if (snsTopics.length > 0) {
+      this.workers.function.addToRolePolicy(
+        new PolicyStatement({ actions: ['sns:Publish'], resources: [...snsTopics] }),
+      );
+    }
+    const sesIdentities = props.notifiers?.sesIdentityArns ?? [];
+    if (sesIdentities.length > 0) {
+      this.workers.function.addToRolePolicy(
+        new PolicyStatement({ actions: ['ses:SendEmail'], resources: [...sesIdentities] }),
+      );
+    }
 
     this.triggerer = new UpdraftTriggerer(this, 'Triggerer', {
       projectRoot,
