@@ -77,7 +77,7 @@ export const slow = dag(
     d.task(
       {
         id: 'quick',
-        onSuccess: { callback: slowEffect, timeout: '3s', retries: 2, retryDelay: 0 },
+        onSuccess: { callback: slowEffect, timeout: '15s', retries: 2, retryDelay: 0 },
       },
       async () => 'done',
     );
@@ -90,6 +90,8 @@ async function slowEffect(ctx: CallbackContext): Promise<void> {
     join(folder, 'slow.log'),
     `begin ${ctx.idempotencyKey} ${ctx.attempt} ${ctx.previousAttemptMayHaveRun}\n`,
   );
-  await new Promise((resolve) => setTimeout(resolve, 1_500));
+  // Long enough for the killed worker's runner to notice its parent is gone (its watchdog polls
+  // every 200 ms) before it would have its effect, even on a loaded machine.
+  await new Promise((resolve) => setTimeout(resolve, 4_000));
   appendFileSync(join(folder, 'slow.log'), `done ${ctx.idempotencyKey} ${ctx.attempt}\n`);
 }
