@@ -362,6 +362,10 @@ export class CallbackService {
     const run = await this.#deps.store.getDagRun(key);
     if (!run) throw new NotFoundError(`DAG run ${key.dagId}/${key.runId} not found`);
     const dag = await this.#deps.dags.get(run.dagId, callback.dagVersion);
+    // From the change that owed it to its first start: what a backlog of callbacks costs.
+    if (callback.attempt === 1) {
+      this.#deps.metrics?.gauge('callbacks.start_latency_ms', nowMs - Date.parse(callback.owedAt));
+    }
     return { callback, run, dag };
   }
 

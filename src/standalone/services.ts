@@ -221,7 +221,13 @@ export async function startStandalone(settings: Settings, options: StandaloneOpt
     cwd,
   });
   workerId = workers.workerId;
-  metrics.addSource(async () => ({ 'executor.queued_tasks': await queuedTaskCount(queues) }));
+  metrics.addSource(async () => {
+    const callbacksQueue = await queues.callbacks.stats();
+    return {
+      'executor.queued_tasks': await queuedTaskCount(queues),
+      'executor.queued_callbacks': callbacksQueue.visible + callbacksQueue.delayed,
+    };
+  });
   metrics.addSource(() => readinessGauges(engine.readiness));
   workers.start();
   // The callback lane: slots and runner processes of its own (docs/callbacks.md).

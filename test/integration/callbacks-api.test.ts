@@ -136,6 +136,8 @@ describe('callbacks through the Execution API', () => {
       idempotency_key: workload.callback_id,
       previous_attempt_may_have_run: false,
     });
+    const { gauges } = await api.metrics.snapshot();
+    expect(gauges['callbacks.start_latency_ms']).toBeGreaterThanOrEqual(0);
     // The same start again (its answer lost) is answered again; another delivery's start is refused.
     const again = await api.request(
       'PATCH',
