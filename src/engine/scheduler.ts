@@ -265,6 +265,15 @@ async function timeOutRun(
     if (skipped && ti.state === 'deferred' && typeof ti.triggerId === 'string')
       await deps.store.deleteTrigger(ti.triggerId).catch(() => undefined);
   });
+  const after = await deps.store.getRunSnapshot(run);
+  if (!after) return;
+  // A TI that moved on since the read (a report, an event, another pass) was not skipped: the run
+  // fails only once none is left unfinished, so no TI stays queued or up for retry in a failed run.
+  const left = after.taskInstances.filter((ti) => !isFinishedTaskInstanceState(ti.state));
+  if (left.length > 0) {
+    await requestScheduling(deps, [run]);
+    return;
+  }
   deps.metrics.increment('dag_runs.timed_out');
   deps.log.warn('DAG run timed out', {
     dagId: run.dagId,
@@ -272,9 +281,11 @@ async function timeOutRun(
     timeoutMs,
     skipped: unfinished.length,
   });
-  await finishRun(deps, run, dag, 'failed', nowMs, { errorMessage: message, errorType: 'dagrun_timeout' });
-  const after = await deps.store.getRunSnapshot(run);
-  if (after) await releaseStaleSlots(deps, after, after.taskInstances, passId);
+  await finishRun(deps, after.run, dag, 'failed', nowMs, {
+    errorMessage: message,
+    errorType: 'dagrun_timeout',
+  });
+  await releaseStaleSlots(deps, after, after.taskInstances, passId);
 }
 
 /** Materializes the callbacks these TIs owe; a failure leaves them to the tick's sweep. */

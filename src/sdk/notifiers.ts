@@ -52,7 +52,8 @@ export function subjectOf(ctx: CallbackContext): string {
     ctx.taskId === undefined
       ? ''
       : ` ${ctx.taskId}${ctx.tryNumber === undefined ? '' : ` (try ${ctx.tryNumber})`}`;
-  return `[Updraft] ${ctx.kind}: ${ctx.dagId}/${ctx.runId}${task}`.slice(0, 100);
+  // SNS takes subjects under 100 characters.
+  return `[Updraft] ${ctx.kind}: ${ctx.dagId}/${ctx.runId}${task}`.slice(0, 99);
 }
 
 export interface WebhookNotifierOptions {
@@ -88,8 +89,9 @@ export function webhookNotifier(options: WebhookNotifierOptions): CallbackFuncti
   if ((options.url === undefined) === (options.urlFromEnv === undefined)) {
     throw new DagValidationError('webhookNotifier: give exactly one of url and urlFromEnv');
   }
-  if (options.url !== undefined && !URL.canParse(options.url)) {
-    throw new DagValidationError(`webhookNotifier: url ${JSON.stringify(options.url)} is not a URL`);
+  if (options.url !== undefined) {
+    const problem = urlProblem(options.url);
+    if (problem) throw new DagValidationError(`webhookNotifier: url ${problem}`);
   }
   const timeoutMs = parseDuration(options.timeout ?? '10s', 'webhookNotifier timeout');
   const tries = options.tries ?? 3;
@@ -102,12 +104,14 @@ export function webhookNotifier(options: WebhookNotifierOptions): CallbackFuncti
       throw new Error(
         `webhookNotifier: the environment variable ${options.urlFromEnv} is not set on this worker`,
       );
+    // Never the value itself in a message: a webhook URL often carries its secret.
+    const problem = urlProblem(url);
+    if (problem) throw new Error(`webhookNotifier: the URL in ${options.urlFromEnv ?? 'url'} ${problem}`);
     const body = JSON.stringify(summaryOf(ctx));
-    const headers: Record<string, string> = {
-      ...options.headers,
-      'content-type': 'application/json',
-      'idempotency-key': ctx.idempotencyKey,
-    };
+    // The notifier's own headers win over the author's of the same name, whatever its case.
+    const headers = new Headers(options.headers);
+    headers.set('content-type', 'application/json');
+    headers.set('idempotency-key', ctx.idempotencyKey);
     if (options.signingSecretFromEnv !== undefined) {
       const secret = process.env[options.signingSecretFromEnv];
       if (!secret) {
@@ -115,7 +119,7 @@ export function webhookNotifier(options: WebhookNotifierOptions): CallbackFuncti
           `webhookNotifier: the environment variable ${options.signingSecretFromEnv} is not set on this worker`,
         );
       }
-      headers['updraft-signature'] = `sha256=${createHmac('sha256', secret).update(body).digest('hex')}`;
+      headers.set('updraft-signature', `sha256=${createHmac('sha256', secret).update(body).digest('hex')}`);
     }
     const send = options.fetch ?? fetch;
     let last = '';
@@ -135,17 +139,51 @@ export function webhookNotifier(options: WebhookNotifierOptions): CallbackFuncti
         last = `the webhook answered ${response.status}`;
         if (!retryable(response.status)) throw new Error(`webhookNotifier: ${last}`);
       } catch (error) {
-        if (ctx.signal.aborted) throw error;
+        if (ctx.signal.aborted) throw new Error('webhookNotifier: stopped (the attempt timed out)');
         if (error instanceof Error && error.message.startsWith('webhookNotifier:')) throw error;
-        last = `the webhook could not be reached: ${error instanceof Error ? error.message : String(error)}`;
+        last = `the webhook could not be reached (${reasonOf(error)})`;
       }
       ctx.log(`request ${attempt} of ${tries}: ${last}`);
-      if (attempt < tries) await new Promise((resolve) => setTimeout(resolve, 250 * 2 ** (attempt - 1)));
+      if (attempt < tries) await abortableSleep(250 * 2 ** (attempt - 1), ctx.signal);
     }
     throw new Error(`webhookNotifier: ${last} (after ${tries} requests)`);
   };
   return notify;
 }
+
+/** Why a URL cannot be a webhook's, without repeating it; undefined when it can. */
+function urlProblem(url: string): string | undefined {
+  if (!URL.canParse(url)) return 'is not a URL';
+  const parsed = new URL(url);
+  if (parsed.protocol !== 'https:' && parsed.protocol !== 'http:') return 'is not an http(s) URL';
+  if (parsed.username !== '' || parsed.password !== '')
+    return 'carries credentials (fetch refuses them): send them in headers instead';
+  return undefined;
+}
+
+/** A network error's kind (its code, e.g. ECONNREFUSED), never its message: that may quote the URL. */
+function reasonOf(error: unknown): string {
+  const cause = (error as { cause?: { code?: unknown } } | undefined)?.cause;
+  if (typeof cause?.code === 'string') return cause.code;
+  if (error instanceof Error && error.name === 'TimeoutError') return 'timed out';
+  return error instanceof Error ? error.name : 'unknown error';
+}
+
+function abortableSleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve();
+    const done = () => {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal.addEventListener('abort', done, { once: true });
+  });
+}
+
+/** SNS's longest FIFO message group id. */
+const SNS_GROUP_ID_MAX = 128;
 
 export interface SnsNotifierOptions {
   topicArn: string;
@@ -175,7 +213,12 @@ export function snsNotifier(options: SnsNotifierOptions): CallbackFunction {
         TopicArn: options.topicArn,
         Subject: options.subject ?? subjectOf(ctx),
         Message: JSON.stringify(summaryOf(ctx)),
-        ...(fifo ? { MessageGroupId: ctx.dagId, MessageDeduplicationId: ctx.idempotencyKey } : {}),
+        ...(fifo
+          ? {
+              MessageGroupId: ctx.dagId.slice(0, SNS_GROUP_ID_MAX),
+              MessageDeduplicationId: ctx.idempotencyKey,
+            }
+          : {}),
       }),
       { abortSignal: ctx.signal },
     );

@@ -111,9 +111,17 @@ export class CallbackWorkerPool {
       await queue.delete([message.receiptHandle]);
       return;
     }
-    try {
-      await runCallbackWorkload(workload, this.#options);
+    let deleted = false;
+    const remove = async () => {
+      if (deleted) return;
+      deleted = true;
       await queue.delete([message.receiptHandle]);
+    };
+    try {
+      // Deleted once the start is answered: the store owns the attempt from there, so a message
+      // that would come back during a long attempt is not delivered again.
+      await runCallbackWorkload(workload, { ...this.#options, onStarted: () => void remove() });
+      await remove();
     } catch (error) {
       // The start was not answered: the message comes back after its visibility timeout.
       log.warn('A callback workload could not be started; it is delivered again later', {
@@ -131,7 +139,11 @@ export class CallbackWorkerPool {
  */
 export async function runCallbackWorkload(
   workload: CallbackWorkload,
-  deps: Pick<CallbackPoolOptions, 'client' | 'executor' | 'workerId' | 'log'> & { clock?: WorkerClock },
+  deps: Pick<CallbackPoolOptions, 'client' | 'executor' | 'workerId' | 'log'> & {
+    clock?: WorkerClock;
+    /** Called once the start was answered (the attempt is the store's from then on). */
+    onStarted?: () => void;
+  },
 ): Promise<void> {
   const { client, log } = deps;
   const clock = deps.clock ?? systemClock;
@@ -155,6 +167,7 @@ export async function runCallbackWorkload(
     }
     throw error;
   }
+  deps.onStarted?.();
   const output = new CappedLog(started.log_max_bytes);
   const stop = new AbortController();
   const finished = new AbortController();

@@ -93,6 +93,47 @@ describe('a DAG run timeout', () => {
     expect(Object.keys((await api.store.getRunHead(key))?.taskSlots.holders ?? {})).toEqual([]);
   });
 
+  it('does not fail the run while a TI that moved on during the timeout is unfinished; the next pass skips it', async () => {
+    const runId = `r-${randomUUID().slice(0, 8)}`;
+    expect((await api.request('POST', '/api/v2/dags/timeboxed/dagRuns', { dag_run_id: runId })).status).toBe(
+      201,
+    );
+    const key = { dagId: 'timeboxed', runId };
+    await scheduleRun(deps, key, newPassContext(deps));
+    const first = tiKey('timeboxed', runId, 'first');
+    const token = await api.tokens.issue({ ...first, tryNumber: 1 }, api.clock.nowMs);
+    expect((await api.request('PATCH', tiPath(first, 'run'), WORKER, token)).status).toBe(200);
+    api.clock.advance(61_000);
+    // The worker's report lands between the timeout's read and its skip of the running TI.
+    let raced = false;
+    const racing = new Proxy(api.store, {
+      get(target, property, receiver) {
+        const value = Reflect.get(target, property, receiver);
+        if (property !== 'transitionTaskInstance')
+          return typeof value === 'function' ? value.bind(target) : value;
+        return async (...args: Parameters<typeof api.store.transitionTaskInstance>) => {
+          if (!raced && args[2].state === 'skipped' && args[0].taskId === 'first') {
+            raced = true;
+            await api.store.transitionTaskInstance(
+              first,
+              { state: 'running', tryNumber: 1 },
+              { state: 'up_for_retry', nextRetryAt: api.clock.iso(), endDate: api.clock.iso() },
+              { owed: [] },
+            );
+          }
+          return target.transitionTaskInstance(...args);
+        };
+      },
+    });
+    await scheduleRun({ ...deps, store: racing }, key, newPassContext(deps));
+    expect(raced).toBe(true);
+    expect((await api.store.getDagRun(key))?.state).toBe('running');
+    await scheduleRun(deps, key, newPassContext(deps));
+    expect((await api.store.getDagRun(key))?.state).toBe('failed');
+    const tis = (await api.store.getRunSnapshot(key))?.taskInstances ?? [];
+    expect(tis.map((ti) => ti.state)).toEqual(['skipped', 'skipped']);
+  });
+
   it('is refused when not positive, naming the option', () => {
     expect(() => dag({ id: 'bad', dagRunTimeout: 0 }, (d) => d.task({ id: 't' }, noop))).toThrow(
       DagValidationError,

@@ -184,6 +184,13 @@ export function checkCallbacksDrained(mirror: StoreMirror, ledger: CallbackLedge
         `callback ${callback.callbackId} (${callback.kind} of ${callback.owner}) is still ${callback.state}`,
       );
     }
+    const started = new Set(attempts.map((a) => a.attempt));
+    if (callback.attempt > callback.maxAttempts || [...started].some((n) => n > callback.maxAttempts)) {
+      return new SimFailure(
+        '10c-attempts',
+        `callback ${callback.callbackId} ran attempt ${Math.max(callback.attempt, ...started)} of ${callback.maxAttempts}`,
+      );
+    }
     const effects = attempts.filter((a) => a.effect).length;
     const lostAfterEffect = attempts.filter((a) => a.diedAfterEffect).length;
     if (callback.state === 'success' && effects === 0) {

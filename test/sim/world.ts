@@ -264,7 +264,12 @@ class World {
         kernel.fail(
           new SimFailure(
             '4-liveness',
-            `not settled ${HEAL_BUDGET_MS / 1000}s into the heal phase: ${unfinished.map((r) => describeRun(this.#mirror, r)).join('; ') || 'all runs final'}; queues ${JSON.stringify(this.#openMessages())}`,
+            `not settled ${HEAL_BUDGET_MS / 1000}s into the heal phase: ${unfinished.map((r) => describeRun(this.#mirror, r)).join('; ') || 'all runs final'}; queues ${JSON.stringify(this.#openMessages())}; owed callback sets ${this.#mirror.owed.size}; callbacks not final ${
+              [...this.#mirror.callbacks.values()]
+                .filter((c) => c.state !== 'success' && c.state !== 'failed')
+                .map((c) => `${c.callbackId} ${c.state} attempt ${c.attempt}`)
+                .join(', ') || 'none'
+            }`,
           ),
         );
         return;

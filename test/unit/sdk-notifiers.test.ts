@@ -121,7 +121,29 @@ describe('webhookNotifier against a local HTTP server', () => {
     );
   });
 
+  it("keeps its own headers over the author's of any case, and never quotes the URL in an error", async () => {
+    await webhookNotifier({ url, headers: { 'Content-Type': 'text/plain', 'Idempotency-Key': 'mine' } })(
+      context(),
+    );
+    expect(received[0]?.headers['content-type']).toBe('application/json');
+    expect(received[0]?.headers['idempotency-key']).toBe('cb-123');
+    process.env.UPDRAFT_TEST_HOOK_URL = 'hooks.example.com/services/T0/B0/XOXB-SECRET';
+    const fromEnv = webhookNotifier({ urlFromEnv: 'UPDRAFT_TEST_HOOK_URL' });
+    const refused = await Promise.resolve(fromEnv(context())).catch((error: Error) => error.message);
+    expect(refused).toBe('webhookNotifier: the URL in UPDRAFT_TEST_HOOK_URL is not a URL');
+    lines.length = 0;
+    const closed = 'http://127.0.0.1:9/hooks/SECRET-PATH';
+    const unreachable = await Promise.resolve(webhookNotifier({ url: closed, tries: 2 })(context())).catch(
+      (error: Error) => error.message,
+    );
+    expect(unreachable).toMatch(/could not be reached \(\w+\) \(after 2 requests\)/);
+    expect(`${unreachable} ${lines.join(' ')}`).not.toContain('SECRET');
+  });
+
   it('is refused at parse time without exactly one of url and urlFromEnv, or with a bad URL', () => {
+    expect(() => webhookNotifier({ url: 'https://user:pass@example.com/hook' })).toThrow(
+      'webhookNotifier: url carries credentials (fetch refuses them): send them in headers instead',
+    );
     expect(() => webhookNotifier({})).toThrow(DagValidationError);
     expect(() => webhookNotifier({ url, urlFromEnv: 'X' })).toThrow('give exactly one of url and urlFromEnv');
     expect(() => webhookNotifier({ url: 'not a url' })).toThrow('is not a URL');
