@@ -14,7 +14,8 @@ import type { StoreMirror } from './store-gate.ts';
  * takes sim time, raises or succeeds as the seed decides, and is a place workers die), and the
  * invariants:
  * - 10a owed means run: every cause the reference owes (a TI's change into failed, up_for_retry
- *   or success at a try, a run's finish at a clear count, for the events its DAG declares) has
+ *   or success at a try, its start of a try, a skip the task reported itself (through the API),
+ *   a run's finish at a clear count, for the events its DAG declares) has
  *   exactly one callback item, and nothing else has one (10b);
  * - 10c one live attempt, one effect: no two attempts of a callback overlap; a callback's effect
  *   happens more than once only after an attempt that had it died before its report;
@@ -119,7 +120,15 @@ const KIND_OF_STATE: Record<string, string> = {
   success: 'task_success',
   failed: 'task_failure',
   up_for_retry: 'task_retry',
+  // A start of the try (a resume after a deferral owes the same callback: one item per try).
+  running: 'task_execute',
 };
+
+/** The callback kind a TI change owes, if any: a skip only when the task reported it (an API call). */
+function kindOf(change: { state: string; writer: string | undefined }): string | undefined {
+  if (change.state === 'skipped') return change.writer?.startsWith('api#') ? 'task_skipped' : undefined;
+  return KIND_OF_STATE[change.state];
+}
 
 /** 10a/10b: the callback items are exactly the causes the reference owes. */
 export function checkCallbacksOwed(
@@ -131,7 +140,7 @@ export function checkCallbacksOwed(
     const [dagId, , taskId] = ti.split('/') as [string, string, string];
     const task = dags.get(dagId)?.tasks.find((t) => t.taskId === taskId);
     for (const change of changes) {
-      const kind = KIND_OF_STATE[change.state];
+      const kind = kindOf(change);
       if (!kind) continue;
       const refs = (task?.callbacks as Record<string, unknown[] | undefined> | undefined)?.[
         eventOfKind(kind as never).event

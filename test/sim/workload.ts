@@ -124,7 +124,7 @@ function randomDag(prng: Prng, dagId: string, pools: Record<string, number>): Da
       const pool = prng.pick(['default_pool', 'default_pool', 'shared_a', 'shared_b']);
       d.task(
         {
-          ...callbackOptions(callbacks, ['onSuccess', 'onFailure', 'onRetry']),
+          ...callbackOptions(callbacks, ['onSuccess', 'onFailure', 'onRetry', 'onExecute', 'onSkipped']),
           id: `t${i}`,
           retries: prng.pick([0, 0, 1, 2]),
           retryDelay: prng.range(1, 3),
