@@ -112,10 +112,16 @@ export class CallbackWorkerPool {
       return;
     }
     let deleted = false;
+    // Never throws: a message whose delete failed comes back, and its start is then refused.
     const remove = async () => {
       if (deleted) return;
       deleted = true;
-      await queue.delete([message.receiptHandle]);
+      await queue.delete([message.receiptHandle]).catch((error: unknown) => {
+        log.warn('Deleting a started callback workload failed; its next delivery is refused', {
+          callbackId: workload.callback_id,
+          error,
+        });
+      });
     };
     try {
       // Deleted once the start is answered: the store owns the attempt from there, so a message
