@@ -36,8 +36,17 @@ export interface BundleSource {
  * beside it and renamed into place), before the version is registered, so a run of any
  * registered version finds its code. See src/bundles/ADR.md.
  */
+/** DAG versions whose bundle location a store keeps (a few per DAG at most are in use at once). */
+const LOCATED_CACHE_SIZE = 1_000;
+
 export class BundleStore {
   readonly folder: string;
+  /**
+   * Bundles located so far: a bundle is written once and never changed or removed, so where it is
+   * never changes either (a worker locates one per try; this saves a file read each time). Only
+   * found bundles are kept: a missing one may be written later.
+   */
+  readonly #located = new Map<string, { dir: string; entryFile: string; manifest: BundleManifest }>();
 
   constructor(folder: string) {
     this.folder = folder;
@@ -98,6 +107,9 @@ export class BundleStore {
     versionHash: string,
   ): Promise<{ dir: string; entryFile: string; manifest: BundleManifest } | undefined> {
     if (!isVersionHash(versionHash)) return undefined;
+    const cacheKey = `${dagId}\u0000${versionHash}`;
+    const cached = this.#located.get(cacheKey);
+    if (cached) return cached;
     const dir = this.dirOf(dagId, versionHash);
     let manifest: BundleManifest;
     try {
@@ -106,7 +118,11 @@ export class BundleStore {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
       throw error;
     }
-    return { dir, entryFile: join(dir, FILES_DIR, ...manifest.entry.split('/')), manifest };
+    const located = { dir, entryFile: join(dir, FILES_DIR, ...manifest.entry.split('/')), manifest };
+    this.#located.set(cacheKey, located);
+    if (this.#located.size > LOCATED_CACHE_SIZE)
+      this.#located.delete(this.#located.keys().next().value as string);
+    return located;
   }
 }
 
