@@ -18,6 +18,7 @@ import type { Store, TaskInstanceChanges, TaskInstanceExpectation } from '#store
 import { type CallbackService, owedOnTask } from './callbacks.ts';
 import type { DagVersionCache } from './dag-cache.ts';
 import { InvalidRequestError, LimitExceededError, NotFoundError, StateConflictError } from './errors.ts';
+import { RunCache } from './run-cache.ts';
 import { DEFAULT_TRIGGER_QUEUE, deferralTimeoutAt, triggerIdOf } from './triggers.ts';
 
 export interface TaskLifecycleDeps {
@@ -106,11 +107,12 @@ class TryMovedOnError extends Error {
 export class TaskLifecycle {
   readonly #deps: TaskLifecycleDeps;
   readonly #logMaxChunks: number;
-  /** Runs by key. Only a cache: the fields read from it (dates, conf, DAG version) never change. */
-  readonly #runs = new Map<string, DagRun>();
+  /** Runs by key: what is read of them (dates, conf, DAG version) never changes. */
+  readonly #runs: RunCache;
 
   constructor(deps: TaskLifecycleDeps) {
     this.#deps = deps;
+    this.#runs = new RunCache(deps.store);
     this.#logMaxChunks = logMaxChunksOf(deps.settings);
   }
 
@@ -453,13 +455,8 @@ export class TaskLifecycle {
   }
 
   async #run(key: DagRunKey): Promise<DagRun> {
-    const cacheKey = `${key.dagId}\u0000${key.runId}`;
-    const cached = this.#runs.get(cacheKey);
-    if (cached) return cached;
-    const run = await this.#deps.store.getDagRun(key);
+    const run = await this.#runs.get(key);
     if (!run) throw new NotFoundError(`DAG run ${key.dagId}/${key.runId} not found`);
-    this.#runs.set(cacheKey, run);
-    if (this.#runs.size > 10_000) this.#runs.delete(this.#runs.keys().next().value as string);
     return run;
   }
 

@@ -4,7 +4,6 @@ import type { TriggerEventType } from '#contracts/triggers.ts';
 import type { CallbackErrorType } from '#core/callbacks.ts';
 import { mapConcurrently } from '#core/concurrency.ts';
 import {
-  type DagRun,
   type DagRunKey,
   formatTaskInstanceKey,
   type TaskInstance,
@@ -21,6 +20,7 @@ import { type CallbackService, owedOnTask } from './callbacks.ts';
 import type { DagVersionCache } from './dag-cache.ts';
 import { NotFoundError, NotReadyError, StateConflictError } from './errors.ts';
 import type { Logger } from './logger.ts';
+import { RunCache } from './run-cache.ts';
 import type { TaskTokenSigner } from './tokens.ts';
 
 export const DEFAULT_TRIGGER_QUEUE = 'default';
@@ -108,11 +108,12 @@ const MAX_TAKEOVERS = 3;
  */
 export class TriggerLifecycle {
   readonly #deps: TriggerLifecycleDeps;
-  /** Runs by key, a cache: only their DAG version is read, which never changes. */
-  readonly #runs = new Map<string, DagRun>();
+  /** Runs by key: only their DAG version is read, which never changes. */
+  readonly #runs: RunCache;
 
   constructor(deps: TriggerLifecycleDeps) {
     this.#deps = deps;
+    this.#runs = new RunCache(deps.store);
   }
 
   async registerJob(input: { hostname: string; capacity: number; queues: string[] }) {
@@ -340,7 +341,7 @@ export class TriggerLifecycle {
   async #failTry(trigger: Trigger, message: string, retryable: boolean): Promise<EventOutcome> {
     const ti = await this.#deps.store.getTaskInstance(trigger.ti);
     if (!ti || !waitsOn(ti, trigger)) return this.#settle(trigger, ti);
-    const run = await this.#runOf(trigger.ti);
+    const run = await this.#runs.get(trigger.ti);
     const dag = run ? await this.#deps.dags.get(run.dagId, run.dagVersion) : undefined;
     const task = dag?.tasks.find((t) => t.taskId === trigger.ti.taskId);
     const nowMs = this.#deps.now();
@@ -375,18 +376,6 @@ export class TriggerLifecycle {
     }
   }
 
-  /** The run of a TI; cached, since what is read of it (its DAG version) never changes. */
-  async #runOf(key: DagRunKey): Promise<DagRun | undefined> {
-    const cacheKey = `${key.dagId}\u0000${key.runId}`;
-    const cached = this.#runs.get(cacheKey);
-    if (cached) return cached;
-    const run = await this.#deps.store.getDagRun(key);
-    if (!run) return undefined;
-    this.#runs.set(cacheKey, run);
-    if (this.#runs.size > 10_000) this.#runs.delete(this.#runs.keys().next().value as string);
-    return run;
-  }
-
   async #apply(
     trigger: Trigger,
     changes: TaskInstanceChanges,
@@ -394,7 +383,7 @@ export class TriggerLifecycle {
     errorType?: CallbackErrorType,
   ): Promise<EventOutcome> {
     const key = trigger.ti;
-    const run = await this.#runOf(key);
+    const run = await this.#runs.get(key);
     const dag = run ? await this.#deps.dags.get(run.dagId, run.dagVersion) : undefined;
     const task = dag?.tasks.find((t) => t.taskId === key.taskId);
     const owed =
