@@ -2,6 +2,7 @@ import { createHmac } from 'node:crypto';
 import type { SESv2Client } from '@aws-sdk/client-sesv2';
 import type { SNSClient } from '@aws-sdk/client-sns';
 import { type DurationInput, parseDuration } from '#core/duration.ts';
+import { systemClock } from '#worker/clock.ts';
 import type { CallbackContext } from './callback-context.ts';
 import type { CallbackFunction } from './callback-options.ts';
 import { DagValidationError } from './errors.ts';
@@ -144,7 +145,7 @@ export function webhookNotifier(options: WebhookNotifierOptions): CallbackFuncti
         last = `the webhook could not be reached (${reasonOf(error)})`;
       }
       ctx.log(`request ${attempt} of ${tries}: ${last}`);
-      if (attempt < tries) await abortableSleep(250 * 2 ** (attempt - 1), ctx.signal);
+      if (attempt < tries) await systemClock.sleep(250 * 2 ** (attempt - 1), ctx.signal);
     }
     throw new Error(`webhookNotifier: ${last} (after ${tries} requests)`);
   };
@@ -167,19 +168,6 @@ function reasonOf(error: unknown): string {
   if (typeof cause?.code === 'string') return cause.code;
   if (error instanceof Error && error.name === 'TimeoutError') return 'timed out';
   return error instanceof Error ? error.name : 'unknown error';
-}
-
-function abortableSleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve();
-    const done = () => {
-      clearTimeout(timer);
-      signal.removeEventListener('abort', done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    signal.addEventListener('abort', done, { once: true });
-  });
 }
 
 /** SNS's longest FIFO message group id. */
