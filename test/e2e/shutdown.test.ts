@@ -78,7 +78,9 @@ describe('standalone stopped with Ctrl-C', () => {
   it('lets a running task finish within the grace period and exits 0', async () => {
     const env = e2eEnv(home, await freePort(), { UPDRAFT_DAGS_FOLDER: E2E_DAGS_FOLDER });
 
-    const { exit, stopSeconds, children } = await interruptNap(env, 1_500);
+    // Long enough to be seen running with its first log line (shipped with a heartbeat every 500 ms)
+    // on a loaded machine, short enough to end well within the 5 s grace.
+    const { exit, stopSeconds, children } = await interruptNap(env, 3_000);
 
     expect(exit).toEqual({ code: 0, signal: null });
     expect(stopSeconds).toBeLessThan(5);
