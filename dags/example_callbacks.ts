@@ -1,9 +1,10 @@
 import { type CallbackContext, dag, type TaskContext, webhookNotifier } from 'updraft';
 
 /**
- * Callbacks: `extract` fails on its first try (its `onRetry` callback runs) and succeeds on the
- * second (its `onSuccess` callback, a webhook notifier, POSTs to a webhook); the run's `onSuccess`
- * callback logs the run. Standalone serves a small webhook receiver at /demo/hooks (it keeps each
+ * Callbacks: `extract` fails on its first try (its `onRetry` callback, a plain function, runs on a
+ * worker) and succeeds on the second (its `onSuccess` callback, a webhook notifier, POSTs to a
+ * webhook); the run's `onSuccess` callback logs the run. Async callbacks (the notifier, `runDone`)
+ * run on the triggerer. Standalone serves a small webhook receiver at /demo/hooks (it keeps each
  * notification once per Idempotency-Key; GET /demo/hooks lists them); UPDRAFT_EXAMPLE_WEBHOOK_URL
  * points the notifier elsewhere. See the callbacks with `npx updraft callbacks list example_callbacks`.
  */
@@ -18,7 +19,8 @@ function noteRetry(ctx: CallbackContext): void {
   ctx.log(`try ${ctx.tryNumber} of ${ctx.taskId} failed (${ctx.errorMessage}); it will be retried`);
 }
 
-function runDone(ctx: CallbackContext): void {
+/** Async: it runs in the triggerer's event loop (UPDRAFT_ASYNC_CALLBACKS_RUN_ON), not in a worker slot. */
+async function runDone(ctx: CallbackContext): Promise<void> {
   ctx.log(`run ${ctx.runId} of ${ctx.dagId} succeeded`);
 }
 

@@ -90,7 +90,8 @@ export interface UpdraftProps {
   };
   /**
    * What the built-in notifiers (`snsNotifier`, `sesEmailNotifier`) may reach: the worker function
-   * gets `sns:Publish` on these topics and `ses:SendEmail` on these identities, and nothing more.
+   * and the triggerer's task role (async callbacks run there) get `sns:Publish` on these topics
+   * and `ses:SendEmail` on these identities, and nothing more.
    */
   readonly notifiers?: {
     readonly snsTopicArns?: readonly string[];
@@ -264,19 +265,6 @@ export class Updraft extends Construct {
       ...(props.workers?.entry === undefined ? {} : { entry: props.workers.entry }),
       ...(props.workers?.functionProps ? { functionProps: props.workers.functionProps } : {}),
     });
-    const snsTopics = props.notifiers?.snsTopicArns ?? [];
-    if (snsTopics.length > 0) {
-      this.workers.function.addToRolePolicy(
-        new PolicyStatement({ actions: ['sns:Publish'], resources: [...snsTopics] }),
-      );
-    }
-    const sesIdentities = props.notifiers?.sesIdentityArns ?? [];
-    if (sesIdentities.length > 0) {
-      this.workers.function.addToRolePolicy(
-        new PolicyStatement({ actions: ['ses:SendEmail'], resources: [...sesIdentities] }),
-      );
-    }
-
     this.triggerer = new UpdraftTriggerer(this, 'Triggerer', {
       projectRoot,
       executionApi: this.executionApi,
@@ -284,6 +272,22 @@ export class Updraft extends Construct {
       tickInterval,
       ...props.triggerer,
     });
+
+    // Callbacks run on workers and (async ones) on the triggerer: both may reach the notifiers.
+    const snsTopics = props.notifiers?.snsTopicArns ?? [];
+    const sesIdentities = props.notifiers?.sesIdentityArns ?? [];
+    const notifierGrants = [
+      ...(snsTopics.length > 0
+        ? [new PolicyStatement({ actions: ['sns:Publish'], resources: [...snsTopics] })]
+        : []),
+      ...(sesIdentities.length > 0
+        ? [new PolicyStatement({ actions: ['ses:SendEmail'], resources: [...sesIdentities] })]
+        : []),
+    ];
+    for (const statement of notifierGrants) {
+      this.workers.function.addToRolePolicy(statement);
+      this.triggerer.taskDefinition.addToTaskRolePolicy(statement);
+    }
 
     this.dagRegistration = new UpdraftDagRegistration(this, 'DagRegistration', {
       defaults,

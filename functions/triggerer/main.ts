@@ -12,6 +12,7 @@ import { importTriggerModules, runTriggererProcess, TRIGGERER_TOKEN_ENV } from '
  * in its own header). It registers with the credential in `UPDRAFT_TRIGGERER_TOKEN` when one is
  * set; without it, its signed registration is the credential: the Execution API function issues
  * one to the task role named in its `UPDRAFT_TRIGGERER_ROLE_ID` (the construct sets both sides).
+ * Async callbacks placed on the triggerer run from the DAGs bundled below.
  * Exit codes: 0 on a stop (SIGTERM from ECS), 1 on bad configuration or a refused registration.
  */
 const log = createLogger({
@@ -38,6 +39,20 @@ function hasRoleCredentials(env: NodeJS.ProcessEnv): boolean {
   );
 }
 
+/**
+ * Async callbacks run here, from this project's `dags/` bundled into the image: esbuild turns the
+ * template import into a glob import of every `.ts` file under `../../dags/`, as the worker's
+ * entry does (`functions/worker.ts`).
+ */
+function importBundledDag(fileloc: string): Promise<Record<string, unknown>> {
+  if (!fileloc.endsWith('.ts') || fileloc.split('/').includes('..')) {
+    return Promise.reject(
+      new Error(`DAG file ${fileloc} is not bundled: the triggerer bundles the .ts files under dags/`),
+    );
+  }
+  return import(`../../dags/${fileloc.slice(0, -'.ts'.length)}.ts`);
+}
+
 let started: Parameters<typeof runTriggererProcess>[0];
 try {
   const apiUrl = executionApiUrl();
@@ -56,6 +71,7 @@ try {
     apiUrl,
     credential,
     fetch,
+    loadDagModule: importBundledDag,
     settings,
     log: createLogger({ level: settings.logLevel, pretty: false, fields: { component: 'triggerer' } }),
   };

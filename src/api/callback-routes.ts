@@ -5,6 +5,7 @@ import {
   callbackIdParams,
   callbackListSchema,
   callbackSchema,
+  deadlineFieldOf,
   finishCallbackBody,
   finishedCallbackSchema,
   startCallbackBody,
@@ -13,7 +14,8 @@ import {
 import { errorSchema } from '#contracts/common.ts';
 import { logQuery, logSchema, runParams } from '#contracts/public-api.ts';
 import type { CallbackTokenClaims } from '#contracts/tokens.ts';
-import { CALLBACK_KINDS, CALLBACK_STATES, type Callback, eventOfKind } from '#core/callbacks.ts';
+import { CALLBACK_KINDS, CALLBACK_STATES, type Callback, callbackEventOf } from '#core/callbacks.ts';
+import { deadlineOfCallback } from '#core/deadlines.ts';
 import { callbackLogKey } from '#engine/callbacks.ts';
 import { NotFoundError } from '#engine/errors.ts';
 import { InvalidTokenError } from '#engine/tokens.ts';
@@ -86,7 +88,7 @@ export function registerCallbackRoutes(app: OpenAPIHono, deps: ApiDeps): void {
           task_id: callback.taskId,
           map_index: callback.mapIndex,
           try_number: callback.tryNumber,
-          event: eventOfKind(callback.kind).event,
+          event: callbackEventOf(callback),
           index: callback.index,
           name: callback.name,
           fileloc: dag.fileloc,
@@ -98,6 +100,7 @@ export function registerCallbackRoutes(app: OpenAPIHono, deps: ApiDeps): void {
           previous_attempt_may_have_run: callback.attempt > 1,
           error_message: callback.ownerError,
           error_type: callback.ownerErrorType,
+          ...deadlineFieldOf(deadlineOfCallback(callback, run)),
           log_max_bytes: deps.settings.logChunkMaxBytes,
         },
         200,
@@ -238,7 +241,9 @@ export function callbackToWire(callback: Callback): z.infer<typeof callbackSchem
     queued_at: callback.queuedAt,
     start_date: callback.startDate,
     end_date: callback.endDate,
+    place: callback.place ?? 'worker',
     hostname: callback.hostname,
+    worker_id: callback.workerId,
     error_message: callback.errorMessage,
     owner_error: callback.ownerError,
     owner_error_type: callback.ownerErrorType,

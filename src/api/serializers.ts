@@ -76,6 +76,16 @@ export function dagRunToWire(run: DagRun): z.infer<typeof dagRunSchema> {
     end_date: run.endDate,
     conf: run.conf,
     dag_version: run.dagVersion,
+    ...(run.deadlines === undefined
+      ? {}
+      : {
+          deadlines: run.deadlines.map((deadline) => ({
+            index: deadline.index,
+            reference: deadline.reference,
+            at: deadline.at,
+            state: deadline.state,
+          })),
+        }),
   };
 }
 

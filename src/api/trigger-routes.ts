@@ -1,5 +1,6 @@
 import { createRoute, type OpenAPIHono } from '@hono/zod-openapi';
 import type { Context } from 'hono';
+import { claimCallbacksBody, claimedCallbacksSchema } from '#contracts/callbacks.ts';
 import { errorSchema } from '#contracts/common.ts';
 import { okSchema, REFRESHED_TOKEN_HEADER } from '#contracts/execution-api.ts';
 import type { JobTokenClaims } from '#contracts/tokens.ts';
@@ -179,6 +180,26 @@ export function registerTriggerRoutes(app: OpenAPIHono, deps: ApiDeps): void {
       const { jobId } = await job(c);
       const { workloads, stop } = await triggers.workloads(jobId, c.req.valid('json').trigger_ids);
       return c.json({ workloads: workloads.map(workloadOf), stop }, 200);
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: 'post',
+      path: '/execution/callbacks/claim',
+      tags: ['Triggerer'],
+      security: jobSecurity,
+      request: { body: body(claimCallbacksBody) },
+      responses: {
+        200: json(claimedCallbacksSchema, 'The workloads of the callbacks claimed for this job'),
+        ...errors,
+      },
+    }),
+    async (c) => {
+      const { jobId } = await job(c);
+      await triggers.runningJob(jobId);
+      const workloads = await deps.callbacks.claimForTriggerer(jobId, c.req.valid('json').limit);
+      return c.json({ workloads }, 200);
     },
   );
 

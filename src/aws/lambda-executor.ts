@@ -12,14 +12,19 @@ import { callbackRunContextOf, type RunnerOutcome, taskRunContextOf } from '#wor
 import { runTaskTry } from '#worker/task-try.ts';
 
 /**
- * Imports a bundled DAG module by its `fileloc` (relative to the DAGs folder). The worker entry
- * gives one backed by esbuild's glob import, so every DAG file is in the bundle and none is read
- * from disk at run time.
+ * Imports a DAG module by its `fileloc` (relative to the DAGs folder), for the run's DAG version.
+ * The worker and triggerer entries on AWS give one backed by esbuild's glob import, so every DAG
+ * file is in the bundle and none is read from disk at run time (the version is the deployed one);
+ * standalone's triggerer imports the version's code bundle.
  */
-export type DagModuleLoader = (fileloc: string) => Promise<Record<string, unknown>>;
+export type DagModuleLoader = (
+  fileloc: string,
+  version: { dagId: string; dagVersion: string },
+) => Promise<Record<string, unknown>>;
 
 /**
- * Runs tries inside the worker function's own process, from the DAG code bundled with it. A
+ * Runs tries inside the worker function's own process, from the DAG code bundled with it (and
+ * async callbacks inside a triggerer's process, in its event loop). A
  * Lambda instance runs one invocation at a time and its memory is the function's, so the task
  * runner processes of standalone (isolation, memory limits, module retirement) buy nothing here.
  * What that costs, and why it is acceptable on Lambda:
@@ -111,13 +116,18 @@ export class InProcessTaskExecutor implements TaskExecutor {
   }
 
   async #findDag(
-    started: Pick<StartedTask, 'fileloc' | 'dag_id'>,
+    started: Pick<StartedTask, 'fileloc' | 'dag_id' | 'dag_version'>,
   ): Promise<{ dag: Dag } | { error: string }> {
     let exports: Record<string, unknown>;
     try {
-      exports = await this.#loadModule(started.fileloc);
+      exports = await this.#loadModule(started.fileloc, {
+        dagId: started.dag_id,
+        dagVersion: started.dag_version,
+      });
     } catch (error) {
-      return { error: `Cannot load ${started.fileloc} from this worker's bundle: ${describe(error)}` };
+      return {
+        error: `Cannot load ${started.fileloc} (DAG version ${started.dag_version}) here: ${describe(error)}`,
+      };
     }
     const dag = Object.values(exports).find(
       (value): value is Dag => isDag(value) && value.dagId === started.dag_id,

@@ -74,7 +74,7 @@ async function latestRunOf(ctx: CliContext, dagId: string): Promise<string> {
 function formatCallbacks(collection: CallbackCollection): string {
   if (collection.callbacks.length === 0) return 'No callbacks found.\n';
   return formatTable(
-    ['CALLBACK_ID', 'KIND', 'TARGET', 'NAME', 'STATE', 'ATTEMPT', 'HOST', 'ERROR'],
+    ['CALLBACK_ID', 'KIND', 'TARGET', 'NAME', 'STATE', 'ATTEMPT', 'RUNS_ON', 'HOST', 'ERROR'],
     collection.callbacks.map((callback) => [
       callback.callback_id,
       callback.kind,
@@ -84,6 +84,7 @@ function formatCallbacks(collection: CallbackCollection): string {
       callback.name,
       callback.state,
       `${callback.attempt}/${callback.max_attempts}`,
+      callback.place,
       callback.hostname ?? '-',
       callback.error_message ?? '-',
     ]),

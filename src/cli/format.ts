@@ -124,6 +124,16 @@ export function formatRun(run: DagRun): string {
     ['end', orDash(run.end_date)],
     ['conf', JSON.stringify(run.conf)],
     ['version', run.dag_version],
+    ...(run.deadlines === undefined || run.deadlines.length === 0
+      ? []
+      : ([
+          [
+            'deadlines',
+            run.deadlines
+              .map((deadline) => `${deadline.at} ${deadline.state} (${deadline.reference})`)
+              .join(', '),
+          ],
+        ] as [string, string][])),
   ]);
 }
 

@@ -59,6 +59,13 @@ export const settingsSchema = z
     callbackOwedGraceMs: z.coerce.number().int().min(100).default(10_000),
     /** Worker slots of the standalone pool that run only callbacks, beside the task slots. */
     callbackSlots: z.coerce.number().int().min(1).max(64).default(2),
+    /**
+     * Where async callbacks run unless they say (`runOn`): in a triggerer's event loop, or on a
+     * worker like sync ones. Without a triggerer (UPDRAFT_TRIGGERER_ENABLED=false) all run on workers.
+     */
+    asyncCallbacksRunOn: z.enum(['triggerer', 'worker']).default('triggerer'),
+    /** Callback attempts one triggerer runs at once, beside its triggers. */
+    triggererCallbackCapacity: z.coerce.number().int().min(1).max(10_000).default(100),
     /** Pools and their slots; `default_pool` is used by tasks that name none. */
     pools: z.record(z.string(), z.number().int().min(0)).default({ default_pool: 128 }),
 
@@ -266,6 +273,8 @@ export const SETTING_ENV_VARS: Readonly<Record<keyof Settings, string>> = {
   callbackRetryDelayMs: 'UPDRAFT_CALLBACK_RETRY_DELAY_MS',
   callbackOwedGraceMs: 'UPDRAFT_CALLBACK_OWED_GRACE_MS',
   callbackSlots: 'UPDRAFT_CALLBACK_SLOTS',
+  asyncCallbacksRunOn: 'UPDRAFT_ASYNC_CALLBACKS_RUN_ON',
+  triggererCallbackCapacity: 'UPDRAFT_TRIGGERER_CALLBACK_CAPACITY',
   maxQueuedSends: 'UPDRAFT_MAX_QUEUED_SENDS',
   schedulerTickMs: 'UPDRAFT_SCHEDULER_TICK_MS',
   maxRunsPerPass: 'UPDRAFT_MAX_RUNS_PER_PASS',

@@ -1,5 +1,8 @@
 import * as z from 'zod';
-import { CALLBACK_ERROR_TYPES, CALLBACK_KINDS, CALLBACK_STATES } from '#core/callbacks.ts';
+import { CALLBACK_ERROR_TYPES, CALLBACK_KINDS, CALLBACK_PLACES, CALLBACK_STATES } from '#core/callbacks.ts';
+import type { DeadlineContext } from '#core/deadlines.ts';
+import { DEADLINE_REFERENCES } from '#core/models.ts';
+import { callbackWorkloadSchema } from './messages.ts';
 
 /** Execution API bodies of the callback routes, and the public API's view of a callback. */
 
@@ -43,10 +46,24 @@ export const startedCallbackSchema = z
     previous_attempt_may_have_run: z.boolean(),
     error_message: z.string().nullable(),
     error_type: z.enum(CALLBACK_ERROR_TYPES).nullable(),
+    /** For `deadline_missed`: the deadline missed, and how late the run was when the miss was recorded. */
+    deadline: z
+      .object({ at: z.string(), reference: z.enum(DEADLINE_REFERENCES), late_by_ms: z.number().int() })
+      .optional(),
     /** Largest log the report may carry, in UTF-8 bytes. */
     log_max_bytes: z.number().int(),
   })
   .meta({ id: 'StartedCallback' });
+
+/** The start answer's `deadline` field: absent for a callback that is not a deadline's. */
+export function deadlineFieldOf(deadline: DeadlineContext | undefined): {
+  deadline?: { at: string; reference: DeadlineContext['reference']; late_by_ms: number };
+} {
+  if (deadline === undefined) return {};
+  return {
+    deadline: { at: deadline.at, reference: deadline.reference, late_by_ms: Math.round(deadline.lateByMs) },
+  };
+}
 
 export const finishCallbackBody = z
   .discriminatedUnion('state', [
@@ -76,6 +93,24 @@ export const finishedCallbackSchema = z
   })
   .meta({ id: 'FinishedCallback' });
 
+/** Most callbacks one triggerer claim takes. */
+export const CALLBACK_CLAIM_MAX = 1_000;
+
+export const claimCallbacksBody = z
+  .strictObject({
+    /** Callbacks the triggerer has room for now (its free callback capacity). */
+    limit: z.number().int().min(1).max(CALLBACK_CLAIM_MAX),
+  })
+  .meta({ id: 'ClaimCallbacks' });
+
+export const claimedCallbacksSchema = z
+  .object({
+    /** One workload per claimed callback: start it through `PATCH /execution/callbacks/{id}/run`. */
+    workloads: z.array(callbackWorkloadSchema),
+  })
+  .meta({ id: 'ClaimedCallbacks' });
+export type ClaimedCallbacks = z.infer<typeof claimedCallbacksSchema>;
+
 /** A callback as the public API lists it. */
 export const callbackSchema = z
   .object({
@@ -94,7 +129,11 @@ export const callbackSchema = z
     queued_at: z.string().nullable(),
     start_date: z.string().nullable(),
     end_date: z.string().nullable(),
+    /** Where it runs: a worker, or a triggerer's event loop (async callbacks). */
+    place: z.enum(CALLBACK_PLACES),
     hostname: z.string().nullable(),
+    /** The worker, or the triggerer job, that started its current attempt. */
+    worker_id: z.string().nullable(),
     error_message: z.string().nullable(),
     owner_error: z.string().nullable(),
     owner_error_type: z.enum(CALLBACK_ERROR_TYPES).nullable(),

@@ -1,5 +1,6 @@
 import { z } from '@hono/zod-openapi';
 import { describeIdGrammar, ID_MAX_LENGTH, type IdKind, invalidIdReason } from '#core/ids.ts';
+import { DEADLINE_REFERENCES, DEADLINE_STATES } from '#core/models.ts';
 import { DAG_RUN_STATES, TASK_INSTANCE_STATES } from '#core/states.ts';
 import { isoDate, mapIndexQuery } from './common.ts';
 
@@ -119,6 +120,19 @@ export const dagRunSchema = z
     end_date: isoDate.nullable(),
     conf: z.record(z.string(), z.unknown()),
     dag_version: z.string(),
+    /** The run's deadlines (absent when its DAG declares none): when each was due, and whether the run met it. */
+    deadlines: z
+      .array(
+        z
+          .object({
+            index: z.number().int(),
+            reference: z.enum(DEADLINE_REFERENCES),
+            at: isoDate,
+            state: z.enum(DEADLINE_STATES),
+          })
+          .openapi('DagRunDeadline'),
+      )
+      .optional(),
   })
   .openapi('DagRun');
 

@@ -30,6 +30,8 @@ export const CALLBACK_KINDS = [
   'task_retry',
   'task_execute',
   'task_skipped',
+  // A deadline of the run passed before the run finished (see `core/deadlines.ts`).
+  'deadline_missed',
 ] as const;
 export type CallbackKind = (typeof CALLBACK_KINDS)[number];
 
@@ -45,11 +47,24 @@ export const DAG_EVENT_KINDS: Record<DagCallbackEvent, CallbackKind> = {
   onFailure: 'dag_failure',
 };
 
-/** The authoring event of a kind: how the DAG file names the callback list it sits in. */
+/** The DAG option a deadline's callbacks sit in: `deadline[<d>]` names the list of deadline d. */
+export const DEADLINE_EVENT = 'deadline';
+
+/**
+ * The authoring event of a kind: how the DAG file names the callback list it sits in. A deadline's
+ * list is one per deadline: `callbackEventOf` names it with the deadline's position.
+ */
 export function eventOfKind(kind: CallbackKind): { owner: 'dag' | 'task'; event: string } {
+  if (kind === 'deadline_missed') return { owner: 'dag', event: DEADLINE_EVENT };
   for (const [event, k] of Object.entries(DAG_EVENT_KINDS)) if (k === kind) return { owner: 'dag', event };
   for (const [event, k] of Object.entries(TASK_EVENT_KINDS)) if (k === kind) return { owner: 'task', event };
   throw new Error(`unknown callback kind ${kind}`);
+}
+
+/** The callback list a callback item's function sits in: its kind's event, `deadline[<d>]` for a deadline's. */
+export function callbackEventOf(callback: Pick<Callback, 'kind' | 'deadlineIndex'>): string {
+  const { event } = eventOfKind(callback.kind);
+  return callback.deadlineIndex === undefined ? event : `${event}[${callback.deadlineIndex}]`;
 }
 
 /** Why a task or run failed, as the failure callback's context names it. */
@@ -75,6 +90,10 @@ export type CallbackErrorType = (typeof CALLBACK_ERROR_TYPES)[number];
  */
 export const callbackRefSchema = z.strictObject({
   name: z.string(),
+  /** An async function (or an async notifier): it may run on a triggerer (see `placeOfCallback`). */
+  async: z.literal(true).optional(),
+  /** Where the author asked it to run; absent: by kind of function and UPDRAFT_ASYNC_CALLBACKS_RUN_ON. */
+  runOn: z.enum(['worker', 'triggerer']).optional(),
   retries: z.number().int().nonnegative().optional(),
   retryDelayMs: z.number().int().nonnegative().optional(),
   timeoutMs: z.number().int().positive().optional(),
@@ -114,6 +133,8 @@ export const owedCallbackSchema = z.strictObject({
   /** The owner's error message (cut to OWED_ERROR_MAX_CHARS) and its type, for failure kinds. */
   e: z.string().optional(),
   t: z.enum(CALLBACK_ERROR_TYPES).optional(),
+  /** For `deadline_missed`: the deadline's position in the DAG's `deadlines` (`i` is the callback's in its list). */
+  d: z.number().int().nonnegative().optional(),
 });
 export type OwedCallback = z.infer<typeof owedCallbackSchema>;
 
@@ -215,6 +236,23 @@ export function callbacksOwedOnRunFinish(
   return [];
 }
 
+/** Where a callback runs: a worker from the `callbacks` queue, or a triggerer's event loop. */
+export const CALLBACK_PLACES = ['worker', 'triggerer'] as const;
+export type CallbackPlace = (typeof CALLBACK_PLACES)[number];
+
+/**
+ * Where a callback runs: where its author said (`runOn`), else an async function on the place
+ * the deployment chooses for async callbacks (UPDRAFT_ASYNC_CALLBACKS_RUN_ON), else a worker.
+ * Without a triggerer everything runs on workers.
+ */
+export function placeOfCallback(
+  ref: Pick<CallbackRef, 'async' | 'runOn'>,
+  deployment: { asyncCallbacksRunOn: CallbackPlace; triggererEnabled: boolean },
+): CallbackPlace {
+  if (!deployment.triggererEnabled) return 'worker';
+  return ref.runOn ?? (ref.async ? deployment.asyncCallbacksRunOn : 'worker');
+}
+
 /** The states of a callback item. `queued` waits for a worker (again, after a failed attempt with attempts left). */
 export const CALLBACK_STATES = ['queued', 'running', 'success', 'failed'] as const;
 export type CallbackState = (typeof CALLBACK_STATES)[number];
@@ -237,6 +275,10 @@ export interface Callback {
   /** Position of the function in its owner's list for the kind, and its name. */
   index: number;
   name: string;
+  /** For `deadline_missed`: which deadline of the run's DAG version (its callbacks are that deadline's list). */
+  deadlineIndex?: number;
+  /** Where it runs; absent on items written before callbacks could run on a triggerer (a worker). */
+  place?: CallbackPlace;
   state: CallbackState;
   /** Attempts begun (0 until the first start); `maxAttempts` counts the first. */
   attempt: number;

@@ -15,6 +15,27 @@ export interface DagRunKey {
 
 export type RunType = 'manual' | 'scheduled';
 
+/**
+ * What a deadline counts from (see `core/deadlines.ts`): the run's logical date, when it was
+ * queued, a fixed time, or a multiple of the DAG's average run duration from when it was queued.
+ */
+export const DEADLINE_REFERENCES = ['logical_date', 'queued_at', 'fixed_time', 'average_duration'] as const;
+export type DeadlineReference = (typeof DEADLINE_REFERENCES)[number];
+
+/** `pending` until decided once: `met` (the run finished by then) or `missed` (its callbacks owed). */
+export const DEADLINE_STATES = ['pending', 'met', 'missed'] as const;
+export type DeadlineState = (typeof DEADLINE_STATES)[number];
+
+/** One deadline of one run, fixed when the run is created. */
+export interface RunDeadline {
+  /** Position of the deadline in its DAG version's `deadlines`. */
+  index: number;
+  reference: DeadlineReference;
+  /** When the run must have finished (ISO-8601). */
+  at: string;
+  state: DeadlineState;
+}
+
 export interface DagRun {
   dagId: string;
   runId: string;
@@ -44,6 +65,11 @@ export interface DagRun {
   clearBegunAt?: string;
   /** Callbacks owed by the run's finish and not yet turned into callback items (see `core/callbacks.ts`). */
   owedCallbacks?: string[];
+  /**
+   * The run's deadlines, in the order of its DAG version's (absent: none). Written with the run;
+   * afterwards only a deadline's `state` changes, once, by a write conditional on it being pending.
+   */
+  deadlines?: RunDeadline[];
   /** Bumped by every write; lets readers tell a stale copy from a fresh one. */
   revision: number;
 }

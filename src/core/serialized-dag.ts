@@ -1,5 +1,6 @@
 import * as z from 'zod';
 import { dagCallbacksSchema, taskCallbacksSchema } from './callbacks.ts';
+import { DEADLINES_PER_DAG_MAX, serializedDeadlineSchema } from './deadlines.ts';
 
 /**
  * The serialized form of a DAG: plain data, no code. The scheduler and the API only ever see
@@ -97,6 +98,8 @@ export const serializedDagSchema = z.strictObject({
   callbacks: dagCallbacksSchema.optional(),
   /** A run still running this long after it started fails, its unfinished tasks skipped; absent: no limit. */
   dagRunTimeoutMs: z.number().int().positive().optional(),
+  /** Deadlines each run must finish by, with their callbacks (see `deadlines.ts`); absent when it has none. */
+  deadlines: z.array(serializedDeadlineSchema).min(1).max(DEADLINES_PER_DAG_MAX).optional(),
 });
 export type SerializedDag = z.infer<typeof serializedDagSchema>;
 

@@ -13,6 +13,7 @@ import {
   encodeOwed,
   eventOfKind,
   type OwedCallback,
+  placeOfCallback,
 } from '#core/callbacks.ts';
 import type { DagRun, TaskInstance } from '#core/models.ts';
 import type { SerializedDag, SerializedTask } from '#core/serialized-dag.ts';
@@ -58,6 +59,8 @@ export type CallbackSettings = Pick<
   | 'maxQueuedSends'
   | 'heartbeatTimeoutMs'
   | 'logChunkMaxBytes'
+  | 'asyncCallbacksRunOn'
+  | 'triggererEnabled'
 >;
 
 export interface CallbackDeps {
@@ -88,7 +91,7 @@ const MAX_DELAY_SECONDS = 900;
  * The callback's id: the hash of what owes it (owner, kind, try or clear count, position), so a
  * repeated or racing attempt to owe the same callback names the same item. 22 base64url characters.
  */
-export function callbackIdOf(owner: CallbackOwner, owed: Pick<OwedCallback, 'k' | 'i' | 'n'>): string {
+export function callbackIdOf(owner: CallbackOwner, owed: Pick<OwedCallback, 'k' | 'i' | 'n' | 'd'>): string {
   return createHash('sha256')
     .update(
       JSON.stringify([
@@ -100,6 +103,8 @@ export function callbackIdOf(owner: CallbackOwner, owed: Pick<OwedCallback, 'k' 
         owed.k,
         owed.n,
         owed.i,
+        // A deadline's callbacks: which deadline (absent for every other kind, whose ids stay as they were).
+        ...(owed.d === undefined ? [] : [owed.d]),
       ]),
     )
     .digest('base64url')
@@ -202,8 +207,14 @@ export class CallbackService {
       }
       const callback = this.#callbackOf(owner.run, serialized, ownerRef, owed, ref);
       const queuedAt = callback.queuedAt as string;
-      if (await this.#deps.store.putCallback(callback, this.#queuedDueAt(Date.parse(queuedAt)))) {
-        created.push(callback);
+      // A triggerer's callback waits in the triggerers' index until one claims it; a worker's
+      // workload is sent, and the tick sends it again should it not start in time.
+      const written =
+        callback.place === 'triggerer'
+          ? await this.#deps.store.putCallback(callback, queuedAt, 'triggerer')
+          : await this.#deps.store.putCallback(callback, this.#queuedDueAt(Date.parse(queuedAt)));
+      if (written) {
+        if (callback.place !== 'triggerer') created.push(callback);
         this.#deps.metrics?.increment('callbacks.owed');
       }
     }
@@ -276,6 +287,10 @@ export class CallbackService {
 
   async #handleDue(callback: Callback, nowMs: number): Promise<void> {
     const key = keyOf(callback);
+    if (callback.state === 'queued' && callback.place === 'triggerer') {
+      await this.#unclaim(callback, nowMs);
+      return;
+    }
     if (callback.state === 'queued') {
       if (callback.notBefore !== null && Date.parse(callback.notBefore) > nowMs) return;
       if (callback.queuedSends >= this.#deps.settings.maxQueuedSends) {
@@ -318,6 +333,69 @@ export class CallbackService {
         nowMs,
       );
     }
+  }
+
+  /**
+   * A triggerer claimed it and did not start it within the queued timeout (it died, or lost its
+   * job): claimable again, or failed once it was claimed `maxQueuedSends` times without a start.
+   */
+  async #unclaim(callback: Callback, nowMs: number): Promise<void> {
+    const expected = { state: 'queued' as const, attempt: callback.attempt, revision: callback.revision };
+    if (callback.queuedSends >= this.#deps.settings.maxQueuedSends) {
+      await this.#deps.store.transitionCallback(
+        keyOf(callback),
+        expected,
+        {
+          state: 'failed',
+          endDate: new Date(nowMs).toISOString(),
+          errorMessage: `No triggerer started attempt ${callback.attempt} after ${callback.queuedSends} claims (UPDRAFT_MAX_QUEUED_SENDS), each given up after UPDRAFT_QUEUED_TIMEOUT_MS`,
+        },
+        null,
+      );
+      this.#deps.metrics?.increment('callbacks.failed');
+      return;
+    }
+    await this.#deps.store.transitionCallback(
+      keyOf(callback),
+      expected,
+      { workerId: null },
+      new Date(nowMs).toISOString(),
+      'triggerer',
+    );
+  }
+
+  /**
+   * A triggerer job's claim: up to `limit` callbacks waiting for a triggerer move to the job (each
+   * in one conditional write on its revision, so two triggerers never claim the same one) and come
+   * back as workloads. The triggerer starts each through the same route as a worker; one it does
+   * not start within the queued timeout becomes claimable again (`sweep`).
+   */
+  async claimForTriggerer(jobId: string, limit: number): Promise<CallbackWorkload[]> {
+    if (limit <= 0) return [];
+    const nowMs = this.#deps.now();
+    const claimable = await this.#deps.store.listClaimableCallbacks(new Date(nowMs).toISOString(), limit);
+    const claimed: Callback[] = [];
+    for (const callback of claimable) {
+      if (callback.state !== 'queued') continue;
+      try {
+        claimed.push(
+          await this.#deps.store.transitionCallback(
+            keyOf(callback),
+            { state: 'queued', attempt: callback.attempt, revision: callback.revision },
+            {
+              queuedSends: callback.queuedSends + 1,
+              queuedAt: new Date(nowMs).toISOString(),
+              workerId: jobId,
+            },
+            this.#queuedDueAt(nowMs),
+          ),
+        );
+      } catch (error) {
+        if (!(error instanceof ConditionFailedError)) throw error;
+        // Claimed by another triggerer, or moved on, since the index was read.
+      }
+    }
+    return Promise.all(claimed.map((callback) => this.#workloadOf(callback, nowMs, 0)));
   }
 
   /** queued → running at the workload's attempt; a repeat of the same start is answered again. */
@@ -423,7 +501,8 @@ export class CallbackService {
     if (report.retryable && current.attempt < current.maxAttempts) {
       const delayMs = Math.min(MAX_RETRY_DELAY_MS, current.retryDelayMs * 2 ** (current.attempt - 1));
       const notBeforeMs = nowMs + delayMs;
-      const sendNow = delayMs <= MAX_DELAY_SECONDS * 1000;
+      const onTriggerer = current.place === 'triggerer';
+      const sendNow = !onTriggerer && delayMs <= MAX_DELAY_SECONDS * 1000;
       const queued = await this.#deps.store.transitionCallback(
         key,
         expected,
@@ -441,6 +520,7 @@ export class CallbackService {
           startId: null,
         },
         sendNow ? this.#queuedDueAt(notBeforeMs) : new Date(notBeforeMs).toISOString(),
+        onTriggerer ? 'triggerer' : 'due',
       );
       this.#deps.metrics?.increment('callbacks.retried');
       if (sendNow) await this.#send([queued], Math.ceil(delayMs / 1000));
@@ -468,38 +548,42 @@ export class CallbackService {
     const nowMs = this.#deps.now();
     const messages = await Promise.all(
       callbacks.map(async (callback) => {
-        // Callbacks have no heartbeat to refresh a token on: it outlives the longest the workload
-        // may wait (its delay, then under the queued timeout), the attempt and the report's retries.
-        const lifetimeSeconds =
-          this.#deps.tokens.ttlSeconds +
-          delaySeconds +
-          Math.ceil(callback.timeoutMs / 1000) +
-          REPORT_WINDOW_SECONDS;
-        const token = await this.#deps.tokens.issueClaims(
-          {
-            kind: 'callback',
-            dagId: callback.dagId,
-            runId: callback.runId,
-            callbackId: callback.callbackId,
-            attempt: callback.attempt,
-          },
-          nowMs,
-          lifetimeSeconds,
-        );
-        const workload: CallbackWorkload = {
-          type: 'run_callback',
-          dag_id: callback.dagId,
-          run_id: callback.runId,
-          callback_id: callback.callbackId,
-          attempt: callback.attempt,
-          token,
-          fileloc: callback.fileloc,
-          dag_version: callback.dagVersion,
-        };
+        const workload = await this.#workloadOf(callback, nowMs, delaySeconds);
         return { body: JSON.stringify(workload), ...(delaySeconds > 0 ? { delaySeconds } : {}) };
       }),
     );
     await sendAll(this.#deps.queues.callbacks, messages);
+  }
+
+  async #workloadOf(callback: Callback, nowMs: number, delaySeconds: number): Promise<CallbackWorkload> {
+    // Callbacks have no heartbeat to refresh a token on: it outlives the longest the workload
+    // may wait (its delay, then under the queued timeout), the attempt and the report's retries.
+    const lifetimeSeconds =
+      this.#deps.tokens.ttlSeconds +
+      delaySeconds +
+      Math.ceil(callback.timeoutMs / 1000) +
+      REPORT_WINDOW_SECONDS;
+    const token = await this.#deps.tokens.issueClaims(
+      {
+        kind: 'callback',
+        dagId: callback.dagId,
+        runId: callback.runId,
+        callbackId: callback.callbackId,
+        attempt: callback.attempt,
+      },
+      nowMs,
+      lifetimeSeconds,
+    );
+    return {
+      type: 'run_callback',
+      dag_id: callback.dagId,
+      run_id: callback.runId,
+      callback_id: callback.callbackId,
+      attempt: callback.attempt,
+      token,
+      fileloc: callback.fileloc,
+      dag_version: callback.dagVersion,
+    };
   }
 
   #callbackOf(
@@ -511,6 +595,7 @@ export class CallbackService {
   ): Callback {
     const settings = this.#deps.settings;
     const isTask = owner.taskId !== undefined;
+    const place = placeOfCallback(ref, settings);
     return {
       callbackId: callbackIdOf(owner, owed),
       kind: owed.k,
@@ -524,6 +609,8 @@ export class CallbackService {
       clearCount: isTask ? null : owed.n,
       index: owed.i,
       name: ref.name,
+      ...(owed.d === undefined ? {} : { deadlineIndex: owed.d }),
+      place,
       state: 'queued',
       attempt: 1,
       maxAttempts: (ref.retries ?? settings.callbackRetries) + 1,
@@ -533,7 +620,8 @@ export class CallbackService {
       ownerErrorType: owed.t ?? null,
       owedAt: owed.at,
       queuedAt: new Date(this.#deps.now()).toISOString(),
-      queuedSends: 1,
+      // A triggerer's callback counts claims instead of sends.
+      queuedSends: place === 'worker' ? 1 : 0,
       notBefore: null,
       startDate: null,
       endDate: null,
@@ -577,6 +665,9 @@ function refOf(
   task: SerializedTask | undefined,
   owed: OwedCallback,
 ): CallbackRef | undefined {
+  if (owed.k === 'deadline_missed') {
+    return owed.d === undefined ? undefined : dag.deadlines?.[owed.d]?.callbacks[owed.i];
+  }
   const { owner, event } = eventOfKind(owed.k);
   const lists = (owner === 'dag' ? dag.callbacks : task?.callbacks) as
     | Record<string, CallbackRef[] | undefined>

@@ -124,12 +124,17 @@ export async function runSchedulerTick(
 export const TRIGGERS_WAITING_CAP = 1_000;
 
 /**
- * The `triggers.waiting` gauge: triggers stored, claimed or not (each waits for an event). On AWS
- * the triggerer service scales between 0 and 1 task on it; a failed count only skips one value.
+ * The `triggers.waiting` gauge: triggers stored, claimed or not (each waits for an event), and
+ * callbacks waiting for a triggerer to claim them. On AWS the triggerer service scales between 0
+ * and 1 task on it; a failed count only skips one value.
  */
 async function publishTriggersWaiting(deps: EngineDeps): Promise<void> {
   try {
-    deps.metrics.gauge('triggers.waiting', await deps.store.countTriggers(TRIGGERS_WAITING_CAP));
+    const [triggers, callbacks] = await Promise.all([
+      deps.store.countTriggers(TRIGGERS_WAITING_CAP),
+      deps.store.countClaimableCallbacks(TRIGGERS_WAITING_CAP),
+    ]);
+    deps.metrics.gauge('triggers.waiting', Math.min(TRIGGERS_WAITING_CAP, triggers + callbacks));
   } catch (error) {
     deps.log.warn('Counting the waiting triggers failed; the next tick counts again', { error });
   }

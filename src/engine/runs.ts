@@ -4,7 +4,10 @@ import { effectivePriorityWeights } from '#core/priority.ts';
 import type { SerializedDag } from '#core/serialized-dag.ts';
 import { AlreadyExistsError } from '#store/errors.ts';
 import type { Store } from '#store/port.ts';
+import { armDeadlines, deadlinesOfNewRun } from './deadlines.ts';
 import { InvalidRequestError, LimitExceededError, StateConflictError } from './errors.ts';
+import type { Logger } from './logger.ts';
+import type { WakeTimers } from './ports.ts';
 
 export interface CreateRunRequest {
   dag: SerializedDag;
@@ -24,8 +27,16 @@ export function defaultRunId(runType: RunType, logicalDate: string): string {
   return `${runType}__${logicalDate}`;
 }
 
-/** Creates a DAG run in `queued` state with one task instance per task, all in state `none`. */
-export async function createDagRun(store: Store, request: CreateRunRequest): Promise<DagRun> {
+/**
+ * Creates a DAG run in `queued` state with one task instance per task, all in state `none`, and
+ * its deadlines (written with the run). With `timers` (the scheduler has them, the API does not)
+ * a wake-up is set at each deadline; a run created without is armed when it starts.
+ */
+export async function createDagRun(
+  store: Store,
+  request: CreateRunRequest,
+  arming?: { timers: WakeTimers; log: Logger },
+): Promise<DagRun> {
   const { dag } = request;
   const runId = request.runId ?? defaultRunId(request.runType, request.logicalDate);
   const invalidRunId = invalidIdReason('run', runId);
@@ -53,6 +64,8 @@ export async function createDagRun(store: Store, request: CreateRunRequest): Pro
     clearCount: 0,
     revision: 0,
   };
+  const deadlines = await deadlinesOfNewRun(store, dag, run);
+  if (deadlines) run.deadlines = deadlines;
   const weights = effectivePriorityWeights(dag);
   const taskInstances = dag.tasks.map((task) =>
     newTaskInstance(
@@ -68,5 +81,6 @@ export async function createDagRun(store: Store, request: CreateRunRequest): Pro
     }
     throw error;
   }
+  if (arming && run.deadlines) await armDeadlines(arming, run);
   return run;
 }

@@ -3,6 +3,7 @@ import type { Settings } from '#config/settings.ts';
 import type { StarvingTaskInstance } from '#core/admission.ts';
 import type { CallbackErrorType } from '#core/callbacks.ts';
 import { mapConcurrently } from '#core/concurrency.ts';
+import { deadlinesOnFinish } from '#core/deadlines.ts';
 import {
   type DagRun,
   type DagRunKey,
@@ -24,6 +25,7 @@ import type { DagRecord, RunHead, RunSnapshot, SlotPoolState, Store } from '#sto
 import { type CallbackService, owedOnRunFinish, owedOnTask } from './callbacks.ts';
 import { ignoreConflict } from './conflicts.ts';
 import type { DagVersionCache } from './dag-cache.ts';
+import { armDeadlines, missDueDeadlines, owedOnDeadlineMissed } from './deadlines.ts';
 import type { Logger } from './logger.ts';
 import { type PassRequest, type PassView, readPassView, writeBackSummary } from './pass-view.ts';
 import { PoolWarnings } from './pool-warnings.ts';
@@ -143,6 +145,9 @@ export async function scheduleRun(
       });
     });
   }
+  // Deadlines that have come while the run is unfinished, queued or running, paused or not: each
+  // is missed once, by a write conditional on it still being pending (see deadlines.ts).
+  if (run.deadlines) run = await missDueDeadlines(deps, run, dag);
   const paused = record?.isPaused ?? false;
   if (run.state === 'queued') {
     // Starting is decided on the DAG record as it is now, not as the tick listed it before a pause.
@@ -153,6 +158,9 @@ export async function scheduleRun(
     // The run's timeout wakes a pass; the tick's reconciliation is the backstop if the timer is lost.
     if (dag.dagRunTimeoutMs !== undefined && run.startDate !== null)
       await deps.timers.wakeAt(run, Date.parse(run.startDate) + dag.dagRunTimeoutMs);
+    // Its deadlines to come too: the API that creates manual runs has no timers to arm them with
+    // (the tick arms the scheduled runs it creates; a second wake-up at the same time is harmless).
+    if (run.deadlines) await armDeadlines(deps, run, deps.now());
   }
   const nowMs = deps.now();
   if (
@@ -668,16 +676,38 @@ async function finishRun(
         })
       : {}),
   });
-  // Conditional on the clears seen: a clear since this pass's read keeps the run going.
+  // Its pending deadlines are decided by the same write: met, or missed (owing their callbacks)
+  // when their time came before this pass saw it.
+  const deadlines = deadlinesOnFinish(run, nowMs);
+  for (const decided of deadlines) {
+    if (decided.state === 'missed')
+      owed.push(...owedOnDeadlineMissed(dag, decided.deadline, { clearCount: run.clearCount, atMs: nowMs }));
+  }
+  // What the run still owes as read (a missed deadline's callbacks whose materializing failed) is
+  // owed again, so the finished run goes to the owed index rather than out of every index with
+  // them; materializing an element twice makes nothing twice.
+  owed.push(...(run.owedCallbacks ?? []));
+  // Conditional on the clears seen (a clear since this pass's read keeps the run going), and on
+  // the deadlines it decides being still pending.
   const finished = await ignoreConflict(
     deps.store.transitionDagRun(
       run,
       { state: 'running', clearCount: run.clearCount },
       { state, endDate },
-      { owed },
+      {
+        owed,
+        ...(deadlines.length === 0
+          ? {}
+          : { deadlines: deadlines.map(({ position, state: decided }) => ({ position, state: decided })) }),
+      },
     ),
   );
-  if (!finished) return;
+  if (!finished) {
+    // A racing pass may have missed one of its deadlines: pass again to finish the run.
+    if (deadlines.length > 0) await requestScheduling(deps, [run]);
+    return;
+  }
+  for (const decided of deadlines) deps.metrics.increment(`deadlines.${decided.state}`);
   if (finished.owedCallbacks && deps.callbacks) {
     await deps.callbacks
       .materialize({ run: finished }, finished.owedCallbacks, dag)

@@ -5,6 +5,7 @@ import type { DagRecord, Store } from '#store/port.ts';
 import type { DagVersionCache } from './dag-cache.ts';
 import { StateConflictError } from './errors.ts';
 import type { Logger } from './logger.ts';
+import type { WakeTimers } from './ports.ts';
 import { createDagRun } from './runs.ts';
 
 interface DueRunDeps {
@@ -12,6 +13,8 @@ interface DueRunDeps {
   dags: DagVersionCache;
   log: Logger;
   now: () => number;
+  /** Wake-ups at the new runs' deadlines; without, they are armed when the runs start. */
+  timers?: WakeTimers;
 }
 
 /** At most this many catch-up runs are created for one DAG in one tick. */
@@ -87,22 +90,26 @@ async function createDueRunsOfDag(
   for (const logicalDate of due) {
     if (room <= 0) break;
     try {
-      await createDagRun(deps.store, {
-        dag,
-        versionHash: record.versionHash,
-        runType: 'scheduled',
-        logicalDate,
-        // The interval a run covers ends at its logical date and starts at the fire time before it.
-        dataIntervalStart:
-          latestFireAtOrBefore(
-            schedule,
-            new Date(Date.parse(logicalDate) - 1).toISOString(),
-            dag.startDate,
-          ) ?? logicalDate,
-        dataIntervalEnd: logicalDate,
-        now: new Date(nowMs).toISOString(),
-        confMaxBytes: Number.POSITIVE_INFINITY,
-      });
+      await createDagRun(
+        deps.store,
+        {
+          dag,
+          versionHash: record.versionHash,
+          runType: 'scheduled',
+          logicalDate,
+          // The interval a run covers ends at its logical date and starts at the fire time before it.
+          dataIntervalStart:
+            latestFireAtOrBefore(
+              schedule,
+              new Date(Date.parse(logicalDate) - 1).toISOString(),
+              dag.startDate,
+            ) ?? logicalDate,
+          dataIntervalEnd: logicalDate,
+          now: new Date(nowMs).toISOString(),
+          confMaxBytes: Number.POSITIVE_INFINITY,
+        },
+        deps.timers ? { timers: deps.timers, log: deps.log } : undefined,
+      );
       deps.log.info('Created scheduled run', { dagId: dag.dagId, logicalDate });
       room -= 1;
     } catch (error) {

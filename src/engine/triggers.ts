@@ -174,7 +174,7 @@ export class TriggerLifecycle {
    * conditional write, so two triggerers never hold one trigger.
    */
   async load(jobId: string, limit: number, queues?: readonly string[]): Promise<string[]> {
-    const job = await this.#runningJob(jobId);
+    const job = await this.runningJob(jobId);
     const served = new Set(queues ?? job.queues);
     const claimed: string[] = [];
     const nowIso = this.#nowIso();
@@ -224,7 +224,7 @@ export class TriggerLifecycle {
 
   /** The run-trigger workloads of `ids` the job holds; the rest (and triggers no TI waits on) are to stop. */
   async workloads(jobId: string, ids: readonly string[]): Promise<{ workloads: Trigger[]; stop: string[] }> {
-    await this.#runningJob(jobId);
+    await this.runningJob(jobId);
     const { wanted, stop } = await this.#sortHeld(jobId, ids);
     return { workloads: wanted, stop };
   }
@@ -503,7 +503,8 @@ export class TriggerLifecycle {
     return { wanted, stop };
   }
 
-  async #runningJob(jobId: string): Promise<TriggererJob> {
+  /** The job, which must be running (404 when gone, 409 when completed: register again). */
+  async runningJob(jobId: string): Promise<TriggererJob> {
     const job = await this.#deps.store.getJob(jobId);
     if (!job) throw new NotFoundError(`Triggerer job ${jobId} not found: register again`);
     if (job.state !== 'running')

@@ -1,4 +1,5 @@
 import type { CallbackErrorType, CallbackKind } from '#core/callbacks.ts';
+import type { DeadlineContext } from '#core/deadlines.ts';
 
 /**
  * What a callback function receives. The worker builds it for each attempt of a callback item;
@@ -33,6 +34,11 @@ export interface CallbackContext {
   /** For failure and retry callbacks: why the task or the run failed. */
   readonly errorMessage?: string;
   readonly errorType?: CallbackErrorType;
+  /**
+   * For `deadline_missed`: the deadline (`at`, ISO-8601), what it counted from, and how late the
+   * run was when the miss was recorded (`lateByMs`: 0 when seen at once, more when a tick caught it).
+   */
+  readonly deadline?: DeadlineContext;
   /** Writes a line to the callback's log. */
   log(...args: unknown[]): void;
   /**

@@ -27,6 +27,13 @@ export interface CallbackSpec {
   retryDelay?: DurationInput;
   /** An attempt running longer than this fails. */
   timeout?: DurationInput;
+  /**
+   * Where it runs: 'worker' (a worker slot, from the callbacks queue) or 'triggerer' (the
+   * triggerer's event loop, many at once; for async functions that only wait on I/O). Default: an
+   * async function where UPDRAFT_ASYNC_CALLBACKS_RUN_ON says (the triggerer unless set), any
+   * other on a worker.
+   */
+  runOn?: 'worker' | 'triggerer';
 }
 
 /** What a callback option takes: a function, a `{ callback }`, or a list of them ([] is none). */
@@ -43,7 +50,7 @@ export type TaskCallbackLists = { [E in TaskCallbackEvent]?: readonly ResolvedCa
 /** A DAG run's callbacks by event; an event without callbacks is absent. */
 export type DagCallbackLists = { [E in DagCallbackEvent]?: readonly ResolvedCallback[] };
 
-const SPEC_KEYS: readonly string[] = ['callback', 'retries', 'retryDelay', 'timeout'];
+const SPEC_KEYS: readonly string[] = ['callback', 'retries', 'retryDelay', 'timeout', 'runOn'];
 const EXPECTED = 'expected a function, { callback }, or an array of them';
 
 /** The callbacks of every event in `options` (task or DAG options, or defaultArgs); `where` names the owner. */
@@ -81,7 +88,8 @@ function resolveEvents<E extends string>(
   return lists;
 }
 
-function resolveCallbackInput(input: unknown, where: string, event: string): ResolvedCallback[] {
+/** One option's callbacks (a function, a `{ callback }` or a list, at most CALLBACKS_PER_EVENT_MAX); `event` names the option. */
+export function resolveCallbackInput(input: unknown, where: string, event: string): ResolvedCallback[] {
   if (Array.isArray(input)) {
     if (input.length > CALLBACKS_PER_EVENT_MAX) {
       throw new DagValidationError(
@@ -107,7 +115,7 @@ export const CALLBACKS_PER_EVENT_MAX = 20;
 
 function resolveOne(input: unknown, where: string, expected: string): ResolvedCallback {
   if (typeof input === 'function') {
-    return { fn: input as CallbackFunction, ref: { name: callbackNameOf(input as CallbackFunction) } };
+    return { fn: input as CallbackFunction, ref: refOf(input as CallbackFunction) };
   }
   if (typeof input !== 'object' || input === null) {
     throw new DagValidationError(`${where}: ${expected}, got ${describe(input)}`);
@@ -116,14 +124,22 @@ function resolveOne(input: unknown, where: string, expected: string): ResolvedCa
   if (unknownKeys.length > 0) {
     const keys = unknownKeys.map((key) => `'${key}'`).join(', ');
     throw new DagValidationError(
-      `${where}: unknown key${unknownKeys.length > 1 ? 's' : ''} ${keys} (a callback takes callback, retries, retryDelay, timeout)`,
+      `${where}: unknown key${unknownKeys.length > 1 ? 's' : ''} ${keys} (a callback takes callback, retries, retryDelay, timeout, runOn)`,
     );
   }
   const spec = input as Partial<Record<keyof CallbackSpec, unknown>>;
   if (typeof spec.callback !== 'function') {
     throw new DagValidationError(`${where}: 'callback' must be a function, got ${describe(spec.callback)}`);
   }
-  const ref: CallbackRef = { name: callbackNameOf(spec.callback as CallbackFunction) };
+  const ref: CallbackRef = refOf(spec.callback as CallbackFunction);
+  if (spec.runOn !== undefined) {
+    if (spec.runOn !== 'worker' && spec.runOn !== 'triggerer') {
+      throw new DagValidationError(
+        `${where}: 'runOn' must be 'worker' or 'triggerer', got ${describe(spec.runOn)}`,
+      );
+    }
+    ref.runOn = spec.runOn;
+  }
   if (spec.retries !== undefined) {
     if (
       typeof spec.retries !== 'number' ||
@@ -158,6 +174,15 @@ function durationMs(value: unknown, where: string, key: string): number {
     if (!(error instanceof InvalidDurationError)) throw error;
     throw new DagValidationError(error.message, { cause: error });
   }
+}
+
+function refOf(fn: CallbackFunction): CallbackRef {
+  return isAsyncFunction(fn) ? { name: callbackNameOf(fn), async: true } : { name: callbackNameOf(fn) };
+}
+
+/** Whether `fn` was declared `async` (an async function or async arrow, not a function returning a promise). */
+export function isAsyncFunction(fn: CallbackFunction): boolean {
+  return Object.prototype.toString.call(fn) === '[object AsyncFunction]';
 }
 
 /** The name a reference keeps, checked when a worker resolves the callback again. */

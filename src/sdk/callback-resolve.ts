@@ -1,4 +1,4 @@
-import { DAG_CALLBACK_EVENTS, TASK_CALLBACK_EVENTS } from '#core/callbacks.ts';
+import { DAG_CALLBACK_EVENTS, DEADLINE_EVENT, TASK_CALLBACK_EVENTS } from '#core/callbacks.ts';
 import { type CallbackFunction, callbackNameOf, type ResolvedCallback } from './callback-options.ts';
 import type { Dag } from './dag.ts';
 import { SdkError } from './errors.ts';
@@ -15,7 +15,7 @@ export class CallbackResolutionError extends SdkError {
 /** Which callback a callback item runs: its owner (`taskId` null for the DAG run), event and position. */
 export interface CallbackTarget {
   taskId: string | null;
-  /** The authoring option: onSuccess, onFailure… */
+  /** The authoring option: onSuccess, onFailure…, or `deadline[<d>]` for the callbacks of deadline d. */
   event: string;
   /** Position in the owner's list for the event. */
   index: number;
@@ -24,6 +24,7 @@ export interface CallbackTarget {
 }
 
 const CHANGED = "the DAG file changed since the run's version";
+const DEADLINE_LIST = new RegExp(`^${DEADLINE_EVENT}\\[(\\d+)\\]$`);
 
 /** The function a callback item runs, found in the DAG as loaded by the worker. */
 export function resolveCallback(dag: Dag, target: CallbackTarget): CallbackFunction {
@@ -32,12 +33,22 @@ export function resolveCallback(dag: Dag, target: CallbackTarget): CallbackFunct
   let owner: string;
   if (taskId === null) {
     owner = `DAG '${dag.dagId}'`;
-    if (!(DAG_CALLBACK_EVENTS as readonly string[]).includes(event)) {
+    const deadline = DEADLINE_LIST.exec(event);
+    if (deadline) {
+      const position = Number(deadline[1]);
+      const found = dag.options.deadlines[position];
+      if (found === undefined) {
+        const count = dag.options.deadlines.length;
+        throw new CallbackResolutionError(
+          `${CHANGED}: ${owner} has ${count} deadline${count === 1 ? '' : 's'}, the run expects callback ${index} of deadline ${position} ('${name}')`,
+        );
+      }
+      lists = { [event]: found.callbacks };
+    } else if (!(DAG_CALLBACK_EVENTS as readonly string[]).includes(event)) {
       throw new CallbackResolutionError(
-        `${owner} has no callback event '${event}' (expected ${DAG_CALLBACK_EVENTS.join(', ')})`,
+        `${owner} has no callback event '${event}' (expected ${DAG_CALLBACK_EVENTS.join(', ')}, or deadline[<n>])`,
       );
-    }
-    lists = dag.options.callbacks;
+    } else lists = dag.options.callbacks;
   } else {
     const task = dag.getTask(taskId);
     if (task === undefined) {

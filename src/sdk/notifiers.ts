@@ -29,6 +29,8 @@ export interface NotificationSummary {
   error_type: string | null;
   attempt: number;
   idempotency_key: string;
+  /** For `deadline_missed`: the deadline the run missed, and how late it was when the miss was recorded. */
+  deadline?: { at: string; reference: string; late_by_ms: number };
 }
 
 export function summaryOf(ctx: CallbackContext): NotificationSummary {
@@ -44,6 +46,15 @@ export function summaryOf(ctx: CallbackContext): NotificationSummary {
     error_type: ctx.errorType ?? null,
     attempt: ctx.attempt,
     idempotency_key: ctx.idempotencyKey,
+    ...(ctx.deadline === undefined
+      ? {}
+      : {
+          deadline: {
+            at: ctx.deadline.at,
+            reference: ctx.deadline.reference,
+            late_by_ms: ctx.deadline.lateByMs,
+          },
+        }),
   };
 }
 
@@ -238,7 +249,7 @@ export function sesEmailNotifier(options: SesEmailNotifierOptions): CallbackFunc
     const summary = summaryOf(ctx);
     const text = Object.entries(summary)
       .filter(([, value]) => value !== null)
-      .map(([key, value]) => `${key}: ${String(value)}`)
+      .map(([key, value]) => `${key}: ${typeof value === 'object' ? JSON.stringify(value) : String(value)}`)
       .join('\n');
     const output = await client.send(
       new SendEmailCommand({

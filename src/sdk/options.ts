@@ -20,11 +20,13 @@ import {
   resolveTaskCallbacks,
   type TaskCallbackLists,
 } from './callback-options.ts';
+import { type DeadlineOption, type ResolvedDeadline, resolveDeadlines } from './deadline-options.ts';
 import { DagValidationError } from './errors.ts';
 import { serialize } from './serde.ts';
 import { type DeferRequest, defer } from './signals.ts';
 
 export type { CallbackFunction, CallbackInput, CallbackSpec, ResolvedCallback } from './callback-options.ts';
+export type { DeadlineAverage, DeadlineBy, DeadlineOption, DeadlineWithin } from './deadline-options.ts';
 
 /** A task given by its handle or by its id (which may name a task defined later in the builder). */
 export type UpstreamRef = string | { readonly taskId: string };
@@ -102,6 +104,12 @@ export interface DagOptions {
    * task instances are skipped, and its `onFailure` callbacks run. Default: none.
    */
   dagRunTimeout?: DurationInput | null;
+  /**
+   * When each run must have finished, with callbacks for a run that has not: `{ within, of:
+   * 'logical_date' | 'queued_at', callback }`, `{ by, callback }`, `{ within: '2x', of:
+   * 'average_duration', over?, callback }`, or an array of them (at most 10). Default: none.
+   */
+  deadline?: DeadlineOption | readonly DeadlineOption[];
 }
 
 export interface ResolvedTaskOptions {
@@ -142,6 +150,8 @@ export interface ResolvedDagOptions {
   callbacks: DagCallbackLists;
   /** null: no run timeout. */
   dagRunTimeoutMs: number | null;
+  /** The run's deadlines, in the order given ([] when none). */
+  deadlines: readonly ResolvedDeadline[];
 }
 
 /**
@@ -222,6 +232,8 @@ const dagOptionsSchema = z.strictObject({
   onSuccess: z.unknown().optional(),
   onFailure: z.unknown().optional(),
   dagRunTimeout: durationSchema.nullable().optional(),
+  // Checked by resolveDeadlines, whose messages say what a deadline may be.
+  deadline: z.unknown().optional(),
 });
 
 /** "option 'retries': Too small…; unknown option 'foo'" from zod's issues. */
@@ -297,6 +309,7 @@ export function resolveDagOptions(options: DagOptions): ResolvedDagOptions {
     defaultArgs: defaults.data as DefaultArgs,
     callbacks: resolveDagCallbacks(raw, where),
     dagRunTimeoutMs: dagRunTimeoutOf(raw.dagRunTimeout, where),
+    deadlines: resolveDeadlines(raw.deadline, where),
   };
 }
 

@@ -54,6 +54,9 @@ export function serializeDag(dag: Dag, fileloc: string): SerializedDag {
     ...callbacksField(options.callbacks),
     // Only when set, so the version of a DAG that sets none is what it was before the option existed.
     ...(options.dagRunTimeoutMs === null ? {} : { dagRunTimeoutMs: options.dagRunTimeoutMs }),
+    ...(options.deadlines.length === 0
+      ? {}
+      : { deadlines: options.deadlines.map((deadline) => structuredClone(deadline.serialized)) }),
   };
 }
 

@@ -1,5 +1,5 @@
 import type { QueryCommandInput } from '@aws-sdk/lib-dynamodb';
-import { UpdateCommand } from '@aws-sdk/lib-dynamodb';
+import { QueryCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import type { Callback, CallbackKey, CallbackState } from '#core/callbacks.ts';
 import type { DagRun, DagRunKey, TaskInstance } from '#core/models.ts';
 import { ConditionFailedError, StoreError } from './errors.ts';
@@ -17,6 +17,8 @@ import {
   CALLBACK_SORT_PREFIX,
   CALLBACKS_DUE_PARTITION,
   CALLBACKS_OWED_PARTITION,
+  CALLBACKS_TRIGGERER_PARTITION,
+  type CallbackIndex,
   callbackDueKey,
   callbackItemKey,
   callbacksPartition,
@@ -33,10 +35,10 @@ import { queryPage } from './pagination.ts';
 import type { CallbackExpectation, CallbackStore, OwedOwner, Page, PageRequest } from './port.ts';
 import type { TableRequests } from './requests.ts';
 
-export function callbackToItem(callback: Callback, dueAt: string | null): Item {
+export function callbackToItem(callback: Callback, dueAt: string | null, index?: CallbackIndex): Item {
   return {
     ...callbackItemKey(callback),
-    ...(dueAt === null ? {} : callbackDueKey(callback.callbackId, dueAt)),
+    ...(dueAt === null ? {} : callbackDueKey(callback.callbackId, dueAt, index)),
     ...callback,
   };
 }
@@ -57,8 +59,8 @@ export class DynamoCallbackStore implements CallbackStore {
     this.#table = table;
   }
 
-  async putCallback(callback: Callback, dueAt: string | null): Promise<boolean> {
-    return this.#table.putIfAbsent({ ...callbackToItem(callback, dueAt), ...this.#table.expiry() });
+  async putCallback(callback: Callback, dueAt: string | null, index?: CallbackIndex): Promise<boolean> {
+    return this.#table.putIfAbsent({ ...callbackToItem(callback, dueAt, index), ...this.#table.expiry() });
   }
 
   async getCallback(key: CallbackKey): Promise<Callback | undefined> {
@@ -76,12 +78,35 @@ export class DynamoCallbackStore implements CallbackStore {
     return { ...result, items: result.items.map(itemToCallback) };
   }
 
-  async listDueCallbacks(now: string, limit: number): Promise<Callback[]> {
+  listDueCallbacks(now: string, limit: number): Promise<Callback[]> {
+    return this.#listIndexed(CALLBACKS_DUE_PARTITION, now, limit);
+  }
+
+  listClaimableCallbacks(now: string, limit: number): Promise<Callback[]> {
+    return this.#listIndexed(CALLBACKS_TRIGGERER_PARTITION, now, limit);
+  }
+
+  async countClaimableCallbacks(cap: number): Promise<number> {
+    const expression = new ExpressionBuilder();
+    const output = await this.#table.client.send(
+      new QueryCommand({
+        TableName: this.#table.tableName,
+        IndexName: RUNS_BY_LOGICAL_DATE_INDEX,
+        KeyConditionExpression: expression.equals(GSI1_PARTITION_KEY, CALLBACKS_TRIGGERER_PARTITION),
+        Select: 'COUNT',
+        Limit: cap,
+        ...expression.attributes(),
+      }),
+    );
+    return output.Count ?? 0;
+  }
+
+  async #listIndexed(partition: string, now: string, limit: number): Promise<Callback[]> {
     const expression = new ExpressionBuilder();
     const input: QueryCommandInput = {
       TableName: this.#table.tableName,
       IndexName: RUNS_BY_LOGICAL_DATE_INDEX,
-      KeyConditionExpression: `${expression.equals(GSI1_PARTITION_KEY, CALLBACKS_DUE_PARTITION)} AND ${expression.name(GSI1_SORT_KEY)} <= ${expression.value(`${now}#~`)}`,
+      KeyConditionExpression: `${expression.equals(GSI1_PARTITION_KEY, partition)} AND ${expression.name(GSI1_SORT_KEY)} <= ${expression.value(`${now}#~`)}`,
       ScanIndexForward: true,
       ...expression.attributes(),
     };
@@ -94,6 +119,7 @@ export class DynamoCallbackStore implements CallbackStore {
     expected: CallbackExpectation,
     changes: Partial<Omit<Callback, 'callbackId' | 'dagId' | 'runId' | 'revision'>>,
     dueAt: string | null,
+    index?: CallbackIndex,
   ): Promise<Callback> {
     const states: readonly CallbackState[] =
       typeof expected.state === 'string' ? [expected.state] : expected.state;
@@ -102,7 +128,7 @@ export class DynamoCallbackStore implements CallbackStore {
     const conditions = [expression.exists('pk'), expression.oneOf('state', states)];
     if (expected.attempt !== undefined) conditions.push(expression.equals('attempt', expected.attempt));
     if (expected.revision !== undefined) conditions.push(expression.equals('revision', expected.revision));
-    const due = dueAt === null ? {} : callbackDueKey(key.callbackId, dueAt);
+    const due = dueAt === null ? {} : callbackDueKey(key.callbackId, dueAt, index);
     const remove = dueAt === null ? [GSI1_PARTITION_KEY, GSI1_SORT_KEY] : [];
     const item = await this.#table.conditionalUpdate(
       {

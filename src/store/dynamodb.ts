@@ -14,7 +14,7 @@ import type { DagRunState } from '#core/states.ts';
 import { DynamoCallbackStore } from './callback-store.ts';
 import { DynamoDagStore } from './dag-store.ts';
 import { DynamoJobStore } from './job-store.ts';
-import type { ItemKey } from './keys.ts';
+import type { CallbackIndex, ItemKey } from './keys.ts';
 import type {
   CallbackExpectation,
   DagRecord,
@@ -270,8 +270,8 @@ export class DynamoStore implements Store {
   }
 
   // Callbacks
-  putCallback(callback: Callback, dueAt: string | null): Promise<boolean> {
-    return this.#callbacks.putCallback(callback, dueAt);
+  putCallback(callback: Callback, dueAt: string | null, index?: CallbackIndex): Promise<boolean> {
+    return this.#callbacks.putCallback(callback, dueAt, index);
   }
   getCallback(key: CallbackKey): Promise<Callback | undefined> {
     return this.#callbacks.getCallback(key);
@@ -282,13 +282,20 @@ export class DynamoStore implements Store {
   listDueCallbacks(now: string, limit: number): Promise<Callback[]> {
     return this.#callbacks.listDueCallbacks(now, limit);
   }
+  listClaimableCallbacks(now: string, limit: number): Promise<Callback[]> {
+    return this.#callbacks.listClaimableCallbacks(now, limit);
+  }
+  countClaimableCallbacks(cap: number): Promise<number> {
+    return this.#callbacks.countClaimableCallbacks(cap);
+  }
   transitionCallback(
     key: CallbackKey,
     expected: CallbackExpectation,
     changes: Partial<Omit<Callback, 'callbackId' | 'dagId' | 'runId' | 'revision'>>,
     dueAt: string | null,
+    index?: CallbackIndex,
   ): Promise<Callback> {
-    return this.#callbacks.transitionCallback(key, expected, changes, dueAt);
+    return this.#callbacks.transitionCallback(key, expected, changes, dueAt, index);
   }
   settleOwed(owner: ItemKey, elements: readonly string[]): Promise<void> {
     return this.#callbacks.settleOwed(owner, elements);

@@ -152,6 +152,8 @@ const PROTECTED_FIELDS: ReadonlySet<string> = new Set([
   'clearBegunAt',
   // Only the store adds owed callbacks (with the state change that owes them) and settles them.
   OWED_CALLBACKS_ATTRIBUTE,
+  // Written with the run; a deadline's state changes only by its own conditional decision.
+  'deadlines',
 ]);
 
 /**
@@ -204,22 +206,29 @@ export class ExpressionBuilder {
 
   /**
    * SET of the given fields (undefined ones skipped, protected ones ignored), REMOVE of the
-   * given attributes, and the revision bump every write carries.
+   * given attributes, and the revision bump every write carries. `assignments` are more SET
+   * clauses, already built (with paths into lists or maps).
    */
-  update(changes: object, extraSet: Item = {}, remove: readonly string[] = [], add = ''): string {
-    const assignments: string[] = [];
+  update(
+    changes: object,
+    extraSet: Item = {},
+    remove: readonly string[] = [],
+    add = '',
+    assignments: readonly string[] = [],
+  ): string {
+    const sets: string[] = [...assignments];
     for (const [field, value] of Object.entries(changes)) {
       if (value === undefined || PROTECTED_FIELDS.has(field)) continue;
-      assignments.push(this.assign(field, value));
+      sets.push(this.assign(field, value));
     }
     for (const [attribute, value] of Object.entries(extraSet)) {
-      assignments.push(this.assign(attribute, value));
+      sets.push(this.assign(attribute, value));
     }
     const revision = this.name('revision');
-    assignments.push(`${revision} = ${revision} + ${this.value(1)}`);
+    sets.push(`${revision} = ${revision} + ${this.value(1)}`);
     const removal =
       remove.length > 0 ? ` REMOVE ${remove.map((attribute) => this.name(attribute)).join(', ')}` : '';
-    return `SET ${assignments.join(', ')}${removal}${add}`;
+    return `SET ${sets.join(', ')}${removal}${add}`;
   }
 
   /** The expression maps, omitted when empty (DynamoDB rejects empty maps). */

@@ -256,6 +256,8 @@ export function triggerKey(triggerId: string): ItemKey {
 export const CALLBACKS_OWED_PARTITION = 'CALLBACKS_OWED';
 /** GSI1 partition of callbacks not final, sorted by when a tick must look at them again. */
 export const CALLBACKS_DUE_PARTITION = 'CALLBACKS_DUE';
+/** Callbacks a triggerer may claim (queued to run on a triggerer), by the time they may start. */
+export const CALLBACKS_TRIGGERER_PARTITION = 'CALLBACKS_TRIGGERER';
 export const CALLBACK_SORT_PREFIX = 'CB#';
 /** The attribute of an owner item holding its owed callbacks (a string set). */
 export const OWED_CALLBACKS_ATTRIBUTE = 'owedCallbacks';
@@ -287,8 +289,21 @@ export function callbackItemKey(key: DagRunKey & { callbackId: string }): ItemKe
 }
 
 /** GSI1 keys of a callback that is not final: due at `dueAt`, the id breaking ties. */
-export function callbackDueKey(callbackId: string, dueAt: string): { gsi1pk: string; gsi1sk: string } {
-  return { gsi1pk: CALLBACKS_DUE_PARTITION, gsi1sk: `${dueAt}#${callbackId}` };
+/**
+ * Which GSI1 partition holds a callback not final: `due` (the tick looks at it from `dueAt` on) or
+ * `triggerer` (a triggerer may claim it from `dueAt` on).
+ */
+export type CallbackIndex = 'due' | 'triggerer';
+
+export function callbackDueKey(
+  callbackId: string,
+  dueAt: string,
+  index: CallbackIndex = 'due',
+): { gsi1pk: string; gsi1sk: string } {
+  return {
+    gsi1pk: index === 'due' ? CALLBACKS_DUE_PARTITION : CALLBACKS_TRIGGERER_PARTITION,
+    gsi1sk: `${dueAt}#${callbackId}`,
+  };
 }
 
 export function jobKey(jobId: string): ItemKey {

@@ -10,7 +10,7 @@ import type {
 import type { RunSummary, SummaryEntry } from '#core/run-summary.ts';
 import type { SerializedDag } from '#core/serialized-dag.ts';
 import type { DagRunState, TaskInstanceState } from '#core/states.ts';
-import type { ItemKey } from './keys.ts';
+import type { CallbackIndex, ItemKey } from './keys.ts';
 
 /** What the store keeps about a DAG besides its serialized versions. */
 export interface DagRecord {
@@ -73,8 +73,19 @@ export interface TransitionOptions {
 }
 
 export interface RunTransitionOptions {
-  /** As `TransitionOptions.owed`, for a run's finish. */
+  /** As `TransitionOptions.owed`, for a run's finish (and a missed deadline's callbacks). */
   owed?: readonly string[];
+  /**
+   * Decides deadlines of the run (`DagRun.deadlines`, by position): each is set to its state by the
+   * same write, which applies only if each is still `pending` (else `ConditionFailedError`).
+   */
+  deadlines?: readonly DeadlineDecision[];
+}
+
+/** A deadline of a run decided: its position in `DagRun.deadlines` and its final state. */
+export interface DeadlineDecision {
+  position: number;
+  state: 'met' | 'missed';
 }
 
 /** The expected current state of a run; `clearCount` guards a finish against a concurrent clear. */
@@ -87,7 +98,7 @@ export type TaskInstanceChanges = Partial<
   Omit<TaskInstance, 'dagId' | 'runId' | 'taskId' | 'mapIndex' | 'revision'>
 >;
 export type DagRunChanges = Partial<
-  Omit<DagRun, 'dagId' | 'runId' | 'revision' | 'runType' | 'logicalDate' | 'clearCount'>
+  Omit<DagRun, 'dagId' | 'runId' | 'revision' | 'runType' | 'logicalDate' | 'clearCount' | 'deadlines'>
 >;
 export type DagRecordChanges = Partial<Omit<DagRecord, 'dagId' | 'revision' | 'runCount'>>;
 /** What `upsertDag` takes: the store keeps revision and run count, and the stored pause state and next run win. */
@@ -340,22 +351,31 @@ export type OwedOwner =
  * sets their owners hold until they are settled.
  */
 export interface CallbackStore {
-  /** Creates the item unless one with its id exists (the same callback owed again); tells whether it wrote. */
-  putCallback(callback: Callback, dueAt: string | null): Promise<boolean>;
+  /**
+   * Creates the item unless one with its id exists (the same callback owed again); tells whether
+   * it wrote. `index`: where it waits from `dueAt` on (see `CallbackIndex`).
+   */
+  putCallback(callback: Callback, dueAt: string | null, index?: CallbackIndex): Promise<boolean>;
   getCallback(key: CallbackKey): Promise<Callback | undefined>;
   /** A run's callbacks, by id. */
   listCallbacks(run: DagRunKey, page: PageRequest): Promise<Page<Callback>>;
   /** Callbacks not final whose due time is `now` or earlier, oldest first (eventually consistent). */
   listDueCallbacks(now: string, limit: number): Promise<Callback[]>;
+  /** Callbacks a triggerer may claim now (claimable from `now` or earlier), oldest first (eventually consistent). */
+  listClaimableCallbacks(now: string, limit: number): Promise<Callback[]>;
+  /** How many callbacks wait for a triggerer (claimable, now or later), counted up to `cap`. */
+  countClaimableCallbacks(cap: number): Promise<number>;
   /**
    * A conditional change; `dueAt` is when a tick must look at it next (null: final, out of the
-   * due index). `ConditionFailedError` when it does not match `expected`.
+   * due index), or with `index: 'triggerer'` when a triggerer may claim it.
+   * `ConditionFailedError` when it does not match `expected`.
    */
   transitionCallback(
     key: CallbackKey,
     expected: CallbackExpectation,
     changes: Partial<Omit<Callback, 'callbackId' | 'dagId' | 'runId' | 'revision'>>,
     dueAt: string | null,
+    index?: CallbackIndex,
   ): Promise<Callback>;
   /** Removes these elements from the owner's owed set, and the owner from the owed index once it is empty. */
   settleOwed(owner: ItemKey, elements: readonly string[]): Promise<void>;

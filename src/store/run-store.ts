@@ -256,6 +256,20 @@ export class DynamoRunStore implements RunStore {
       );
     }
     const expectedClears = clearCount === undefined ? '' : ` with clear count ${clearCount}`;
+    // A deadline is decided once: its state is set only while it is still pending.
+    const deadlineSets: string[] = [];
+    for (const { position, state } of options.deadlines ?? []) {
+      if (!Number.isSafeInteger(position) || position < 0) {
+        throw new StoreError(`DAG run ${key.dagId}/${key.runId}: no deadline at position ${position}`);
+      }
+      const path = `${expression.name('deadlines')}[${position}].${expression.name('state')}`;
+      deadlineSets.push(`${path} = ${expression.value(state)}`);
+      conditions.push(`${path} = ${expression.value('pending')}`);
+    }
+    const pendingDeadlines =
+      deadlineSets.length === 0
+        ? ''
+        : ` and deadline${deadlineSets.length > 1 ? 's' : ''} at ${(options.deadlines ?? []).map((d) => d.position).join(', ')} pending`;
     const item = await this.#table.conditionalUpdate(
       {
         Key: dagRunKey(key),
@@ -264,6 +278,7 @@ export class DynamoRunStore implements RunStore {
           { ...indexSet, ...this.#table.expiry() },
           indexRemove,
           expression.addOwed(options.owed),
+          deadlineSets,
         ),
       },
       expression,
@@ -271,7 +286,7 @@ export class DynamoRunStore implements RunStore {
       (error) =>
         new ConditionFailedError(
           `DAG run ${key.dagId}/${key.runId} was not updated: it does not exist or is not in state ` +
-            `${states.join(' | ')}${expectedClears}${describeStoredItem(error)}`,
+            `${states.join(' | ')}${expectedClears}${pendingDeadlines}${describeStoredItem(error)}`,
           { cause: error },
         ),
     );

@@ -1,9 +1,11 @@
 import type * as z from 'zod';
+import { claimedCallbacksSchema } from '#contracts/callbacks.ts';
 import {
   EXECUTION_API_VERSION_HEADER,
   EXECUTION_API_VERSIONS,
   REFRESHED_TOKEN_HEADER,
 } from '#contracts/execution-api.ts';
+import type { CallbackWorkload } from '#contracts/messages.ts';
 import {
   cleanupSchema,
   type JobHeartbeatBody,
@@ -102,6 +104,18 @@ export class TriggererClient {
   async load(body: LoadTriggersBody, options: CallOptions = {}): Promise<string[]> {
     const answer = await this.#call(loadedTriggersSchema, 'POST', '/execution/triggers/load', body, options);
     return answer.trigger_ids;
+  }
+
+  /** Claims up to `limit` callbacks that wait for a triggerer; their workloads, to start and run. */
+  async claimCallbacks(limit: number, options: CallOptions = {}): Promise<CallbackWorkload[]> {
+    const answer = await this.#call(
+      claimedCallbacksSchema,
+      'POST',
+      '/execution/callbacks/claim',
+      { limit },
+      options,
+    );
+    return answer.workloads;
   }
 
   /** The workloads of the asked-for triggers, and the ids to stop instead. */

@@ -1,11 +1,14 @@
-import { isAbsolute, resolve } from 'node:path';
+import { isAbsolute, join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { Settings } from '#config/settings.ts';
 import type { Logger } from '#engine/logger.ts';
 import { MetricsRegistry } from '#metrics/registry.ts';
 // Registers the built-in triggers (updraft.DateTimeTrigger, …).
 import '#sdk/triggers/index.ts';
+import { type DagModuleLoader, InProcessTaskExecutor } from '#aws/lambda-executor.ts';
+import { ExecutionClient } from '#worker/execution-client.ts';
 import { TriggererClient } from './client.ts';
+import { bundledDagModules } from './dag-modules.ts';
 import { RegistrationRefusedError, TriggererConfigurationError } from './errors.ts';
 import { watchForStalls } from './stall-watchdog.ts';
 import { Triggerer } from './triggerer.ts';
@@ -61,6 +64,11 @@ export interface TriggererProcessOptions {
   log: Logger;
   /** The transport (on AWS: SigV4-signed for the function URL); the global `fetch` by default. */
   fetch?: typeof fetch;
+  /**
+   * Imports a callback's DAG module (async callbacks run here). Default: the run's version bundle
+   * under the Updraft home (standalone); on AWS the DAGs bundled with the triggerer.
+   */
+  loadDagModule?: DagModuleLoader;
 }
 
 /**
@@ -76,7 +84,22 @@ export async function runTriggererProcess(options: TriggererProcessOptions): Pro
     options.credential,
     options.fetch ? { fetch: options.fetch } : {},
   );
-  const triggerer = new Triggerer({ client, settings, log, metrics });
+  const loadModule =
+    options.loadDagModule ??
+    bundledDagModules({ bundlesFolder: join(settings.home, 'bundles'), dagsFolder: settings.dagsFolder });
+  const triggerer = new Triggerer({
+    client,
+    settings,
+    log,
+    metrics,
+    callbacks: {
+      execution: new ExecutionClient(options.apiUrl, options.fetch ? { fetch: options.fetch } : {}),
+      executor: new InProcessTaskExecutor({
+        loadModule,
+        allowedDeserializationClasses: settings.allowedDeserializationClasses,
+      }),
+    },
+  });
   let stopSignal: NodeJS.Signals | undefined;
   const onSignal = (signal: NodeJS.Signals) => {
     if (stopSignal) {

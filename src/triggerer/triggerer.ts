@@ -4,6 +4,7 @@ import type { Logger } from '#engine/logger.ts';
 import { HttpAbortedError, HttpError } from '#http/errors.ts';
 import type { Metrics } from '#metrics/port.ts';
 import { systemClock, type WorkerClock } from '#worker/clock.ts';
+import { TriggererCallbacks, type TriggererCallbacksOptions } from './callbacks.ts';
 import { TriggerClaims } from './claims.ts';
 import type { TriggererClient } from './client.ts';
 import { RegistrationRefusedError } from './errors.ts';
@@ -37,6 +38,7 @@ export type TriggererApi = Pick<
   | 'event'
   | 'failure'
   | 'logs'
+  | 'claimCallbacks'
 >;
 
 export type TriggererSettings = Pick<
@@ -48,7 +50,7 @@ export type TriggererSettings = Pick<
   | 'triggerBlockedThresholdMs'
   | 'allowedDeserializationClasses'
 > &
-  Partial<Pick<Settings, 'logChunkMaxBytes' | 'logMaxBytes'>>;
+  Partial<Pick<Settings, 'logChunkMaxBytes' | 'logMaxBytes' | 'triggererCallbackCapacity'>>;
 
 export interface TriggererOptions {
   client: TriggererApi;
@@ -78,6 +80,11 @@ export interface TriggererOptions {
   statusLogIntervalMs?: number;
   /** Reports in flight at once (default 16). */
   maxReportsInFlight?: number;
+  /**
+   * Runs the async callbacks placed on triggerers (claimed with the job's token, started and
+   * reported under their own tokens); without it this triggerer claims no callbacks.
+   */
+  callbacks?: Pick<TriggererCallbacksOptions, 'execution' | 'executor'>;
   /** Passed on to the runner (its timers, cleanup bound, lag check period). */
   runner?: Partial<
     Pick<TriggerRunnerOptions, 'timers' | 'cleanupTimeoutMs' | 'lagCheckIntervalMs' | 'monotonic'>
@@ -102,6 +109,7 @@ export class Triggerer {
   /** Counts registrations and job losses: an answer to a call of an earlier job is ignored. */
   #epoch = 0;
   readonly #claims: TriggerClaims;
+  readonly #callbacks: TriggererCallbacks | undefined;
   readonly #warnings: WarningThrottle;
   #running: Promise<void> | undefined;
 
@@ -154,7 +162,23 @@ export class Triggerer {
       callTimeoutMs: this.#callTimeoutMs,
       epoch: () => this.#epoch,
     });
+    this.#callbacks = options.callbacks
+      ? new TriggererCallbacks({
+          ...options.callbacks,
+          claim: (limit, callOptions) => this.#client.claimCallbacks(limit, callOptions),
+          capacity: settings.triggererCallbackCapacity ?? 100,
+          log: this.#log,
+          clock: this.#clock,
+          metrics: options.metrics,
+          callTimeoutMs: this.#callTimeoutMs,
+        })
+      : undefined;
     this.#warnings = new WarningThrottle(() => this.#clock.now());
+  }
+
+  /** Callback attempts running here. */
+  get runningCallbacks(): number {
+    return this.#callbacks?.running ?? 0;
   }
 
   /** The registered job's id; undefined before the registration and while registering again. */
@@ -226,7 +250,15 @@ export class Triggerer {
 
   async #shutDown(): Promise<void> {
     const graceful = this.#graceful;
+    // Callback attempts in flight end: on a graceful stop they report a retryable failure, so
+    // another attempt runs elsewhere at once; otherwise, or with no report made in time, the tick
+    // takes each for lost once its timeout has passed.
+    const callbacksStopped = this.#callbacks?.stop({
+      graceful,
+      deadlineMs: this.#clock.now() + (this.#options.stopFlushMs ?? 3_000),
+    });
     await this.#runner.cancelAll({ reason: 'The triggerer is stopping', discardLog: !graceful });
+    await callbacksStopped;
     this.#runner.close();
     this.#timers.close();
     if (graceful && this.#job) {
@@ -353,6 +385,12 @@ export class Triggerer {
       if (this.#job) {
         await this.#claims.load(signal).catch((error: unknown) => {
           if (!signal.aborted) this.#callFailed('load', 'Could not claim triggers', error);
+        });
+      }
+      const job = this.#job;
+      if (job && this.#callbacks) {
+        await this.#callbacks.claim(job.jobId, signal).catch((error: unknown) => {
+          if (!signal.aborted) this.#callFailed('claim', 'Could not claim callbacks', error);
         });
       }
       await this.#clock.sleep(this.#options.settings.triggererLoadIntervalMs, signal);

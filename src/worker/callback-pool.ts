@@ -21,7 +21,7 @@ export interface CallbackExecutor {
 
 export interface CallbackPoolOptions {
   queue: Queue;
-  client: ExecutionClient;
+  client: Pick<ExecutionClient, 'startCallback' | 'finishCallback'>;
   executor: CallbackExecutor;
   /** Callback attempts run at once: slots of their own, which tasks never use. */
   slots: number;
@@ -149,6 +149,10 @@ export async function runCallbackWorkload(
     clock?: WorkerClock;
     /** Called once the start was answered (the attempt is the store's from then on). */
     onStarted?: () => void;
+    /** Aborted when the process stops: the attempt ends failed (retryable) and is reported. */
+    signal?: AbortSignal;
+    /** False once the process gave the attempt up without a report (a stop as after a crash). */
+    reports?: () => boolean;
   },
 ): Promise<void> {
   const { client, log } = deps;
@@ -177,6 +181,9 @@ export async function runCallbackWorkload(
   const output = new CappedLog(started.log_max_bytes);
   const stop = new AbortController();
   const finished = new AbortController();
+  const onShutdown = () => stop.abort(new Error('The process running the callback is stopping'));
+  if (deps.signal?.aborted) onShutdown();
+  deps.signal?.addEventListener('abort', onShutdown, { once: true });
   // The attempt's timeout: the executor stops the callback (a runner process is killed).
   void clock.sleep(started.timeout_ms, finished.signal).then(() => {
     if (!finished.signal.aborted)
@@ -191,7 +198,9 @@ export async function runCallbackWorkload(
     });
   } finally {
     finished.abort();
+    deps.signal?.removeEventListener('abort', onShutdown);
   }
+  if (deps.reports?.() === false) return;
   const reportId = randomUUID();
   const failure =
     outcome.kind === 'success'

@@ -6,6 +6,7 @@
 
 import type { Deferral, Resume } from '#contracts/triggers.ts';
 import type { CallbackErrorType, CallbackKind } from '#core/callbacks.ts';
+import type { DeadlineContext } from '#core/deadlines.ts';
 import type { StartedCallback, StartedTask } from './execution-client.ts';
 import type { LoadedModule } from './module-tracker.ts';
 
@@ -57,6 +58,7 @@ export interface CallbackRunContext {
   tryNumber?: number;
   errorMessage?: string;
   errorType?: CallbackErrorType;
+  deadline?: DeadlineContext;
 }
 
 /** What the callback function is told, from the start answer (absent fields left out). */
@@ -77,6 +79,15 @@ export function callbackRunContextOf(started: StartedCallback): CallbackRunConte
     ...(started.try_number === null ? {} : { tryNumber: started.try_number }),
     ...(started.error_message === null ? {} : { errorMessage: started.error_message }),
     ...(started.error_type === null ? {} : { errorType: started.error_type }),
+    ...(started.deadline === undefined
+      ? {}
+      : {
+          deadline: {
+            at: started.deadline.at,
+            reference: started.deadline.reference,
+            lateByMs: started.deadline.late_by_ms,
+          },
+        }),
   };
 }
 

@@ -18,12 +18,20 @@ import {
 } from './harness.ts';
 
 interface CallbackList {
-  callbacks: { kind: string; name: string; state: string; attempt: number; error_message: string | null }[];
+  callbacks: {
+    kind: string;
+    name: string;
+    state: string;
+    attempt: number;
+    place: string;
+    error_message: string | null;
+  }[];
 }
 
 /**
  * Callbacks in standalone, every part a real process: owed by the task reports and the run's
- * finish, run by the worker's callback lane in task runner processes, listed by the CLI. The
+ * finish, run by the worker's callback lane in task runner processes or (async ones) by the
+ * triggerer child, listed by the CLI. The
  * DAGs (`dags/callbacks.ts`) append one line per effect to a file, so the tests count effects.
  */
 describe('callbacks in standalone', () => {
@@ -61,7 +69,6 @@ describe('callbacks in standalone', () => {
     env = e2eEnv(home, await freePort(), {
       UPDRAFT_DAGS_FOLDER: E2E_DAGS_FOLDER,
       UPDRAFT_E2E_EFFECTS: effects,
-      UPDRAFT_TRIGGERER_ENABLED: 'false',
     });
   });
 
@@ -118,12 +125,19 @@ describe('callbacks in standalone', () => {
     expect(log.stdout).toContain('about to raise on attempt 1');
   }, 120_000);
 
-  it('runs a callback once more after kill -9 stopped it mid-attempt, with one finished effect', async () => {
+  it('runs callbacks once more after kill -9 stopped them mid-attempt (on the triggerer and on a worker), with one finished effect each', async () => {
     const first = await start();
     await first.api.request<DagRun>('POST', '/dags/cb_slow/dagRuns', { dag_run_id: 's1' });
+    const begun = async () =>
+      new Set(
+        (await readTextOrEmpty(join(effects, 'slow.log')))
+          .split('\n')
+          .filter((line) => line.startsWith('begin'))
+          .map((line) => line.split(' ')[1]),
+      );
     await waitFor(
-      'the success callback to begin',
-      async () => ((await readTextOrEmpty(join(effects, 'slow.log'))).includes('begin') ? true : undefined),
+      'both success callbacks to begin',
+      async () => ((await begun()).size === 2 ? true : undefined),
       45_000,
       100,
     );
@@ -136,13 +150,18 @@ describe('callbacks in standalone', () => {
       5_000,
     );
     const second = await start();
-    const [callback] = await settled(second.apiUrl, 'cb_slow', 's1', 1);
-    expect(callback).toMatchObject({ kind: 'task_success', state: 'success' });
-    expect(callback?.attempt).toBeGreaterThanOrEqual(2);
+    const callbacks = await settled(second.apiUrl, 'cb_slow', 's1', 2);
+    expect(callbacks.map((callback) => [callback.kind, callback.state, callback.place]).sort()).toEqual([
+      ['task_success', 'success', 'triggerer'],
+      ['task_success', 'success', 'worker'],
+    ]);
     const lines = (await readTextOrEmpty(join(effects, 'slow.log'))).trim().split('\n');
-    expect(lines.filter((line) => line.startsWith('done'))).toHaveLength(1);
-    // The attempt after the kill knows an earlier one may have had its effect.
-    expect(lines.filter((line) => line.startsWith('begin')).at(-1)).toMatch(/ true$/);
+    for (const key of await begun()) {
+      expect(lines.filter((line) => line.startsWith(`done ${key} `))).toHaveLength(1);
+      // The attempt after the kill knows an earlier one may have had its effect.
+      expect(lines.filter((line) => line.startsWith(`begin ${key} `)).at(-1)).toMatch(/ true$/);
+    }
+    expect(callbacks.every((callback) => callback.attempt >= 2)).toBe(true);
   }, 120_000);
 });
 

@@ -77,9 +77,9 @@ describe('standalone via npm start, driven by the CLI', () => {
     const listed = await waitFor(
       'the callbacks of example_callbacks to succeed',
       async () => {
-        const { callbacks } = jsonOf<{ callbacks: { kind: string; name: string; state: string }[] }>(
-          await cli('callbacks', 'list', 'example_callbacks', '--json'),
-        );
+        const { callbacks } = jsonOf<{
+          callbacks: { kind: string; name: string; state: string; place: string }[];
+        }>(await cli('callbacks', 'list', 'example_callbacks', '--json'));
         return callbacks.length === 3 && callbacks.every((c) => c.state === 'success')
           ? callbacks
           : undefined;
@@ -87,10 +87,11 @@ describe('standalone via npm start, driven by the CLI', () => {
       30_000,
       500,
     );
-    expect(listed.map((c) => `${c.kind} ${c.name}`).sort()).toEqual([
-      'dag_success runDone',
-      'task_retry noteRetry',
-      'task_success webhookNotifier',
+    // The async ones ran on the triggerer, the plain function on a worker.
+    expect(listed.map((c) => `${c.kind} ${c.name} on ${c.place}`).sort()).toEqual([
+      'dag_success runDone on triggerer',
+      'task_retry noteRetry on worker',
+      'task_success webhookNotifier on triggerer',
     ]);
     const hooks = (await (await fetch(`${apiUrl}/demo/hooks`)).json()) as {
       deliveries: { body: { kind: string; dag_run_id: string } }[];

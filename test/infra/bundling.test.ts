@@ -77,13 +77,19 @@ describe('bundles', () => {
     expect(main).not.toMatch(esImport);
   });
 
-  it('bundles the DAG code into the worker and no other function', () => {
+  it('bundles the DAG code into the worker and the triggerer image (async callbacks), and no other function', () => {
     // A string only the example_etl DAG's task code contains.
     const marker = 'simulated flaky source';
     for (const [name, fn] of Object.entries(bundled())) {
       const code = readFileSync(join(assetOf(fn), 'index.mjs'), 'utf8');
       expect(code.includes(marker), name).toBe(name === 'worker');
     }
+    const images = JSON.parse(readFileSync(join(synthesized.app.outdir, 'Updraft.assets.json'), 'utf8'));
+    const image = Object.values(images.dockerImages ?? {})[0] as { source: { directory: string } };
+    const main = readFileSync(join(synthesized.app.outdir, image.source.directory, 'main.mjs'), 'utf8');
+    expect(main).toContain(marker);
+    // Callbacks are found by function name: the minified image keeps them.
+    expect(main).toContain('"runDone"');
   });
 
   it('puts the DAGs serialized at synth beside the registration function', () => {

@@ -10,7 +10,7 @@ import {
   testStackProps,
 } from './helpers.ts';
 
-/** The built-in notifiers' grants: on the worker function only, on exactly the named topics and identities. */
+/** The built-in notifiers' grants: on the worker function and the triggerer only, on exactly the named topics and identities. */
 describe('notifier grants', () => {
   afterAll(removeOutdirs);
 
@@ -22,13 +22,22 @@ describe('notifier grants', () => {
       (statement) => actionsOf(statement).some((action) => /^(sns|ses):/.test(action)),
     );
 
-  it('gives the worker sns:Publish and ses:SendEmail on the configured ARNs and nothing else', () => {
+  it('gives the worker and the triggerer sns:Publish and ses:SendEmail on the configured ARNs and nothing else', () => {
     const synthesized = synthesizeTemplate(
       testStackProps({ notifiers: { snsTopicArns: [topic], sesIdentityArns: [identity] } }),
     );
     const { updraft } = synthesized.stack;
     const worker = notifierStatements(synthesized, logicalIdOf(updraft.workers.function));
     expect(worker.map((statement) => [actionsOf(statement), resourcesOf(statement)])).toEqual([
+      [['sns:Publish'], [topic]],
+      [['ses:SendEmail'], [identity]],
+    ]);
+    // Async callbacks run on the triggerer: its task role gets the same, and nothing more.
+    const triggererRole = logicalIdOf(updraft.triggerer.taskDefinition.taskRole);
+    const triggerer = policiesOfRole(synthesized.template, triggererRole).statements.filter((statement) =>
+      actionsOf(statement).some((action) => /^(sns|ses):/.test(action)),
+    );
+    expect(triggerer.map((statement) => [actionsOf(statement), resourcesOf(statement)])).toEqual([
       [['sns:Publish'], [topic]],
       [['ses:SendEmail'], [identity]],
     ]);

@@ -58,7 +58,11 @@ describe('the OpenAPI document', () => {
       if (name.endsWith('/monitor/health') || name.endsWith('/openapi.json')) expect(security).toEqual([]);
       // A triggerer registers with its credential, then calls the job and trigger routes with its job token.
       else if (name === 'post /execution/jobs') expect(security).toEqual([{ triggererToken: [] }]);
-      else if (name.includes(' /execution/jobs/') || name.includes(' /execution/triggers/'))
+      else if (
+        name.includes(' /execution/jobs/') ||
+        name.includes(' /execution/triggers/') ||
+        name.endsWith(' /execution/callbacks/claim')
+      )
         expect(security, name).toEqual([{ jobToken: [] }]);
       else if (name.includes(' /execution/')) expect(security, name).toEqual([{ taskToken: [] }]);
       else expect(security, name).toEqual([{ apiToken: [] }]);

@@ -4,7 +4,7 @@ import type { CallbackExecutor } from '#worker/callback-pool.ts';
 import type { StartedCallback } from '#worker/execution-client.ts';
 import type { TaskHooks } from '#worker/executor.ts';
 import type { RunnerOutcome } from '#worker/protocol.ts';
-import { type Kernel, SimFailure } from './kernel.ts';
+import { type Actor, type Kernel, SimFailure } from './kernel.ts';
 import type { ExecutorFaults } from './ledger.ts';
 import { hashString, type Prng } from './prng.ts';
 import type { StoreMirror } from './store-gate.ts';
@@ -57,6 +57,12 @@ export class CallbackLedger {
     this.attempts.push(record);
     return record;
   }
+
+  /** The actor died: every attempt it was running (a triggerer runs many at once) ended with it. */
+  actorDied(actor: string, nowMs: number): void {
+    for (const record of this.attempts)
+      if (record.actor === actor && record.endAt === undefined) record.endAt = nowMs;
+  }
 }
 
 export interface SimCallbackExecutorDeps {
@@ -65,6 +71,8 @@ export interface SimCallbackExecutorDeps {
   prng: Prng;
   seed: number;
   faults(): ExecutorFaults;
+  /** Told when an attempt's fault killed the actor running it (a worker, or a triggerer). */
+  onKilled?: (actor: Actor) => void;
 }
 
 /** The sim's CallbackExecutor: each (callback, attempt) raises or succeeds as a hash of the seed decides. */
@@ -111,7 +119,11 @@ export class SimCallbackExecutor implements CallbackExecutor {
     const { kernel } = this.#deps;
     record.endAt = kernel.now;
     const actor = kernel.current();
-    if (actor) kernel.kill(actor, why);
+    if (actor) {
+      kernel.kill(actor, why);
+      this.#deps.ledger.actorDied(actor.name, kernel.now);
+      this.#deps.onKilled?.(actor);
+    }
     return new Promise<never>(() => {});
   }
 }

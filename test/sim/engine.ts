@@ -139,6 +139,8 @@ export interface TriggererDeps {
   hostname: string;
   /** The triggerer's own token (`triggererCredential`). */
   credential: string;
+  /** Runs the callbacks placed on triggerers (the sim's executor, as the workers' lane has). */
+  callbackExecutor: CallbackExecutor;
 }
 
 /** Lag checks run on a real interval: this long, they never run within a simulation. */
@@ -158,6 +160,10 @@ export function createTriggerer(deps: TriggererDeps): Triggerer {
     hostname: deps.hostname,
     clock: deps.clock,
     random: deps.random,
+    callbacks: {
+      execution: new ExecutionClient('http://sim', httpOptions(deps)),
+      executor: deps.callbackExecutor,
+    },
     runner: {
       timers: new TriggerTimers({ now: deps.clock.now, host: deps.timerHost }),
       monotonic: () => 0,

@@ -2,6 +2,7 @@ import type { Settings } from '#config/settings.ts';
 import { TRIGGER_EVENT_TYPES, type TriggerEventOutcome, type TriggerEventType } from '#contracts/triggers.ts';
 import type { TimerHost } from '#triggerer/timers.ts';
 import type { Triggerer } from '#triggerer/triggerer.ts';
+import type { CallbackExecutor } from '#worker/callback-pool.ts';
 import { createTriggerer, triggererCredential } from './engine.ts';
 import type { TriggererFaults } from './faults.ts';
 import { type Actor, type Kernel, SimFailure } from './kernel.ts';
@@ -32,6 +33,8 @@ export interface SimTriggerersDeps {
   faults(): TriggererFaults;
   /** Called with each trigger answer as it leaves the router (its store writes are all done). */
   onAnswer(answer: TriggerAnswer): void;
+  /** Runs the callbacks the triggerers claim. */
+  callbackExecutor: CallbackExecutor;
 }
 
 interface Slot {
@@ -84,6 +87,7 @@ export class SimTriggerers {
         settings: this.#deps.settings,
         hostname: name,
         credential: await (this.#credential as Promise<string>),
+        callbackExecutor: this.#deps.callbackExecutor,
       });
       kernel.log(`${name} starts`);
       // The real program exits when `run()` ends on its own (and is restarted): a failure here.
@@ -111,6 +115,22 @@ export class SimTriggerers {
     await slot.triggerer.stop({ graceful });
     await kernel.sleep(prng.range(1_000, 10_000));
     this.start();
+  }
+
+  /**
+   * A triggerer's actor was killed (a callback attempt's fault crashed the process): it is
+   * replaced a little later, as a crashed triggerer task is restarted.
+   */
+  killed(actor: Actor): void {
+    const slot = this.#slots.find((candidate) => candidate.actor === actor);
+    if (!slot || slot.stopped) return;
+    const { kernel, prng } = this.#deps;
+    slot.stopped = true;
+    this.stops++;
+    kernel.spawn('triggerer-restart', async () => {
+      await kernel.sleep(prng.range(1_000, 10_000));
+      this.start();
+    });
   }
 
   /** The heal phase: a triggerer must run, so deferred task instances can resume. */

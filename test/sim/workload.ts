@@ -101,7 +101,14 @@ function addWideDag(
  */
 function callbackOptions(prng: Prng, events: readonly string[]): Record<string, unknown> {
   if (!prng.chance(0.5)) return {};
-  return Object.fromEntries(events.map((event) => [event, named(`cb_${event}`)]));
+  // Some run on a triggerer (claimed by the sim's triggerers), the rest on the workers' lane.
+  const places = prng.fork('places');
+  return Object.fromEntries(
+    events.map((event) => {
+      const callback = named(`cb_${event}`);
+      return [event, places.chance(0.3) ? { callback, runOn: 'triggerer' } : callback];
+    }),
+  );
 }
 
 function named(name: string): () => void {

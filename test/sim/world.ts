@@ -210,9 +210,11 @@ class World {
       prng: this.#prng,
       seed: options.seed,
       faults: () => this.#faults,
+      onKilled: (actor) => this.#triggerers.killed(actor),
     });
     this.#triggerers = new SimTriggerers({
       kernel: this.#kernel,
+      callbackExecutor: this.#callbackExecutor,
       prng: this.#prng,
       ledger: this.#ledger,
       settings: this.#settings,

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { placeOfCallback } from '#core/callbacks.ts';
 import { serializedDagSchema } from '#core/serialized-dag.ts';
 import { CallbackResolutionError, resolveCallback } from '#sdk/callback-resolve.ts';
 import {
@@ -50,7 +51,7 @@ describe('callback options', () => {
     expect(callbacks?.onFailure?.map((callback) => callback.fn)).toEqual([notifyTeam, pageOnCall]);
     expect(callbacks?.onFailure?.map((callback) => callback.ref)).toEqual([
       { name: 'notifyTeam' },
-      { name: 'pageOnCall', retries: 2, retryDelayMs: 30_000, timeoutMs: 10_000 },
+      { name: 'pageOnCall', async: true, retries: 2, retryDelayMs: 30_000, timeoutMs: 10_000 },
     ]);
     expect(callbacks?.onRetry).toEqual([{ fn: recordMetric, ref: { name: 'recordMetric' } }]);
     expect(built.options.callbacks).toEqual({ onSuccess: [{ fn: notifyTeam, ref: { name: 'notifyTeam' } }] });
@@ -103,7 +104,7 @@ describe('callback option validation', () => {
 
   it('refuses unknown keys in a { callback }', () => {
     expect(taskError({ callback: notifyTeam, retry: 2 })).toThrow(
-      "DAG 'cb', task 'second': option 'onFailure': unknown key 'retry' (a callback takes callback, retries, retryDelay, timeout)",
+      "DAG 'cb', task 'second': option 'onFailure': unknown key 'retry' (a callback takes callback, retries, retryDelay, timeout, runOn)",
     );
   });
 
@@ -166,7 +167,7 @@ describe('callback defaultArgs', () => {
     });
     expect(callbacksOf(built)).toEqual({
       onFailure: [{ fn: notifyTeam, ref: { name: 'notifyTeam' } }],
-      onRetry: [{ fn: pageOnCall, ref: { name: 'pageOnCall' } }],
+      onRetry: [{ fn: pageOnCall, ref: { name: 'pageOnCall', async: true } }],
     });
   });
 
@@ -186,11 +187,11 @@ describe('operator callbacks', () => {
       d.add(new Noop({ id: 'op', setting: 1, onFailure: { callback: pageOnCall, retries: 1 } }));
     });
     expect(built.getTask('op')?.options.callbacks).toEqual({
-      onFailure: [{ fn: pageOnCall, ref: { name: 'pageOnCall', retries: 1 } }],
+      onFailure: [{ fn: pageOnCall, ref: { name: 'pageOnCall', async: true, retries: 1 } }],
       onRetry: [{ fn: recordMetric, ref: { name: 'recordMetric' } }],
     });
     expect(serializeDag(built, 'ops.ts').tasks[0]?.callbacks).toEqual({
-      onFailure: [{ name: 'pageOnCall', retries: 1 }],
+      onFailure: [{ name: 'pageOnCall', async: true, retries: 1 }],
       onRetry: [{ name: 'recordMetric' }],
     });
   });
@@ -228,7 +229,7 @@ describe('callback serialization', () => {
       onSuccess: [{ name: 'notifyTeam' }],
       onFailure: [
         { name: 'notifyTeam' },
-        { name: 'pageOnCall', retries: 3, retryDelayMs: 60_000, timeoutMs: 120_000 },
+        { name: 'pageOnCall', async: true, retries: 3, retryDelayMs: 60_000, timeoutMs: 120_000 },
       ],
       onRetry: [{ name: 'recordMetric' }],
       onExecute: [{ name: 'recordMetric', retries: 0 }],
@@ -243,7 +244,7 @@ describe('callback serialization', () => {
     );
     expect(back.callbacks).toEqual({
       onSuccess: [{ name: 'notifyTeam' }],
-      onFailure: [{ name: 'pageOnCall', timeoutMs: 30_000 }, { name: 'recordMetric' }],
+      onFailure: [{ name: 'pageOnCall', async: true, timeoutMs: 30_000 }, { name: 'recordMetric' }],
     });
     expect(back).toEqual(serialized);
     expect(serializedDagSchema.parse(serialized)).toEqual(serialized);
@@ -332,5 +333,53 @@ describe('resolveCallback', () => {
     expect(() => resolveCallback(built, { taskId: 'second', event: 'onDone', index: 0, name: 'x' })).toThrow(
       "task 'second' has no callback event 'onDone'",
     );
+  });
+});
+
+describe('async callbacks and where callbacks run', () => {
+  it('marks functions declared async, and only those, as async', () => {
+    const promising = (_ctx: CallbackContext) => Promise.resolve();
+    const built = build(
+      {},
+      { onFailure: [notifyTeam, pageOnCall, async () => undefined, promising, { callback: pageOnCall }] },
+    );
+    expect(callbacksOf(built)?.onFailure?.map((callback) => callback.ref.async ?? false)).toEqual([
+      false,
+      true,
+      true,
+      false,
+      true,
+    ]);
+  });
+
+  it("keeps an author's runOn, and refuses any other value", () => {
+    const built = build(
+      {},
+      {
+        onSuccess: [
+          { callback: pageOnCall, runOn: 'worker' },
+          { callback: notifyTeam, runOn: 'triggerer' },
+        ],
+      },
+    );
+    expect(callbacksOf(built)?.onSuccess?.map((callback) => callback.ref)).toEqual([
+      { name: 'pageOnCall', async: true, runOn: 'worker' },
+      { name: 'notifyTeam', runOn: 'triggerer' },
+    ]);
+    expect(() => build({}, { onSuccess: { callback: notifyTeam, runOn: 'lambda' as 'worker' } })).toThrow(
+      "DAG 'cb', task 'second': option 'onSuccess': 'runOn' must be 'worker' or 'triggerer', got \"lambda\"",
+    );
+  });
+
+  it('places a callback where its author said, an async one where the deployment says, any other on a worker', () => {
+    const onTriggerer = { asyncCallbacksRunOn: 'triggerer' as const, triggererEnabled: true };
+    const onWorker = { asyncCallbacksRunOn: 'worker' as const, triggererEnabled: true };
+    const noTriggerer = { asyncCallbacksRunOn: 'triggerer' as const, triggererEnabled: false };
+    expect(placeOfCallback({ async: true }, onTriggerer)).toBe('triggerer');
+    expect(placeOfCallback({}, onTriggerer)).toBe('worker');
+    expect(placeOfCallback({ async: true }, onWorker)).toBe('worker');
+    expect(placeOfCallback({ runOn: 'triggerer' }, onWorker)).toBe('triggerer');
+    expect(placeOfCallback({ async: true, runOn: 'worker' }, onTriggerer)).toBe('worker');
+    expect(placeOfCallback({ async: true, runOn: 'triggerer' }, noTriggerer)).toBe('worker');
   });
 });

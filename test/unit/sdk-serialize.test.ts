@@ -131,6 +131,28 @@ describe('round trip of each authored field', () => {
       { onSuccess: [{ name: 'notify' }], onFailure: [{ name: 'page', retries: 2, timeoutMs: 10_000 }] },
     ],
     ['dagRunTimeoutMs', { dagRunTimeout: '2h' }, 'dagRunTimeoutMs', 7_200_000],
+    [
+      'deadlines',
+      {
+        deadline: [
+          { within: '30m', of: 'logical_date', callback: function late() {} },
+          { within: 90, of: 'queued_at', callback: { callback: function late() {}, retries: 1 } },
+          { by: '2026-03-01T06:00:00+01:00', callback: [function late() {}, function page() {}] },
+          { within: '1.5x', of: 'average_duration', over: 5, callback: function late() {} },
+        ],
+      },
+      'deadlines',
+      [
+        { reference: 'logical_date', withinMs: 1_800_000, callbacks: [{ name: 'late' }] },
+        { reference: 'queued_at', withinMs: 90_000, callbacks: [{ name: 'late', retries: 1 }] },
+        {
+          reference: 'fixed_time',
+          by: '2026-03-01T05:00:00.000Z',
+          callbacks: [{ name: 'late' }, { name: 'page' }],
+        },
+        { reference: 'average_duration', times: 1.5, over: 5, callbacks: [{ name: 'late' }] },
+      ],
+    ],
   ];
 
   it.each(dagCases)('DAG field %s', (_name, options, field, expected) => {
@@ -252,6 +274,7 @@ describe('dagVersionHash', () => {
     tasks: [],
     callbacks: { onFailure: [{ name: 'x' }] },
     dagRunTimeoutMs: 1,
+    deadlines: [{ reference: 'queued_at', withinMs: 1, callbacks: [{ name: 'x' }] }],
   };
   const taskChanges: Record<string, unknown> = {
     taskId: 'x',

@@ -65,7 +65,10 @@ function raising(ctx: CallbackContext): never {
   throw new Error(`callback raised on attempt ${ctx.attempt}`);
 }
 
-/** A success callback that takes a while: the kill -9 test stops standalone while it runs. */
+/**
+ * Success callbacks that take a while: the kill -9 test stops standalone while they run, one in
+ * the triggerer's event loop (async, so placed there), one in a worker's runner (`runOn`).
+ */
 export const slow = dag(
   {
     id: 'cb_slow',
@@ -81,6 +84,13 @@ export const slow = dag(
       },
       async () => 'done',
     );
+    d.task(
+      {
+        id: 'quick_on_worker',
+        onSuccess: { callback: slowEffect, timeout: '15s', retries: 2, retryDelay: 0, runOn: 'worker' },
+      },
+      async () => 'done',
+    );
   },
 );
 
@@ -90,8 +100,8 @@ async function slowEffect(ctx: CallbackContext): Promise<void> {
     join(folder, 'slow.log'),
     `begin ${ctx.idempotencyKey} ${ctx.attempt} ${ctx.previousAttemptMayHaveRun}\n`,
   );
-  // Long enough for the killed worker's runner to notice its parent is gone (its watchdog polls
-  // every 200 ms) before it would have its effect, even on a loaded machine.
+  // Long enough for the killed worker's runner and the triggerer to notice their parent is gone
+  // (their watchdogs poll every 200 ms) before they would have the effect, even on a loaded machine.
   await new Promise((resolve) => setTimeout(resolve, 4_000));
   appendFileSync(join(folder, 'slow.log'), `done ${ctx.idempotencyKey} ${ctx.attempt}\n`);
 }
