@@ -55,6 +55,8 @@ export interface UpdraftTriggererProps {
   readonly cpu?: number;
   readonly memoryLimitMiB?: number;
   readonly logRetention: RetentionDays;
+  /** Variables for the container: the deployment's settings, and the DAG code's own (dagEnvironment). */
+  readonly environment?: Readonly<Record<string, string>>;
   /**
    * The scheduler tick's period, which publishes `triggers.waiting`: the scaling alarms use it as
    * theirs, so every period has a value (default one minute).
@@ -111,6 +113,7 @@ export class UpdraftTriggerer extends Construct {
       image,
       logging: new AwsLogDriver({ logGroup: this.logGroup, streamPrefix: 'triggerer' }),
       environment: {
+        ...props.environment,
         AWS_REGION: Stack.of(this).region,
         POWERTOOLS_SERVICE_NAME: TRIGGERER_SERVICE_NAME,
         POWERTOOLS_METRICS_NAMESPACE: METRICS_NAMESPACE,

@@ -97,6 +97,12 @@ export interface UpdraftProps {
     readonly snsTopicArns?: readonly string[];
     readonly sesIdentityArns?: readonly string[];
   };
+  /**
+   * Environment variables the DAG code reads where it runs (a notifier's `urlFromEnv`, a callback's
+   * endpoint): set on the worker function and on the triggerer container (async callbacks run
+   * there). Engine settings go in `settings`; names starting with `UPDRAFT_` or `AWS_` are refused.
+   */
+  readonly dagEnvironment?: Readonly<Record<string, string>>;
   readonly api?: FunctionSettings & { readonly throttle?: ThrottleSettings };
   readonly executionApi?: FunctionSettings;
   readonly logs?: { readonly bucketProps?: UpdraftLogBucketOverrides; readonly serverAccessLogs?: boolean };
@@ -184,6 +190,7 @@ export class Updraft extends Construct {
     // The retention is given to the functions with the table only, by the table's binding.
     const { retentionDays: _retentionDays, ...shared } = settings.explicit;
     const environment = settingsEnvironment(shared);
+    const dagEnvironment = checkDagEnvironment(props.dagEnvironment ?? {});
 
     checkWorkerBundlesDags({ ...defaults, dagsDir, entry: props.workers?.entry });
     this.serializedDags = serializeDagsFolder(dagsDir, {
@@ -261,7 +268,7 @@ export class Updraft extends Construct {
       memorySize: props.workers?.memorySize ?? 1024,
       maxConcurrency: { ...DEFAULT_WORKER_CONCURRENCY, ...props.workers?.maxConcurrency },
       dagsDir,
-      environment,
+      environment: { ...environment, ...dagEnvironment },
       ...(props.workers?.entry === undefined ? {} : { entry: props.workers.entry }),
       ...(props.workers?.functionProps ? { functionProps: props.workers.functionProps } : {}),
     });
@@ -270,6 +277,8 @@ export class Updraft extends Construct {
       executionApi: this.executionApi,
       logRetention,
       tickInterval,
+      // The engine settings apply to the triggerer too (its callback capacity, its timings).
+      environment: { ...environment, ...dagEnvironment },
       ...props.triggerer,
     });
 
@@ -382,6 +391,20 @@ const STANDALONE_ONLY: readonly (keyof Settings)[] = [
   'dagsFolder',
   'workerSlots',
 ];
+
+function checkDagEnvironment(variables: Readonly<Record<string, string>>): Record<string, string> {
+  for (const name of Object.keys(variables)) {
+    if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name)) {
+      throw new UpdraftConfigurationError(`dagEnvironment: ${JSON.stringify(name)} is not a variable name`);
+    }
+    if (name.startsWith('UPDRAFT_') || name.startsWith('AWS_')) {
+      throw new UpdraftConfigurationError(
+        `dagEnvironment: ${name} is refused (UPDRAFT_ settings go in 'settings'; AWS_ variables belong to the runtime)`,
+      );
+    }
+  }
+  return { ...variables };
+}
 
 function settingsEnvironment(settings: Partial<Settings>): Record<string, string> {
   const environment: Record<string, string> = {};

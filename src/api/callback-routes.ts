@@ -97,7 +97,7 @@ export function registerCallbackRoutes(app: OpenAPIHono, deps: ApiDeps): void {
           max_attempts: callback.maxAttempts,
           timeout_ms: callback.timeoutMs,
           idempotency_key: callback.callbackId,
-          previous_attempt_may_have_run: callback.attempt > 1,
+          previous_attempt_may_have_run: callback.attempt > 1 || (callback.handedBack ?? 0) > 0,
           error_message: callback.ownerError,
           error_type: callback.ownerErrorType,
           ...deadlineFieldOf(deadlineOfCallback(callback, run)),
@@ -126,9 +126,9 @@ export function registerCallbackRoutes(app: OpenAPIHono, deps: ApiDeps): void {
       const { callback, duplicate } = await deps.callbacks.finish(
         claims,
         claims.attempt,
-        request.state === 'success'
-          ? { state: 'success' }
-          : { state: 'failed', errorMessage: request.error_message, retryable: request.retryable },
+        request.state === 'failed'
+          ? { state: 'failed', errorMessage: request.error_message, retryable: request.retryable }
+          : { state: request.state },
         { reportId: request.report_id, log: request.log },
       );
       return c.json(

@@ -92,6 +92,8 @@ export class InProcessTaskExecutor implements TaskExecutor {
     } catch (error) {
       return { kind: 'failed_no_retry', reason: error instanceof Error ? error.message : String(error) };
     }
+    // Stopped before it began (its process is stopping): the function is not called at all.
+    if (hooks.signal.aborted) return { kind: 'error', message: reasonOf(hooks.signal) };
     const logger = taskLogger(hooks.onLog);
     const ctx: CallbackContext = {
       ...callbackRunContextOf(started),
@@ -142,9 +144,9 @@ export class InProcessTaskExecutor implements TaskExecutor {
 const ABORTED = Symbol('aborted');
 
 const CALLBACK_ABANDONED =
-  'The callback did not return when it was stopped (does it honour ctx.signal?). Lambda cannot kill it: ' +
-  "its code stays in this worker's execution environment and may go on beside a later attempt of the same " +
-  'callback; key its effects on ctx.idempotencyKey.';
+  'The callback did not return when it was stopped (does it honour ctx.signal?). It runs in this ' +
+  "process (a Lambda worker's, or a triggerer's event loop), which cannot kill it: its code goes on " +
+  'there and may run beside a later attempt of the same callback; key its effects on ctx.idempotencyKey.';
 
 const ABANDONED =
   'The task did not return when it was stopped (does it honour ctx.signal?). Lambda cannot kill it: ' +

@@ -64,8 +64,10 @@ export const settingsSchema = z
      * worker like sync ones. Without a triggerer (UPDRAFT_TRIGGERER_ENABLED=false) all run on workers.
      */
     asyncCallbacksRunOn: z.enum(['triggerer', 'worker']).default('triggerer'),
-    /** Callback attempts one triggerer runs at once, beside its triggers. */
-    triggererCallbackCapacity: z.coerce.number().int().min(1).max(10_000).default(100),
+    /** Callback attempts one triggerer runs at once, beside its triggers (one claim takes at most 1,000). */
+    triggererCallbackCapacity: z.coerce.number().int().min(1).max(1_000).default(100),
+    /** A callback placed on a triggerer that none claims within this long runs on a worker instead. */
+    callbackTriggererClaimTimeoutMs: z.coerce.number().int().min(1_000).default(300_000),
     /** Pools and their slots; `default_pool` is used by tasks that name none. */
     pools: z.record(z.string(), z.number().int().min(0)).default({ default_pool: 128 }),
 
@@ -275,6 +277,7 @@ export const SETTING_ENV_VARS: Readonly<Record<keyof Settings, string>> = {
   callbackSlots: 'UPDRAFT_CALLBACK_SLOTS',
   asyncCallbacksRunOn: 'UPDRAFT_ASYNC_CALLBACKS_RUN_ON',
   triggererCallbackCapacity: 'UPDRAFT_TRIGGERER_CALLBACK_CAPACITY',
+  callbackTriggererClaimTimeoutMs: 'UPDRAFT_CALLBACK_TRIGGERER_CLAIM_TIMEOUT_MS',
   maxQueuedSends: 'UPDRAFT_MAX_QUEUED_SENDS',
   schedulerTickMs: 'UPDRAFT_SCHEDULER_TICK_MS',
   maxRunsPerPass: 'UPDRAFT_MAX_RUNS_PER_PASS',

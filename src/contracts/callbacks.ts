@@ -80,6 +80,12 @@ export const finishCallbackBody = z
       retryable: z.boolean(),
       log: z.string().optional(),
     }),
+    /** The process stopped before the attempt ended: it runs again at once, not counted as an attempt. */
+    z.strictObject({
+      state: z.literal('handed_back'),
+      report_id: z.string().min(1).max(64),
+      log: z.string().optional(),
+    }),
   ])
   .meta({ id: 'FinishCallback' });
 export type FinishCallbackBody = z.infer<typeof finishCallbackBody>;

@@ -279,6 +279,8 @@ export interface Callback {
   deadlineIndex?: number;
   /** Where it runs; absent on items written before callbacks could run on a triggerer (a worker). */
   place?: CallbackPlace;
+  /** Attempts handed back unfinished by a stopping worker or triggerer (not counted as attempts). */
+  handedBack?: number;
   state: CallbackState;
   /** Attempts begun (0 until the first start); `maxAttempts` counts the first. */
   attempt: number;

@@ -61,6 +61,7 @@ export type CallbackSettings = Pick<
   | 'logChunkMaxBytes'
   | 'asyncCallbacksRunOn'
   | 'triggererEnabled'
+  | 'callbackTriggererClaimTimeoutMs'
 >;
 
 export interface CallbackDeps {
@@ -84,6 +85,9 @@ const REPORT_WINDOW_SECONDS = 60;
 const MAX_RETRY_DELAY_MS = 86_400_000;
 /** Longest wait before a queued callback's workload is sent again (the wait doubles each send). */
 const MAX_RESEND_WAIT_MS = 3_600_000;
+/** Claimable callbacks one claim reads at most, and conditional claim writes it sends at once. */
+const CLAIM_READ_MAX = 2_000;
+const CLAIM_WRITES_AT_ONCE = 16;
 /** SQS's longest delivery delay: a longer retry delay waits in the due index instead. */
 const MAX_DELAY_SECONDS = 900;
 
@@ -158,7 +162,17 @@ export interface StartedCallback {
 
 export type CallbackReport =
   | { state: 'success' }
-  | { state: 'failed'; errorMessage: string; retryable: boolean };
+  | { state: 'failed'; errorMessage: string; retryable: boolean }
+  /** A stopping worker or triggerer gave the attempt back unfinished: it runs again, not counted. */
+  | { state: 'handed_back' };
+
+/** Hand-backs of one callback that are not counted as attempts; later ones are (a process that always stops). */
+const MAX_HANDED_BACK = 5;
+
+/** The due index of a callback's entries while it is queued (claimed) or running, by where it runs. */
+function dueIndexOf(callback: Pick<Callback, 'place'>): 'due' | 'triggerer_due' {
+  return callback.place === 'triggerer' ? 'triggerer_due' : 'due';
+}
 
 export class CallbackService {
   readonly #deps: CallbackDeps;
@@ -248,6 +262,7 @@ export class CallbackService {
         });
       }
     }
+    await this.#moveUnclaimedToWorkers(nowMs, limit);
     const due = await this.#deps.store.listDueCallbacks(new Date(nowMs).toISOString(), limit);
     for (const callback of due) {
       try {
@@ -261,6 +276,39 @@ export class CallbackService {
       }
     }
     return { materialized, due: due.length };
+  }
+
+  /**
+   * Callbacks no triggerer claimed within `callbackTriggererClaimTimeoutMs` of when they could
+   * first start (no triggerer runs, or none keeps up) run on a worker instead: a callback never
+   * waits for a triggerer forever.
+   */
+  async #moveUnclaimedToWorkers(nowMs: number, limit: number): Promise<void> {
+    const waitMs = this.#deps.settings.callbackTriggererClaimTimeoutMs;
+    const stale = await this.#deps.store.listClaimableCallbacks(
+      new Date(nowMs - waitMs).toISOString(),
+      limit,
+    );
+    for (const callback of stale) {
+      if (callback.state !== 'queued' || callback.place !== 'triggerer') continue;
+      try {
+        const moved = await this.#deps.store.transitionCallback(
+          keyOf(callback),
+          { state: 'queued', attempt: callback.attempt, revision: callback.revision },
+          { place: 'worker', queuedSends: 1, queuedAt: new Date(nowMs).toISOString(), workerId: null },
+          this.#queuedDueAt(nowMs),
+        );
+        await this.#send([moved]);
+        this.#deps.metrics?.increment('callbacks.moved_to_workers');
+        this.#deps.log?.warn(
+          `No triggerer claimed callback ${callback.callbackId} within ${waitMs} ms (UPDRAFT_CALLBACK_TRIGGERER_CLAIM_TIMEOUT_MS): it runs on a worker`,
+          { run: `${callback.dagId}/${callback.runId}`, kind: callback.kind, attempt: callback.attempt },
+        );
+      } catch (error) {
+        if (!(error instanceof ConditionFailedError)) throw error;
+        // Claimed since the index was read.
+      }
+    }
   }
 
   /** Materializes what the owner still owes; false when it owed nothing (only its index entry was left). */
@@ -373,29 +421,39 @@ export class CallbackService {
   async claimForTriggerer(jobId: string, limit: number): Promise<CallbackWorkload[]> {
     if (limit <= 0) return [];
     const nowMs = this.#deps.now();
-    const claimable = await this.#deps.store.listClaimableCallbacks(new Date(nowMs).toISOString(), limit);
+    // Read twice as many as wanted and claim them in an order of the job's own: triggerers
+    // claiming at once mostly try different callbacks instead of all racing for the oldest.
+    const claimable = orderedForJob(
+      (
+        await this.#deps.store.listClaimableCallbacks(
+          new Date(nowMs).toISOString(),
+          Math.min(2 * limit, CLAIM_READ_MAX),
+        )
+      ).filter((callback) => callback.state === 'queued'),
+      jobId,
+    );
     const claimed: Callback[] = [];
-    for (const callback of claimable) {
-      if (callback.state !== 'queued') continue;
-      try {
-        claimed.push(
-          await this.#deps.store.transitionCallback(
-            keyOf(callback),
-            { state: 'queued', attempt: callback.attempt, revision: callback.revision },
-            {
-              queuedSends: callback.queuedSends + 1,
-              queuedAt: new Date(nowMs).toISOString(),
-              workerId: jobId,
-            },
-            this.#queuedDueAt(nowMs),
-          ),
-        );
-      } catch (error) {
-        if (!(error instanceof ConditionFailedError)) throw error;
-        // Claimed by another triggerer, or moved on, since the index was read.
-      }
+    for (let next = 0; next < claimable.length && claimed.length < limit; next += CLAIM_WRITES_AT_ONCE) {
+      const batch = claimable.slice(next, next + Math.min(CLAIM_WRITES_AT_ONCE, limit - claimed.length));
+      const results = await Promise.all(batch.map((callback) => this.#claimOne(callback, jobId, nowMs)));
+      for (const callback of results) if (callback) claimed.push(callback);
     }
     return Promise.all(claimed.map((callback) => this.#workloadOf(callback, nowMs, 0)));
+  }
+
+  async #claimOne(callback: Callback, jobId: string, nowMs: number): Promise<Callback | undefined> {
+    try {
+      return await this.#deps.store.transitionCallback(
+        keyOf(callback),
+        { state: 'queued', attempt: callback.attempt, revision: callback.revision },
+        { queuedSends: callback.queuedSends + 1, queuedAt: new Date(nowMs).toISOString(), workerId: jobId },
+        this.#queuedDueAt(nowMs),
+        'triggerer_due',
+      );
+    } catch (error) {
+      if (!(error instanceof ConditionFailedError)) throw error;
+      return undefined; // claimed by another triggerer, or moved on, since the index was read
+    }
   }
 
   /** queued → running at the workload's attempt; a repeat of the same start is answered again. */
@@ -425,6 +483,7 @@ export class CallbackService {
           notBefore: null,
         },
         this.#runningDueAt(nowMs, stored.timeoutMs),
+        dueIndexOf(stored),
       );
     } catch (error) {
       if (!(error instanceof ConditionFailedError)) throw error;
@@ -488,6 +547,42 @@ export class CallbackService {
     const key = keyOf(current);
     const expected = { state: 'running' as const, attempt: current.attempt, revision: current.revision };
     const base = { endDate: new Date(nowMs).toISOString(), reportId: reportId ?? null };
+    if (report.state === 'handed_back') {
+      const handedBack = (current.handedBack ?? 0) + 1;
+      if (handedBack > MAX_HANDED_BACK) {
+        return this.#endAttempt(
+          current,
+          {
+            state: 'failed',
+            retryable: true,
+            errorMessage: `Attempt ${current.attempt} was handed back unfinished ${handedBack} times (its workers or triggerers kept stopping): counted as a failed attempt`,
+          },
+          nowMs,
+          reportId,
+        );
+      }
+      const onTriggerer = current.place === 'triggerer';
+      const queued = await this.#deps.store.transitionCallback(
+        key,
+        expected,
+        {
+          reportId: reportId ?? null,
+          state: 'queued',
+          handedBack,
+          notBefore: null,
+          queuedAt: new Date(nowMs).toISOString(),
+          queuedSends: onTriggerer ? 0 : 1,
+          startDate: null,
+          hostname: null,
+          workerId: null,
+          startId: null,
+        },
+        onTriggerer ? new Date(nowMs).toISOString() : this.#queuedDueAt(nowMs),
+        onTriggerer ? 'triggerer' : 'due',
+      );
+      if (!onTriggerer) await this.#send([queued]);
+      return queued;
+    }
     if (report.state === 'success') {
       const done = await this.#deps.store.transitionCallback(
         key,
@@ -653,6 +748,26 @@ export class CallbackService {
       throw new NotFoundError(`Callback ${key.callbackId} of ${key.dagId}/${key.runId} not found`);
     return callback;
   }
+}
+
+/**
+ * The callbacks in an order of the job's own: by a hash of (job, callback). Each triggerer tries
+ * them in a different order, the same for every claim of one job (no randomness: a replay of the
+ * simulation claims the same way).
+ */
+function orderedForJob(callbacks: readonly Callback[], jobId: string): Callback[] {
+  const rank = (callback: Callback) => {
+    let hash = 0x811c9dc5;
+    for (const char of `${jobId}\u0000${callback.callbackId}`) {
+      hash ^= char.charCodeAt(0);
+      hash = Math.imul(hash, 0x01000193) >>> 0;
+    }
+    return hash;
+  };
+  return callbacks
+    .map((callback) => ({ callback, rank: rank(callback) }))
+    .sort((a, b) => a.rank - b.rank)
+    .map(({ callback }) => callback);
 }
 
 function keyOf(callback: Callback): CallbackKey {

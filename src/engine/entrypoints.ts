@@ -125,14 +125,14 @@ export const TRIGGERS_WAITING_CAP = 1_000;
 
 /**
  * The `triggers.waiting` gauge: triggers stored, claimed or not (each waits for an event), and
- * callbacks waiting for a triggerer to claim them. On AWS the triggerer service scales between 0
+ * callbacks a triggerer has to run: claimable now, claimed or running. On AWS the triggerer service scales between 0
  * and 1 task on it; a failed count only skips one value.
  */
 async function publishTriggersWaiting(deps: EngineDeps): Promise<void> {
   try {
     const [triggers, callbacks] = await Promise.all([
       deps.store.countTriggers(TRIGGERS_WAITING_CAP),
-      deps.store.countClaimableCallbacks(TRIGGERS_WAITING_CAP),
+      deps.store.countTriggererCallbacks(new Date(deps.now()).toISOString(), TRIGGERS_WAITING_CAP),
     ]);
     deps.metrics.gauge('triggers.waiting', Math.min(TRIGGERS_WAITING_CAP, triggers + callbacks));
   } catch (error) {

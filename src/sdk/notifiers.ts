@@ -10,7 +10,7 @@ import { DagValidationError } from './errors.ts';
 /**
  * Built-in notifiers: callbacks that tell another system what happened. Each is a factory that
  * returns a callback function, so it goes wherever a callback goes (`onFailure: webhookNotifier(…)`)
- * and runs on a worker like any other. Each hands the callback's idempotency key to the system it
+ * and runs where an async callback runs (the triggerer, unless placed on a worker). Each hands the callback's idempotency key to the system it
  * calls, so a second delivery (a retry after a lost attempt) has no second effect where that
  * system deduplicates: webhook receivers that honour `Idempotency-Key`, SNS FIFO topics. Standard
  * SNS topics and SES do not deduplicate: see docs/callbacks.md.
@@ -69,7 +69,7 @@ export function subjectOf(ctx: CallbackContext): string {
 }
 
 export interface WebhookNotifierOptions {
-  /** Where to POST; or `urlFromEnv`, the environment variable that holds it on the worker (kept out of the DAG file). */
+  /** Where to POST; or `urlFromEnv`, the environment variable that holds it where the notifier runs (kept out of the DAG file). */
   url?: string;
   urlFromEnv?: string;
   headers?: Record<string, string>;
@@ -114,7 +114,7 @@ export function webhookNotifier(options: WebhookNotifierOptions): CallbackFuncti
     const url = options.url ?? process.env[options.urlFromEnv as string];
     if (!url)
       throw new Error(
-        `webhookNotifier: the environment variable ${options.urlFromEnv} is not set on this worker`,
+        `webhookNotifier: the environment variable ${options.urlFromEnv} is not set where this callback runs (a triggerer runs async callbacks: set it there too; on AWS, the construct's dagEnvironment)`,
       );
     // Never the value itself in a message: a webhook URL often carries its secret.
     const problem = urlProblem(url);
@@ -128,7 +128,7 @@ export function webhookNotifier(options: WebhookNotifierOptions): CallbackFuncti
       const secret = process.env[options.signingSecretFromEnv];
       if (!secret) {
         throw new Error(
-          `webhookNotifier: the environment variable ${options.signingSecretFromEnv} is not set on this worker`,
+          `webhookNotifier: the environment variable ${options.signingSecretFromEnv} is not set where this callback runs (a triggerer runs async callbacks: set it there too; on AWS, the construct's dagEnvironment)`,
         );
       }
       headers.set('updraft-signature', `sha256=${createHmac('sha256', secret).update(body).digest('hex')}`);
@@ -195,7 +195,7 @@ export interface SnsNotifierOptions {
 /**
  * Publishes the notification summary (JSON) to an SNS topic. On a FIFO topic (`….fifo`) the
  * callback's idempotency key is the deduplication id, so a second delivery within SNS's five-minute
- * window is dropped by SNS: the effect happens once. The worker's role needs `sns:Publish`.
+ * window is dropped by SNS: the effect happens once. The role running it (the triggerer's, or the worker's) needs `sns:Publish`.
  */
 export function snsNotifier(options: SnsNotifierOptions): CallbackFunction {
   if (!/^arn:aws[a-z-]*:sns:/.test(options.topicArn)) {
@@ -235,8 +235,8 @@ export interface SesEmailNotifierOptions {
 
 /**
  * Sends the notification summary as a plain-text email through SES (v2). SES does not deduplicate:
- * a second delivery after a lost attempt can send a second email. The worker's role needs
- * `ses:SendEmail` on the sending identity.
+ * a second delivery after a lost attempt can send a second email. The role running it (the
+ * triggerer's, or the worker's) needs `ses:SendEmail` on the sending identity.
  */
 export function sesEmailNotifier(options: SesEmailNotifierOptions): CallbackFunction {
   const to = Array.isArray(options.to) ? options.to : [options.to];

@@ -17,6 +17,7 @@ import {
   CALLBACK_SORT_PREFIX,
   CALLBACKS_DUE_PARTITION,
   CALLBACKS_OWED_PARTITION,
+  CALLBACKS_TRIGGERER_DUE_PARTITION,
   CALLBACKS_TRIGGERER_PARTITION,
   type CallbackIndex,
   callbackDueKey,
@@ -78,21 +79,38 @@ export class DynamoCallbackStore implements CallbackStore {
     return { ...result, items: result.items.map(itemToCallback) };
   }
 
-  listDueCallbacks(now: string, limit: number): Promise<Callback[]> {
-    return this.#listIndexed(CALLBACKS_DUE_PARTITION, now, limit);
+  async listDueCallbacks(now: string, limit: number): Promise<Callback[]> {
+    const [workers, triggerers] = await Promise.all([
+      this.#listIndexed(CALLBACKS_DUE_PARTITION, now, limit),
+      this.#listIndexed(CALLBACKS_TRIGGERER_DUE_PARTITION, now, limit),
+    ]);
+    return [...workers, ...triggerers];
   }
 
   listClaimableCallbacks(now: string, limit: number): Promise<Callback[]> {
     return this.#listIndexed(CALLBACKS_TRIGGERER_PARTITION, now, limit);
   }
 
-  async countClaimableCallbacks(cap: number): Promise<number> {
+  async countTriggererCallbacks(now: string, cap: number): Promise<number> {
+    const [claimable, held] = await Promise.all([
+      this.#count(CALLBACKS_TRIGGERER_PARTITION, cap, now),
+      this.#count(CALLBACKS_TRIGGERER_DUE_PARTITION, cap),
+    ]);
+    return Math.min(cap, claimable + held);
+  }
+
+  /** Entries of a GSI1 partition (those due by `upTo` when given), counted up to `cap`. */
+  async #count(partition: string, cap: number, upTo?: string): Promise<number> {
     const expression = new ExpressionBuilder();
+    const key = expression.equals(GSI1_PARTITION_KEY, partition);
     const output = await this.#table.client.send(
       new QueryCommand({
         TableName: this.#table.tableName,
         IndexName: RUNS_BY_LOGICAL_DATE_INDEX,
-        KeyConditionExpression: expression.equals(GSI1_PARTITION_KEY, CALLBACKS_TRIGGERER_PARTITION),
+        KeyConditionExpression:
+          upTo === undefined
+            ? key
+            : `${key} AND ${expression.name(GSI1_SORT_KEY)} <= ${expression.value(`${upTo}#~`)}`,
         Select: 'COUNT',
         Limit: cap,
         ...expression.attributes(),

@@ -285,8 +285,8 @@ export class DynamoStore implements Store {
   listClaimableCallbacks(now: string, limit: number): Promise<Callback[]> {
     return this.#callbacks.listClaimableCallbacks(now, limit);
   }
-  countClaimableCallbacks(cap: number): Promise<number> {
-    return this.#callbacks.countClaimableCallbacks(cap);
+  countTriggererCallbacks(now: string, cap: number): Promise<number> {
+    return this.#callbacks.countTriggererCallbacks(now, cap);
   }
   transitionCallback(
     key: CallbackKey,

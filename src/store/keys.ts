@@ -258,6 +258,8 @@ export const CALLBACKS_OWED_PARTITION = 'CALLBACKS_OWED';
 export const CALLBACKS_DUE_PARTITION = 'CALLBACKS_DUE';
 /** Callbacks a triggerer may claim (queued to run on a triggerer), by the time they may start. */
 export const CALLBACKS_TRIGGERER_PARTITION = 'CALLBACKS_TRIGGERER';
+/** Triggerer callbacks claimed or running, by when the tick must look at them (as `CALLBACKS_DUE`). */
+export const CALLBACKS_TRIGGERER_DUE_PARTITION = 'CALLBACKS_TRIGGERER_DUE';
 export const CALLBACK_SORT_PREFIX = 'CB#';
 /** The attribute of an owner item holding its owed callbacks (a string set). */
 export const OWED_CALLBACKS_ATTRIBUTE = 'owedCallbacks';
@@ -290,20 +292,25 @@ export function callbackItemKey(key: DagRunKey & { callbackId: string }): ItemKe
 
 /** GSI1 keys of a callback that is not final: due at `dueAt`, the id breaking ties. */
 /**
- * Which GSI1 partition holds a callback not final: `due` (the tick looks at it from `dueAt` on) or
- * `triggerer` (a triggerer may claim it from `dueAt` on).
+ * Which GSI1 partition holds a callback not final: `due` (the tick looks at it from `dueAt` on),
+ * `triggerer` (a triggerer may claim it from `dueAt` on) or `triggerer_due` (a triggerer's
+ * callback claimed or running: the tick looks at it from `dueAt` on, and the triggerers' scaling
+ * counts it).
  */
-export type CallbackIndex = 'due' | 'triggerer';
+export type CallbackIndex = 'due' | 'triggerer' | 'triggerer_due';
+
+const CALLBACK_INDEX_PARTITIONS: Record<CallbackIndex, string> = {
+  due: CALLBACKS_DUE_PARTITION,
+  triggerer: CALLBACKS_TRIGGERER_PARTITION,
+  triggerer_due: CALLBACKS_TRIGGERER_DUE_PARTITION,
+};
 
 export function callbackDueKey(
   callbackId: string,
   dueAt: string,
   index: CallbackIndex = 'due',
 ): { gsi1pk: string; gsi1sk: string } {
-  return {
-    gsi1pk: index === 'due' ? CALLBACKS_DUE_PARTITION : CALLBACKS_TRIGGERER_PARTITION,
-    gsi1sk: `${dueAt}#${callbackId}`,
-  };
+  return { gsi1pk: CALLBACK_INDEX_PARTITIONS[index], gsi1sk: `${dueAt}#${callbackId}` };
 }
 
 export function jobKey(jobId: string): ItemKey {

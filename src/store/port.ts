@@ -363,8 +363,11 @@ export interface CallbackStore {
   listDueCallbacks(now: string, limit: number): Promise<Callback[]>;
   /** Callbacks a triggerer may claim now (claimable from `now` or earlier), oldest first (eventually consistent). */
   listClaimableCallbacks(now: string, limit: number): Promise<Callback[]>;
-  /** How many callbacks wait for a triggerer (claimable, now or later), counted up to `cap`. */
-  countClaimableCallbacks(cap: number): Promise<number>;
+  /**
+   * How many callbacks a triggerer has to run: claimable by `now`, or claimed or running on one;
+   * counted up to `cap` (a retry waiting out its delay is not counted until it is claimable).
+   */
+  countTriggererCallbacks(now: string, cap: number): Promise<number>;
   /**
    * A conditional change; `dueAt` is when a tick must look at it next (null: final, out of the
    * due index), or with `index: 'triggerer'` when a triggerer may claim it.

@@ -1,3 +1,4 @@
+import { CALLBACK_CLAIM_MAX } from '#contracts/callbacks.ts';
 import type { CallbackWorkload } from '#contracts/messages.ts';
 import type { Logger } from '#engine/logger.ts';
 import type { Metrics } from '#metrics/port.ts';
@@ -35,6 +36,8 @@ export class TriggererCallbacks {
   readonly #stop = new AbortController();
   /** Set by a stop that is not graceful: attempts in flight end without a report, as in a crash. */
   #abandoned = false;
+  /** Set by any stop: nothing more is claimed. */
+  #stopping = false;
 
   constructor(options: TriggererCallbacksOptions) {
     this.#options = options;
@@ -46,14 +49,16 @@ export class TriggererCallbacks {
 
   /** Claims as many callbacks as there is room for, and starts them (without waiting for them). */
   async claim(workerId: string, signal: AbortSignal): Promise<number> {
-    const free = this.#options.capacity - this.#running.size;
-    if (free <= 0 || this.#stop.signal.aborted) return 0;
+    const free = Math.min(CALLBACK_CLAIM_MAX, this.#options.capacity - this.#running.size);
+    if (free <= 0 || this.#stopping) return 0;
     const workloads = await this.#options.claim(free, {
       retry: { attempts: 1 },
       timeoutMs: this.#options.callTimeoutMs,
       signal,
     });
     for (const workload of workloads) {
+      // Stopped while the claim was on its way: each claim lapses and is claimed again later.
+      if (this.#stopping) break;
       const done: Promise<void> = runCallbackWorkload(workload, {
         client: this.#options.execution,
         executor: this.#options.executor,
@@ -80,19 +85,30 @@ export class TriggererCallbacks {
   }
 
   /**
-   * Stops the attempts in flight. Graceful: each reports a retryable failure, so another attempt
-   * runs elsewhere at once, and the stop waits for those reports until `deadlineMs`. Otherwise
-   * they end unreported, as in a crash: the tick takes each for lost after its timeout.
+   * Stops the attempts in flight. Graceful: they get until `deadlineMs` less a second to end on
+   * their own, then are stopped and handed back unfinished (they run again at once elsewhere, not
+   * counted as attempts), and the stop waits for those reports until `deadlineMs`. Otherwise they
+   * end unreported, as in a crash: the tick takes each for lost after its timeout.
    */
   async stop(options: { graceful: boolean; deadlineMs: number }): Promise<void> {
-    this.#abandoned = !options.graceful;
+    this.#stopping = true;
+    if (!options.graceful) {
+      this.#abandoned = true;
+      this.#stop.abort();
+      return;
+    }
+    await this.#waitForRunning(options.deadlineMs - 1_000);
     this.#stop.abort();
-    if (this.#running.size === 0 || !options.graceful) return;
-    const { deadlineMs } = options;
+    await this.#waitForRunning(options.deadlineMs);
+  }
+
+  async #waitForRunning(untilMs: number): Promise<void> {
+    if (this.#running.size === 0) return;
+    const { clock } = this.#options;
     const waited = new AbortController();
     await Promise.race([
       Promise.allSettled([...this.#running]),
-      this.#options.clock.sleep(Math.max(0, deadlineMs - this.#options.clock.now()), waited.signal),
+      clock.sleep(Math.max(0, untilMs - clock.now()), waited.signal),
     ]);
     waited.abort();
   }

@@ -86,7 +86,11 @@ export async function runTriggererProcess(options: TriggererProcessOptions): Pro
   );
   const loadModule =
     options.loadDagModule ??
-    bundledDagModules({ bundlesFolder: join(settings.home, 'bundles'), dagsFolder: settings.dagsFolder });
+    bundledDagModules({
+      bundlesFolder: join(settings.home, 'bundles'),
+      dagsFolder: settings.dagsFolder,
+      log,
+    });
   const triggerer = new Triggerer({
     client,
     settings,

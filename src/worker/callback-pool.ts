@@ -149,7 +149,11 @@ export async function runCallbackWorkload(
     clock?: WorkerClock;
     /** Called once the start was answered (the attempt is the store's from then on). */
     onStarted?: () => void;
-    /** Aborted when the process stops: the attempt ends failed (retryable) and is reported. */
+    /**
+     * Aborted when the process stops. Before the start: nothing starts (the workload or claim
+     * comes back). After it: the attempt is stopped and handed back unfinished (it runs again at
+     * once elsewhere, not counted as an attempt), unless it succeeded first.
+     */
     signal?: AbortSignal;
     /** False once the process gave the attempt up without a report (a stop as after a crash). */
     reports?: () => boolean;
@@ -157,6 +161,7 @@ export async function runCallbackWorkload(
 ): Promise<void> {
   const { client, log } = deps;
   const clock = deps.clock ?? systemClock;
+  if (deps.signal?.aborted) return;
   const startId = randomUUID();
   let started: StartedCallback;
   try {
@@ -181,7 +186,11 @@ export async function runCallbackWorkload(
   const output = new CappedLog(started.log_max_bytes);
   const stop = new AbortController();
   const finished = new AbortController();
-  const onShutdown = () => stop.abort(new Error('The process running the callback is stopping'));
+  let handedBack = false;
+  const onShutdown = () => {
+    handedBack = true;
+    stop.abort(new Error('The process running the callback is stopping: the attempt is handed back'));
+  };
   if (deps.signal?.aborted) onShutdown();
   deps.signal?.addEventListener('abort', onShutdown, { once: true });
   // The attempt's timeout: the executor stops the callback (a runner process is killed).
@@ -191,17 +200,39 @@ export async function runCallbackWorkload(
   });
   let outcome: RunnerOutcome;
   try {
-    outcome = await deps.executor.runCallback(started, {
-      onLog: (text) => output.append(text),
-      pullXCom: () => Promise.reject(new Error('A callback cannot pull XComs')),
-      signal: stop.signal,
-    });
+    outcome = stop.signal.aborted
+      ? { kind: 'error', message: String((stop.signal.reason as Error).message) }
+      : await deps.executor.runCallback(started, {
+          onLog: (text) => output.append(text),
+          pullXCom: () => Promise.reject(new Error('A callback cannot pull XComs')),
+          signal: stop.signal,
+        });
   } finally {
     finished.abort();
     deps.signal?.removeEventListener('abort', onShutdown);
   }
   if (deps.reports?.() === false) return;
   const reportId = randomUUID();
+  if (handedBack && outcome.kind !== 'success') {
+    output.append(
+      `[${new Date().toISOString()}] {WARNING} Attempt ${started.attempt} was stopped unfinished: the process running it is stopping; it runs again elsewhere (not counted as an attempt)\n`,
+    );
+    await client
+      .finishCallback(
+        workload.token,
+        workload.callback_id,
+        { state: 'handed_back', report_id: reportId, log: output.text() },
+        { retry: { attempts: 3 } },
+      )
+      .catch((error: unknown) =>
+        log.warn('Handing a callback attempt back failed; the scheduler will take it as lost', {
+          callbackId: workload.callback_id,
+          attempt: started.attempt,
+          error,
+        }),
+      );
+    return;
+  }
   const failure =
     outcome.kind === 'success'
       ? undefined

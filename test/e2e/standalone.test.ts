@@ -93,6 +93,11 @@ describe('standalone via npm start, driven by the CLI', () => {
       'task_retry noteRetry on worker',
       'task_success webhookNotifier on triggerer',
     ]);
+    // Its deadline (10 minutes after it was queued) was met when it finished.
+    const shown = jsonOf<{ deadlines?: { state: string; reference: string }[] }>(
+      await cli('runs', 'show', 'example_callbacks', runId, '--json'),
+    );
+    expect(shown.deadlines?.map((d) => `${d.reference} ${d.state}`)).toEqual(['queued_at met']);
     const hooks = (await (await fetch(`${apiUrl}/demo/hooks`)).json()) as {
       deliveries: { body: { kind: string; dag_run_id: string } }[];
     };

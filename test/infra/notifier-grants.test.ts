@@ -53,3 +53,53 @@ describe('notifier grants', () => {
     );
   });
 });
+
+/** The DAG code's own environment: where callbacks run (the worker function and the triggerer container). */
+describe('dagEnvironment', () => {
+  afterAll(removeOutdirs);
+
+  it('sets the variables on the worker function and the triggerer container, with the settings on both', () => {
+    const synthesized = synthesizeTemplate(
+      testStackProps({
+        dagEnvironment: { ALERTS_URL: 'https://alerts.example.com/hook' },
+        settings: { triggererCallbackCapacity: 50 },
+      }),
+    );
+    const { template, stack } = synthesized;
+    const worker =
+      template.findResources('AWS::Lambda::Function')[logicalIdOf(stack.updraft.workers.function)];
+    expect(worker?.Properties?.Environment?.Variables).toMatchObject({
+      ALERTS_URL: 'https://alerts.example.com/hook',
+      UPDRAFT_TRIGGERER_CALLBACK_CAPACITY: '50',
+    });
+    const [taskDefinition] = Object.values(template.findResources('AWS::ECS::TaskDefinition'));
+    const environment = Object.fromEntries(
+      (
+        (taskDefinition?.Properties?.ContainerDefinitions?.[0]?.Environment ?? []) as {
+          Name: string;
+          Value: unknown;
+        }[]
+      ).map((variable) => [variable.Name, variable.Value]),
+    );
+    expect(environment).toMatchObject({
+      ALERTS_URL: 'https://alerts.example.com/hook',
+      UPDRAFT_TRIGGERER_CALLBACK_CAPACITY: '50',
+    });
+    for (const other of [stack.updraft.api.function, stack.updraft.scheduler.function]) {
+      const fn = template.findResources('AWS::Lambda::Function')[logicalIdOf(other)];
+      expect(fn?.Properties?.Environment?.Variables?.ALERTS_URL).toBeUndefined();
+    }
+  });
+
+  it('refuses settings and runtime variables in it, naming them', () => {
+    expect(() =>
+      synthesizeTemplate(testStackProps({ dagEnvironment: { UPDRAFT_WORKER_SLOTS: '4' } })),
+    ).toThrow("dagEnvironment: UPDRAFT_WORKER_SLOTS is refused (UPDRAFT_ settings go in 'settings'");
+    expect(() => synthesizeTemplate(testStackProps({ dagEnvironment: { AWS_REGION: 'x' } }))).toThrow(
+      'dagEnvironment: AWS_REGION is refused',
+    );
+    expect(() => synthesizeTemplate(testStackProps({ dagEnvironment: { 'A-B': 'x' } }))).toThrow(
+      'dagEnvironment: "A-B" is not a variable name',
+    );
+  });
+});

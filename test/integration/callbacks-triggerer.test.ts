@@ -33,6 +33,17 @@ async function flakyAlert(ctx: CallbackContext): Promise<void> {
   effects.push({ key: ctx.idempotencyKey, attempt: ctx.attempt, kind: ctx.kind, runId: ctx.runId });
 }
 async function onWorkerAnyway(_ctx: CallbackContext): Promise<void> {}
+/** While `hold` is set, waits for its stop signal (a triggerer stopping); then returns at once. */
+let hold = false;
+async function holdsUntilStopped(ctx: CallbackContext): Promise<void> {
+  if (hold) {
+    await new Promise((resolve) => ctx.signal.addEventListener('abort', resolve, { once: true }));
+    return;
+  }
+  effects.push({ key: ctx.idempotencyKey, attempt: ctx.attempt, kind: ctx.kind, runId: ctx.runId });
+  mayHaveRun.push(ctx.previousAttemptMayHaveRun);
+}
+const mayHaveRun: boolean[] = [];
 function syncAlert(_ctx: CallbackContext): void {}
 
 const cbdag = dag({ id: 'cbtrig', schedule: null, startDate: '2026-01-01T00:00:00Z' }, (d) => {
@@ -42,6 +53,10 @@ const cbdag = dag({ id: 'cbtrig', schedule: null, startDate: '2026-01-01T00:00:0
     () => 1,
   );
   d.task({ id: 'placed', onSuccess: [{ callback: onWorkerAnyway, runOn: 'worker' }, syncAlert] }, () => 1);
+  d.task(
+    { id: 'held', onSuccess: { callback: holdsUntilStopped, retries: 0, retryDelay: '1h', timeout: '60s' } },
+    () => 1,
+  );
 });
 
 describe('async callbacks on the triggerer', () => {
@@ -62,6 +77,8 @@ describe('async callbacks on the triggerer', () => {
   afterEach(async () => {
     await Promise.all(triggerers.splice(0).map((triggerer) => triggerer.stop()));
     effects.length = 0;
+    mayHaveRun.length = 0;
+    hold = false;
   });
   afterAll(async () => {
     await api?.close();
@@ -223,6 +240,96 @@ describe('async callbacks on the triggerer', () => {
     await until(settled(runId, 1), 'the retried callback to succeed');
     expect((await callbacksOf(runId))[0]).toMatchObject({ state: 'success', attempt: 2 });
     expect(effects.map((effect) => effect.attempt)).toEqual([2]);
+  });
+
+  it('hands an attempt back when its triggerer stops gracefully: it runs again at once, not counted as an attempt', async () => {
+    hold = true;
+    const runId = await newRun();
+    await succeed(runId, 'held');
+    const first = await startTriggerer();
+    await until(async () => (await callbacksOf(runId))[0]?.state === 'running', 'the attempt to start');
+    expect(first.runningCallbacks).toBe(1);
+    await first.stop();
+    // retries: 0 and a retry delay of an hour: a counted failure would have ended it for good.
+    expect((await callbacksOf(runId))[0]).toMatchObject({
+      state: 'queued',
+      attempt: 1,
+      handedBack: 1,
+      notBefore: null,
+    });
+    hold = false;
+    await startTriggerer();
+    await until(settled(runId, 1), 'the handed-back callback to succeed');
+    expect((await callbacksOf(runId))[0]).toMatchObject({ state: 'success', attempt: 1 });
+    expect(effects.length).toBe(1);
+    // The stopped attempt may have had its effect: the next one is told.
+    expect(mayHaveRun).toEqual([true]);
+  });
+
+  it('leaves the attempts of a triggerer that crashed to the tick', async () => {
+    hold = true;
+    const runId = await newRun();
+    await succeed(runId, 'held');
+    const crashed = await startTriggerer();
+    await until(async () => (await callbacksOf(runId))[0]?.state === 'running', 'the attempt to start');
+    await crashed.stop({ graceful: false });
+    const [left] = await callbacksOf(runId);
+    expect(left).toMatchObject({ state: 'running', attempt: 1 });
+    // Still counted for the triggerers' scaling while it runs (or is lost).
+    expect(await api.store.countTriggererCallbacks(api.clock.iso(), 100)).toBeGreaterThanOrEqual(1);
+    api.clock.advance((left?.timeoutMs ?? 0) + api.settings.heartbeatTimeoutMs + 1);
+    await api.callbacks.sweep();
+    // retries: 0: the lost attempt fails the callback, and the tick says why.
+    expect((await callbacksOf(runId))[0]).toMatchObject({ state: 'failed', attempt: 1 });
+    expect((await callbacksOf(runId))[0]?.errorMessage).toContain('its worker was lost');
+  });
+
+  it('counts for the triggerers what they have to run now, and not a retry still waiting out its delay', async () => {
+    const runId = await newRun();
+    const before = await api.store.countTriggererCallbacks(api.clock.iso(), 1_000);
+    await succeed(runId, 'c');
+    expect(await api.store.countTriggererCallbacks(api.clock.iso(), 1_000)).toBe(before + 1);
+    const client = await jobClient();
+    await client.register({ hostname: 'counter', capacity: 10 });
+    const [claimed] = await client.claimCallbacks(10);
+    // Claimed, not started: still the triggerers'.
+    expect(await api.store.countTriggererCallbacks(api.clock.iso(), 1_000)).toBe(before + 1);
+    const start = await api.request(
+      'PATCH',
+      `/execution/callbacks/${claimed?.callback_id}/run`,
+      WORKER,
+      claimed?.token,
+    );
+    expect(start.status).toBe(200);
+    expect(await api.store.countTriggererCallbacks(api.clock.iso(), 1_000)).toBe(before + 1);
+    const failed = await api.request(
+      'PATCH',
+      `/execution/callbacks/${claimed?.callback_id}/state`,
+      { state: 'failed', report_id: randomUUID(), error_message: 'down', retryable: true },
+      claimed?.token,
+    );
+    expect(failed.body).toMatchObject({ state: 'queued' });
+    // The retry waits out its delay (UPDRAFT_CALLBACK_RETRY_DELAY_MS): nothing to run until then.
+    expect(await api.store.countTriggererCallbacks(api.clock.iso(), 1_000)).toBe(before);
+    api.clock.advance(api.settings.callbackRetryDelayMs + 1);
+    expect(await api.store.countTriggererCallbacks(api.clock.iso(), 1_000)).toBe(before + 1);
+  });
+
+  it('moves a callback no triggerer claimed in time to the workers', async () => {
+    const runId = await newRun();
+    await succeed(runId, 'd');
+    expect((await callbacksOf(runId))[0]?.place).toBe('triggerer');
+    api.clock.advance(api.settings.callbackTriggererClaimTimeoutMs - 1_000);
+    await api.callbacks.sweep();
+    expect((await callbacksOf(runId))[0]?.place).toBe('triggerer');
+    api.clock.advance(1_001);
+    await api.callbacks.sweep();
+    const [moved] = await callbacksOf(runId);
+    expect(moved).toMatchObject({ place: 'worker', state: 'queued', attempt: 1 });
+    const sent = await api.queues.callbacks.receive({ maxMessages: 10, waitTimeMs: 0 });
+    await api.queues.callbacks.delete(sent.map((message) => message.receiptHandle));
+    expect(sent.map((message) => JSON.parse(message.body).callback_id)).toContain(moved?.callbackId);
+    expect((await api.metrics.snapshot()).counters['callbacks.moved_to_workers']).toBeGreaterThanOrEqual(1);
   });
 
   it('refuses a claim without a running job token', async () => {
