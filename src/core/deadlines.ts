@@ -85,7 +85,8 @@ export function historyNeeded(deadlines: readonly SerializedDeadline[] | undefin
 
 /**
  * The mean duration (start to end) of the first `over` succeeded runs of `runs` (newest first);
- * undefined when there is none.
+ * undefined while there are fewer than `over` (as Airflow's average-runtime deadline waits for its
+ * minimum of runs): one quick run is no measure of the next.
  */
 export function averageDurationMs(
   runs: readonly Pick<DagRun, 'state' | 'startDate' | 'endDate'>[],
@@ -101,14 +102,14 @@ export function averageDurationMs(
     total += ms;
     count += 1;
   }
-  return count === 0 ? undefined : total / count;
+  return count < over ? undefined : total / count;
 }
 
 /**
  * The deadlines of a new run, each at its time: `within` after the logical date or the queued
  * time, the fixed time, or `times` the average duration of past runs (`history`, the DAG's runs
- * newest first) after the queued time. An average-duration deadline of a DAG without a succeeded
- * run in its history is left out: there is nothing to measure it by.
+ * newest first) after the queued time. An average-duration deadline of a DAG with fewer than
+ * `over` succeeded runs in its history is left out: there is not enough to measure it by.
  */
 export function runDeadlinesOf(
   deadlines: readonly SerializedDeadline[] | undefined,

@@ -43,7 +43,8 @@ export async function deadlinesOfNewRun(
     let cursor: string | undefined;
     do {
       const page = await store.listDagRuns(dag.dagId, {
-        limit: Math.min(HISTORY_PAGE, DEADLINE_HISTORY_RUNS_MAX - history.length),
+        // Pages sized for what is needed: run items are whole (with their conf) in this index.
+        limit: Math.min(HISTORY_PAGE, Math.max(2 * needed, 10), DEADLINE_HISTORY_RUNS_MAX - history.length),
         ...(cursor === undefined ? {} : { cursor }),
       });
       history.push(...page.items);

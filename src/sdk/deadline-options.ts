@@ -140,6 +140,12 @@ function fixedTime(value: unknown, at: string): string {
       `${at}: 'by' must be an ISO-8601 date-time with an offset (e.g. '2026-03-01T06:00:00Z') or a Date, got ${describe(value)}`,
     );
   }
+  const year = new Date(ms).getUTCFullYear();
+  if (year < 1 || year > 9999) {
+    throw new DagValidationError(
+      `${at}: 'by' is in the year ${year}, outside 0001 to 9999 (a time in seconds given as milliseconds, or the reverse?)`,
+    );
+  }
   return new Date(ms).toISOString();
 }
 

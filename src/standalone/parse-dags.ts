@@ -238,7 +238,19 @@ export class DagFileParser {
         sha256: module.sha256,
       }));
       for (const entry of result.dags) {
-        const dag = serializedDagSchema.parse(entry.dag);
+        // The SDK checks every option; a DAG it let through that the schema refuses is that
+        // file's error, never the whole folder's.
+        const checked = serializedDagSchema.safeParse(entry.dag);
+        if (!checked.success) {
+          const issue = checked.error.issues[0];
+          const id = (entry.dag as { dagId?: unknown }).dagId;
+          parsed.errors.push({
+            fileloc,
+            message: `DAG ${typeof id === 'string' ? id : '(unnamed)'} cannot be serialized: ${issue?.path.join('.') ?? ''}: ${issue?.message ?? checked.error.message}`,
+          });
+          continue;
+        }
+        const dag = checked.data;
         const owner = owners.get(dag.dagId);
         if (owner !== undefined) {
           parsed.errors.push({ fileloc, message: `DAG id '${dag.dagId}' is already defined in ${owner}` });

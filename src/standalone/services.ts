@@ -413,13 +413,22 @@ async function queuedTaskCount(queues: Queues): Promise<number> {
 /** setTimeout's largest delay (about 24.8 days); a longer wait is re-armed in steps. */
 const MAX_TIMER_DELAY_MS = 2 ** 31 - 1;
 
+/** Wake-ups one run keeps at most (its retries, its run timeout and its deadlines); the tick covers any more. */
+const MAX_WAKES_PER_RUN = 64;
+
 /**
- * Retry timers of the standalone process: a run is scheduled again when its earliest retry is due.
- * They live as long as the process; after a restart the tick finds the due retries.
+ * Wake-up timers of the standalone process (retries, run timeouts, deadlines): a run is scheduled
+ * again at each time asked for. A run keeps every time asked for (an earlier one does not replace
+ * a later one), one timer armed at the earliest; a timer that fires before its time (Node's timers
+ * may, by a millisecond) is armed again. They live as long as the process; after a restart the
+ * tick finds what is due.
  */
 export class InProcessTimers implements WakeTimers {
   readonly #notifier: SchedulingNotifier;
-  readonly #timers = new Map<string, { at: number; handle: NodeJS.Timeout }>();
+  readonly #timers = new Map<
+    string,
+    { run: DagRunKey; times: number[]; at: number; handle: NodeJS.Timeout }
+  >();
 
   constructor(notifier: SchedulingNotifier) {
     this.#notifier = notifier;
@@ -428,26 +437,39 @@ export class InProcessTimers implements WakeTimers {
   async wakeAt(run: DagRunKey, atMs: number): Promise<void> {
     const id = `${run.dagId}\u0000${run.runId}`;
     const existing = this.#timers.get(id);
-    if (existing && existing.at <= atMs) return;
-    if (existing) clearTimeout(existing.handle);
-    this.#arm(id, { dagId: run.dagId, runId: run.runId }, atMs);
+    if (!existing) {
+      this.#arm(id, { run: { dagId: run.dagId, runId: run.runId }, times: [atMs] });
+      return;
+    }
+    if (existing.times.includes(atMs)) return;
+    existing.times = [...existing.times, atMs].sort((a, b) => a - b).slice(0, MAX_WAKES_PER_RUN);
+    if (atMs < existing.at) {
+      clearTimeout(existing.handle);
+      this.#arm(id, existing);
+    }
   }
 
-  #arm(id: string, run: DagRunKey, atMs: number): void {
-    const delay = Math.max(0, atMs - Date.now());
-    const handle = setTimeout(
-      () => {
-        if (delay > MAX_TIMER_DELAY_MS) {
-          this.#arm(id, run, atMs);
-          return;
-        }
-        this.#timers.delete(id);
-        void this.#notifier.notify(run);
-      },
-      Math.min(delay, MAX_TIMER_DELAY_MS),
-    );
+  #arm(id: string, entry: { run: DagRunKey; times: number[] }): void {
+    const at = entry.times[0] as number;
+    const delay = Math.max(0, at - Date.now());
+    const handle = setTimeout(() => this.#fire(id), Math.min(delay, MAX_TIMER_DELAY_MS));
     handle.unref();
-    this.#timers.set(id, { at: atMs, handle });
+    this.#timers.set(id, { ...entry, at, handle });
+  }
+
+  #fire(id: string): void {
+    const entry = this.#timers.get(id);
+    if (!entry) return;
+    const now = Date.now();
+    // Early (a long wait in steps, or a timer a millisecond ahead of the clock): armed again.
+    if (now < entry.at) {
+      this.#arm(id, entry);
+      return;
+    }
+    const later = entry.times.filter((time) => time > now);
+    if (later.length > 0) this.#arm(id, { run: entry.run, times: later });
+    else this.#timers.delete(id);
+    void this.#notifier.notify(entry.run);
   }
 
   stop(): void {

@@ -51,7 +51,7 @@ const references = dag(
     deadline: [
       { within: '1h', of: 'logical_date', callback: missed },
       { by: '2100-01-01T00:00:00+02:00', callback: missed },
-      { within: '2x', of: 'average_duration', over: 3, callback: [missed, alsoMissed] },
+      { within: '2x', of: 'average_duration', over: 1, callback: [missed, alsoMissed] },
     ],
   },
   (d) => {

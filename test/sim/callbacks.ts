@@ -15,12 +15,14 @@ import type { StoreMirror } from './store-gate.ts';
  * invariants:
  * - 10a owed means run: every cause the reference owes (a TI's change into failed, up_for_retry
  *   or success at a try, its start of a try, a skip the task reported itself (through the API),
- *   a run's finish at a clear count, for the events its DAG declares) has
+ *   a run's finish at a clear count, a missed deadline, for the events its DAG declares) has
  *   exactly one callback item, and nothing else has one (10b);
  * - 10c one live attempt, one effect: no two attempts of a callback overlap; a callback's effect
  *   happens more than once only after an attempt that had it died before its report;
  * - 10d everything drains: no owed set is left, every callback is final, and every callback that
- *   succeeded had its effect.
+ *   succeeded had its effect;
+ * - 10f deadlines: each decided once, missed (and its callbacks owed, counted in 10a) only from
+ *   its time on for a run not finished by then, met only by a finish in time.
  */
 
 export interface CallbackAttempt {
@@ -168,9 +170,21 @@ export function checkCallbacksOwed(
     )?.[eventOfKind(kind).event];
     for (let i = 0; i < (refs?.length ?? 0); i++) expected.add(`${run}|${kind}|${clearCount}|${i}`);
   }
+  // A missed deadline owes its callbacks, at the run's clear count when it was missed.
+  for (const deadline of mirror.deadlines.values()) {
+    if (deadline.state !== 'missed') continue;
+    const dag = dags.get(deadline.run.split('/')[0] as string);
+    const refs = dag?.deadlines?.[deadline.index]?.callbacks ?? [];
+    for (let i = 0; i < refs.length; i++)
+      expected.add(`${deadline.run}|deadline_missed|${deadline.clearCount ?? 0}|${deadline.index}:${i}`);
+  }
   const actual = new Map<string, string>();
   for (const callback of mirror.callbacks.values()) {
-    actual.set(`${callback.owner}|${callback.kind}|${callback.n}|${callback.index}`, callback.callbackId);
+    const index =
+      callback.deadlineIndex === undefined
+        ? `${callback.index}`
+        : `${callback.deadlineIndex}:${callback.index}`;
+    actual.set(`${callback.owner}|${callback.kind}|${callback.n}|${index}`, callback.callbackId);
   }
   const missing = [...expected].filter((key) => !actual.has(key));
   if (missing.length > 0) {
@@ -184,6 +198,31 @@ export function checkCallbacksOwed(
     return new SimFailure(
       '10b-nothing-unowed',
       `callback items for causes that owe nothing: ${unowed.slice(0, 5).join('; ')}`,
+    );
+  }
+  return undefined;
+}
+
+/**
+ * 10f deadlines: each decided once, missed only from its time on and only for a run not finished
+ * by then, met only by a finish before it (checked as the writes pass, see StoreMirror); and at
+ * the end no finished run has a deadline left undecided.
+ */
+export function checkDeadlines(mirror: StoreMirror): SimFailure | undefined {
+  if (mirror.deadlineViolations.length > 0) {
+    return new SimFailure('10f-deadlines', mirror.deadlineViolations.slice(0, 5).join('; '));
+  }
+  const undecided = [...mirror.deadlines.entries()].filter(([, deadline]) => {
+    const state = mirror.runs.get(deadline.run)?.state;
+    return deadline.state === 'pending' && (state === 'success' || state === 'failed');
+  });
+  if (undecided.length > 0) {
+    return new SimFailure(
+      '10f-deadlines',
+      `finished runs with deadlines never decided: ${undecided
+        .slice(0, 5)
+        .map(([key]) => key)
+        .join(', ')}`,
     );
   }
   return undefined;

@@ -34,11 +34,23 @@ export interface MirroredCallback {
   owner: string;
   kind: string;
   index: number;
+  /** For `deadline_missed`: which deadline of the run. */
+  deadlineIndex?: number;
   n: number;
   state: string;
   attempt: number;
   maxAttempts: number;
   queuedSends: number;
+}
+
+/** A deadline of a run as last written, and the sim time its state was decided at. */
+export interface MirroredDeadline {
+  run: string;
+  index: number;
+  atMs: number;
+  state: string;
+  /** The run's clear count when it was missed (its callbacks' `n`). */
+  clearCount?: number;
 }
 
 /** A change of a TI's state, try or deferral number: the values after it, and who wrote it. */
@@ -106,6 +118,10 @@ export class StoreMirror {
   readonly callbacks = new Map<string, MirroredCallback>();
   /** Every finish of a run: `dag/run|state|clearCount` (a cleared run may finish again). */
   readonly runFinishes = new Set<string>();
+  /** Deadlines of runs by `dag/run#index`. */
+  readonly deadlines = new Map<string, MirroredDeadline>();
+  /** Violations of 10f seen as the writes passed (a decided deadline changed, one decided early or wrongly). */
+  readonly deadlineViolations: string[] = [];
 
   observe(item: Item, writer?: string): void {
     const itemKey = `${String(item.pk)}|${String(item.sk)}`;
@@ -125,6 +141,7 @@ export class StoreMirror {
             : `${item.dagId}/${item.runId}`,
         kind: String(item.kind),
         index: Number(item.index),
+        ...(typeof item.deadlineIndex === 'number' ? { deadlineIndex: item.deadlineIndex } : {}),
         n: Number(item.taskId === null ? item.clearCount : item.tryNumber),
         state: String(item.state),
         attempt: Number(item.attempt),
@@ -164,6 +181,7 @@ export class StoreMirror {
       // A finish is a change into success or failed (a clear's own writes keep the state).
       if ((item.state === 'success' || item.state === 'failed') && this.runs.get(key)?.state !== item.state)
         this.runFinishes.add(`${key}|${item.state}|${Number(item.clearCount ?? 0)}`);
+      this.#observeDeadlines(key, item);
       this.runs.set(key, {
         dagId: item.dagId,
         runId: item.runId,
@@ -192,6 +210,48 @@ export class StoreMirror {
       return;
     }
     this.version++;
+  }
+
+  /**
+   * 10f as each run write passes: a deadline is decided once (pending → met or missed, never
+   * changed after), missed only once its time has come and the run had not finished by then, met
+   * only by a finish before its time.
+   */
+  #observeDeadlines(run: string, item: Item): void {
+    const deadlines = item.deadlines as { index: number; at: string; state: string }[] | undefined;
+    for (const deadline of deadlines ?? []) {
+      const key = `${run}#${deadline.index}`;
+      const before = this.deadlines.get(key);
+      const atMs = Date.parse(deadline.at);
+      const nowMs = this.clock();
+      const endMs = typeof item.endDate === 'string' ? Date.parse(item.endDate) : undefined;
+      if (before && before.state !== 'pending' && before.state !== deadline.state) {
+        this.deadlineViolations.push(`${key} was ${before.state}, then written ${deadline.state}`);
+      }
+      if (before?.state !== deadline.state && deadline.state === 'missed') {
+        if (nowMs < atMs) this.deadlineViolations.push(`${key} missed at ${nowMs}, before its time ${atMs}`);
+        if (endMs !== undefined && endMs <= atMs)
+          this.deadlineViolations.push(`${key} missed though the run ended at ${endMs}, by its time ${atMs}`);
+      }
+      if (
+        before?.state !== deadline.state &&
+        deadline.state === 'met' &&
+        (endMs === undefined || endMs > atMs)
+      ) {
+        this.deadlineViolations.push(
+          `${key} met though the run ended at ${endMs ?? 'no time'}, after ${atMs}`,
+        );
+      }
+      this.deadlines.set(key, {
+        run,
+        index: deadline.index,
+        atMs,
+        state: deadline.state,
+        ...(deadline.state === 'missed'
+          ? { clearCount: before?.clearCount ?? Number(item.clearCount ?? 0) }
+          : {}),
+      });
+    }
   }
 
   #recordChange(change: TaskInstanceChange): void {

@@ -44,6 +44,10 @@ interface Slot {
   stopped: boolean;
   /** Heartbeats sent before this sim time are lost. */
   heartbeatsLostUntil: number;
+  /** Called when the triggerer's actor is killed (its `run()` then never ends). */
+  died: () => void;
+  /** Resolves when it is. */
+  dead: Promise<void>;
 }
 
 const TRIGGER_REPORT = /^\/execution\/triggers\/([^/]+)\/(event|failure)$/;
@@ -74,6 +78,9 @@ export class SimTriggerers {
     const { kernel } = this.#deps;
     const name = `triggerer-${++this.started}`;
     const slot = { name, stopped: false, heartbeatsLostUntil: 0 } as Slot;
+    slot.dead = new Promise<void>((resolve) => {
+      slot.died = resolve;
+    });
     this.#credential ??= triggererCredential(kernel.now);
     const { actor } = kernel.spawn('triggerer', async () => {
       slot.triggerer = createTriggerer({
@@ -112,7 +119,8 @@ export class SimTriggerers {
     slot.stopped = true;
     this.stops++;
     kernel.log(`${slot.name} stopped (${graceful ? 'graceful' : 'crash: no complete'})`);
-    await slot.triggerer.stop({ graceful });
+    // A callback attempt's fault may kill the triggerer while it stops: its stop never ends then.
+    await Promise.race([slot.triggerer.stop({ graceful }), slot.dead]);
     await kernel.sleep(prng.range(1_000, 10_000));
     this.start();
   }
@@ -123,6 +131,7 @@ export class SimTriggerers {
    */
   killed(actor: Actor): void {
     const slot = this.#slots.find((candidate) => candidate.actor === actor);
+    slot?.died();
     if (!slot || slot.stopped) return;
     const { kernel, prng } = this.#deps;
     slot.stopped = true;

@@ -111,6 +111,24 @@ function callbackOptions(prng: Prng, events: readonly string[]): Record<string, 
   );
 }
 
+/**
+ * Deadlines on some DAGs: from when a run was queued, within a span some runs meet and some miss
+ * (the sim's runs take from seconds to minutes), with a callback on a worker or a triggerer.
+ */
+function deadlineOptions(prng: Prng): Record<string, unknown> {
+  if (!prng.chance(0.6)) return {};
+  const count = prng.range(1, 2);
+  const deadlines = Array.from({ length: count }, (_, d) => {
+    const callback = named(`cb_deadline_${d}`);
+    return {
+      within: `${prng.range(2, 60)}s`,
+      of: prng.pick(['queued_at', 'logical_date'] as const),
+      callback: prng.chance(0.3) ? { callback, runOn: 'triggerer' } : callback,
+    };
+  });
+  return { deadline: deadlines };
+}
+
 function named(name: string): () => void {
   const fn = () => undefined;
   Object.defineProperty(fn, 'name', { value: name });
@@ -125,6 +143,7 @@ function randomDag(prng: Prng, dagId: string, pools: Record<string, number>): Da
     maxActiveRuns: prng.range(1, 2),
     maxActiveTasks: prng.range(1, 4),
     ...callbackOptions(callbacks, ['onSuccess', 'onFailure']),
+    ...deadlineOptions(prng.fork('deadlines')),
   };
   return dag(dagOptions, (d) => {
     for (let i = 0; i < taskCount; i++) {

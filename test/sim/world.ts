@@ -9,6 +9,7 @@ import {
   CallbackLedger,
   checkCallbacksDrained,
   checkCallbacksOwed,
+  checkDeadlines,
   SimCallbackExecutor,
 } from './callbacks.ts';
 import {
@@ -298,6 +299,9 @@ class World {
         deferrals: this.#ledger.deferrals.size,
         callbacks: countBy([...this.#mirror.callbacks.values()].map((c) => `${c.kind}:${c.state}`)),
         callbackAttempts: this.#callbackLedger.attempts.length,
+        callbacksOnTriggerers: this.#callbackLedger.attempts.filter((a) => a.actor.startsWith('triggerer'))
+          .length,
+        deadlines: countBy([...this.#mirror.deadlines.values()].map((d) => d.state)),
         resumed: this.#ledger.executions.filter((e) => e.phase > 0).length,
         triggerAnswers: countBy(
           this.#ledger.triggerAnswers.map((a) => `${a.route}:${a.type ?? '-'}:${a.outcome}`),
@@ -677,7 +681,8 @@ class World {
     if (messages) kernel.fail(messages);
     const callbacks =
       checkCallbacksOwed(this.#mirror, this.#dags) ??
-      checkCallbacksDrained(this.#mirror, this.#callbackLedger);
+      checkCallbacksDrained(this.#mirror, this.#callbackLedger) ??
+      checkDeadlines(this.#mirror);
     if (callbacks) kernel.fail(callbacks);
   }
 }

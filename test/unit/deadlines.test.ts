@@ -81,6 +81,15 @@ describe('the time of a deadline', () => {
     ).toBe(7);
     expect(averageDurationMs([], 10)).toBeUndefined();
   });
+
+  it('waits for `over` succeeded runs before it measures (one quick run is no measure)', () => {
+    const two = [
+      finished('2026-02-28T00:00:00.000Z', '2026-02-28T00:10:00.000Z'),
+      finished('2026-02-26T00:00:00.000Z', '2026-02-26T00:20:00.000Z'),
+    ];
+    expect(averageDurationMs(two, 3)).toBeUndefined();
+    expect(averageDurationMs(two, 2)).toBe(15 * 60_000);
+  });
 });
 
 describe('deciding deadlines', () => {

@@ -125,6 +125,14 @@ describe('the deadline option', () => {
       /'by' must be an ISO-8601 date-time with an offset/,
     );
   });
+
+  it('refuses a fixed time outside the years 0001 to 9999, and takes one at 9999', () => {
+    expect(refusal({ by: new Date(1_780_000_000_000 * 1000), callback: late })).toMatch(
+      /'by' is in the year \d+, outside 0001 to 9999/,
+    );
+    expect(refusal({ by: new Date(-62_200_000_000_000), callback: late })).toMatch(/outside 0001 to 9999/);
+    expect(() => build({ deadline: { by: '9999-12-31T00:00:00Z', callback: late } })).not.toThrow();
+  });
 });
 
 describe('resolving a deadline callback', () => {

@@ -28,4 +28,37 @@ describe('standalone wake timers', () => {
     expect(notified).toEqual([run]);
     timers.stop();
   });
+
+  const recording = () => {
+    const notified: number[] = [];
+    const notifier = {
+      notify: async () => void notified.push(Date.now()),
+    } as unknown as SchedulingNotifier;
+    return { notified, timers: new InProcessTimers(notifier) };
+  };
+
+  it('keeps every time asked for: an earlier wake-up does not replace a later one', async () => {
+    const { notified, timers } = recording();
+    const start = Date.now();
+    await timers.wakeAt(run, start + 60_000); // a deadline
+    await timers.wakeAt(run, start + 5_000); // a retry, earlier
+    await timers.wakeAt(run, start + 60_000); // the same again: once
+    await vi.advanceTimersByTimeAsync(120_000);
+    expect(notified.map((at) => at - start)).toEqual([5_000, 60_000]);
+    timers.stop();
+  });
+
+  it('arms a timer again when it fires before its time', async () => {
+    const { notified, timers } = recording();
+    const start = Date.now();
+    await timers.wakeAt(run, start + 1_000);
+    // The clock lags the timer by a millisecond when it fires.
+    vi.setSystemTime(start - 1);
+    await vi.advanceTimersByTimeAsync(1_000);
+    expect(notified).toEqual([]);
+    await vi.advanceTimersByTimeAsync(10);
+    expect(notified.length).toBe(1);
+    expect(notified[0]).toBeGreaterThanOrEqual(start + 1_000);
+    timers.stop();
+  });
 });
