@@ -335,24 +335,37 @@ export class CallbackService {
 
   async #handleDue(callback: Callback, nowMs: number): Promise<void> {
     const key = keyOf(callback);
-    if (callback.state === 'queued' && callback.place === 'triggerer') {
-      await this.#unclaim(callback, nowMs);
-      return;
-    }
     if (callback.state === 'queued') {
-      if (callback.notBefore !== null && Date.parse(callback.notBefore) > nowMs) return;
+      // A triggerer's callback is here once claimed: its triggerer did not start it in time (it
+      // died, or lost its job). A worker's is here when its workload may have been lost.
+      const onTriggerer = callback.place === 'triggerer';
+      if (!onTriggerer && callback.notBefore !== null && Date.parse(callback.notBefore) > nowMs) return;
+      const expected = { state: 'queued' as const, attempt: callback.attempt, revision: callback.revision };
       if (callback.queuedSends >= this.#deps.settings.maxQueuedSends) {
         await this.#deps.store.transitionCallback(
           key,
-          { state: 'queued', attempt: callback.attempt, revision: callback.revision },
+          expected,
           {
             state: 'failed',
             endDate: new Date(nowMs).toISOString(),
-            errorMessage: `No worker started attempt ${callback.attempt} after ${callback.queuedSends} sends of its workload (UPDRAFT_MAX_QUEUED_SENDS), the first after UPDRAFT_QUEUED_TIMEOUT_MS and each later one after twice the wait before it`,
+            errorMessage: onTriggerer
+              ? `No triggerer started attempt ${callback.attempt} after ${callback.queuedSends} claims (UPDRAFT_MAX_QUEUED_SENDS), each given up after UPDRAFT_QUEUED_TIMEOUT_MS`
+              : `No worker started attempt ${callback.attempt} after ${callback.queuedSends} sends of its workload (UPDRAFT_MAX_QUEUED_SENDS), the first after UPDRAFT_QUEUED_TIMEOUT_MS and each later one after twice the wait before it`,
           },
           null,
         );
         this.#deps.metrics?.increment('callbacks.failed');
+        return;
+      }
+      if (onTriggerer) {
+        // Claimable again, by any triggerer.
+        await this.#deps.store.transitionCallback(
+          key,
+          expected,
+          { workerId: null },
+          new Date(nowMs).toISOString(),
+          'triggerer',
+        );
         return;
       }
       // The wait doubles with each send: a long backlog of callbacks is not taken for lost workloads.
@@ -362,7 +375,7 @@ export class CallbackService {
       );
       const sent = await this.#deps.store.transitionCallback(
         key,
-        { state: 'queued', attempt: callback.attempt, revision: callback.revision },
+        expected,
         { queuedSends: callback.queuedSends + 1, queuedAt: new Date(nowMs).toISOString() },
         new Date(nowMs + wait).toISOString(),
       );
@@ -381,35 +394,6 @@ export class CallbackService {
         nowMs,
       );
     }
-  }
-
-  /**
-   * A triggerer claimed it and did not start it within the queued timeout (it died, or lost its
-   * job): claimable again, or failed once it was claimed `maxQueuedSends` times without a start.
-   */
-  async #unclaim(callback: Callback, nowMs: number): Promise<void> {
-    const expected = { state: 'queued' as const, attempt: callback.attempt, revision: callback.revision };
-    if (callback.queuedSends >= this.#deps.settings.maxQueuedSends) {
-      await this.#deps.store.transitionCallback(
-        keyOf(callback),
-        expected,
-        {
-          state: 'failed',
-          endDate: new Date(nowMs).toISOString(),
-          errorMessage: `No triggerer started attempt ${callback.attempt} after ${callback.queuedSends} claims (UPDRAFT_MAX_QUEUED_SENDS), each given up after UPDRAFT_QUEUED_TIMEOUT_MS`,
-        },
-        null,
-      );
-      this.#deps.metrics?.increment('callbacks.failed');
-      return;
-    }
-    await this.#deps.store.transitionCallback(
-      keyOf(callback),
-      expected,
-      { workerId: null },
-      new Date(nowMs).toISOString(),
-      'triggerer',
-    );
   }
 
   /**
@@ -756,16 +740,11 @@ export class CallbackService {
  * simulation claims the same way).
  */
 function orderedForJob(callbacks: readonly Callback[], jobId: string): Callback[] {
-  const rank = (callback: Callback) => {
-    let hash = 0x811c9dc5;
-    for (const char of `${jobId}\u0000${callback.callbackId}`) {
-      hash ^= char.charCodeAt(0);
-      hash = Math.imul(hash, 0x01000193) >>> 0;
-    }
-    return hash;
-  };
   return callbacks
-    .map((callback) => ({ callback, rank: rank(callback) }))
+    .map((callback) => ({
+      callback,
+      rank: createHash('sha256').update(`${jobId}\u0000${callback.callbackId}`).digest().readUInt32BE(0),
+    }))
     .sort((a, b) => a.rank - b.rank)
     .map(({ callback }) => callback);
 }

@@ -32,7 +32,7 @@ export interface TriggererCallbacksOptions {
 export class TriggererCallbacks {
   readonly #options: TriggererCallbacksOptions;
   readonly #running = new Set<Promise<void>>();
-  /** Aborted by `stop()`: attempts in flight end failed (retryable) and report so. */
+  /** Aborted by `stop()`: attempts in flight are stopped (handed back, or abandoned). */
   readonly #stop = new AbortController();
   /** Set by a stop that is not graceful: attempts in flight end without a report, as in a crash. */
   #abandoned = false;
