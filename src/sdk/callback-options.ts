@@ -118,7 +118,7 @@ function resolveOne(input: unknown, where: string, expected: string): ResolvedCa
     return { fn: input as CallbackFunction, ref: refOf(input as CallbackFunction) };
   }
   if (typeof input !== 'object' || input === null) {
-    throw new DagValidationError(`${where}: ${expected}, got ${describe(input)}`);
+    throw new DagValidationError(`${where}: ${expected}, got ${describeOptionValue(input)}`);
   }
   const unknownKeys = Object.keys(input).filter((key) => !SPEC_KEYS.includes(key));
   if (unknownKeys.length > 0) {
@@ -129,13 +129,15 @@ function resolveOne(input: unknown, where: string, expected: string): ResolvedCa
   }
   const spec = input as Partial<Record<keyof CallbackSpec, unknown>>;
   if (typeof spec.callback !== 'function') {
-    throw new DagValidationError(`${where}: 'callback' must be a function, got ${describe(spec.callback)}`);
+    throw new DagValidationError(
+      `${where}: 'callback' must be a function, got ${describeOptionValue(spec.callback)}`,
+    );
   }
   const ref: CallbackRef = refOf(spec.callback as CallbackFunction);
   if (spec.runOn !== undefined) {
     if (spec.runOn !== 'worker' && spec.runOn !== 'triggerer') {
       throw new DagValidationError(
-        `${where}: 'runOn' must be 'worker' or 'triggerer', got ${describe(spec.runOn)}`,
+        `${where}: 'runOn' must be 'worker' or 'triggerer', got ${describeOptionValue(spec.runOn)}`,
       );
     }
     ref.runOn = spec.runOn;
@@ -148,7 +150,7 @@ function resolveOne(input: unknown, where: string, expected: string): ResolvedCa
       spec.retries > CALLBACK_MAX_RETRIES
     ) {
       throw new DagValidationError(
-        `${where}: 'retries' must be an integer from 0 to ${CALLBACK_MAX_RETRIES}, got ${describe(spec.retries)}`,
+        `${where}: 'retries' must be an integer from 0 to ${CALLBACK_MAX_RETRIES}, got ${describeOptionValue(spec.retries)}`,
       );
     }
     ref.retries = spec.retries;
@@ -190,7 +192,8 @@ export function callbackNameOf(fn: { name: string }): string {
   return fn.name || 'anonymous';
 }
 
-function describe(value: unknown): string {
+/** A value as an option error names it: `null`, `an array`, a JSON string, a number, or its type. */
+export function describeOptionValue(value: unknown): string {
   if (value === null) return 'null';
   if (Array.isArray(value)) return 'an array';
   if (typeof value === 'string') return JSON.stringify(value);

@@ -8,7 +8,12 @@ import {
 } from '#core/deadlines.ts';
 import { type DurationInput, parseDuration } from '#core/duration.ts';
 import { InvalidDurationError } from '#core/errors.ts';
-import { type CallbackInput, type ResolvedCallback, resolveCallbackInput } from './callback-options.ts';
+import {
+  type CallbackInput,
+  describeOptionValue,
+  type ResolvedCallback,
+  resolveCallbackInput,
+} from './callback-options.ts';
 import { DagValidationError } from './errors.ts';
 
 /**
@@ -193,10 +198,5 @@ function over(value: unknown, at: string): number {
 }
 
 function describe(value: unknown): string {
-  if (value === null) return 'null';
-  if (value === undefined) return 'nothing';
-  if (Array.isArray(value)) return 'an array';
-  if (typeof value === 'string') return JSON.stringify(value);
-  if (typeof value === 'number' || typeof value === 'boolean') return String(value);
-  return typeof value;
+  return value === undefined ? 'nothing' : describeOptionValue(value);
 }
