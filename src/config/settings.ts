@@ -29,6 +29,11 @@ export const settingsSchema = z
 
     /** Concurrent task slots of the standalone worker pool. */
     workerSlots: z.coerce.number().int().min(1).max(256).default(8),
+    /**
+     * Task runner processes a standalone pool keeps beyond its slots, idle with other DAG versions'
+     * code, so interleaved tries of several DAGs reuse a runner instead of booting one each.
+     */
+    spareTaskRunners: z.coerce.number().int().min(0).max(64).default(2),
     heartbeatIntervalMs: z.coerce.number().int().min(100).default(5_000),
     /** A running TI whose heartbeat is older than this is a zombie: failed or retried. */
     heartbeatTimeoutMs: z.coerce.number().int().min(500).default(60_000),
@@ -267,6 +272,7 @@ export const SETTING_ENV_VARS: Readonly<Record<keyof Settings, string>> = {
   dagFileParseTimeoutMs: 'UPDRAFT_DAG_FILE_PARSE_TIMEOUT_MS',
   dagsArePausedAtCreation: 'UPDRAFT_DAGS_ARE_PAUSED_AT_CREATION',
   workerSlots: 'UPDRAFT_WORKER_SLOTS',
+  spareTaskRunners: 'UPDRAFT_SPARE_TASK_RUNNERS',
   heartbeatIntervalMs: 'UPDRAFT_HEARTBEAT_INTERVAL_MS',
   heartbeatTimeoutMs: 'UPDRAFT_HEARTBEAT_TIMEOUT_MS',
   queuedTimeoutMs: 'UPDRAFT_QUEUED_TIMEOUT_MS',

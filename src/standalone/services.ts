@@ -215,6 +215,7 @@ export async function startStandalone(settings: Settings, options: StandaloneOpt
     heartbeatTimeoutMs: settings.heartbeatTimeoutMs,
     shutdownGraceMs: settings.shutdownGraceSeconds * 1000,
     taskMemoryLimitMb: settings.taskMemoryLimitMb,
+    spareRunners: settings.spareTaskRunners,
     allowedDeserializationClasses: settings.allowedDeserializationClasses,
     metrics,
     log: log.child({ component: 'worker' }),
@@ -236,6 +237,7 @@ export async function startStandalone(settings: Settings, options: StandaloneOpt
     bundlesFolder: bundles.folder,
     cwd,
     memoryLimitMb: settings.taskMemoryLimitMb,
+    spareRunners: settings.spareTaskRunners,
   });
   const callbackWorkers = new CallbackWorkerPool({
     queue: queues.callbacks,

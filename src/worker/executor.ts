@@ -37,14 +37,21 @@ const ON_DISK = 'dags folder';
  * so its module cache never holds two versions. Without a bundle (none configured, or a version
  * parsed before bundles existed) the try runs the DAG file as it is on disk, in a runner retired
  * once a module it loaded changes.
+ *
+ * Runners, busy and idle, number at most the slots plus `spareRunners`: the spares keep other
+ * versions' runners idle while every slot's runner holds one DAG's code, so tries of a few DAGs
+ * interleaved reuse their runners instead of booting a process (and retiring a warm one) each.
  */
 export class ProcessTaskExecutor implements TaskExecutor {
   readonly #dagsFolder: string;
   readonly #cwd: string;
   readonly #bundles: BundleStore | undefined;
   readonly #idle: IdleRunner[] = [];
-  /** Idle runners kept at most: the pool's slots once warmed. */
-  #maxIdle = 8;
+  /** Runners running a try or a callback now. */
+  #busy = 0;
+  /** Runners kept at most, busy and idle: the pool's slots once warmed, plus the spares. */
+  #slots = 8;
+  readonly #spareRunners: number;
   #closed = false;
 
   /** UPDRAFT_TASK_MEMORY_LIMIT_MB: the limit of a try whose task sets none; 0 for none. */
@@ -59,7 +66,10 @@ export class ProcessTaskExecutor implements TaskExecutor {
     bundlesFolder?: string | undefined;
     memoryLimitMb?: number | undefined;
     allowedDeserializationClasses?: readonly string[] | undefined;
+    /** UPDRAFT_SPARE_TASK_RUNNERS: runners kept beyond the slots (default 0). */
+    spareRunners?: number | undefined;
   }) {
+    this.#spareRunners = options.spareRunners ?? 0;
     this.#memoryLimitMb = options.memoryLimitMb ?? 0;
     this.#allowedClasses = options.allowedDeserializationClasses ?? DEFAULT_ALLOWED_DESERIALIZATION_CLASSES;
     this.#dagsFolder = options.dagsFolder;
@@ -69,46 +79,50 @@ export class ProcessTaskExecutor implements TaskExecutor {
 
   /** Starts processes ahead of the first tries, so they do not wait for a process to boot. */
   warm(count: number): void {
-    this.#maxIdle = count;
+    this.#slots = count;
     while (this.#idle.length < count) this.#idle.push({ runner: this.#spawn(), code: null });
   }
 
   async run(started: StartedTask, args: unknown[], hooks: TaskHooks): Promise<RunnerOutcome> {
     const target = await this.#codeOf(started, hooks);
-    const runner = await this.#acquire(target.code, this.#memoryLimitOf(started));
     const resume = started.resume
       ? { resume: started.resume, allowedClasses: this.#allowedClasses }
       : undefined;
-    const outcome = await runner.run(
-      target.file,
-      taskRunContextOf(started),
-      args,
-      hooks,
-      target.pinned,
-      resume,
+    return this.#withRunner(target.code, this.#memoryLimitOf(started), (runner) =>
+      runner.run(target.file, taskRunContextOf(started), args, hooks, target.pinned, resume),
     );
-    this.#release(runner, target.code);
-    return outcome;
   }
 
   /** One attempt of a callback, in a runner holding its run's DAG version, like a try. */
   async runCallback(started: StartedCallback, hooks: TaskHooks): Promise<RunnerOutcome> {
     const target = await this.#codeOf(started, hooks);
-    const runner = await this.#acquire(target.code, this.#defaultMemoryLimit());
-    const outcome = await runner.runCallback(
-      target.file,
-      {
-        dagId: started.dag_id,
-        taskId: started.task_id,
-        event: started.event,
-        index: started.index,
-        name: started.name,
-        context: callbackRunContextOf(started),
-      },
-      hooks,
+    const call = {
+      dagId: started.dag_id,
+      taskId: started.task_id,
+      event: started.event,
+      index: started.index,
+      name: started.name,
+      context: callbackRunContextOf(started),
+    };
+    return this.#withRunner(target.code, this.#defaultMemoryLimit(), (runner) =>
+      runner.runCallback(target.file, call, hooks),
     );
-    this.#release(runner, target.code);
-    return outcome;
+  }
+
+  /** Runs `work` on a runner holding `code`, counted busy meanwhile, then keeps or retires it. */
+  async #withRunner(
+    code: string,
+    memory: MemoryLimit | undefined,
+    work: (runner: RunnerProcess) => Promise<RunnerOutcome>,
+  ): Promise<RunnerOutcome> {
+    const runner = await this.#acquire(code, memory);
+    this.#busy += 1;
+    try {
+      return await work(runner);
+    } finally {
+      this.#busy -= 1;
+      this.#release(runner, code);
+    }
   }
 
   /** Ends the idle processes; a process still running a try ends when its try does. */
@@ -156,9 +170,13 @@ export class ProcessTaskExecutor implements TaskExecutor {
     same?.kill();
     const fresh = this.#take((idle) => idle.code === null && fits(idle));
     if (fresh) return fresh;
-    // Every idle runner holds other code: one is retired for a fresh process.
-    this.#idle.shift()?.runner.kill();
+    // Every idle runner holds other code: at capacity, the least recently used one is retired.
+    if (this.#idle.length + this.#busy + 1 > this.#capacity) this.#idle.shift()?.runner.kill();
     return this.#spawn(memory);
+  }
+
+  get #capacity(): number {
+    return this.#slots + this.#spareRunners;
   }
 
   /** Takes the most recently used usable idle runner that matches; drops dead ones on the way. */
@@ -182,8 +200,9 @@ export class ProcessTaskExecutor implements TaskExecutor {
       return;
     }
     this.#idle.push({ runner, code });
-    // Bounded: the least recently used runners beyond the pool's size are retired.
-    while (this.#idle.length > this.#maxIdle) this.#idle.shift()?.runner.kill();
+    // Bounded: the least recently used idle runners beyond the capacity are retired.
+    while (this.#idle.length > 0 && this.#idle.length + this.#busy > this.#capacity)
+      this.#idle.shift()?.runner.kill();
   }
 
   #spawn(memory = this.#defaultMemoryLimit()): RunnerProcess {

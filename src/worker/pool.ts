@@ -44,6 +44,8 @@ export interface WorkerPoolOptions {
   cwd?: string;
   /** Memory limit of a try whose task sets none (UPDRAFT_TASK_MEMORY_LIMIT_MB); 0 or absent: none. */
   taskMemoryLimitMb?: number;
+  /** Task runner processes kept beyond the slots (UPDRAFT_SPARE_TASK_RUNNERS). */
+  spareRunners?: number;
   /** UPDRAFT_ALLOWED_DESERIALIZATION_CLASSES, for resumed tries. */
   allowedDeserializationClasses?: readonly string[];
   /** Runs the tries; default: task runner processes, one per slot. */
@@ -86,6 +88,7 @@ export class WorkerPool {
         bundlesFolder: options.bundlesFolder,
         cwd: options.cwd ?? process.cwd(),
         memoryLimitMb: options.taskMemoryLimitMb,
+        spareRunners: options.spareRunners,
         allowedDeserializationClasses: options.allowedDeserializationClasses,
       });
       this.#executor = this.#processes;

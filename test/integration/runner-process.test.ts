@@ -121,6 +121,7 @@ describe('ProcessTaskExecutor and changed modules', () => {
 
   afterEach(async () => {
     executor?.close();
+    spareRunners = 0;
     if (folder) await rm(folder, { recursive: true, force: true });
   });
 
@@ -140,12 +141,13 @@ describe('ProcessTaskExecutor and changed modules', () => {
         `});`,
       ].join('\n'),
     );
-    executor = new ProcessTaskExecutor({ dagsFolder: folder, cwd: REPO_ROOT });
+    executor = new ProcessTaskExecutor({ dagsFolder: folder, cwd: REPO_ROOT, spareRunners });
     return { helper };
   }
+  let spareRunners = 0;
 
-  const run = (taskId: string) =>
-    executor!.run(started(taskId), [], {
+  const run = (taskId: string, memoryLimitMb: number | null = null) =>
+    executor!.run({ ...started(taskId), memory_limit_mb: memoryLimitMb }, [], {
       onLog: () => undefined,
       pullXCom: async () => null,
       signal: new AbortController().signal,
@@ -172,6 +174,30 @@ describe('ProcessTaskExecutor and changed modules', () => {
 
     expect(await run('pid')).not.toEqual(first);
   }, 20_000);
+
+  // Runners serve one memory limit as they serve one bundle: two limits interleave like two DAGs.
+  it.each([
+    { spare: 1, reused: true },
+    { spare: 0, reused: false },
+  ])(
+    'with $spare spare runner(s) beside one slot, tries of two kinds interleaved reuse their runner: $reused',
+    async ({ spare, reused }) => {
+      spareRunners = spare;
+      await dagsFolder('one');
+      executor!.warm(1);
+      const first = await run('pid', 300);
+      const other = await run('pid', 400);
+      expect(other).not.toEqual(first);
+      const again = await run('pid', 300);
+      const otherAgain = await run('pid', 400);
+      if (reused) expect([again, otherAgain]).toEqual([first, other]);
+      else {
+        expect(again).not.toEqual(first);
+        expect(otherAgain).not.toEqual(other);
+      }
+    },
+    30_000,
+  );
 
   function started(taskId: string): StartedTask {
     return startedTaskFixture({
