@@ -292,7 +292,7 @@ export async function startStandalone(settings: Settings, options: StandaloneOpt
   }
   // Runs left active by an earlier process are recovered now, one bounded tick after another
   // until the reconcile cursor has gone round them all, without holding up the start.
-  recoverActiveRuns(engine).catch((error: unknown) => log.error('Recovering active runs failed', { error }));
+  void background.once(recoverActiveRuns(engine), 'Recovering active runs failed');
 
   return {
     apiUrl,
@@ -304,13 +304,15 @@ export async function startStandalone(settings: Settings, options: StandaloneOpt
     api,
     refreshDags,
     async stop() {
-      background.stop();
+      const backgroundDone = background.stop();
       dagParser.close();
       await Promise.all([workers.stop(), callbackWorkers.stop(), triggerer?.stop()]);
       callbackRunners.close();
       await notifier.drain();
       stopLoop.abort();
       await loop;
+      // A tick or a reconciliation under way finishes before the store goes away under it.
+      await backgroundDone;
       timers.stop();
       closeQueues();
       await closeServer(server);
@@ -480,10 +482,11 @@ export class InProcessTimers implements WakeTimers {
   }
 }
 
-/** Periodic jobs that never overlap themselves and log instead of throwing. */
-class BackgroundTasks {
+/** Periodic jobs that never overlap themselves and log instead of throwing; the stop awaits them. */
+export class BackgroundTasks {
   readonly #log: Logger;
   readonly #handles: NodeJS.Timeout[] = [];
+  readonly #running = new Set<Promise<void>>();
 
   constructor(log: Logger) {
     this.#log = log;
@@ -494,16 +497,27 @@ class BackgroundTasks {
     const handle = setInterval(() => {
       if (running) return;
       running = true;
-      job()
-        .catch((error: unknown) => this.#log.error('Background job failed', { error }))
-        .finally(() => {
-          running = false;
-        });
+      void this.once(job(), 'Background job failed').finally(() => {
+        running = false;
+      });
     }, intervalMs);
     this.#handles.push(handle);
   }
 
-  stop(): void {
+  /** Tracks one job already started, logging its failure as `failure`. */
+  once(job: Promise<unknown>, failure: string): Promise<void> {
+    const tracked = job.then(
+      () => undefined,
+      (error: unknown) => this.#log.error(failure, { error }),
+    );
+    this.#running.add(tracked);
+    void tracked.finally(() => this.#running.delete(tracked));
+    return tracked;
+  }
+
+  /** Starts no more jobs; settles once those under way have. */
+  async stop(): Promise<void> {
     for (const handle of this.#handles) clearInterval(handle);
+    await Promise.all(this.#running);
   }
 }
