@@ -105,6 +105,22 @@ describe('DagFileParser with bad DAG files', () => {
     expect(idsOf(next)).toEqual(['a_good', 'was_looping', 'z_good_renamed']);
     expect(next.errors.map((error) => error.fileloc)).toEqual(['exits.ts', 'throws.ts', 'typo.ts']);
   }, 60_000);
+
+  it("reports a DAG the SDK let through but the schema refuses as its file's error, and loads the rest", async () => {
+    // Changed after dag() checked it: the options object is not frozen.
+    await writeFile(
+      join(folder, 'mutated.ts'),
+      `import { dag } from '${SDK_URL}';\nconst made = dag({ id: 'mutated' }, (d) => { d.task('only', async () => 1); });\n(made.options as { description: unknown }).description = 42;\nexport default made;\n`,
+    );
+    try {
+      const next = await parser.parse();
+      expect(messageOf(next, 'mutated.ts')).toMatch(/^DAG mutated cannot be serialized: description: /);
+      expect(idsOf(next)).not.toContain('mutated');
+      expect(idsOf(next)).toContain('a_good');
+    } finally {
+      await rm(join(folder, 'mutated.ts'), { force: true });
+    }
+  }, 60_000);
 });
 
 describe('DagFileParser versions', () => {
