@@ -6,6 +6,7 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as z from 'zod';
 import { HAND_BACK_MARGIN_MS } from '#aws/handler-worker.ts';
+import type { CallbackRef } from '#core/callbacks.ts';
 import { type SerializedDag, serializedDagSchema } from '#core/serialized-dag.ts';
 import { dagsFolderHash } from './dags-folder.ts';
 
@@ -118,24 +119,64 @@ export function workerTaskTimeLimitMs(workerTimeoutSeconds: number): number {
 /**
  * Refuses tasks whose execution timeout is longer than a worker can run them (see
  * `workerTaskTimeLimitMs`): the worker would hand the try back as a failure before the task's
- * own timeout fires. One error names every such task and the limit.
+ * own timeout fires. Callbacks likewise (any callback may run on a worker: an async one placed on
+ * a triggerer moves to the workers when none claims it), with `callbackDefaultTimeoutMs`
+ * (UPDRAFT_CALLBACK_EXECUTION_TIMEOUT_MS) for those that set no timeout: a worker hands an attempt
+ * still running at its time limit back, so a longer timeout would never fire and the attempt would
+ * be handed back again and again. One error names every such task and callback and the limit.
  */
-export function checkTaskTimeouts(dags: readonly SerializedDag[], workerTimeoutSeconds: number): void {
+export function checkTaskTimeouts(
+  dags: readonly SerializedDag[],
+  workerTimeoutSeconds: number,
+  callbackDefaultTimeoutMs?: number,
+): void {
   const limitMs = workerTaskTimeLimitMs(workerTimeoutSeconds);
   const problems: string[] = [];
+  const callbackProblems: string[] = [];
+  if (callbackDefaultTimeoutMs !== undefined && callbackDefaultTimeoutMs > limitMs)
+    callbackProblems.push(
+      `UPDRAFT_CALLBACK_EXECUTION_TIMEOUT_MS, the timeout of callbacks that set none, is ${seconds(callbackDefaultTimeoutMs)} s`,
+    );
   for (const dag of dags) {
     for (const task of dag.tasks) {
-      if (task.executionTimeoutMs === null || task.executionTimeoutMs <= limitMs) continue;
-      problems.push(
-        `task '${task.taskId}' of DAG '${dag.dagId}' (${dag.fileloc}) has an execution timeout of ${seconds(task.executionTimeoutMs)} s`,
-      );
+      if (task.executionTimeoutMs !== null && task.executionTimeoutMs > limitMs)
+        problems.push(
+          `task '${task.taskId}' of DAG '${dag.dagId}' (${dag.fileloc}) has an execution timeout of ${seconds(task.executionTimeoutMs)} s`,
+        );
+    }
+    for (const { where, ref } of callbackRefsOf(dag)) {
+      if (ref.timeoutMs !== undefined && ref.timeoutMs > limitMs)
+        callbackProblems.push(
+          `callback '${ref.name}' (${where} of DAG '${dag.dagId}', ${dag.fileloc}) has a timeout of ${seconds(ref.timeoutMs)} s`,
+        );
     }
   }
-  if (problems.length === 0) return;
+  if (problems.length === 0 && callbackProblems.length === 0) return;
   const limit = seconds(limitMs);
-  throw new TaskTimeoutError(
-    `${problems.join('; ')}: over the limit of ${limit} s, the worker function's timeout (${workerTimeoutSeconds} s) less the ${seconds(workerTimeoutSeconds * 1000 - limitMs)} s in which the worker hands a running try back. A try still running then is reported as a retryable failure ("outlived the worker's time limit"), so the task's own timeout would never fire. Lower the task's executionTimeout to ${limit} s or less.`,
-  );
+  const over = `over the limit of ${limit} s, the worker function's timeout (${workerTimeoutSeconds} s) less the ${seconds(workerTimeoutSeconds * 1000 - limitMs)} s in which the worker hands a running try back`;
+  const sentences: string[] = [];
+  if (problems.length > 0)
+    sentences.push(
+      `${problems.join('; ')}: ${over}. A try still running then is reported as a retryable failure ("outlived the worker's time limit"), so the task's own timeout would never fire. Lower the task's executionTimeout to ${limit} s or less.`,
+    );
+  if (callbackProblems.length > 0)
+    sentences.push(
+      `${callbackProblems.join('; ')}: ${over}. A callback attempt still running then is handed back unfinished, so its timeout would never fire. Lower the timeout to ${limit} s or less.`,
+    );
+  throw new TaskTimeoutError(sentences.join(' '));
+}
+
+/** Every callback reference of a DAG, with where it is attached. */
+function callbackRefsOf(dag: SerializedDag): { where: string; ref: CallbackRef }[] {
+  const refs: { where: string; ref: CallbackRef }[] = [];
+  for (const [event, list] of Object.entries(dag.callbacks ?? {}))
+    for (const ref of list ?? []) refs.push({ where: `the DAG's ${event}`, ref });
+  for (const task of dag.tasks)
+    for (const [event, list] of Object.entries(task.callbacks ?? {}))
+      for (const ref of list ?? []) refs.push({ where: `${event} of task '${task.taskId}'`, ref });
+  for (const [index, deadline] of (dag.deadlines ?? []).entries())
+    for (const ref of deadline.callbacks) refs.push({ where: `deadline ${index}`, ref });
+  return refs;
 }
 
 function seconds(ms: number): string {

@@ -199,6 +199,7 @@ export class Updraft extends Construct {
     checkTaskTimeouts(
       this.serializedDags.dags.map(({ dag }) => dag),
       workerTimeout.toSeconds(),
+      settings.resolved.callbackExecutionTimeoutMs,
     );
 
     this.store = new UpdraftTable(this, 'Store', { ...props.store, retention });

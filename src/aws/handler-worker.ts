@@ -111,13 +111,21 @@ export function makeWorkerHandler(given: Partial<HandlerDeps & Observability> = 
             `This worker's executor cannot run callbacks (record ${record.messageId})`,
           );
         }
+        // The batch's earlier records used the invocation's time up: this one comes back.
+        if (deadline.aborted) {
+          throw new WorkloadNotDoneError(
+            `The callback workload of record ${record.messageId} was not started before the worker's time limit; it comes back`,
+          );
+        }
         try {
+          // At the time limit an attempt under way is handed back unfinished, not counted.
           await runCallbackWorkload(message, {
             client: workload.client,
             executor: executor as CallbackExecutor,
             workerId: workload.worker.workerId,
             log,
             clock: workload.clock,
+            signal: deadline,
           });
         } catch (error) {
           throw new WorkloadNotDoneError(

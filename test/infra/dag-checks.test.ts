@@ -98,6 +98,42 @@ describe('checkTaskTimeouts', () => {
     expect(() => checkTaskTimeouts([dagWith('etl', [task('open_ended', null)])], 900)).not.toThrow();
   });
 
+  it('refuses a callback whose timeout exceeds the limit, wherever it is attached, and accepts one at the limit', () => {
+    const etl = dagWith('etl', [
+      { ...task('load', null), callbacks: { onFailure: [{ name: 'page', timeoutMs: 881_000 }] } },
+    ]);
+    expect(() => checkTaskTimeouts([etl], 900, 60_000)).toThrow(
+      "callback 'page' (onFailure of task 'load' of DAG 'etl', etl.ts) has a timeout of 881 s: over the limit of 880 s",
+    );
+    const onDag = { ...dagWith('d', []), callbacks: { onSuccess: [{ name: 'tell', timeoutMs: 900_000 }] } };
+    expect(() => checkTaskTimeouts([onDag], 900, 60_000)).toThrow(
+      /callback 'tell' \(the DAG's onSuccess of DAG 'd', d.ts\).*handed back unfinished.*Lower the timeout to 880 s or less/,
+    );
+    const deadline = {
+      ...dagWith('late', []),
+      deadlines: [
+        {
+          reference: 'queued_at' as const,
+          withinMs: 60_000,
+          callbacks: [{ name: 'warn', timeoutMs: 899_000 }],
+        },
+      ],
+    };
+    expect(() => checkTaskTimeouts([deadline], 900, 60_000)).toThrow(
+      /callback 'warn' \(deadline 0 of DAG 'late'/,
+    );
+    const atLimit = dagWith('etl', [
+      { ...task('load', null), callbacks: { onFailure: [{ name: 'page', timeoutMs: 880_000 }] } },
+    ]);
+    expect(() => checkTaskTimeouts([atLimit], 900, 880_000)).not.toThrow();
+  });
+
+  it('refuses a default callback timeout (UPDRAFT_CALLBACK_EXECUTION_TIMEOUT_MS) over the limit', () => {
+    expect(() => checkTaskTimeouts([], 60, 45_000)).toThrow(
+      'UPDRAFT_CALLBACK_EXECUTION_TIMEOUT_MS, the timeout of callbacks that set none, is 45 s: over the limit of 40 s',
+    );
+  });
+
   it('names every task over the limit in one error', () => {
     const dags = [dagWith('a', [task('first', 1_000_000)]), dagWith('b', [task('second', 2_000_000)])];
     expect(() => checkTaskTimeouts(dags, 900)).toThrow(/task 'first' of DAG 'a'.*; task 'second' of DAG 'b'/);
@@ -120,6 +156,16 @@ describe('Updraft DAG checks at synth', () => {
     const attempt = () =>
       build({ dagsDir: 'test/infra/fixtures/dags-timeout-880', workers: { timeout: Duration.minutes(10) } });
     expect(attempt).toThrow(/execution timeout of 880 s: over the limit of 580 s/);
+  });
+
+  it('fails the synth for a default callback timeout over the worker limit', () => {
+    const attempt = () =>
+      build({
+        dagsDir: 'test/infra/fixtures/dags-timeout-880',
+        workers: { timeout: Duration.minutes(15) },
+        settings: { callbackExecutionTimeoutMs: 881_000 },
+      });
+    expect(attempt).toThrow(/UPDRAFT_CALLBACK_EXECUTION_TIMEOUT_MS.*881 s: over the limit of 880 s/);
   });
 
   it('fails the synth for a DAG in a .mjs file, which the worker does not bundle, naming the file and the rule', () => {

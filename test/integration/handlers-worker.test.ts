@@ -6,6 +6,7 @@ import { decodeTaskInstanceId, type StartedTask } from '#contracts/execution-api
 import type { TaskWorkload } from '#contracts/messages.ts';
 import type { DagRun } from '#contracts/public-api.ts';
 import type { ReceivedMessage } from '#queue/port.ts';
+import type { CallbackContext } from '#sdk/callback-context.ts';
 import { dag } from '#sdk/dag.ts';
 import { systemClock } from '#worker/clock.ts';
 import type { TaskExecutor } from '#worker/executor.ts';
@@ -257,5 +258,63 @@ describe('a task that outlives every worker invocation', () => {
       1,
     );
     expect(log).toMatch(/\{ERROR\} The task outlived the worker function's time limit of [\d.]+ s/);
+  }, 60_000);
+});
+
+describe('a callback that outlives a worker invocation', () => {
+  let calls = 0;
+  /** Its first call waits for its signal (as a long callback that respects it does); later ones return. */
+  function waitsOnFirstCall(ctx: CallbackContext): Promise<void> {
+    calls += 1;
+    if (calls > 1) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      if (ctx.signal.aborted) resolve();
+      ctx.signal.addEventListener('abort', () => resolve(), { once: true });
+    });
+  }
+  const alerts = dag(
+    { id: 'alert_outlives_worker', schedule: null, startDate: '2026-01-01T00:00:00Z', catchup: false },
+    (d) => {
+      d.task({ id: 'fails', retries: 0, onFailure: waitsOnFirstCall }, () => {
+        throw new Error('fails at once');
+      });
+    },
+  );
+  let world: HandlerWorld;
+  beforeAll(async () => {
+    world = await startHandlerWorld(settingsSchema.parse({}), [alerts]);
+  }, 60_000);
+  afterAll(async () => {
+    await world?.close();
+  });
+
+  it('is handed back at the time limit, not counted, and its next delivery runs the same attempt', async () => {
+    const run = await world.api<DagRun>('POST', '/api/v2/dags/alert_outlives_worker/dagRuns', {});
+    expect(run.status).toBe(201);
+    const callbacksOf = async () =>
+      (
+        await world.api<{ callbacks: { state: string; attempt: number }[] }>(
+          'GET',
+          `/api/v2/dags/alert_outlives_worker/dagRuns/${run.body.dag_run_id}/callbacks`,
+        )
+      ).body.callbacks;
+    await world.drainScheduler();
+    const task = await world.nextWorkload();
+    expect(task?.queue).toBe('tasks_default');
+    await world.invokeWorker(task as NonNullable<typeof task>, 10_000);
+
+    const first = await world.nextWorkload();
+    expect(first?.queue).toBe('callbacks');
+    // 1.5 s for the invocation: the attempt is stopped 0.5 s before its end and handed back.
+    const startedAt = Date.now();
+    await world.invokeWorker(first as NonNullable<typeof first>, 1_500);
+    expect(Date.now() - startedAt).toBeLessThan(1_500);
+    expect(await callbacksOf()).toEqual([expect.objectContaining({ state: 'queued', attempt: 1 })]);
+
+    const again = await world.nextWorkload();
+    expect(again?.queue).toBe('callbacks');
+    await world.invokeWorker(again as NonNullable<typeof again>, 10_000);
+    expect(calls).toBe(2);
+    expect(await callbacksOf()).toEqual([expect.objectContaining({ state: 'success', attempt: 1 })]);
   }, 60_000);
 });
