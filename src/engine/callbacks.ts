@@ -484,7 +484,7 @@ export class CallbackService {
     if (!run) throw new NotFoundError(`DAG run ${key.dagId}/${key.runId} not found`);
     const dag = await this.#deps.dags.get(run.dagId, callback.dagVersion);
     // From the change that owed it to its first start: what a backlog of callbacks costs.
-    if (callback.attempt === 1) {
+    if (callback.attempt === 1 && !callback.handedBack) {
       this.#deps.metrics?.gauge('callbacks.start_latency_ms', nowMs - Date.parse(callback.owedAt));
     }
     return { callback, run, dag };
@@ -589,6 +589,8 @@ export class CallbackService {
           ...base,
           state: 'queued',
           attempt: current.attempt + 1,
+          // Each attempt has its own hand-backs (at most MAX_HANDED_BACK).
+          handedBack: 0,
           errorMessage: report.errorMessage,
           notBefore: new Date(notBeforeMs).toISOString(),
           queuedAt: new Date(nowMs).toISOString(),

@@ -245,6 +245,7 @@ export async function startStandalone(settings: Settings, options: StandaloneOpt
     executor: callbackRunners,
     slots: settings.callbackSlots,
     workerId: workers.workerId,
+    shutdownGraceMs: settings.shutdownGraceSeconds * 1000,
     metrics,
     log: log.child({ component: 'callbacks' }),
   });

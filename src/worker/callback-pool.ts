@@ -27,6 +27,8 @@ export interface CallbackPoolOptions {
   slots: number;
   /** The worker's id (shared with the task pool of the same process). */
   workerId: string;
+  /** On stop, how long attempts under way may take to finish before they are handed back. */
+  shutdownGraceMs?: number;
   metrics: MetricsRegistry;
   log: Logger;
 }
@@ -44,6 +46,8 @@ export class CallbackWorkerPool {
   readonly #options: CallbackPoolOptions;
   readonly #running = new Set<Promise<void>>();
   readonly #stop = new AbortController();
+  /** Aborted once the stop's grace is over: attempts under way are handed back unfinished. */
+  readonly #handBack = new AbortController();
   #loop: Promise<void> | null = null;
   #slotFreed: (() => void) | null = null;
 
@@ -61,11 +65,25 @@ export class CallbackWorkerPool {
     });
   }
 
-  /** Stops taking work and waits for the attempts in flight (their timeouts bound the wait). */
+  /**
+   * Stops taking work at once, lets the attempts under way finish for the grace period, then
+   * stops the rest and hands them back unfinished (each runs again at once elsewhere, at the same
+   * attempt number, not counted). Resolves once every attempt has ended.
+   */
   async stop(): Promise<void> {
     this.#stop.abort();
     await this.#loop;
-    await Promise.allSettled([...this.#running]);
+    const settled = Promise.allSettled([...this.#running]);
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      settled,
+      new Promise((resolve) => {
+        timer = setTimeout(resolve, this.#options.shutdownGraceMs ?? 0);
+      }),
+    ]);
+    clearTimeout(timer);
+    this.#handBack.abort();
+    await settled;
   }
 
   async #receiveLoop(): Promise<void> {
@@ -123,11 +141,20 @@ export class CallbackWorkerPool {
         });
       });
     };
+    let started = false;
     try {
       // Deleted once the start is answered: the store owns the attempt from there, so a message
       // that would come back during a long attempt is not delivered again.
-      await runCallbackWorkload(workload, { ...this.#options, onStarted: () => void remove() });
-      await remove();
+      await runCallbackWorkload(workload, {
+        ...this.#options,
+        signal: this.#handBack.signal,
+        onStarted: () => {
+          started = true;
+          void remove();
+        },
+      });
+      // Not started because the pool stopped: the message comes back for another worker.
+      if (started || !this.#handBack.signal.aborted) await remove();
     } catch (error) {
       // The start was not answered: the message comes back after its visibility timeout.
       log.warn('A callback workload could not be started; it is delivered again later', {

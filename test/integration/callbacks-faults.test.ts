@@ -21,6 +21,7 @@ const noop = () => undefined;
 const longCallback = function longCallback() {};
 const runFailed = function runFailed() {};
 const twenty = Array.from({ length: 20 }, () => function manyFailure() {});
+const handedBack = function handedBack() {};
 
 const faults = dag(
   { id: 'cbfaults', schedule: null, startDate: '2026-01-01T00:00:00Z', onFailure: runFailed },
@@ -28,6 +29,7 @@ const faults = dag(
     d.task({ id: 'slowcb', onSuccess: { callback: longCallback, timeout: '15m' } }, noop);
     d.task({ id: 'manycb', onFailure: twenty }, noop);
     d.task({ id: 'plain' }, noop);
+    d.task({ id: 'handback', onSuccess: { callback: handedBack, retries: 3, retryDelay: 0 } }, noop);
   },
 );
 
@@ -89,6 +91,39 @@ describe('callbacks under faults', () => {
     expect((await api.store.getCallback({ dagId: 'cbfaults', runId, callbackId: id }))?.state).toBe(
       'success',
     );
+  });
+
+  it('counts hand-backs per attempt: the attempt after one handed back too often gets its own', async () => {
+    await drain();
+    const runId = await newRun();
+    const key = tiKey('cbfaults', runId, 'handback');
+    const token = await api.queueTaskInstance(key);
+    expect((await api.request('PATCH', tiPath(key, 'run'), WORKER, token)).status).toBe(200);
+    expect(
+      (await api.request('PATCH', tiPath(key, 'state'), { state: 'success', report_id: 'r1' }, token)).status,
+    ).toBe(200);
+    const handBack = async (round: string) => {
+      const [workload] = await drain();
+      const id = workload?.callback_id as string;
+      const started = await api.request(
+        'PATCH',
+        `/execution/callbacks/${id}/run`,
+        { ...WORKER, start_id: `s-${round}` },
+        workload?.token,
+      );
+      expect(started.status).toBe(200);
+      const report = { state: 'handed_back', report_id: `hb-${round}` };
+      expect(
+        (await api.request('PATCH', `/execution/callbacks/${id}/state`, report, workload?.token)).status,
+      ).toBe(200);
+      return (await callbacksOf(runId)).find((callback) => callback.taskId === 'handback') as Callback;
+    };
+    // Five hand-backs of attempt 1 keep it; the sixth counts it as failed.
+    for (let round = 1; round <= 5; round += 1)
+      expect(await handBack(`1.${round}`)).toMatchObject({ attempt: 1 });
+    expect(await handBack('1.6')).toMatchObject({ state: 'queued', attempt: 2 });
+    // Attempt 2 starts with none of attempt 1's hand-backs.
+    expect(await handBack('2.1')).toMatchObject({ state: 'queued', attempt: 2, handedBack: 1 });
   });
 
   it('refuses more than 20 callbacks for one event when the DAG is parsed, naming the limit', () => {
