@@ -12,7 +12,7 @@ import {
   startedCallbackSchema,
 } from '#contracts/callbacks.ts';
 import { errorSchema } from '#contracts/common.ts';
-import { logQuery, logSchema, runParams } from '#contracts/public-api.ts';
+import { logQuery, logSchema, pageQuery, runParams } from '#contracts/public-api.ts';
 import type { CallbackTokenClaims } from '#contracts/tokens.ts';
 import { CALLBACK_KINDS, CALLBACK_STATES, type Callback, callbackEventOf } from '#core/callbacks.ts';
 import { deadlineOfCallback } from '#core/deadlines.ts';
@@ -35,8 +35,8 @@ const executionErrors = {
 };
 const security = [{ taskToken: [] }];
 
-/** Most callbacks one list answer holds; a run owes a few per task at most. */
-const CALLBACK_LIST_MAX = 1_000;
+/** Callback items one list answer reads at most, matching or not (it then ends with a cursor). */
+const CALLBACK_LIST_SCAN_MAX = 10_000;
 
 /**
  * The callback routes: for workers, start and report one attempt under the callback token of its
@@ -145,35 +145,50 @@ export function registerCallbackRoutes(app: OpenAPIHono, deps: ApiDeps): void {
       tags: ['Callback'],
       request: {
         params: runParams,
-        query: z.object({
-          task_id: z.string().optional(),
-          map_index: z.coerce.number().int().min(-1).optional(),
-          kind: z.enum(CALLBACK_KINDS).optional(),
-          state: z.enum(CALLBACK_STATES).optional(),
-        }),
+        query: z
+          .object({
+            task_id: z.string().optional(),
+            map_index: z.coerce.number().int().min(-1).optional(),
+            kind: z.enum(CALLBACK_KINDS).optional(),
+            state: z.enum(CALLBACK_STATES).optional(),
+          })
+          .extend(pageQuery.shape),
       },
-      responses: { 200: json(callbackListSchema, "The run's callbacks, by id"), ...publicErrors },
+      responses: {
+        200: json(callbackListSchema, "A page of the run's callbacks that match, by id"),
+        ...publicErrors,
+      },
     }),
     async (c) => {
       const { dag_id, dag_run_id } = c.req.valid('param');
       const filter = c.req.valid('query');
       const run = await deps.store.getDagRun({ dagId: dag_id, runId: dag_run_id });
       if (!run) throw new NotFoundError(`DAG run ${dag_id}/${dag_run_id} not found`);
-      const all: Callback[] = [];
-      let cursor: string | undefined;
+      const matches = (callback: Callback) =>
+        (filter.task_id === undefined || callback.taskId === filter.task_id) &&
+        (filter.map_index === undefined || (callback.mapIndex ?? -1) === filter.map_index) &&
+        (filter.kind === undefined || callback.kind === filter.kind) &&
+        (filter.state === undefined || callback.state === filter.state);
+      // Each read asks for no more items than the page still needs, so every item read is either
+      // in the answer or skipped, and the store's cursor resumes exactly after the last one.
+      const callbacks: Callback[] = [];
+      let cursor = filter.cursor;
+      let scanned = 0;
       do {
-        const page = await deps.store.listCallbacks(run, { limit: 100, ...(cursor ? { cursor } : {}) });
-        all.push(...page.items);
+        const want = Math.min(filter.limit - callbacks.length, CALLBACK_LIST_SCAN_MAX - scanned);
+        const page = await deps.store.listCallbacks(run, { limit: want, ...(cursor ? { cursor } : {}) });
+        scanned += page.items.length;
+        callbacks.push(...page.items.filter(matches));
         cursor = page.nextCursor;
-      } while (cursor !== undefined && all.length < CALLBACK_LIST_MAX);
-      const callbacks = all.filter(
-        (callback) =>
-          (filter.task_id === undefined || callback.taskId === filter.task_id) &&
-          (filter.map_index === undefined || (callback.mapIndex ?? -1) === filter.map_index) &&
-          (filter.kind === undefined || callback.kind === filter.kind) &&
-          (filter.state === undefined || callback.state === filter.state),
+      } while (cursor !== undefined && callbacks.length < filter.limit && scanned < CALLBACK_LIST_SCAN_MAX);
+      return c.json(
+        {
+          callbacks: callbacks.map(callbackToWire),
+          total_entries: callbacks.length,
+          ...(cursor === undefined ? {} : { next_cursor: cursor }),
+        },
+        200,
       );
-      return c.json({ callbacks: callbacks.map(callbackToWire), total_entries: callbacks.length }, 200);
     },
   );
 

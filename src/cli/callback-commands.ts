@@ -36,11 +36,19 @@ export function registerCallbackCommands(program: Command, ctx: CliContext): voi
           );
         }
         const run = runId ?? (await latestRunOf(ctx, dagId));
-        const collection = await ctx.client.requestJson<CallbackCollection>(
-          'GET',
-          `/dags/${encodeURIComponent(dagId)}/dagRuns/${encodeURIComponent(run)}/callbacks`,
-          { task_id: options.task, kind: options.kind, state: options.state },
-        );
+        // Every page: a run may owe thousands of callbacks.
+        const callbacks: CallbackCollection['callbacks'] = [];
+        let cursor: string | undefined;
+        do {
+          const page = await ctx.client.requestJson<CallbackCollection>(
+            'GET',
+            `/dags/${encodeURIComponent(dagId)}/dagRuns/${encodeURIComponent(run)}/callbacks`,
+            { task_id: options.task, kind: options.kind, state: options.state, limit: '1000', cursor },
+          );
+          callbacks.push(...page.callbacks);
+          cursor = page.next_cursor;
+        } while (cursor !== undefined);
+        const collection: CallbackCollection = { callbacks, total_entries: callbacks.length };
         if (options.json) return ctx.printJson(collection);
         ctx.print(formatCallbacks(collection));
       },

@@ -147,5 +147,11 @@ export const callbackSchema = z
   .meta({ id: 'Callback' });
 
 export const callbackListSchema = z
-  .object({ callbacks: z.array(callbackSchema), total_entries: z.number().int() })
+  .object({
+    callbacks: z.array(callbackSchema),
+    /** The callbacks in this answer. */
+    total_entries: z.number().int(),
+    /** Present when more may follow: pass it as `cursor` for the next page. */
+    next_cursor: z.string().optional(),
+  })
   .meta({ id: 'CallbackCollection' });

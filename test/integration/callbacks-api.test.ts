@@ -19,6 +19,7 @@ const onFailure = function failing() {};
 const onSuccess = function succeeding() {};
 const onExecute = function executing() {};
 const dagDone = function dagDone() {};
+const twenty = Array.from({ length: 20 }, () => function oneOfTwenty() {});
 
 const flaky = dag(
   { id: 'cbapi', schedule: null, startDate: '2026-01-01T00:00:00Z', onSuccess: dagDone, onFailure: dagDone },
@@ -29,6 +30,8 @@ const flaky = dag(
       noop,
     );
     d.task({ id: 'plain' }, noop);
+    d.task({ id: 'many_a', onSuccess: twenty }, noop);
+    d.task({ id: 'many_b', onSuccess: twenty }, noop);
   },
 );
 
@@ -170,6 +173,40 @@ describe('callbacks through the Execution API', () => {
       (await api.request('PATCH', callbackPath(workload.callback_id, 'run'), WORKER, workToken)).status,
     ).toBe(403);
     expect((await api.request('PUT', tiPath(work, 'heartbeat'), {}, workload.token)).status).toBe(403);
+  });
+
+  it("lists a run's callbacks in pages, filtering before it pages, with a cursor to the next", async () => {
+    const runId = await newRun();
+    for (const taskId of ['many_a', 'many_b']) {
+      const key = tiKey('cbapi', runId, taskId);
+      const token = await start(key);
+      expect((await report(key, token, { state: 'success', report_id: 'r1' })).status).toBe(200);
+    }
+    const seen: string[] = [];
+    let cursor: string | undefined;
+    let pages = 0;
+    do {
+      const query = new URLSearchParams({ task_id: 'many_b', limit: '7', ...(cursor ? { cursor } : {}) });
+      const page = await api.request('GET', `${runPath('cbapi', runId)}/callbacks?${query}`);
+      expect(page.status).toBe(200);
+      const body = page.body as {
+        callbacks: { callback_id: string; task_id: string }[];
+        next_cursor?: string;
+      };
+      expect(body.callbacks.length).toBeLessThanOrEqual(7);
+      for (const callback of body.callbacks) {
+        expect(callback.task_id).toBe('many_b');
+        seen.push(callback.callback_id);
+      }
+      cursor = body.next_cursor;
+      pages += 1;
+    } while (cursor !== undefined && pages < 10);
+    expect(new Set(seen).size).toBe(20);
+    expect(seen).toHaveLength(20);
+    const bad = await api.request('GET', `${runPath('cbapi', runId)}/callbacks?cursor=not-a-cursor`);
+    expect(bad.status).toBe(400);
+    const over = await api.request('GET', `${runPath('cbapi', runId)}/callbacks?limit=1001`);
+    expect(over.status).toBe(422);
   });
 
   it('retries a callback that raises, then fails it with its error visible, and leaves the run alone', async () => {

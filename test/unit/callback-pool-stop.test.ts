@@ -1,10 +1,10 @@
 import { describe, expect, it } from 'vitest';
-import type { StartedCallback } from '#worker/execution-client.ts';
 import type { CallbackWorkload } from '#contracts/messages.ts';
 import { silentLogger } from '#engine/logger.ts';
 import { MetricsRegistry } from '#metrics/registry.ts';
 import { InMemoryQueue } from '#queue/memory.ts';
 import { CallbackWorkerPool } from '#worker/callback-pool.ts';
+import type { StartedCallback } from '#worker/execution-client.ts';
 import type { TaskHooks } from '#worker/executor.ts';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
