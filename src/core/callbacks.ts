@@ -80,6 +80,9 @@ export const CALLBACK_ERROR_TYPES = [
 ] as const;
 export type CallbackErrorType = (typeof CALLBACK_ERROR_TYPES)[number];
 
+/** Longest `retryDelay` of a callback, and the longest wait between two attempts however many came before. */
+export const CALLBACK_MAX_RETRY_DELAY_MS = 86_400_000;
+
 /**
  * A reference to one callback function, kept at its position in its owner's list for its event
  * (the worker finds the function there): the function's name (checked at resolution, so a DAG

@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import type { Settings } from '#config/settings.ts';
 import type { CallbackWorkload } from '#contracts/messages.ts';
 import {
+  CALLBACK_MAX_RETRY_DELAY_MS,
   type Callback,
   type CallbackErrorType,
   type CallbackKey,
@@ -81,8 +82,6 @@ export interface CallbackDeps {
 export const CALLBACK_SWEEP_LIMIT = 100;
 /** How long a worker retries an attempt's report (its token must outlive that too). */
 const REPORT_WINDOW_SECONDS = 60;
-/** Longest wait between two attempts of a callback, however many came before. */
-const MAX_RETRY_DELAY_MS = 86_400_000;
 /** Longest wait before a queued callback's workload is sent again (the wait doubles each send). */
 const MAX_RESEND_WAIT_MS = 3_600_000;
 /** Claimable callbacks one claim reads at most, and conditional claim writes it sends at once. */
@@ -578,7 +577,10 @@ export class CallbackService {
       return done;
     }
     if (report.retryable && current.attempt < current.maxAttempts) {
-      const delayMs = Math.min(MAX_RETRY_DELAY_MS, current.retryDelayMs * 2 ** (current.attempt - 1));
+      const delayMs = Math.min(
+        CALLBACK_MAX_RETRY_DELAY_MS,
+        current.retryDelayMs * 2 ** (current.attempt - 1),
+      );
       const notBeforeMs = nowMs + delayMs;
       const onTriggerer = current.place === 'triggerer';
       const sendNow = !onTriggerer && delayMs <= MAX_DELAY_SECONDS * 1000;

@@ -1,4 +1,5 @@
 import {
+  CALLBACK_MAX_RETRY_DELAY_MS,
   type CallbackRef,
   DAG_CALLBACK_EVENTS,
   type DagCallbackEvent,
@@ -155,7 +156,16 @@ function resolveOne(input: unknown, where: string, expected: string): ResolvedCa
     }
     ref.retries = spec.retries;
   }
-  if (spec.retryDelay !== undefined) ref.retryDelayMs = durationMs(spec.retryDelay, where, 'retryDelay');
+  if (spec.retryDelay !== undefined) {
+    const retryDelayMs = durationMs(spec.retryDelay, where, 'retryDelay');
+    // A wait between attempts is at most a day anyway (the doubling stops there).
+    if (!(retryDelayMs >= 0 && retryDelayMs <= CALLBACK_MAX_RETRY_DELAY_MS)) {
+      throw new DagValidationError(
+        `${where}: 'retryDelay' must be from 0 to ${CALLBACK_MAX_RETRY_DELAY_MS} ms (a day), got ${describeOptionValue(spec.retryDelay)}`,
+      );
+    }
+    ref.retryDelayMs = retryDelayMs;
+  }
   if (spec.timeout !== undefined) {
     const timeoutMs = durationMs(spec.timeout, where, 'timeout');
     if (timeoutMs <= 0) throw new DagValidationError(`${where}: 'timeout' must be greater than 0`);

@@ -133,11 +133,27 @@ function resolveOne(input: unknown, where: string, option: string): ResolvedDead
   };
 }
 
+/** A date and time that exist as written (Date.parse would move '2026-02-30' to March 2). */
+function onTheCalendar(iso: string): boolean {
+  const [year, month, day, hour, minute, second] = [0, 5, 8, 11, 14, 17].map((at) =>
+    Number(iso.slice(at, at === 0 ? 4 : at + 2)),
+  ) as [number, number, number, number, number, number];
+  const date = new Date(Date.UTC(2000, month - 1, day));
+  date.setUTCFullYear(year);
+  return (
+    date.getUTCMonth() === month - 1 &&
+    date.getUTCDate() === day &&
+    hour < 24 &&
+    minute < 60 &&
+    (iso[16] !== ':' || second < 60)
+  );
+}
+
 function fixedTime(value: unknown, at: string): string {
   const ms =
     value instanceof Date
       ? value.getTime()
-      : typeof value === 'string' && ISO_WITH_OFFSET.test(value.trim())
+      : typeof value === 'string' && ISO_WITH_OFFSET.test(value.trim()) && onTheCalendar(value.trim())
         ? Date.parse(value)
         : Number.NaN;
   if (Number.isNaN(ms)) {

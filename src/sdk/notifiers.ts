@@ -4,7 +4,7 @@ import type { SNSClient } from '@aws-sdk/client-sns';
 import { type DurationInput, parseDuration } from '#core/duration.ts';
 import { systemClock } from '#worker/clock.ts';
 import type { CallbackContext } from './callback-context.ts';
-import type { CallbackFunction } from './callback-options.ts';
+import { CALLBACK_MAX_TIMEOUT_MS, type CallbackFunction } from './callback-options.ts';
 import { DagValidationError } from './errors.ts';
 
 /**
@@ -106,6 +106,11 @@ export function webhookNotifier(options: WebhookNotifierOptions): CallbackFuncti
     if (problem) throw new DagValidationError(`webhookNotifier: url ${problem}`);
   }
   const timeoutMs = parseDuration(options.timeout ?? '10s', 'webhookNotifier timeout');
+  if (!(timeoutMs > 0 && timeoutMs <= CALLBACK_MAX_TIMEOUT_MS)) {
+    throw new DagValidationError(
+      `webhookNotifier: timeout must be more than 0 and at most ${CALLBACK_MAX_TIMEOUT_MS / 60_000} minutes (the longest a callback attempt may run), got ${timeoutMs} ms`,
+    );
+  }
   const tries = options.tries ?? 3;
   if (!Number.isInteger(tries) || tries < 1 || tries > 10) {
     throw new DagValidationError(`webhookNotifier: tries must be an integer from 1 to 10, got ${tries}`);

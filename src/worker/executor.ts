@@ -109,19 +109,23 @@ export class ProcessTaskExecutor implements TaskExecutor {
     );
   }
 
-  /** Runs `work` on a runner holding `code`, counted busy meanwhile, then keeps or retires it. */
+  /**
+   * Runs `work` on a runner holding `code`, then keeps or retires it. The runner counts as busy
+   * from before it is chosen (choosing may wait on a module check) until it is released.
+   */
   async #withRunner(
     code: string,
     memory: MemoryLimit | undefined,
     work: (runner: RunnerProcess) => Promise<RunnerOutcome>,
   ): Promise<RunnerOutcome> {
-    const runner = await this.#acquire(code, memory);
     this.#busy += 1;
+    let runner: RunnerProcess | undefined;
     try {
+      runner = await this.#acquire(code, memory);
       return await work(runner);
     } finally {
       this.#busy -= 1;
-      this.#release(runner, code);
+      if (runner) this.#release(runner, code);
     }
   }
 
@@ -171,7 +175,7 @@ export class ProcessTaskExecutor implements TaskExecutor {
     const fresh = this.#take((idle) => idle.code === null && fits(idle));
     if (fresh) return fresh;
     // Every idle runner holds other code: at capacity, the least recently used one is retired.
-    if (this.#idle.length + this.#busy + 1 > this.#capacity) this.#idle.shift()?.runner.kill();
+    if (this.#idle.length + this.#busy > this.#capacity) this.#idle.shift()?.runner.kill();
     return this.#spawn(memory);
   }
 
@@ -200,7 +204,10 @@ export class ProcessTaskExecutor implements TaskExecutor {
       return;
     }
     this.#idle.push({ runner, code });
-    // Bounded: the least recently used idle runners beyond the capacity are retired.
+    // Bounded: the least recently used idle runners beyond the capacity are retired (dead ones
+    // first: they hold no place).
+    for (let index = this.#idle.length - 1; index >= 0; index -= 1)
+      if (!this.#idle[index]?.runner.usable) this.#idle.splice(index, 1);
     while (this.#idle.length > 0 && this.#idle.length + this.#busy > this.#capacity)
       this.#idle.shift()?.runner.kill();
   }

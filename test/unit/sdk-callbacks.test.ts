@@ -130,6 +130,16 @@ describe('callback option validation', () => {
     expect(taskError({ callback: notifyTeam, retryDelay: 'soon' })).toThrow(DagValidationError);
   });
 
+  it('refuses a retryDelay over a day (the longest wait between attempts), and takes one of a day', () => {
+    expect(taskError({ callback: notifyTeam, retryDelay: '1d1ms' })).toThrow(
+      "DAG 'cb', task 'second': option 'onFailure': 'retryDelay' must be from 0 to 86400000 ms (a day), got \"1d1ms\"",
+    );
+    expect(taskError({ callback: notifyTeam, retryDelay: 1e306 })).toThrow(
+      "'retryDelay' must be from 0 to 86400000 ms",
+    );
+    expect(taskError({ callback: notifyTeam, retryDelay: '1d' })).not.toThrow();
+  });
+
   it('refuses a zero timeout', () => {
     expect(taskError({ callback: notifyTeam, timeout: '0s' })).toThrow(
       "DAG 'cb', task 'second': option 'onFailure': 'timeout' must be greater than 0",

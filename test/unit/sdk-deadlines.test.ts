@@ -126,6 +126,19 @@ describe('the deadline option', () => {
     );
   });
 
+  it('refuses a fixed time that is not on the calendar, and takes a leap day', () => {
+    for (const by of [
+      '2026-02-30T00:00:00Z',
+      '2026-02-29T06:00Z',
+      '2026-04-31T00:00:00+02:00',
+      '2026-03-01T24:00:00Z',
+    ])
+      expect(refusal({ by, callback: late }), by).toMatch(
+        /'by' must be an ISO-8601 date-time with an offset/,
+      );
+    expect(() => build({ deadline: { by: '2028-02-29T06:00:00+01:00', callback: late } })).not.toThrow();
+  });
+
   it('refuses a fixed time outside the years 0001 to 9999, and takes one at 9999', () => {
     expect(refusal({ by: new Date(1_780_000_000_000 * 1000), callback: late })).toMatch(
       /'by' is in the year \d+, outside 0001 to 9999/,

@@ -102,6 +102,14 @@ describe('webhookNotifier against a local HTTP server', () => {
     expect(received).toHaveLength(2);
   });
 
+  it('refuses a timeout of 0 or over 15 minutes when the DAG is built, and takes 15 minutes', () => {
+    expect(() => webhookNotifier({ url, timeout: 0 })).toThrow(
+      'webhookNotifier: timeout must be more than 0 and at most 15 minutes (the longest a callback attempt may run), got 0 ms',
+    );
+    expect(() => webhookNotifier({ url, timeout: '30d' })).toThrow(/at most 15 minutes/);
+    expect(() => webhookNotifier({ url, timeout: '15m' })).not.toThrow();
+  });
+
   it('reads the URL and the signing secret from the worker environment, and signs the body', async () => {
     process.env.UPDRAFT_TEST_HOOK_URL = url;
     process.env.UPDRAFT_TEST_HOOK_SECRET = 'hook-secret';
