@@ -62,6 +62,11 @@ interface FileState {
  * serialized form and its code bundle; the bundle is snapshotted before the version is returned,
  * so every registered version has its code.
  */
+/** A parse under way when the parser was closed: its results are incomplete and not to be registered. */
+export class DagParserClosedError extends Error {
+  override name = 'DagParserClosedError';
+}
+
 export class DagFileParser {
   readonly #options: DagFileParserOptions;
   readonly #files = new Map<string, FileState>();
@@ -102,6 +107,9 @@ export class DagFileParser {
         }
       }),
     );
+    // Files cut short by the stop are no import errors: nothing of this parse is to be registered.
+    if (this.#closed)
+      throw new DagParserClosedError('The DAG processor stopped while it parsed the DAGs folder');
     return this.#assemble(files, results);
   }
 

@@ -31,7 +31,7 @@ import { WorkerPool } from '#worker/pool.ts';
 import { DemoHookReceiver, DemoJobService } from './demo-jobs.ts';
 import { StandaloneError } from './errors.ts';
 import { prepareHome } from './home.ts';
-import { DagFileParser } from './parse-dags.ts';
+import { DagFileParser, DagParserClosedError } from './parse-dags.ts';
 import { startSupervisedStore } from './store-supervisor.ts';
 import { TriggererProcess } from './triggerer-process.ts';
 
@@ -189,7 +189,14 @@ export async function startStandalone(settings: Settings, options: StandaloneOpt
     bundles,
   });
   const refreshDags = async () => {
-    const parsed = await dagParser.parse();
+    let parsed: Awaited<ReturnType<DagFileParser['parse']>>;
+    try {
+      parsed = await dagParser.parse();
+    } catch (error) {
+      // Stopping: what this refresh parsed so far is dropped, and nothing is registered.
+      if (error instanceof DagParserClosedError) return;
+      throw error;
+    }
     await registerDags(
       {
         store,

@@ -5,7 +5,7 @@ import { pathToFileURL } from 'node:url';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { BundleStore } from '#bundles/store.ts';
 import type { ParsedDagsFolder } from '#engine/dag-registry.ts';
-import { DagFileParser } from '#standalone/parse-dags.ts';
+import { DagFileParser, DagParserClosedError } from '#standalone/parse-dags.ts';
 
 /**
  * The DAG processor parses each file in a parser process of its own with a time limit: a file
@@ -294,4 +294,20 @@ describe('DagFileParser blames the file whose process failed', () => {
     expect(changed.dags[0]?.versionHash).not.toBe(first.dags[0]?.versionHash);
     expect(changed.dags[1]?.versionHash).toBe(first.dags[1]?.versionHash);
   }, 60_000);
+});
+
+describe('DagFileParser closed while it parses', () => {
+  it('rejects the parse under way instead of reporting the files it cut short as import errors', async () => {
+    const dagsFolder = await mkdtemp(join(tmpdir(), 'updraft-parse-closed-'));
+    try {
+      await writeFile(join(dagsFolder, 'slow.ts'), slowDag('slow', 1_500));
+      const closing = new DagFileParser({ dagsFolder, cwd: REPO_ROOT, fileTimeoutMs: 10_000 });
+      const parsing = closing.parse();
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      closing.close();
+      await expect(parsing).rejects.toThrow(DagParserClosedError);
+    } finally {
+      await rm(dagsFolder, { recursive: true, force: true });
+    }
+  }, 30_000);
 });
