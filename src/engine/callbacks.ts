@@ -82,6 +82,8 @@ export interface CallbackDeps {
 export const CALLBACK_SWEEP_LIMIT = 100;
 /** How long a worker retries an attempt's report (its token must outlive that too). */
 const REPORT_WINDOW_SECONDS = 60;
+/** Later than every due time: lists a whole due index. */
+const LAST_INSTANT = '9999-12-31T23:59:59.999Z';
 /** Longest wait before a queued callback's workload is sent again (the wait doubles each send). */
 const MAX_RESEND_WAIT_MS = 3_600_000;
 /** Claimable callbacks one claim reads at most, and conditional claim writes it sends at once. */
@@ -393,6 +395,67 @@ export class CallbackService {
         nowMs,
       );
     }
+  }
+
+  /**
+   * A standalone restart: the previous process's workers, triggerer and in-process queues died
+   * with it, so a callback it had queued lost its workload and one it was running lost its attempt.
+   * Known at once rather than after the queued timeout, or the attempt's timeout plus the heartbeat
+   * timeout: each queued before `startedAtMs` is sent again (or made claimable again, for a
+   * triggerer), each started before it is ended as lost and retried if it may. Only for a store one
+   * process serves at a time (standalone holds its home's lock).
+   */
+  async recoverOrphans(startedAtMs: number, limit = CALLBACK_SWEEP_LIMIT): Promise<number> {
+    const nowMs = this.#deps.now();
+    const before = (iso: string | null) => iso !== null && Date.parse(iso) < startedAtMs;
+    const listed = await this.#deps.store.listDueCallbacks(LAST_INSTANT, limit);
+    let recovered = 0;
+    for (const callback of listed) {
+      const expected = { state: callback.state, attempt: callback.attempt, revision: callback.revision };
+      try {
+        if (callback.state === 'running' && before(callback.startDate)) {
+          await this.#endAttempt(
+            callback,
+            {
+              state: 'failed',
+              retryable: true,
+              errorMessage: `Attempt ${callback.attempt} was running in a process that stopped without reporting it (found at the next start): its worker was lost`,
+            },
+            nowMs,
+          );
+        } else if (callback.state === 'queued' && callback.queuedSends > 0 && before(callback.queuedAt)) {
+          // (A retry never sent waits for the tick to send it at its time: nothing of it was lost.)
+          if (callback.place === 'triggerer') {
+            await this.#deps.store.transitionCallback(
+              keyOf(callback),
+              expected,
+              { workerId: null },
+              new Date(nowMs).toISOString(),
+              'triggerer',
+            );
+          } else {
+            const sent = await this.#deps.store.transitionCallback(
+              keyOf(callback),
+              expected,
+              { queuedAt: new Date(nowMs).toISOString() },
+              this.#queuedDueAt(nowMs),
+            );
+            // A retry still waiting for its delay is sent with what is left of it.
+            const waitMs = callback.notBefore === null ? 0 : Date.parse(callback.notBefore) - nowMs;
+            await this.#send([sent], Math.min(MAX_DELAY_SECONDS, Math.max(0, Math.ceil(waitMs / 1000))));
+          }
+        } else continue;
+        recovered += 1;
+      } catch (error) {
+        if (error instanceof ConditionFailedError) continue; // it moved on since the index was read
+        this.#deps.log?.warn('A callback of the previous process could not be recovered; the tick does it', {
+          callbackId: callback.callbackId,
+          error,
+        });
+      }
+    }
+    if (recovered > 0) this.#deps.metrics?.increment('callbacks.recovered_at_start', recovered);
+    return recovered;
   }
 
   /**

@@ -301,6 +301,10 @@ export async function startStandalone(settings: Settings, options: StandaloneOpt
   // Runs left active by an earlier process are recovered now, one bounded tick after another
   // until the reconcile cursor has gone round them all, without holding up the start.
   void background.once(recoverActiveRuns(engine), 'Recovering active runs failed');
+  void background.once(
+    callbacks.recoverOrphans(startedAtMs),
+    "Recovering the previous process's callbacks failed",
+  );
 
   return {
     apiUrl,

@@ -126,6 +126,50 @@ describe('callbacks under faults', () => {
     expect(await handBack('2.1')).toMatchObject({ state: 'queued', attempt: 2, handedBack: 1 });
   });
 
+  it('a restart sends again what the previous process had queued and retries what it was running, at once', async () => {
+    await drain();
+    const owe = async () => {
+      const runId = await newRun();
+      const key = tiKey('cbfaults', runId, 'slowcb');
+      const token = await api.queueTaskInstance(key);
+      expect((await api.request('PATCH', tiPath(key, 'run'), WORKER, token)).status).toBe(200);
+      expect(
+        (await api.request('PATCH', tiPath(key, 'state'), { state: 'success', report_id: 'r1' }, token))
+          .status,
+      ).toBe(200);
+      const [workload] = await drain();
+      return { runId, workload: workload as CallbackWorkload };
+    };
+    // One workload lost with the old process's queue, one attempt lost with its worker.
+    const lost = await owe();
+    const running = await owe();
+    const started = await api.request(
+      'PATCH',
+      `/execution/callbacks/${running.workload.callback_id}/run`,
+      WORKER,
+      running.workload.token,
+    );
+    expect(started.status).toBe(200);
+    api.clock.advance(1_000);
+    const startedAtMs = api.clock.nowMs;
+    api.clock.advance(1_000);
+
+    // (Callbacks of the earlier tests in this store are the previous process's too.)
+    expect(await api.callbacks.recoverOrphans(startedAtMs)).toBeGreaterThanOrEqual(2);
+    const resent = await drain();
+    expect(resent).toContainEqual(
+      expect.objectContaining({ callback_id: lost.workload.callback_id, attempt: 1 }),
+    );
+    expect((await callbacksOf(lost.runId))[0]).toMatchObject({ state: 'queued', attempt: 1 });
+    expect((await callbacksOf(running.runId))[0]).toMatchObject({
+      state: 'queued',
+      attempt: 2,
+      errorMessage: expect.stringContaining('was running in a process that stopped without reporting it'),
+    });
+    // What the new process queued or started itself is its own.
+    expect(await api.callbacks.recoverOrphans(startedAtMs)).toBe(0);
+  });
+
   it('refuses more than 20 callbacks for one event when the DAG is parsed, naming the limit', () => {
     const tooMany = Array.from({ length: 21 }, () => noop);
     expect(() => dag({ id: 'toomany' }, (d) => d.task({ id: 't', onFailure: tooMany }, noop))).toThrow(
