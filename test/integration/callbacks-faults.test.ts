@@ -64,16 +64,21 @@ describe('callbacks under faults', () => {
   };
   const callbacksOf = async (runId: string): Promise<Callback[]> =>
     (await api.store.listCallbacks({ dagId: 'cbfaults', runId }, { limit: 500 })).items;
-
-  it('a callback that runs longer than the token lifetime (inside its timeout) still reports its success', async () => {
-    await drain();
+  /** A new run whose `taskId` ran and succeeded: its onSuccess callbacks are owed and queued. */
+  const succeedIn = async (taskId: string): Promise<string> => {
     const runId = await newRun();
-    const key = tiKey('cbfaults', runId, 'slowcb');
+    const key = tiKey('cbfaults', runId, taskId);
     const token = await api.queueTaskInstance(key);
     expect((await api.request('PATCH', tiPath(key, 'run'), WORKER, token)).status).toBe(200);
     expect(
       (await api.request('PATCH', tiPath(key, 'state'), { state: 'success', report_id: 'r1' }, token)).status,
     ).toBe(200);
+    return runId;
+  };
+
+  it('a callback that runs longer than the token lifetime (inside its timeout) still reports its success', async () => {
+    await drain();
+    const runId = await succeedIn('slowcb');
     const [workload] = await drain();
     const id = workload?.callback_id as string;
     // The workload waits in the queue for most of the queued timeout, then runs 14 minutes.
@@ -95,13 +100,7 @@ describe('callbacks under faults', () => {
 
   it('counts hand-backs per attempt: the attempt after one handed back too often gets its own', async () => {
     await drain();
-    const runId = await newRun();
-    const key = tiKey('cbfaults', runId, 'handback');
-    const token = await api.queueTaskInstance(key);
-    expect((await api.request('PATCH', tiPath(key, 'run'), WORKER, token)).status).toBe(200);
-    expect(
-      (await api.request('PATCH', tiPath(key, 'state'), { state: 'success', report_id: 'r1' }, token)).status,
-    ).toBe(200);
+    const runId = await succeedIn('handback');
     const handBack = async (round: string) => {
       const [workload] = await drain();
       const id = workload?.callback_id as string;
@@ -129,14 +128,7 @@ describe('callbacks under faults', () => {
   it('a restart sends again what the previous process had queued and retries what it was running, at once', async () => {
     await drain();
     const owe = async () => {
-      const runId = await newRun();
-      const key = tiKey('cbfaults', runId, 'slowcb');
-      const token = await api.queueTaskInstance(key);
-      expect((await api.request('PATCH', tiPath(key, 'run'), WORKER, token)).status).toBe(200);
-      expect(
-        (await api.request('PATCH', tiPath(key, 'state'), { state: 'success', report_id: 'r1' }, token))
-          .status,
-      ).toBe(200);
+      const runId = await succeedIn('slowcb');
       const [workload] = await drain();
       return { runId, workload: workload as CallbackWorkload };
     };

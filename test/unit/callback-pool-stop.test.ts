@@ -6,19 +6,11 @@ import { InMemoryQueue } from '#queue/memory.ts';
 import { CallbackWorkerPool } from '#worker/callback-pool.ts';
 import type { StartedCallback } from '#worker/execution-client.ts';
 import type { TaskHooks } from '#worker/executor.ts';
+import { callbackWorkloadFixture } from './helpers/worker-fakes.ts';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-const workload = (id: string): CallbackWorkload => ({
-  type: 'run_callback',
-  dag_id: 'd',
-  run_id: 'r',
-  callback_id: id,
-  attempt: 1,
-  token: 't',
-  fileloc: 'd.ts',
-  dag_version: 'v',
-});
+const workload = callbackWorkloadFixture;
 
 const started = (id: string): StartedCallback => ({
   callback_id: id,

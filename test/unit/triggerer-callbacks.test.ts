@@ -3,17 +3,9 @@ import type { CallbackWorkload } from '#contracts/messages.ts';
 import { silentLogger } from '#engine/logger.ts';
 import { TriggererCallbacks } from '#triggerer/callbacks.ts';
 import { systemClock } from '#worker/clock.ts';
+import { callbackWorkloadFixture } from './helpers/worker-fakes.ts';
 
-const workload = (id: string): CallbackWorkload => ({
-  type: 'run_callback',
-  dag_id: 'd',
-  run_id: 'r',
-  callback_id: id,
-  attempt: 1,
-  token: 't',
-  fileloc: 'd.ts',
-  dag_version: 'v',
-});
+const workload = callbackWorkloadFixture;
 
 /** The triggerer's callback lane on its own: what it claims, what it starts, and its stop. */
 describe('TriggererCallbacks', () => {

@@ -1,4 +1,5 @@
 import type { StartedTask } from '#contracts/execution-api.ts';
+import type { CallbackWorkload } from '#contracts/messages.ts';
 import type { Logger } from '#engine/logger.ts';
 import type { WorkerClock } from '#worker/clock.ts';
 import type { TaskRunContext } from '#worker/protocol.ts';
@@ -117,5 +118,19 @@ export function taskRunContextFixture(dagId: string, taskId: string): TaskRunCon
     dataIntervalEnd: null,
     params: {},
     conf: {},
+  };
+}
+
+/** A callback workload for attempt 1 of callback `id` of run d/r. */
+export function callbackWorkloadFixture(id: string): CallbackWorkload {
+  return {
+    type: 'run_callback',
+    dag_id: 'd',
+    run_id: 'r',
+    callback_id: id,
+    attempt: 1,
+    token: 't',
+    fileloc: 'd.ts',
+    dag_version: 'v',
   };
 }
