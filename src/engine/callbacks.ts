@@ -80,6 +80,8 @@ export interface CallbackDeps {
 
 /** Owners and due callbacks one sweep looks at, at most. */
 export const CALLBACK_SWEEP_LIMIT = 100;
+/** Callbacks of each due index a standalone restart recovers at once (`recoverOrphans`). */
+const ORPHANS_RECOVERED_MAX = 1_000;
 /** How long a worker retries an attempt's report (its token must outlive that too). */
 const REPORT_WINDOW_SECONDS = 60;
 /** Later than every due time: lists a whole due index. */
@@ -403,9 +405,10 @@ export class CallbackService {
    * Known at once rather than after the queued timeout, or the attempt's timeout plus the heartbeat
    * timeout: each queued before `startedAtMs` is sent again (or made claimable again, for a
    * triggerer), each started before it is ended as lost and retried if it may. Only for a store one
-   * process serves at a time (standalone holds its home's lock).
+   * process serves at a time (standalone holds its home's lock). At most `limit` of each index
+   * (worker and triggerer) are read: beyond them the tick's sweep ends the rest after the timeouts.
    */
-  async recoverOrphans(startedAtMs: number, limit = CALLBACK_SWEEP_LIMIT): Promise<number> {
+  async recoverOrphans(startedAtMs: number, limit = ORPHANS_RECOVERED_MAX): Promise<number> {
     const nowMs = this.#deps.now();
     const before = (iso: string | null) => iso !== null && Date.parse(iso) < startedAtMs;
     const listed = await this.#deps.store.listDueCallbacks(LAST_INSTANT, limit);
