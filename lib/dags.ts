@@ -117,6 +117,18 @@ export function workerTaskTimeLimitMs(workerTimeoutSeconds: number): number {
 }
 
 /**
+ * The longest callback timeout a Lambda worker can honour: the task limit less a start margin
+ * (10 s, at most half the limit). A callback's timeout runs from its start call, made after the
+ * invocation began, so a timeout at the task limit itself would meet the worker's time limit first.
+ */
+export function workerCallbackTimeLimitMs(workerTimeoutSeconds: number): number {
+  const taskLimitMs = workerTaskTimeLimitMs(workerTimeoutSeconds);
+  return taskLimitMs - Math.min(CALLBACK_START_MARGIN_MS, taskLimitMs / 2);
+}
+
+const CALLBACK_START_MARGIN_MS = 10_000;
+
+/**
  * Refuses tasks whose execution timeout is longer than a worker can run them (see
  * `workerTaskTimeLimitMs`): the worker would hand the try back as a failure before the task's
  * own timeout fires. Callbacks likewise (any callback may run on a worker: an async one placed on
@@ -131,9 +143,10 @@ export function checkTaskTimeouts(
   callbackDefaultTimeoutMs?: number,
 ): void {
   const limitMs = workerTaskTimeLimitMs(workerTimeoutSeconds);
+  const callbackLimitMs = workerCallbackTimeLimitMs(workerTimeoutSeconds);
   const problems: string[] = [];
   const callbackProblems: string[] = [];
-  if (callbackDefaultTimeoutMs !== undefined && callbackDefaultTimeoutMs > limitMs)
+  if (callbackDefaultTimeoutMs !== undefined && callbackDefaultTimeoutMs > callbackLimitMs)
     callbackProblems.push(
       `UPDRAFT_CALLBACK_EXECUTION_TIMEOUT_MS, the timeout of callbacks that set none, is ${seconds(callbackDefaultTimeoutMs)} s`,
     );
@@ -145,7 +158,7 @@ export function checkTaskTimeouts(
         );
     }
     for (const { where, ref } of callbackRefsOf(dag)) {
-      if (ref.timeoutMs !== undefined && ref.timeoutMs > limitMs)
+      if (ref.timeoutMs !== undefined && ref.timeoutMs > callbackLimitMs)
         callbackProblems.push(
           `callback '${ref.name}' (${where} of DAG '${dag.dagId}', ${dag.fileloc}) has a timeout of ${seconds(ref.timeoutMs)} s`,
         );
@@ -159,10 +172,12 @@ export function checkTaskTimeouts(
     sentences.push(
       `${problems.join('; ')}: ${over}. A try still running then is reported as a retryable failure ("outlived the worker's time limit"), so the task's own timeout would never fire. Lower the task's executionTimeout to ${limit} s or less.`,
     );
-  if (callbackProblems.length > 0)
+  if (callbackProblems.length > 0) {
+    const callbackLimit = seconds(callbackLimitMs);
     sentences.push(
-      `${callbackProblems.join('; ')}: ${over}. A callback attempt still running then is handed back unfinished, so its timeout would never fire. Lower the timeout to ${limit} s or less.`,
+      `${callbackProblems.join('; ')}: over the limit of ${callbackLimit} s for callbacks, the worker function's timeout (${workerTimeoutSeconds} s) less the ${seconds(workerTimeoutSeconds * 1000 - limitMs)} s in which the worker hands a running attempt back and ${seconds(limitMs - callbackLimitMs)} s for the attempt's start. An attempt still running at the worker's time limit is handed back unfinished, so its timeout would never fire. Lower the timeout to ${callbackLimit} s or less.`,
     );
+  }
   throw new TaskTimeoutError(sentences.join(' '));
 }
 

@@ -37,6 +37,8 @@ const security = [{ taskToken: [] }];
 
 /** Callback items one list answer reads at most, matching or not (it then ends with a cursor). */
 const CALLBACK_LIST_SCAN_MAX = 10_000;
+/** Callback items one store read of the list asks for. */
+const CALLBACK_LIST_READ = 500;
 
 /**
  * The callback routes: for workers, start and report one attempt under the callback token of its
@@ -169,17 +171,26 @@ export function registerCallbackRoutes(app: OpenAPIHono, deps: ApiDeps): void {
         (filter.map_index === undefined || (callback.mapIndex ?? -1) === filter.map_index) &&
         (filter.kind === undefined || callback.kind === filter.kind) &&
         (filter.state === undefined || callback.state === filter.state);
-      // Each read asks for no more items than the page still needs, so every item read is either
-      // in the answer or skipped, and the store's cursor resumes exactly after the last one.
+      // Reads of a fixed size, filtered here; a page that fills up part way through a read ends
+      // with a cursor right after its last callback, so the next page misses nothing.
       const callbacks: Callback[] = [];
       let cursor = filter.cursor;
       let scanned = 0;
       do {
-        const want = Math.min(filter.limit - callbacks.length, CALLBACK_LIST_SCAN_MAX - scanned);
-        const page = await deps.store.listCallbacks(run, { limit: want, ...(cursor ? { cursor } : {}) });
-        scanned += page.items.length;
-        callbacks.push(...page.items.filter(matches));
-        cursor = page.nextCursor;
+        const read = await deps.store.listCallbacks(run, {
+          limit: Math.min(CALLBACK_LIST_READ, CALLBACK_LIST_SCAN_MAX - scanned),
+          ...(cursor ? { cursor } : {}),
+        });
+        scanned += read.items.length;
+        cursor = read.nextCursor;
+        for (const [index, callback] of read.items.entries()) {
+          if (!matches(callback)) continue;
+          callbacks.push(callback);
+          if (callbacks.length === filter.limit) {
+            if (index < read.items.length - 1) cursor = deps.store.callbacksCursorAfter(callback);
+            break;
+          }
+        }
       } while (cursor !== undefined && callbacks.length < filter.limit && scanned < CALLBACK_LIST_SCAN_MAX);
       return c.json(
         {

@@ -405,8 +405,9 @@ export class CallbackService {
    * Known at once rather than after the queued timeout, or the attempt's timeout plus the heartbeat
    * timeout: each queued before `startedAtMs` is sent again (or made claimable again, for a
    * triggerer), each started before it is ended as lost and retried if it may. Only for a store one
-   * process serves at a time (standalone holds its home's lock). At most `limit` of each index
-   * (worker and triggerer) are read: beyond them the tick's sweep ends the rest after the timeouts.
+   * process serves at a time (standalone holds its home's lock). The first `limit` entries of each
+   * due index (worker and triggerer) are read, whatever their state: callbacks beyond them are
+   * left to the tick's sweep, after the timeouts.
    */
   async recoverOrphans(startedAtMs: number, limit = ORPHANS_RECOVERED_MAX): Promise<number> {
     const nowMs = this.#deps.now();
@@ -437,15 +438,18 @@ export class CallbackService {
               'triggerer',
             );
           } else {
+            // A retry still waiting for its delay is sent with what is left of it, and due after it.
+            const waitMs = Math.max(
+              0,
+              callback.notBefore === null ? 0 : Date.parse(callback.notBefore) - nowMs,
+            );
             const sent = await this.#deps.store.transitionCallback(
               keyOf(callback),
               expected,
               { queuedAt: new Date(nowMs).toISOString() },
-              this.#queuedDueAt(nowMs),
+              this.#queuedDueAt(nowMs + waitMs),
             );
-            // A retry still waiting for its delay is sent with what is left of it.
-            const waitMs = callback.notBefore === null ? 0 : Date.parse(callback.notBefore) - nowMs;
-            await this.#send([sent], Math.min(MAX_DELAY_SECONDS, Math.max(0, Math.ceil(waitMs / 1000))));
+            await this.#send([sent], Math.min(MAX_DELAY_SECONDS, Math.ceil(waitMs / 1000)));
           }
         } else continue;
         recovered += 1;

@@ -154,7 +154,7 @@ function fixedTime(value: unknown, at: string): string {
     value instanceof Date
       ? value.getTime()
       : typeof value === 'string' && ISO_WITH_OFFSET.test(value.trim()) && onTheCalendar(value.trim())
-        ? Date.parse(value)
+        ? Date.parse(value.trim())
         : Number.NaN;
   if (Number.isNaN(ms)) {
     throw new DagValidationError(

@@ -50,6 +50,11 @@ interface FileState {
   failure?: { message: string; modules: ReadonlyMap<string, { mtimeMs: number; size: number }> };
 }
 
+/** A parse under way when the parser was closed: its results are incomplete and not to be registered. */
+export class DagParserClosedError extends Error {
+  override name = 'DagParserClosedError';
+}
+
 /**
  * The DAG processor: parses the DAGs folder file by file, each file in a parser process of its
  * own (docs/authoring.md, "How DAG files are found and parsed"), a few files at once. Each file
@@ -62,11 +67,6 @@ interface FileState {
  * serialized form and its code bundle; the bundle is snapshotted before the version is returned,
  * so every registered version has its code.
  */
-/** A parse under way when the parser was closed: its results are incomplete and not to be registered. */
-export class DagParserClosedError extends Error {
-  override name = 'DagParserClosedError';
-}
-
 export class DagFileParser {
   readonly #options: DagFileParserOptions;
   readonly #files = new Map<string, FileState>();

@@ -32,7 +32,7 @@ import {
   RUN_SORT_KEY,
   RUNS_BY_LOGICAL_DATE_INDEX,
 } from './keys.ts';
-import { queryPage } from './pagination.ts';
+import { encodeCursor, queryPage } from './pagination.ts';
 import type { CallbackExpectation, CallbackStore, OwedOwner, Page, PageRequest } from './port.ts';
 import type { TableRequests } from './requests.ts';
 
@@ -128,8 +128,23 @@ export class DynamoCallbackStore implements CallbackStore {
       ScanIndexForward: true,
       ...expression.attributes(),
     };
-    const result = await queryPage(this.#table.client, input, { limit });
-    return result.items.map(itemToCallback);
+    // Up to `limit` entries, over as many pages as that takes (a page ends at 1 MB).
+    const items: Record<string, unknown>[] = [];
+    let cursor: string | undefined;
+    do {
+      const page = await queryPage(this.#table.client, input, {
+        limit: limit - items.length,
+        ...(cursor === undefined ? {} : { cursor }),
+      });
+      items.push(...page.items);
+      cursor = page.nextCursor;
+    } while (cursor !== undefined && items.length < limit);
+    return items.map(itemToCallback);
+  }
+
+  /** The cursor of `listCallbacks` that resumes right after this callback. */
+  callbacksCursorAfter(key: CallbackKey): string {
+    return encodeCursor({ ...callbackItemKey(key) });
   }
 
   async transitionCallback(

@@ -279,6 +279,10 @@ export class DynamoStore implements Store {
   listCallbacks(run: DagRunKey, page: PageRequest): Promise<Page<Callback>> {
     return this.#callbacks.listCallbacks(run, page);
   }
+
+  callbacksCursorAfter(key: CallbackKey): string {
+    return this.#callbacks.callbacksCursorAfter(key);
+  }
   listDueCallbacks(now: string, limit: number): Promise<Callback[]> {
     return this.#callbacks.listDueCallbacks(now, limit);
   }

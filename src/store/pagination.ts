@@ -42,13 +42,24 @@ export async function queryPage(
   if (!Number.isInteger(page.limit) || page.limit < 1) {
     throw new StoreError(`page limit ${page.limit} is not a positive integer`);
   }
-  const output = await client.send(
-    new QueryCommand({
-      ...input,
-      Limit: page.limit,
-      ...(page.cursor === undefined ? {} : { ExclusiveStartKey: decodeCursor(page.cursor) }),
-    }),
-  );
+  const output = await client
+    .send(
+      new QueryCommand({
+        ...input,
+        Limit: page.limit,
+        ...(page.cursor === undefined ? {} : { ExclusiveStartKey: decodeCursor(page.cursor) }),
+      }),
+    )
+    .catch((error: unknown) => {
+      // A well-formed key of another list (another run's, or made up) is outside this query.
+      if (page.cursor !== undefined && (error as { name?: string }).name === 'ValidationException') {
+        throw new InvalidCursorError(
+          `page cursor '${page.cursor.slice(0, 40)}' does not belong to this list (a cursor of another list, or one this store did not issue)`,
+          { cause: error },
+        );
+      }
+      throw error;
+    });
   const items = output.Items ?? [];
   return output.LastEvaluatedKey === undefined
     ? { items }

@@ -359,6 +359,8 @@ export interface CallbackStore {
   getCallback(key: CallbackKey): Promise<Callback | undefined>;
   /** A run's callbacks, by id. */
   listCallbacks(run: DagRunKey, page: PageRequest): Promise<Page<Callback>>;
+  /** The `listCallbacks` cursor that resumes right after this callback (a page cut short by a filter). */
+  callbacksCursorAfter(key: CallbackKey): string;
   /** Callbacks not final whose due time is `now` or earlier, oldest first (eventually consistent). */
   listDueCallbacks(now: string, limit: number): Promise<Callback[]>;
   /** Callbacks a triggerer may claim now (claimable from `now` or earlier), oldest first (eventually consistent). */

@@ -72,6 +72,9 @@ export class CallbackWorkerPool {
    */
   async stop(): Promise<void> {
     this.#stop.abort();
+    // The loop may be waiting for a slot: it ends now, not when an attempt frees one.
+    this.#slotFreed?.();
+    this.#slotFreed = null;
     await this.#loop;
     const settled = Promise.allSettled([...this.#running]);
     let timer: NodeJS.Timeout | undefined;

@@ -100,14 +100,14 @@ describe('checkTaskTimeouts', () => {
 
   it('refuses a callback whose timeout exceeds the limit, wherever it is attached, and accepts one at the limit', () => {
     const etl = dagWith('etl', [
-      { ...task('load', null), callbacks: { onFailure: [{ name: 'page', timeoutMs: 881_000 }] } },
+      { ...task('load', null), callbacks: { onFailure: [{ name: 'page', timeoutMs: 871_000 }] } },
     ]);
     expect(() => checkTaskTimeouts([etl], 900, 60_000)).toThrow(
-      "callback 'page' (onFailure of task 'load' of DAG 'etl', etl.ts) has a timeout of 881 s: over the limit of 880 s",
+      "callback 'page' (onFailure of task 'load' of DAG 'etl', etl.ts) has a timeout of 871 s: over the limit of 870 s for callbacks, the worker function's timeout (900 s) less the 20 s in which the worker hands a running attempt back and 10 s for the attempt's start",
     );
     const onDag = { ...dagWith('d', []), callbacks: { onSuccess: [{ name: 'tell', timeoutMs: 900_000 }] } };
     expect(() => checkTaskTimeouts([onDag], 900, 60_000)).toThrow(
-      /callback 'tell' \(the DAG's onSuccess of DAG 'd', d.ts\).*handed back unfinished.*Lower the timeout to 880 s or less/,
+      /callback 'tell' \(the DAG's onSuccess of DAG 'd', d.ts\).*handed back unfinished.*Lower the timeout to 870 s or less/,
     );
     const deadline = {
       ...dagWith('late', []),
@@ -123,14 +123,14 @@ describe('checkTaskTimeouts', () => {
       /callback 'warn' \(deadline 0 of DAG 'late'/,
     );
     const atLimit = dagWith('etl', [
-      { ...task('load', null), callbacks: { onFailure: [{ name: 'page', timeoutMs: 880_000 }] } },
+      { ...task('load', null), callbacks: { onFailure: [{ name: 'page', timeoutMs: 870_000 }] } },
     ]);
-    expect(() => checkTaskTimeouts([atLimit], 900, 880_000)).not.toThrow();
+    expect(() => checkTaskTimeouts([atLimit], 900, 870_000)).not.toThrow();
   });
 
   it('refuses a default callback timeout (UPDRAFT_CALLBACK_EXECUTION_TIMEOUT_MS) over the limit', () => {
     expect(() => checkTaskTimeouts([], 60, 45_000)).toThrow(
-      'UPDRAFT_CALLBACK_EXECUTION_TIMEOUT_MS, the timeout of callbacks that set none, is 45 s: over the limit of 40 s',
+      'UPDRAFT_CALLBACK_EXECUTION_TIMEOUT_MS, the timeout of callbacks that set none, is 45 s: over the limit of 30 s for callbacks',
     );
   });
 
@@ -163,9 +163,11 @@ describe('Updraft DAG checks at synth', () => {
       build({
         dagsDir: 'test/infra/fixtures/dags-timeout-880',
         workers: { timeout: Duration.minutes(15) },
-        settings: { callbackExecutionTimeoutMs: 881_000 },
+        settings: { callbackExecutionTimeoutMs: 871_000 },
       });
-    expect(attempt).toThrow(/UPDRAFT_CALLBACK_EXECUTION_TIMEOUT_MS.*881 s: over the limit of 880 s/);
+    expect(attempt).toThrow(
+      /UPDRAFT_CALLBACK_EXECUTION_TIMEOUT_MS.*871 s: over the limit of 870 s for callbacks/,
+    );
   });
 
   it('fails the synth for a DAG in a .mjs file, which the worker does not bundle, naming the file and the rule', () => {

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { CallbackWorkload } from '#contracts/messages.ts';
 import type { Callback } from '#core/callbacks.ts';
 import type { TaskInstanceKey } from '#core/models.ts';
@@ -205,6 +205,25 @@ describe('callbacks through the Execution API', () => {
     expect(seen).toHaveLength(20);
     const bad = await api.request('GET', `${runPath('cbapi', runId)}/callbacks?cursor=not-a-cursor`);
     expect(bad.status).toBe(400);
+    // A cursor of another run's list is refused as well, not answered with a server error.
+    const otherRun = await newRun();
+    const key = tiKey('cbapi', otherRun, 'many_a');
+    const token = await start(key);
+    expect((await report(key, token, { state: 'success', report_id: 'r1' })).status).toBe(200);
+    const other = await api.request('GET', `${runPath('cbapi', otherRun)}/callbacks?limit=3`);
+    const foreign = (other.body as { next_cursor?: string }).next_cursor as string;
+    expect(foreign).toBeDefined();
+    const crossed = await api.request(
+      'GET',
+      `${runPath('cbapi', runId)}/callbacks?cursor=${encodeURIComponent(foreign)}`,
+    );
+    expect(crossed.status).toBe(400);
+    // A filter that matches nothing reads the run in a few large reads, not one per callback.
+    const reads = vi.spyOn(api.store, 'listCallbacks');
+    const none = await api.request('GET', `${runPath('cbapi', runId)}/callbacks?limit=1&state=failed`);
+    expect(none.body).toMatchObject({ callbacks: [] });
+    expect(reads.mock.calls.length).toBeLessThanOrEqual(2);
+    reads.mockRestore();
     const over = await api.request('GET', `${runPath('cbapi', runId)}/callbacks?limit=1001`);
     expect(over.status).toBe(422);
   });

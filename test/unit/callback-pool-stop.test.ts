@@ -43,7 +43,7 @@ const started = (id: string): StartedCallback => ({
  * running are stopped and handed back, as the task pool and the triggerer do.
  */
 describe('CallbackWorkerPool stop', () => {
-  async function lane(options: { graceMs: number; runMs: Record<string, number> }) {
+  async function lane(options: { graceMs: number; runMs: Record<string, number>; slots?: number }) {
     const queue = new InMemoryQueue({
       name: 'callbacks',
       visibilityTimeoutSeconds: 30,
@@ -75,7 +75,7 @@ describe('CallbackWorkerPool stop', () => {
             });
           }),
       },
-      slots: 4,
+      slots: options.slots ?? 4,
       workerId: 'w',
       shutdownGraceMs: options.graceMs,
       metrics: new MetricsRegistry(),
@@ -99,9 +99,11 @@ describe('CallbackWorkerPool stop', () => {
     ]);
   });
 
-  it('with no grace, hands every running attempt back at once', async () => {
-    const { pool, reports } = await lane({ graceMs: 0, runMs: { a: 60_000, b: 60_000 } });
+  it('with no grace, hands every running attempt back at once, also with every slot busy', async () => {
+    const { pool, reports } = await lane({ graceMs: 0, runMs: { a: 60_000, b: 60_000 }, slots: 2 });
+    const stopping = Date.now();
     await pool.stop();
+    expect(Date.now() - stopping).toBeLessThan(2_000);
     expect(reports.map((report) => report.state)).toEqual(['handed_back', 'handed_back']);
   });
 });
