@@ -111,7 +111,7 @@ export function makeWorkerHandler(given: Partial<HandlerDeps & Observability> = 
             `This worker's executor cannot run callbacks (record ${record.messageId})`,
           );
         }
-        // The batch's earlier records used the invocation's time up: this one comes back.
+        // The invocation's time is already up (earlier records of its batch used it): this one comes back.
         if (deadline.aborted) {
           throw new WorkloadNotDoneError(
             `The callback workload of record ${record.messageId} was not started before the worker's time limit; it comes back`,

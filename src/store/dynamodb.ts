@@ -283,6 +283,7 @@ export class DynamoStore implements Store {
   callbacksCursorAfter(key: CallbackKey): string {
     return this.#callbacks.callbacksCursorAfter(key);
   }
+
   listDueCallbacks(now: string, limit: number): Promise<Callback[]> {
     return this.#callbacks.listDueCallbacks(now, limit);
   }
