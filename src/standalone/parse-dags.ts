@@ -75,6 +75,8 @@ export class DagFileParser {
   #uses = 0;
   #parsing: Promise<unknown> = Promise.resolve();
   #closed = false;
+  /** Parser processes parsing a file now (not in `#files` meanwhile). */
+  readonly #parsingNow = new Set<NonNullable<FileState['parser']>>();
 
   constructor(options: DagFileParserOptions) {
     this.#options = options;
@@ -113,9 +115,10 @@ export class DagFileParser {
     return this.#assemble(files, results);
   }
 
-  /** Ends the parser processes. */
+  /** Ends the parser processes, those parsing a file now included. */
   close(): void {
     this.#closed = true;
+    for (const parser of this.#parsingNow) this.#retire({ parser });
     for (const state of this.#files.values()) this.#retire(state);
     this.#files.clear();
     if (this.#logs) rmSync(this.#logs, { recursive: true, force: true });
@@ -165,10 +168,11 @@ export class DagFileParser {
     };
     current.usedAt = ++this.#uses;
     const { dagsFolder, fileTimeoutMs } = this.#options;
-    const outcome = await current.process.parse(file, fileloc, fileTimeoutMs, {
-      dagsFolder,
-      loadLog: current.loadLog,
-    });
+    // Held here while it parses, so a close ends it too instead of waiting for its file.
+    this.#parsingNow.add(current);
+    const outcome = await current.process
+      .parse(file, fileloc, fileTimeoutMs, { dagsFolder, loadLog: current.loadLog })
+      .finally(() => this.#parsingNow.delete(current));
     if (outcome.kind === 'parsed') {
       // A file that failed to import is imported afresh next time (a module that threw stays
       // thrown in its process); one that loaded keeps its process (and its result) for the next parse.

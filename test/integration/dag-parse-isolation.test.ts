@@ -297,15 +297,17 @@ describe('DagFileParser blames the file whose process failed', () => {
 });
 
 describe('DagFileParser closed while it parses', () => {
-  it('rejects the parse under way instead of reporting the files it cut short as import errors', async () => {
+  it('ends the file being parsed and rejects the parse, instead of reporting the files it cut short as import errors', async () => {
     const dagsFolder = await mkdtemp(join(tmpdir(), 'updraft-parse-closed-'));
     try {
-      await writeFile(join(dagsFolder, 'slow.ts'), slowDag('slow', 1_500));
-      const closing = new DagFileParser({ dagsFolder, cwd: REPO_ROOT, fileTimeoutMs: 10_000 });
+      await writeFile(join(dagsFolder, 'slow.ts'), slowDag('slow', 8_000));
+      const closing = new DagFileParser({ dagsFolder, cwd: REPO_ROOT, fileTimeoutMs: 20_000 });
       const parsing = closing.parse();
-      await new Promise((resolve) => setTimeout(resolve, 300));
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      const closedAt = Date.now();
       closing.close();
       await expect(parsing).rejects.toThrow(DagParserClosedError);
+      expect(Date.now() - closedAt).toBeLessThan(3_000);
     } finally {
       await rm(dagsFolder, { recursive: true, force: true });
     }
