@@ -25,7 +25,7 @@ import type { Queues } from '#queue/port.ts';
 import { sendAll } from '#queue/send.ts';
 import { ConditionFailedError } from '#store/errors.ts';
 import { dagRunKey, taskInstanceKey } from '#store/keys.ts';
-import type { OwedOwner, Store } from '#store/port.ts';
+import type { CallbackExpectation, OwedOwner, Store } from '#store/port.ts';
 import type { DagVersionCache } from './dag-cache.ts';
 import { LimitExceededError, NotFoundError, StateConflictError } from './errors.ts';
 import type { Logger } from './logger.ts';
@@ -297,7 +297,7 @@ export class CallbackService {
       try {
         const moved = await this.#deps.store.transitionCallback(
           keyOf(callback),
-          { state: 'queued', attempt: callback.attempt, revision: callback.revision },
+          stillQueued(callback),
           { place: 'worker', queuedSends: 1, queuedAt: new Date(nowMs).toISOString(), workerId: null },
           this.#queuedDueAt(nowMs),
         );
@@ -343,7 +343,7 @@ export class CallbackService {
       // died, or lost its job). A worker's is here when its workload may have been lost.
       const onTriggerer = callback.place === 'triggerer';
       if (!onTriggerer && callback.notBefore !== null && Date.parse(callback.notBefore) > nowMs) return;
-      const expected = { state: 'queued' as const, attempt: callback.attempt, revision: callback.revision };
+      const expected = stillQueued(callback);
       if (callback.queuedSends >= this.#deps.settings.maxQueuedSends) {
         await this.#deps.store.transitionCallback(
           key,
@@ -361,14 +361,7 @@ export class CallbackService {
         return;
       }
       if (onTriggerer) {
-        // Claimable again, by any triggerer.
-        await this.#deps.store.transitionCallback(
-          key,
-          expected,
-          { workerId: null },
-          new Date(nowMs).toISOString(),
-          'triggerer',
-        );
+        await this.#claimableAgain(callback, nowMs);
         return;
       }
       // The wait doubles with each send: a long backlog of callbacks is not taken for lost workloads.
@@ -415,7 +408,6 @@ export class CallbackService {
     const listed = await this.#deps.store.listDueCallbacks(LAST_INSTANT, limit);
     let recovered = 0;
     for (const callback of listed) {
-      const expected = { state: callback.state, attempt: callback.attempt, revision: callback.revision };
       try {
         if (callback.state === 'running' && before(callback.startDate)) {
           await this.#endAttempt(
@@ -429,15 +421,8 @@ export class CallbackService {
           );
         } else if (callback.state === 'queued' && callback.queuedSends > 0 && before(callback.queuedAt)) {
           // (A retry never sent waits for the tick to send it at its time: nothing of it was lost.)
-          if (callback.place === 'triggerer') {
-            await this.#deps.store.transitionCallback(
-              keyOf(callback),
-              expected,
-              { workerId: null },
-              new Date(nowMs).toISOString(),
-              'triggerer',
-            );
-          } else {
+          if (callback.place === 'triggerer') await this.#claimableAgain(callback, nowMs);
+          else {
             // A retry still waiting for its delay is sent with what is left of it, and due after it.
             const waitMs = Math.max(
               0,
@@ -445,7 +430,7 @@ export class CallbackService {
             );
             const sent = await this.#deps.store.transitionCallback(
               keyOf(callback),
-              expected,
+              stillQueued(callback),
               { queuedAt: new Date(nowMs).toISOString() },
               this.#queuedDueAt(nowMs + waitMs),
             );
@@ -463,6 +448,17 @@ export class CallbackService {
     }
     if (recovered > 0) this.#deps.metrics?.increment('callbacks.recovered_at_start', recovered);
     return recovered;
+  }
+
+  /** A claimed callback its triggerer did not start: claimable again, by any triggerer. */
+  async #claimableAgain(callback: Callback, nowMs: number): Promise<void> {
+    await this.#deps.store.transitionCallback(
+      keyOf(callback),
+      stillQueued(callback),
+      { workerId: null },
+      new Date(nowMs).toISOString(),
+      'triggerer',
+    );
   }
 
   /**
@@ -498,7 +494,7 @@ export class CallbackService {
     try {
       return await this.#deps.store.transitionCallback(
         keyOf(callback),
-        { state: 'queued', attempt: callback.attempt, revision: callback.revision },
+        stillQueued(callback),
         { queuedSends: callback.queuedSends + 1, queuedAt: new Date(nowMs).toISOString(), workerId: jobId },
         this.#queuedDueAt(nowMs),
         'triggerer_due',
@@ -806,6 +802,11 @@ export class CallbackService {
       throw new NotFoundError(`Callback ${key.callbackId} of ${key.dagId}/${key.runId} not found`);
     return callback;
   }
+}
+
+/** The precondition of a change to a queued callback: still queued, at the attempt and revision read. */
+function stillQueued(callback: Callback): CallbackExpectation {
+  return { state: 'queued', attempt: callback.attempt, revision: callback.revision };
 }
 
 /**

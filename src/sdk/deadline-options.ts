@@ -150,11 +150,12 @@ function onTheCalendar(iso: string): boolean {
 }
 
 function fixedTime(value: unknown, at: string): string {
+  const text = typeof value === 'string' ? value.trim() : undefined;
   const ms =
     value instanceof Date
       ? value.getTime()
-      : typeof value === 'string' && ISO_WITH_OFFSET.test(value.trim()) && onTheCalendar(value.trim())
-        ? Date.parse(value.trim())
+      : text !== undefined && ISO_WITH_OFFSET.test(text) && onTheCalendar(text)
+        ? Date.parse(text)
         : Number.NaN;
   if (Number.isNaN(ms)) {
     throw new DagValidationError(
