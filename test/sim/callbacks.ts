@@ -98,7 +98,8 @@ export class SimCallbackExecutor implements CallbackExecutor {
     const faults = this.#deps.faults();
     const killAt = prng.chance(faults.killMidTask) ? prng.range(0, durationMs) : undefined;
     try {
-      await kernel.sleep(killAt ?? durationMs, hooks.signal);
+      // A process killed meanwhile (by another attempt's fault, in the same step) has no effect.
+      await kernel.whileAlive(kernel.sleep(killAt ?? durationMs, hooks.signal));
     } catch {
       record.endAt = kernel.now;
       return { kind: 'error', message: `aborted: ${String(hooks.signal.reason)}` };

@@ -32,4 +32,9 @@ export const PINNED_SEEDS: readonly { seed: number; found: string }[] = [
     found:
       'a callback attempt killed its triggerer while a graceful stop waited for that attempt: the stop never ended (a harness bug; found as a liveness failure)',
   },
+  {
+    seed: 183,
+    found:
+      "a callback attempt's fault killed its triggerer in the step another attempt's sleep ended: that attempt had its effect in the dead process (a harness bug; found as 10c-effect-once)",
+  },
 ];
