@@ -107,10 +107,55 @@ export function owedOnDeadlineMissed(
   }).map(encodeOwed);
 }
 
+/** How often a deadline's miss is tried again after a racing write (a clear) changed the run. */
+const MISS_ATTEMPTS = 3;
+
+/**
+ * Misses one due deadline: an UpdateItem conditional on the run being unfinished at the clear count
+ * it was read at, so that what it owes carries the run's clear count when it is missed. A clear
+ * between the read and the write fails the condition: the run is read again and the miss tried
+ * again while the deadline is still pending. Returns the run as it now is and whether this pass
+ * missed the deadline, or undefined when the run is gone.
+ */
+async function missOne(
+  deps: DeadlineDeps,
+  run: DagRun,
+  dag: SerializedDag,
+  position: number,
+  deadline: RunDeadline,
+  nowMs: number,
+): Promise<{ run: DagRun; missed: boolean } | undefined> {
+  let current = run;
+  for (let attempt = 0; attempt < MISS_ATTEMPTS; attempt++) {
+    const stillDue =
+      current.deadlines?.[position]?.state === 'pending' &&
+      (current.state === 'queued' || current.state === 'running');
+    if (!stillDue) break;
+    const owed = owedOnDeadlineMissed(dag, deadline, { clearCount: current.clearCount, atMs: nowMs });
+    try {
+      const missed = await deps.store.transitionDagRun(
+        current,
+        { state: ['queued', 'running'], clearCount: current.clearCount },
+        {},
+        { owed, deadlines: [{ position, state: 'missed' }] },
+      );
+      return { run: missed, missed: true };
+    } catch (error) {
+      if (!(error instanceof ConditionFailedError)) throw error;
+      // Decided by another pass, finished, or cleared meanwhile: read what it is now.
+      const fresh = await deps.store.getDagRun(run);
+      if (!fresh) return undefined;
+      current = fresh;
+    }
+  }
+  return { run: current, missed: false };
+}
+
 /**
  * A pass over an unfinished run: each pending deadline that has come is missed by one UpdateItem
- * conditional on the run being unfinished and the deadline still pending, which adds what it owes
- * to the run's owed set; a racing pass's write, or the run's finish, makes it change nothing. The
+ * conditional on the run being unfinished at the clear count read and the deadline still pending,
+ * which adds what it owes to the run's owed set; a racing pass's write, or the run's finish, makes
+ * it change nothing, and a racing clear makes it read the run and try again (see `missOne`). The
  * callbacks are then materialized (an error leaves them to the run's next pass), and a wake-up is
  * set at the next deadline to come. Returns the run as it now is.
  */
@@ -121,22 +166,10 @@ export async function missDueDeadlines(deps: DeadlineDeps, run: DagRun, dag: Ser
   let current = run;
   let missed = 0;
   for (const { position, deadline } of due) {
-    const owed = owedOnDeadlineMissed(dag, deadline, { clearCount: current.clearCount, atMs: nowMs });
-    try {
-      current = await deps.store.transitionDagRun(
-        current,
-        ['queued', 'running'],
-        {},
-        { owed, deadlines: [{ position, state: 'missed' }] },
-      );
-    } catch (error) {
-      if (!(error instanceof ConditionFailedError)) throw error;
-      // Decided by another pass, or the run finished meanwhile: read what it is now.
-      const fresh = await deps.store.getDagRun(run);
-      if (!fresh) return current;
-      current = fresh;
-      continue;
-    }
+    const decided = await missOne(deps, current, dag, position, deadline, nowMs);
+    if (decided === undefined) return current;
+    current = decided.run;
+    if (!decided.missed) continue;
     missed += 1;
     deps.metrics.increment('deadlines.missed');
     deps.log.warn('DAG run missed a deadline', {

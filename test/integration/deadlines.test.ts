@@ -200,6 +200,37 @@ describe('deadline alerts', () => {
     expect((await callbacksOf(key)).map((c) => c.kind)).toEqual(['deadline_missed']);
   });
 
+  it('a clear between a pass reading the run and missing its deadline: the miss owes at the clear count after it', async () => {
+    await drainWorkloads();
+    const key = await newRun('tight');
+    await pass(key);
+    await succeedOnly(key);
+    api.clock.advance(61_000);
+    let cleared = false;
+    // The pass read the run (clear count 0) before the clear; its miss is written after it.
+    const racing = new Proxy(api.store, {
+      get(target, property, receiver) {
+        const value = Reflect.get(target, property, receiver);
+        if (property !== 'transitionDagRun') return typeof value === 'function' ? value.bind(target) : value;
+        return async (...args: Parameters<typeof api.store.transitionDagRun>) => {
+          if (!cleared && args[3]?.deadlines !== undefined) {
+            cleared = true;
+            const clear = await api.request('POST', `${runPath(key.dagId, key.runId)}/clear`, {});
+            expect(clear.status).toBe(200);
+          }
+          return target.transitionDagRun(...args);
+        };
+      },
+    });
+    await scheduleRun({ ...deps, store: racing }, key, newPassContext(deps));
+    expect(cleared).toBe(true);
+    const run = await api.store.getDagRun(key);
+    expect(run?.clearCount).toBe(2);
+    expect(run?.deadlines?.[0]?.state).toBe('missed');
+    expect((await callbacksOf(key)).map((c) => [c.kind, c.clearCount])).toEqual([['deadline_missed', 2]]);
+    await drainWorkloads();
+  });
+
   it('misses a deadline once when another pass decides it between this pass’s read and its write', async () => {
     const missedBefore = await counter('deadlines.missed');
     const key = await newRun('tight');

@@ -40,6 +40,6 @@ export const PINNED_SEEDS: readonly { seed: number; found: string }[] = [
   {
     seed: 390,
     found:
-      "10a-owed-runs: a run's deadline_missed callback stayed owed and never became an item (fails at 53ad034 and before the same-step kill fix of seed 183, passes since; its cause was not traced further)",
+      '10a-owed-runs: a pass read the run mid-clear and missed its deadline after the clear ended, so the callback was owed at the stale clear count (the miss is now conditional on the clear count read)',
   },
 ];
