@@ -1,5 +1,4 @@
 import { describe, expect, it } from 'vitest';
-import type { CallbackWorkload } from '#contracts/messages.ts';
 import { silentLogger } from '#engine/logger.ts';
 import { MetricsRegistry } from '#metrics/registry.ts';
 import { InMemoryQueue } from '#queue/memory.ts';
