@@ -108,21 +108,24 @@ export async function startTriggerer(options: {
         Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? 0);
       return { peakBytes: kib('VmHWM') * 1024, rssBytes: kib('VmRSS') * 1024 };
     },
-    async cpuMs() {
-      const stat = await readProc(pid, 'stat');
-      if (!stat) return undefined;
-      // Fields after the command name (which may hold spaces): utime and stime are the 12th and 13th.
-      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      const ticks = Number(fields[11]) + Number(fields[12]);
-      // In USER_HZ, 100 a second on Linux.
-      return (ticks * 1000) / 100;
-    },
+    cpuMs: () => processCpuMs(pid),
     exited,
     exitCode: () => child.exitCode ?? child.signalCode,
     kill() {
       if (running()) child.kill('SIGKILL');
     },
   };
+}
+
+/** CPU milliseconds (user and system) a process has used so far, from /proc; undefined once it is gone. */
+export async function processCpuMs(pid: number): Promise<number | undefined> {
+  const stat = await readProc(pid, 'stat');
+  if (!stat) return undefined;
+  // Fields after the command name (which may hold spaces): utime and stime are the 12th and 13th.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const ticks = Number(fields[11]) + Number(fields[12]);
+  // In USER_HZ, 100 a second on Linux.
+  return (ticks * 1000) / 100;
 }
 
 async function readProc(pid: number, file: string): Promise<string | undefined> {

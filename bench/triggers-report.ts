@@ -91,7 +91,11 @@ function loadRows(run: LoadResult): [string, string, string][] {
       `${fmt(triggerer.rss_at_first_load_mb)} / ${fmt(triggerer.rss_after_load_mb)}`,
       '',
     ],
-    ['CPU s: triggerer / API + store', `${triggerer.cpu_s ?? '-'} / ${run.api_process_cpu_s}`, ''],
+    [
+      'CPU s: triggerer / API / store',
+      `${triggerer.cpu_s ?? '-'} / ${run.api_process_cpu_s} / ${run.store_process_cpu_s ?? '-'}`,
+      '',
+    ],
     ['outcome', run.outcome, ''],
   ];
 }
@@ -113,7 +117,7 @@ export function renderTriggersTable(result: TriggersBenchResult): string {
   const { load, largest, failover } = result;
   const lines: string[] = [
     '',
-    'Triggerer (bench/triggers.ts): the API on the embedded store in one process, the triggerer in its own',
+    'Triggerer (bench/triggers.ts): the API, the embedded store and the triggerer each in its own process',
     `  ${result.machine.cpus} CPUs, 1-minute load average ${result.machine.load_average_1m.before} before, ${result.machine.load_average_1m.after} after`,
     `  ${load.triggers} triggers over ${load.window_ms / 1000} s, one triggerer (latency ends when the event is applied: the TI is scheduled to resume)`,
     ...render(loadRows(load)),

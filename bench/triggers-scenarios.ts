@@ -73,8 +73,10 @@ export interface LoadResult {
     /** Its warnings and errors, by message. */
     warnings: Record<string, number>;
   };
-  /** This process: the API and the embedded store (and the benchmark's few reads). */
+  /** This process: the API (and the benchmark's few reads). */
   api_process_cpu_s: number;
+  /** The embedded store's own process, over the same span. */
+  store_process_cpu_s: number | undefined;
   /** The API's warnings and errors, by message. */
   api_warnings: Record<string, number>;
   /** Store requests from the triggerer's start to the end, per trigger (the bench's polling included). */
@@ -117,6 +119,7 @@ export async function loadScenario(options: LoadOptions): Promise<LoadResult> {
 
     stack.resetRequests();
     const cpuBefore = process.cpuUsage();
+    const storeCpuBefore = await stack.storeCpuMs();
     const startedAt = Date.now();
     child = await startTriggerer({
       apiUrl: stack.apiUrl,
@@ -162,6 +165,7 @@ export async function loadScenario(options: LoadOptions): Promise<LoadResult> {
     const memory = await child.memory();
     const cpuMs = await child.cpuMs();
     const cpu = process.cpuUsage(cpuBefore);
+    const storeCpuAfter = await stack.storeCpuMs();
     const requests = stack.requests();
     const apiCalls = stack.apiCalls();
     const loadCalls = stack.loadCalls();
@@ -228,6 +232,10 @@ export async function loadScenario(options: LoadOptions): Promise<LoadResult> {
         warnings,
       },
       api_process_cpu_s: round((cpu.user + cpu.system) / 1e6, 1),
+      store_process_cpu_s:
+        storeCpuBefore === undefined || storeCpuAfter === undefined
+          ? undefined
+          : round((storeCpuAfter - storeCpuBefore) / 1000, 1),
       api_warnings: stack.apiWarnings(),
       store_requests_per_trigger: {
         reads: round(requests.reads / count, 2),

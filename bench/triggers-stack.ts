@@ -22,16 +22,22 @@ import { dag } from '#sdk/index.ts';
 import { versionDag } from '#sdk/serialize.ts';
 import { batchWriteAll } from '#store/batch.ts';
 import { DynamoStore } from '#store/dynamodb.ts';
-import { createDynamoClient, ensureTable, startEmbeddedDynamo, toDocumentClient } from '#store/embedded.ts';
+import {
+  createDynamoClient,
+  ensureTable,
+  startEmbeddedDynamoProcess,
+  toDocumentClient,
+} from '#store/embedded.ts';
 import { ConditionFailedError } from '#store/errors.ts';
 import { instrumentClient, RequestCounter, type RequestCounts } from '#store/instrument.ts';
 import { taskInstanceToItem } from '#store/items.ts';
 import { triggerToItem } from '#store/trigger-store.ts';
+import { processCpuMs } from './triggers-process.ts';
 
 /**
  * The triggerer benchmark's API side: the API wired as `createApiStack` wires it (as
- * test/integration/api-harness.ts does), on the embedded in-memory DynamoDB (dynalite in this
- * process), served over real HTTP on 127.0.0.1, with no scheduler and no worker. Deferred work is
+ * test/integration/api-harness.ts does), on the embedded in-memory DynamoDB in its own process (as
+ * standalone runs it), served over real HTTP on 127.0.0.1, with no scheduler and no worker. Deferred work is
  * written straight to the store, as the items TaskLifecycle's deferral leaves (`putTrigger`, then
  * running → deferred): each TI in `deferred` at try 1, deferral 1, and its trigger. Both with
  * BatchWriteItem (25 items a call) for the setup's speed, and the TIs first: the moments of the
@@ -100,6 +106,8 @@ export interface TriggerStack {
   /** Events applied so far (the API's `triggers.events_applied`). */
   eventsApplied(): Promise<number>;
   triggererCredential(): Promise<string>;
+  /** CPU milliseconds the store's process has used so far. */
+  storeCpuMs(): Promise<number | undefined>;
   close(): Promise<void>;
 }
 
@@ -107,7 +115,7 @@ export async function startTriggerStack(): Promise<TriggerStack> {
   const home = await mkdtemp(join(tmpdir(), 'updraft-bench-triggers-'));
   // Defaults throughout (heartbeat interval and timeout, load interval, limits).
   const settings = settingsSchema.parse({ home, port: 0 });
-  const dynamo = await startEmbeddedDynamo();
+  const dynamo = await startEmbeddedDynamoProcess();
   const dynamoClient = createDynamoClient({ endpoint: dynamo.endpoint, embedded: true });
   await ensureTable(dynamoClient, 'updraft');
   const documentClient = toDocumentClient(dynamoClient);
@@ -304,6 +312,7 @@ export async function startTriggerStack(): Promise<TriggerStack> {
     readTaskInstances,
     eventsApplied: async () => (await metrics.snapshot()).counters['triggers.events_applied'] ?? 0,
     triggererCredential: () => tokens.issueClaims({ kind: 'triggerer' }, Date.now()),
+    storeCpuMs: () => processCpuMs(dynamo.pid),
     async close() {
       for (let waited = 0; inFlight > 0 && waited < 30_000; waited += 50)
         await new Promise((resolve) => setTimeout(resolve, 50));

@@ -1,9 +1,9 @@
 /**
  * The triggerer's benchmark, run as the `triggers` part of `npm run bench` (skip it with
  * BENCH_TRIGGERS=0) or alone with `node bench/triggers.ts` (JSON `{ "triggers": … }` on stdout,
- * the table on stderr). The real API (createApiStack on the embedded in-memory DynamoDB, in this
- * process, over HTTP on 127.0.0.1) and the real triggerer (`src/triggerer/main.ts`) as child
- * processes; the deferred work is written straight to the store (bench/triggers-stack.ts), so no
+ * the table on stderr). The real API (createApiStack in this process, over HTTP on 127.0.0.1, on
+ * the embedded in-memory DynamoDB in its own process as standalone runs it) and the real
+ * triggerer (`src/triggerer/main.ts`) as child processes; the deferred work is written straight to the store (bench/triggers-stack.ts), so no
  * scheduler or worker runs. `updraft.DateTimeTrigger`s, moments spread evenly over a window that
  * starts a few seconds after the setup. Three parts:
  *
