@@ -151,6 +151,8 @@ export const settingsSchema = z
     triggererEnabled: z.union([z.boolean(), z.stringbool()]).default(true),
     /** Triggers one triggerer runs at once (Airflow's default capacity). */
     triggererCapacity: z.coerce.number().int().min(1).max(1_000_000).default(1_000),
+    /** Event and failure reports a triggerer has in flight to the Execution API at once. */
+    triggererReportsInFlight: z.coerce.number().int().min(1).max(1_000).default(64),
     /** Trigger queues a triggerer serves, comma-separated in the environment. */
     triggerQueues: z
       .union([
@@ -306,6 +308,7 @@ export const SETTING_ENV_VARS: Readonly<Record<keyof Settings, string>> = {
   logLevel: 'UPDRAFT_LOG_LEVEL',
   triggererEnabled: 'UPDRAFT_TRIGGERER_ENABLED',
   triggererCapacity: 'UPDRAFT_TRIGGERER_CAPACITY',
+  triggererReportsInFlight: 'UPDRAFT_TRIGGERER_REPORTS_IN_FLIGHT',
   triggerQueues: 'UPDRAFT_TRIGGER_QUEUES',
   triggererHeartbeatIntervalMs: 'UPDRAFT_TRIGGERER_HEARTBEAT_INTERVAL_MS',
   triggererHeartbeatTimeoutMs: 'UPDRAFT_TRIGGERER_HEARTBEAT_TIMEOUT_MS',

@@ -53,25 +53,28 @@ export class TriggerClaims {
     if (this.#heldForReport.delete(triggerId)) this.#unfetched.add(triggerId);
   }
 
-  /** One round: start what waits, fetch what is unfetched, claim up to the free capacity. */
-  async load(signal: AbortSignal): Promise<void> {
+  /**
+   * One round: start what waits, fetch what is unfetched, claim up to the free capacity. True when
+   * the API claimed as many as one call may ask for and capacity is left: more may be waiting to
+   * be claimed, so the next round need not wait for the load interval.
+   */
+  async load(signal: AbortSignal): Promise<boolean> {
     const { client, runner, outbox, epoch } = this.#options;
     const claimedUnder = epoch();
     for (const id of this.#heldForReport) if (!outbox.hasReport(id)) this.#heldForReport.delete(id);
     this.#startWaiting();
     if (this.#unfetched.size > 0) await this.#fetch([...this.#unfetched], claimedUnder, signal);
     const free = runner.capacityLeft - this.#waiting.length - this.#unfetched.size;
-    if (free <= 0 || claimedUnder !== epoch()) return;
-    const ids = await client.load(
-      { limit: Math.min(IDS_PER_CALL, free), queues: this.#options.queues },
-      this.#callOptions(signal),
-    );
-    if (claimedUnder !== epoch()) return;
+    if (free <= 0 || claimedUnder !== epoch()) return false;
+    const limit = Math.min(IDS_PER_CALL, free);
+    const ids = await client.load({ limit, queues: this.#options.queues }, this.#callOptions(signal));
+    if (claimedUnder !== epoch()) return false;
     for (const id of ids) {
       if (outbox.hasReport(id)) this.#heldForReport.add(id);
       else if (!runner.has(id)) this.#unfetched.add(id);
     }
     if (this.#unfetched.size > 0) await this.#fetch([...this.#unfetched], claimedUnder, signal);
+    return limit === IDS_PER_CALL && ids.length >= limit && runner.capacityLeft > 0;
   }
 
   /** Asks which of the triggers held here to stop, and stops them. */

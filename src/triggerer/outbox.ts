@@ -92,6 +92,13 @@ export class ReportOutbox implements TriggerReports {
     return this.#refused;
   }
 
+  /** Reports due to be sent that no call carries yet: a backlog of them says the API is behind. */
+  get waiting(): number {
+    let waiting = 0;
+    for (const pending of this.#finals.values()) if (!pending.inFlight) waiting += 1;
+    return waiting;
+  }
+
   get empty(): boolean {
     return this.#finals.size === 0 && this.#logs.length === 0;
   }

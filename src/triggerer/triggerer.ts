@@ -50,7 +50,12 @@ export type TriggererSettings = Pick<
   | 'triggerBlockedThresholdMs'
   | 'allowedDeserializationClasses'
 > &
-  Partial<Pick<Settings, 'logChunkMaxBytes' | 'logMaxBytes' | 'triggererCallbackCapacity'>>;
+  Partial<
+    Pick<
+      Settings,
+      'logChunkMaxBytes' | 'logMaxBytes' | 'triggererCallbackCapacity' | 'triggererReportsInFlight'
+    >
+  >;
 
 export interface TriggererOptions {
   client: TriggererApi;
@@ -78,8 +83,6 @@ export interface TriggererOptions {
   logFlushIntervalMs?: number;
   /** Period of the status line with the free capacity (default 60 s). */
   statusLogIntervalMs?: number;
-  /** Reports in flight at once (default 16). */
-  maxReportsInFlight?: number;
   /**
    * Runs the async callbacks placed on triggerers (claimed with the job's token, started and
    * reported under their own tokens); without it this triggerer claims no callbacks.
@@ -132,7 +135,7 @@ export class Triggerer {
       random: this.#random,
       retry: options.reportRetry ?? { baseDelayMs: 250, maxDelayMs: 30_000 },
       callTimeoutMs: this.#callTimeoutMs,
-      maxInFlight: options.maxReportsInFlight ?? 16,
+      maxInFlight: options.settings.triggererReportsInFlight ?? 64,
       logBatchMaxBytes: settings.logChunkMaxBytes ?? 128 * 1024,
       logBacklogMaxBytes: 32 * 1024 * 1024,
       currentJob: () => this.#job?.jobId,
@@ -382,9 +385,11 @@ export class Triggerer {
   async #loadLoop(): Promise<void> {
     const signal = this.#stop.signal;
     while (!signal.aborted) {
+      let backlog = false;
       if (this.#job) {
-        await this.#claims.load(signal).catch((error: unknown) => {
+        backlog = await this.#claims.load(signal).catch((error: unknown) => {
           if (!signal.aborted) this.#callFailed('load', 'Could not claim triggers', error);
+          return false;
         });
       }
       const job = this.#job;
@@ -393,7 +398,10 @@ export class Triggerer {
           if (!signal.aborted) this.#callFailed('claim', 'Could not claim callbacks', error);
         });
       }
-      await this.#clock.sleep(this.#options.settings.triggererLoadIntervalMs, signal);
+      // A full load with capacity left: more triggers wait, claimed at once rather than a load
+      // interval later; unless reports wait for the API, whose answers come before more claims.
+      if (!backlog || this.#outbox.waiting > 0)
+        await this.#clock.sleep(this.#options.settings.triggererLoadIntervalMs, signal);
     }
   }
 

@@ -94,6 +94,8 @@ interface Faults {
   conflictNextHeartbeat: boolean;
   /** Jobs cut off (a crashed process): every request with their token is dropped. */
   partitioned: Set<string>;
+  /** Milliseconds an event or failure call waits before it is handled (a slow API). */
+  reportDelayMs: number;
 }
 
 class FakeExecutionApi {
@@ -107,7 +109,10 @@ class FakeExecutionApi {
     refuseEvents: new Set(),
     conflictNextHeartbeat: false,
     partitioned: new Set(),
+    reportDelayMs: 0,
   };
+  /** Load calls answered, with how many triggers each claimed. */
+  readonly loads: number[] = [];
   readonly random: () => number;
   refreshedTokensUsed = 0;
   readonly #server: Server;
@@ -248,6 +253,7 @@ class FakeExecutionApi {
         trigger.holder = job.id;
         ids.push(trigger.id);
       }
+      this.loads.push(ids.length);
       return this.#answer(response, 200, { trigger_ids: ids });
     }
     if (path === '/execution/triggers/workloads') {
@@ -287,6 +293,8 @@ class FakeExecutionApi {
       return this.#answer(response, 200, { ok: true });
     }
     const report = /^\/execution\/triggers\/([^/]+)\/(event|failure)$/.exec(path);
+    if (report && this.faults.reportDelayMs > 0)
+      await new Promise((resolve) => setTimeout(resolve, this.faults.reportDelayMs));
     if (report) {
       const trigger = this.triggers.get(decodeURIComponent(report[1] ?? ''));
       if (!trigger) return this.#answer(response, 404, { detail: 'no such trigger' });
@@ -370,7 +378,9 @@ async function setUp(seed: number) {
   const url = await api.listen();
   const context = { api, triggerers: [] as Triggerer[] };
   started.push(context);
-  const startTriggerer = (options: { capacity?: number } = {}) => {
+  const startTriggerer = (
+    options: { capacity?: number; loadIntervalMs?: number; reportsInFlight?: number } = {},
+  ) => {
     const lines: LogLine[] = [];
     const metrics = new MetricsRegistry();
     const triggerer = new Triggerer({
@@ -378,8 +388,11 @@ async function setUp(seed: number) {
       settings: {
         triggererCapacity: options.capacity ?? 100,
         triggerQueues: ['default'],
-        triggererLoadIntervalMs: 20,
+        triggererLoadIntervalMs: options.loadIntervalMs ?? 20,
         triggerCleanupIntervalMs: 100,
+        ...(options.reportsInFlight === undefined
+          ? {}
+          : { triggererReportsInFlight: options.reportsInFlight }),
         triggerBlockedThresholdMs: 1_000,
         allowedDeserializationClasses: ['updraft.*'],
       },
@@ -493,6 +506,35 @@ describe('Triggerer against a faulty Execution API', () => {
     expect(error?.message).toContain('400 the event payload is refused');
     expect(error?.fields).toMatchObject({ status: 400, detail: 'the event payload is refused' });
     expect(triggerer.outboxSize.reports).toBe(0);
+  });
+
+  it('claims again at once after a full load, not a load interval later', async () => {
+    const { api, startTriggerer } = await setUp(17);
+    api.addTriggers(2_500, () => 60_000);
+    const { triggerer } = startTriggerer({ capacity: 3_000, loadIntervalMs: 60_000 });
+    await until(() => triggerer.running === 2_500, 10_000);
+    // Two full loads of 1,000 each followed at once; the third came back short, so the next waits.
+    expect(api.loads).toEqual([1_000, 1_000, 500]);
+  });
+
+  it('waits the load interval after a full load while reports wait for the API', async () => {
+    const { api, startTriggerer } = await setUp(19);
+    api.faults.reportDelayMs = 200;
+    api.addTriggers(2_000, () => 0);
+    api.addTriggers(1_000, () => 60_000);
+    const { triggerer } = startTriggerer({ capacity: 5_000, loadIntervalMs: 60_000, reportsInFlight: 1 });
+    await until(
+      () => triggerer.outboxSize.reports > 1_000,
+      15_000,
+      'reports waiting',
+      () => ({ loads: api.loads, reports: triggerer.outboxSize }),
+    );
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    // Full loads, but once the first ones' events wait in the outbox no load follows at once: the
+    // last 1,000 triggers wait for the load interval.
+    expect(api.loads.length).toBeLessThanOrEqual(2);
+    expect(api.loads.every((claimed) => claimed === 1_000)).toBe(true);
+    expect([...api.triggers.values()].filter((trigger) => trigger.holder === undefined)).toHaveLength(1_000);
   });
 
   it('cancels its triggers and registers again when a heartbeat is answered 409', async () => {
