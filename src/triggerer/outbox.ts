@@ -92,11 +92,17 @@ export class ReportOutbox implements TriggerReports {
     return this.#refused;
   }
 
-  /** Reports due to be sent that no call carries yet: a backlog of them says the API is behind. */
-  get waiting(): number {
+  /**
+   * Whether the API is behind: more reports wait than one round of calls in flight carries. The
+   * count stops there, so asking takes at most twice that many steps.
+   */
+  get backlogged(): boolean {
     let waiting = 0;
-    for (const pending of this.#finals.values()) if (!pending.inFlight) waiting += 1;
-    return waiting;
+    for (const pending of this.#finals.values()) {
+      if (!pending.inFlight) waiting += 1;
+      if (waiting > this.#options.maxInFlight) return true;
+    }
+    return false;
   }
 
   get empty(): boolean {

@@ -399,8 +399,8 @@ export class Triggerer {
         });
       }
       // A full load with capacity left: more triggers wait, claimed at once rather than a load
-      // interval later; unless reports wait for the API, whose answers come before more claims.
-      if (!backlog || this.#outbox.waiting > 0)
+      // interval later; unless the API is behind on reports, which go before more claims.
+      if (!backlog || this.#outbox.backlogged)
         await this.#clock.sleep(this.#options.settings.triggererLoadIntervalMs, signal);
     }
   }
