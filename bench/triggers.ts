@@ -46,8 +46,7 @@ const GRACE_MS = 20_000;
 const SEARCH_GRACE_MS = 10_000;
 /** Starting a triggerer, reading the TIs back, closing the stack. */
 const OVERHEAD_MS = 5_000;
-/** The API claims at most this many triggers per load call, and a triggerer loads once a second. */
-const CLAIMS_PER_LOAD = 1_000;
+/** A triggerer's load interval (the default): it waits this long after a load that was not full. */
 const LOAD_INTERVAL_MS = 1_000;
 
 const log = (line: string) => process.stderr.write(`${line}\n`);
@@ -67,8 +66,9 @@ function predict(reference: LoadResult, count: number, windowMs: number) {
   const firstLoad = reference.claim.first_load;
   const claimsPerSecond =
     firstLoad && firstLoad.ms > 0 ? firstLoad.claims / (firstLoad.ms / 1000) : Number.POSITIVE_INFINITY;
-  // One load call of at most 1,000 claims, one at a time, a second apart; with an otherwise idle API.
-  const claimS = count / claimsPerSecond + (Math.ceil(count / CLAIMS_PER_LOAD) * LOAD_INTERVAL_MS) / 1000;
+  // Load calls of at most 1,000 claims, one at a time: back to back while they come back full and
+  // the API keeps up with the reports, with one load interval after the last; on an otherwise idle API.
+  const claimS = count / claimsPerSecond + LOAD_INTERVAL_MS / 1000;
   return {
     setup_s: Math.round(setupS),
     claim_s: Math.round(claimS),
