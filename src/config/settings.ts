@@ -151,8 +151,11 @@ export const settingsSchema = z
     triggererEnabled: z.union([z.boolean(), z.stringbool()]).default(true),
     /** Triggers one triggerer runs at once (Airflow's default capacity). */
     triggererCapacity: z.coerce.number().int().min(1).max(1_000_000).default(1_000),
-    /** Event and failure reports a triggerer has in flight to the Execution API at once. */
-    triggererReportsInFlight: z.coerce.number().int().min(1).max(1_000).default(64),
+    /**
+     * Event and failure reports a triggerer has in flight to the Execution API at once. On AWS each
+     * is one Execution API invocation, out of the account's concurrency that the workers share.
+     */
+    triggererReportsInFlight: z.coerce.number().int().min(1).max(256).default(64),
     /** Trigger queues a triggerer serves, comma-separated in the environment. */
     triggerQueues: z
       .union([

@@ -109,6 +109,8 @@ export function owedOnDeadlineMissed(
 
 /** How often a deadline's miss is tried again after a racing write (a clear) changed the run. */
 const MISS_ATTEMPTS = 3;
+/** When a pass gave up on a miss (clears kept racing it), the run's next pass comes this much later. */
+const DEADLINE_RETRY_DELAY_MS = 1_000;
 
 /**
  * Misses one due deadline: an UpdateItem conditional on the run being unfinished at the clear count
@@ -124,7 +126,7 @@ async function missOne(
   position: number,
   deadline: RunDeadline,
   nowMs: number,
-): Promise<{ run: DagRun; missed: boolean } | undefined> {
+): Promise<{ run: DagRun; missed: boolean; gaveUp?: boolean } | undefined> {
   let current = run;
   for (let attempt = 0; attempt < MISS_ATTEMPTS; attempt++) {
     const stillDue =
@@ -148,7 +150,10 @@ async function missOne(
       current = fresh;
     }
   }
-  return { run: current, missed: false };
+  const stillDue =
+    current.deadlines?.[position]?.state === 'pending' &&
+    (current.state === 'queued' || current.state === 'running');
+  return { run: current, missed: false, gaveUp: stillDue };
 }
 
 /**
@@ -165,10 +170,24 @@ export async function missDueDeadlines(deps: DeadlineDeps, run: DagRun, dag: Ser
   if (due.length === 0) return run;
   let current = run;
   let missed = 0;
+  let gaveUp = false;
   for (const { position, deadline } of due) {
     const decided = await missOne(deps, current, dag, position, deadline, nowMs);
     if (decided === undefined) return current;
     current = decided.run;
+    if (decided.gaveUp) {
+      gaveUp = true;
+      deps.metrics.increment('deadlines.miss_deferred');
+      deps.log.warn(
+        "A DAG run's deadline came while clears kept changing the run; the run's next pass misses it",
+        {
+          dagId: run.dagId,
+          runId: run.runId,
+          deadline: deadline.index,
+          at: deadline.at,
+        },
+      );
+    }
     if (!decided.missed) continue;
     missed += 1;
     deps.metrics.increment('deadlines.missed');
@@ -180,7 +199,11 @@ export async function missDueDeadlines(deps: DeadlineDeps, run: DagRun, dag: Ser
       at: deadline.at,
     });
   }
-  if (missed === 0) return current;
+  const retryAtMs = gaveUp ? nowMs + DEADLINE_RETRY_DELAY_MS : undefined;
+  if (missed === 0) {
+    if (retryAtMs !== undefined) await wakeAt(deps, current, retryAtMs);
+    return current;
+  }
   if (deps.callbacks && current.owedCallbacks && current.owedCallbacks.length > 0) {
     try {
       await deps.callbacks.materialize({ run: current }, current.owedCallbacks, dag);
@@ -196,7 +219,9 @@ export async function missDueDeadlines(deps: DeadlineDeps, run: DagRun, dag: Ser
     }
   }
   // The wake-up that brought this pass may have been the only one set (standalone keeps one per run).
-  const next = nextDeadlineAtMs(current, nowMs);
-  if (next !== undefined) await wakeAt(deps, current, next);
+  const next = [nextDeadlineAtMs(current, nowMs), retryAtMs]
+    .filter((atMs) => atMs !== undefined)
+    .reduce((earliest, atMs) => Math.min(earliest, atMs), Number.POSITIVE_INFINITY);
+  if (Number.isFinite(next)) await wakeAt(deps, current, next);
   return current;
 }

@@ -74,7 +74,10 @@ export class TriggerClaims {
       else if (!runner.has(id)) this.#unfetched.add(id);
     }
     if (this.#unfetched.size > 0) await this.#fetch([...this.#unfetched], claimedUnder, signal);
-    return limit === IDS_PER_CALL && ids.length >= limit && runner.capacityLeft > 0;
+    // Full: the API may hold more. A load asking less than a call's worth had less room than that.
+    return (
+      claimedUnder === epoch() && limit === IDS_PER_CALL && ids.length >= limit && runner.capacityLeft > 0
+    );
   }
 
   /** Asks which of the triggers held here to stop, and stops them. */

@@ -135,7 +135,7 @@ export class Triggerer {
       random: this.#random,
       retry: options.reportRetry ?? { baseDelayMs: 250, maxDelayMs: 30_000 },
       callTimeoutMs: this.#callTimeoutMs,
-      maxInFlight: options.settings.triggererReportsInFlight ?? 64,
+      maxInFlight: Math.max(1, options.settings.triggererReportsInFlight ?? 64),
       logBatchMaxBytes: settings.logChunkMaxBytes ?? 128 * 1024,
       logBacklogMaxBytes: 32 * 1024 * 1024,
       currentJob: () => this.#job?.jobId,
@@ -384,6 +384,8 @@ export class Triggerer {
 
   async #loadLoop(): Promise<void> {
     const signal = this.#stop.signal;
+    const intervalMs = this.#options.settings.triggererLoadIntervalMs;
+    let callbacksClaimedAt = Number.NEGATIVE_INFINITY;
     while (!signal.aborted) {
       let backlog = false;
       if (this.#job) {
@@ -393,15 +395,16 @@ export class Triggerer {
         });
       }
       const job = this.#job;
-      if (job && this.#callbacks) {
+      // Callbacks once a load interval, also while trigger loads follow each other at once.
+      if (job && this.#callbacks && this.#clock.now() - callbacksClaimedAt >= intervalMs) {
+        callbacksClaimedAt = this.#clock.now();
         await this.#callbacks.claim(job.jobId, signal).catch((error: unknown) => {
           if (!signal.aborted) this.#callFailed('claim', 'Could not claim callbacks', error);
         });
       }
       // A full load with capacity left: more triggers wait, claimed at once rather than a load
       // interval later; unless the API is behind on reports, which go before more claims.
-      if (!backlog || this.#outbox.backlogged)
-        await this.#clock.sleep(this.#options.settings.triggererLoadIntervalMs, signal);
+      if (!backlog || this.#outbox.backlogged) await this.#clock.sleep(intervalMs, signal);
     }
   }
 

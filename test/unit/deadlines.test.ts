@@ -12,8 +12,11 @@ import {
   type SerializedDeadline,
 } from '#core/deadlines.ts';
 import type { DagRun, RunDeadline } from '#core/models.ts';
+import type { SerializedDag } from '#core/serialized-dag.ts';
 import { callbackIdOf } from '#engine/callbacks.ts';
-import { owedOnDeadlineMissed } from '#engine/deadlines.ts';
+import { missDueDeadlines, owedOnDeadlineMissed } from '#engine/deadlines.ts';
+import { silentLogger } from '#engine/logger.ts';
+import { ConditionFailedError } from '#store/errors.ts';
 
 const callbacks = [{ name: 'late' }];
 const run = { logicalDate: '2026-03-01T00:00:00.000Z', queuedAt: '2026-03-01T00:05:00.000Z' };
@@ -186,5 +189,49 @@ describe('deadline callbacks', () => {
       deadlineOfCallback({ deadlineIndex: 1, owedAt: '2026-03-01T00:06:30.000Z' }, { deadlines }),
     ).toEqual({ at: '2026-03-01T00:06:00.000Z', reference: 'queued_at', lateByMs: 30_000 });
     expect(deadlineOfCallback({ owedAt: '2026-03-01T00:06:30.000Z' }, { deadlines })).toBeUndefined();
+  });
+});
+
+describe('missing a deadline while clears race the pass', () => {
+  const nowMs = Date.parse('2026-01-01T00:10:00Z');
+  const runAt = (clearCount: number) =>
+    ({
+      dagId: 'd',
+      runId: 'r',
+      state: 'running',
+      clearCount,
+      deadlines: [
+        { index: 0, reference: 'queued_at', at: '2026-01-01T00:05:00.000Z', state: 'pending' },
+        { index: 1, reference: 'queued_at', at: '2026-01-01T00:20:00.000Z', state: 'pending' },
+      ],
+    }) as unknown as DagRun;
+
+  it('gives up after its attempts, says so, counts it, and wakes the run a second later', async () => {
+    let clears = 0;
+    let writes = 0;
+    const wakes: number[] = [];
+    const warnings: string[] = [];
+    const counters: string[] = [];
+    const deps = {
+      now: () => nowMs,
+      store: {
+        transitionDagRun: async () => {
+          writes += 1;
+          clears += 1;
+          throw new ConditionFailedError('a clear changed the run');
+        },
+        getDagRun: async () => runAt(clears * 2),
+      },
+      timers: { wakeAt: async (_run: unknown, atMs: number) => void wakes.push(atMs) },
+      metrics: { increment: (name: string) => void counters.push(name) },
+      log: { ...silentLogger, warn: (message: string) => void warnings.push(message) },
+    } as unknown as Parameters<typeof missDueDeadlines>[0];
+    const dag = { dagId: 'd', deadlines: [{ callbacks: [] }, { callbacks: [] }] } as unknown as SerializedDag;
+    const after = await missDueDeadlines(deps, runAt(0), dag);
+    expect(writes).toBe(3);
+    expect(after.deadlines?.[0]?.state).toBe('pending');
+    expect(counters).toEqual(['deadlines.miss_deferred']);
+    expect(warnings).toHaveLength(1);
+    expect(wakes).toEqual([nowMs + 1_000]);
   });
 });
