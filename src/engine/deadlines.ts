@@ -127,12 +127,12 @@ async function missOne(
   deadline: RunDeadline,
   nowMs: number,
 ): Promise<{ run: DagRun; missed: boolean; gaveUp?: boolean } | undefined> {
+  const stillDue = (current: DagRun) =>
+    current.deadlines?.[position]?.state === 'pending' &&
+    (current.state === 'queued' || current.state === 'running');
   let current = run;
   for (let attempt = 0; attempt < MISS_ATTEMPTS; attempt++) {
-    const stillDue =
-      current.deadlines?.[position]?.state === 'pending' &&
-      (current.state === 'queued' || current.state === 'running');
-    if (!stillDue) break;
+    if (!stillDue(current)) break;
     const owed = owedOnDeadlineMissed(dag, deadline, { clearCount: current.clearCount, atMs: nowMs });
     try {
       const missed = await deps.store.transitionDagRun(
@@ -150,10 +150,7 @@ async function missOne(
       current = fresh;
     }
   }
-  const stillDue =
-    current.deadlines?.[position]?.state === 'pending' &&
-    (current.state === 'queued' || current.state === 'running');
-  return { run: current, missed: false, gaveUp: stillDue };
+  return { run: current, missed: false, gaveUp: stillDue(current) };
 }
 
 /**

@@ -395,8 +395,10 @@ export class Triggerer {
         });
       }
       const job = this.#job;
-      // Callbacks once a load interval, also while trigger loads follow each other at once.
-      if (job && this.#callbacks && this.#clock.now() - callbacksClaimedAt >= intervalMs) {
+      // Callbacks once a load interval, also while trigger loads follow each other at once (and
+      // at once after the clock went back).
+      const sinceCallbacks = this.#clock.now() - callbacksClaimedAt;
+      if (job && this.#callbacks && !(sinceCallbacks >= 0 && sinceCallbacks < intervalMs)) {
         callbacksClaimedAt = this.#clock.now();
         await this.#callbacks.claim(job.jobId, signal).catch((error: unknown) => {
           if (!signal.aborted) this.#callFailed('claim', 'Could not claim callbacks', error);
