@@ -42,4 +42,9 @@ export const PINNED_SEEDS: readonly { seed: number; found: string }[] = [
     found:
       '10a-owed-runs: a pass read the run mid-clear and missed its deadline after the clear ended, so the callback was owed at the stale clear count (the miss is now conditional on the clear count read)',
   },
+  {
+    seed: 108,
+    found:
+      "4-reference: a triggerer killed (by a callback it ran) while its trigger's success event was in flight: the API applied it, but the harness recorded only answers their caller lived to hear, so the reference expected a retry (answers are now recorded as they leave the router)",
+  },
 ];

@@ -547,11 +547,15 @@ class World {
       // Headers travel too: a refreshed token (`Updraft-Refreshed-Token`) is how callers keep theirs.
       return { status: response.status, text: await response.text(), headers: [...response.headers] };
     });
-    const answer = await kernel.whileAlive(invocation.result);
+    const answer = await invocation.result;
+    if (answer) {
+      kernel.log(`${request.method} ${path} → ${answer.status}${drop ? ' (connection dropped)' : ''}`);
+      // The answer left the router (the store changed) even if its caller died meanwhile.
+      observe?.(answer.status, requestText, answer.text, invocation.actor.name);
+    }
+    await kernel.whileAlive(Promise.resolve()); // a dead caller never hears the answer
     if (!answer)
       return new Response('{"detail":"sim: the API invocation threw","status":500}', { status: 500 });
-    kernel.log(`${request.method} ${path} → ${answer.status}${drop ? ' (connection dropped)' : ''}`);
-    observe?.(answer.status, requestText, answer.text, invocation.actor.name);
     if (drop) throw new TypeError('sim: connection dropped after the API handled the call');
     return new Response(answer.text, { status: answer.status, headers: answer.headers });
   }
