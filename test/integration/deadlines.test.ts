@@ -119,6 +119,28 @@ describe('deadline alerts', () => {
     const report = { state: 'success', report_id: randomUUID() };
     expect((await api.request('PATCH', tiPath(ti, 'state'), report, token)).status).toBe(200);
   };
+  /**
+   * A pass over `key` whose first deadline write waits for `race` (another writer between the
+   * pass's read of the run and its write); whether the race ran.
+   */
+  const passRacedAtDeadlineWrite = async (key: DagRunKey, race: () => Promise<unknown>): Promise<boolean> => {
+    let raced = false;
+    const racing = new Proxy(api.store, {
+      get(target, property, receiver) {
+        const value = Reflect.get(target, property, receiver);
+        if (property !== 'transitionDagRun') return typeof value === 'function' ? value.bind(target) : value;
+        return async (...args: Parameters<typeof api.store.transitionDagRun>) => {
+          if (!raced && args[3]?.deadlines !== undefined) {
+            raced = true;
+            await race();
+          }
+          return target.transitionDagRun(...args);
+        };
+      },
+    });
+    await scheduleRun({ ...deps, store: racing }, key, newPassContext(deps));
+    return raced;
+  };
   const callbacksOf = async (key: DagRunKey): Promise<Callback[]> =>
     (await api.store.listCallbacks(key, { limit: 100 })).items;
   const counter = async (name: string) => (await api.metrics.snapshot()).counters[name] ?? 0;
@@ -206,23 +228,11 @@ describe('deadline alerts', () => {
     await pass(key);
     await succeedOnly(key);
     api.clock.advance(61_000);
-    let cleared = false;
     // The pass read the run (clear count 0) before the clear; its miss is written after it.
-    const racing = new Proxy(api.store, {
-      get(target, property, receiver) {
-        const value = Reflect.get(target, property, receiver);
-        if (property !== 'transitionDagRun') return typeof value === 'function' ? value.bind(target) : value;
-        return async (...args: Parameters<typeof api.store.transitionDagRun>) => {
-          if (!cleared && args[3]?.deadlines !== undefined) {
-            cleared = true;
-            const clear = await api.request('POST', `${runPath(key.dagId, key.runId)}/clear`, {});
-            expect(clear.status).toBe(200);
-          }
-          return target.transitionDagRun(...args);
-        };
-      },
+    const cleared = await passRacedAtDeadlineWrite(key, async () => {
+      const clear = await api.request('POST', `${runPath(key.dagId, key.runId)}/clear`, {});
+      expect(clear.status).toBe(200);
     });
-    await scheduleRun({ ...deps, store: racing }, key, newPassContext(deps));
     expect(cleared).toBe(true);
     const run = await api.store.getDagRun(key);
     expect(run?.clearCount).toBe(2);
@@ -236,21 +246,7 @@ describe('deadline alerts', () => {
     const key = await newRun('tight');
     await pass(key);
     api.clock.advance(61_000);
-    let raced = false;
-    const racing = new Proxy(api.store, {
-      get(target, property, receiver) {
-        const value = Reflect.get(target, property, receiver);
-        if (property !== 'transitionDagRun') return typeof value === 'function' ? value.bind(target) : value;
-        return async (...args: Parameters<typeof api.store.transitionDagRun>) => {
-          if (!raced && args[3]?.deadlines !== undefined) {
-            raced = true;
-            await scheduleRun(deps, key, newPassContext(deps));
-          }
-          return target.transitionDagRun(...args);
-        };
-      },
-    });
-    await scheduleRun({ ...deps, store: racing }, key, newPassContext(deps));
+    const raced = await passRacedAtDeadlineWrite(key, () => pass(key));
     expect(raced).toBe(true);
     expect((await api.store.getDagRun(key))?.deadlines?.[0]?.state).toBe('missed');
     expect((await counter('deadlines.missed')) - missedBefore).toBe(1);
