@@ -143,21 +143,28 @@ function childrenCpuMs(): Record<string, number> {
   }
   for (const pid of entries) {
     try {
-      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      if (Number(fields[1]) !== process.pid) continue;
+      const { ppid, cpuMs } = parseProcStat(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+      if (ppid !== process.pid) continue;
       const command = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
       const kind = command.includes('embedded-server')
         ? 'store_server'
         : command.includes('task-runner')
           ? 'task_runners'
           : 'other';
-      result[kind] = (result[kind] ?? 0) + ((Number(fields[11]) + Number(fields[12])) * 1000) / 100;
+      result[kind] = (result[kind] ?? 0) + cpuMs;
     } catch {
       // The process ended while we read it.
     }
   }
   return result;
+}
+
+/** The parent and the CPU milliseconds used so far (user and system) of a `/proc/<pid>/stat` line. */
+export function parseProcStat(stat: string): { ppid: number; cpuMs: number } {
+  // Fields after the command name (which may hold spaces): ppid is the 2nd, utime and stime the 12th and 13th.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  // In USER_HZ, 100 a second on Linux.
+  return { ppid: Number(fields[1]), cpuMs: ((Number(fields[11]) + Number(fields[12])) * 1000) / 100 };
 }
 
 export function round(value: number): number {

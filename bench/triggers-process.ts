@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { TRIGGERER_NODE_FLAGS } from '#triggerer/node-flags.ts';
+import { parseProcStat } from './costs.ts';
 
 /**
  * The real triggerer (`src/triggerer/main.ts`) as a child process of its own, as standalone starts
@@ -120,12 +121,7 @@ export async function startTriggerer(options: {
 /** CPU milliseconds (user and system) a process has used so far, from /proc; undefined once it is gone. */
 export async function processCpuMs(pid: number): Promise<number | undefined> {
   const stat = await readProc(pid, 'stat');
-  if (!stat) return undefined;
-  // Fields after the command name (which may hold spaces): utime and stime are the 12th and 13th.
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  const ticks = Number(fields[11]) + Number(fields[12]);
-  // In USER_HZ, 100 a second on Linux.
-  return (ticks * 1000) / 100;
+  return stat ? parseProcStat(stat).cpuMs : undefined;
 }
 
 async function readProc(pid: number, file: string): Promise<string | undefined> {
