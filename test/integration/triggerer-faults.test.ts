@@ -299,9 +299,9 @@ class FakeExecutionApi {
       return this.#answer(response, 200, { ok: true });
     }
     const report = /^\/execution\/triggers\/([^/]+)\/(event|failure)$/.exec(path);
-    if (report && this.faults.reportDelayMs > 0)
-      await new Promise((resolve) => setTimeout(resolve, this.faults.reportDelayMs));
     if (report) {
+      if (this.faults.reportDelayMs > 0)
+        await new Promise((resolve) => setTimeout(resolve, this.faults.reportDelayMs));
       const trigger = this.triggers.get(decodeURIComponent(report[1] ?? ''));
       if (!trigger) return this.#answer(response, 404, { detail: 'no such trigger' });
       trigger.reportRequests += 1;
