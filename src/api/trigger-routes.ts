@@ -7,6 +7,8 @@ import type { JobTokenClaims } from '#contracts/tokens.ts';
 import {
   cleanupBody,
   cleanupSchema,
+  heldTriggersBody,
+  heldTriggersSchema,
   jobHeartbeatBody,
   jobIdParams,
   loadedTriggersSchema,
@@ -264,6 +266,31 @@ export function registerTriggerRoutes(app: OpenAPIHono, deps: ApiDeps): void {
       const request = c.req.valid('json');
       const { stop, adopt } = await triggers.cleanup(jobId, request.trigger_ids, request.complete ?? false);
       return c.json({ stop, ...(request.complete ? { adopt } : {}) }, 200);
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: 'post',
+      path: '/execution/triggers/held',
+      tags: ['Triggerer'],
+      security: jobSecurity,
+      request: { body: body(heldTriggersBody) },
+      responses: {
+        200: json(
+          heldTriggersSchema,
+          'A page of the ids of the triggers the job holds: a triggerer holding more than one cleanup names runs the ones it does not know',
+        ),
+        ...errors,
+      },
+    }),
+    async (c) => {
+      const { jobId } = await job(c);
+      const { ids, nextCursor } = await triggers.held(jobId, c.req.valid('json').cursor);
+      return c.json(
+        { trigger_ids: ids, ...(nextCursor === undefined ? {} : { next_cursor: nextCursor }) },
+        200,
+      );
     },
   );
 

@@ -132,6 +132,12 @@ export const cleanupBody = z
   .meta({ id: 'TriggerCleanupRequest' });
 export type CleanupBody = z.infer<typeof cleanupBody>;
 
+/** One page of the triggers the calling job holds; without `cursor`, the first. */
+export const heldTriggersBody = z
+  .strictObject({ cursor: z.string().min(1).max(2048).optional() })
+  .meta({ id: 'HeldTriggersRequest' });
+export type HeldTriggersBody = z.infer<typeof heldTriggersBody>;
+
 export const triggerWorkloadSchema = z
   .object({
     trigger_id: z.string(),
@@ -213,6 +219,14 @@ export const triggerEventOutcomeSchema = z
   .object({ outcome: z.enum(['applied', 'duplicate', 'stale']) })
   .meta({ id: 'TriggerEventOutcome' });
 export type TriggerEventOutcome = z.infer<typeof triggerEventOutcomeSchema>['outcome'];
+
+export const heldTriggersSchema = z
+  .object({
+    trigger_ids: z.array(z.string()),
+    /** Present when more may follow: pass it as `cursor` for the next page. */
+    next_cursor: z.string().optional(),
+  })
+  .meta({ id: 'HeldTriggers' });
 
 export const cleanupSchema = z
   .object({

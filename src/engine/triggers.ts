@@ -94,6 +94,8 @@ export interface TriggerLifecycleDeps {
 /** Dead jobs that hold no trigger any more are deleted this long after they ended. */
 const DEAD_JOB_RETENTION_MS = 24 * 60 * 60 * 1000;
 const PAGE = 100;
+/** Trigger ids one answer of `held` names at most (a cleanup call's bound). */
+const HELD_PAGE = 1_000;
 /** Claim writes one load keeps in flight. */
 const CLAIM_CONCURRENCY = 25;
 /** Takeovers of one trigger before it is taken for the cause of its triggerers' deaths. */
@@ -253,6 +255,22 @@ export class TriggerLifecycle {
       cursor = page.nextCursor;
     } while (cursor && adopt.length < 1_000);
     return { stop, adopt: adopt.slice(0, 1_000) };
+  }
+
+  /**
+   * One page (up to 1,000) of the ids of the triggers the job holds, for a triggerer that holds
+   * more than one cleanup call may name: it runs the ones it does not know (a lost load answer).
+   */
+  async held(jobId: string, cursor?: string): Promise<{ ids: string[]; nextCursor?: string }> {
+    await this.runningJob(jobId);
+    const page = await this.#deps.store.listTriggersOfJob(jobId, {
+      limit: HELD_PAGE,
+      ...(cursor === undefined ? {} : { cursor }),
+    });
+    return {
+      ids: page.items.map((trigger) => trigger.triggerId),
+      ...(page.nextCursor === undefined ? {} : { nextCursor: page.nextCursor }),
+    };
   }
 
   /**

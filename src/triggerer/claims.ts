@@ -12,7 +12,7 @@ import type { TriggerRunner } from './runner.ts';
  * again (its report settles it), unless that report is refused as no longer this job's.
  */
 
-export type ClaimsClient = Pick<TriggererClient, 'load' | 'workloads' | 'cleanup'>;
+export type ClaimsClient = Pick<TriggererClient, 'load' | 'workloads' | 'cleanup' | 'held'>;
 
 export interface TriggerClaimsOptions {
   client: ClaimsClient;
@@ -36,6 +36,8 @@ export class TriggerClaims {
   #heldForReport = new Set<string>();
   /** Fetched, waiting for capacity. */
   #waiting: TriggerWorkload[] = [];
+  /** Held by this job, but the API refused their reports for good: never run here again. */
+  readonly #abandoned = new Set<string>();
 
   constructor(options: TriggerClaimsOptions) {
     this.#options = options;
@@ -46,6 +48,14 @@ export class TriggerClaims {
     this.#unfetched.clear();
     this.#heldForReport.clear();
     this.#waiting = [];
+    this.#abandoned.clear();
+  }
+
+  /** A trigger whose failure report the API refused for good: it is not run here again. */
+  refused(triggerId: string): void {
+    this.#unfetched.delete(triggerId);
+    this.#heldForReport.delete(triggerId);
+    this.#abandoned.add(triggerId);
   }
 
   /** A report refused with a 409: if this job claimed the trigger meanwhile, it runs it after all. */
@@ -64,20 +74,28 @@ export class TriggerClaims {
     for (const id of this.#heldForReport) if (!outbox.hasReport(id)) this.#heldForReport.delete(id);
     this.#startWaiting();
     if (this.#unfetched.size > 0) await this.#fetch([...this.#unfetched], claimedUnder, signal);
-    const free = runner.capacityLeft - this.#waiting.length - this.#unfetched.size;
+    const free = this.#free();
     if (free <= 0 || claimedUnder !== epoch()) return false;
     const limit = Math.min(IDS_PER_CALL, free);
     const ids = await client.load({ limit, queues: this.#options.queues }, this.#callOptions(signal));
     if (claimedUnder !== epoch()) return false;
     for (const id of ids) {
       if (outbox.hasReport(id)) this.#heldForReport.add(id);
-      else if (!runner.has(id)) this.#unfetched.add(id);
+      else if (!runner.has(id) && !this.#abandoned.has(id)) this.#unfetched.add(id);
     }
     if (this.#unfetched.size > 0) await this.#fetch([...this.#unfetched], claimedUnder, signal);
     // Full: the API may hold more. A load asking less than a call's worth had less room than that.
-    return (
-      claimedUnder === epoch() && limit === IDS_PER_CALL && ids.length >= limit && runner.capacityLeft > 0
-    );
+    return claimedUnder === epoch() && limit === IDS_PER_CALL && ids.length >= limit && this.#free() > 0;
+  }
+
+  /**
+   * Triggers this job may still claim: its capacity less what it runs, what waits to run, and the
+   * fired triggers whose report still waits for the API (so under a slow API it holds no more
+   * outcomes in memory than its capacity, and claims again as the reports go out).
+   */
+  #free(): number {
+    const { runner, outbox } = this.#options;
+    return runner.capacityLeft - this.#waiting.length - this.#unfetched.size - outbox.size.reports;
   }
 
   /** Asks which of the triggers held here to stop, and stops them. */
@@ -89,6 +107,7 @@ export class TriggerClaims {
       ...this.#waiting.map((workload) => workload.trigger_id),
       ...this.#unfetched,
       ...this.#heldForReport,
+      ...this.#abandoned,
     ];
     // All it knows in one call: the API then also names what the job holds without knowing it.
     const complete = ids.length <= IDS_PER_CALL;
@@ -102,10 +121,40 @@ export class TriggerClaims {
       this.#waiting = this.#waiting.filter((workload) => !stopped.has(workload.trigger_id));
       for (const id of stop) {
         this.#unfetched.delete(id);
+        this.#abandoned.delete(id);
         void runner.cancel(id, STOPPED_BY_API);
       }
       // Claimed for this job by a load whose answer was lost: fetched and run on the next round.
-      for (const id of adopt) if (!runner.has(id) && !this.#heldForReport.has(id)) this.#unfetched.add(id);
+      this.#adopt(adopt);
+    }
+    if (!complete) await this.#adoptUnknown(new Set(ids), askedUnder, signal);
+  }
+
+  /**
+   * With more than one call's worth held, no cleanup call names everything: the job's triggers
+   * are listed instead, page by page, and the ones this triggerer does not know are run.
+   */
+  async #adoptUnknown(known: ReadonlySet<string>, askedUnder: number, signal: AbortSignal): Promise<void> {
+    const { client, epoch } = this.#options;
+    let cursor: string | undefined;
+    do {
+      const page = await client.held(cursor, this.#callOptions(signal));
+      if (askedUnder !== epoch()) return;
+      this.#adopt(page.triggerIds.filter((id) => !known.has(id)));
+      cursor = page.nextCursor;
+    } while (cursor !== undefined);
+  }
+
+  /** Held by this job but unknown here: run (fetched on the next round), unless its report waits. */
+  #adopt(ids: readonly string[]): void {
+    if (ids.length === 0) return;
+    const { runner, outbox } = this.#options;
+    const waiting = new Set(this.#waiting.map((workload) => workload.trigger_id));
+    for (const id of ids) {
+      if (runner.has(id) || waiting.has(id) || this.#heldForReport.has(id) || this.#abandoned.has(id))
+        continue;
+      if (outbox.hasReport(id)) this.#heldForReport.add(id);
+      else this.#unfetched.add(id);
     }
   }
 

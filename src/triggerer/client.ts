@@ -8,6 +8,7 @@ import {
 import type { CallbackWorkload } from '#contracts/messages.ts';
 import {
   cleanupSchema,
+  heldTriggersSchema,
   type JobHeartbeatBody,
   type LoadTriggersBody,
   loadedTriggersSchema,
@@ -169,6 +170,24 @@ export class TriggererClient {
       call,
     );
     return { stop: answer.stop, adopt: answer.adopt ?? [] };
+  }
+
+  /** One page of the ids of the triggers this job holds. */
+  async held(
+    cursor: string | undefined,
+    options: CallOptions = {},
+  ): Promise<{ triggerIds: string[]; nextCursor?: string }> {
+    const answer = await this.#call(
+      heldTriggersSchema,
+      'POST',
+      '/execution/triggers/held',
+      cursor === undefined ? {} : { cursor },
+      options,
+    );
+    return {
+      triggerIds: answer.trigger_ids,
+      ...(answer.next_cursor === undefined ? {} : { nextCursor: answer.next_cursor }),
+    };
   }
 
   async logs(body: TriggerLogsBody, options: CallOptions = {}): Promise<void> {

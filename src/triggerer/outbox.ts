@@ -39,6 +39,8 @@ export interface OutboxOptions {
   currentJob?: (() => string | undefined) | undefined;
   /** A report dropped on a 409: the trigger may be this triggerer's again, to run anew. */
   onTakenOver?: ((triggerId: string) => void) | undefined;
+  /** A trigger's failure report refused for good: it must not be run again here. */
+  onRefused?: ((triggerId: string) => void) | undefined;
 }
 
 type FinalReport =
@@ -230,9 +232,25 @@ export class ReportOutbox implements TriggerReports {
           backoffDelay(this.#options.retry, pending.attempts, this.#options.random());
         return;
       }
+      if (report.kind === 'event' && isRefusal(error) && error.status !== 409 && error.status !== 404) {
+        // An event the API will never take (too large, malformed): the task fails with the reason
+        // rather than wait for its timeout, and the trigger is not run again to be refused again.
+        this.#refusedReport(report.kind, report.triggerId, error);
+        pending.item = {
+          kind: 'failure',
+          triggerId: report.triggerId,
+          body: {
+            error: truncate(`its event was refused by the Execution API: ${error.status} ${error.detail}`),
+          },
+        };
+        pending.attempts = 0;
+        pending.dueAt = 0;
+        return;
+      }
       this.#failed(error, `the ${report.kind} of trigger ${report.triggerId}`, pending, () => {
         this.#finals.delete(report.triggerId);
         if (error instanceof HttpError && error.status === 409) this.#options.onTakenOver?.(report.triggerId);
+        else this.#options.onRefused?.(report.triggerId);
       });
     } finally {
       pending.inFlight = false;
@@ -292,12 +310,7 @@ export class ReportOutbox implements TriggerReports {
         );
         return;
       }
-      this.#refused += 1;
-      metrics?.increment('triggerer.reports_refused');
-      log.error(`The Execution API refused ${what}: ${error.status} ${error.detail}. It is dropped`, {
-        status: error.status,
-        detail: error.detail,
-      });
+      this.#refusedReport(what, undefined, error, 'It is dropped');
       return;
     }
     pending.attempts += 1;
@@ -307,6 +320,25 @@ export class ReportOutbox implements TriggerReports {
       attempts: pending.attempts,
       error: messageOf(error),
     });
+  }
+
+  /** A refusal: logged at error level with the API's answer, and counted. */
+  #refusedReport(
+    what: string,
+    triggerId: string | undefined,
+    error: HttpError & { status: number },
+    then = 'The task is failed with that reason instead',
+  ): void {
+    this.#refused += 1;
+    this.#options.metrics?.increment('triggerer.reports_refused');
+    const subject = triggerId === undefined ? what : `the ${what} of trigger ${triggerId}`;
+    this.#options.log.error(
+      `The Execution API refused ${subject}: ${error.status} ${error.detail}. ${then}`,
+      {
+        status: error.status,
+        detail: error.detail,
+      },
+    );
   }
 
   /** Sleeps until new work, a call's end, the next due item, `deadline` or `signal`. */
@@ -333,4 +365,9 @@ export class ReportOutbox implements TriggerReports {
   #warn(message: string, fields: Record<string, unknown>): void {
     if (this.#warnings.allows('outbox')) this.#options.log.warn(message, fields);
   }
+}
+
+/** Within the failure body's limit (10,000 characters). */
+function truncate(text: string, max = 10_000): string {
+  return text.length > max ? `${text.slice(0, max - 1)}…` : text;
 }

@@ -35,6 +35,7 @@ export type TriggererApi = Pick<
   | 'load'
   | 'workloads'
   | 'cleanup'
+  | 'held'
   | 'event'
   | 'failure'
   | 'logs'
@@ -141,6 +142,9 @@ export class Triggerer {
       currentJob: () => this.#job?.jobId,
       onTakenOver: (triggerId) => {
         if (this.#job) this.#claims.takenOver(triggerId);
+      },
+      onRefused: (triggerId) => {
+        if (this.#job) this.#claims.refused(triggerId);
       },
     });
     this.#runner = new TriggerRunner({

@@ -487,6 +487,55 @@ describe('a load whose answer was lost', () => {
     );
     expect(known.body).toEqual({ stop: [], adopt: [] });
   });
+
+  it('lists the ids the job holds, a page of 1,000 at a time, for a triggerer holding more than a cleanup names', async () => {
+    const job = await registerJob();
+    const other = await registerJob();
+    const { triggerId } = await deferredAndClaimed(job);
+    const stored = (await api.store.getTrigger(triggerId))!;
+    // One more than a page: 1,000 copies of the claimed trigger, held by the same job.
+    const copies = Array.from({ length: 1_000 }, (_, index) => `${triggerId}-copy-${index}`);
+    for (let index = 0; index < copies.length; index += 50) {
+      await Promise.all(
+        copies.slice(index, index + 50).map((id) => api.store.putTrigger({ ...stored, triggerId: id })),
+      );
+    }
+    const listed: string[] = [];
+    let cursor: string | undefined;
+    let pages = 0;
+    do {
+      const held = await api.request<{ trigger_ids: string[]; next_cursor?: string }>(
+        'POST',
+        '/execution/triggers/held',
+        cursor === undefined ? {} : { cursor },
+        job.token,
+      );
+      expect(held.status).toBe(200);
+      expect(held.body.trigger_ids.length).toBeLessThanOrEqual(1_000);
+      listed.push(...held.body.trigger_ids);
+      cursor = held.body.next_cursor;
+      pages += 1;
+    } while (cursor !== undefined);
+    expect(pages).toBeGreaterThanOrEqual(2);
+    expect(listed.sort()).toEqual([triggerId, ...copies].sort());
+    // The copies would crowd the claims of later tests (the store is shared).
+    await Promise.all(copies.map((id) => api.store.deleteTrigger(id)));
+    const none = await api.request('POST', '/execution/triggers/held', {}, other.token);
+    expect(none.body).toEqual({ trigger_ids: [] });
+    const malformed = await api.request<ErrorBody>(
+      'POST',
+      '/execution/triggers/held',
+      { cursor: 'not-a-cursor' },
+      job.token,
+    );
+    expect(malformed.status).toBe(400);
+    expect(malformed.body.detail).toMatch(/cursor/i);
+    const unknownKey = await api.request('POST', '/execution/triggers/held', { page: 2 }, job.token);
+    expect(unknownKey.status).toBe(422);
+    const key = await newKey();
+    const { token } = await start(key);
+    expect((await api.request('POST', '/execution/triggers/held', {}, token)).status).toBe(403);
+  });
 });
 
 describe('a trigger stored a moment before its task instance waits on it', () => {

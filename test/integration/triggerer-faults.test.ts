@@ -8,6 +8,8 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type * as z from 'zod';
 import { REFRESHED_TOKEN_HEADER } from '#contracts/execution-api.ts';
 import {
+  cleanupBody,
+  heldTriggersBody,
   jobHeartbeatBody,
   loadTriggersBody,
   registerJobBody,
@@ -90,12 +92,16 @@ interface Faults {
   destroyAfterApplyRate: number;
   /** Triggers whose event is refused with a 400. */
   refuseEvents: Set<string>;
+  /** Triggers whose failure is refused with a 400. */
+  refuseFailures: Set<string>;
   /** Answer the next heartbeat of any job with a 409 (the job is then dead). */
   conflictNextHeartbeat: boolean;
   /** Jobs cut off (a crashed process): every request with their token is dropped. */
   partitioned: Set<string>;
   /** Milliseconds an event or failure call waits before it is handled (a slow API). */
   reportDelayMs: number;
+  /** Load calls to claim for, then drop the connection before answering (a lost answer). */
+  loseLoadAnswers: number;
 }
 
 class FakeExecutionApi {
@@ -107,10 +113,14 @@ class FakeExecutionApi {
     destroyRate: 0,
     destroyAfterApplyRate: 0,
     refuseEvents: new Set(),
+    refuseFailures: new Set(),
     conflictNextHeartbeat: false,
     partitioned: new Set(),
     reportDelayMs: 0,
+    loseLoadAnswers: 0,
   };
+  /** Calls to the held-triggers listing. */
+  heldListings = 0;
   /** Load calls answered, with how many triggers each claimed. */
   readonly loads: number[] = [];
   /** Callback claims answered (always with none). */
@@ -260,7 +270,23 @@ class FakeExecutionApi {
         ids.push(trigger.id);
       }
       this.loads.push(ids.length);
+      if (this.faults.loseLoadAnswers > 0) {
+        this.faults.loseLoadAnswers -= 1;
+        request.socket.destroy();
+        return;
+      }
       return this.#answer(response, 200, { trigger_ids: ids });
+    }
+    if (path === '/execution/triggers/held') {
+      const { cursor } = parse(heldTriggersBody, body);
+      this.heldListings += 1;
+      const held = [...this.triggers.values()].filter(
+        (trigger) => trigger.holder === job.id && !trigger.outcome,
+      );
+      const from = cursor === undefined ? 0 : Number(cursor);
+      const page = held.slice(from, from + 1_000).map((trigger) => trigger.id);
+      const next = from + 1_000 < held.length ? { next_cursor: String(from + 1_000) } : {};
+      return this.#answer(response, 200, { trigger_ids: page, ...next });
     }
     if (path === '/execution/triggers/workloads') {
       const { trigger_ids } = parse(triggerIdsBody, body);
@@ -285,12 +311,17 @@ class FakeExecutionApi {
       return this.#answer(response, 200, { workloads, stop });
     }
     if (path === '/execution/triggers/cleanup') {
-      const { trigger_ids } = parse(triggerIdsBody, body);
+      const { trigger_ids, complete } = parse(cleanupBody, body);
       const stop = trigger_ids.filter((id) => {
         const trigger = this.triggers.get(id);
         return !trigger || trigger.outcome !== undefined || trigger.holder !== job.id;
       });
-      return this.#answer(response, 200, { stop });
+      if (!complete) return this.#answer(response, 200, { stop });
+      const named = new Set(trigger_ids);
+      const adopt = [...this.triggers.values()]
+        .filter((trigger) => trigger.holder === job.id && !trigger.outcome && !named.has(trigger.id))
+        .map((trigger) => trigger.id);
+      return this.#answer(response, 200, { stop, adopt });
     }
     if (path === '/execution/triggers/logs') {
       for (const chunk of parse(triggerLogsBody, body).chunks) {
@@ -310,6 +341,9 @@ class FakeExecutionApi {
       if (!parsed.success) return this.#answer(response, 400, { detail: parsed.error.message });
       if (kind === 'event' && this.faults.refuseEvents.has(trigger.id)) {
         return this.#answer(response, 400, { detail: 'the event payload is refused' });
+      }
+      if (kind === 'failure' && this.faults.refuseFailures.has(trigger.id)) {
+        return this.#answer(response, 400, { detail: 'the failure is refused' });
       }
       if (trigger.outcome) {
         trigger.duplicates += 1;
@@ -501,17 +535,23 @@ describe('Triggerer against a faulty Execution API', () => {
     expect(api.jobs.get(`job-${api.jobs.size}`)?.state).toBe('completed');
   });
 
-  it('logs a refused event at error level, counts it, and does not send it again', async () => {
+  it('logs a refused event at error level, counts it, fails the task with the reason, and does not run the trigger again', async () => {
     const { api, startTriggerer } = await setUp(11);
     const ids = api.addTriggers(5, (index) => 10 + index * 10);
     const refused = ids[2] as string;
     api.faults.refuseEvents.add(refused);
     const { triggerer, lines, metrics } = startTriggerer();
 
-    await until(() => api.resolved().length === 4 && (api.triggers.get(refused)?.reportRequests ?? 0) > 0);
-    await new Promise((resolve) => setTimeout(resolve, 300));
+    await until(() => api.resolved().length === 5);
+    // Several cleanups (every 100 ms), none of which hands the trigger back to run again.
+    await new Promise((resolve) => setTimeout(resolve, 400));
 
-    expect(api.triggers.get(refused)?.reportRequests).toBe(1);
+    // The event, then the failure it was turned into.
+    expect(api.triggers.get(refused)?.reportRequests).toBe(2);
+    expect(api.triggers.get(refused)?.outcome).toMatchObject({
+      kind: 'failure',
+      body: { error: 'its event was refused by the Execution API: 400 the event payload is refused' },
+    });
     expect(triggerer.reportsRefused).toBe(1);
     expect((await metrics.snapshot()).counters['triggerer.reports_refused']).toBe(1);
     const error = lines.find((line) => line.level === 'error');
@@ -519,6 +559,24 @@ describe('Triggerer against a faulty Execution API', () => {
     expect(error?.message).toContain('400 the event payload is refused');
     expect(error?.fields).toMatchObject({ status: 400, detail: 'the event payload is refused' });
     expect(triggerer.outboxSize.reports).toBe(0);
+  });
+
+  it('does not run again a trigger whose failure the API refused too', async () => {
+    const { api, startTriggerer } = await setUp(31);
+    const [refused] = api.addTriggers(1, () => 10) as [string];
+    api.faults.refuseEvents.add(refused);
+    api.faults.refuseFailures.add(refused);
+    const { triggerer, lines } = startTriggerer();
+    await until(() => api.triggers.get(refused)?.reportRequests === 2);
+    // Several cleanups (every 100 ms): the job still holds it, and names it, so none hands it back.
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    expect(api.triggers.get(refused)?.reportRequests).toBe(2);
+    expect(triggerer.running).toBe(0);
+    expect(triggerer.reportsRefused).toBe(2);
+    expect(lines.filter((line) => line.level === 'error').map((line) => line.message)).toEqual([
+      expect.stringContaining('The task is failed with that reason instead'),
+      expect.stringContaining('400 the failure is refused. It is dropped'),
+    ]);
   });
 
   it('claims again at once after a full load, not a load interval later', async () => {
@@ -551,6 +609,58 @@ describe('Triggerer against a faulty Execution API', () => {
     expect(api.loads.length).toBeLessThanOrEqual(2);
     expect(api.loads.every((claimed) => claimed === 1_000)).toBe(true);
     expect([...api.triggers.values()].filter((trigger) => trigger.holder === undefined)).toHaveLength(1_000);
+  });
+
+  it('counts fired triggers whose report waits for a slow API against its capacity', async () => {
+    const { api, startTriggerer } = await setUp(23);
+    api.faults.reportDelayMs = 100;
+    const ids = api.addTriggers(200, () => 0);
+    const { triggerer, lines } = startTriggerer({ capacity: 20, reportsInFlight: 2 });
+    let most = 0;
+    const sample = setInterval(() => {
+      most = Math.max(most, triggerer.running + triggerer.outboxSize.reports);
+    }, 5);
+    try {
+      await until(
+        () => api.resolved().length >= 60,
+        15_000,
+        '60 events applied',
+        () => stateOf(api, [triggerer], lines),
+      );
+    } finally {
+      clearInterval(sample);
+    }
+    // Without the bound each load interval would claim 20 more while 2 reports go out at a time.
+    expect(most).toBeGreaterThan(0);
+    expect(most).toBeLessThanOrEqual(20);
+    expect(api.loads.reduce((total, claimed) => total + claimed, 0)).toBeLessThanOrEqual(
+      api.resolved().length + 20,
+    );
+    expectEachAppliedOnce(
+      api,
+      ids.filter((id) => api.triggers.get(id)?.outcome),
+    );
+  });
+
+  it('runs the triggers a load whose answer was lost claimed, also holding more than a cleanup names', async () => {
+    const { api, startTriggerer } = await setUp(29);
+    // 1,500 held for long, then a lost load answer claims the 500 that fire soon.
+    const waiting = api.addTriggers(1_500, () => 60_000);
+    const { triggerer, lines } = startTriggerer({ capacity: 3_000, loadIntervalMs: 50 });
+    await until(() => triggerer.running === 1_500, 10_000, 'the first 1,500 running');
+    api.faults.loseLoadAnswers = 1;
+    const firing = api.addTriggers(500, () => 10);
+    await until(
+      () => firing.every((id) => api.triggers.get(id)?.outcome),
+      10_000,
+      'the 500 claimed by the lost load fired',
+      () => ({ ...stateOf(api, [triggerer], lines), loads: api.loads, listings: api.heldListings }),
+    );
+    expectEachAppliedOnce(api, firing);
+    expect(api.faults.loseLoadAnswers).toBe(0);
+    // Holding 1,500, no cleanup call named all it runs: the held listing found the 500.
+    expect(api.heldListings).toBeGreaterThan(0);
+    expect(triggerer.running).toBe(waiting.length);
   });
 
   it('cancels its triggers and registers again when a heartbeat is answered 409', async () => {
