@@ -28,6 +28,7 @@ import type { DagVersionCache } from './dag-cache.ts';
 import { armDeadlines, missDueDeadlines, owedOnDeadlineMissed } from './deadlines.ts';
 import type { Logger } from './logger.ts';
 import { type PassRequest, type PassView, readPassView, writeBackSummary } from './pass-view.ts';
+import { PoolTurns } from './pool-turns.ts';
 import { PoolWarnings } from './pool-warnings.ts';
 import type { OrphanPolicy, WakeTimers } from './ports.ts';
 import { reconcileActiveTaskInstances } from './reconcile.ts';
@@ -81,10 +82,11 @@ export interface EngineDeps {
 export interface PassContext {
   dagRecords: Map<string, DagRecord | undefined>;
   poolWarnings: PoolWarnings;
+  poolTurns: PoolTurns;
 }
 
 export function newPassContext(deps: Pick<EngineDeps, 'settings' | 'log'>): PassContext {
-  return { dagRecords: new Map(), poolWarnings: new PoolWarnings(deps) };
+  return { dagRecords: new Map(), poolWarnings: new PoolWarnings(deps), poolTurns: new PoolTurns() };
 }
 
 /** Store writes one pass keeps in flight: one queue batch (SQS sends at most 10 per call). */
@@ -182,7 +184,11 @@ export async function scheduleRun(
       for (const pool of pools) {
         const size = deps.settings.pools[pool];
         if (size === undefined) continue;
-        const state = poolStates.get(pool) ?? (await deps.store.getSlotPool(poolRef(pool)));
+        let state = poolStates.get(pool) ?? context.poolTurns.latest(pool);
+        if (state === undefined) {
+          state = await deps.store.getSlotPool(poolRef(pool));
+          context.poolTurns.seen(pool, state);
+        }
         poolStates.set(pool, state);
         let endingSlots = 0;
         for (const holder of Object.values(state.holders)) {
@@ -411,6 +417,7 @@ async function evaluate(
     maxToAdmit: deps.settings.maxTaskInstancesPerPass,
     graceMs: deps.settings.heartbeatTimeoutMs,
     poolStates,
+    turns: context.poolTurns,
   });
   starving.push(...reservation.starving);
   // A TI that no pool can ever admit says why on itself, not only in the log.

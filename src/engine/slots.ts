@@ -17,6 +17,7 @@ import type {
 } from '#store/port.ts';
 import { SLOT_POOL_ENTRIES_PER_UPDATE } from '#store/slot-pool-update.ts';
 import type { Logger } from './logger.ts';
+import type { PoolTurns } from './pool-turns.ts';
 
 /** Conditional writes a pass tries on one slot pool before it leaves the rest to a later pass. */
 const UPDATE_ATTEMPTS = 5;
@@ -148,6 +149,8 @@ export interface ReservationInput {
   graceMs: number;
   /** Pool states this pass read already: the first attempt in each pool starts from them. */
   poolStates?: ReadonlyMap<string, SlotPoolState>;
+  /** The batch's turns on each pool; the first attempt starts from the latest state they saw. */
+  turns?: PoolTurns;
   /** Pools whose waiting list keeps the run although this round starves nothing there. */
   keepWaitingIn?: ReadonlySet<string>;
   /** Filled with the pool states the writes of this reservation returned (for the next round). */
@@ -345,18 +348,34 @@ async function reserveRound(deps: SlotDeps, input: ReservationInput): Promise<Re
   return { admitted, starving, nudge, ...(incomplete ? { incomplete } : {}) };
 }
 
-async function reserveInPool(
+interface PoolReservation {
+  granted: TaskInstance[];
+  starving: StarvingTaskInstance[];
+  nudge: DagRunKey[];
+  incomplete?: boolean;
+}
+
+/** One pool's part of a round, in the batch's turn on that pool (see PoolTurns). */
+function reserveInPool(
   deps: SlotDeps,
   input: ReservationInput,
   pool: string,
   wanted: readonly TaskInstance[],
   runReleased: readonly SlotHolder[],
-): Promise<{
-  granted: TaskInstance[];
-  starving: StarvingTaskInstance[];
-  nudge: DagRunKey[];
-  incomplete?: boolean;
-}> {
+): Promise<PoolReservation> {
+  const { turns } = input;
+  if (!turns) return reserveInPoolNow(deps, input, pool, wanted, runReleased);
+  return turns.take(pool, () => reserveInPoolNow(deps, input, pool, wanted, runReleased));
+}
+
+async function reserveInPoolNow(
+  deps: SlotDeps,
+  input: ReservationInput,
+  pool: string,
+  wanted: readonly TaskInstance[],
+  runReleased: readonly SlotHolder[],
+): Promise<PoolReservation> {
+  const { turns } = input;
   const size = deps.settings.pools[pool] ?? 0;
   const ref = poolRef(pool);
   const self = waitingRunKey(input.run);
@@ -364,8 +383,11 @@ async function reserveInPool(
   let itemFull = false;
   for (let attempt = 1; attempt <= UPDATE_ATTEMPTS; attempt += 1) {
     // A state read earlier in the pass may be stale: the write is conditional, and a lost race reads again.
-    const state =
-      (attempt === 1 ? input.poolStates?.get(pool) : undefined) ?? (await deps.store.getSlotPool(ref));
+    let state = attempt === 1 ? (turns?.latest(pool) ?? input.poolStates?.get(pool)) : undefined;
+    if (state === undefined) {
+      state = await deps.store.getSlotPool(ref);
+      turns?.seen(pool, state);
+    }
     // Give back this pool's slots of the run's stale holders, each only while the same pass's reservation.
     const release = runReleased
       .filter((h) => h.pool === pool && state.holders[h.id]?.passId === h.passId)
@@ -443,6 +465,7 @@ async function reserveInPool(
     }
     try {
       const after = await deps.store.updateSlotPool(ref, change);
+      turns?.seen(pool, after);
       input.observed?.pools.set(pool, after);
       const nudge = release.length > 0 ? waitingToNudge(after, size, self) : [];
       return { granted, starving, nudge, incomplete: noRoom.size > 0 };

@@ -1,6 +1,7 @@
 import { PutCommand } from '@aws-sdk/lib-dynamodb';
 import type { DagRunKey } from '#core/models.ts';
 import type { RunSummary, SummaryEntry } from '#core/run-summary.ts';
+import type { TaskInstanceState } from '#core/states.ts';
 import { ConditionFailedError, ItemTooLargeError } from './errors.ts';
 import { DYNAMODB_ITEM_MAX_BYTES, itemSizeBytes } from './item-size.ts';
 import { ExpressionBuilder, type Item, isConditionalCheckFailed } from './items.ts';
@@ -13,20 +14,92 @@ import type { TableRequests } from './requests.ts';
  */
 export const SUMMARY_ENTRIES_PER_UPDATE = 100;
 
+/**
+ * A summary entry as stored: a pass rewrites the whole item, billed by its size, so each entry is
+ * a short string, `<state code><try>` (`S1`: success at try 1), or, when it carries a retry time or
+ * the tasks a branch followed, a list `[<state code><try>, <nextRetryAt or null>, <followTaskIds>?]`.
+ * Entries written as maps (`{ state, tryNumber, ... }`) by earlier versions are read as well.
+ */
+const STATE_CODES: Readonly<Record<TaskInstanceState, string>> = {
+  none: 'n',
+  scheduled: 's',
+  queued: 'q',
+  running: 'r',
+  success: 'S',
+  failed: 'F',
+  up_for_retry: 'R',
+  upstream_failed: 'U',
+  skipped: 'K',
+  removed: 'X',
+  deferred: 'D',
+};
+const STATES_BY_CODE: ReadonlyMap<string, TaskInstanceState> = new Map(
+  Object.entries(STATE_CODES).map(([state, code]) => [code, state as TaskInstanceState]),
+);
+
+export function encodeSummaryEntry(entry: SummaryEntry): string | unknown[] {
+  const head = `${STATE_CODES[entry.state]}${entry.tryNumber}`;
+  if (entry.nextRetryAt === undefined && entry.followTaskIds === undefined) return head;
+  return [
+    head,
+    entry.nextRetryAt ?? null,
+    ...(entry.followTaskIds === undefined ? [] : [entry.followTaskIds]),
+  ];
+}
+
+/** Undefined for an entry it cannot read: the summary is a cache, and a pass reads a TI it has no entry for. */
+export function decodeSummaryEntry(stored: unknown): SummaryEntry | undefined {
+  if (typeof stored === 'string') {
+    const state = STATES_BY_CODE.get(stored.slice(0, 1));
+    const tryNumber = Number(stored.slice(1));
+    return state !== undefined && stored.length > 1 && Number.isInteger(tryNumber)
+      ? { state, tryNumber }
+      : undefined;
+  }
+  if (Array.isArray(stored)) {
+    const head = decodeSummaryEntry(stored[0]);
+    if (head === undefined) return undefined;
+    const [, nextRetryAt, followTaskIds] = stored as [unknown, unknown, unknown];
+    return {
+      ...head,
+      ...(typeof nextRetryAt === 'string' ? { nextRetryAt } : {}),
+      ...(Array.isArray(followTaskIds) ? { followTaskIds: followTaskIds.map(String) } : {}),
+    };
+  }
+  if (typeof stored === 'object' && stored !== null) {
+    const legacy = stored as Partial<SummaryEntry>;
+    if (typeof legacy.state !== 'string' || !Object.hasOwn(STATE_CODES, legacy.state)) return undefined;
+    return {
+      state: legacy.state,
+      tryNumber: Number(legacy.tryNumber ?? 0),
+      ...(typeof legacy.nextRetryAt === 'string' ? { nextRetryAt: legacy.nextRetryAt } : {}),
+      ...(Array.isArray(legacy.followTaskIds) ? { followTaskIds: legacy.followTaskIds.map(String) } : {}),
+    };
+  }
+  return undefined;
+}
+
 export function runSummaryToItem(key: DagRunKey, summary: RunSummary): Item {
   return {
     ...runSummaryKey(key),
     clearCount: summary.clearCount,
     version: summary.version,
-    tasks: summary.tasks,
+    tasks: Object.fromEntries(
+      Object.entries(summary.tasks).map(([taskId, entry]) => [taskId, encodeSummaryEntry(entry)]),
+    ),
   };
 }
 
 export function itemToRunSummary(item: Item): RunSummary {
+  const tasks: Record<string, SummaryEntry> = {};
+  for (const [taskId, stored] of Object.entries((item.tasks ?? {}) as Record<string, unknown>)) {
+    const entry = decodeSummaryEntry(stored);
+    if (entry !== undefined) tasks[taskId] = entry;
+  }
   return {
     clearCount: Number(item.clearCount ?? 0),
     version: Number(item.version ?? 0),
-    tasks: (item.tasks ?? {}) as Record<string, SummaryEntry>,
+    tasks,
   };
 }
 
@@ -85,7 +158,10 @@ export class DynamoRunSummaryStore {
       const tasks = expression.name('tasks');
       const assignments = taskIds
         .slice(start, start + SUMMARY_ENTRIES_PER_UPDATE)
-        .map((taskId) => `${tasks}.${expression.name(taskId)} = ${expression.value(entries[taskId])}`);
+        .map(
+          (taskId) =>
+            `${tasks}.${expression.name(taskId)} = ${expression.value(encodeSummaryEntry(entries[taskId] as SummaryEntry))}`,
+        );
       for (const [name, value] of Object.entries({ ...this.#table.expiry(), version: version + 1 }))
         assignments.push(expression.assign(name, value));
       const versionName = expression.name('version');

@@ -1,6 +1,10 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { DagRunKey } from '#core/models.ts';
+import { handleSchedulingMessages } from '#engine/entrypoints.ts';
 import { dag } from '#sdk/index.ts';
+import { ConditionFailedError } from '#store/errors.ts';
+import type { SlotPoolChange, SlotPoolRef } from '#store/port.ts';
+import { engineDeps, requestFor, wrapStore } from './fault-helpers.ts';
 import { type SchedulerHarness, startSchedulerHarness, tiKey } from './scheduler-harness.ts';
 
 /**
@@ -67,6 +71,42 @@ describe('Stateless scheduler: pools', () => {
     await Promise.all([1, 2, 3, 4].map(() => h.newScheduler().handleRequests([run, run])));
 
     expect(await queuedCount([run])).toBe(2);
+  });
+
+  it('takes turns on a pool between the passes of one batch: no write of one loses to another', async () => {
+    const [versioned] = await h.register(pooled('shared', 'default_pool', 3));
+    const runs = await Promise.all(
+      ['a', 'b', 'c', 'd', 'e', 'f'].map((runId) => h.createRun(versioned!, { runId })),
+    );
+    let refused = 0;
+    let reads = 0;
+    const store = wrapStore(h.store, (real) => ({
+      updateSlotPool: async (ref: SlotPoolRef, change: SlotPoolChange) => {
+        try {
+          return await real.updateSlotPool(ref, change);
+        } catch (error) {
+          if (ref.kind === 'pool' && error instanceof ConditionFailedError) refused += 1;
+          throw error;
+        }
+      },
+      getSlotPool: async (ref: SlotPoolRef) => {
+        if (ref.kind === 'pool') reads += 1;
+        return real.getSlotPool(ref);
+      },
+    }));
+
+    // One batch naming six runs: its passes run four at a time in one instance.
+    const { retry } = await handleSchedulingMessages(
+      engineDeps(h, store),
+      runs.map((run) => requestFor(run)),
+    );
+
+    expect(retry).toEqual([]);
+    expect(await queuedCount(runs)).toBe(18);
+    // Every pass found the pool as the one before it in the batch had left it; only passes that
+    // began at once (four at a time) read it.
+    expect(refused).toBe(0);
+    expect(reads).toBeLessThan(runs.length);
   });
 
   it('honours max_active_tasks across concurrent instances', async () => {

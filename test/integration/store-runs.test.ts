@@ -1,7 +1,9 @@
+import { GetCommand, PutCommand } from '@aws-sdk/lib-dynamodb';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { TaskInstanceKey } from '#core/models.ts';
 import { createDynamoClient, toDocumentClient } from '#store/embedded.ts';
 import { ConditionFailedError, ItemTooLargeError, NotFoundError } from '#store/errors.ts';
+import { runSummaryKey } from '#store/keys.ts';
 import { dagRecord, dagRun, type StoreHarness, startStoreHarness, taskInstance } from './store-fixtures.ts';
 
 let harness: StoreHarness;
@@ -175,5 +177,78 @@ describe('DynamoStore createDagRun limits and races', () => {
     slowClient.destroy();
     expect(delayed).toBe(1);
     expect(await scheduler.getTaskInstance(extract)).toEqual(queued);
+  });
+});
+
+describe('DynamoStore run summary item', () => {
+  it('stores each entry as a short string, or a list when it carries a retry time or followed branches', async () => {
+    const tableName = await harness.newTable();
+    const store = harness.storeOn(tableName);
+    await store.createDagRun(dagRun('etl', 'r1', { state: 'running' }), []);
+    const tasks = {
+      extract: { state: 'success' as const, tryNumber: 1 },
+      transform: { state: 'up_for_retry' as const, tryNumber: 12, nextRetryAt: '2026-01-01T00:00:00.000Z' },
+      branch: { state: 'success' as const, tryNumber: 1, followTaskIds: ['load', 'notify'] },
+      load: { state: 'none' as const, tryNumber: 0 },
+    };
+    // The run's creation wrote an empty summary (version 0): the entries go in by updates.
+    expect(await store.updateRunSummary(key, { clearCount: 0, version: 0 }, tasks)).toBe(true);
+    expect(
+      await store.updateRunSummary(
+        key,
+        { clearCount: 0, version: 1 },
+        { load: { state: 'queued', tryNumber: 1 } },
+      ),
+    ).toBe(true);
+    const item = await harness.documentClient.send(
+      new GetCommand({ TableName: tableName, Key: runSummaryKey(key) }),
+    );
+    expect(item.Item?.tasks).toEqual({
+      extract: 'S1',
+      transform: ['R12', '2026-01-01T00:00:00.000Z'],
+      branch: ['S1', null, ['load', 'notify']],
+      load: 'q1',
+    });
+    expect((await store.getRunSnapshot(key))?.summary).toEqual({
+      clearCount: 0,
+      version: 2,
+      tasks: { ...tasks, load: { state: 'queued', tryNumber: 1 } },
+    });
+    // A rebuild (after a clear) writes the whole item the same way.
+    expect(await store.putRunSummary(key, { clearCount: 1, version: 0, tasks })).toBe(true);
+    const rebuilt = await harness.documentClient.send(
+      new GetCommand({ TableName: tableName, Key: runSummaryKey(key) }),
+    );
+    expect(rebuilt.Item?.tasks).toMatchObject({ extract: 'S1', load: 'n0' });
+    expect((await store.getRunSnapshot(key))?.summary?.tasks).toEqual(tasks);
+  });
+
+  it('reads entries written as maps by earlier versions, and leaves out the ones it cannot read', async () => {
+    const tableName = await harness.newTable();
+    const store = harness.storeOn(tableName);
+    await store.createDagRun(dagRun('etl', 'r1', { state: 'running' }), []);
+    await harness.documentClient.send(
+      new PutCommand({
+        TableName: tableName,
+        Item: {
+          ...runSummaryKey(key),
+          clearCount: 0,
+          version: 3,
+          tasks: {
+            extract: { state: 'success', tryNumber: 2 },
+            transform: { state: 'up_for_retry', tryNumber: 1, nextRetryAt: '2026-01-01T00:00:00.000Z' },
+            branch: { state: 'skipped', tryNumber: 0, followTaskIds: ['load'] },
+            odd: { state: 'toString', tryNumber: 1 },
+            garbled: 'Z1',
+            empty: 'S',
+          },
+        },
+      }),
+    );
+    expect((await store.getRunSnapshot(key))?.summary?.tasks).toEqual({
+      extract: { state: 'success', tryNumber: 2 },
+      transform: { state: 'up_for_retry', tryNumber: 1, nextRetryAt: '2026-01-01T00:00:00.000Z' },
+      branch: { state: 'skipped', tryNumber: 0, followTaskIds: ['load'] },
+    });
   });
 });

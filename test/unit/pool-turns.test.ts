@@ -1,0 +1,38 @@
+import { describe, expect, it } from 'vitest';
+import { PoolTurns } from '#engine/pool-turns.ts';
+
+describe('PoolTurns', () => {
+  it('runs the turns on one pool one after another, in order, and those of other pools beside them', async () => {
+    const turns = new PoolTurns();
+    const events: string[] = [];
+    const turn = (pool: string, name: string, ms: number) =>
+      turns.take(pool, async () => {
+        events.push(`${name} begins`);
+        await new Promise((resolve) => setTimeout(resolve, ms));
+        events.push(`${name} ends`);
+        return name;
+      });
+    const results = await Promise.all([turn('a', 'a1', 20), turn('a', 'a2', 1), turn('b', 'b1', 5)]);
+    expect(results).toEqual(['a1', 'a2', 'b1']);
+    expect(events).toEqual(['a1 begins', 'b1 begins', 'b1 ends', 'a1 ends', 'a2 begins', 'a2 ends']);
+  });
+
+  it('goes on with the next turn after one that failed, and hands the failure to its caller', async () => {
+    const turns = new PoolTurns();
+    const failed = turns.take('a', async () => {
+      throw new Error('lost');
+    });
+    const next = turns.take('a', async () => 'next');
+    await expect(failed).rejects.toThrow('lost');
+    await expect(next).resolves.toBe('next');
+  });
+
+  it('remembers the last state seen per pool', () => {
+    const turns = new PoolTurns();
+    expect(turns.latest('a')).toBeUndefined();
+    const state = { used: 1, holders: {}, waiting: {} };
+    turns.seen('a', state);
+    expect(turns.latest('a')).toBe(state);
+    expect(turns.latest('b')).toBeUndefined();
+  });
+});
