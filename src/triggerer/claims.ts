@@ -1,4 +1,5 @@
 import type { TriggerWorkload } from '#contracts/triggers.ts';
+import type { Metrics } from '#metrics/port.ts';
 import type { TriggererClient } from './client.ts';
 import type { ReportOutbox } from './outbox.ts';
 import { isRefusal } from './retry.ts';
@@ -22,6 +23,7 @@ export interface TriggerClaimsOptions {
   callTimeoutMs: number;
   /** Changes when the job is lost or replaced: the answer to a call sent before is ignored. */
   epoch: () => number;
+  metrics?: Metrics | undefined;
 }
 
 /** Ids per load / workloads / cleanup call (the contract's bound). */
@@ -49,6 +51,16 @@ export class TriggerClaims {
     this.#heldForReport.clear();
     this.#waiting = [];
     this.#abandoned.clear();
+    this.#publishAbandoned();
+  }
+
+  /** Triggers held by this job that it will not run again (their reports were refused). */
+  get abandoned(): number {
+    return this.#abandoned.size;
+  }
+
+  #publishAbandoned(): void {
+    this.#options.metrics?.gauge('triggerer.triggers_abandoned', this.#abandoned.size);
   }
 
   /** A trigger whose failure report the API refused for good: it is not run here again. */
@@ -56,6 +68,7 @@ export class TriggerClaims {
     this.#unfetched.delete(triggerId);
     this.#heldForReport.delete(triggerId);
     this.#abandoned.add(triggerId);
+    this.#publishAbandoned();
   }
 
   /** A report refused with a 409: if this job claimed the trigger meanwhile, it runs it after all. */
@@ -121,7 +134,7 @@ export class TriggerClaims {
       this.#waiting = this.#waiting.filter((workload) => !stopped.has(workload.trigger_id));
       for (const id of stop) {
         this.#unfetched.delete(id);
-        this.#abandoned.delete(id);
+        if (this.#abandoned.delete(id)) this.#publishAbandoned();
         void runner.cancel(id, STOPPED_BY_API);
       }
       // Claimed for this job by a load whose answer was lost: fetched and run on the next round.
@@ -145,16 +158,23 @@ export class TriggerClaims {
     } while (cursor !== undefined);
   }
 
-  /** Held by this job but unknown here: run (fetched on the next round), unless its report waits. */
+  /**
+   * Held by this job but unknown here: run (fetched on the next round) as far as the capacity
+   * allows, unless its report waits; the rest are found again by the next cleanup.
+   */
   #adopt(ids: readonly string[]): void {
     if (ids.length === 0) return;
     const { runner, outbox } = this.#options;
     const waiting = new Set(this.#waiting.map((workload) => workload.trigger_id));
+    let free = this.#free();
     for (const id of ids) {
       if (runner.has(id) || waiting.has(id) || this.#heldForReport.has(id) || this.#abandoned.has(id))
         continue;
       if (outbox.hasReport(id)) this.#heldForReport.add(id);
-      else this.#unfetched.add(id);
+      else if (free > 0 && !this.#unfetched.has(id)) {
+        this.#unfetched.add(id);
+        free -= 1;
+      }
     }
   }
 

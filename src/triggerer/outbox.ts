@@ -39,7 +39,7 @@ export interface OutboxOptions {
   currentJob?: (() => string | undefined) | undefined;
   /** A report dropped on a 409: the trigger may be this triggerer's again, to run anew. */
   onTakenOver?: ((triggerId: string) => void) | undefined;
-  /** A trigger's failure report refused for good: it must not be run again here. */
+  /** A trigger's failure report refused for what it says (400, 413, 422): it must not be run again here. */
   onRefused?: ((triggerId: string) => void) | undefined;
 }
 
@@ -62,6 +62,8 @@ interface LogItem {
 }
 
 const LOG_CHUNKS_PER_CALL = 100;
+/** Refusals of what a report says (malformed, too large, invalid), not of who sends it or where. */
+const CONTENT_REFUSALS: ReadonlySet<number> = new Set([400, 413, 422]);
 
 export class ReportOutbox implements TriggerReports {
   readonly #options: OutboxOptions;
@@ -232,15 +234,20 @@ export class ReportOutbox implements TriggerReports {
           backoffDelay(this.#options.retry, pending.attempts, this.#options.random());
         return;
       }
-      if (report.kind === 'event' && isRefusal(error) && error.status !== 409 && error.status !== 404) {
+      const contentRefused = isRefusal(error) && CONTENT_REFUSALS.has(error.status);
+      if (report.kind === 'event' && contentRefused) {
         // An event the API will never take (too large, malformed): the task fails with the reason
-        // rather than wait for its timeout, and the trigger is not run again to be refused again.
+        // (its retries apply, as after any trigger failure) rather than wait for its timeout.
         this.#refusedReport(report.kind, report.triggerId, error);
+        const { log } = report.body;
+        // Too large: its log may be why, so the log goes on the logs route, not with the failure.
+        if (log && error.status === 413) this.log(report.triggerId, log);
         pending.item = {
           kind: 'failure',
           triggerId: report.triggerId,
           body: {
             error: truncate(`its event was refused by the Execution API: ${error.status} ${error.detail}`),
+            ...(log && error.status !== 413 ? { log } : {}),
           },
         };
         pending.attempts = 0;
@@ -250,7 +257,10 @@ export class ReportOutbox implements TriggerReports {
       this.#failed(error, `the ${report.kind} of trigger ${report.triggerId}`, pending, () => {
         this.#finals.delete(report.triggerId);
         if (error instanceof HttpError && error.status === 409) this.#options.onTakenOver?.(report.triggerId);
-        else this.#options.onRefused?.(report.triggerId);
+        // A failure refused for what it says would be refused again: the trigger is not run again
+        // under the job that sent it. Other refusals (auth, a gone route) may pass another time.
+        else if (report.kind === 'failure' && contentRefused && currentJob() === sentUnder)
+          this.#options.onRefused?.(report.triggerId);
       });
     } finally {
       pending.inFlight = false;

@@ -168,6 +168,7 @@ export class Triggerer {
       queues: settings.triggerQueues,
       callTimeoutMs: this.#callTimeoutMs,
       epoch: () => this.#epoch,
+      metrics: options.metrics,
     });
     this.#callbacks = options.callbacks
       ? new TriggererCallbacks({
@@ -440,6 +441,7 @@ export class Triggerer {
       running: this.#runner.running,
       jobId: this.#job?.jobId,
       undeliveredReports: this.#outbox.size.reports,
+      abandonedTriggers: this.#claims.abandoned,
     });
   }
 

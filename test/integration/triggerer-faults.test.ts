@@ -94,6 +94,8 @@ interface Faults {
   refuseEvents: Set<string>;
   /** Triggers whose failure is refused with a 400. */
   refuseFailures: Set<string>;
+  /** The status of those refusals of events (400 by default). */
+  eventRefusalStatus: number;
   /** Answer the next heartbeat of any job with a 409 (the job is then dead). */
   conflictNextHeartbeat: boolean;
   /** Jobs cut off (a crashed process): every request with their token is dropped. */
@@ -114,6 +116,7 @@ class FakeExecutionApi {
     destroyAfterApplyRate: 0,
     refuseEvents: new Set(),
     refuseFailures: new Set(),
+    eventRefusalStatus: 400,
     conflictNextHeartbeat: false,
     partitioned: new Set(),
     reportDelayMs: 0,
@@ -340,7 +343,9 @@ class FakeExecutionApi {
       const parsed = (kind === 'event' ? triggerEventBody : triggerFailureBody).safeParse(body);
       if (!parsed.success) return this.#answer(response, 400, { detail: parsed.error.message });
       if (kind === 'event' && this.faults.refuseEvents.has(trigger.id)) {
-        return this.#answer(response, 400, { detail: 'the event payload is refused' });
+        return this.#answer(response, this.faults.eventRefusalStatus, {
+          detail: 'the event payload is refused',
+        });
       }
       if (kind === 'failure' && this.faults.refuseFailures.has(trigger.id)) {
         return this.#answer(response, 400, { detail: 'the failure is refused' });
@@ -424,6 +429,7 @@ async function setUp(seed: number) {
       loadIntervalMs?: number;
       reportsInFlight?: number;
       callbacks?: boolean;
+      logFlushIntervalMs?: number;
     } = {},
   ) => {
     const lines: LogLine[] = [];
@@ -448,7 +454,7 @@ async function setUp(seed: number) {
       registerRetry: { baseDelayMs: 10, maxDelayMs: 100 },
       callTimeoutMs: 2_000,
       stopFlushMs: 1_000,
-      logFlushIntervalMs: 50,
+      logFlushIntervalMs: options.logFlushIntervalMs ?? 50,
       // Claims only: the fake API claims no callback, so nothing is started or reported.
       ...(options.callbacks ? { callbacks: { execution: {} as never, executor: {} as never } } : {}),
     });
@@ -540,7 +546,8 @@ describe('Triggerer against a faulty Execution API', () => {
     const ids = api.addTriggers(5, (index) => 10 + index * 10);
     const refused = ids[2] as string;
     api.faults.refuseEvents.add(refused);
-    const { triggerer, lines, metrics } = startTriggerer();
+    // Lines are shipped with the outcome, not before (no periodic flush within the test).
+    const { triggerer, lines, metrics } = startTriggerer({ logFlushIntervalMs: 60_000 });
 
     await until(() => api.resolved().length === 5);
     // Several cleanups (every 100 ms), none of which hands the trigger back to run again.
@@ -550,7 +557,11 @@ describe('Triggerer against a faulty Execution API', () => {
     expect(api.triggers.get(refused)?.reportRequests).toBe(2);
     expect(api.triggers.get(refused)?.outcome).toMatchObject({
       kind: 'failure',
-      body: { error: 'its event was refused by the Execution API: 400 the event payload is refused' },
+      body: {
+        error: 'its event was refused by the Execution API: 400 the event payload is refused',
+        // The event's log goes with the failure.
+        log: { seq: 1, text: expect.stringMatching(/\{INFO\} sleeping 30 ms/) },
+      },
     });
     expect(triggerer.reportsRefused).toBe(1);
     expect((await metrics.snapshot()).counters['triggerer.reports_refused']).toBe(1);
@@ -561,18 +572,50 @@ describe('Triggerer against a faulty Execution API', () => {
     expect(triggerer.outboxSize.reports).toBe(0);
   });
 
+  it('ships the log of an event refused as too large on the logs route, and fails the task without it', async () => {
+    const { api, startTriggerer } = await setUp(37);
+    const [refused] = api.addTriggers(1, () => 10) as [string];
+    api.faults.refuseEvents.add(refused);
+    api.faults.eventRefusalStatus = 413;
+    startTriggerer({ logFlushIntervalMs: 60_000 });
+    await until(() => api.triggers.get(refused)?.outcome !== undefined && api.logs.has(`${refused}#1`));
+    const failure = api.triggers.get(refused)?.outcome;
+    expect(failure?.kind).toBe('failure');
+    expect(failure?.body).toEqual({
+      error: 'its event was refused by the Execution API: 413 the event payload is refused',
+    });
+    expect(api.logs.get(`${refused}#1`)).toMatch(/\{INFO\} sleeping 10 ms/);
+  });
+
+  it('drops, without failing the task, an event refused for who sent it rather than what it says', async () => {
+    const { api, startTriggerer } = await setUp(41);
+    const [refused] = api.addTriggers(1, () => 10) as [string];
+    api.faults.refuseEvents.add(refused);
+    api.faults.eventRefusalStatus = 403;
+    const { triggerer, lines } = startTriggerer();
+    await until(() => (api.triggers.get(refused)?.reportRequests ?? 0) >= 1);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(api.triggers.get(refused)?.outcome).toBeUndefined();
+    expect(lines.find((line) => line.level === 'error')?.message).toContain(
+      '403 the event payload is refused. It is dropped',
+    );
+    // Not abandoned: a later cleanup may hand it back to run again.
+    await triggerer.stop({ graceful: false });
+  });
+
   it('does not run again a trigger whose failure the API refused too', async () => {
     const { api, startTriggerer } = await setUp(31);
     const [refused] = api.addTriggers(1, () => 10) as [string];
     api.faults.refuseEvents.add(refused);
     api.faults.refuseFailures.add(refused);
-    const { triggerer, lines } = startTriggerer();
+    const { triggerer, lines, metrics } = startTriggerer();
     await until(() => api.triggers.get(refused)?.reportRequests === 2);
     // Several cleanups (every 100 ms): the job still holds it, and names it, so none hands it back.
     await new Promise((resolve) => setTimeout(resolve, 500));
     expect(api.triggers.get(refused)?.reportRequests).toBe(2);
     expect(triggerer.running).toBe(0);
     expect(triggerer.reportsRefused).toBe(2);
+    expect((await metrics.snapshot()).gauges['triggerer.triggers_abandoned']).toBe(1);
     expect(lines.filter((line) => line.level === 'error').map((line) => line.message)).toEqual([
       expect.stringContaining('The task is failed with that reason instead'),
       expect.stringContaining('400 the failure is refused. It is dropped'),
