@@ -153,7 +153,8 @@ const PROBE_MARKER = '@@bench-aws-probe@@';
  * process's start (`performance.now()` counts from it) to the import's end, and any network
  * connection attempted meanwhile or within 100 ms after (seen on Node's diagnostics channels).
  * The triggerer's entry waits for SIGTERM at top level: the probe sends it one as soon as it
- * listens, so the import ends when the entry has started and stopped.
+ * listens, so the import ends when the entry has started and stopped (its `process.exit` then
+ * only sets the exit code).
  */
 const PROBE = `import dc from 'node:diagnostics_channel';
 const network = [];
@@ -163,15 +164,18 @@ for (const name of ['net.client.socket', 'udp.socket', 'undici:request:create', 
     network.push(name + (socket?.remoteAddress ? ' ' + socket.remoteAddress : '') + (message?.request?.origin ? ' ' + message.request.origin : ''));
   });
 }
+const exit = process.exit.bind(process);
 if (process.argv[3] === 'sigterm-on-listen') {
   process.on('newListener', (event) => { if (event === 'SIGTERM') setImmediate(() => process.emit('SIGTERM')); });
+  // The entry exits once stopped: its import then ends instead, so the probe can print.
+  process.exit = (code) => { if (code) process.exitCode = code; };
 }
 let error;
 try { await import(process.argv[2]); } catch (e) { error = String(e?.stack ?? e).slice(0, 2000); }
 const importedMs = performance.now();
 await new Promise((resolve) => setTimeout(resolve, 100));
 process.stdout.write('\\n${PROBE_MARKER}' + JSON.stringify({ importedMs, network, error }) + '\\n');
-process.exit(0);
+exit(0);
 `;
 
 interface ProbeResult {
@@ -242,8 +246,14 @@ export function measureColdImports(
           POWERTOOLS_METRICS_NAMESPACE: 'Updraft',
         }
       : {}),
+    // The triggerer signs its calls with its task role's credentials and will not start without
+    // some: dummy ones, and an API on a closed local port, so nothing leaves the machine.
     ...(target?.kind === 'container'
-      ? { UPDRAFT_EXECUTION_API_URL: 'https://xyz789.lambda-url.us-east-1.on.aws/' }
+      ? {
+          UPDRAFT_EXECUTION_API_URL: 'http://127.0.0.1:9/',
+          AWS_ACCESS_KEY_ID: 'AKIAIOSFODNN7EXAMPLE',
+          AWS_SECRET_ACCESS_KEY: 'wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY',
+        }
       : {}),
   });
   const once = (file: string, target: BundleTarget | undefined, sourceMaps: boolean): ProbeResult => {
