@@ -184,11 +184,7 @@ export async function scheduleRun(
       for (const pool of pools) {
         const size = deps.settings.pools[pool];
         if (size === undefined) continue;
-        let state = poolStates.get(pool) ?? context.poolTurns.latest(pool);
-        if (state === undefined) {
-          state = await deps.store.getSlotPool(poolRef(pool));
-          context.poolTurns.seen(pool, state);
-        }
+        const state = poolStates.get(pool) ?? (await deps.store.getSlotPool(poolRef(pool)));
         poolStates.set(pool, state);
         let endingSlots = 0;
         for (const holder of Object.values(state.holders)) {

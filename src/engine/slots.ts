@@ -149,7 +149,7 @@ export interface ReservationInput {
   graceMs: number;
   /** Pool states this pass read already: the first attempt in each pool starts from them. */
   poolStates?: ReadonlyMap<string, SlotPoolState>;
-  /** The batch's turns on each pool; the first attempt starts from the latest state they saw. */
+  /** The batch's turns on each pool: with them, each attempt reads the pool in its turn. */
   turns?: PoolTurns;
   /** Pools whose waiting list keeps the run although this round starves nothing there. */
   keepWaitingIn?: ReadonlySet<string>;
@@ -382,12 +382,11 @@ async function reserveInPoolNow(
   const fenced = new Set<TaskInstance>();
   let itemFull = false;
   for (let attempt = 1; attempt <= UPDATE_ATTEMPTS; attempt += 1) {
-    // A state read earlier in the pass may be stale: the write is conditional, and a lost race reads again.
-    let state = attempt === 1 ? (turns?.latest(pool) ?? input.poolStates?.get(pool)) : undefined;
-    if (state === undefined) {
-      state = await deps.store.getSlotPool(ref);
-      turns?.seen(pool, state);
-    }
+    // A state read earlier in the pass may be stale, and in a batch's turn it is (passes before
+    // it wrote since): read again. The write is conditional either way.
+    const state =
+      (attempt === 1 && !turns ? input.poolStates?.get(pool) : undefined) ??
+      (await deps.store.getSlotPool(ref));
     // Give back this pool's slots of the run's stale holders, each only while the same pass's reservation.
     const release = runReleased
       .filter((h) => h.pool === pool && state.holders[h.id]?.passId === h.passId)
@@ -465,7 +464,6 @@ async function reserveInPoolNow(
     }
     try {
       const after = await deps.store.updateSlotPool(ref, change);
-      turns?.seen(pool, after);
       input.observed?.pools.set(pool, after);
       const nudge = release.length > 0 ? waitingToNudge(after, size, self) : [];
       return { granted, starving, nudge, incomplete: noRoom.size > 0 };

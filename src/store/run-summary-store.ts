@@ -33,6 +33,9 @@ const STATE_CODES: Readonly<Record<TaskInstanceState, string>> = {
   removed: 'X',
   deferred: 'D',
 };
+/** A try number as written: no sign, exponent or leading zero. */
+const TRY_DIGITS = /^(0|[1-9][0-9]{0,8})$/;
+const isTry = (value: number) => Number.isInteger(value) && value >= 0;
 const STATES_BY_CODE: ReadonlyMap<string, TaskInstanceState> = new Map(
   Object.entries(STATE_CODES).map(([state, code]) => [code, state as TaskInstanceState]),
 );
@@ -51,32 +54,36 @@ export function encodeSummaryEntry(entry: SummaryEntry): string | unknown[] {
 export function decodeSummaryEntry(stored: unknown): SummaryEntry | undefined {
   if (typeof stored === 'string') {
     const state = STATES_BY_CODE.get(stored.slice(0, 1));
-    const tryNumber = Number(stored.slice(1));
-    return state !== undefined && stored.length > 1 && Number.isInteger(tryNumber)
-      ? { state, tryNumber }
-      : undefined;
+    const digits = stored.slice(1);
+    return state !== undefined && TRY_DIGITS.test(digits) ? { state, tryNumber: Number(digits) } : undefined;
   }
+  let head: SummaryEntry | undefined;
+  let nextRetryAt: unknown;
+  let followTaskIds: unknown;
   if (Array.isArray(stored)) {
-    const head = decodeSummaryEntry(stored[0]);
-    if (head === undefined) return undefined;
-    const [, nextRetryAt, followTaskIds] = stored as [unknown, unknown, unknown];
-    return {
-      ...head,
-      ...(typeof nextRetryAt === 'string' ? { nextRetryAt } : {}),
-      ...(Array.isArray(followTaskIds) ? { followTaskIds: followTaskIds.map(String) } : {}),
-    };
+    if (stored.length > 3) return undefined;
+    head = decodeSummaryEntry(stored[0]);
+    [, nextRetryAt, followTaskIds] = stored as [unknown, unknown, unknown];
+  } else if (typeof stored === 'object' && stored !== null) {
+    const legacy = stored as Record<string, unknown>;
+    const tryNumber = Number(legacy.tryNumber ?? 0);
+    if (typeof legacy.state === 'string' && Object.hasOwn(STATE_CODES, legacy.state) && isTry(tryNumber))
+      head = { state: legacy.state as TaskInstanceState, tryNumber };
+    ({ nextRetryAt, followTaskIds } = legacy);
   }
-  if (typeof stored === 'object' && stored !== null) {
-    const legacy = stored as Partial<SummaryEntry>;
-    if (typeof legacy.state !== 'string' || !Object.hasOwn(STATE_CODES, legacy.state)) return undefined;
-    return {
-      state: legacy.state,
-      tryNumber: Number(legacy.tryNumber ?? 0),
-      ...(typeof legacy.nextRetryAt === 'string' ? { nextRetryAt: legacy.nextRetryAt } : {}),
-      ...(Array.isArray(legacy.followTaskIds) ? { followTaskIds: legacy.followTaskIds.map(String) } : {}),
-    };
-  }
-  return undefined;
+  // Anything off the format is left out: a wrong follow list would skip the wrong tasks.
+  if (head === undefined) return undefined;
+  if (nextRetryAt !== undefined && nextRetryAt !== null && typeof nextRetryAt !== 'string') return undefined;
+  if (
+    followTaskIds !== undefined &&
+    !(Array.isArray(followTaskIds) && followTaskIds.every((taskId) => typeof taskId === 'string'))
+  )
+    return undefined;
+  return {
+    ...head,
+    ...(typeof nextRetryAt === 'string' ? { nextRetryAt } : {}),
+    ...(followTaskIds === undefined ? {} : { followTaskIds: [...(followTaskIds as string[])] }),
+  };
 }
 
 export function runSummaryToItem(key: DagRunKey, summary: RunSummary): Item {

@@ -1,5 +1,6 @@
 import { type DynamoDBDocumentClient, GetCommand } from '@aws-sdk/lib-dynamodb';
 import { RUN_SUMMARY_SORT_KEY, TRIGGER_SORT_PREFIX, TRIGGERS_PARTITION } from '#store/keys.ts';
+import { decodeSummaryEntry } from '#store/run-summary-store.ts';
 import type { Kernel } from './kernel.ts';
 
 /**
@@ -193,9 +194,13 @@ export class StoreMirror {
     } else if (item.pk === TRIGGERS_PARTITION && typeof item.sk === 'string') {
       this.triggers.add(item.sk.slice(TRIGGER_SORT_PREFIX.length));
     } else if (item.sk === RUN_SUMMARY_SORT_KEY && typeof item.pk === 'string') {
-      const tasks = (item.tasks ?? {}) as Record<string, { state: string }>;
+      // Decoded as the store reads them (short strings, lists, or maps of earlier versions).
+      const tasks = (item.tasks ?? {}) as Record<string, unknown>;
       const states = Object.fromEntries(
-        Object.entries(tasks).map(([taskId, entry]) => [taskId, entry.state]),
+        Object.entries(tasks).flatMap(([taskId, entry]) => {
+          const state = decodeSummaryEntry(entry)?.state;
+          return state === undefined ? [] : [[taskId, state]];
+        }),
       );
       const partition = item.pk;
       this.summaries.set(partition, { clearCount: Number(item.clearCount ?? 0), states });

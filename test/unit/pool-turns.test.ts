@@ -26,13 +26,4 @@ describe('PoolTurns', () => {
     await expect(failed).rejects.toThrow('lost');
     await expect(next).resolves.toBe('next');
   });
-
-  it('remembers the last state seen per pool', () => {
-    const turns = new PoolTurns();
-    expect(turns.latest('a')).toBeUndefined();
-    const state = { used: 1, holders: {}, waiting: {} };
-    turns.seen('a', state);
-    expect(turns.latest('a')).toBe(state);
-    expect(turns.latest('b')).toBeUndefined();
-  });
 });
