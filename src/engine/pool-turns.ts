@@ -1,23 +1,38 @@
 /**
  * The passes of one batch (one invocation's scheduling requests, or one tick) take turns on each
- * pool: a pass reads the pool and writes its change in its turn, so it finds the pool as the
- * passes before it in this process left it. Without turns, the passes of a batch race on the same
- * pool item, and every lost race is a conditional write DynamoDB bills by the whole item (a busy
- * pool's is several KB) plus a read to try again; a read in the turn costs a quarter of a failed
- * write. Only an optimization: passes of other instances still race, and every write stays
- * conditional on what the pass read.
+ * pool: one pass at a time reads and writes it, so the passes of a batch no longer race each
+ * other on the same pool item. Every lost race was a conditional write that DynamoDB bills by the
+ * whole item (a busy pool's is several KB), and a read to try again.
+ *
+ * Turns are numbered per pool. A pass starts a turn from a pool state it read or wrote itself
+ * (after its read of the run's head, so it sees every holder the run's item lists) only when no
+ * other turn came between (the state is as of the turn before: `asOf === turn - 1`); otherwise
+ * it reads the pool again in its turn. So a pass reserving in rounds reads the pool once, and a
+ * pass never plans from a state another pass saw. Only an optimization: passes of other
+ * instances still race, and every write stays conditional on what the pass read.
  */
 export class PoolTurns {
   readonly #tails = new Map<string, Promise<unknown>>();
+  readonly #turns = new Map<string, number>();
 
-  /** Runs `work` once the turns taken on `pool` before it have ended. */
-  async take<T>(pool: string, work: () => Promise<T>): Promise<T> {
+  /** The number of the last turn begun on `pool` (0 before the first). */
+  turn(pool: string): number {
+    return this.#turns.get(pool) ?? 0;
+  }
+
+  /** Runs `work` with its turn's number once the turns taken on `pool` before it have ended. */
+  async take<T>(pool: string, work: (turn: number) => Promise<T>): Promise<T> {
     const before = this.#tails.get(pool) ?? Promise.resolve();
-    const turn = before.then(work, work);
-    const tail = turn.catch(() => undefined);
+    const begin = () => {
+      const turn = this.turn(pool) + 1;
+      this.#turns.set(pool, turn);
+      return work(turn);
+    };
+    const running = before.then(begin, begin);
+    const tail = running.catch(() => undefined);
     this.#tails.set(pool, tail);
     try {
-      return await turn;
+      return await running;
     } finally {
       if (this.#tails.get(pool) === tail) this.#tails.delete(pool);
     }

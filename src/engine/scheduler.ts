@@ -82,6 +82,7 @@ export interface EngineDeps {
 export interface PassContext {
   dagRecords: Map<string, DagRecord | undefined>;
   poolWarnings: PoolWarnings;
+  /** The passes of one batch take turns on each pool (see PoolTurns). */
   poolTurns: PoolTurns;
 }
 
@@ -175,6 +176,7 @@ export async function scheduleRun(
     return;
   }
   const poolStates = new Map<string, SlotPoolState>();
+  const poolAsOf = new Map<string, number>();
   const view = await readPassView(deps.store, head, run, dag, request, {
     nowMs,
     maxReady: paused ? 0 : deps.settings.maxTaskInstancesPerPass,
@@ -184,7 +186,12 @@ export async function scheduleRun(
       for (const pool of pools) {
         const size = deps.settings.pools[pool];
         if (size === undefined) continue;
-        const state = poolStates.get(pool) ?? (await deps.store.getSlotPool(poolRef(pool)));
+        let state = poolStates.get(pool);
+        if (state === undefined) {
+          // As of the last turn begun before the read: a turn begun since may have written.
+          poolAsOf.set(pool, context.poolTurns.turn(pool));
+          state = await deps.store.getSlotPool(poolRef(pool));
+        }
         poolStates.set(pool, state);
         let endingSlots = 0;
         for (const holder of Object.values(state.holders)) {
@@ -209,15 +216,10 @@ export async function scheduleRun(
       await again();
     return;
   }
-  const missing = await evaluate(
-    deps,
-    context,
-    { ...head, run, taskInstances },
-    view,
-    dag,
-    passId,
-    poolStates,
-  );
+  const missing = await evaluate(deps, context, { ...head, run, taskInstances }, view, dag, passId, {
+    states: poolStates,
+    asOf: poolAsOf,
+  });
   if ((await writeBackSummary(deps.store, run, view.summary, view.fresh.values())) === 'lost') {
     await again();
     return;
@@ -342,7 +344,7 @@ async function evaluate(
   view: PassView,
   dag: SerializedDag,
   passId: string,
-  poolStates: ReadonlyMap<string, SlotPoolState>,
+  pools: { states: ReadonlyMap<string, SlotPoolState>; asOf: ReadonlyMap<string, number> },
 ): Promise<string[]> {
   const nowMs = deps.now();
   const { run } = snapshot;
@@ -412,7 +414,8 @@ async function evaluate(
     release,
     maxToAdmit: deps.settings.maxTaskInstancesPerPass,
     graceMs: deps.settings.heartbeatTimeoutMs,
-    poolStates,
+    poolStates: pools.states,
+    poolAsOf: pools.asOf,
     turns: context.poolTurns,
   });
   starving.push(...reservation.starving);

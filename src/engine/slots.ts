@@ -149,8 +149,12 @@ export interface ReservationInput {
   graceMs: number;
   /** Pool states this pass read already: the first attempt in each pool starts from them. */
   poolStates?: ReadonlyMap<string, SlotPoolState>;
-  /** The batch's turns on each pool: with them, each attempt reads the pool in its turn. */
+  /**
+   * The batch's turns on each pool, and for each state of `poolStates` the turn it is as of: in
+   * its turn a pass starts from that state only if no other turn came between (see PoolTurns).
+   */
   turns?: PoolTurns;
+  poolAsOf?: ReadonlyMap<string, number>;
   /** Pools whose waiting list keeps the run although this round starves nothing there. */
   keepWaitingIn?: ReadonlySet<string>;
   /** Filled with the pool states the writes of this reservation returned (for the next round). */
@@ -162,6 +166,8 @@ export interface ReservationInput {
 interface ObservedStates {
   /** undefined: the pool changed after the last state seen (read it again). */
   pools: Map<string, SlotPoolState | undefined>;
+  /** The turn each of `pools` is as of. */
+  asOf: Map<string, number>;
   taskSlots?: SlotPoolState;
 }
 
@@ -200,16 +206,20 @@ export async function reserveTaskSlots(deps: SlotDeps, input: ReservationInput):
   };
   let taskSlots = input.taskSlots;
   const poolStates = new Map(input.poolStates ?? []);
+  const poolAsOf = new Map(input.poolAsOf ?? []);
   // The next round starts from the states the last one's writes returned; read only if unknown.
   const nextRound = async (observed: ObservedStates) => {
     for (const [pool, state] of observed.pools) {
       if (state) poolStates.set(pool, state);
       else poolStates.delete(pool);
+      const asOf = observed.asOf.get(pool);
+      if (state && asOf !== undefined) poolAsOf.set(pool, asOf);
+      else poolAsOf.delete(pool);
     }
     taskSlots = observed.taskSlots ?? (await deps.store.getSlotPool(runTasksRef(input.run)));
   };
   for (let start = 0; start < input.release.length; start += RELEASE_ROUND_SIZE) {
-    const observed: ObservedStates = { pools: new Map() };
+    const observed: ObservedStates = { pools: new Map(), asOf: new Map() };
     const round = await reserveRound(deps, {
       ...input,
       candidates: [],
@@ -217,6 +227,7 @@ export async function reserveTaskSlots(deps: SlotDeps, input: ReservationInput):
       taskSlots,
       maxToAdmit: 0,
       poolStates,
+      poolAsOf,
       observed,
       releaseOnly: true,
     });
@@ -228,7 +239,7 @@ export async function reserveTaskSlots(deps: SlotDeps, input: ReservationInput):
   // Pools a round starved in: later rounds keep the run on their waiting lists.
   const waitingIn = new Set<string>();
   for (let start = 0; start < left.length; start += CANDIDATE_ROUND_SIZE) {
-    const observed: ObservedStates = { pools: new Map() };
+    const observed: ObservedStates = { pools: new Map(), asOf: new Map() };
     let round: ReservationResult;
     try {
       round = await reserveRound(deps, {
@@ -239,6 +250,7 @@ export async function reserveTaskSlots(deps: SlotDeps, input: ReservationInput):
         maxToAdmit,
         keepWaitingIn: waitingIn,
         poolStates,
+        poolAsOf,
         observed,
       });
     } catch (error) {
@@ -355,7 +367,7 @@ interface PoolReservation {
   incomplete?: boolean;
 }
 
-/** One pool's part of a round, in the batch's turn on that pool (see PoolTurns). */
+/** One pool's part of a round, in the batch's turn on that pool when there are turns. */
 function reserveInPool(
   deps: SlotDeps,
   input: ReservationInput,
@@ -364,8 +376,8 @@ function reserveInPool(
   runReleased: readonly SlotHolder[],
 ): Promise<PoolReservation> {
   const { turns } = input;
-  if (!turns) return reserveInPoolNow(deps, input, pool, wanted, runReleased);
-  return turns.take(pool, () => reserveInPoolNow(deps, input, pool, wanted, runReleased));
+  if (!turns) return reserveInPoolNow(deps, input, pool, wanted, runReleased, undefined);
+  return turns.take(pool, (turn) => reserveInPoolNow(deps, input, pool, wanted, runReleased, turn));
 }
 
 async function reserveInPoolNow(
@@ -374,19 +386,21 @@ async function reserveInPoolNow(
   pool: string,
   wanted: readonly TaskInstance[],
   runReleased: readonly SlotHolder[],
+  turn: number | undefined,
 ): Promise<PoolReservation> {
-  const { turns } = input;
   const size = deps.settings.pools[pool] ?? 0;
   const ref = poolRef(pool);
   const self = waitingRunKey(input.run);
   const fenced = new Set<TaskInstance>();
   let itemFull = false;
   for (let attempt = 1; attempt <= UPDATE_ATTEMPTS; attempt += 1) {
-    // A state read earlier in the pass may be stale, and in a batch's turn it is (passes before
-    // it wrote since): read again. The write is conditional either way.
+    // A state read earlier in the pass may be stale: the write is conditional, and a lost race
+    // reads again. In a turn, it is known stale when another turn came since (see PoolTurns).
+    const current = turn === undefined || input.poolAsOf?.get(pool) === turn - 1;
     const state =
-      (attempt === 1 && !turns ? input.poolStates?.get(pool) : undefined) ??
+      (attempt === 1 && current ? input.poolStates?.get(pool) : undefined) ??
       (await deps.store.getSlotPool(ref));
+    if (turn !== undefined) input.observed?.asOf.set(pool, turn);
     // Give back this pool's slots of the run's stale holders, each only while the same pass's reservation.
     const release = runReleased
       .filter((h) => h.pool === pool && state.holders[h.id]?.passId === h.passId)

@@ -2,19 +2,28 @@ import { describe, expect, it } from 'vitest';
 import { PoolTurns } from '#engine/pool-turns.ts';
 
 describe('PoolTurns', () => {
-  it('runs the turns on one pool one after another, in order, and those of other pools beside them', async () => {
+  it('runs the turns on one pool one after another, in order, numbered, and those of other pools beside them', async () => {
     const turns = new PoolTurns();
     const events: string[] = [];
     const turn = (pool: string, name: string, ms: number) =>
-      turns.take(pool, async () => {
-        events.push(`${name} begins`);
+      turns.take(pool, async (number) => {
+        events.push(`${name} begins (turn ${number})`);
         await new Promise((resolve) => setTimeout(resolve, ms));
         events.push(`${name} ends`);
         return name;
       });
+    expect(turns.turn('a')).toBe(0);
     const results = await Promise.all([turn('a', 'a1', 20), turn('a', 'a2', 1), turn('b', 'b1', 5)]);
     expect(results).toEqual(['a1', 'a2', 'b1']);
-    expect(events).toEqual(['a1 begins', 'b1 begins', 'b1 ends', 'a1 ends', 'a2 begins', 'a2 ends']);
+    expect(events).toEqual([
+      'a1 begins (turn 1)',
+      'b1 begins (turn 1)',
+      'b1 ends',
+      'a1 ends',
+      'a2 begins (turn 2)',
+      'a2 ends',
+    ]);
+    expect([turns.turn('a'), turns.turn('b')]).toEqual([2, 1]);
   });
 
   it('goes on with the next turn after one that failed, and hands the failure to its caller', async () => {
