@@ -4,7 +4,7 @@ import { HttpAbortedError, HttpError } from '#http/errors.ts';
 import type { Metrics } from '#metrics/port.ts';
 import type { WorkerClock } from '#worker/clock.ts';
 import type { TriggererClient } from './client.ts';
-import { type Backoff, backoffDelay, isRefusal, messageOf, WarningThrottle } from './retry.ts';
+import { type Backoff, backoffDelay, isRefusal, messageOf, truncate, WarningThrottle } from './retry.ts';
 import type { TriggerReports } from './runner.ts';
 
 /**
@@ -64,6 +64,8 @@ interface LogItem {
 const LOG_CHUNKS_PER_CALL = 100;
 /** Refusals of what a report says (malformed, too large, invalid), not of who sends it or where. */
 const CONTENT_REFUSALS: ReadonlySet<number> = new Set([400, 413, 422]);
+/** The failure body's limit on its error (the contract's). */
+const FAILURE_MAX_CHARS = 10_000;
 
 export class ReportOutbox implements TriggerReports {
   readonly #options: OutboxOptions;
@@ -246,7 +248,10 @@ export class ReportOutbox implements TriggerReports {
           kind: 'failure',
           triggerId: report.triggerId,
           body: {
-            error: truncate(`its event was refused by the Execution API: ${error.status} ${error.detail}`),
+            error: truncate(
+              `its event was refused by the Execution API: ${error.status} ${error.detail}`,
+              FAILURE_MAX_CHARS,
+            ),
             ...(log && error.status !== 413 ? { log } : {}),
           },
         };
@@ -375,9 +380,4 @@ export class ReportOutbox implements TriggerReports {
   #warn(message: string, fields: Record<string, unknown>): void {
     if (this.#warnings.allows('outbox')) this.#options.log.warn(message, fields);
   }
-}
-
-/** Within the failure body's limit (10,000 characters). */
-function truncate(text: string, max = 10_000): string {
-  return text.length > max ? `${text.slice(0, max - 1)}…` : text;
 }

@@ -21,6 +21,11 @@ export function isRefusal(error: unknown): error is HttpError & { status: number
   return error instanceof HttpError && error.status !== undefined && !error.retryable;
 }
 
+/** `text` cut to `max` characters, the last one an ellipsis when cut. */
+export function truncate(text: string, max: number): string {
+  return text.length > max ? `${text.slice(0, max - 1)}…` : text;
+}
+
 export function messageOf(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }

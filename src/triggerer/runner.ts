@@ -12,6 +12,7 @@ import { deserialize, serialize } from '#sdk/serde.ts';
 import type { BaseTrigger, TriggerClass, TriggerEvent, TriggerRunContext } from '#sdk/triggers/base.ts';
 import { triggerClassOf } from '#sdk/triggers/registry.ts';
 import { LoopWatch } from './loop-watch.ts';
+import { truncate } from './retry.ts';
 import { TriggerTimers } from './timers.ts';
 import { TriggerLog } from './trigger-log.ts';
 
@@ -383,10 +384,6 @@ function messageOf(error: unknown): string {
 
 function stackOf(error: unknown): string {
   return error instanceof Error ? (error.stack ?? `${error.name}: ${error.message}`) : String(error);
-}
-
-function truncate(text: string, max: number): string {
-  return text.length > max ? `${text.slice(0, max - 1)}…` : text;
 }
 
 function safeJson(value: unknown): string {
