@@ -6,9 +6,10 @@
  *
  * Turns are numbered per pool. A pass starts a turn from a pool state it read or wrote itself
  * (after its read of the run's head, so it sees every holder the run's item lists) only when no
- * other turn came between (the state is as of the turn before: `asOf === turn - 1`); otherwise
- * it reads the pool again in its turn. So a pass reserving in rounds reads the pool once, and a
- * pass never plans from a state another pass saw. Only an optimization: passes of other
+ * other turn came between (the state is as of the turn before: `asOf === turn - 1`; a read made
+ * while a turn was under way is as of none); otherwise it reads the pool again in its turn. So a
+ * pass never plans from a state another pass saw, and one reserving in rounds reads the pool
+ * once unless other passes' turns come between its rounds. Only an optimization: passes of other
  * instances still race, and every write stays conditional on what the pass read.
  */
 export class PoolTurns {
@@ -18,6 +19,11 @@ export class PoolTurns {
   /** The number of the last turn begun on `pool` (0 before the first). */
   turn(pool: string): number {
     return this.#turns.get(pool) ?? 0;
+  }
+
+  /** Whether no turn on `pool` is under way or waiting: a read now is as of `turn(pool)`. */
+  idle(pool: string): boolean {
+    return !this.#tails.has(pool);
   }
 
   /** Runs `work` with its turn's number once the turns taken on `pool` before it have ended. */

@@ -188,8 +188,9 @@ export async function scheduleRun(
         if (size === undefined) continue;
         let state = poolStates.get(pool);
         if (state === undefined) {
-          // As of the last turn begun before the read: a turn begun since may have written.
-          poolAsOf.set(pool, context.poolTurns.turn(pool));
+          // As of the last turn before the read, unless one is under way (it may be writing).
+          if (context.poolTurns.idle(pool)) poolAsOf.set(pool, context.poolTurns.turn(pool));
+          else poolAsOf.delete(pool);
           state = await deps.store.getSlotPool(poolRef(pool));
         }
         poolStates.set(pool, state);

@@ -196,7 +196,8 @@ export async function reserveTaskSlots(deps: SlotDeps, input: ReservationInput):
   }
   // More than one update's worth. The stale holders go first, in rounds of their own, so the
   // candidates find the room they leave; then the candidates. Each round starts from the states
-  // the previous one's writes returned, so rounds add writes to a pass but no reads.
+  // the previous one's writes returned, so rounds add writes to a pass but no reads (unless, in a
+  // batch, other passes' turns on a pool come between two rounds: see PoolTurns).
   const result: ReservationResult = { admitted: [], starving: [], nudge: [] };
   const addNudge = (runs: readonly DagRunKey[]) => {
     for (const run of runs) {

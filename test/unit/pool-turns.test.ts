@@ -36,3 +36,19 @@ describe('PoolTurns', () => {
     await expect(next).resolves.toBe('next');
   });
 });
+
+describe('PoolTurns.idle', () => {
+  it('is false while a turn is under way or waiting, and true once the last has ended', async () => {
+    const turns = new PoolTurns();
+    expect(turns.idle('a')).toBe(true);
+    let release: (() => void) | undefined;
+    const first = turns.take('a', () => new Promise<void>((resolve) => (release = resolve)));
+    const second = turns.take('a', async () => undefined);
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(turns.idle('a')).toBe(false);
+    expect(turns.idle('b')).toBe(true);
+    release?.();
+    await Promise.all([first, second]);
+    expect(turns.idle('a')).toBe(true);
+  });
+});
