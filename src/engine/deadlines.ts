@@ -216,9 +216,10 @@ export async function missDueDeadlines(deps: DeadlineDeps, run: DagRun, dag: Ser
     }
   }
   // The wake-up that brought this pass may have been the only one set (standalone keeps one per run).
-  const next = [nextDeadlineAtMs(current, nowMs), retryAtMs]
-    .filter((atMs) => atMs !== undefined)
-    .reduce((earliest, atMs) => Math.min(earliest, atMs), Number.POSITIVE_INFINITY);
+  const next = Math.min(
+    nextDeadlineAtMs(current, nowMs) ?? Number.POSITIVE_INFINITY,
+    retryAtMs ?? Number.POSITIVE_INFINITY,
+  );
   if (Number.isFinite(next)) await wakeAt(deps, current, next);
   return current;
 }

@@ -190,7 +190,6 @@ export async function scheduleRun(
         if (state === undefined) {
           // As of the last turn before the read, unless one is under way (it may be writing).
           if (context.poolTurns.idle(pool)) poolAsOf.set(pool, context.poolTurns.turn(pool));
-          else poolAsOf.delete(pool);
           state = await deps.store.getSlotPool(poolRef(pool));
         }
         poolStates.set(pool, state);
