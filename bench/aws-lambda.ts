@@ -41,6 +41,24 @@ export class LambdaMeter {
   }
 }
 
+/**
+ * A function's warm instances: an invocation takes an idle one or starts another, since Lambda
+ * runs one invocation at a time in an instance. Calls made at once (a worker's batch reporting
+ * side by side) so land on instances of their own, each with its own memory (a notifier's
+ * coalescing cannot reach across them).
+ */
+export function instancePool<E, R>(start: () => Handler<E, R>): Handler<E, R> {
+  const idle: Handler<E, R>[] = [];
+  return async (event, context) => {
+    const instance = idle.pop() ?? start();
+    try {
+      return await instance(event, context);
+    } finally {
+      idle.push(instance);
+    }
+  };
+}
+
 export interface EventSourceOptions {
   queue: InMemoryQueue;
   functionName: string;

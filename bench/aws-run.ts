@@ -43,7 +43,7 @@ import {
 } from '../test/support/lambda-events.ts';
 import type { DeploymentDefaults } from './aws-deployment.ts';
 import { FakeAws, type RequestTally } from './aws-fakes.ts';
-import { EventSources, LambdaMeter } from './aws-lambda.ts';
+import { EventSources, instancePool, LambdaMeter } from './aws-lambda.ts';
 import { DynamoCapacityMeter, type DynamoTally } from './aws-meters.ts';
 
 const TABLE = 'updraft';
@@ -189,16 +189,20 @@ export async function runHandlers(
     'http-api',
     'updraft-api',
   );
-  // One Execution API instance per worker: each worker's calls could land on a warm instance of their own.
+  // The Execution API's instances, shared by every worker: concurrent calls get one each.
+  const executionApi = fetchThrough(
+    lambdas.wrap(
+      'executionApi',
+      instancePool(() => makeExecutionApiHandler(instance('executionApi', true)) as HttpHandler),
+    ),
+    'function-url',
+    'updraft-execution-api',
+  );
   const executionFetch = () =>
     createSignedFetch({
       region: 'us-east-1',
       credentials: async () => ({ accessKeyId: 'AKIDEXAMPLE', secretAccessKey: 'bench-secret' }),
-      fetch: fetchThrough(
-        lambdas.wrap('executionApi', makeExecutionApiHandler(instance('executionApi', true)) as HttpHandler),
-        'function-url',
-        'updraft-execution-api',
-      ),
+      fetch: executionApi,
     });
   const loadDagModule = (fileloc: string) =>
     import(pathToFileURL(resolve(DAGS_FOLDER, fileloc)).href) as Promise<Record<string, unknown>>;

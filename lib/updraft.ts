@@ -30,6 +30,7 @@ import { UpdraftTimers } from './timers.ts';
 import { UpdraftTriggerer } from './triggerer.ts';
 import {
   checkWorkerBundlesDags,
+  DEFAULT_WORKER_BATCH_SIZE,
   DEFAULT_WORKER_CONCURRENCY,
   UpdraftWorkers,
   WORKER_QUEUES,
@@ -85,6 +86,11 @@ export interface UpdraftProps {
   };
   readonly workers?: FunctionSettings & {
     readonly maxConcurrency?: Partial<Record<WorkerQueueName, number>>;
+    /**
+     * Workloads one invocation takes from a queue and runs side by side (default 10, at most 10):
+     * 1 gives each task an execution environment and the whole function timeout to itself.
+     */
+    readonly batchSize?: number;
     /** A worker entry bundling `dagsDir`, when it is not the project's `dags/` (see UpdraftWorkersProps.entry). */
     readonly entry?: string;
   };
@@ -268,6 +274,7 @@ export class Updraft extends Construct {
       timeout: workerTimeout,
       memorySize: props.workers?.memorySize ?? 1024,
       maxConcurrency: { ...DEFAULT_WORKER_CONCURRENCY, ...props.workers?.maxConcurrency },
+      batchSize: props.workers?.batchSize ?? DEFAULT_WORKER_BATCH_SIZE,
       dagsDir,
       environment: { ...environment, ...dagEnvironment },
       ...(props.workers?.entry === undefined ? {} : { entry: props.workers.entry }),

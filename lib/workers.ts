@@ -28,6 +28,13 @@ export const DEFAULT_WORKER_CONCURRENCY: Readonly<Record<WorkerQueueName, number
   tasks_low: 2,
 };
 
+/**
+ * Workloads per invocation: an event source's batch from a standard queue without a batching
+ * window holds at most 10, and a larger batch would need a window (latency on every task).
+ */
+export const DEFAULT_WORKER_BATCH_SIZE = 10;
+export const MAX_WORKER_BATCH_SIZE = 10;
+
 /** The folder the default worker entry (`functions/worker.ts`) bundles, relative to the project root. */
 export const DEFAULT_WORKER_DAGS_FOLDER = 'dags';
 
@@ -38,6 +45,8 @@ export interface UpdraftWorkersProps {
   readonly timeout: Duration;
   readonly memorySize: number;
   readonly maxConcurrency: Readonly<Record<WorkerQueueName, number>>;
+  /** Workloads one invocation takes from a queue and runs side by side (1 to 10). */
+  readonly batchSize: number;
   /** The DAGs folder the deploy registers: the worker's bundle must hold the same DAGs. */
   readonly dagsDir: string;
   /**
@@ -76,10 +85,13 @@ export function checkWorkerBundlesDags(options: {
 
 /**
  * The workers: one Lambda function consuming the callback queue and the three task queues, an
- * event source per queue with its own concurrency ceiling and partial batch responses. It runs
- * one workload per invocation (batch size 1), so a workload has the whole function timeout and
- * the concurrency ceilings count running tasks. The DAG code is bundled into this function and no
- * other. It reaches the store only through the Execution API: no table, bucket or secret.
+ * event source per queue with its own concurrency ceiling and partial batch responses. An
+ * invocation runs its batch's workloads side by side (up to `batchSize`, default 10), sharing the
+ * function's memory and timeout: one receive, one delete and one invocation serve up to ten
+ * tasks. A batch size of 1 gives each task an execution environment and the whole timeout to
+ * itself, and makes the concurrency ceilings count running tasks. The DAG code is bundled into
+ * this function and no other. It reaches the store only through the Execution API: no table,
+ * bucket or secret.
  */
 export class UpdraftWorkers extends Construct {
   readonly function: NodejsFunction;
@@ -87,6 +99,15 @@ export class UpdraftWorkers extends Construct {
   constructor(scope: Construct, id: string, props: UpdraftWorkersProps) {
     super(scope, id);
     checkWorkerBundlesDags({ ...props.defaults, dagsDir: props.dagsDir, entry: props.entry });
+    if (
+      !Number.isInteger(props.batchSize) ||
+      props.batchSize < 1 ||
+      props.batchSize > MAX_WORKER_BATCH_SIZE
+    ) {
+      throw new WorkerConfigurationError(
+        `workers.batchSize ${props.batchSize} is not a whole number from 1 to ${MAX_WORKER_BATCH_SIZE} (an SQS event source without a batching window delivers at most ${MAX_WORKER_BATCH_SIZE} messages an invocation)`,
+      );
+    }
     this.function = createUpdraftFunction(this, 'Function', props.defaults, {
       name: 'worker',
       description: 'Updraft worker: runs task and callback workloads from the queues',
@@ -99,7 +120,7 @@ export class UpdraftWorkers extends Construct {
     for (const queue of WORKER_QUEUES) {
       props.queues.bindConsumer(this.function, queue, {
         functionTimeout: props.timeout,
-        batchSize: 1,
+        batchSize: props.batchSize,
         maxConcurrency: props.maxConcurrency[queue],
       });
     }

@@ -40,7 +40,8 @@ export class WorkloadNotDoneError extends HandlerError {
 /**
  * The worker: SQS batches from the task queues and the callback queue, each record one workload
  * run start to report with `runWorkload` (the same entry the standalone pool calls), the try's
- * code in this process. A record is reported as a batch item failure, so SQS delivers it again,
+ * code in this process. A batch's records run side by side, so the invocation lasts as long as
+ * its longest workload. A record is reported as a batch item failure, so SQS delivers it again,
  * when the workload is not done with: the Execution API was unreachable or refused the start,
  * the function was about to time out before the start, or the body is malformed (it then goes to
  * the dead-letter queue after the queue's receives, never dropped). A try that started is owned
@@ -111,7 +112,7 @@ export function makeWorkerHandler(given: Partial<HandlerDeps & Observability> = 
             `This worker's executor cannot run callbacks (record ${record.messageId})`,
           );
         }
-        // The invocation's time is already up (earlier records of its batch used it): this one comes back.
+        // The invocation's time is already up: this one comes back.
         if (deadline.aborted) {
           throw new WorkloadNotDoneError(
             `The callback workload of record ${record.messageId} was not started before the worker's time limit; it comes back`,
@@ -160,7 +161,7 @@ export function makeWorkerHandler(given: Partial<HandlerDeps & Observability> = 
         (record: SQSRecord) => runRecord(record, workload, deadline.signal),
         new BatchProcessor(EventType.SQS),
         // Every record's outcome is in the response; throwing would only make Lambda retry them all.
-        { context, throwOnFullBatchFailure: false },
+        { context, throwOnFullBatchFailure: false, processInParallel: true },
       );
     } finally {
       clearTimeout(timer);

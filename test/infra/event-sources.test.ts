@@ -55,12 +55,13 @@ describe('event source mappings', () => {
       expect(mapping.ScalingConfig?.MaximumConcurrency).toBeGreaterThanOrEqual(2);
   });
 
-  it('feeds the worker from the callback queue and the three task queues, one workload per invocation', () => {
+  it('feeds the worker from the callback queue and the three task queues, up to 10 workloads an invocation, gathered for no time', () => {
     const worker = logicalIdOf(synthesized.stack.updraft.workers.function);
     for (const name of WORKER_QUEUES) {
       const mapping = mappingOf(queueIdOf(name));
       expect(mapping.FunctionName).toEqual({ Ref: worker });
-      expect(mapping.BatchSize, name).toBe(1);
+      expect(mapping.BatchSize, name).toBe(10);
+      expect(mapping.MaximumBatchingWindowInSeconds, name).toBeUndefined();
     }
   });
 
@@ -120,6 +121,25 @@ describe('event source options', () => {
     expect(byQueue.get(logicalIdOf(queues.tasks_high.queue))).toBe(10);
     expect(byQueue.get(logicalIdOf(queues.scheduler.queue))).toBe(3);
   });
+
+  it('takes a worker batch size, 1 giving each workload an invocation of its own', () => {
+    const synthesized = synthesizeTemplate(testStackProps({ workers: { batchSize: 1 } }));
+    const { queues } = synthesized.stack.updraft.queues;
+    const sizes = new Map(
+      mappingsOf(synthesized).map((mapping) => [mapping.EventSourceArn['Fn::GetAtt'][0], mapping.BatchSize]),
+    );
+    for (const name of WORKER_QUEUES) expect(sizes.get(logicalIdOf(queues[name].queue)), name).toBe(1);
+    expect(sizes.get(logicalIdOf(queues.scheduler.queue))).toBe(10);
+  });
+
+  it.each([0, 11, 2.5])(
+    'refuses a worker batch size of %s, naming the setting and its range',
+    (batchSize) => {
+      expect(() => synthesizeTemplate(testStackProps({ workers: { batchSize } }))).toThrow(
+        new RegExp(`workers\\.batchSize ${batchSize} is not a whole number from 1 to 10`),
+      );
+    },
+  );
 
   it('refuses a tick that is not a whole number of minutes', () => {
     expect(() =>

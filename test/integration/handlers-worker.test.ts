@@ -137,6 +137,33 @@ describe('the worker handler', () => {
     expect(stub.finished.map((report) => report.taskId).sort()).toEqual(['start_a', 'start_b']);
   });
 
+  it("runs a batch's records side by side: each try starts before any other ends", async () => {
+    const stub = executionApiStub();
+    const taskIds = Array.from({ length: 10 }, (_, index) => `start_${index}`);
+    // Each try ends only once all ten have started: one at a time, the first would never end.
+    let started = 0;
+    let allStarted: () => void = () => undefined;
+    const barrier = new Promise<void>((resolve) => {
+      allStarted = resolve;
+    });
+    const rendezvous: TaskExecutor = {
+      run: async () => {
+        started += 1;
+        if (started === taskIds.length) allStarted();
+        const outcome = await Promise.race([
+          barrier.then(() => 'met' as const),
+          new Promise<'alone'>((resolve) => setTimeout(() => resolve('alone'), 2_000).unref()),
+        ]);
+        return outcome === 'met'
+          ? { kind: 'success', xcom: '1' }
+          : { kind: 'error', message: 'the batch ran one record at a time' };
+      },
+    };
+    const response = await worker(stub, rendezvous)(event(taskIds.map(workload)), lambdaContext('w'));
+    expect(response).toEqual({ batchItemFailures: [] });
+    expect(stub.finished.map((report) => report.body.state)).toEqual(taskIds.map(() => 'success'));
+  });
+
   it('reports every record when none is done, rather than failing the invocation', async () => {
     const stub = executionApiStub();
     const response = await worker(stub)(event([workload('refuse_a'), 'not json']), lambdaContext('w'));
