@@ -17,6 +17,18 @@ const PASS_CONCURRENCY = 4;
 const AUDITS_PER_POOL = 25;
 
 /**
+ * The old holders one tick checks: a window of AUDITS_PER_POOL over them in age order, moved on by
+ * that many each tick period, so holders that stay live (long tasks) never hide the ones behind
+ * them. No tick remembers the last window: the period's number places it.
+ */
+export function auditWindow<T extends { id: string; at: string }>(old: readonly T[], period: number): T[] {
+  const ordered = [...old].sort((a, b) => (a.at < b.at ? -1 : a.at > b.at ? 1 : a.id < b.id ? -1 : 1));
+  if (ordered.length <= AUDITS_PER_POOL) return ordered;
+  const start = (period * AUDITS_PER_POOL) % ordered.length;
+  return [...ordered.slice(start), ...ordered.slice(0, start)].slice(0, AUDITS_PER_POOL);
+}
+
+/**
  * A batch of scheduling requests (an SQS batch on AWS, a receive in standalone), handled by a
  * fresh engine instance: each distinct run gets one pass. Returns the receipts not to delete:
  * requests whose pass failed (redelivered, and dead-lettered after the queue's receive limit)
@@ -161,10 +173,12 @@ async function auditPools(deps: EngineDeps): Promise<void> {
   for (const [pool, size] of Object.entries(deps.settings.pools)) {
     const ref = poolRef(pool);
     let state = await deps.store.getSlotPool(ref);
-    const old = Object.values(state.holders)
-      .filter((holder) => nowMs - Date.parse(holder.at) > deps.settings.heartbeatTimeoutMs)
-      .sort((a, b) => (a.at < b.at ? -1 : 1))
-      .slice(0, AUDITS_PER_POOL);
+    const old = auditWindow(
+      Object.values(state.holders).filter(
+        (holder) => nowMs - Date.parse(holder.at) > deps.settings.heartbeatTimeoutMs,
+      ),
+      Math.floor(nowMs / deps.settings.schedulerTickMs),
+    );
     const release: { id: string; passId: string; slots: number }[] = [];
     for (const holder of old) {
       const key = keyOfHolder(holder.id);

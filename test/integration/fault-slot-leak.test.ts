@@ -97,6 +97,36 @@ describe('a pass stopped between the pool reservation and the run-slot reservati
   });
 });
 
+describe('the tick audit of a pool', () => {
+  it('reaches a leaked holder behind more live old holders than one tick checks', async () => {
+    const tasks = Array.from({ length: 30 }, (_, index) => `long_${index}`);
+    const [versioned] = await h.register(
+      dag({ id: 'longs', maxActiveTasks: 64 }, (d) => {
+        for (const id of tasks) d.task(id, noop);
+      }),
+    );
+    const run = await h.createRun(versioned!);
+    await h.newScheduler().handleRequests([run]);
+    // 30 queued TIs hold their slots (live however old); then a holder no TI stands behind,
+    // younger than all of them: what a pass that stopped between two writes leaves.
+    h.advance(1_000);
+    const ref: SlotPoolRef = { kind: 'pool', pool: 'default_pool' };
+    const leaked = 'longs#gone#ghost#-1#1';
+    await h.store.updateSlotPool(ref, {
+      size: 128,
+      acquire: [{ id: leaked, slots: 1, tryNumber: 1, passId: 'stopped', at: h.iso() }],
+      release: [],
+    });
+    h.advance(HEARTBEAT_TIMEOUT_MS + 1);
+    for (let tick = 0; tick < 3; tick += 1) {
+      await h.newScheduler().tick();
+      h.advance(h.settings.schedulerTickMs);
+    }
+    const holders = Object.keys((await h.store.getSlotPool(ref)).holders);
+    expect({ leaked: holders.includes(leaked), live: holders.length }).toEqual({ leaked: false, live: 30 });
+  });
+});
+
 /** A store whose first write to a run's task-slot item waits until `resume()`: a pass slowed down mid-flight. */
 function slowRunSlotWrite() {
   let resume = () => {};
