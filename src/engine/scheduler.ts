@@ -57,6 +57,7 @@ export type SchedulerSettings = Pick<
   | 'maxRunsPerPass'
   | 'maxTaskInstancesPerPass'
   | 'maxQueuedSends'
+  | 'schedulerTickMs'
 >;
 
 /** What every engine entry point runs on. Nothing here carries scheduling state between calls. */
