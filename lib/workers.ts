@@ -105,7 +105,7 @@ export class UpdraftWorkers extends Construct {
       props.batchSize > MAX_WORKER_BATCH_SIZE
     ) {
       throw new WorkerConfigurationError(
-        `workers.batchSize ${props.batchSize} is not a whole number from 1 to ${MAX_WORKER_BATCH_SIZE} (an SQS event source without a batching window delivers at most ${MAX_WORKER_BATCH_SIZE} messages an invocation)`,
+        `workers.batchSize ${JSON.stringify(props.batchSize)} is not a whole number from 1 to ${MAX_WORKER_BATCH_SIZE} (an SQS event source without a batching window delivers at most ${MAX_WORKER_BATCH_SIZE} messages an invocation)`,
       );
     }
     this.function = createUpdraftFunction(this, 'Function', props.defaults, {

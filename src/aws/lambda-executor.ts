@@ -24,10 +24,14 @@ export type DagModuleLoader = (
 
 /**
  * Runs tries inside the worker function's own process, from the DAG code bundled with it (and
- * async callbacks inside a triggerer's process, in its event loop). A
- * Lambda instance runs one invocation at a time and its memory is the function's, so the task
- * runner processes of standalone (isolation, memory limits, module retirement) buy nothing here.
- * What that costs, and why it is acceptable on Lambda:
+ * async callbacks inside a triggerer's process, in its event loop). A Lambda instance runs one
+ * invocation at a time and its memory is the function's; the tries of one invocation (a batch,
+ * `workers.batchSize`) share its process, as they do the triggerer's. What that costs, and why it
+ * is acceptable on Lambda:
+ * - The tries of a batch share the event loop, CPU and memory: a try that blocks the loop stops
+ *   its neighbours' heartbeats too, and a stray error that ends the process (an unhandled
+ *   rejection, `process.exit`, running out of memory) ends every try of the batch. A batch size
+ *   of 1 isolates each try in its own environment.
  * - A task that ignores `ctx.signal` cannot be killed: on a timeout or the worker's deadline the
  *   try is reported at once and the task's promise is left behind, with a warning in the try's
  *   log. Lambda may reuse the environment: the code is frozen with it and resumes beside the
