@@ -101,6 +101,11 @@ export class TriggerClaims {
     return claimedUnder === epoch() && limit === IDS_PER_CALL && ids.length >= limit && this.#free() > 0;
   }
 
+  /** Triggers this job may still claim (see #free): the capacity left that the gauge and status line show. */
+  get free(): number {
+    return Math.max(0, this.#free());
+  }
+
   /**
    * Triggers this job may still claim: its capacity less what it runs, what waits to run, and the
    * fired triggers whose report still waits for the API (so under a slow API it holds no more

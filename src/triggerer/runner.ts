@@ -346,8 +346,8 @@ export class TriggerRunner {
   }
 
   #publishGauges(): void {
+    // triggerer.capacity_left counts more than what runs here: the triggerer publishes it.
     this.#options.metrics?.gauge('triggers.running', this.#running.size);
-    this.#options.metrics?.gauge('triggerer.capacity_left', this.capacityLeft);
   }
 }
 

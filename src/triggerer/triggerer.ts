@@ -368,6 +368,8 @@ export class Triggerer {
       if (this.#clock.now() - statusAt >= statusEveryMs) {
         statusAt = this.#clock.now();
         this.#logStatus();
+      } else {
+        this.#publishCapacity();
       }
     }
   }
@@ -435,9 +437,20 @@ export class Triggerer {
     }
   }
 
+  /**
+   * The capacity left: less than the runner's free slots by the triggers claimed and waiting to
+   * run and the fired ones whose report still waits for the API (they hold their slot until it
+   * goes out, see TriggerClaims).
+   */
+  #publishCapacity(): number {
+    const free = this.#claims.free;
+    this.#options.metrics?.gauge('triggerer.capacity_left', free);
+    return free;
+  }
+
   #logStatus(): void {
     this.#log.info('Triggerer status', {
-      [CAPACITY_LOG_FIELD]: this.#runner.capacityLeft,
+      [CAPACITY_LOG_FIELD]: this.#publishCapacity(),
       running: this.#runner.running,
       jobId: this.#job?.jobId,
       undeliveredReports: this.#outbox.size.reports,

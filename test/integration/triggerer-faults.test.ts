@@ -685,6 +685,36 @@ describe('Triggerer against a faulty Execution API', () => {
     );
   });
 
+  it('shows no capacity left while the reports of fired triggers wait for the API, and all of it once they are out', async () => {
+    const { api, startTriggerer } = await setUp(31);
+    api.faults.reportDelayMs = 1_500;
+    const ids = api.addTriggers(5, () => 0);
+    const { triggerer, metrics } = startTriggerer({ capacity: 5 });
+    let shown: number | undefined;
+    const sample = setInterval(() => {
+      void metrics.snapshot().then((snapshot) => {
+        shown = snapshot.gauges['triggerer.capacity_left'];
+      });
+    }, 10);
+    try {
+      await until(
+        () => triggerer.running === 0 && triggerer.outboxSize.reports === 5 && shown === 0,
+        5_000,
+        'five fired triggers waiting for their reports, no capacity shown',
+        () => ({ running: triggerer.running, reports: triggerer.outboxSize.reports, shown }),
+      );
+      await until(
+        () => api.resolved().length === 5 && shown === 5,
+        10_000,
+        'capacity back',
+        () => shown,
+      );
+    } finally {
+      clearInterval(sample);
+    }
+    expectEachAppliedOnce(api, ids);
+  });
+
   it('runs the triggers a load whose answer was lost claimed, also holding more than a cleanup names', async () => {
     const { api, startTriggerer } = await setUp(29);
     // 1,500 held for long, then a lost load answer claims the 500 that fire soon.

@@ -233,7 +233,7 @@ describe('TriggerRunner', () => {
     expect(runner.start(jobs[1]!)).toBe(true);
     expect(runner.start(jobs[2]!)).toBe(false);
     expect(runner.capacityLeft).toBe(0);
-    expect((await metrics.snapshot()).gauges['triggerer.capacity_left']).toBe(0);
+    expect((await metrics.snapshot()).gauges['triggers.running']).toBe(2);
     await until(() => reports.events.size === 2);
     expect(runner.capacityLeft).toBe(2);
     expect(runner.start(jobs[2]!)).toBe(true);
