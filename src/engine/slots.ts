@@ -315,14 +315,28 @@ async function reserveRound(deps: SlotDeps, input: ReservationInput): Promise<Re
   const granted = new Set<TaskInstance>();
   const nudge: DagRunKey[] = [];
   let incomplete = false;
-  for (const pool of [...pools].sort()) {
-    const result = await reserveInPool(
+  // The pool slots taken in this round, given back if the round cannot finish: otherwise they
+  // would wait for the grace of an abandoned reservation.
+  const giveBack = async (tis: Iterable<TaskInstance>) => {
+    await releaseOwned(
       deps,
-      input,
-      pool,
-      wanted.filter((ti) => ti.pool === pool),
-      runReleased,
-    );
+      [...tis].map((ti) => ({ ref: poolRef(ti.pool), id: nextHolderId(ti), passId: input.passId })),
+    ).catch(() => undefined);
+  };
+  for (const pool of [...pools].sort()) {
+    let result: PoolReservation;
+    try {
+      result = await reserveInPool(
+        deps,
+        input,
+        pool,
+        wanted.filter((ti) => ti.pool === pool),
+        runReleased,
+      );
+    } catch (error) {
+      await giveBack(granted);
+      throw error;
+    }
     for (const ti of result.granted) granted.add(ti);
     starving.push(...result.starving);
     nudge.push(...result.nudge);
@@ -334,15 +348,7 @@ async function reserveRound(deps: SlotDeps, input: ReservationInput): Promise<Re
   try {
     admitted = await reserveInRun(deps, input, inOrder, runReleased);
   } catch (error) {
-    // The pool slots just taken would otherwise wait for the audit: give them back first.
-    await releaseOwned(
-      deps,
-      inOrder.map((ti) => ({
-        ref: poolRef(ti.pool),
-        id: nextHolderId(ti),
-        passId: input.passId,
-      })),
-    ).catch(() => undefined);
+    await giveBack(inOrder);
     throw error;
   }
   const dropped = inOrder.filter((ti) => !admitted.includes(ti));

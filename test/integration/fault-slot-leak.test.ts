@@ -11,7 +11,10 @@ let h: SchedulerHarness;
 
 beforeEach(async () => {
   h = await startSchedulerHarness({
-    settings: { pools: { default_pool: 128, single: 1 }, heartbeatTimeoutMs: HEARTBEAT_TIMEOUT_MS },
+    settings: {
+      pools: { default_pool: 128, single: 1, a: 5, b: 5 },
+      heartbeatTimeoutMs: HEARTBEAT_TIMEOUT_MS,
+    },
   });
 });
 afterEach(async () => {
@@ -94,6 +97,33 @@ describe('a pass stopped between the pool reservation and the run-slot reservati
     expect((await h.run(first)).state).toBe('success');
     await h.newScheduler().tick();
     expect((await h.run(second)).state).toBe('running');
+  });
+});
+
+describe('a pass whose write to its second pool fails (not a lost race)', () => {
+  it('gives back what it took in the first pool, leaving nothing for the grace to find', async () => {
+    const [versioned] = await h.register(
+      dag({ id: 'two_pools' }, (d) => {
+        d.task({ id: 'in_a', pool: 'a' }, noop);
+        d.task({ id: 'in_b', pool: 'b' }, noop);
+      }),
+    );
+    const run = await h.createRun(versioned!);
+    const failingB = wrapStore(h.store, (real) => ({
+      updateSlotPool: async (ref: SlotPoolRef, change: SlotPoolChange) => {
+        if (ref.kind === 'pool' && ref.pool === 'b' && change.acquire.length > 0) {
+          throw new Error('InternalServerError (injected)');
+        }
+        return real.updateSlotPool(ref, change);
+      },
+    }));
+    const { retry } = await handleSchedulingMessages(engineDeps(h, failingB), [requestFor(run)]);
+    expect(retry).toEqual(['r']);
+    expect(Object.keys((await h.store.getSlotPool({ kind: 'pool', pool: 'a' })).holders)).toEqual([]);
+
+    // The redelivery takes both.
+    await h.newScheduler().handleRequests([run]);
+    expect([(await h.ti(run, 'in_a')).state, (await h.ti(run, 'in_b')).state]).toEqual(['queued', 'queued']);
   });
 });
 
