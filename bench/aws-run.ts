@@ -328,7 +328,11 @@ export async function runHandlers(
   try {
     await runAll(['aws_warmup']);
     await quiet();
-    const runIds = Array.from({ length: options.runs }, (_, index) => `aws_${index}`);
+    // Run ids as the API makes them (`manual__<logical date>`): holder ids in pool items include them.
+    const runIds = Array.from(
+      { length: options.runs },
+      (_, index) => `manual__${new Date(Date.UTC(2026, 11, 3, 15, index)).toISOString()}`,
+    );
     const finishedByTicks = tickDeps.metrics.total('dag_runs.success');
     const runs = await phase(() => runAll(runIds));
     const runsFinishedByTick = tickDeps.metrics.total('dag_runs.success') - finishedByTicks;
