@@ -1,6 +1,7 @@
 import type { NativeAttributeValue } from '@aws-sdk/lib-dynamodb';
 import type { DagRun, TaskInstance } from '#core/models.ts';
 import { StoreError } from './errors.ts';
+import { holderKeysOf } from './holder-keys.ts';
 import {
   activeRunKey,
   dagRunKey,
@@ -11,7 +12,14 @@ import {
   runsByLogicalDateKey,
   taskInstanceKey,
 } from './keys.ts';
-import type { DagRecord, DagRecordUpsert, ImportError, SlotHolder, SlotPoolState } from './port.ts';
+import type {
+  DagRecord,
+  DagRecordUpsert,
+  ImportError,
+  SlotHolder,
+  SlotPoolRef,
+  SlotPoolState,
+} from './port.ts';
 
 /**
  * Mapping between models and items. An item is the model's fields plus its key attributes;
@@ -124,14 +132,16 @@ export function decodeHolder(id: string, stored: unknown): SlotHolder {
   return holder;
 }
 
-export function itemToSlotPool(item: Item): SlotPoolState {
+/** A slot-pool item as the port gives it: holders by their whole ids (see holder-keys.ts). */
+export function itemToSlotPool(item: Item, ref: SlotPoolRef): SlotPoolState {
+  const keys = holderKeysOf(ref);
   return {
     used: Number(item.used ?? 0),
     holders: Object.fromEntries(
-      Object.entries((item.holders ?? {}) as Record<string, unknown>).map(([id, stored]) => [
-        id,
-        decodeHolder(id, stored),
-      ]),
+      Object.entries((item.holders ?? {}) as Record<string, unknown>).map(([key, stored]) => {
+        const id = keys.idOf(key, item);
+        return [id, decodeHolder(id, stored)];
+      }),
     ),
     waiting: (item.waiting ?? {}) as Record<string, string>,
   };

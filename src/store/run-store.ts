@@ -161,7 +161,8 @@ export class DynamoRunStore implements RunStore {
     })) {
       for (const item of items) {
         if (item.sk === RUN_SORT_KEY) run = itemToDagRun(item);
-        else if (item.sk === RUN_SLOTS_SORT_KEY) taskSlots = itemToSlotPool(item);
+        else if (item.sk === RUN_SLOTS_SORT_KEY)
+          taskSlots = itemToSlotPool(item, { kind: 'run_tasks', dagId: key.dagId, runId: key.runId });
         else if (item.sk === RUN_SUMMARY_SORT_KEY) summary = itemToRunSummary(item);
         else taskInstances.push(itemToTaskInstance(item));
       }

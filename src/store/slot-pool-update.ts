@@ -1,4 +1,5 @@
 import { InvalidKeyError, StoreError } from './errors.ts';
+import { type HolderKeys, REVISION_ATTRIBUTE, RUNS_ATTRIBUTE } from './holder-keys.ts';
 import { ExpressionBuilder, encodeHolder, type Item } from './items.ts';
 import type { SlotPoolChange, SlotPoolRef, SlotPoolState } from './port.ts';
 
@@ -119,17 +120,34 @@ function holderMatches(
   return clauses.join(' AND ');
 }
 
+/** Under which keys the holders of one write are stored (see holder-keys.ts). */
+export interface StoredKeys {
+  keys: HolderKeys;
+  /** Released holders found stored under another key than `keys` gives (an earlier version's). */
+  releaseKeys?: ReadonlyMap<string, string>;
+  /** Stored keys of released holders whose value is a map (the encoding before lists). */
+  legacyValues?: ReadonlySet<string>;
+  /** Pool items: the write moves the item's revision. */
+  revision?: boolean;
+}
+
+export function storedReleaseKey(stored: StoredKeys, id: string): string {
+  return stored.releaseKeys?.get(id) ?? stored.keys.keyOf(id);
+}
+
 /**
  * Conditions: the item exists (a missing one is created first, see slot-pools.ts), each
  * acquired holder is absent, each released one present with the slots it was read with (and of
- * the given pass), and `used` leaves room: `used <= size - acquired + released`. Updates: SET
- * and REMOVE of holders and waiting entries, ADD of the slot delta to `used`, in the same write.
+ * the given pass), `used` leaves room: `used <= size - acquired + released`, and each run tag an
+ * acquired key uses is free or names the same run. Updates: SET and REMOVE of holders and
+ * waiting entries, SET of the run tags, ADD of the slot delta to `used` (and of 1 to a pool's
+ * revision), in the same write.
  */
 export function slotPoolUpdate(
   change: SlotPoolChange,
   releases: readonly ResolvedRelease[],
-  stamps: Item = {},
-  legacyHolders: ReadonlySet<string> = new Set(),
+  stamps: Item,
+  stored: StoredKeys,
 ): {
   expression: ExpressionBuilder;
   updateExpression: string;
@@ -144,16 +162,27 @@ export function slotPoolUpdate(
   const set: string[] = [];
   const remove: string[] = [];
   let acquired = 0;
+  const tags = new Map<string, string>();
   for (const holder of change.acquire) {
-    const path = `${holders()}.${expression.name(holder.id)}`;
+    const path = `${holders()}.${expression.name(stored.keys.keyOf(holder.id))}`;
     conditions.push(`attribute_not_exists(${path})`);
     set.push(`${path} = ${expression.value(encodeHolder(holder))}`);
     acquired += holder.slots;
+    const tagged = stored.keys.tagOf(holder.id);
+    if (tagged) tags.set(tagged.tag, tagged.runKey);
+  }
+  if (tags.size > 0) conditions.push(expression.exists(RUNS_ATTRIBUTE));
+  for (const [tag, runKey] of tags) {
+    const path = `${expression.name(RUNS_ATTRIBUTE)}.${expression.name(tag)}`;
+    const value = expression.value(runKey);
+    conditions.push(`(attribute_not_exists(${path}) OR ${path} = ${value})`);
+    set.push(`${path} = ${value}`);
   }
   let released = 0;
   for (const release of releases) {
-    const path = `${holders()}.${expression.name(release.id)}`;
-    conditions.push(holderMatches(expression, path, release, legacyHolders.has(release.id)));
+    const key = storedReleaseKey(stored, release.id);
+    const path = `${holders()}.${expression.name(key)}`;
+    conditions.push(holderMatches(expression, path, release, stored.legacyValues?.has(key) === true));
     remove.push(path);
     released += release.slots;
   }
@@ -171,7 +200,10 @@ export function slotPoolUpdate(
   const clauses: string[] = [];
   if (set.length > 0) clauses.push(`SET ${set.join(', ')}`);
   if (remove.length > 0) clauses.push(`REMOVE ${remove.join(', ')}`);
-  if (acquired !== released) clauses.push(`ADD ${used()} ${expression.value(acquired - released)}`);
+  const add: string[] = [];
+  if (acquired !== released) add.push(`${used()} ${expression.value(acquired - released)}`);
+  if (stored.revision) add.push(`${expression.name(REVISION_ATTRIBUTE)} ${expression.value(1)}`);
+  if (add.length > 0) clauses.push(`ADD ${add.join(', ')}`);
   return { expression, updateExpression: clauses.join(' '), conditions };
 }
 

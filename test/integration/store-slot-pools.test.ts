@@ -1,8 +1,9 @@
-import { GetCommand, PutCommand } from '@aws-sdk/lib-dynamodb';
+import { GetCommand, PutCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DynamoStore } from '#store/dynamodb.ts';
 import { createDynamoClient, toDocumentClient } from '#store/embedded.ts';
 import { ConditionFailedError, InvalidKeyError, ItemTooLargeError } from '#store/errors.ts';
+import { runTag } from '#store/holder-keys.ts';
 import { instrumentClient, RequestCounter } from '#store/instrument.ts';
 import { slotPoolKey } from '#store/keys.ts';
 import type { SlotHolder, SlotPoolRef } from '#store/port.ts';
@@ -262,16 +263,132 @@ describe('DynamoStore slot pools: waiting runs and requests', () => {
 });
 
 describe('DynamoStore slot pools: how holders are stored', () => {
-  it('stores each holder as a compact list under its id, and reads it back whole', async () => {
+  it("stores each holder as a compact list under its run's tag, the tag's run once, and reads it back whole", async () => {
     const table = await harness.newTable();
     const store = harness.storeOn(table, counted);
     const weighted = holder('etl#run-1#extract#-1#1', { slots: 3, pool: 'db', passId: 'p9' });
-    await acquire(store, 5, weighted);
+    const other = holder('etl#run-1#load#-1#1');
+    await acquire(store, 5, weighted, other);
     const raw = await counted.send(new GetCommand({ TableName: table, Key: slotPoolKey(pool) }));
+    const tag = runTag('etl#run-1');
+    expect(tag).toMatch(/^~[A-Za-z0-9_-]{11}$/);
     expect(raw.Item?.holders).toEqual({
-      'etl#run-1#extract#-1#1': [3, 1, 'p9', Date.parse('2026-01-01T00:00:00.000Z'), 'db'],
+      [`${tag}#extract#-1#1`]: [3, 1, 'p9', Date.parse('2026-01-01T00:00:00.000Z'), 'db'],
+      [`${tag}#load#-1#1`]: [1, 1, 'pass-1', Date.parse('2026-01-01T00:00:00.000Z')],
     });
-    expect((await store.getSlotPool(pool)).holders).toEqual({ 'etl#run-1#extract#-1#1': weighted });
+    expect(raw.Item?.runs).toEqual({ [tag]: 'etl#run-1' });
+    expect((await store.getSlotPool(pool)).holders).toEqual({
+      'etl#run-1#extract#-1#1': weighted,
+      'etl#run-1#load#-1#1': other,
+    });
+  });
+
+  it("keys a run's task-slot holders relative to the run, in its snapshot too", async () => {
+    const table = await harness.newTable();
+    const store = harness.storeOn(table, counted);
+    await store.createDagRun(dagRun('etl', 'r1'), [
+      taskInstance({ dagId: 'etl', runId: 'r1', taskId: 'extract', mapIndex: -1 }),
+    ]);
+    const ref: SlotPoolRef = { kind: 'run_tasks', dagId: 'etl', runId: 'r1' };
+    const held = holder('etl#r1#extract#-1#1', { pool: 'default_pool' });
+    await store.updateSlotPool(ref, { size: 4, acquire: [held], release: [] });
+    const raw = await counted.send(new GetCommand({ TableName: table, Key: slotPoolKey(ref) }));
+    expect(Object.keys(raw.Item?.holders ?? {})).toEqual(['~#extract#-1#1']);
+    expect((await store.getSlotPool(ref)).holders).toEqual({ 'etl#r1#extract#-1#1': held });
+    expect((await store.getRunSnapshot(ref))?.taskSlots.holders).toEqual({ 'etl#r1#extract#-1#1': held });
+    const after = await store.updateSlotPool(ref, {
+      size: 4,
+      acquire: [],
+      release: [{ id: held.id, slots: 1 }],
+    });
+    expect(after.used).toBe(0);
+  });
+
+  it('reads, releases and acquires beside holders stored under their whole id by earlier versions', async () => {
+    const table = await harness.newTable();
+    const store = harness.storeOn(table, counted);
+    const at = Date.parse('2026-01-01T00:00:00.000Z');
+    // A pool item as written before run tags: whole ids, no `runs` map, no revision.
+    await counted.send(
+      new PutCommand({
+        TableName: table,
+        Item: {
+          ...slotPoolKey(pool),
+          used: 2,
+          holders: { 'etl#r0#a#-1#1': [1, 1, 'pass-1', at], 'etl#r0#b#-1#1': [1, 1, 'pass-1', at] },
+          waiting: {},
+        },
+      }),
+    );
+    expect(Object.keys((await store.getSlotPool(pool)).holders).sort()).toEqual([
+      'etl#r0#a#-1#1',
+      'etl#r0#b#-1#1',
+    ]);
+    await expect(
+      store.updateSlotPool(pool, {
+        size: 3,
+        acquire: [],
+        release: [{ id: 'etl#r0#a#-1#1', passId: 'other', slots: 1 }],
+      }),
+    ).rejects.toThrow("holder 'etl#r0#a#-1#1' was reserved by pass pass-1, not other");
+    const after = await store.updateSlotPool(pool, {
+      size: 3,
+      acquire: [holder('etl#r1#c#-1#1')],
+      release: [{ id: 'etl#r0#a#-1#1', passId: 'pass-1', slots: 1 }],
+    });
+    expect(after).toEqual({
+      used: 2,
+      holders: { 'etl#r0#b#-1#1': holder('etl#r0#b#-1#1'), 'etl#r1#c#-1#1': holder('etl#r1#c#-1#1') },
+      waiting: {},
+    });
+    const raw = await counted.send(new GetCommand({ TableName: table, Key: slotPoolKey(pool) }));
+    expect(Object.keys(raw.Item?.holders ?? {}).sort()).toEqual(
+      ['etl#r0#b#-1#1', `${runTag('etl#r1')}#c#-1#1`].sort(),
+    );
+  });
+
+  it('forgets the tags of runs that hold nothing any more, a few at a time', async () => {
+    const table = await harness.newTable();
+    const store = harness.storeOn(table, counted);
+    const runs = ['r1', 'r2', 'r3', 'r4', 'r5'];
+    await acquire(store, 10, ...runs.map((run) => holder(`etl#${run}#t#-1#1`)));
+    const tags = async () => {
+      const raw = await counted.send(new GetCommand({ TableName: table, Key: slotPoolKey(pool) }));
+      return Object.values(raw.Item?.runs ?? {}).sort();
+    };
+    for (const run of runs.slice(0, 3)) {
+      await store.updateSlotPool(pool, {
+        size: 10,
+        acquire: [],
+        release: [{ id: `etl#${run}#t#-1#1`, slots: 1 }],
+      });
+    }
+    // Three unused: kept (each removal rewrites the whole item).
+    expect(await tags()).toEqual(runs.map((run) => `etl#${run}`));
+    await store.updateSlotPool(pool, { size: 10, acquire: [], release: [{ id: 'etl#r4#t#-1#1', slots: 1 }] });
+    expect(await tags()).toEqual(['etl#r5']);
+    expect(Object.keys((await store.getSlotPool(pool)).holders)).toEqual(['etl#r5#t#-1#1']);
+  });
+
+  it('refuses a holder whose run tag already names another run, saying so', async () => {
+    const table = await harness.newTable();
+    const store = harness.storeOn(table, counted);
+    await acquire(store, 5, holder('etl#r1#a#-1#1'));
+    // Two runs whose tags collide (66 bits of SHA-256: made here by hand).
+    const tag = runTag('etl#r2');
+    await counted.send(
+      new UpdateCommand({
+        TableName: table,
+        Key: slotPoolKey(pool),
+        UpdateExpression: 'SET #runs.#tag = :other',
+        ExpressionAttributeNames: { '#runs': 'runs', '#tag': tag },
+        ExpressionAttributeValues: { ':other': 'etl#elsewhere' },
+      }),
+    );
+    await expect(acquire(store, 5, holder('etl#r2#a#-1#1'))).rejects.toThrow(
+      `run tag ${tag} of holder 'etl#r2#a#-1#1' names run etl#elsewhere already`,
+    );
+    expect(Object.keys((await store.getSlotPool(pool)).holders)).toEqual(['etl#r1#a#-1#1']);
   });
 
   it('reads and releases holders written as maps by earlier versions, on the same conditions', async () => {
