@@ -17,15 +17,24 @@ const PASS_CONCURRENCY = 4;
 const AUDITS_PER_POOL = 25;
 
 /**
- * The old holders one tick checks: a window of AUDITS_PER_POOL over them in age order, moved on by
- * that many each tick period, so holders that stay live (long tasks) never hide the ones behind
- * them. No tick remembers the last window: the period's number places it.
+ * The old holders one tick checks: a window of AUDITS_PER_POOL over them in age order, placed by
+ * a hash of the tick period, so holders that stay live (long tasks) never hide the ones behind
+ * them, whichever periods the ticks come in (a tick may skip some while the last one still runs).
+ * No tick remembers the last window: the period's number places it.
  */
 export function auditWindow<T extends { id: string; at: string }>(old: readonly T[], period: number): T[] {
   const ordered = [...old].sort((a, b) => (a.at < b.at ? -1 : a.at > b.at ? 1 : a.id < b.id ? -1 : 1));
   if (ordered.length <= AUDITS_PER_POOL) return ordered;
-  const start = (period * AUDITS_PER_POOL) % ordered.length;
+  const start = mix32(period) % ordered.length;
   return [...ordered.slice(start), ...ordered.slice(0, start)].slice(0, AUDITS_PER_POOL);
+}
+
+/** A 32-bit integer hash (the finalizer of MurmurHash3): neighbouring periods land far apart. */
+function mix32(value: number): number {
+  let h = value >>> 0;
+  h = Math.imul(h ^ (h >>> 16), 0x85ebca6b);
+  h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35);
+  return (h ^ (h >>> 16)) >>> 0;
 }
 
 /**

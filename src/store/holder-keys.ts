@@ -11,8 +11,9 @@ import type { SlotPoolRef } from './port.ts';
  * - run_tasks: `~#task#mapIndex#try`;
  * - dag_runs: the run id itself.
  * `~` starts no DAG id (see core/ids.ts), so a key in this form is never an id stored whole, as
- * earlier versions stored every holder (still read, and released under their whole id). The
- * port's ids stay whole: only the item's keys change.
+ * earlier versions stored every holder (still read, and released under their whole id); an id of
+ * another shape that starts with `~` is stored whole behind one more `~`. The port's ids stay
+ * whole: only the item's keys change.
  */
 
 /** Where a pool item keeps each tag's run key. */
@@ -21,6 +22,19 @@ export const RUNS_ATTRIBUTE = 'runs';
 export const REVISION_ATTRIBUTE = 'rev';
 
 const TAG_MARK = '~';
+/** A whole id that starts with TAG_MARK is stored behind this (a tag's next character is base64url). */
+const ESCAPED = `${TAG_MARK}${TAG_MARK}`;
+
+/** An id stored whole: as it is, unless it could be taken for a tagged or relative key. */
+function whole(id: string): string {
+  return id.startsWith(TAG_MARK) ? `${TAG_MARK}${id}` : id;
+}
+
+/** The id of a key stored whole, or undefined when the key is tagged or relative. */
+function wholeIdOf(key: string): string | undefined {
+  if (key.startsWith(ESCAPED)) return key.slice(TAG_MARK.length);
+  return key.startsWith(TAG_MARK) ? undefined : key;
+}
 const TAG_HASH_CHARS = 11;
 
 export interface HolderKeys {
@@ -47,14 +61,15 @@ export function runTag(runKey: string): string {
 const poolKeys: HolderKeys = {
   keyOf(id) {
     const parts = splitRun(id);
-    return parts ? `${runTag(parts.runKey)}#${parts.rest}` : id;
+    return parts ? `${runTag(parts.runKey)}#${parts.rest}` : whole(id);
   },
   tagOf(id) {
     const parts = splitRun(id);
     return parts ? { tag: runTag(parts.runKey), runKey: parts.runKey } : undefined;
   },
   idOf(key, item) {
-    if (!key.startsWith(TAG_MARK)) return key;
+    const id = wholeIdOf(key);
+    if (id !== undefined) return id;
     const separator = key.indexOf('#');
     const runs = (item[RUNS_ATTRIBUTE] ?? {}) as Record<string, unknown>;
     const runKey = separator > 0 ? runs[key.slice(0, separator)] : undefined;
@@ -67,9 +82,12 @@ function runTaskKeys(dagId: string, runId: string): HolderKeys {
   const relative = `${TAG_MARK}#`;
   return {
     keyOf: (id) =>
-      id.startsWith(prefix) && id.length > prefix.length ? `${relative}${id.slice(prefix.length)}` : id,
+      id.startsWith(prefix) && id.length > prefix.length
+        ? `${relative}${id.slice(prefix.length)}`
+        : whole(id),
     tagOf: () => undefined,
-    idOf: (key) => (key.startsWith(relative) ? `${prefix}${key.slice(relative.length)}` : key),
+    idOf: (key) =>
+      wholeIdOf(key) ?? (key.startsWith(relative) ? `${prefix}${key.slice(relative.length)}` : key),
   };
 }
 
@@ -86,11 +104,13 @@ export function holderKeysOf(ref: SlotPoolRef): HolderKeys {
   }
 }
 
-/** Tags in a pool item's `runs` that no holder key uses any more. */
-export function unusedTags(item: Item): string[] {
+/** Tags in a pool item's `runs` that no holder key uses any more (at most `max`). */
+export function unusedTags(item: Item, max: number): string[] {
   const runs = (item[RUNS_ATTRIBUTE] ?? {}) as Record<string, unknown>;
   const used = new Set(
     Object.keys((item.holders ?? {}) as Record<string, unknown>).map((key) => key.slice(0, key.indexOf('#'))),
   );
-  return Object.keys(runs).filter((tag) => !used.has(tag));
+  return Object.keys(runs)
+    .filter((tag) => !used.has(tag))
+    .slice(0, max);
 }

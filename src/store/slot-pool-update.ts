@@ -1,5 +1,5 @@
 import { InvalidKeyError, StoreError } from './errors.ts';
-import { type HolderKeys, REVISION_ATTRIBUTE, RUNS_ATTRIBUTE } from './holder-keys.ts';
+import { type HolderKeys, holderKeysOf, REVISION_ATTRIBUTE, RUNS_ATTRIBUTE } from './holder-keys.ts';
 import { ExpressionBuilder, encodeHolder, type Item } from './items.ts';
 import type { SlotPoolChange, SlotPoolRef, SlotPoolState } from './port.ts';
 
@@ -15,6 +15,12 @@ import type { SlotPoolChange, SlotPoolRef, SlotPoolState } from './port.ts';
  * Callers with more split the change (the engine's reservations go in rounds of this size).
  */
 export const SLOT_POOL_ENTRIES_PER_UPDATE = 50;
+
+/**
+ * What a run tag adds to an acquire (a condition of about 60 bytes and a SET), in entries. The
+ * first tag of a change is within the budget: the engine's changes acquire for one run each.
+ */
+const TAG_ENTRIES = 2;
 
 /** A release with the slots the holder has, so `used` can move by the exact amount. */
 export interface ResolvedRelease {
@@ -51,14 +57,17 @@ function assertMapKey(ref: SlotPoolRef, what: string, key: string): void {
  * same path twice) or that could corrupt `used` (slots that are not positive integers).
  */
 export function validateSlotPoolChange(ref: SlotPoolRef, change: SlotPoolChange): void {
+  const keys = holderKeysOf(ref);
+  const tags = new Set(change.acquire.flatMap((holder) => keys.tagOf(holder.id)?.tag ?? []));
   const entries =
     change.acquire.length +
     change.release.length +
     Object.keys(change.setWaiting ?? {}).length +
-    (change.removeWaiting ?? []).length;
+    (change.removeWaiting ?? []).length +
+    TAG_ENTRIES * Math.max(0, tags.size - 1);
   if (entries > SLOT_POOL_ENTRIES_PER_UPDATE) {
     throw new StoreError(
-      `a change of ${describeSlotPool(ref)} names ${entries} holders and waiting runs: over the limit of ${SLOT_POOL_ENTRIES_PER_UPDATE} per update (each adds to one condition expression, which DynamoDB caps at 4 KB); split it`,
+      `a change of ${describeSlotPool(ref)} names ${entries} holders and waiting runs (each run acquiring beyond the first counting ${TAG_ENTRIES} more for its tag): over the limit of ${SLOT_POOL_ENTRIES_PER_UPDATE} per update (each adds to one condition expression, which DynamoDB caps at 4 KB); split it`,
     );
   }
   const holderIds = new Set<string>();

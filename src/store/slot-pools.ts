@@ -37,6 +37,8 @@ import {
 
 /** Unused run tags a pool item keeps before a change removes them (see #pruneRunTags). */
 const PRUNE_TAGS_AT = 4;
+/** Most tags one prune removes: each adds to its update expression, which DynamoDB caps at 4 KB. */
+const PRUNE_TAGS_MAX = 100;
 
 /**
  * Scheduling state every scheduler instance shares (ADR.md, "Slot pools"): pools, a run's task
@@ -116,7 +118,7 @@ export class DynamoSchedulingStateStore implements SchedulingStateStore {
    * if nothing changed since `item` was written. Best effort: a later change tries again.
    */
   async #pruneRunTags(key: ItemKey, item: Item): Promise<void> {
-    const unused = unusedTags(item);
+    const unused = unusedTags(item, PRUNE_TAGS_MAX);
     if (unused.length < PRUNE_TAGS_AT) return;
     const expression = new ExpressionBuilder();
     const runs = expression.name(RUNS_ATTRIBUTE);

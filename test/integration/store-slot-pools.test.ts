@@ -370,6 +370,39 @@ describe('DynamoStore slot pools: how holders are stored', () => {
     expect(Object.keys((await store.getSlotPool(pool)).holders)).toEqual(['etl#r5#t#-1#1']);
   });
 
+  it('takes acquires of 17 runs in one change within the 4 KB expression limit, and refuses 18 before any request', async () => {
+    const table = await harness.newTable();
+    const store = harness.storeOn(table, counted);
+    const ofRuns = (count: number, prefix: string) =>
+      Array.from({ length: count }, (_, index) =>
+        holder(
+          `a_dag_with_a_longer_id#manual__2026-12-03T15:${String(index).padStart(2, '0')}:00.000Z#${prefix}_task_with_a_long_id#-1#1`,
+        ),
+      );
+    const state = await acquire(store, 100, ...ofRuns(17, 'first'));
+    expect(Object.keys(state.holders)).toHaveLength(17);
+    counter.reset();
+    await expect(acquire(store, 100, ...ofRuns(18, 'second'))).rejects.toThrow(
+      /names 52 holders and waiting runs \(each run acquiring beyond the first counting 2 more for its tag\): over the limit of 50/,
+    );
+    expect(counter.snapshot().byOperation).toEqual({});
+  });
+
+  it('keeps ids that start with ~ apart from tagged keys', async () => {
+    const store = await harness.newStore();
+    const tag = runTag('etl#r1');
+    const ids = ['etl#r1#a#-1#1', `${tag}#x`, '~', '~~y', `${tag}`];
+    const state = await acquire(store, 10, ...ids.map((id) => holder(id)));
+    expect(Object.keys(state.holders).sort()).toEqual([...ids].sort());
+    const runTasks: SlotPoolRef = { kind: 'run_tasks', dagId: 'etl', runId: 'r1' };
+    const relative = await store.updateSlotPool(runTasks, {
+      size: 10,
+      acquire: [holder('etl#r1#a#-1#1'), holder('~#a#-1#1')],
+      release: [],
+    });
+    expect(Object.keys(relative.holders).sort()).toEqual(['etl#r1#a#-1#1', '~#a#-1#1']);
+  });
+
   it('refuses a holder whose run tag already names another run, saying so', async () => {
     const table = await harness.newTable();
     const store = harness.storeOn(table, counted);

@@ -12,13 +12,22 @@ describe('the pool audit window', () => {
     expect(auditWindow(holders(25).reverse(), 7).map((h) => h.id)).toEqual(holders(25).map((h) => h.id));
   });
 
-  it.each([26, 60, 128, 1000])(
-    'covers all of %s old holders within ceil(n / 25) consecutive periods',
-    (count) => {
+  it.each([
+    [26, 1],
+    [50, 2],
+    [75, 3],
+    [100, 2],
+    [125, 5],
+    [128, 1],
+    [1000, 4],
+  ])(
+    'covers all of %s old holders, ticks every %s periods, within 10 windows per 25 holders',
+    (count, every) => {
       const all = holders(count);
       const seen = new Set<string>();
-      for (let period = 1_000; period < 1_000 + Math.ceil(count / 25); period += 1) {
-        const window = auditWindow(all, period);
+      const ticks = 10 * Math.ceil(count / 25);
+      for (let tick = 0; tick < ticks; tick += 1) {
+        const window = auditWindow(all, 353_000_000 + tick * every);
         expect(window).toHaveLength(25);
         for (const holder of window) seen.add(holder.id);
       }
