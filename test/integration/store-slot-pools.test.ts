@@ -37,6 +37,16 @@ function holder(id: string, overrides: Partial<SlotHolder> = {}): SlotHolder {
   return { id, slots: 1, tryNumber: 1, passId: 'pass-1', at: '2026-01-01T00:00:00.000Z', ...overrides };
 }
 
+/** A slot-pool item as stored, keys and all. */
+async function rawPool(table: string, ref: SlotPoolRef = pool) {
+  return (await counted.send(new GetCommand({ TableName: table, Key: slotPoolKey(ref) }))).Item;
+}
+
+/** Writes a pool item as it stands (an earlier version's, a damaged one). */
+async function putRawPool(table: string, fields: Record<string, unknown>): Promise<void> {
+  await counted.send(new PutCommand({ TableName: table, Item: { ...slotPoolKey(pool), ...fields } }));
+}
+
 async function acquire(store: DynamoStore, size: number, ...holders: SlotHolder[]) {
   return store.updateSlotPool(pool, { size, acquire: holders, release: [] });
 }
@@ -269,14 +279,14 @@ describe('DynamoStore slot pools: how holders are stored', () => {
     const weighted = holder('etl#run-1#extract#-1#1', { slots: 3, pool: 'db', passId: 'p9' });
     const other = holder('etl#run-1#load#-1#1');
     await acquire(store, 5, weighted, other);
-    const raw = await counted.send(new GetCommand({ TableName: table, Key: slotPoolKey(pool) }));
+    const raw = await rawPool(table);
     const tag = runTag('etl#run-1');
     expect(tag).toMatch(/^~[A-Za-z0-9_-]{11}$/);
-    expect(raw.Item?.holders).toEqual({
+    expect(raw?.holders).toEqual({
       [`${tag}#extract#-1#1`]: [3, 1, 'p9', Date.parse('2026-01-01T00:00:00.000Z'), 'db'],
       [`${tag}#load#-1#1`]: [1, 1, 'pass-1', Date.parse('2026-01-01T00:00:00.000Z')],
     });
-    expect(raw.Item?.runs).toEqual({ [tag]: 'etl#run-1' });
+    expect(raw?.runs).toEqual({ [tag]: 'etl#run-1' });
     expect((await store.getSlotPool(pool)).holders).toEqual({
       'etl#run-1#extract#-1#1': weighted,
       'etl#run-1#load#-1#1': other,
@@ -292,8 +302,8 @@ describe('DynamoStore slot pools: how holders are stored', () => {
     const ref: SlotPoolRef = { kind: 'run_tasks', dagId: 'etl', runId: 'r1' };
     const held = holder('etl#r1#extract#-1#1', { pool: 'default_pool' });
     await store.updateSlotPool(ref, { size: 4, acquire: [held], release: [] });
-    const raw = await counted.send(new GetCommand({ TableName: table, Key: slotPoolKey(ref) }));
-    expect(Object.keys(raw.Item?.holders ?? {})).toEqual(['~#extract#-1#1']);
+    const raw = await rawPool(table, ref);
+    expect(Object.keys(raw?.holders ?? {})).toEqual(['~#extract#-1#1']);
     expect((await store.getSlotPool(ref)).holders).toEqual({ 'etl#r1#extract#-1#1': held });
     expect((await store.getRunSnapshot(ref))?.taskSlots.holders).toEqual({ 'etl#r1#extract#-1#1': held });
     const after = await store.updateSlotPool(ref, {
@@ -309,17 +319,11 @@ describe('DynamoStore slot pools: how holders are stored', () => {
     const store = harness.storeOn(table, counted);
     const at = Date.parse('2026-01-01T00:00:00.000Z');
     // A pool item as written before run tags: whole ids, no `runs` map, no revision.
-    await counted.send(
-      new PutCommand({
-        TableName: table,
-        Item: {
-          ...slotPoolKey(pool),
-          used: 2,
-          holders: { 'etl#r0#a#-1#1': [1, 1, 'pass-1', at], 'etl#r0#b#-1#1': [1, 1, 'pass-1', at] },
-          waiting: {},
-        },
-      }),
-    );
+    await putRawPool(table, {
+      used: 2,
+      holders: { 'etl#r0#a#-1#1': [1, 1, 'pass-1', at], 'etl#r0#b#-1#1': [1, 1, 'pass-1', at] },
+      waiting: {},
+    });
     expect(Object.keys((await store.getSlotPool(pool)).holders).sort()).toEqual([
       'etl#r0#a#-1#1',
       'etl#r0#b#-1#1',
@@ -341,8 +345,8 @@ describe('DynamoStore slot pools: how holders are stored', () => {
       holders: { 'etl#r0#b#-1#1': holder('etl#r0#b#-1#1'), 'etl#r1#c#-1#1': holder('etl#r1#c#-1#1') },
       waiting: {},
     });
-    const raw = await counted.send(new GetCommand({ TableName: table, Key: slotPoolKey(pool) }));
-    expect(Object.keys(raw.Item?.holders ?? {}).sort()).toEqual(
+    const raw = await rawPool(table);
+    expect(Object.keys(raw?.holders ?? {}).sort()).toEqual(
       ['etl#r0#b#-1#1', `${runTag('etl#r1')}#c#-1#1`].sort(),
     );
   });
@@ -353,8 +357,8 @@ describe('DynamoStore slot pools: how holders are stored', () => {
     const runs = ['r1', 'r2', 'r3', 'r4', 'r5'];
     await acquire(store, 10, ...runs.map((run) => holder(`etl#${run}#t#-1#1`)));
     const tags = async () => {
-      const raw = await counted.send(new GetCommand({ TableName: table, Key: slotPoolKey(pool) }));
-      return Object.values(raw.Item?.runs ?? {}).sort();
+      const raw = await rawPool(table);
+      return Object.values(raw?.runs ?? {}).sort();
     };
     for (const run of runs.slice(0, 3)) {
       await store.updateSlotPool(pool, {
@@ -434,12 +438,7 @@ describe('DynamoStore slot pools: how holders are stored', () => {
       passId: 'pass-1',
       at: '2026-01-01T00:00:00.000Z',
     });
-    await counted.send(
-      new PutCommand({
-        TableName: table,
-        Item: { ...slotPoolKey(pool), used: 2, holders: { a: legacy('a'), b: legacy('b') }, waiting: {} },
-      }),
-    );
+    await putRawPool(table, { used: 2, holders: { a: legacy('a'), b: legacy('b') }, waiting: {} });
     expect((await store.getSlotPool(pool)).holders).toEqual({ a: holder('a'), b: holder('b') });
     await expect(
       store.updateSlotPool(pool, { size: 2, acquire: [], release: [{ id: 'a', passId: 'other', slots: 1 }] }),
@@ -457,17 +456,11 @@ describe('DynamoStore slot pools: damaged holders', () => {
   it('reads a pool whose holders are damaged, each as an old one-slot holder of no pass', async () => {
     const table = await harness.newTable();
     const store = harness.storeOn(table, counted);
-    await counted.send(
-      new PutCommand({
-        TableName: table,
-        Item: {
-          ...slotPoolKey(pool),
-          used: 3,
-          holders: { short: [2, 1, 'p'], gone: null, ok: [1, 1, 'p', 0] },
-          waiting: {},
-        },
-      }),
-    );
+    await putRawPool(table, {
+      used: 3,
+      holders: { short: [2, 1, 'p'], gone: null, ok: [1, 1, 'p', 0] },
+      waiting: {},
+    });
     const state = await store.getSlotPool(pool);
     expect(state.holders.short).toEqual({
       id: 'short',
