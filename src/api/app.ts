@@ -1,34 +1,24 @@
 import { createRoute, OpenAPIHono } from '@hono/zod-openapi';
 import type { Context } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
-import { HTTPException } from 'hono/http-exception';
-import type { ContentfulStatusCode } from 'hono/utils/http-status';
 import type { Settings } from '#config/settings.ts';
 import { EXECUTION_API_VERSION_HEADER, EXECUTION_API_VERSIONS } from '#contracts/execution-api.ts';
 import type { CallbackService } from '#engine/callbacks.ts';
 import type { DagVersionCache } from '#engine/dag-cache.ts';
-import {
-  EngineError,
-  InvalidRequestError,
-  LimitExceededError,
-  NotFoundError,
-  NotReadyError,
-  StateConflictError,
-} from '#engine/errors.ts';
+import { NotReadyError } from '#engine/errors.ts';
 import type { Logger } from '#engine/logger.ts';
 import type { SchedulingNotifier } from '#engine/notifier.ts';
 import type { TaskLifecycle } from '#engine/task-lifecycle.ts';
-import { InvalidTokenError, type TaskTokenSigner } from '#engine/tokens.ts';
+import type { TaskTokenSigner } from '#engine/tokens.ts';
 import type { TriggerLifecycle } from '#engine/triggers.ts';
 import type { LogStore } from '#logs/port.ts';
 import type { MetricsRegistry } from '#metrics/registry.ts';
 import { isStoreUnavailableError, type StoreHealth } from '#store/availability.ts';
-import { InvalidCursorError, InvalidKeyError, ItemTooLargeError } from '#store/errors.ts';
 import type { Store } from '#store/port.ts';
 import { bearerMatches, idWithHashIn } from './auth.ts';
 import { registerCallbackRoutes } from './callback-routes.ts';
 import { registerDagRoutes } from './dag-routes.ts';
-import { ForbiddenError } from './errors.ts';
+import { errorAnswer } from './errors.ts';
 import { registerExecutionRoutes } from './execution-routes.ts';
 import { unknownQueryParameters } from './query-check.ts';
 import {
@@ -286,22 +276,6 @@ function errorResponse(error: Error, c: Context, log: Logger) {
   if (error instanceof NotReadyError) {
     return c.json({ detail: error.message, status: 503 }, 503, { 'Retry-After': '1' });
   }
-  const status = statusOf(error);
-  if (status >= 500) log.error('API request failed', { method: c.req.method, path: c.req.path, error });
-  const detail = status >= 500 ? 'Internal server error' : error.message;
+  const { status, detail } = errorAnswer(error, c, log);
   return c.json({ detail, status }, status);
-}
-
-/** Exhaustive over the error kinds the engine and store raise; anything else is a 500. */
-function statusOf(error: Error): ContentfulStatusCode {
-  if (error instanceof HTTPException) return error.status as ContentfulStatusCode;
-  if (error instanceof InvalidTokenError) return 401;
-  if (error instanceof ForbiddenError) return 403;
-  if (error instanceof NotFoundError) return 404;
-  if (error instanceof StateConflictError) return 409;
-  if (error instanceof LimitExceededError || error instanceof ItemTooLargeError) return 413;
-  if (error instanceof InvalidRequestError) return 400;
-  if (error instanceof InvalidKeyError || error instanceof InvalidCursorError) return 400;
-  if (error instanceof EngineError) return 400;
-  return 500;
 }

@@ -17,6 +17,8 @@ import {
   registerJobBody,
   triggerEventBody,
   triggerEventOutcomeSchema,
+  triggerEventResultsSchema,
+  triggerEventsBody,
   triggerFailureBody,
   triggerIdParams,
   triggerIdsBody,
@@ -27,7 +29,7 @@ import type { Trigger } from '#core/models.ts';
 import { InvalidTokenError, type VerifiedToken } from '#engine/tokens.ts';
 import type { ApiDeps } from './app.ts';
 import { bearerTokenOf } from './auth.ts';
-import { ForbiddenError } from './errors.ts';
+import { errorAnswer, ForbiddenError } from './errors.ts';
 import { jsonBody as body, jsonContent as json } from './route-docs.ts';
 
 const errors = {
@@ -224,6 +226,46 @@ export function registerTriggerRoutes(app: OpenAPIHono, deps: ApiDeps): void {
         request.log,
       );
       return c.json({ outcome }, 200);
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: 'post',
+      path: '/execution/triggers/events',
+      tags: ['Triggerer'],
+      security: jobSecurity,
+      request: { body: body(triggerEventsBody) },
+      responses: {
+        200: json(
+          triggerEventResultsSchema,
+          'One result per event, in the order sent: its outcome, or the status and detail the single event route would answer with',
+        ),
+        ...errors,
+      },
+    }),
+    async (c) => {
+      const { jobId } = await job(c);
+      const sent = c.req.valid('json').events;
+      const results = await triggers.events(
+        jobId,
+        sent.map(({ trigger_id, type, payload, log }) => ({
+          triggerId: trigger_id,
+          event: { type, payload },
+          log,
+        })),
+      );
+      return c.json(
+        {
+          results: results.map((result, index) => {
+            const trigger_id = sent[index]?.trigger_id ?? '';
+            if (!(result instanceof Error)) return { trigger_id, outcome: result };
+            const { status, detail } = errorAnswer(result, c, deps.log);
+            return { trigger_id, status, detail };
+          }),
+        },
+        200,
+      );
     },
   );
 

@@ -1,7 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import * as z from 'zod';
-import { triggerQueueName } from '#contracts/triggers.ts';
+import { TRIGGER_EVENTS_PER_CALL, triggerQueueName } from '#contracts/triggers.ts';
 
 /**
  * Every setting and limit of Updraft, with its default. Each can be set by an environment
@@ -156,6 +156,17 @@ export const settingsSchema = z
      * is one Execution API invocation, out of the account's concurrency that the workers share.
      */
     triggererReportsInFlight: z.coerce.number().int().min(1).max(256).default(64),
+    /**
+     * Trigger events one Execution API call carries at most; 1 sends each event on a call of its
+     * own. Up to four such calls are in flight, so events that fire while they are gather into
+     * the next: about one store request an event instead of three, and one invocation per call.
+     */
+    triggererEventsPerCall: z.coerce
+      .number()
+      .int()
+      .min(1)
+      .max(TRIGGER_EVENTS_PER_CALL)
+      .default(TRIGGER_EVENTS_PER_CALL),
     /** Trigger queues a triggerer serves, comma-separated in the environment. */
     triggerQueues: z
       .union([
@@ -312,6 +323,7 @@ export const SETTING_ENV_VARS: Readonly<Record<keyof Settings, string>> = {
   triggererEnabled: 'UPDRAFT_TRIGGERER_ENABLED',
   triggererCapacity: 'UPDRAFT_TRIGGERER_CAPACITY',
   triggererReportsInFlight: 'UPDRAFT_TRIGGERER_REPORTS_IN_FLIGHT',
+  triggererEventsPerCall: 'UPDRAFT_TRIGGERER_EVENTS_PER_CALL',
   triggerQueues: 'UPDRAFT_TRIGGER_QUEUES',
   triggererHeartbeatIntervalMs: 'UPDRAFT_TRIGGERER_HEARTBEAT_INTERVAL_MS',
   triggererHeartbeatTimeoutMs: 'UPDRAFT_TRIGGERER_HEARTBEAT_TIMEOUT_MS',

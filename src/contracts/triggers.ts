@@ -187,6 +187,23 @@ export const triggerEventBody = z
   .meta({ id: 'TriggerEvent' });
 export type TriggerEventBody = z.infer<typeof triggerEventBody>;
 
+/** Events one `POST /execution/triggers/events` carries at most. */
+export const TRIGGER_EVENTS_PER_CALL = 100;
+
+/** Events of several triggers the job holds, each at most once; each is applied as the single route applies it. */
+export const triggerEventsBody = z
+  .strictObject({
+    events: z
+      .array(z.strictObject({ trigger_id: z.string().min(1).max(100), ...triggerEventBody.shape }))
+      .min(1)
+      .max(TRIGGER_EVENTS_PER_CALL)
+      .refine((events) => new Set(events.map((event) => event.trigger_id)).size === events.length, {
+        message: 'each trigger_id may appear once',
+      }),
+  })
+  .meta({ id: 'TriggerEvents' });
+export type TriggerEventsBody = z.infer<typeof triggerEventsBody>;
+
 export const triggerFailureBody = z
   .strictObject({
     error: z.string().max(10_000),
@@ -219,6 +236,23 @@ export const triggerEventOutcomeSchema = z
   .object({ outcome: z.enum(['applied', 'duplicate', 'stale']) })
   .meta({ id: 'TriggerEventOutcome' });
 export type TriggerEventOutcome = z.infer<typeof triggerEventOutcomeSchema>['outcome'];
+
+/**
+ * One answer per event of a `POST /execution/triggers/events`, in the order sent: an outcome, or
+ * the status and detail the single event route would have answered with (409: another job holds
+ * the trigger; 503: its task is not waiting yet, send it again; other 5xx: try again later).
+ */
+export const triggerEventResultsSchema = z
+  .object({
+    results: z.array(
+      z.union([
+        z.object({ trigger_id: z.string(), outcome: triggerEventOutcomeSchema.shape.outcome }),
+        z.object({ trigger_id: z.string(), status: z.number().int(), detail: z.string() }),
+      ]),
+    ),
+  })
+  .meta({ id: 'TriggerEventResults' });
+export type TriggerEventResult = z.infer<typeof triggerEventResultsSchema>['results'][number];
 
 export const heldTriggersSchema = z
   .object({

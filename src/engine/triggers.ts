@@ -91,6 +91,29 @@ export interface TriggerLifecycleDeps {
   callbacks?: Pick<CallbackService, 'materialize'>;
 }
 
+/** An event as `TriggerLifecycle.events` takes it. */
+export interface TriggerEventItem {
+  triggerId: string;
+  event: { type: TriggerEventType; payload: string };
+  log?: { seq: number; text: string } | undefined;
+}
+
+/** Removes a trigger whose deferral is over: at once, or with the rest of a batch. */
+type DropTrigger = (trigger: Trigger) => Promise<void>;
+
+/** The stored trigger if `jobId` holds it; a trigger held by no job or another one is a conflict. */
+function heldBy(jobId: string, triggerId: string, trigger: Trigger | undefined): Trigger | undefined {
+  if (!trigger) return undefined;
+  if (trigger.jobId !== jobId) {
+    throw new StateConflictError(
+      trigger.jobId === null
+        ? `Trigger ${triggerId} is not claimed by this triggerer (job ${jobId}); it was released`
+        : `Trigger ${triggerId} is held by another triggerer now (job ${trigger.jobId}), not by job ${jobId}`,
+    );
+  }
+  return trigger;
+}
+
 /** Dead jobs that hold no trigger any more are deleted this long after they ended. */
 const DEAD_JOB_RETENTION_MS = 24 * 60 * 60 * 1000;
 const PAGE = 100;
@@ -98,6 +121,8 @@ const PAGE = 100;
 const HELD_PAGE = 1_000;
 /** Claim writes one load keeps in flight. */
 const CLAIM_CONCURRENCY = 25;
+/** Events of one `events` call applied at once. */
+const EVENT_BATCH_CONCURRENCY = 16;
 /** Takeovers of one trigger before it is taken for the cause of its triggerers' deaths. */
 const MAX_TAKEOVERS = 3;
 
@@ -285,10 +310,50 @@ export class TriggerLifecycle {
   ): Promise<EventOutcome> {
     const trigger = await this.#heldTrigger(jobId, triggerId);
     if (!trigger) return this.#stale(triggerId, 'the trigger is gone');
+    return this.#event(trigger, event, log, this.#dropOne);
+  }
+
+  /**
+   * Events of several triggers the job holds, each applied as `event` applies it, with its own
+   * outcome or error (held by another job, its TI not waiting yet, a store failure), in the order
+   * given. The triggers are read in one batch request, and the ones that are done deleted in
+   * batches at the end: about one store request an event instead of three. When the deletes fail
+   * the call fails; sent again, the applied events come back `duplicate` or `stale`.
+   */
+  async events(jobId: string, items: readonly TriggerEventItem[]): Promise<(EventOutcome | Error)[]> {
+    const stored = new Map(
+      (await this.#deps.store.getTriggers(items.map((item) => item.triggerId))).map((trigger) => [
+        trigger.triggerId,
+        trigger,
+      ]),
+    );
+    const done: string[] = [];
+    const drop = async (trigger: Trigger) => {
+      done.push(trigger.triggerId);
+    };
+    const results = await mapConcurrently(items, EVENT_BATCH_CONCURRENCY, async (item) => {
+      try {
+        const trigger = heldBy(jobId, item.triggerId, stored.get(item.triggerId));
+        if (!trigger) return this.#stale(item.triggerId, 'the trigger is gone');
+        return await this.#event(trigger, item.event, item.log, drop);
+      } catch (error) {
+        return error instanceof Error ? error : new Error(String(error));
+      }
+    });
+    await this.#deps.store.deleteTriggers(done);
+    return results;
+  }
+
+  async #event(
+    trigger: Trigger,
+    event: { type: TriggerEventType; payload: string },
+    log: { seq: number; text: string } | undefined,
+    drop: DropTrigger,
+  ): Promise<EventOutcome> {
     await this.#appendLog(trigger, log);
     const oversize = this.#oversizePayload(trigger, event.payload);
     // Refusing it would leave the task waiting for an event that can never be accepted.
-    if (oversize) return this.#failTry(trigger, oversize, false);
+    if (oversize) return this.#failTry(trigger, oversize, false, drop);
     const nowIso = this.#nowIso();
     const base: TaskInstanceChanges = { triggerId: null, triggerTimeoutAt: null };
     let changes: TaskInstanceChanges;
@@ -298,7 +363,7 @@ export class TriggerLifecycle {
         break;
       case 'success': {
         const ti = await this.#deps.store.getTaskInstance(trigger.ti);
-        if (!waitsOn(ti, trigger)) return this.#settle(trigger, ti);
+        if (!waitsOn(ti, trigger)) return this.#settle(trigger, ti, drop);
         if (event.payload !== 'null') {
           try {
             await this.#deps.store.putXCom(
@@ -308,7 +373,7 @@ export class TriggerLifecycle {
             );
           } catch (error) {
             if (!(error instanceof ConditionFailedError)) throw error;
-            return this.#settle(trigger, await this.#deps.store.getTaskInstance(trigger.ti));
+            return this.#settle(trigger, await this.#deps.store.getTaskInstance(trigger.ti), drop);
           }
         }
         changes = { ...base, state: 'success', endDate: nowIso, ...finished() };
@@ -324,7 +389,7 @@ export class TriggerLifecycle {
         };
         break;
     }
-    return this.#apply(trigger, changes, `event (${event.type})`, 'trigger_failure');
+    return this.#apply(trigger, changes, `event (${event.type})`, 'trigger_failure', drop);
   }
 
   /** A trigger that failed (raised, or could not be run): the try fails, and retries if it may. */
@@ -356,9 +421,14 @@ export class TriggerLifecycle {
   }
 
   /** Ends the deferral's try as failed (up for retry when `retryable` and tries are left). */
-  async #failTry(trigger: Trigger, message: string, retryable: boolean): Promise<EventOutcome> {
+  async #failTry(
+    trigger: Trigger,
+    message: string,
+    retryable: boolean,
+    drop: DropTrigger = this.#dropOne,
+  ): Promise<EventOutcome> {
     const ti = await this.#deps.store.getTaskInstance(trigger.ti);
-    if (!ti || !waitsOn(ti, trigger)) return this.#settle(trigger, ti);
+    if (!ti || !waitsOn(ti, trigger)) return this.#settle(trigger, ti, drop);
     const run = await this.#runs.get(trigger.ti);
     const dag = run ? await this.#deps.dags.get(run.dagId, run.dagVersion) : undefined;
     const task = dag?.tasks.find((t) => t.taskId === trigger.ti.taskId);
@@ -377,6 +447,7 @@ export class TriggerLifecycle {
       },
       'failure',
       'trigger_failure',
+      drop,
     );
   }
 
@@ -398,7 +469,8 @@ export class TriggerLifecycle {
     trigger: Trigger,
     changes: TaskInstanceChanges,
     what: string,
-    errorType?: CallbackErrorType,
+    errorType: CallbackErrorType,
+    drop: DropTrigger,
   ): Promise<EventOutcome> {
     const key = trigger.ti;
     const run = await this.#runs.get(key);
@@ -424,7 +496,7 @@ export class TriggerLifecycle {
       );
     } catch (error) {
       if (!(error instanceof ConditionFailedError)) throw error;
-      return this.#settle(trigger, await this.#deps.store.getTaskInstance(key));
+      return this.#settle(trigger, await this.#deps.store.getTaskInstance(key), drop);
     }
     if (run && ti.owedCallbacks && this.#deps.callbacks) {
       // The event is applied and its callbacks owed durably: a failure here leaves them to the tick.
@@ -446,7 +518,7 @@ export class TriggerLifecycle {
       deferralSeq: trigger.deferralSeq,
       state: changes.state,
     });
-    await this.#deps.store.deleteTrigger(trigger.triggerId, trigger.jobId);
+    await drop(trigger);
     await this.#deps.notifier.notify(key);
     return 'applied';
   }
@@ -455,14 +527,14 @@ export class TriggerLifecycle {
    * The TI no longer waits on this deferral: the event was applied before (its answer lost) or it
    * is stale (an earlier deferral or try, a timeout, a clear). Either way the trigger goes.
    */
-  async #settle(trigger: Trigger, ti: TaskInstance | undefined): Promise<EventOutcome> {
+  async #settle(trigger: Trigger, ti: TaskInstance | undefined, drop: DropTrigger): Promise<EventOutcome> {
     if (deferralInFlight(ti, trigger)) {
       // Its TI has not started waiting yet: the triggerer sends the event again shortly.
       throw new NotReadyError(
         `Trigger ${trigger.triggerId} fired before its task instance finished deferring; send the event again`,
       );
     }
-    await this.#deps.store.deleteTrigger(trigger.triggerId, trigger.jobId);
+    await drop(trigger);
     const sameDeferral =
       ti !== undefined && ti.tryNumber === trigger.tryNumber && (ti.deferralSeq ?? 0) === trigger.deferralSeq;
     if (sameDeferral && ti.nextEventAt !== undefined && ti.nextEventAt !== null) return 'duplicate';
@@ -481,17 +553,12 @@ export class TriggerLifecycle {
   }
 
   async #heldTrigger(jobId: string, triggerId: string): Promise<Trigger | undefined> {
-    const trigger = await this.#deps.store.getTrigger(triggerId);
-    if (!trigger) return undefined;
-    if (trigger.jobId !== jobId) {
-      throw new StateConflictError(
-        trigger.jobId === null
-          ? `Trigger ${triggerId} is not claimed by this triggerer (job ${jobId}); it was released`
-          : `Trigger ${triggerId} is held by another triggerer now (job ${trigger.jobId}), not by job ${jobId}`,
-      );
-    }
-    return trigger;
+    return heldBy(jobId, triggerId, await this.#deps.store.getTrigger(triggerId));
   }
+
+  /** Deletes a trigger whose deferral is over, unless another job holds it by now. */
+  readonly #dropOne: DropTrigger = (trigger) =>
+    this.#deps.store.deleteTrigger(trigger.triggerId, trigger.jobId);
 
   async #sortHeld(jobId: string, ids: readonly string[]): Promise<{ wanted: Trigger[]; stop: string[] }> {
     const unique = [...new Set(ids)];

@@ -222,6 +222,9 @@ export class DynamoStore implements Store {
   deleteTrigger(triggerId: string, expectedJobId?: string | null): Promise<void> {
     return this.#triggers.deleteTrigger(triggerId, expectedJobId);
   }
+  deleteTriggers(triggerIds: readonly string[]): Promise<void> {
+    return this.#triggers.deleteTriggers(triggerIds);
+  }
   listUnclaimedTriggers(queues: readonly string[], limit: number): Promise<Trigger[]> {
     return this.#triggers.listUnclaimedTriggers(queues, limit);
   }

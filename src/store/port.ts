@@ -294,6 +294,11 @@ export interface TriggerStore {
   getTriggers(triggerIds: readonly string[]): Promise<Trigger[]>;
   /** Deletes it (when held by `expectedJobId`, if given); a trigger already gone is not an error. */
   deleteTrigger(triggerId: string, expectedJobId?: string | null): Promise<void>;
+  /**
+   * Deletes these triggers whoever holds them (BatchWriteItem, 25 a request): for triggers whose
+   * deferral is over. Ids already gone are not an error.
+   */
+  deleteTriggers(triggerIds: readonly string[]): Promise<void>;
   /** Unclaimed triggers of these queues, oldest first (the index is eventually consistent). */
   listUnclaimedTriggers(queues: readonly string[], limit: number): Promise<Trigger[]>;
   listTriggersOfJob(jobId: string, page: PageRequest): Promise<Page<Trigger>>;

@@ -1,7 +1,7 @@
 import { DeleteCommand, QueryCommand, type QueryCommandInput, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { mapConcurrently } from '#core/concurrency.ts';
 import type { Trigger } from '#core/models.ts';
-import { batchGetAll } from './batch.ts';
+import { batchGetAll, batchWriteAll } from './batch.ts';
 import { ConditionFailedError, StoreError } from './errors.ts';
 import { ExpressionBuilder, type Item, isConditionalCheckFailed, withoutKeyAttributes } from './items.ts';
 import {
@@ -201,6 +201,14 @@ export class DynamoTriggerStore implements TriggerStore {
       // Gone, or claimed by another job since: a stale holder leaves it as it is.
       if (!isConditionalCheckFailed(error)) throw error;
     }
+  }
+
+  async deleteTriggers(triggerIds: readonly string[]): Promise<void> {
+    await batchWriteAll(
+      this.#table.client,
+      this.#table.tableName,
+      [...new Set(triggerIds)].map((triggerId) => ({ DeleteRequest: { Key: triggerKey(triggerId) } })),
+    );
   }
 
   /** The condition that the trigger is held by `jobId` (null: unclaimed, which a missing item also is). */

@@ -17,10 +17,13 @@ import {
   registeredJobSchema,
   type TriggerEventBody,
   type TriggerEventOutcome,
+  type TriggerEventResult,
+  type TriggerEventsBody,
   type TriggerFailureBody,
   type TriggerLogsBody,
   type TriggerWorkload,
   triggerEventOutcomeSchema,
+  triggerEventResultsSchema,
   triggerWorkloadsSchema,
 } from '#contracts/triggers.ts';
 import { HttpClient, type HttpClientOptions, type RetryPolicy } from '#http/client.ts';
@@ -141,6 +144,19 @@ export class TriggererClient {
   ): Promise<TriggerEventOutcome> {
     const path = `/execution/triggers/${encodeURIComponent(triggerId)}/event`;
     return (await this.#call(triggerEventOutcomeSchema, 'POST', path, body, options)).outcome;
+  }
+
+  /**
+   * Several events in one call (`TRIGGER_EVENTS_PER_CALL` at most, each trigger once): one result
+   * per event, an outcome or the status and detail the single route would have answered with.
+   */
+  async events(
+    events: TriggerEventsBody['events'],
+    options: CallOptions = {},
+  ): Promise<TriggerEventResult[]> {
+    return (
+      await this.#call(triggerEventResultsSchema, 'POST', '/execution/triggers/events', { events }, options)
+    ).results;
   }
 
   /** Same answers as `event`. */

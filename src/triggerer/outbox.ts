@@ -1,5 +1,6 @@
-import type { TriggerEventBody, TriggerFailureBody } from '#contracts/triggers.ts';
+import type { TriggerEventBody, TriggerEventOutcome, TriggerFailureBody } from '#contracts/triggers.ts';
 import type { Logger } from '#engine/logger.ts';
+import { isRetryable } from '#http/client.ts';
 import { HttpAbortedError, HttpError } from '#http/errors.ts';
 import type { Metrics } from '#metrics/port.ts';
 import type { WorkerClock } from '#worker/clock.ts';
@@ -18,7 +19,7 @@ import type { TriggerReports } from './runner.ts';
  * that has since been replaced goes again under the new one, which may hold the trigger now.
  */
 
-export type OutboxClient = Pick<TriggererClient, 'event' | 'failure' | 'logs' | 'job'>;
+export type OutboxClient = Pick<TriggererClient, 'event' | 'events' | 'failure' | 'logs' | 'job'>;
 
 export interface OutboxOptions {
   client: OutboxClient;
@@ -29,8 +30,13 @@ export interface OutboxOptions {
   /** Backoff after a transient failure: a delay in [cap/2, cap], cap = min(max, base·2^(attempts-1)). */
   retry: Backoff;
   callTimeoutMs: number;
-  /** Reports sent at once. */
+  /** Report calls sent at once. */
   maxInFlight: number;
+  /**
+   * Events one call carries at most (`POST /execution/triggers/events`); 1: each event on a call
+   * of its own. Failures always go one a call.
+   */
+  eventsPerCall: number;
   /** Text bytes one logs call carries at most (at least one chunk goes). */
   logBatchMaxBytes: number;
   /** Log chunks kept waiting at most, in bytes: the oldest go first when the logs route is down long. */
@@ -52,6 +58,8 @@ interface Pending<T> {
   attempts: number;
   dueAt: number;
   inFlight: boolean;
+  /** An event sent on a call of its own, not in a batch: a batch carrying it was refused as a whole. */
+  solo?: boolean;
 }
 
 interface LogItem {
@@ -62,6 +70,24 @@ interface LogItem {
 }
 
 const LOG_CHUNKS_PER_CALL = 100;
+/**
+ * Batch calls of events in flight at once. Few, so that events due meanwhile gather into the next
+ * call: under load a call carries up to `eventsPerCall` events, at rest each event goes at once.
+ */
+const EVENT_CALLS_IN_FLIGHT = 4;
+const EVENTS_CALL = 'POST /execution/triggers/events';
+/**
+ * Refusals of a batch as a whole that say nothing of most of its events (one too large or
+ * malformed, the body over the limit, the route missing): its events are sent one a call.
+ */
+const SEND_ALONE: ReadonlySet<number> = new Set([400, 404, 405, 413, 422]);
+
+/** Text bytes a report carries: its payload or error, and its log chunk. */
+function reportBytes(report: FinalReport): number {
+  const { body } = report;
+  const text = report.kind === 'event' ? report.body.payload : report.body.error;
+  return Buffer.byteLength(text) + (body.log ? Buffer.byteLength(body.log.text) : 0);
+}
 /** Refusals of what a report says (malformed, too large, invalid), not of who sends it or where. */
 const CONTENT_REFUSALS: ReadonlySet<number> = new Set([400, 413, 422]);
 /** The failure body's limit on its error (the contract's). */
@@ -81,6 +107,10 @@ export class ReportOutbox implements TriggerReports {
   readonly #calls = new AbortController();
   #kick = new AbortController();
   #refused = 0;
+  /** Batch calls of events in flight. */
+  #eventCalls = 0;
+  /** The API answered the batch route with 404 or 405: events go one a call from then on. */
+  #batchRouteMissing = false;
   readonly #warnings: WarningThrottle;
 
   constructor(options: OutboxOptions) {
@@ -187,9 +217,10 @@ export class ReportOutbox implements TriggerReports {
     if (this.#logsInFlight === 0 && this.#logs.length > 0 && this.#logDueAt <= now) {
       this.#track(this.#sendLogs());
     }
+    this.#sendEventBatches(now);
     for (const pending of this.#finals.values()) {
       if (this.#inFlight.size >= this.#options.maxInFlight) break;
-      if (pending.inFlight || pending.dueAt > now) continue;
+      if (pending.inFlight || pending.dueAt > now || this.#batched(pending)) continue;
       this.#track(this.#sendFinal(pending));
     }
   }
@@ -202,74 +233,171 @@ export class ReportOutbox implements TriggerReports {
     });
   }
 
+  /** The job reports go out under now. */
+  #currentJob(): string | undefined {
+    return (this.#options.currentJob ?? (() => this.#options.client.job?.jobId))();
+  }
+
+  /** Whether the report goes in a batch of events rather than a call of its own. */
+  #batched(pending: Pending<FinalReport>): boolean {
+    return (
+      pending.item.kind === 'event' &&
+      !pending.solo &&
+      this.#options.eventsPerCall > 1 &&
+      !this.#batchRouteMissing
+    );
+  }
+
+  /** Starts batch calls of the events that are due, up to EVENT_CALLS_IN_FLIGHT of them. */
+  #sendEventBatches(now: number): void {
+    const { eventsPerCall, logBatchMaxBytes, maxInFlight } = this.#options;
+    while (this.#eventCalls < EVENT_CALLS_IN_FLIGHT && this.#inFlight.size < maxInFlight) {
+      const batch: Pending<FinalReport>[] = [];
+      let bytes = 0;
+      for (const pending of this.#finals.values()) {
+        if (batch.length >= eventsPerCall) break;
+        if (pending.inFlight || pending.dueAt > now || !this.#batched(pending)) continue;
+        const size = reportBytes(pending.item);
+        if (batch.length > 0 && bytes + size > logBatchMaxBytes) break;
+        batch.push(pending);
+        bytes += size;
+      }
+      if (batch.length === 0) return;
+      for (const pending of batch) pending.inFlight = true;
+      this.#eventCalls += 1;
+      this.#track(this.#sendEvents(batch));
+    }
+  }
+
+  async #sendEvents(batch: Pending<FinalReport>[]): Promise<void> {
+    const { client, callTimeoutMs } = this.#options;
+    const options = { retry: { attempts: 1 }, timeoutMs: callTimeoutMs, signal: this.#calls.signal };
+    const sentUnder = this.#currentJob();
+    try {
+      const events = batch.flatMap(({ item }) =>
+        item.kind === 'event' ? [{ trigger_id: item.triggerId, ...item.body }] : [],
+      );
+      const results = new Map(
+        (await client.events(events, options)).map((result) => [result.trigger_id, result]),
+      );
+      for (const pending of batch) {
+        const result = results.get(pending.item.triggerId);
+        if (result !== undefined && 'outcome' in result) this.#delivered(pending, result.outcome);
+        else {
+          const error =
+            result === undefined
+              ? new HttpError(EVENTS_CALL, undefined, 'the answer has no result for this trigger', true)
+              : new HttpError(EVENTS_CALL, result.status, result.detail, isRetryable(result.status));
+          this.#undelivered(pending, error, sentUnder);
+        }
+      }
+    } catch (error) {
+      if (isRefusal(error) && SEND_ALONE.has(error.status)) {
+        // Too large or refused as a whole for one event's content: each goes on its own call, whose
+        // answer is that event's; an API without this route (an older version) gets single calls.
+        if (error.status === 404 || error.status === 405) this.#noBatchRoute(error);
+        for (const pending of batch) pending.solo = true;
+        return;
+      }
+      for (const pending of batch) this.#undelivered(pending, error, sentUnder);
+    } finally {
+      this.#eventCalls -= 1;
+      for (const pending of batch) pending.inFlight = false;
+    }
+  }
+
+  #noBatchRoute(error: HttpError & { status: number }): void {
+    if (this.#batchRouteMissing) return;
+    this.#batchRouteMissing = true;
+    this.#options.log.warn(
+      'The Execution API has no batch route for trigger events (an older version): each event goes on a call of its own',
+      { status: error.status, detail: error.detail },
+    );
+  }
+
   async #sendFinal(pending: Pending<FinalReport>): Promise<void> {
     const { client, callTimeoutMs } = this.#options;
     const report = pending.item;
     pending.inFlight = true;
     const options = { retry: { attempts: 1 }, timeoutMs: callTimeoutMs, signal: this.#calls.signal };
-    const currentJob = this.#options.currentJob ?? (() => client.job?.jobId);
-    const sentUnder = currentJob();
+    const sentUnder = this.#currentJob();
     try {
       const outcome =
         report.kind === 'event'
           ? await client.event(report.triggerId, report.body, options)
           : await client.failure(report.triggerId, report.body, options);
-      this.#finals.delete(report.triggerId);
-      this.#options.metrics?.increment(`triggerer.reports_${outcome}`);
-      if (outcome === 'stale') {
-        this.#options.log.info(`The ${report.kind} of trigger ${report.triggerId} came too late`, {
-          triggerId: report.triggerId,
-          detail: 'the task no longer waits on this deferral (timed out, cleared or ended)',
-        });
-      }
+      this.#delivered(pending, outcome);
     } catch (error) {
-      const jobNow = currentJob();
-      if (
-        error instanceof HttpError &&
-        error.status === 409 &&
-        (jobNow === undefined || jobNow !== sentUnder)
-      ) {
-        // Refused to a job that is lost or replaced since: the next job may hold the trigger again.
-        pending.attempts += 1;
-        pending.dueAt =
-          this.#options.clock.now() +
-          backoffDelay(this.#options.retry, pending.attempts, this.#options.random());
-        return;
-      }
-      const contentRefused = isRefusal(error) && CONTENT_REFUSALS.has(error.status);
-      if (report.kind === 'event' && contentRefused) {
-        // An event the API will never take (too large, malformed): the task fails with the reason
-        // (its retries apply, as after any trigger failure) rather than wait for its timeout.
-        this.#refusedReport(report.kind, report.triggerId, error);
-        const { log } = report.body;
-        // Too large: its log may be why, so the log goes on the logs route, not with the failure.
-        if (log && error.status === 413) this.log(report.triggerId, log);
-        pending.item = {
-          kind: 'failure',
-          triggerId: report.triggerId,
-          body: {
-            error: truncate(
-              `its event was refused by the Execution API: ${error.status} ${error.detail}`,
-              FAILURE_MAX_CHARS,
-            ),
-            ...(log && error.status !== 413 ? { log } : {}),
-          },
-        };
-        pending.attempts = 0;
-        pending.dueAt = 0;
-        return;
-      }
-      this.#failed(error, `the ${report.kind} of trigger ${report.triggerId}`, pending, () => {
-        this.#finals.delete(report.triggerId);
-        if (error instanceof HttpError && error.status === 409) this.#options.onTakenOver?.(report.triggerId);
-        // A failure refused for what it says would be refused again: the trigger is not run again
-        // under the job that sent it. Other refusals (auth, a gone route) may pass another time.
-        else if (report.kind === 'failure' && contentRefused && currentJob() === sentUnder)
-          this.#options.onRefused?.(report.triggerId);
-      });
+      this.#undelivered(pending, error, sentUnder);
     } finally {
       pending.inFlight = false;
     }
+  }
+
+  /** The API answered the report: it is done with. */
+  #delivered(pending: Pending<FinalReport>, outcome: TriggerEventOutcome): void {
+    const report = pending.item;
+    this.#finals.delete(report.triggerId);
+    this.#options.metrics?.increment(`triggerer.reports_${outcome}`);
+    if (outcome === 'stale') {
+      this.#options.log.info(`The ${report.kind} of trigger ${report.triggerId} came too late`, {
+        triggerId: report.triggerId,
+        detail: 'the task no longer waits on this deferral (timed out, cleared or ended)',
+      });
+    }
+  }
+
+  /**
+   * The report was not taken: kept and sent again after a backoff (transient), sent again under a
+   * new job (409 to a job replaced since), turned into a failure (an event refused for its
+   * content), or dropped (refused).
+   */
+  #undelivered(pending: Pending<FinalReport>, error: unknown, sentUnder: string | undefined): void {
+    const report = pending.item;
+    const jobNow = this.#currentJob();
+    if (
+      error instanceof HttpError &&
+      error.status === 409 &&
+      (jobNow === undefined || jobNow !== sentUnder)
+    ) {
+      // Refused to a job that is lost or replaced since: the next job may hold the trigger again.
+      pending.attempts += 1;
+      pending.dueAt =
+        this.#options.clock.now() +
+        backoffDelay(this.#options.retry, pending.attempts, this.#options.random());
+      return;
+    }
+    const contentRefused = isRefusal(error) && CONTENT_REFUSALS.has(error.status);
+    if (report.kind === 'event' && contentRefused) {
+      // An event the API will never take (too large, malformed): the task fails with the reason
+      // (its retries apply, as after any trigger failure) rather than wait for its timeout.
+      this.#refusedReport(report.kind, report.triggerId, error);
+      const { log } = report.body;
+      // Too large: its log may be why, so the log goes on the logs route, not with the failure.
+      if (log && error.status === 413) this.log(report.triggerId, log);
+      pending.item = {
+        kind: 'failure',
+        triggerId: report.triggerId,
+        body: {
+          error: truncate(
+            `its event was refused by the Execution API: ${error.status} ${error.detail}`,
+            FAILURE_MAX_CHARS,
+          ),
+          ...(log && error.status !== 413 ? { log } : {}),
+        },
+      };
+      pending.attempts = 0;
+      pending.dueAt = 0;
+      return;
+    }
+    this.#failed(error, `the ${report.kind} of trigger ${report.triggerId}`, pending, () => {
+      this.#finals.delete(report.triggerId);
+      if (error instanceof HttpError && error.status === 409) this.#options.onTakenOver?.(report.triggerId);
+      // A failure refused for what it says would be refused again: the trigger is not run again
+      // under the job that sent it. Other refusals (auth, a gone route) may pass another time.
+      else if (report.kind === 'failure' && contentRefused && this.#currentJob() === sentUnder)
+        this.#options.onRefused?.(report.triggerId);
+    });
   }
 
   async #sendLogs(): Promise<void> {
@@ -362,8 +490,11 @@ export class ReportOutbox implements TriggerReports {
     const now = clock.now();
     let wakeAt = deadline;
     if (this.#logs.length > 0 && this.#logsInFlight === 0) wakeAt = Math.min(wakeAt, this.#logDueAt);
+    // Events that wait for a batch call to end are woken by that call's end.
+    const batchesFull = this.#eventCalls >= EVENT_CALLS_IN_FLIGHT;
     for (const pending of this.#finals.values()) {
-      if (!pending.inFlight) wakeAt = Math.min(wakeAt, pending.dueAt);
+      if (!pending.inFlight && !(batchesFull && this.#batched(pending)))
+        wakeAt = Math.min(wakeAt, pending.dueAt);
     }
     if (wakeAt <= now && this.#inFlight.size < this.#options.maxInFlight) return;
     // Everything due is in flight: a call's end wakes the loop.

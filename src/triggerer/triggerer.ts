@@ -1,5 +1,6 @@
 import { hostname as osHostname } from 'node:os';
 import type { Settings } from '#config/settings.ts';
+import { TRIGGER_EVENTS_PER_CALL } from '#contracts/triggers.ts';
 import type { Logger } from '#engine/logger.ts';
 import { HttpAbortedError, HttpError } from '#http/errors.ts';
 import type { Metrics } from '#metrics/port.ts';
@@ -37,6 +38,7 @@ export type TriggererApi = Pick<
   | 'cleanup'
   | 'held'
   | 'event'
+  | 'events'
   | 'failure'
   | 'logs'
   | 'claimCallbacks'
@@ -54,7 +56,11 @@ export type TriggererSettings = Pick<
   Partial<
     Pick<
       Settings,
-      'logChunkMaxBytes' | 'logMaxBytes' | 'triggererCallbackCapacity' | 'triggererReportsInFlight'
+      | 'logChunkMaxBytes'
+      | 'logMaxBytes'
+      | 'triggererCallbackCapacity'
+      | 'triggererReportsInFlight'
+      | 'triggererEventsPerCall'
     >
   >;
 
@@ -137,6 +143,7 @@ export class Triggerer {
       retry: options.reportRetry ?? { baseDelayMs: 250, maxDelayMs: 30_000 },
       callTimeoutMs: this.#callTimeoutMs,
       maxInFlight: Math.max(1, options.settings.triggererReportsInFlight ?? 64),
+      eventsPerCall: settings.triggererEventsPerCall ?? TRIGGER_EVENTS_PER_CALL,
       logBatchMaxBytes: settings.logChunkMaxBytes ?? 128 * 1024,
       logBacklogMaxBytes: 32 * 1024 * 1024,
       currentJob: () => this.#job?.jobId,

@@ -419,6 +419,119 @@ describe('trigger events', () => {
   });
 });
 
+type EventResult = { trigger_id: string; outcome?: string; status?: number; detail?: string };
+const events = (job: { token: string }, body: unknown) =>
+  api.request<{ results: EventResult[] } & ErrorBody>('POST', '/execution/triggers/events', body, job.token);
+
+describe('trigger events in one call', () => {
+  it('applies each event as the single route does and answers one result per event, in order', async () => {
+    const job = await registerJob();
+    const other = await registerJob();
+    const resumed = await deferredAndClaimed(job);
+    const succeeded = await deferredAndClaimed(job);
+    // Held by another job: that event is refused on its own (409), the rest go on.
+    const foreign = await deferredAndClaimed(job);
+    await api.store.releaseTrigger(foreign.triggerId, job.jobId);
+    expect((await load(other)).body.trigger_ids).toContain(foreign.triggerId);
+    // A trigger stored before its TI waits on it (the deferral's first write only): 503, send it again.
+    const earlyKey = await newKey();
+    const { tryNumber } = await start(earlyKey);
+    const early = { triggerId: triggerIdOf(earlyKey, tryNumber, 1) };
+    await api.store.putTrigger({
+      triggerId: early.triggerId,
+      name: TRIGGER.name,
+      kwargs: TRIGGER.kwargs,
+      queue: 'default',
+      ti: earlyKey,
+      tryNumber,
+      deferralSeq: 1,
+      createdAt: api.clock.iso(),
+      timeoutAt: null,
+      jobId: null,
+      claimedAt: null,
+      revision: 0,
+    });
+    expect((await load(job)).body.trigger_ids).toContain(early.triggerId);
+
+    const response = await events(job, {
+      events: [
+        { trigger_id: resumed.triggerId, type: 'resume', payload: '"r"' },
+        { trigger_id: 'gone', type: 'resume', payload: '1' },
+        { trigger_id: succeeded.triggerId, type: 'success', payload: '{"rows":3}' },
+        { trigger_id: foreign.triggerId, type: 'resume', payload: '1' },
+        { trigger_id: early.triggerId, type: 'resume', payload: '1' },
+      ],
+    });
+
+    expect(response.status).toBe(200);
+    expect(response.body.results).toEqual([
+      { trigger_id: resumed.triggerId, outcome: 'applied' },
+      { trigger_id: 'gone', outcome: 'stale' },
+      { trigger_id: succeeded.triggerId, outcome: 'applied' },
+      {
+        trigger_id: foreign.triggerId,
+        status: 409,
+        detail: `Trigger ${foreign.triggerId} is held by another triggerer now (job ${other.jobId}), not by job ${job.jobId}`,
+      },
+      {
+        trigger_id: early.triggerId,
+        status: 503,
+        detail: `Trigger ${early.triggerId} fired before its task instance finished deferring; send the event again`,
+      },
+    ]);
+    expect(await api.store.getTaskInstance(resumed.key)).toMatchObject({
+      state: 'scheduled',
+      nextEvent: '"r"',
+    });
+    expect(await api.store.getTaskInstance(succeeded.key)).toMatchObject({ state: 'success' });
+    expect(await api.store.getXCom({ ...succeeded.key, key: 'return_value' })).toBe('{"rows":3}');
+    // The applied events' triggers are deleted; the refused ones are kept for their holder.
+    expect(await api.store.getTrigger(resumed.triggerId)).toBeUndefined();
+    expect(await api.store.getTrigger(succeeded.triggerId)).toBeUndefined();
+    expect(await api.store.getTrigger(foreign.triggerId)).toMatchObject({ jobId: other.jobId });
+    expect(await api.store.getTrigger(early.triggerId)).toMatchObject({ jobId: job.jobId });
+
+    // Sent again (an answer lost): the applied ones come back as already done, nothing changes twice.
+    const again = await events(job, {
+      events: [{ trigger_id: resumed.triggerId, type: 'resume', payload: '"other"' }],
+    });
+    expect(again.body.results).toEqual([{ trigger_id: resumed.triggerId, outcome: 'stale' }]);
+    expect(await api.store.getTaskInstance(resumed.key)).toMatchObject({ nextEvent: '"r"' });
+  });
+
+  it('fails the try of an event over UPDRAFT_XCOM_MAX_BYTES, as the single route does, and applies the others', async () => {
+    const job = await registerJob();
+    const big = await deferredAndClaimed(job, 'once');
+    const small = await deferredAndClaimed(job);
+    const response = await events(job, {
+      events: [
+        { trigger_id: big.triggerId, type: 'resume', payload: `"${'x'.repeat(api.settings.xcomMaxBytes)}"` },
+        { trigger_id: small.triggerId, type: 'resume', payload: '1' },
+      ],
+    });
+    expect(response.body.results.map((result) => result.outcome)).toEqual(['applied', 'applied']);
+    const failed = await api.store.getTaskInstance(big.key);
+    expect(failed?.state).toBe('failed');
+    expect(failed?.errorMessage).toContain('UPDRAFT_XCOM_MAX_BYTES');
+    expect(await api.store.getTaskInstance(small.key)).toMatchObject({ state: 'scheduled' });
+  });
+
+  it('refuses with 422 a batch naming a trigger twice, more than 100 events, or none', async () => {
+    const job = await registerJob();
+    const one = { trigger_id: 't', type: 'resume', payload: '1' };
+    const twice = await events(job, { events: [one, one] });
+    expect(twice.status).toBe(422);
+    expect(twice.body.detail).toContain('each trigger_id may appear once');
+    const many = Array.from({ length: 101 }, (_, i) => ({ ...one, trigger_id: `t${i}` }));
+    expect((await events(job, { events: many })).status).toBe(422);
+    expect((await events(job, { events: [] })).status).toBe(422);
+    const hundred = Array.from({ length: 100 }, (_, i) => ({ ...one, trigger_id: `t${i}` }));
+    const atLimit = await events(job, { events: hundred });
+    expect(atLimit.status).toBe(200);
+    expect(atLimit.body.results).toHaveLength(100);
+  });
+});
+
 describe('workloads and cleanup', () => {
   it('gives the workloads of held triggers and asks to stop the rest', async () => {
     const job = await registerJob();

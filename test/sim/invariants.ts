@@ -347,9 +347,26 @@ export function checkTriggerAnswer(
   ledger: Ledger,
   mirror: StoreMirror,
 ): SimFailure | undefined {
-  const changes = mirror.changesBy.get(answer.apiActor) ?? [];
+  let changes = mirror.changesBy.get(answer.apiActor) ?? [];
   const deferral = ledger.deferrals.get(answer.triggerId);
   const what = `the ${answer.route}${answer.type ? ` (${answer.type})` : ''} of trigger ${answer.triggerId} (${describeDeferral(deferral)})`;
+  if (answer.batch) {
+    // One call answered several events: each owns the changes to its own TI, and the call may
+    // change no TI that none of its events names.
+    const named = new Set(answer.batch.map((triggerId) => ledger.deferrals.get(triggerId)?.ti));
+    const foreign = changes.filter((change) => !named.has(change.ti));
+    if (foreign.length > 0)
+      return new SimFailure(
+        '9c-stale-unchanged',
+        `the batch of events with ${what} changed ${foreign.map(describeChange).join(', ')}, which none of its events waits on`,
+      );
+    const sharesTi = answer.batch.some(
+      (triggerId) => triggerId !== answer.triggerId && ledger.deferrals.get(triggerId)?.ti === deferral?.ti,
+    );
+    // Another event of the call for the same TI (an earlier deferral's) may own its change.
+    changes =
+      sharesTi && answer.outcome !== 'applied' ? [] : changes.filter((change) => change.ti === deferral?.ti);
+  }
   if (answer.outcome !== 'applied') {
     if (changes.length === 0) return undefined;
     return new SimFailure(

@@ -52,6 +52,8 @@ export interface TriggerAnswer {
   outcome: TriggerEventOutcome;
   /** The API invocation that served it: the store writes it made are attributed to it. */
   apiActor: string;
+  /** Served in a batch of events: the triggers of that call's events (this one's included). */
+  batch?: readonly string[];
   atMs: number;
 }
 

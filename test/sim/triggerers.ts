@@ -51,6 +51,7 @@ interface Slot {
 }
 
 const TRIGGER_REPORT = /^\/execution\/triggers\/([^/]+)\/(event|failure)$/;
+const TRIGGER_EVENTS = '/execution/triggers/events';
 const JOB_HEARTBEAT = /^\/execution\/jobs\/[^/]+\/heartbeat$/;
 
 export class SimTriggerers {
@@ -186,8 +187,7 @@ export class SimTriggerers {
       if (status !== 200 && status !== 201)
         this.refusals[`${route} ${status}`] = (this.refusals[`${route} ${status}`] ?? 0) + 1;
     };
-    if (!report) return this.#deps.fetch(request, count);
-    const [, triggerId, kind] = report as unknown as [string, string, 'event' | 'failure'];
+    if (!report && path !== TRIGGER_EVENTS) return this.#deps.fetch(request, count);
     const requestText = await request.clone().text();
     if (prng.chance(faults.delayEvent)) {
       const delayMs = prng.range(1, faults.delayEventMaxMs);
@@ -195,20 +195,40 @@ export class SimTriggerers {
       kernel.log(`${slot.name} POST ${path} held back ${delayMs}ms (sim)`);
       await kernel.sleep(delayMs);
     }
+    const answered = (answer: Omit<TriggerAnswer, 'atMs'>) => {
+      this.#deps.ledger.triggerAnswers.push({ ...answer, atMs: kernel.now });
+      this.#deps.onAnswer(this.#deps.ledger.triggerAnswers.at(-1) as TriggerAnswer);
+    };
     const observe = (status: number, _request: string, responseText: string, apiActor: string) => {
       count(status);
       if (status !== 200) return;
+      if (!report) {
+        // A batch of events: each result is that event's answer, as the single route's would be.
+        const sent = (JSON.parse(requestText) as { events: { trigger_id: string; type?: string }[] }).events;
+        const { results } = JSON.parse(responseText) as {
+          results: { trigger_id: string; outcome?: TriggerEventOutcome; status?: number }[];
+        };
+        for (const [index, result] of results.entries()) {
+          if (result.outcome === undefined) {
+            count(result.status ?? 0);
+            continue;
+          }
+          const type = eventTypeOf(JSON.stringify(sent[index] ?? {}));
+          answered({
+            triggerId: result.trigger_id,
+            route: 'event',
+            ...(type ? { type } : {}),
+            outcome: result.outcome,
+            apiActor,
+            batch: sent.map((event) => event.trigger_id),
+          });
+        }
+        return;
+      }
+      const [, triggerId, kind] = report as unknown as [string, string, 'event' | 'failure'];
       const { outcome } = JSON.parse(responseText) as { outcome: TriggerEventOutcome };
       const type = kind === 'event' ? eventTypeOf(requestText) : undefined;
-      this.#deps.ledger.triggerAnswers.push({
-        triggerId,
-        route: kind,
-        ...(type ? { type } : {}),
-        outcome,
-        apiActor,
-        atMs: kernel.now,
-      });
-      this.#deps.onAnswer(this.#deps.ledger.triggerAnswers.at(-1) as TriggerAnswer);
+      answered({ triggerId, route: kind, ...(type ? { type } : {}), outcome, apiActor });
     };
     if (prng.chance(faults.duplicateEvent)) {
       const delayMs = prng.range(0, 3_000);

@@ -20,6 +20,7 @@ function scriptedClient(answer: (kind: string, body: unknown) => unknown) {
       return { jobId, token: 't', heartbeatIntervalMs: 1, heartbeatTimeoutMs: 2 };
     },
     event: (triggerId: string, body: unknown) => call('event', body, triggerId),
+    events: (events: unknown) => call('events', events),
     failure: (triggerId: string, body: unknown) => call('failure', body, triggerId),
     logs: (body: unknown) => call('logs', body),
   } as unknown as OutboxClient;
@@ -38,7 +39,12 @@ const outboxes: { outbox: ReportOutbox; stop: AbortController }[] = [];
 
 function start(
   client: OutboxClient,
-  options: { onTakenOver?: (id: string) => void; logBatchMaxBytes?: number } = {},
+  options: {
+    onTakenOver?: (id: string) => void;
+    logBatchMaxBytes?: number;
+    eventsPerCall?: number;
+    maxInFlight?: number;
+  } = {},
 ) {
   const lines: LogLine[] = [];
   const at = (level: string) => (message: string) => {
@@ -60,7 +66,8 @@ function start(
     random: () => 0.5,
     retry: { baseDelayMs: 5, maxDelayMs: 20 },
     callTimeoutMs: 1_000,
-    maxInFlight: 4,
+    maxInFlight: options.maxInFlight ?? 4,
+    eventsPerCall: options.eventsPerCall ?? 1,
     logBatchMaxBytes: options.logBatchMaxBytes ?? 1_000,
     logBacklogMaxBytes: 100_000,
     onTakenOver: options.onTakenOver,
@@ -183,5 +190,166 @@ describe('ReportOutbox', () => {
       (call.body as { chunks: { seq: number }[] }).chunks.map((c) => c.seq),
     );
     expect(seqs).toEqual(Array.from({ length: 153 }, (_, index) => index + 1));
+  });
+
+  describe('events in batches', () => {
+    type Sent = { trigger_id: string; type: string; payload: string };
+    const sentIds = (body: unknown) => (body as Sent[]).map((event) => event.trigger_id);
+    const outcomes = (body: unknown, outcome = 'applied') =>
+      (body as Sent[]).map((event) => ({ trigger_id: event.trigger_id, outcome }));
+
+    it('gathers the events that are due into calls of at most eventsPerCall, and sends failures alone', async () => {
+      const { client, calls } = scriptedClient((kind, body) =>
+        kind === 'events' ? outcomes(body) : 'applied',
+      );
+      const { outbox, metrics } = start(client, { eventsPerCall: 100 });
+
+      for (let i = 0; i < 150; i++) outbox.event(`t${i}`, EVENT);
+      outbox.failure('f1', { error: 'boom' });
+
+      await until(() => outbox.empty);
+      const batches = calls.filter((call) => call.kind === 'events').map((call) => sentIds(call.body));
+      expect(batches.map((ids) => ids.length)).toEqual([100, 50]);
+      expect(batches.flat()).toEqual(Array.from({ length: 150 }, (_, i) => `t${i}`));
+      expect(calls.filter((call) => call.kind !== 'events')).toEqual([
+        { kind: 'failure', triggerId: 'f1', body: { error: 'boom' } },
+      ]);
+      expect((await metrics.snapshot()).counters['triggerer.reports_applied']).toBe(151);
+    });
+
+    it('keeps a batch under the byte bound (one event at least)', async () => {
+      const { client, calls } = scriptedClient((kind, body) =>
+        kind === 'events' ? outcomes(body) : 'applied',
+      );
+      const { outbox } = start(client, { eventsPerCall: 100, logBatchMaxBytes: 250 });
+
+      for (let i = 0; i < 5; i++) outbox.event(`t${i}`, { type: 'resume', payload: 'x'.repeat(100) });
+      outbox.event('big', { type: 'resume', payload: 'x'.repeat(400) });
+
+      await until(() => outbox.empty);
+      expect(calls.map((call) => sentIds(call.body))).toEqual([['t0', 't1'], ['t2', 't3'], ['t4'], ['big']]);
+    });
+
+    it('answers each event by its own result: done, retried, taken over, or turned into a failure', async () => {
+      let busy = 2;
+      const { client, calls } = scriptedClient((kind, body) => {
+        if (kind !== 'events') return 'applied';
+        return (body as Sent[]).map(({ trigger_id }) => {
+          if (trigger_id === 'not-ready' && busy-- > 0)
+            return { trigger_id, status: 503, detail: 'its task is not waiting yet' };
+          if (trigger_id === 'taken') return { trigger_id, status: 409, detail: 'held by job-2' };
+          if (trigger_id === 'too-big')
+            return { trigger_id, status: 413, detail: 'over UPDRAFT_XCOM_MAX_BYTES' };
+          return { trigger_id, outcome: trigger_id === 'late' ? 'stale' : 'applied' };
+        });
+      });
+      const takenOver: string[] = [];
+      const { outbox, metrics } = start(client, {
+        eventsPerCall: 100,
+        onTakenOver: (id) => takenOver.push(id),
+      });
+
+      for (const id of ['ok', 'not-ready', 'taken', 'too-big', 'late']) outbox.event(id, EVENT);
+
+      await until(() => outbox.empty);
+      expect(calls.filter((call) => call.kind === 'events').map((call) => sentIds(call.body))).toEqual([
+        ['ok', 'not-ready', 'taken', 'too-big', 'late'],
+        ['not-ready'],
+        ['not-ready'],
+      ]);
+      expect(takenOver).toEqual(['taken']);
+      const failure = calls.find((call) => call.kind === 'failure');
+      expect(failure?.triggerId).toBe('too-big');
+      expect(failure?.body).toEqual({
+        error: 'its event was refused by the Execution API: 413 over UPDRAFT_XCOM_MAX_BYTES',
+      });
+      const { counters } = await metrics.snapshot();
+      expect(counters['triggerer.reports_retried']).toBe(2);
+      expect(counters['triggerer.reports_stale']).toBe(1);
+      expect(counters['triggerer.reports_applied']).toBe(3);
+    });
+
+    it('sends every event of a batch again after a transient failure of the whole call', async () => {
+      let failures = 1;
+      const { client, calls } = scriptedClient((kind, body) =>
+        failures-- > 0 ? unavailable() : kind === 'events' ? outcomes(body) : 'applied',
+      );
+      const { outbox } = start(client, { eventsPerCall: 100 });
+
+      outbox.event('a', EVENT);
+      outbox.event('b', EVENT);
+
+      await until(() => outbox.empty);
+      expect(calls.map((call) => call.kind)).not.toContain('event');
+      expect(sentIds(calls[0]?.body)).toEqual(['a', 'b']);
+      // Each is due again after its own backoff: together or apart.
+      expect(calls.flatMap((call) => sentIds(call.body)).sort()).toEqual(['a', 'a', 'b', 'b']);
+    });
+
+    it('sends the events of a batch refused as a whole (413) one a call, each answered on its own', async () => {
+      const { client, calls } = scriptedClient((kind, body) => {
+        if (kind === 'events') return refused(413, 'Request body is larger than 1048576 bytes');
+        return (body as { payload: string }).payload === 'huge' ? refused(413, 'too large') : 'applied';
+      });
+      const { outbox, lines } = start(client, { eventsPerCall: 100 });
+
+      outbox.event('a', EVENT);
+      outbox.event('b', { type: 'resume', payload: 'huge' });
+
+      await until(() => outbox.empty);
+      expect(calls.map((call) => `${call.kind} ${call.triggerId ?? sentIds(call.body).join(',')}`)).toEqual([
+        'events a,b',
+        'event a',
+        'event b',
+        'failure b',
+      ]);
+      expect(lines.filter((line) => line.level === 'warn')).toEqual([]);
+    });
+
+    it('falls back to one call an event for good when the API has no batch route (404)', async () => {
+      const { client, calls } = scriptedClient((kind) =>
+        kind === 'events' ? refused(404, 'Not Found') : 'applied',
+      );
+      const { outbox, lines } = start(client, { eventsPerCall: 100 });
+
+      outbox.event('a', EVENT);
+      await until(() => outbox.empty);
+      outbox.event('b', EVENT);
+      await until(() => outbox.empty);
+
+      expect(calls.map((call) => `${call.kind} ${call.triggerId ?? ''}`)).toEqual([
+        'events ',
+        'event a',
+        'event b',
+      ]);
+      expect(lines.filter((line) => line.level === 'warn').map((line) => line.message)).toEqual([
+        'The Execution API has no batch route for trigger events (an older version): each event goes on a call of its own',
+      ]);
+    });
+
+    it('keeps at most four batch calls in flight, so that events due meanwhile gather', async () => {
+      const releases: (() => void)[] = [];
+      const { client, calls } = scriptedClient((kind, body) =>
+        kind === 'events'
+          ? new Promise((resolve) => releases.push(() => resolve(outcomes(body))))
+          : 'applied',
+      );
+      // More report calls allowed than batch calls: the waiting events must not spin the loop.
+      const { outbox } = start(client, { eventsPerCall: 100, maxInFlight: 16 });
+
+      for (let i = 0; i < 4; i++) {
+        outbox.event(`first${i}`, EVENT);
+        await until(() => calls.length === i + 1);
+      }
+      for (let i = 0; i < 30; i++) outbox.event(`later${i}`, EVENT);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      expect(calls).toHaveLength(4);
+      releases.shift()?.();
+      await until(() => calls.length === 5);
+      expect(sentIds(calls[4]?.body)).toHaveLength(30);
+      for (const release of releases.splice(0)) release();
+      await until(() => outbox.empty);
+      expect(calls).toHaveLength(5);
+    });
   });
 });
