@@ -165,9 +165,18 @@ export async function startTriggerStack(): Promise<TriggerStack> {
     inFlight += 1;
     const arrivedAt = Date.now();
     const { route, triggerId } = routeOf(args[0]);
-    if (route === EVENT_ROUTE && triggerId !== undefined && !eventArrivals.has(triggerId))
-      eventArrivals.set(triggerId, arrivedAt);
+    const arrived = (id: string) => {
+      if (!eventArrivals.has(id)) eventArrivals.set(id, arrivedAt);
+    };
+    if (route === EVENT_ROUTE && triggerId !== undefined) arrived(triggerId);
     try {
+      if (route === EVENTS_ROUTE) {
+        const body = (await args[0]
+          .clone()
+          .json()
+          .catch(() => ({}))) as { events?: { trigger_id: string }[] };
+        for (const event of body.events ?? []) arrived(event.trigger_id);
+      }
       if (route === WORKLOADS_ROUTE) {
         const body = (await args[0]
           .clone()
@@ -350,9 +359,10 @@ function watchClaims(store: DynamoStore): ClaimLog {
 }
 
 const EVENT_ROUTE = 'POST /execution/triggers/:id/event';
+const EVENTS_ROUTE = 'POST /execution/triggers/events';
 const LOAD_ROUTE = 'POST /execution/triggers/load';
 const WORKLOADS_ROUTE = 'POST /execution/triggers/workloads';
-const NAMED_TRIGGER_ROUTES = new Set(['load', 'workloads', 'cleanup', 'logs']);
+const NAMED_TRIGGER_ROUTES = new Set(['load', 'workloads', 'cleanup', 'logs', 'events', 'held']);
 
 /** A request's route with its ids cut out (`POST /execution/triggers/:id/event`), and the trigger id. */
 function routeOf(request: Request): { route: string; triggerId?: string } {
