@@ -129,14 +129,19 @@ export class ReportOutbox implements TriggerReports {
   }
 
   /**
-   * Whether the API is behind: more reports wait than one round of calls in flight carries. The
-   * count stops there, so asking takes at most twice that many steps.
+   * Whether the API is behind: more reports wait than one round of calls in flight carries (for
+   * events in batches, EVENT_CALLS_IN_FLIGHT calls of `eventsPerCall`). The count stops there, so
+   * asking takes at most a round's worth of steps.
    */
   get backlogged(): boolean {
-    let waiting = 0;
+    const { maxInFlight, eventsPerCall } = this.#options;
+    let alone = 0;
+    let batched = 0;
     for (const pending of this.#finals.values()) {
-      if (!pending.inFlight) waiting += 1;
-      if (waiting > this.#options.maxInFlight) return true;
+      if (pending.inFlight) continue;
+      if (this.#batched(pending)) batched += 1;
+      else alone += 1;
+      if (alone > maxInFlight || batched > EVENT_CALLS_IN_FLIGHT * eventsPerCall) return true;
     }
     return false;
   }

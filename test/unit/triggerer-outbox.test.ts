@@ -327,6 +327,19 @@ describe('ReportOutbox', () => {
       ]);
     });
 
+    it('is behind only when more events wait than a round of four batch calls carries', async () => {
+      const { client, calls } = scriptedClient(() => new Promise(() => undefined));
+      const { outbox } = start(client, { eventsPerCall: 100, maxInFlight: 16 });
+      for (let i = 0; i < 4; i++) {
+        outbox.event(`first${i}`, EVENT);
+        await until(() => calls.length === i + 1);
+      }
+      for (let i = 0; i < 400; i++) outbox.event(`later${i}`, EVENT);
+      expect(outbox.backlogged).toBe(false);
+      outbox.event('one-more', EVENT);
+      expect(outbox.backlogged).toBe(true);
+    });
+
     it('keeps at most four batch calls in flight, so that events due meanwhile gather', async () => {
       const releases: (() => void)[] = [];
       const { client, calls } = scriptedClient((kind, body) =>
