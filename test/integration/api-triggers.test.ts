@@ -115,6 +115,31 @@ async function deferredAndClaimed(job: { token: string }, taskId = 'wait') {
   return { key, ti, triggerId: ti.triggerId as string };
 }
 
+/**
+ * A running try whose first deferral has made its first write only (the trigger row, the TI still
+ * running), its trigger claimed by `job`.
+ */
+async function runningWithTriggerClaimed(job: { token: string }, key: TaskInstanceKey): Promise<string> {
+  const { tryNumber } = await start(key);
+  const triggerId = triggerIdOf(key, tryNumber, 1);
+  await api.store.putTrigger({
+    triggerId,
+    name: TRIGGER.name,
+    kwargs: TRIGGER.kwargs,
+    queue: 'default',
+    ti: key,
+    tryNumber,
+    deferralSeq: 1,
+    createdAt: api.clock.iso(),
+    timeoutAt: null,
+    jobId: null,
+    claimedAt: null,
+    revision: 0,
+  });
+  expect((await load(job)).body.trigger_ids).toContain(triggerId);
+  return triggerId;
+}
+
 describe('deferral reports', () => {
   it('defers a running TI: the trigger is stored, the TI waits on it and the try is kept', async () => {
     const key = await newKey();
@@ -434,24 +459,7 @@ describe('trigger events in one call', () => {
     await api.store.releaseTrigger(foreign.triggerId, job.jobId);
     expect((await load(other)).body.trigger_ids).toContain(foreign.triggerId);
     // A trigger stored before its TI waits on it (the deferral's first write only): 503, send it again.
-    const earlyKey = await newKey();
-    const { tryNumber } = await start(earlyKey);
-    const early = { triggerId: triggerIdOf(earlyKey, tryNumber, 1) };
-    await api.store.putTrigger({
-      triggerId: early.triggerId,
-      name: TRIGGER.name,
-      kwargs: TRIGGER.kwargs,
-      queue: 'default',
-      ti: earlyKey,
-      tryNumber,
-      deferralSeq: 1,
-      createdAt: api.clock.iso(),
-      timeoutAt: null,
-      jobId: null,
-      claimedAt: null,
-      revision: 0,
-    });
-    expect((await load(job)).body.trigger_ids).toContain(early.triggerId);
+    const early = { triggerId: await runningWithTriggerClaimed(job, await newKey()) };
 
     const response = await events(job, {
       events: [
@@ -654,25 +662,7 @@ describe('a load whose answer was lost', () => {
 describe('a trigger stored a moment before its task instance waits on it', () => {
   it('is handed out and its event is asked again (503) until the deferral is written', async () => {
     const job = await registerJob();
-    const key = await newKey();
-    const { tryNumber } = await start(key);
-    // The deferral's first write only: the trigger row, the TI still running.
-    const triggerId = triggerIdOf(key, tryNumber, 1);
-    await api.store.putTrigger({
-      triggerId,
-      name: TRIGGER.name,
-      kwargs: TRIGGER.kwargs,
-      queue: 'default',
-      ti: key,
-      tryNumber,
-      deferralSeq: 1,
-      createdAt: api.clock.iso(),
-      timeoutAt: null,
-      jobId: null,
-      claimedAt: null,
-      revision: 0,
-    });
-    expect((await load(job)).body.trigger_ids).toContain(triggerId);
+    const triggerId = await runningWithTriggerClaimed(job, await newKey());
     const workloads = await api.request<{ workloads: unknown[]; stop: string[] }>(
       'POST',
       '/execution/triggers/workloads',
