@@ -317,8 +317,8 @@ export class TriggerLifecycle {
    * Events of several triggers the job holds, each applied as `event` applies it, with its own
    * outcome or error (held by another job, its TI not waiting yet, a store failure), in the order
    * given. The triggers are read in one batch request, and the ones that are done deleted in
-   * batches at the end: about one store request an event instead of three. When the deletes fail
-   * the call fails; sent again, the applied events come back `duplicate` or `stale`.
+   * batches at the end: about one store request an event instead of three. Deletes that fail are
+   * logged, not answered: the events are applied either way.
    */
   async events(jobId: string, items: readonly TriggerEventItem[]): Promise<(EventOutcome | Error)[]> {
     const stored = new Map(
@@ -340,7 +340,14 @@ export class TriggerLifecycle {
         return error instanceof Error ? error : new Error(String(error));
       }
     });
-    await this.#deps.store.deleteTriggers(done);
+    // The events are applied: a trigger left behind is answered `duplicate` or `stale` if its
+    // event comes again, and cleanup deletes it once its TI has moved on.
+    await this.#deps.store.deleteTriggers(done).catch((error: unknown) => {
+      this.#deps.log.warn('Could not delete the triggers of applied events; cleanup deletes them', {
+        triggers: done.length,
+        error,
+      });
+    });
     return results;
   }
 

@@ -256,7 +256,9 @@ export class ReportOutbox implements TriggerReports {
   /** Starts batch calls of the events that are due, up to EVENT_CALLS_IN_FLIGHT of them. */
   #sendEventBatches(now: number): void {
     const { eventsPerCall, logBatchMaxBytes, maxInFlight } = this.#options;
-    while (this.#eventCalls < EVENT_CALLS_IN_FLIGHT && this.#inFlight.size < maxInFlight) {
+    // One call stays free for failures and events sent alone, so a stream of events cannot starve them.
+    const batchCalls = maxInFlight > 1 ? Math.min(EVENT_CALLS_IN_FLIGHT, maxInFlight - 1) : 1;
+    while (this.#eventCalls < batchCalls && this.#inFlight.size < maxInFlight) {
       const batch: Pending<FinalReport>[] = [];
       let bytes = 0;
       for (const pending of this.#finals.values()) {
@@ -496,7 +498,8 @@ export class ReportOutbox implements TriggerReports {
     let wakeAt = deadline;
     if (this.#logs.length > 0 && this.#logsInFlight === 0) wakeAt = Math.min(wakeAt, this.#logDueAt);
     // Events that wait for a batch call to end are woken by that call's end.
-    const batchesFull = this.#eventCalls >= EVENT_CALLS_IN_FLIGHT;
+    const batchesFull =
+      this.#eventCalls >= Math.min(EVENT_CALLS_IN_FLIGHT, Math.max(1, this.#options.maxInFlight - 1));
     for (const pending of this.#finals.values()) {
       if (!pending.inFlight && !(batchesFull && this.#batched(pending)))
         wakeAt = Math.min(wakeAt, pending.dueAt);

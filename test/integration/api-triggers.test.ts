@@ -524,6 +524,26 @@ describe('trigger events in one call', () => {
     expect(await api.store.getTaskInstance(small.key)).toMatchObject({ state: 'scheduled' });
   });
 
+  it('answers the applied events when deleting their triggers fails (cleanup deletes them later)', async () => {
+    const job = await registerJob();
+    const { key, triggerId } = await deferredAndClaimed(job);
+    const deleteTriggers = api.store.deleteTriggers.bind(api.store);
+    api.store.deleteTriggers = async () => {
+      throw new Error('store down');
+    };
+    try {
+      const response = await events(job, {
+        events: [{ trigger_id: triggerId, type: 'resume', payload: '1' }],
+      });
+      expect(response.status).toBe(200);
+      expect(response.body.results).toEqual([{ trigger_id: triggerId, outcome: 'applied' }]);
+    } finally {
+      api.store.deleteTriggers = deleteTriggers;
+    }
+    expect(await api.store.getTaskInstance(key)).toMatchObject({ state: 'scheduled' });
+    expect(await api.store.getTrigger(triggerId)).toBeDefined();
+  });
+
   it('refuses with 422 a batch naming a trigger twice, more than 100 events, or none', async () => {
     const job = await registerJob();
     const one = { trigger_id: 't', type: 'resume', payload: '1' };

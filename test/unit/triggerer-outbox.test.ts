@@ -340,6 +340,19 @@ describe('ReportOutbox', () => {
       expect(outbox.backlogged).toBe(true);
     });
 
+    it('keeps a call free for a failure while batch calls take the rest', async () => {
+      const { client, calls } = scriptedClient((kind) =>
+        kind === 'events' ? new Promise(() => undefined) : 'applied',
+      );
+      const { outbox } = start(client, { eventsPerCall: 100, maxInFlight: 2 });
+      outbox.event('a', EVENT);
+      await until(() => calls.length === 1);
+      outbox.event('b', EVENT);
+      outbox.failure('f1', { error: 'boom' });
+      await until(() => calls.some((call) => call.kind === 'failure'));
+      expect(calls.filter((call) => call.kind === 'events')).toHaveLength(1);
+    });
+
     it('keeps at most four batch calls in flight, so that events due meanwhile gather', async () => {
       const releases: (() => void)[] = [];
       const { client, calls } = scriptedClient((kind, body) =>
