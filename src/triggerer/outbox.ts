@@ -253,12 +253,18 @@ export class ReportOutbox implements TriggerReports {
     );
   }
 
+  /**
+   * Batch calls of events in flight at most: EVENT_CALLS_IN_FLIGHT, with one report call left for
+   * failures and events sent alone, so a stream of events cannot starve them.
+   */
+  get #batchCallsAllowed(): number {
+    return Math.min(EVENT_CALLS_IN_FLIGHT, Math.max(1, this.#options.maxInFlight - 1));
+  }
+
   /** Starts batch calls of the events that are due, up to EVENT_CALLS_IN_FLIGHT of them. */
   #sendEventBatches(now: number): void {
     const { eventsPerCall, logBatchMaxBytes, maxInFlight } = this.#options;
-    // One call stays free for failures and events sent alone, so a stream of events cannot starve them.
-    const batchCalls = maxInFlight > 1 ? Math.min(EVENT_CALLS_IN_FLIGHT, maxInFlight - 1) : 1;
-    while (this.#eventCalls < batchCalls && this.#inFlight.size < maxInFlight) {
+    while (this.#eventCalls < this.#batchCallsAllowed && this.#inFlight.size < maxInFlight) {
       const batch: Pending<FinalReport>[] = [];
       let bytes = 0;
       for (const pending of this.#finals.values()) {
@@ -498,8 +504,7 @@ export class ReportOutbox implements TriggerReports {
     let wakeAt = deadline;
     if (this.#logs.length > 0 && this.#logsInFlight === 0) wakeAt = Math.min(wakeAt, this.#logDueAt);
     // Events that wait for a batch call to end are woken by that call's end.
-    const batchesFull =
-      this.#eventCalls >= Math.min(EVENT_CALLS_IN_FLIGHT, Math.max(1, this.#options.maxInFlight - 1));
+    const batchesFull = this.#eventCalls >= this.#batchCallsAllowed;
     for (const pending of this.#finals.values()) {
       if (!pending.inFlight && !(batchesFull && this.#batched(pending)))
         wakeAt = Math.min(wakeAt, pending.dueAt);
