@@ -27,12 +27,15 @@ export function errorAnswer(
   error: Error,
   c: Context,
   log: Logger,
+  /** What the failed item is (for a batch route's item), logged with a 5xx. */
+  item: Record<string, unknown> = {},
 ): { status: ContentfulStatusCode; detail: string } {
   if (isStoreUnavailableError(error))
     return { status: 503, detail: 'The store is unavailable. Retry shortly' };
   if (error instanceof NotReadyError) return { status: 503, detail: error.message };
   const status = statusOf(error);
-  if (status >= 500) log.error('API request failed', { method: c.req.method, path: c.req.path, error });
+  if (status >= 500)
+    log.error('API request failed', { method: c.req.method, path: c.req.path, ...item, error });
   return { status, detail: status >= 500 ? 'Internal server error' : error.message };
 }
 

@@ -260,7 +260,7 @@ export function registerTriggerRoutes(app: OpenAPIHono, deps: ApiDeps): void {
           results: results.map((result, index) => {
             const trigger_id = sent[index]?.trigger_id ?? '';
             if (!(result instanceof Error)) return { trigger_id, outcome: result };
-            const { status, detail } = errorAnswer(result, c, deps.log);
+            const { status, detail } = errorAnswer(result, c, deps.log, { triggerId: trigger_id });
             return { trigger_id, status, detail };
           }),
         },

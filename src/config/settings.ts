@@ -9,7 +9,7 @@ import { TRIGGER_EVENTS_PER_CALL, triggerQueueName } from '#contracts/triggers.t
  * the environment wins. Unknown keys in the file are rejected so a typo is not silently ignored.
  */
 /** Room in an Execution API body for everything but the log chunk or XCom it carries. */
-const REQUEST_ENVELOPE_BYTES = 1_024;
+export const REQUEST_ENVELOPE_BYTES = 1_024;
 
 export const settingsSchema = z
   .strictObject({

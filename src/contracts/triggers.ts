@@ -197,8 +197,18 @@ export const triggerEventsBody = z
       .array(z.strictObject({ trigger_id: z.string().min(1).max(100), ...triggerEventBody.shape }))
       .min(1)
       .max(TRIGGER_EVENTS_PER_CALL)
-      .refine((events) => new Set(events.map((event) => event.trigger_id)).size === events.length, {
-        message: 'each trigger_id may appear once',
+      .superRefine((events, context) => {
+        const seen = new Set<string>();
+        for (const [index, { trigger_id }] of events.entries()) {
+          if (seen.has(trigger_id)) {
+            context.addIssue({
+              code: 'custom',
+              path: [index, 'trigger_id'],
+              message: `trigger_id '${trigger_id}' appears more than once: each trigger's event may appear once`,
+            });
+          }
+          seen.add(trigger_id);
+        }
       }),
   })
   .meta({ id: 'TriggerEvents' });

@@ -15,6 +15,7 @@ import { failureTransition } from '#core/retry.ts';
 import { type LogStore, triggerChunkId } from '#logs/port.ts';
 import type { Metrics } from '#metrics/port.ts';
 import { ConditionFailedError, NotFoundError as StoreNotFoundError } from '#store/errors.ts';
+import { assertKeySegment, isKeySegment } from '#store/keys.ts';
 import type { Store, TaskInstanceChanges } from '#store/port.ts';
 import { type CallbackService, owedOnTask } from './callbacks.ts';
 import type { DagVersionCache } from './dag-cache.ts';
@@ -321,11 +322,10 @@ export class TriggerLifecycle {
    * logged, not answered: the events are applied either way.
    */
   async events(jobId: string, items: readonly TriggerEventItem[]): Promise<(EventOutcome | Error)[]> {
+    // An id that no key can hold is answered on its own (400), not by failing the whole call.
+    const readable = items.map((item) => item.triggerId).filter(isKeySegment);
     const stored = new Map(
-      (await this.#deps.store.getTriggers(items.map((item) => item.triggerId))).map((trigger) => [
-        trigger.triggerId,
-        trigger,
-      ]),
+      (await this.#deps.store.getTriggers(readable)).map((trigger) => [trigger.triggerId, trigger]),
     );
     const done: string[] = [];
     const drop = async (trigger: Trigger) => {
@@ -333,6 +333,7 @@ export class TriggerLifecycle {
     };
     const results = await mapConcurrently(items, EVENT_BATCH_CONCURRENCY, async (item) => {
       try {
+        assertKeySegment('Trigger id', item.triggerId);
         const trigger = heldBy(jobId, item.triggerId, stored.get(item.triggerId));
         if (!trigger) return this.#stale(item.triggerId, 'the trigger is gone');
         return await this.#event(trigger, item.event, item.log, drop);

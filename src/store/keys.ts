@@ -119,12 +119,17 @@ export interface ItemKey {
   sk: string;
 }
 
+/** Whether `value` can be one segment of a key (see `assertKeySegment`). */
+export function isKeySegment(value: string): boolean {
+  return value.length > 0 && !value.includes('#');
+}
+
 /**
  * `#` separates key segments, so an identifier that contains one could make two different
  * items share a key. Free-form sort-key tails (file locations, version hashes) may contain it.
  */
 export function assertKeySegment(kind: string, value: string): void {
-  if (value.length === 0 || value.includes('#')) {
+  if (!isKeySegment(value)) {
     throw new InvalidKeyError(
       `${kind} '${value}' cannot be stored: it must be non-empty and must not contain '#'`,
     );

@@ -37,6 +37,8 @@ export interface OutboxOptions {
    * of its own. Failures always go one a call.
    */
   eventsPerCall: number;
+  /** Body bytes (serialized JSON) one call of events carries at most; one event always goes. */
+  eventCallMaxBytes: number;
   /** Text bytes one logs call carries at most (at least one chunk goes). */
   logBatchMaxBytes: number;
   /** Log chunks kept waiting at most, in bytes: the oldest go first when the logs route is down long. */
@@ -60,6 +62,8 @@ interface Pending<T> {
   inFlight: boolean;
   /** An event sent on a call of its own, not in a batch: a batch carrying it was refused as a whole. */
   solo?: boolean;
+  /** The event's bytes in a batch call's body, once measured. */
+  bytes?: number;
 }
 
 interface LogItem {
@@ -82,11 +86,17 @@ const EVENTS_CALL = 'POST /execution/triggers/events';
  */
 const SEND_ALONE: ReadonlySet<number> = new Set([400, 404, 405, 413, 422]);
 
-/** Text bytes a report carries: its payload or error, and its log chunk. */
-function reportBytes(report: FinalReport): number {
-  const { body } = report;
-  const text = report.kind === 'event' ? report.body.payload : report.body.error;
-  return Buffer.byteLength(text) + (body.log ? Buffer.byteLength(body.log.text) : 0);
+/** A batch call's body without its events: `{"events":[]}`. */
+const EVENTS_BODY_BYTES = 13;
+/**
+ * How long events go one a call after the API answered the batch route with 404 or 405, before
+ * a batch is tried again (the API may have been upgraded meanwhile).
+ */
+const BATCH_ROUTE_RECHECK_MS = 5 * 60_000;
+
+/** An event as a batch call carries it. */
+function batchItem(triggerId: string, body: TriggerEventBody) {
+  return { trigger_id: triggerId, ...body };
 }
 /** Refusals of what a report says (malformed, too large, invalid), not of who sends it or where. */
 const CONTENT_REFUSALS: ReadonlySet<number> = new Set([400, 413, 422]);
@@ -109,8 +119,8 @@ export class ReportOutbox implements TriggerReports {
   #refused = 0;
   /** Batch calls of events in flight. */
   #eventCalls = 0;
-  /** The API answered the batch route with 404 or 405: events go one a call from then on. */
-  #batchRouteMissing = false;
+  /** Until when (clock ms) events go one a call: the API answered the batch route with 404 or 405. */
+  #batchRouteMissingUntil = Number.NEGATIVE_INFINITY;
   readonly #warnings: WarningThrottle;
 
   constructor(options: OutboxOptions) {
@@ -249,7 +259,7 @@ export class ReportOutbox implements TriggerReports {
       pending.item.kind === 'event' &&
       !pending.solo &&
       this.#options.eventsPerCall > 1 &&
-      !this.#batchRouteMissing
+      this.#batchRouteMissingUntil <= this.#options.clock.now()
     );
   }
 
@@ -263,17 +273,21 @@ export class ReportOutbox implements TriggerReports {
 
   /** Starts batch calls of the events that are due, up to EVENT_CALLS_IN_FLIGHT of them. */
   #sendEventBatches(now: number): void {
-    const { eventsPerCall, logBatchMaxBytes, maxInFlight } = this.#options;
+    const { eventsPerCall, eventCallMaxBytes, maxInFlight } = this.#options;
     while (this.#eventCalls < this.#batchCallsAllowed && this.#inFlight.size < maxInFlight) {
       const batch: Pending<FinalReport>[] = [];
-      let bytes = 0;
+      let bytes = EVENTS_BODY_BYTES;
       for (const pending of this.#finals.values()) {
         if (batch.length >= eventsPerCall) break;
-        if (pending.inFlight || pending.dueAt > now || !this.#batched(pending)) continue;
-        const size = reportBytes(pending.item);
-        if (batch.length > 0 && bytes + size > logBatchMaxBytes) break;
+        const { item } = pending;
+        if (pending.inFlight || pending.dueAt > now || item.kind !== 'event' || !this.#batched(pending)) {
+          continue;
+        }
+        // Measured as sent, escapes included, plus the comma before it.
+        pending.bytes ??= Buffer.byteLength(JSON.stringify(batchItem(item.triggerId, item.body))) + 1;
+        if (batch.length > 0 && bytes + pending.bytes > eventCallMaxBytes) break;
         batch.push(pending);
-        bytes += size;
+        bytes += pending.bytes;
       }
       if (batch.length === 0) return;
       for (const pending of batch) pending.inFlight = true;
@@ -288,7 +302,7 @@ export class ReportOutbox implements TriggerReports {
     const sentUnder = this.#currentJob();
     try {
       const events = batch.flatMap(({ item }) =>
-        item.kind === 'event' ? [{ trigger_id: item.triggerId, ...item.body }] : [],
+        item.kind === 'event' ? [batchItem(item.triggerId, item.body)] : [],
       );
       const results = new Map(
         (await client.events(events, options)).map((result) => [result.trigger_id, result]),
@@ -309,6 +323,13 @@ export class ReportOutbox implements TriggerReports {
         // Too large or refused as a whole for one event's content: each goes on its own call, whose
         // answer is that event's; an API without this route (an older version) gets single calls.
         if (error.status === 404 || error.status === 405) this.#noBatchRoute(error);
+        else if (error.status === 413 && batch.length > 1) {
+          this.#options.metrics?.increment('triggerer.event_batches_too_large');
+          this.#warn(
+            'The Execution API refused a batch of trigger events as too large: its events go one a call. Is UPDRAFT_REQUEST_MAX_BYTES smaller on the API than on this triggerer?',
+            { events: batch.length, detail: error.detail },
+          );
+        }
         for (const pending of batch) pending.solo = true;
         return;
       }
@@ -320,10 +341,11 @@ export class ReportOutbox implements TriggerReports {
   }
 
   #noBatchRoute(error: HttpError & { status: number }): void {
-    if (this.#batchRouteMissing) return;
-    this.#batchRouteMissing = true;
+    const now = this.#options.clock.now();
+    if (this.#batchRouteMissingUntil > now) return;
+    this.#batchRouteMissingUntil = now + BATCH_ROUTE_RECHECK_MS;
     this.#options.log.warn(
-      'The Execution API has no batch route for trigger events (an older version): each event goes on a call of its own',
+      'The Execution API has no batch route for trigger events (an older version): each event goes on a call of its own for the next 5 minutes',
       { status: error.status, detail: error.detail },
     );
   }

@@ -1,5 +1,5 @@
 import { hostname as osHostname } from 'node:os';
-import type { Settings } from '#config/settings.ts';
+import { REQUEST_ENVELOPE_BYTES, type Settings } from '#config/settings.ts';
 import { TRIGGER_EVENTS_PER_CALL } from '#contracts/triggers.ts';
 import type { Logger } from '#engine/logger.ts';
 import { HttpAbortedError, HttpError } from '#http/errors.ts';
@@ -61,6 +61,7 @@ export type TriggererSettings = Pick<
       | 'triggererCallbackCapacity'
       | 'triggererReportsInFlight'
       | 'triggererEventsPerCall'
+      | 'requestMaxBytes'
     >
   >;
 
@@ -144,6 +145,7 @@ export class Triggerer {
       callTimeoutMs: this.#callTimeoutMs,
       maxInFlight: Math.max(1, options.settings.triggererReportsInFlight ?? 64),
       eventsPerCall: settings.triggererEventsPerCall ?? TRIGGER_EVENTS_PER_CALL,
+      eventCallMaxBytes: (settings.requestMaxBytes ?? 1024 * 1024) - REQUEST_ENVELOPE_BYTES,
       logBatchMaxBytes: settings.logChunkMaxBytes ?? 128 * 1024,
       logBacklogMaxBytes: 32 * 1024 * 1024,
       currentJob: () => this.#job?.jobId,

@@ -524,6 +524,27 @@ describe('trigger events in one call', () => {
     expect(await api.store.getTaskInstance(small.key)).toMatchObject({ state: 'scheduled' });
   });
 
+  it('answers 400 for an id no trigger can have, and applies the others', async () => {
+    const job = await registerJob();
+    const good = await deferredAndClaimed(job);
+    const response = await events(job, {
+      events: [
+        { trigger_id: 'a#b', type: 'resume', payload: '1' },
+        { trigger_id: good.triggerId, type: 'resume', payload: '1' },
+      ],
+    });
+    expect(response.status).toBe(200);
+    expect(response.body.results).toEqual([
+      {
+        trigger_id: 'a#b',
+        status: 400,
+        detail: "Trigger id 'a#b' cannot be stored: it must be non-empty and must not contain '#'",
+      },
+      { trigger_id: good.triggerId, outcome: 'applied' },
+    ]);
+    expect(await api.store.getTaskInstance(good.key)).toMatchObject({ state: 'scheduled' });
+  });
+
   it('answers the applied events when deleting their triggers fails (cleanup deletes them later)', async () => {
     const job = await registerJob();
     const { key, triggerId } = await deferredAndClaimed(job);
@@ -549,7 +570,7 @@ describe('trigger events in one call', () => {
     const one = { trigger_id: 't', type: 'resume', payload: '1' };
     const twice = await events(job, { events: [one, one] });
     expect(twice.status).toBe(422);
-    expect(twice.body.detail).toContain('each trigger_id may appear once');
+    expect(twice.body.detail).toContain("trigger_id 't' appears more than once");
     const many = Array.from({ length: 101 }, (_, i) => ({ ...one, trigger_id: `t${i}` }));
     expect((await events(job, { events: many })).status).toBe(422);
     expect((await events(job, { events: [] })).status).toBe(422);

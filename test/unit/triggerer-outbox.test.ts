@@ -43,7 +43,10 @@ function start(
     onTakenOver?: (id: string) => void;
     logBatchMaxBytes?: number;
     eventsPerCall?: number;
+    eventCallMaxBytes?: number;
     maxInFlight?: number;
+    /** Added to the real clock's time. */
+    offsetMs?: () => number;
   } = {},
 ) {
   const lines: LogLine[] = [];
@@ -62,12 +65,13 @@ function start(
     client,
     log,
     metrics,
-    clock: systemClock,
+    clock: { now: () => Date.now() + (options.offsetMs?.() ?? 0), sleep: systemClock.sleep },
     random: () => 0.5,
     retry: { baseDelayMs: 5, maxDelayMs: 20 },
     callTimeoutMs: 1_000,
     maxInFlight: options.maxInFlight ?? 4,
     eventsPerCall: options.eventsPerCall ?? 1,
+    eventCallMaxBytes: options.eventCallMaxBytes ?? 1_000_000,
     logBatchMaxBytes: options.logBatchMaxBytes ?? 1_000,
     logBacklogMaxBytes: 100_000,
     onTakenOver: options.onTakenOver,
@@ -217,17 +221,22 @@ describe('ReportOutbox', () => {
       expect((await metrics.snapshot()).counters['triggerer.reports_applied']).toBe(151);
     });
 
-    it('keeps a batch under the byte bound (one event at least)', async () => {
+    it('keeps the body of a batch under the byte bound, JSON escapes counted (one event at least)', async () => {
       const { client, calls } = scriptedClient((kind, body) =>
         kind === 'events' ? outcomes(body) : 'applied',
       );
-      const { outbox } = start(client, { eventsPerCall: 100, logBatchMaxBytes: 250 });
+      const { outbox } = start(client, { eventsPerCall: 100, eventCallMaxBytes: 400 });
 
-      for (let i = 0; i < 5; i++) outbox.event(`t${i}`, { type: 'resume', payload: 'x'.repeat(100) });
-      outbox.event('big', { type: 'resume', payload: 'x'.repeat(400) });
+      // 60 text bytes, 120 once escaped: three fit by their text, two by their JSON.
+      const quotes = { type: 'resume' as const, payload: '"'.repeat(60) };
+      for (let i = 0; i < 5; i++) outbox.event(`t${i}`, quotes);
+      outbox.event('big', { type: 'resume', payload: 'x'.repeat(500) });
 
       await until(() => outbox.empty);
       expect(calls.map((call) => sentIds(call.body))).toEqual([['t0', 't1'], ['t2', 't3'], ['t4'], ['big']]);
+      for (const call of calls.slice(0, 3)) {
+        expect(Buffer.byteLength(JSON.stringify({ events: call.body }))).toBeLessThanOrEqual(400);
+      }
     });
 
     it('answers each event by its own result: done, retried, taken over, or turned into a failure', async () => {
@@ -291,7 +300,7 @@ describe('ReportOutbox', () => {
         if (kind === 'events') return refused(413, 'Request body is larger than 1048576 bytes');
         return (body as { payload: string }).payload === 'huge' ? refused(413, 'too large') : 'applied';
       });
-      const { outbox, lines } = start(client, { eventsPerCall: 100 });
+      const { outbox, lines, metrics } = start(client, { eventsPerCall: 100 });
 
       outbox.event('a', EVENT);
       outbox.event('b', { type: 'resume', payload: 'huge' });
@@ -303,27 +312,43 @@ describe('ReportOutbox', () => {
         'event b',
         'failure b',
       ]);
-      expect(lines.filter((line) => line.level === 'warn')).toEqual([]);
+      // The body fitted this triggerer's limit: the API's must be smaller, which is worth saying.
+      expect(lines.filter((line) => line.level === 'warn').map((line) => line.message)).toEqual([
+        'The Execution API refused a batch of trigger events as too large: its events go one a call. Is UPDRAFT_REQUEST_MAX_BYTES smaller on the API than on this triggerer?',
+      ]);
+      expect((await metrics.snapshot()).counters['triggerer.event_batches_too_large']).toBe(1);
     });
 
-    it('falls back to one call an event for good when the API has no batch route (404)', async () => {
-      const { client, calls } = scriptedClient((kind) =>
-        kind === 'events' ? refused(404, 'Not Found') : 'applied',
-      );
-      const { outbox, lines } = start(client, { eventsPerCall: 100 });
+    it('sends one call an event for five minutes when the API has no batch route (404), then tries a batch again', async () => {
+      let routeAdded = false;
+      const { client, calls } = scriptedClient((kind, body) => {
+        if (kind !== 'events') return 'applied';
+        return routeAdded ? outcomes(body) : refused(404, 'Not Found');
+      });
+      let offsetMs = 0;
+      const { outbox, lines } = start(client, { eventsPerCall: 100, offsetMs: () => offsetMs });
 
       outbox.event('a', EVENT);
       await until(() => outbox.empty);
       outbox.event('b', EVENT);
       await until(() => outbox.empty);
+      routeAdded = true;
+      offsetMs = 5 * 60_000 - 1_000;
+      outbox.event('c', EVENT);
+      await until(() => outbox.empty);
+      offsetMs = 5 * 60_000 + 1_000;
+      outbox.event('d', EVENT);
+      await until(() => outbox.empty);
 
-      expect(calls.map((call) => `${call.kind} ${call.triggerId ?? ''}`)).toEqual([
-        'events ',
+      expect(calls.map((call) => `${call.kind} ${call.triggerId ?? sentIds(call.body).join(',')}`)).toEqual([
+        'events a',
         'event a',
         'event b',
+        'event c',
+        'events d',
       ]);
       expect(lines.filter((line) => line.level === 'warn').map((line) => line.message)).toEqual([
-        'The Execution API has no batch route for trigger events (an older version): each event goes on a call of its own',
+        'The Execution API has no batch route for trigger events (an older version): each event goes on a call of its own for the next 5 minutes',
       ]);
     });
 
