@@ -30,6 +30,9 @@ export function figuresOf(values: readonly number[]): LatencyFigures {
  * (the triggerer: its timer, its outbox and the outbox's queue), and the call's arrival → applied
  * (the API and the store).
  */
+/** States of a TI whose event was applied: scheduled to resume, or resumed since. */
+const RESUMED: ReadonlySet<string> = new Set(['scheduled', 'queued', 'running', 'success']);
+
 export function resumeLatencies(
   seeded: readonly SeededTrigger[],
   tis: readonly TaskInstance[],
@@ -43,7 +46,7 @@ export function resumeLatencies(
   let lastApplied = Number.NEGATIVE_INFINITY;
   for (const entry of seeded) {
     const ti = byKey.get(formatTaskInstanceKey(entry.key));
-    if (ti?.state !== 'scheduled' || !ti.nextEvent || !ti.nextEventAt) continue;
+    if (!ti || !RESUMED.has(ti.state) || !ti.nextEventAt) continue;
     const at = Date.parse(ti.nextEventAt);
     firstApplied = Math.min(firstApplied, at);
     lastApplied = Math.max(lastApplied, at);

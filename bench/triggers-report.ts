@@ -59,6 +59,15 @@ function loadRows(run: LoadResult): [string, string, string][] {
       'measured apart',
     ],
     ['TIs resumed', `${run.resumed} of ${run.triggers}`, TRIGGER_TARGETS.resumed],
+    ...(run.completed === undefined
+      ? []
+      : [
+          [
+            'TIs completed (resumed on a worker, success)',
+            `${run.completed} of ${run.triggers}, the last ${seconds(run.completed_after_window_ms ?? 0)} s after the window`,
+            TRIGGER_TARGETS.resumed,
+          ] as [string, string, string],
+        ]),
     [
       'event → resume p50 / p99 / max (ms)',
       latency(run.event_to_resume_ms),

@@ -12,7 +12,7 @@ import {
   until,
 } from './triggers-measure.ts';
 import { startTriggerer, type TriggererChild } from './triggers-process.ts';
-import { startTriggerStack } from './triggers-stack.ts';
+import { startTriggerStack, TASKS_PER_RUN } from './triggers-stack.ts';
 
 /**
  * The triggerer benchmark's scenarios (see bench/triggers.ts): `loadScenario` (N triggers, one
@@ -29,8 +29,12 @@ export interface LoadResult {
   setup: { ms: number; task_instances_ms: number; triggers_ms: number; triggers_per_second: number };
   /** From the setup's end to the first moment. */
   lead_ms: number;
-  /** TIs in `scheduled` with the trigger's event as their next event, when the run ended. */
+  /** TIs whose trigger's event was applied (`scheduled` to resume, or past it), when the run ended. */
   resumed: number;
+  /** With workers: TIs that resumed on a worker and ended in success. */
+  completed?: number;
+  /** With workers: from the window's end to the last run's success (polled every 500 ms). */
+  completed_after_window_ms?: number;
   /** nextEventAt (the event applied) − the trigger's moment, over the resumed TIs. */
   event_to_resume_ms: LatencyFigures;
   /** Its first part: moment → the event call reached the API (the triggerer, its outbox's queue). */
@@ -94,6 +98,11 @@ export interface LoadOptions {
   leadMs: number;
   /** How long after the window's end the events may still come. */
   graceMs: number;
+  /**
+   * Run each resumed TI to its end on a scheduler and worker pool (standalone's wiring), waiting
+   * this long after the last event for the last TI; undefined: the TIs stay `scheduled`.
+   */
+  completeTimeoutMs?: number;
   runPrefix: string;
   log: (line: string) => void;
 }
@@ -101,7 +110,7 @@ export interface LoadOptions {
 /** N deferred TIs, one triggerer with capacity N, moments spread evenly over the window. */
 export async function loadScenario(options: LoadOptions): Promise<LoadResult> {
   const { count, windowMs, log } = options;
-  const stack = await startTriggerStack();
+  const stack = await startTriggerStack({ complete: options.completeTimeoutMs !== undefined });
   let child: TriggererChild | undefined;
   try {
     const setupStart = Date.now();
@@ -172,6 +181,10 @@ export async function loadScenario(options: LoadOptions): Promise<LoadResult> {
     const warnings = child.warnings();
     child.kill();
     await child.exited;
+    const completion =
+      options.completeTimeoutMs === undefined
+        ? undefined
+        : await waitForCompletion(stack, count, options.completeTimeoutMs, log);
 
     const tis = await stack.readTaskInstances(seeded.map((entry) => entry.key));
     const latency = resumeLatencies(seeded, tis, stack.eventArrivals);
@@ -199,6 +212,12 @@ export async function loadScenario(options: LoadOptions): Promise<LoadResult> {
       },
       lead_ms: windowStart - setupEnd,
       resumed: latency.resumed,
+      ...(completion === undefined
+        ? {}
+        : {
+            completed: tis.filter((ti) => ti.state === 'success').length,
+            completed_after_window_ms: completion.lastAt - (windowStart + windowMs),
+          }),
       event_to_resume_ms: latency.figures,
       moment_to_api_ms: latency.toApi,
       api_to_applied_ms: latency.inApi,
@@ -249,6 +268,28 @@ export async function loadScenario(options: LoadOptions): Promise<LoadResult> {
     child?.kill();
     await child?.exited;
     await stack.close();
+  }
+}
+
+/** Waits until the runs of `count` TIs succeeded or `timeoutMs` passed; when the last one did. */
+async function waitForCompletion(
+  stack: Awaited<ReturnType<typeof startTriggerStack>>,
+  count: number,
+  timeoutMs: number,
+  log: (line: string) => void,
+): Promise<{ lastAt: number }> {
+  const runs = Math.ceil(count / TASKS_PER_RUN);
+  const deadline = Date.now() + timeoutMs;
+  let nextProgress = Date.now() + 10_000;
+  for (;;) {
+    const succeeded = await stack.runsSucceeded();
+    const now = Date.now();
+    if (succeeded >= runs || now > deadline) return { lastAt: now };
+    if (now >= nextProgress) {
+      nextProgress = now + 10_000;
+      log(`    completing: ${succeeded} of ${runs} runs (${TASKS_PER_RUN} TIs each) succeeded`);
+    }
+    await sleep(POLL_MS);
   }
 }
 

@@ -1,8 +1,9 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { createApiStack } from '#api/stack.ts';
-import { settingsSchema } from '#config/settings.ts';
+import { BundleStore } from '#bundles/store.ts';
+import { type Settings, settingsSchema } from '#config/settings.ts';
 import { mapConcurrently } from '#core/concurrency.ts';
 import {
   type DagRun,
@@ -12,14 +13,16 @@ import {
   type Trigger,
 } from '#core/models.ts';
 import { registerDags } from '#engine/dag-registry.ts';
+import { runSchedulerTick } from '#engine/entrypoints.ts';
 import { createLogger } from '#engine/logger.ts';
+import type { EngineDeps } from '#engine/scheduler.ts';
 import { DEFAULT_TRIGGER_QUEUE, triggerIdOf } from '#engine/triggers.ts';
 import { closeServer, listenOn, localUrlOf } from '#http/server.ts';
 import { FileLogStore } from '#logs/file-store.ts';
 import { MetricsRegistry } from '#metrics/registry.ts';
 import { createInMemoryQueues } from '#queue/memory.ts';
-import { dag } from '#sdk/index.ts';
-import { versionDag } from '#sdk/serialize.ts';
+import { DagFileParser } from '#standalone/parse-dags.ts';
+import { BackgroundTasks, InProcessTimers, schedulerLoop } from '#standalone/services.ts';
 import { batchWriteAll } from '#store/batch.ts';
 import { DynamoStore } from '#store/dynamodb.ts';
 import {
@@ -32,12 +35,16 @@ import { ConditionFailedError } from '#store/errors.ts';
 import { instrumentClient, RequestCounter, type RequestCounts } from '#store/instrument.ts';
 import { taskInstanceToItem } from '#store/items.ts';
 import { triggerToItem } from '#store/trigger-store.ts';
+import { ExecutionClient } from '#worker/execution-client.ts';
+import { WorkerPool } from '#worker/pool.ts';
 import { processCpuMs } from './triggers-process.ts';
 
 /**
  * The triggerer benchmark's API side: the API wired as `createApiStack` wires it (as
  * test/integration/api-harness.ts does), on the embedded in-memory DynamoDB in its own process (as
- * standalone runs it), served over real HTTP on 127.0.0.1, with no scheduler and no worker. Deferred work is
+ * standalone runs it), served over real HTTP on 127.0.0.1; with `complete`, also a scheduler and a
+ * worker pool wired as standalone wires them, which run each resumed TI to its end (the DAG is
+ * bench/dags-triggers/bench_deferred.ts, parsed and bundled as standalone does). Deferred work is
  * written straight to the store, as the items TaskLifecycle's deferral leaves (`putTrigger`, then
  * running → deferred): each TI in `deferred` at try 1, deferral 1, and its trigger. Both with
  * BatchWriteItem (25 items a call) for the setup's speed, and the TIs first: the moments of the
@@ -47,17 +54,13 @@ import { processCpuMs } from './triggers-process.ts';
 
 const TRIGGER_NAME = 'updraft.DateTimeTrigger';
 const DAG_ID = 'bench_deferred';
-/** Tasks per run: 100 runs for 10,000 deferred TIs. */
-const TASKS_PER_RUN = 100;
+const DAGS_FOLDER = resolve('bench/dags-triggers');
+/** Tasks per run (the DAG's): 100 runs for 10,000 deferred TIs. */
+export const TASKS_PER_RUN = 100;
 /** Runs written at once while seeding. */
 const SEED_CONCURRENCY = 4;
 /** getTaskInstances reads 100 keys a call; this many calls at once when reading results. */
 const READ_CONCURRENCY = 2;
-
-const benchDag = dag({ id: DAG_ID, schedule: null, maxActiveTasks: 1_000_000 }, (d) => {
-  for (let index = 0; index < TASKS_PER_RUN; index += 1)
-    d.task(`wait_${String(index).padStart(3, '0')}`, async () => undefined);
-});
 
 /** One deferred TI and the id of its trigger. */
 export interface SeededTaskInstance {
@@ -105,16 +108,18 @@ export interface TriggerStack {
   readTaskInstances(keys: readonly TaskInstanceKey[]): Promise<TaskInstance[]>;
   /** Events applied so far (the API's `triggers.events_applied`). */
   eventsApplied(): Promise<number>;
+  /** Runs that ended in success so far (with `complete`; 0 without): each holds TASKS_PER_RUN TIs. */
+  runsSucceeded(): Promise<number>;
   triggererCredential(): Promise<string>;
   /** CPU milliseconds the store's process has used so far. */
   storeCpuMs(): Promise<number | undefined>;
   close(): Promise<void>;
 }
 
-export async function startTriggerStack(): Promise<TriggerStack> {
+export async function startTriggerStack(options: { complete?: boolean } = {}): Promise<TriggerStack> {
   const home = await mkdtemp(join(tmpdir(), 'updraft-bench-triggers-'));
   // Defaults throughout (heartbeat interval and timeout, load interval, limits).
-  const settings = settingsSchema.parse({ home, port: 0 });
+  const settings = settingsSchema.parse({ home, port: 0, dagsFolder: DAGS_FOLDER });
   const dynamo = await startEmbeddedDynamoProcess();
   const dynamoClient = createDynamoClient({ endpoint: dynamo.endpoint, embedded: true });
   await ensureTable(dynamoClient, 'updraft');
@@ -142,7 +147,7 @@ export async function startTriggerStack(): Promise<TriggerStack> {
     },
     pretty: false,
   });
-  const { api, tokens, notifier } = createApiStack({
+  const apiStack = createApiStack({
     store,
     queues,
     logs: new FileLogStore(join(home, 'logs')),
@@ -153,6 +158,7 @@ export async function startTriggerStack(): Promise<TriggerStack> {
     log,
     now,
   });
+  const { api, tokens, notifier } = apiStack;
   // Requests in flight: the store is closed only once none is (a killed triggerer's calls go on).
   // Calls by route, the load calls' durations, which claims the triggerer fetched, and when each
   // trigger's event call first arrived.
@@ -195,8 +201,22 @@ export async function startTriggerStack(): Promise<TriggerStack> {
   };
   const server = await listenOn(fetchCounted, 0, '127.0.0.1');
   const apiUrl = localUrlOf(server);
-  const versioned = versionDag(benchDag, `bench/${DAG_ID}.ts`);
-  await registerDags({ store, log, now, pausedAtCreation: false }, { dags: [versioned], errors: [] });
+  const bundles = new BundleStore(join(home, 'bundles'));
+  const parser = new DagFileParser({
+    dagsFolder: DAGS_FOLDER,
+    cwd: process.cwd(),
+    fileTimeoutMs: settings.dagFileParseTimeoutMs,
+    bundles,
+  });
+  const parsed = await parser.parse();
+  parser.close();
+  const found = parsed.dags.find((entry) => entry.dag.dagId === DAG_ID);
+  if (!found) throw new Error(`${DAG_ID} did not parse: ${JSON.stringify(parsed.errors)}`);
+  const versioned = found;
+  await registerDags({ store, log, now, pausedAtCreation: false }, parsed);
+  const running = options.complete
+    ? startRunning(apiStack, { settings, store, queues, metrics, log, now, apiUrl, bundles })
+    : undefined;
 
   async function seedTaskInstances(runPrefix: string, count: number): Promise<SeededTaskInstance[]> {
     const runs = Math.ceil(count / TASKS_PER_RUN);
@@ -320,9 +340,11 @@ export async function startTriggerStack(): Promise<TriggerStack> {
     seedTriggers,
     readTaskInstances,
     eventsApplied: async () => (await metrics.snapshot()).counters['triggers.events_applied'] ?? 0,
+    runsSucceeded: async () => (await metrics.snapshot()).counters['dag_runs.success'] ?? 0,
     triggererCredential: () => tokens.issueClaims({ kind: 'triggerer' }, Date.now()),
     storeCpuMs: () => processCpuMs(dynamo.pid),
     async close() {
+      await running?.stop();
       for (let waited = 0; inFlight > 0 && waited < 30_000; waited += 50)
         await new Promise((resolve) => setTimeout(resolve, 50));
       await notifier.drain();
@@ -331,6 +353,69 @@ export async function startTriggerStack(): Promise<TriggerStack> {
       dynamoClient.destroy();
       await dynamo.close();
       await rm(home, { recursive: true, force: true });
+    },
+  };
+}
+
+/**
+ * A scheduler (scheduling requests and the periodic tick) and a worker pool over real HTTP, as
+ * standalone wires them: they queue and run the TIs the triggers' events resume.
+ */
+function startRunning(
+  stack: ReturnType<typeof createApiStack>,
+  deps: Pick<EngineDeps, 'store' | 'queues' | 'log' | 'now'> & {
+    settings: Settings;
+    metrics: MetricsRegistry;
+    apiUrl: string;
+    bundles: BundleStore;
+  },
+): { stop(): Promise<void> } {
+  const { settings, queues, log } = deps;
+  const timers = new InProcessTimers(stack.notifier);
+  const engine: EngineDeps = {
+    ...deps,
+    dags: stack.dags,
+    tokens: stack.tokens,
+    timers,
+    readiness: new Map(),
+    callbacks: stack.callbacks,
+  };
+  const stopLoop = new AbortController();
+  const loop = schedulerLoop(
+    queues.scheduler,
+    () => engine,
+    stopLoop.signal,
+    log,
+    settings.schedulerBatchSize,
+  );
+  const background = new BackgroundTasks(log);
+  background.every(settings.schedulerTickMs, async () => {
+    await runSchedulerTick(engine);
+  });
+  const workers = new WorkerPool({
+    queues: [queues.tasks_high, queues.tasks_default, queues.tasks_low],
+    client: new ExecutionClient(deps.apiUrl),
+    slots: settings.workerSlots,
+    dagsFolder: settings.dagsFolder,
+    bundlesFolder: deps.bundles.folder,
+    heartbeatIntervalMs: settings.heartbeatIntervalMs,
+    heartbeatTimeoutMs: settings.heartbeatTimeoutMs,
+    shutdownGraceMs: settings.shutdownGraceSeconds * 1000,
+    taskMemoryLimitMb: settings.taskMemoryLimitMb,
+    spareRunners: settings.spareTaskRunners,
+    allowedDeserializationClasses: settings.allowedDeserializationClasses,
+    metrics: deps.metrics,
+    log,
+    cwd: process.cwd(),
+  });
+  workers.start();
+  return {
+    async stop() {
+      await workers.stop();
+      await background.stop();
+      stopLoop.abort();
+      await loop;
+      timers.stop();
     },
   };
 }
@@ -369,6 +454,8 @@ function routeOf(request: Request): { route: string; triggerId?: string } {
   const [, first, second, id, ...rest] = new URL(request.url).pathname.split('/');
   if (first === 'execution' && second === 'triggers' && id !== undefined && !NAMED_TRIGGER_ROUTES.has(id))
     return { route: `${request.method} /execution/triggers/:id/${rest.join('/')}`, triggerId: id };
+  if (first === 'execution' && second === 'task-instances' && id !== undefined)
+    return { route: `${request.method} /execution/task-instances/:id/${rest.join('/')}` };
   if (first === 'execution' && second === 'jobs' && id !== undefined)
     return { route: `${request.method} /execution/jobs/:id${rest.length > 0 ? `/${rest.join('/')}` : ''}` };
   return { route: `${request.method} ${new URL(request.url).pathname}` };

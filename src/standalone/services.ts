@@ -361,7 +361,7 @@ async function listen(
   }
 }
 
-async function schedulerLoop(
+export async function schedulerLoop(
   queue: Queue,
   engineFor: () => EngineDeps,
   signal: AbortSignal,
