@@ -239,8 +239,9 @@ export type TriggerLogsBody = z.infer<typeof triggerLogsBody>;
 
 /**
  * `applied`: the event moved the task on. `duplicate`: this trigger's event was applied before
- * (a retry whose answer was lost). `stale`: the task no longer waits on this deferral (an earlier
- * deferral or try, a timeout, a clear): dropped and counted. The triggerer drops the trigger on all three.
+ * and its trigger is still stored (a retry whose answer was lost). `stale`: the task no longer
+ * waits on this deferral (an earlier deferral or try, a timeout, a clear, or this event applied
+ * already and its trigger deleted): dropped and counted. The triggerer drops the trigger on all three.
  */
 export const triggerEventOutcomeSchema = z
   .object({ outcome: z.enum(['applied', 'duplicate', 'stale']) })

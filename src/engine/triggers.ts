@@ -359,7 +359,8 @@ export class TriggerLifecycle {
     drop: DropTrigger,
   ): Promise<EventOutcome> {
     await this.#appendLog(trigger, log);
-    const oversize = this.#oversizePayload(trigger, event.payload);
+    // A failure's payload only names the reason, cut to fit the task's error message.
+    const oversize = event.type === 'failure' ? undefined : this.#oversizePayload(trigger, event.payload);
     // Refusing it would leave the task waiting for an event that can never be accepted.
     if (oversize) return this.#failTry(trigger, oversize, false, drop);
     const nowIso = this.#nowIso();

@@ -121,6 +121,8 @@ export class ReportOutbox implements TriggerReports {
   #eventCalls = 0;
   /** Until when (clock ms) events go one a call: the API answered the batch route with 404 or 405. */
   #batchRouteMissingUntil = Number.NEGATIVE_INFINITY;
+  /** A lower bound on a batch's body after the API refused one as too large, and until when. */
+  #batchBytesCap: { bytes: number; until: number } | undefined;
   readonly #warnings: WarningThrottle;
 
   constructor(options: OutboxOptions) {
@@ -140,7 +142,7 @@ export class ReportOutbox implements TriggerReports {
 
   /**
    * Whether the API is behind: more reports wait than one round of calls in flight carries (for
-   * events in batches, EVENT_CALLS_IN_FLIGHT calls of `eventsPerCall`). The count stops there, so
+   * events in batches, the batch calls allowed at once, of `eventsPerCall` each). The count stops there, so
    * asking takes at most a round's worth of steps.
    */
   get backlogged(): boolean {
@@ -151,7 +153,7 @@ export class ReportOutbox implements TriggerReports {
       if (pending.inFlight) continue;
       if (this.#batched(pending)) batched += 1;
       else alone += 1;
-      if (alone > maxInFlight || batched > EVENT_CALLS_IN_FLIGHT * eventsPerCall) return true;
+      if (alone > maxInFlight || batched > this.#batchCallsAllowed * eventsPerCall) return true;
     }
     return false;
   }
@@ -227,17 +229,26 @@ export class ReportOutbox implements TriggerReports {
     this.#wake();
   }
 
+  /**
+   * Failures and events sent alone first, then the logs, then batches of events: with few calls
+   * allowed, a stream of events cannot keep a failure or the logs from going.
+   */
   #sendDue(): void {
     const now = this.#options.clock.now();
-    if (this.#logsInFlight === 0 && this.#logs.length > 0 && this.#logDueAt <= now) {
-      this.#track(this.#sendLogs());
-    }
-    this.#sendEventBatches(now);
     for (const pending of this.#finals.values()) {
       if (this.#inFlight.size >= this.#options.maxInFlight) break;
       if (pending.inFlight || pending.dueAt > now || this.#batched(pending)) continue;
       this.#track(this.#sendFinal(pending));
     }
+    if (
+      this.#logsInFlight === 0 &&
+      this.#logs.length > 0 &&
+      this.#logDueAt <= now &&
+      this.#inFlight.size < this.#options.maxInFlight
+    ) {
+      this.#track(this.#sendLogs());
+    }
+    this.#sendEventBatches(now);
   }
 
   #track(call: Promise<void>): void {
@@ -273,7 +284,8 @@ export class ReportOutbox implements TriggerReports {
 
   /** Starts batch calls of the events that are due, up to EVENT_CALLS_IN_FLIGHT of them. */
   #sendEventBatches(now: number): void {
-    const { eventsPerCall, eventCallMaxBytes, maxInFlight } = this.#options;
+    const { eventsPerCall, maxInFlight } = this.#options;
+    const maxBytes = this.#batchMaxBytes(now);
     while (this.#eventCalls < this.#batchCallsAllowed && this.#inFlight.size < maxInFlight) {
       const batch: Pending<FinalReport>[] = [];
       let bytes = EVENTS_BODY_BYTES;
@@ -285,18 +297,26 @@ export class ReportOutbox implements TriggerReports {
         }
         // Measured as sent, escapes included, plus the comma before it.
         pending.bytes ??= Buffer.byteLength(JSON.stringify(batchItem(item.triggerId, item.body))) + 1;
-        if (batch.length > 0 && bytes + pending.bytes > eventCallMaxBytes) break;
+        if (batch.length > 0 && bytes + pending.bytes > maxBytes) break;
         batch.push(pending);
         bytes += pending.bytes;
       }
       if (batch.length === 0) return;
       for (const pending of batch) pending.inFlight = true;
       this.#eventCalls += 1;
-      this.#track(this.#sendEvents(batch));
+      this.#track(this.#sendEvents(batch, bytes));
     }
   }
 
-  async #sendEvents(batch: Pending<FinalReport>[]): Promise<void> {
+  /** The bound on a batch's body now: the setting's, or lower for a while after a 413. */
+  #batchMaxBytes(now: number): number {
+    const cap = this.#batchBytesCap;
+    if (cap !== undefined && cap.until > now) return Math.min(cap.bytes, this.#options.eventCallMaxBytes);
+    this.#batchBytesCap = undefined;
+    return this.#options.eventCallMaxBytes;
+  }
+
+  async #sendEvents(batch: Pending<FinalReport>[], bytes: number): Promise<void> {
     const { client, callTimeoutMs } = this.#options;
     const options = { retry: { attempts: 1 }, timeoutMs: callTimeoutMs, signal: this.#calls.signal };
     const sentUnder = this.#currentJob();
@@ -304,31 +324,40 @@ export class ReportOutbox implements TriggerReports {
       const events = batch.flatMap(({ item }) =>
         item.kind === 'event' ? [batchItem(item.triggerId, item.body)] : [],
       );
-      const results = new Map(
-        (await client.events(events, options)).map((result) => [result.trigger_id, result]),
-      );
+      const answer = await client.events(events, options);
+      const results = new Map(answer.map((result) => [result.trigger_id, result]));
+      const sent = new Set(events.map((event) => event.trigger_id));
+      const unknown = answer.filter((result) => !sent.has(result.trigger_id)).length;
+      if (unknown > 0 || results.size !== answer.length) {
+        this.#warn('The answer to a batch of trigger events names triggers it did not carry, or one twice', {
+          events: events.length,
+          results: answer.length,
+          unknown,
+        });
+      }
       for (const pending of batch) {
         const result = results.get(pending.item.triggerId);
         if (result !== undefined && 'outcome' in result) this.#delivered(pending, result.outcome);
         else {
           const error =
             result === undefined
-              ? new HttpError(EVENTS_CALL, undefined, 'the answer has no result for this trigger', true)
+              ? new HttpError(EVENTS_CALL, 200, 'the answer had no result for this trigger', true)
               : new HttpError(EVENTS_CALL, result.status, result.detail, isRetryable(result.status));
           this.#undelivered(pending, error, sentUnder);
         }
       }
     } catch (error) {
-      if (isRefusal(error) && SEND_ALONE.has(error.status)) {
+      if (isRefusal(error) && (SEND_ALONE.has(error.status) || error.status < 300)) {
         // Too large or refused as a whole for one event's content: each goes on its own call, whose
-        // answer is that event's; an API without this route (an older version) gets single calls.
+        // answer is that event's; an API without this route (an older version) gets single calls;
+        // an answer that could not be read says nothing of any event.
         if (error.status === 404 || error.status === 405) this.#noBatchRoute(error);
-        else if (error.status === 413 && batch.length > 1) {
-          this.#options.metrics?.increment('triggerer.event_batches_too_large');
-          this.#warn(
-            'The Execution API refused a batch of trigger events as too large: its events go one a call. Is UPDRAFT_REQUEST_MAX_BYTES smaller on the API than on this triggerer?',
-            { events: batch.length, detail: error.detail },
-          );
+        else if (error.status === 413 && batch.length > 1) this.#batchTooLarge(batch.length, bytes, error);
+        else if (error.status < 300) {
+          this.#warn('The answer to a batch of trigger events could not be read: its events go one a call', {
+            events: batch.length,
+            detail: error.detail,
+          });
         }
         for (const pending of batch) pending.solo = true;
         return;
@@ -338,6 +367,21 @@ export class ReportOutbox implements TriggerReports {
       this.#eventCalls -= 1;
       for (const pending of batch) pending.inFlight = false;
     }
+  }
+
+  /**
+   * A batch within this triggerer's bound refused as too large: the API's limit is lower. Batches
+   * are kept to half the refused size for BATCH_ROUTE_RECHECK_MS, so the next ones fit.
+   */
+  #batchTooLarge(events: number, bytes: number, error: HttpError): void {
+    const now = this.#options.clock.now();
+    const cap = Math.max(1, Math.floor(bytes / 2));
+    this.#batchBytesCap = { bytes: cap, until: now + BATCH_ROUTE_RECHECK_MS };
+    this.#options.metrics?.increment('triggerer.event_batches_too_large');
+    this.#warn(
+      `The Execution API refused a batch of trigger events of ${bytes} bytes as too large (this triggerer's bound: ${this.#options.eventCallMaxBytes}, from UPDRAFT_REQUEST_MAX_BYTES): its events go one a call, and batches stay under ${cap} bytes for 5 minutes. Is UPDRAFT_REQUEST_MAX_BYTES smaller on the API than here?`,
+      { events, bytes, detail: error.detail },
+    );
   }
 
   #noBatchRoute(error: HttpError & { status: number }): void {
@@ -375,9 +419,10 @@ export class ReportOutbox implements TriggerReports {
     this.#finals.delete(report.triggerId);
     this.#options.metrics?.increment(`triggerer.reports_${outcome}`);
     if (outcome === 'stale') {
-      this.#options.log.info(`The ${report.kind} of trigger ${report.triggerId} came too late`, {
+      this.#options.log.info(`The ${report.kind} of trigger ${report.triggerId} was not needed`, {
         triggerId: report.triggerId,
-        detail: 'the task no longer waits on this deferral (timed out, cleared or ended)',
+        detail:
+          'the task no longer waits on this deferral: applied already (an answer lost on the way), timed out, cleared or ended',
       });
     }
   }
@@ -403,13 +448,22 @@ export class ReportOutbox implements TriggerReports {
       return;
     }
     const contentRefused = isRefusal(error) && CONTENT_REFUSALS.has(error.status);
+    if (report.kind === 'event' && contentRefused && error.status === 413 && report.body.log) {
+      // Its log chunk may be what made it too large: the chunk goes on the logs route, and the
+      // event again without it.
+      const { log, ...body } = report.body;
+      this.log(report.triggerId, log);
+      pending.item = { kind: 'event', triggerId: report.triggerId, body };
+      delete pending.bytes;
+      pending.attempts = 0;
+      pending.dueAt = 0;
+      return;
+    }
     if (report.kind === 'event' && contentRefused) {
       // An event the API will never take (too large, malformed): the task fails with the reason
       // (its retries apply, as after any trigger failure) rather than wait for its timeout.
       this.#refusedReport(report.kind, report.triggerId, error);
       const { log } = report.body;
-      // Too large: its log may be why, so the log goes on the logs route, not with the failure.
-      if (log && error.status === 413) this.log(report.triggerId, log);
       pending.item = {
         kind: 'failure',
         triggerId: report.triggerId,
@@ -418,7 +472,7 @@ export class ReportOutbox implements TriggerReports {
             `its event was refused by the Execution API: ${error.status} ${error.detail}`,
             FAILURE_MAX_CHARS,
           ),
-          ...(log && error.status !== 413 ? { log } : {}),
+          ...(log ? { log } : {}),
         },
       };
       pending.attempts = 0;

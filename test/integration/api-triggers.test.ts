@@ -524,6 +524,19 @@ describe('trigger events in one call', () => {
     expect(await api.store.getTaskInstance(small.key)).toMatchObject({ state: 'scheduled' });
   });
 
+  it("ends the task with a failure event's reason however long its payload", async () => {
+    const job = await registerJob();
+    const { key, triggerId } = await deferredAndClaimed(job);
+    const reason = `upstream said no: ${'x'.repeat(api.settings.xcomMaxBytes)}`;
+    const response = await events(job, {
+      events: [{ trigger_id: triggerId, type: 'failure', payload: JSON.stringify(reason) }],
+    });
+    expect(response.body.results).toEqual([{ trigger_id: triggerId, outcome: 'applied' }]);
+    const failed = await api.store.getTaskInstance(key);
+    expect(failed?.state).toBe('failed');
+    expect(failed?.errorMessage).toMatch(/^The trigger ended the task as failed: upstream said no: x+/);
+  });
+
   it('answers 400 for an id no trigger can have, and applies the others', async () => {
     const job = await registerJob();
     const good = await deferredAndClaimed(job);

@@ -313,10 +313,116 @@ describe('ReportOutbox', () => {
         'failure b',
       ]);
       // The body fitted this triggerer's limit: the API's must be smaller, which is worth saying.
-      expect(lines.filter((line) => line.level === 'warn').map((line) => line.message)).toEqual([
-        'The Execution API refused a batch of trigger events as too large: its events go one a call. Is UPDRAFT_REQUEST_MAX_BYTES smaller on the API than on this triggerer?',
-      ]);
+      const warnings = lines.filter((line) => line.level === 'warn').map((line) => line.message);
+      expect(warnings).toHaveLength(1);
+      expect(warnings[0]).toMatch(
+        /^The Execution API refused a batch of trigger events of \d+ bytes as too large \(this triggerer's bound: 1000000, from UPDRAFT_REQUEST_MAX_BYTES\)/,
+      );
       expect((await metrics.snapshot()).counters['triggerer.event_batches_too_large']).toBe(1);
+    });
+
+    it('keeps batches under half a refused size after a 413, so the next ones fit the API', async () => {
+      let apiLimit: number | undefined = 700;
+      const { client, calls } = scriptedClient((kind, body) => {
+        if (kind !== 'events') return 'applied';
+        const size = Buffer.byteLength(JSON.stringify({ events: body }));
+        return apiLimit !== undefined && size > apiLimit ? refused(413, 'too large') : outcomes(body);
+      });
+      const { outbox } = start(client, { eventsPerCall: 100 });
+      const event = { type: 'resume' as const, payload: 'x'.repeat(100) };
+      for (let i = 0; i < 10; i++) outbox.event(`a${i}`, event);
+      await until(() => outbox.empty);
+      const refusedSize = Buffer.byteLength(JSON.stringify({ events: calls[0]?.body }));
+      for (let i = 0; i < 10; i++) outbox.event(`b${i}`, event);
+      await until(() => outbox.empty);
+      apiLimit = undefined;
+
+      const later = calls.filter((call) => call.kind === 'events' && sentIds(call.body)[0]?.startsWith('b'));
+      expect(later.length).toBeGreaterThan(1);
+      for (const call of later) {
+        expect(Buffer.byteLength(JSON.stringify({ events: call.body }))).toBeLessThanOrEqual(refusedSize / 2);
+      }
+      expect(calls.filter((call) => call.kind === 'event').map((call) => call.triggerId)).toEqual(
+        Array.from({ length: 10 }, (_, i) => `a${i}`),
+      );
+    });
+
+    it('sends the events of a batch whose answer cannot be read one a call, losing none', async () => {
+      const { client, calls } = scriptedClient((kind) =>
+        kind === 'events'
+          ? new HttpError(
+              'POST /execution/triggers/events',
+              200,
+              'the answer does not match the contract',
+              false,
+            )
+          : 'applied',
+      );
+      const { outbox, lines, metrics } = start(client, { eventsPerCall: 100 });
+      for (const id of ['a', 'b', 'c']) outbox.event(id, EVENT);
+      await until(() => outbox.empty);
+      expect(calls.filter((call) => call.kind === 'event').map((call) => call.triggerId)).toEqual([
+        'a',
+        'b',
+        'c',
+      ]);
+      expect(outbox.refused).toBe(0);
+      expect((await metrics.snapshot()).counters['triggerer.reports_applied']).toBe(3);
+      expect(lines.filter((line) => line.level === 'warn').map((line) => line.message)).toEqual([
+        'The answer to a batch of trigger events could not be read: its events go one a call',
+      ]);
+    });
+
+    it('warns of an answer naming a trigger it did not carry, and sends again an event it has no result for', async () => {
+      let first = true;
+      const { client, calls } = scriptedClient((kind, body) => {
+        if (kind !== 'events') return 'applied';
+        if (!first) return outcomes(body);
+        first = false;
+        return [{ trigger_id: 'zzz', outcome: 'applied' }];
+      });
+      const { outbox, lines } = start(client, { eventsPerCall: 100 });
+      outbox.event('a', EVENT);
+      await until(() => outbox.empty);
+      expect(calls.map((call) => sentIds(call.body))).toEqual([['a'], ['a']]);
+      expect(lines.filter((line) => line.level === 'warn').map((line) => line.message)).toContain(
+        'The answer to a batch of trigger events names triggers it did not carry, or one twice',
+      );
+    });
+
+    it('sends an event refused as too large again without its log chunk, which goes on the logs route', async () => {
+      const { client, calls } = scriptedClient((kind, body) => {
+        if (kind === 'logs') return undefined;
+        const withLog = (body as { log?: unknown }).log !== undefined;
+        return withLog ? refused(413, 'Request body is larger than 1048576 bytes') : 'applied';
+      });
+      const { outbox, metrics } = start(client);
+      outbox.event('a', { ...EVENT, log: { seq: 0, text: 'a long log' } });
+      await until(() => outbox.empty);
+      expect(calls.map((call) => call.kind)).toEqual(['event', 'event', 'logs']);
+      expect(calls[1]?.body).toEqual(EVENT);
+      expect((await metrics.snapshot()).counters['triggerer.reports_applied']).toBe(1);
+      expect(outbox.refused).toBe(0);
+    });
+
+    it('sends a failure however few calls are allowed, while events stream in', async () => {
+      const { client, calls } = scriptedClient(async (kind, body) => {
+        await new Promise((resolve) => setTimeout(resolve, 5));
+        return kind === 'events' ? outcomes(body) : 'applied';
+      });
+      const { outbox } = start(client, { eventsPerCall: 100, maxInFlight: 1 });
+      let index = 0;
+      const stream = setInterval(() => outbox.event(`e${index++}`, EVENT), 1);
+      try {
+        await until(() => calls.length >= 3);
+        outbox.failure('f1', { error: 'boom' });
+        outbox.log('f1', { seq: 0, text: 'its log' });
+        await until(
+          () => calls.some((call) => call.kind === 'failure') && calls.some((call) => call.kind === 'logs'),
+        );
+      } finally {
+        clearInterval(stream);
+      }
     });
 
     it('sends one call an event for five minutes when the API has no batch route (404), then tries a batch again', async () => {
