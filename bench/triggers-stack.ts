@@ -42,8 +42,8 @@ import { processCpuMs } from './triggers-process.ts';
 /**
  * The triggerer benchmark's API side: the API wired as `createApiStack` wires it (as
  * test/integration/api-harness.ts does), on the embedded in-memory DynamoDB in its own process (as
- * standalone runs it), served over real HTTP on 127.0.0.1; with `complete`, also a scheduler and a
- * worker pool wired as standalone wires them, which run each resumed TI to its end (the DAG is
+ * standalone runs it), served over real HTTP on 127.0.0.1; on `startRunning`, also a scheduler and
+ * a worker pool wired as standalone wires them, which run each resumed TI to its end (the DAG is
  * bench/dags-triggers/bench_deferred.ts, parsed and bundled as standalone does). Deferred work is
  * written straight to the store, as the items TaskLifecycle's deferral leaves (`putTrigger`, then
  * running → deferred): each TI in `deferred` at try 1, deferral 1, and its trigger. Both with
@@ -108,7 +108,9 @@ export interface TriggerStack {
   readTaskInstances(keys: readonly TaskInstanceKey[]): Promise<TaskInstance[]>;
   /** Events applied so far (the API's `triggers.events_applied`). */
   eventsApplied(): Promise<number>;
-  /** Runs that ended in success so far (with `complete`; 0 without): each holds TASKS_PER_RUN TIs. */
+  /** Starts a scheduler and a worker pool, which run the resumed TIs to their end. */
+  startRunning(): void;
+  /** Runs that ended in success so far (after `startRunning`): each holds TASKS_PER_RUN TIs. */
   runsSucceeded(): Promise<number>;
   triggererCredential(): Promise<string>;
   /** CPU milliseconds the store's process has used so far. */
@@ -116,7 +118,7 @@ export interface TriggerStack {
   close(): Promise<void>;
 }
 
-export async function startTriggerStack(options: { complete?: boolean } = {}): Promise<TriggerStack> {
+export async function startTriggerStack(): Promise<TriggerStack> {
   const home = await mkdtemp(join(tmpdir(), 'updraft-bench-triggers-'));
   // Defaults throughout (heartbeat interval and timeout, load interval, limits).
   const settings = settingsSchema.parse({ home, port: 0, dagsFolder: DAGS_FOLDER });
@@ -214,9 +216,7 @@ export async function startTriggerStack(options: { complete?: boolean } = {}): P
   if (!found) throw new Error(`${DAG_ID} did not parse: ${JSON.stringify(parsed.errors)}`);
   const versioned = found;
   await registerDags({ store, log, now, pausedAtCreation: false }, parsed);
-  const running = options.complete
-    ? startRunning(apiStack, { settings, store, queues, metrics, log, now, apiUrl, bundles })
-    : undefined;
+  let running: { stop(): Promise<void> } | undefined;
 
   async function seedTaskInstances(runPrefix: string, count: number): Promise<SeededTaskInstance[]> {
     const runs = Math.ceil(count / TASKS_PER_RUN);
@@ -340,6 +340,9 @@ export async function startTriggerStack(options: { complete?: boolean } = {}): P
     seedTriggers,
     readTaskInstances,
     eventsApplied: async () => (await metrics.snapshot()).counters['triggers.events_applied'] ?? 0,
+    startRunning: () => {
+      running ??= startRunning(apiStack, { settings, store, queues, metrics, log, now, apiUrl, bundles });
+    },
     runsSucceeded: async () => (await metrics.snapshot()).counters['dag_runs.success'] ?? 0,
     triggererCredential: () => tokens.issueClaims({ kind: 'triggerer' }, Date.now()),
     storeCpuMs: () => processCpuMs(dynamo.pid),

@@ -11,10 +11,11 @@
  *    event-to-resume latency = the TI's `nextEventAt` (when the API applied the event: the TI is
  *    `scheduled` to resume) − the moment, p50/p99/max, split at the event call's arrival at the
  *    API; TIs resumed; the triggerer's peak RSS (VmHWM) and its RSS once everything is claimed;
- *    the claim time. A scheduler and a worker pool (standalone's wiring, its default 8 slots) run
- *    each resumed TI to success meanwhile: TIs completed, and when the last did (waiting up to
- *    BENCH_TRIGGERS_COMPLETE_TIMEOUT_S, 300, after the last event). Targets: all resumed and
- *    completed, p99 < 2 s, peak RSS < 300 MB.
+ *    the claim time. Then a scheduler and a worker pool (standalone's wiring, its default 8 slots)
+ *    run each resumed TI to success: TIs completed, and when the last did (waiting up to
+ *    BENCH_TRIGGERS_COMPLETE_TIMEOUT_S, 300). They start once the events are in, so that on these
+ *    2 cores they do not compete with the triggerer, API and store being measured (on AWS the
+ *    workers run apart). Targets: all resumed and completed, p99 < 2 s, peak RSS < 300 MB.
  * 2. The largest count one triggerer sustains: BENCH_TRIGGERS_MAX (100,000) over 60 s when the
  *    rates part 1 measured (setup, claims, events) say it fits BENCH_TRIGGERS_MAX_BUDGET_S (110);
  *    otherwise the reason, and a short search within that budget (30 s windows) for the largest
