@@ -269,6 +269,8 @@ export async function startStandalone(settings: Settings, options: StandaloneOpt
             tokens.issueClaims({ kind: 'triggerer' }, Date.now(), TRIGGERER_CREDENTIAL_TTL_SECONDS),
           cwd,
           log: log.child({ component: 'triggerer' }),
+          // Its logs at the server's level, however that was set.
+          env: { ...process.env, UPDRAFT_LOG_LEVEL: settings.logLevel },
         })
       : undefined;
   triggerer?.start();
