@@ -64,7 +64,9 @@ function loadRows(run: LoadResult): [string, string, string][] {
       : [
           [
             'TIs completed (resumed on a worker, success)',
-            `${run.completed} of ${run.triggers}, the last ${seconds(run.completed_after_window_ms ?? 0)} s after the window`,
+            run.completion_timed_out
+              ? `${run.completed} of ${run.triggers}: the wait timed out ${seconds(run.completed_after_window_ms ?? 0)} s after the window`
+              : `${run.completed} of ${run.triggers}, the last ${seconds(run.completed_after_window_ms ?? 0)} s after the window`,
             TRIGGER_TARGETS.resumed,
           ] as [string, string, string],
         ]),

@@ -33,8 +33,10 @@ export interface LoadResult {
   resumed: number;
   /** With workers: TIs that resumed on a worker and ended in success. */
   completed?: number;
-  /** With workers (started once every event was applied): from the window's end to the last run's success (polled every 500 ms). */
+  /** With workers (started once every event was applied): from the window's end to the last run's success (polled every 500 ms), or to the time-out. */
   completed_after_window_ms?: number;
+  /** The wait for the TIs to end timed out. */
+  completion_timed_out?: boolean;
   /** nextEventAt (the event applied) − the trigger's moment, over the resumed TIs. */
   event_to_resume_ms: LatencyFigures;
   /** Its first part: moment → the event call reached the API (the triggerer, its outbox's queue). */
@@ -143,7 +145,7 @@ export async function loadScenario(options: LoadOptions): Promise<LoadResult> {
     let rssAfterLoad: number | undefined;
     let maxBacklog = 0;
     let maxRunning = 0;
-    let outcome = 'all applied';
+    let outcome = ALL_APPLIED;
     let nextProgress = Date.now() + 10_000;
     for (;;) {
       await sleep(POLL_MS);
@@ -183,8 +185,9 @@ export async function loadScenario(options: LoadOptions): Promise<LoadResult> {
     const warnings = child.warnings();
     child.kill();
     await child.exited;
+    // Runs whose events did not all come cannot finish: nothing to wait for then.
     const completion =
-      options.completeTimeoutMs === undefined
+      options.completeTimeoutMs === undefined || outcome !== ALL_APPLIED
         ? undefined
         : await waitForCompletion(stack, count, options.completeTimeoutMs, log);
 
@@ -219,6 +222,7 @@ export async function loadScenario(options: LoadOptions): Promise<LoadResult> {
         : {
             completed: tis.filter((ti) => ti.state === 'success').length,
             completed_after_window_ms: completion.lastAt - (windowStart + windowMs),
+            completion_timed_out: completion.timedOut,
           }),
       event_to_resume_ms: latency.figures,
       moment_to_api_ms: latency.toApi,
@@ -273,13 +277,20 @@ export async function loadScenario(options: LoadOptions): Promise<LoadResult> {
   }
 }
 
+const ALL_APPLIED = 'all applied';
+
 /** Waits until the runs of `count` TIs succeeded or `timeoutMs` passed; when the last one did. */
 async function waitForCompletion(
   stack: Awaited<ReturnType<typeof startTriggerStack>>,
   count: number,
   timeoutMs: number,
   log: (line: string) => void,
-): Promise<{ lastAt: number }> {
+): Promise<{ lastAt: number; timedOut: boolean }> {
+  if (count % TASKS_PER_RUN !== 0) {
+    throw new Error(
+      `${count} triggers: to run their TIs to their end the count must be a multiple of ${TASKS_PER_RUN} (the tasks of one bench_deferred run)`,
+    );
+  }
   stack.startRunning();
   const runs = Math.ceil(count / TASKS_PER_RUN);
   const deadline = Date.now() + timeoutMs;
@@ -287,7 +298,7 @@ async function waitForCompletion(
   for (;;) {
     const succeeded = await stack.runsSucceeded();
     const now = Date.now();
-    if (succeeded >= runs || now > deadline) return { lastAt: now };
+    if (succeeded >= runs || now > deadline) return { lastAt: now, timedOut: succeeded < runs };
     if (now >= nextProgress) {
       nextProgress = now + 10_000;
       log(`    completing: ${succeeded} of ${runs} runs (${TASKS_PER_RUN} TIs each) succeeded`);
@@ -364,7 +375,7 @@ export async function failoverScenario(options: {
     log(`  killed the triggerer holding ${killedSet.size} triggers (the other holds ${heldBySurvivor})`);
     let failoverMs: number | undefined;
     const deadline = Math.max(...moments) + 20_000;
-    let outcome = 'all applied';
+    let outcome = ALL_APPLIED;
     for (;;) {
       await sleep(100);
       if (failoverMs === undefined) {

@@ -12,7 +12,7 @@ import {
   type TaskInstanceKey,
   type Trigger,
 } from '#core/models.ts';
-import { registerDags } from '#engine/dag-registry.ts';
+import { type ParsedDagsFolder, registerDags } from '#engine/dag-registry.ts';
 import { runSchedulerTick } from '#engine/entrypoints.ts';
 import { createLogger } from '#engine/logger.ts';
 import type { EngineDeps } from '#engine/scheduler.ts';
@@ -210,12 +210,24 @@ export async function startTriggerStack(): Promise<TriggerStack> {
     fileTimeoutMs: settings.dagFileParseTimeoutMs,
     bundles,
   });
-  const parsed = await parser.parse();
-  parser.close();
-  const found = parsed.dags.find((entry) => entry.dag.dagId === DAG_ID);
-  if (!found) throw new Error(`${DAG_ID} did not parse: ${JSON.stringify(parsed.errors)}`);
-  const versioned = found;
-  await registerDags({ store, log, now, pausedAtCreation: false }, parsed);
+  let versioned: ParsedDagsFolder['dags'][number];
+  try {
+    const parsed = await parser.parse();
+    const found = parsed.dags.find((entry) => entry.dag.dagId === DAG_ID);
+    if (!found) throw new Error(`${DAG_ID} did not parse: ${JSON.stringify(parsed.errors)}`);
+    versioned = found;
+    await registerDags({ store, log, now, pausedAtCreation: false }, parsed);
+  } catch (error) {
+    // Nothing is left running: the store's process, the server, the queues.
+    closeQueues();
+    await closeServer(server);
+    dynamoClient.destroy();
+    await dynamo.close();
+    await rm(home, { recursive: true, force: true });
+    throw error;
+  } finally {
+    parser.close();
+  }
   let running: { stop(): Promise<void> } | undefined;
 
   async function seedTaskInstances(runPrefix: string, count: number): Promise<SeededTaskInstance[]> {

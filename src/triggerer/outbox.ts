@@ -64,6 +64,8 @@ interface Pending<T> {
   solo?: boolean;
   /** The event's bytes in a batch call's body, once measured. */
   bytes?: number;
+  /** Sent once its trigger's log chunks waiting here are delivered (they were taken off it). */
+  afterLog?: boolean;
 }
 
 interface LogItem {
@@ -116,6 +118,8 @@ export class ReportOutbox implements TriggerReports {
   /** Aborts the calls in flight (the drain's time is up, or the triggerer stops abruptly). */
   readonly #calls = new AbortController();
   #kick = new AbortController();
+  /** Which kind of call goes first in the next round (see `#sendDue`). */
+  #turn = 0;
   #refused = 0;
   /** Batch calls of events in flight. */
   #eventCalls = 0;
@@ -189,9 +193,13 @@ export class ReportOutbox implements TriggerReports {
     }
     if (dropped > 0) {
       this.#options.metrics?.increment('triggerer.log_chunks_dropped', dropped);
-      this.#warn('Trigger log chunks waiting for the API exceed the backlog limit: the oldest are dropped', {
-        dropped,
-      });
+      this.#warn(
+        'outbox',
+        'Trigger log chunks waiting for the API exceed the backlog limit: the oldest are dropped',
+        {
+          dropped,
+        },
+      );
     }
     this.#wake();
   }
@@ -230,25 +238,61 @@ export class ReportOutbox implements TriggerReports {
   }
 
   /**
-   * Failures and events sent alone first, then the logs, then batches of events: with few calls
-   * allowed, a stream of events cannot keep a failure or the logs from going.
+   * Starts the calls that are due: reports sent alone (failures, single events), the logs, and
+   * batches of events, taking turns at going first (the kind after the last that went first), so
+   * that with few calls allowed a stream of one kind cannot keep the others from going.
    */
   #sendDue(): void {
     const now = this.#options.clock.now();
+    const senders = [
+      () => this.#sendAlone(now),
+      () => this.#sendLogsIfDue(now),
+      () => this.#sendEventBatches(now),
+    ];
+    let first: number | undefined;
+    for (let step = 0; step < senders.length; step += 1) {
+      const kind = (this.#turn + step) % senders.length;
+      if (senders[kind]?.() && first === undefined) first = kind;
+    }
+    if (first !== undefined) this.#turn = (first + 1) % senders.length;
+  }
+
+  /** Starts the due reports that go on calls of their own; whether it started any. */
+  #sendAlone(now: number): boolean {
+    let started = false;
     for (const pending of this.#finals.values()) {
       if (this.#inFlight.size >= this.#options.maxInFlight) break;
-      if (pending.inFlight || pending.dueAt > now || this.#batched(pending)) continue;
+      if (pending.inFlight || pending.dueAt > now || this.#batched(pending) || this.#waitsForLog(pending))
+        continue;
       this.#track(this.#sendFinal(pending));
+      started = true;
     }
+    return started;
+  }
+
+  #sendLogsIfDue(now: number): boolean {
     if (
-      this.#logsInFlight === 0 &&
-      this.#logs.length > 0 &&
-      this.#logDueAt <= now &&
-      this.#inFlight.size < this.#options.maxInFlight
+      this.#logsInFlight > 0 ||
+      this.#logs.length === 0 ||
+      this.#logDueAt > now ||
+      this.#inFlight.size >= this.#options.maxInFlight
     ) {
-      this.#track(this.#sendLogs());
+      return false;
     }
-    this.#sendEventBatches(now);
+    this.#track(this.#sendLogs());
+    return true;
+  }
+
+  /**
+   * Whether the report waits for its trigger's log chunks to be delivered first: once its trigger
+   * is gone (the report applied), the API has nothing to file them under.
+   */
+  #waitsForLog(pending: Pending<FinalReport>): boolean {
+    if (!pending.afterLog) return false;
+    const { triggerId } = pending.item;
+    if (this.#logs.some((chunk) => chunk.trigger_id === triggerId)) return true;
+    pending.afterLog = false;
+    return false;
   }
 
   #track(call: Promise<void>): void {
@@ -282,17 +326,24 @@ export class ReportOutbox implements TriggerReports {
     return Math.min(EVENT_CALLS_IN_FLIGHT, Math.max(1, this.#options.maxInFlight - 1));
   }
 
-  /** Starts batch calls of the events that are due, up to EVENT_CALLS_IN_FLIGHT of them. */
-  #sendEventBatches(now: number): void {
+  /** Starts batch calls of the events that are due, up to EVENT_CALLS_IN_FLIGHT of them; whether it started any. */
+  #sendEventBatches(now: number): boolean {
     const { eventsPerCall, maxInFlight } = this.#options;
     const maxBytes = this.#batchMaxBytes(now);
+    let started = false;
     while (this.#eventCalls < this.#batchCallsAllowed && this.#inFlight.size < maxInFlight) {
       const batch: Pending<FinalReport>[] = [];
       let bytes = EVENTS_BODY_BYTES;
       for (const pending of this.#finals.values()) {
         if (batch.length >= eventsPerCall) break;
         const { item } = pending;
-        if (pending.inFlight || pending.dueAt > now || item.kind !== 'event' || !this.#batched(pending)) {
+        if (
+          pending.inFlight ||
+          pending.dueAt > now ||
+          item.kind !== 'event' ||
+          !this.#batched(pending) ||
+          this.#waitsForLog(pending)
+        ) {
           continue;
         }
         // Measured as sent, escapes included, plus the comma before it.
@@ -301,11 +352,13 @@ export class ReportOutbox implements TriggerReports {
         batch.push(pending);
         bytes += pending.bytes;
       }
-      if (batch.length === 0) return;
+      if (batch.length === 0) return started;
       for (const pending of batch) pending.inFlight = true;
       this.#eventCalls += 1;
       this.#track(this.#sendEvents(batch, bytes));
+      started = true;
     }
+    return started;
   }
 
   /** The bound on a batch's body now: the setting's, or lower for a while after a 413. */
@@ -329,16 +382,22 @@ export class ReportOutbox implements TriggerReports {
       const sent = new Set(events.map((event) => event.trigger_id));
       const unknown = answer.filter((result) => !sent.has(result.trigger_id)).length;
       if (unknown > 0 || results.size !== answer.length) {
-        this.#warn('The answer to a batch of trigger events names triggers it did not carry, or one twice', {
-          events: events.length,
-          results: answer.length,
-          unknown,
-        });
+        this.#warn(
+          'batch-answer',
+          'The answer to a batch of trigger events names triggers it did not carry, or one twice',
+          {
+            events: events.length,
+            results: answer.length,
+            unknown,
+          },
+        );
       }
       for (const pending of batch) {
         const result = results.get(pending.item.triggerId);
         if (result !== undefined && 'outcome' in result) this.#delivered(pending, result.outcome);
         else {
+          // An event the answer left out goes alone next time, where the answer is its own.
+          if (result === undefined) pending.solo = true;
           const error =
             result === undefined
               ? new HttpError(EVENTS_CALL, 200, 'the answer had no result for this trigger', true)
@@ -354,10 +413,14 @@ export class ReportOutbox implements TriggerReports {
         if (error.status === 404 || error.status === 405) this.#noBatchRoute(error);
         else if (error.status === 413 && batch.length > 1) this.#batchTooLarge(batch.length, bytes, error);
         else if (error.status < 300) {
-          this.#warn('The answer to a batch of trigger events could not be read: its events go one a call', {
-            events: batch.length,
-            detail: error.detail,
-          });
+          this.#warn(
+            'batch-answer',
+            'The answer to a batch of trigger events could not be read: its events go one a call',
+            {
+              events: batch.length,
+              detail: error.detail,
+            },
+          );
         }
         for (const pending of batch) pending.solo = true;
         return;
@@ -379,6 +442,7 @@ export class ReportOutbox implements TriggerReports {
     this.#batchBytesCap = { bytes: cap, until: now + BATCH_ROUTE_RECHECK_MS };
     this.#options.metrics?.increment('triggerer.event_batches_too_large');
     this.#warn(
+      'batch-too-large',
       `The Execution API refused a batch of trigger events of ${bytes} bytes as too large (this triggerer's bound: ${this.#options.eventCallMaxBytes}, from UPDRAFT_REQUEST_MAX_BYTES): its events go one a call, and batches stay under ${cap} bytes for 5 minutes. Is UPDRAFT_REQUEST_MAX_BYTES smaller on the API than here?`,
       { events, bytes, detail: error.detail },
     );
@@ -450,10 +514,12 @@ export class ReportOutbox implements TriggerReports {
     const contentRefused = isRefusal(error) && CONTENT_REFUSALS.has(error.status);
     if (report.kind === 'event' && contentRefused && error.status === 413 && report.body.log) {
       // Its log chunk may be what made it too large: the chunk goes on the logs route, and the
-      // event again without it.
+      // event again without it once the chunk is delivered (after the event, the chunk would
+      // find its trigger gone).
       const { log, ...body } = report.body;
       this.log(report.triggerId, log);
       pending.item = { kind: 'event', triggerId: report.triggerId, body };
+      pending.afterLog = true;
       delete pending.bytes;
       pending.attempts = 0;
       pending.dueAt = 0;
@@ -548,7 +614,7 @@ export class ReportOutbox implements TriggerReports {
     pending.attempts += 1;
     pending.dueAt = clock.now() + backoffDelay(this.#options.retry, pending.attempts, this.#options.random());
     metrics?.increment('triggerer.reports_retried');
-    this.#warn(`Could not send ${what}; it is kept and sent again`, {
+    this.#warn('outbox', `Could not send ${what}; it is kept and sent again`, {
       attempts: pending.attempts,
       error: messageOf(error),
     });
@@ -582,7 +648,8 @@ export class ReportOutbox implements TriggerReports {
     // Events that wait for a batch call to end are woken by that call's end.
     const batchesFull = this.#eventCalls >= this.#batchCallsAllowed;
     for (const pending of this.#finals.values()) {
-      if (!pending.inFlight && !(batchesFull && this.#batched(pending)))
+      // One waiting for its log chunks is woken by the logs call's end.
+      if (!pending.inFlight && !(batchesFull && this.#batched(pending)) && !this.#waitsForLog(pending))
         wakeAt = Math.min(wakeAt, pending.dueAt);
     }
     if (wakeAt <= now && this.#inFlight.size < this.#options.maxInFlight) return;
@@ -597,7 +664,8 @@ export class ReportOutbox implements TriggerReports {
     this.#kick.abort();
   }
 
-  #warn(message: string, fields: Record<string, unknown>): void {
-    if (this.#warnings.allows('outbox')) this.#options.log.warn(message, fields);
+  /** A warning, at most one per `topic` per throttle interval. */
+  #warn(topic: string, message: string, fields: Record<string, unknown>): void {
+    if (this.#warnings.allows(topic)) this.#options.log.warn(message, fields);
   }
 }

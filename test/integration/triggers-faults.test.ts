@@ -87,10 +87,14 @@ describe.each([1, 100])(
       const before = (await api.metrics.snapshot()).counters['triggers.events_applied'] ?? 0;
       const keys: TaskInstanceKey[] = [];
       for (let index = 0; index < TASKS; index += 1) {
-        keys.push(await deferredTask(`run_${eventsPerCall}_${index}`, Date.now() + 200 + index * 30));
+        // Five at each moment: their events are due together and may share a call.
+        const momentMs = Date.now() + 300 + Math.floor(index / 5) * 150;
+        keys.push(await deferredTask(`run_${eventsPerCall}_${index}`, momentMs));
       }
+      // Event calls draw from their own sequence, so the other calls' timing does not shift it.
       const random = prng(42);
-      const faults = { refused: 0, dropped: 0, eventCalls: 0 };
+      const otherRandom = prng(7);
+      const faults = { refused: 0, dropped: 0, eventCalls: 0, largestBatch: 0 };
       const faultyFetch: typeof fetch = async (input, init) => {
         const request = new Request(input, init);
         const { pathname } = new URL(request.url);
@@ -98,7 +102,12 @@ describe.each([1, 100])(
         // The first two calls carrying events are dropped after being applied, then refused, so
         // both faults hit event delivery however the events happen to be grouped into calls.
         const eventCall = carriesEvents(pathname) ? ++faults.eventCalls : 0;
-        const draw = eventCall === 1 || eventCall === 2 ? 0.4 : eventCall === 3 ? 0 : random();
+        if (pathname === '/execution/triggers/events') {
+          const { events } = (await request.clone().json()) as { events: unknown[] };
+          faults.largestBatch = Math.max(faults.largestBatch, events.length);
+        }
+        const forced = eventCall === 1 || eventCall === 2 ? 0.4 : eventCall === 3 ? 0 : undefined;
+        const draw = forced ?? (eventCall === 0 ? otherRandom() : random());
         if (draw < 0.3) {
           faults.refused += 1;
           return new Response(JSON.stringify({ detail: 'injected', status: 503 }), {
@@ -160,6 +169,9 @@ describe.each([1, 100])(
       expect((counters['triggers.events_applied'] ?? 0) - before).toBe(TASKS);
       expect(faults.refused).toBeGreaterThanOrEqual(1);
       expect(faults.dropped).toBeGreaterThanOrEqual(2);
+      // With batches, some call carried several events (the per-event answers were used).
+      if (eventsPerCall > 1) expect(faults.largestBatch).toBeGreaterThan(1);
+      else expect(faults.largestBatch).toBe(0);
       expect((await api.store.listTriggers({ limit: 100 })).items).toEqual([]);
     }, 60_000);
   },

@@ -373,7 +373,7 @@ describe('ReportOutbox', () => {
       ]);
     });
 
-    it('warns of an answer naming a trigger it did not carry, and sends again an event it has no result for', async () => {
+    it('warns of an answer naming a trigger it did not carry, and sends an event it has no result for again alone', async () => {
       let first = true;
       const { client, calls } = scriptedClient((kind, body) => {
         if (kind !== 'events') return 'applied';
@@ -384,13 +384,17 @@ describe('ReportOutbox', () => {
       const { outbox, lines } = start(client, { eventsPerCall: 100 });
       outbox.event('a', EVENT);
       await until(() => outbox.empty);
-      expect(calls.map((call) => sentIds(call.body))).toEqual([['a'], ['a']]);
+      // Sent again alone, where the answer is its own.
+      expect(calls.map((call) => `${call.kind} ${call.triggerId ?? sentIds(call.body).join(',')}`)).toEqual([
+        'events a',
+        'event a',
+      ]);
       expect(lines.filter((line) => line.level === 'warn').map((line) => line.message)).toContain(
         'The answer to a batch of trigger events names triggers it did not carry, or one twice',
       );
     });
 
-    it('sends an event refused as too large again without its log chunk, which goes on the logs route', async () => {
+    it('sends an event refused as too large again without its log chunk, once the chunk is on the logs route', async () => {
       const { client, calls } = scriptedClient((kind, body) => {
         if (kind === 'logs') return undefined;
         const withLog = (body as { log?: unknown }).log !== undefined;
@@ -399,10 +403,47 @@ describe('ReportOutbox', () => {
       const { outbox, metrics } = start(client);
       outbox.event('a', { ...EVENT, log: { seq: 0, text: 'a long log' } });
       await until(() => outbox.empty);
-      expect(calls.map((call) => call.kind)).toEqual(['event', 'event', 'logs']);
-      expect(calls[1]?.body).toEqual(EVENT);
+      // The chunk first: once the event is applied its trigger is gone, and a late chunk with it.
+      expect(calls.map((call) => call.kind)).toEqual(['event', 'logs', 'event']);
+      expect(calls[2]?.body).toEqual(EVENT);
       expect((await metrics.snapshot()).counters['triggerer.reports_applied']).toBe(1);
       expect(outbox.refused).toBe(0);
+    });
+
+    it('sends batches of events with one call allowed while log chunks stream in', async () => {
+      const { client, calls } = scriptedClient(async (kind, body) => {
+        await new Promise((resolve) => setTimeout(resolve, 5));
+        return kind === 'events' ? outcomes(body) : kind === 'logs' ? undefined : 'applied';
+      });
+      const { outbox } = start(client, { eventsPerCall: 100, maxInFlight: 1 });
+      let index = 0;
+      const stream = setInterval(() => outbox.log(`l${index}`, { seq: index++, text: 'line' }), 1);
+      try {
+        await until(() => calls.length >= 3);
+        outbox.event('a', EVENT);
+        await until(() => calls.some((call) => call.kind === 'events'));
+      } finally {
+        clearInterval(stream);
+      }
+    });
+
+    it('sends log chunks while events sent one a call stream in', async () => {
+      const { client, calls } = scriptedClient(async (kind) => {
+        await new Promise((resolve) => setTimeout(resolve, 5));
+        return kind === 'logs' ? undefined : 'applied';
+      });
+      const { outbox } = start(client, { eventsPerCall: 1, maxInFlight: 2 });
+      let index = 0;
+      const stream = setInterval(() => {
+        for (let i = 0; i < 5; i++) outbox.event(`e${index++}`, EVENT);
+      }, 1);
+      try {
+        await until(() => calls.length >= 10);
+        outbox.log('t', { seq: 0, text: 'line' });
+        await until(() => calls.some((call) => call.kind === 'logs'));
+      } finally {
+        clearInterval(stream);
+      }
     });
 
     it('sends a failure however few calls are allowed, while events stream in', async () => {
