@@ -22,7 +22,7 @@ import { FileLogStore } from '#logs/file-store.ts';
 import { MetricsRegistry } from '#metrics/registry.ts';
 import { createInMemoryQueues } from '#queue/memory.ts';
 import { DagFileParser } from '#standalone/parse-dags.ts';
-import { BackgroundTasks, InProcessTimers, schedulerLoop } from '#standalone/services.ts';
+import { BackgroundTasks, InProcessTimers, schedulerLoop, taskWorkerPool } from '#standalone/services.ts';
 import { batchWriteAll } from '#store/batch.ts';
 import { DynamoStore } from '#store/dynamodb.ts';
 import {
@@ -36,7 +36,6 @@ import { instrumentClient, RequestCounter, type RequestCounts } from '#store/ins
 import { taskInstanceToItem } from '#store/items.ts';
 import { triggerToItem } from '#store/trigger-store.ts';
 import { ExecutionClient } from '#worker/execution-client.ts';
-import { WorkerPool } from '#worker/pool.ts';
 import { processCpuMs } from './triggers-process.ts';
 
 /**
@@ -407,18 +406,11 @@ function startRunning(
   background.every(settings.schedulerTickMs, async () => {
     await runSchedulerTick(engine);
   });
-  const workers = new WorkerPool({
-    queues: [queues.tasks_high, queues.tasks_default, queues.tasks_low],
+  const workers = taskWorkerPool({
+    settings,
+    queues,
     client: new ExecutionClient(deps.apiUrl),
-    slots: settings.workerSlots,
-    dagsFolder: settings.dagsFolder,
     bundlesFolder: deps.bundles.folder,
-    heartbeatIntervalMs: settings.heartbeatIntervalMs,
-    heartbeatTimeoutMs: settings.heartbeatTimeoutMs,
-    shutdownGraceMs: settings.shutdownGraceSeconds * 1000,
-    taskMemoryLimitMb: settings.taskMemoryLimitMb,
-    spareRunners: settings.spareTaskRunners,
-    allowedDeserializationClasses: settings.allowedDeserializationClasses,
     metrics: deps.metrics,
     log,
     cwd: process.cwd(),

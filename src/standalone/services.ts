@@ -212,18 +212,11 @@ export async function startStandalone(settings: Settings, options: StandaloneOpt
   const executionClient = new ExecutionClient(apiUrl, {
     fetch: (input, init) => Promise.resolve(apiFetch(new Request(input, init))),
   });
-  const workers = new WorkerPool({
-    queues: [queues.tasks_high, queues.tasks_default, queues.tasks_low],
+  const workers = taskWorkerPool({
+    settings,
+    queues,
     client: executionClient,
-    slots: settings.workerSlots,
-    dagsFolder: settings.dagsFolder,
     bundlesFolder: bundles.folder,
-    heartbeatIntervalMs: settings.heartbeatIntervalMs,
-    heartbeatTimeoutMs: settings.heartbeatTimeoutMs,
-    shutdownGraceMs: settings.shutdownGraceSeconds * 1000,
-    taskMemoryLimitMb: settings.taskMemoryLimitMb,
-    spareRunners: settings.spareTaskRunners,
-    allowedDeserializationClasses: settings.allowedDeserializationClasses,
     metrics,
     log: log.child({ component: 'worker' }),
     cwd,
@@ -361,6 +354,35 @@ async function listen(
       `Port ${settings.port} on ${settings.host} is in use: stop the other process or set PORT`,
     );
   }
+}
+
+/** Standalone's task workers: the three task queues, with the settings' slots and limits. */
+export function taskWorkerPool(deps: {
+  settings: Settings;
+  queues: Queues;
+  client: ExecutionClient;
+  bundlesFolder: string;
+  metrics: MetricsRegistry;
+  log: Logger;
+  cwd: string;
+}): WorkerPool {
+  const { settings, queues } = deps;
+  return new WorkerPool({
+    queues: [queues.tasks_high, queues.tasks_default, queues.tasks_low],
+    client: deps.client,
+    slots: settings.workerSlots,
+    dagsFolder: settings.dagsFolder,
+    bundlesFolder: deps.bundlesFolder,
+    heartbeatIntervalMs: settings.heartbeatIntervalMs,
+    heartbeatTimeoutMs: settings.heartbeatTimeoutMs,
+    shutdownGraceMs: settings.shutdownGraceSeconds * 1000,
+    taskMemoryLimitMb: settings.taskMemoryLimitMb,
+    spareRunners: settings.spareTaskRunners,
+    allowedDeserializationClasses: settings.allowedDeserializationClasses,
+    metrics: deps.metrics,
+    log: deps.log,
+    cwd: deps.cwd,
+  });
 }
 
 export async function schedulerLoop(
