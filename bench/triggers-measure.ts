@@ -24,15 +24,15 @@ export function figuresOf(values: readonly number[]): LatencyFigures {
   return { p50: percentile(sorted, 50), p99: percentile(sorted, 99), max: sorted.at(-1) ?? Number.NaN };
 }
 
+/** States of a TI whose event was applied: scheduled to resume, or resumed since. */
+const RESUMED: ReadonlySet<string> = new Set(['scheduled', 'queued', 'running', 'success']);
+
 /**
- * Over the resumed TIs (`scheduled`, with the event as their next event): applied (nextEventAt) −
+ * Over the resumed TIs (in a RESUMED state, `nextEventAt` set): applied (nextEventAt) −
  * moment, and its two parts where the API saw the event call: moment → the call reached the API
  * (the triggerer: its timer, its outbox and the outbox's queue), and the call's arrival → applied
  * (the API and the store).
  */
-/** States of a TI whose event was applied: scheduled to resume, or resumed since. */
-const RESUMED: ReadonlySet<string> = new Set(['scheduled', 'queued', 'running', 'success']);
-
 export function resumeLatencies(
   seeded: readonly SeededTrigger[],
   tis: readonly TaskInstance[],

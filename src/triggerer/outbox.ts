@@ -123,8 +123,11 @@ export class ReportOutbox implements TriggerReports {
   #refused = 0;
   /** Batch calls of events in flight. */
   #eventCalls = 0;
-  /** Until when (clock ms) events go one a call: the API answered the batch route with 404 or 405. */
-  #batchRouteMissingUntil = Number.NEGATIVE_INFINITY;
+  /**
+   * Until when (clock ms) events go one a call: the API answered the batch route with 404 or 405.
+   * Cleared at the start of the round after it (`#sendDue`), not checked per report.
+   */
+  #batchRouteMissingUntil: number | undefined;
   /** A lower bound on a batch's body after the API refused one as too large, and until when. */
   #batchBytesCap: { bytes: number; until: number } | undefined;
   readonly #warnings: WarningThrottle;
@@ -244,6 +247,8 @@ export class ReportOutbox implements TriggerReports {
    */
   #sendDue(): void {
     const now = this.#options.clock.now();
+    if (this.#batchRouteMissingUntil !== undefined && this.#batchRouteMissingUntil <= now)
+      this.#batchRouteMissingUntil = undefined;
     const senders = [
       () => this.#sendAlone(now),
       () => this.#sendLogsIfDue(now),
@@ -314,7 +319,7 @@ export class ReportOutbox implements TriggerReports {
       pending.item.kind === 'event' &&
       !pending.solo &&
       this.#options.eventsPerCall > 1 &&
-      this.#batchRouteMissingUntil <= this.#options.clock.now()
+      this.#batchRouteMissingUntil === undefined
     );
   }
 
@@ -364,7 +369,8 @@ export class ReportOutbox implements TriggerReports {
   /** The bound on a batch's body now: the setting's, or lower for a while after a 413. */
   #batchMaxBytes(now: number): number {
     const cap = this.#batchBytesCap;
-    if (cap !== undefined && cap.until > now) return Math.min(cap.bytes, this.#options.eventCallMaxBytes);
+    // Half a batch that was within the setting's bound: always the lower of the two.
+    if (cap !== undefined && cap.until > now) return cap.bytes;
     this.#batchBytesCap = undefined;
     return this.#options.eventCallMaxBytes;
   }
@@ -449,9 +455,8 @@ export class ReportOutbox implements TriggerReports {
   }
 
   #noBatchRoute(error: HttpError & { status: number }): void {
-    const now = this.#options.clock.now();
-    if (this.#batchRouteMissingUntil > now) return;
-    this.#batchRouteMissingUntil = now + BATCH_ROUTE_RECHECK_MS;
+    if (this.#batchRouteMissingUntil !== undefined) return;
+    this.#batchRouteMissingUntil = this.#options.clock.now() + BATCH_ROUTE_RECHECK_MS;
     this.#options.log.warn(
       'The Execution API has no batch route for trigger events (an older version): each event goes on a call of its own for the next 5 minutes',
       { status: error.status, detail: error.detail },
