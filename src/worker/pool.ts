@@ -3,11 +3,11 @@ import { hostname } from 'node:os';
 import { type TaskWorkload, taskWorkloadSchema } from '#contracts/messages.ts';
 import type { Logger } from '#engine/logger.ts';
 import type { MetricsRegistry } from '#metrics/registry.ts';
+import { DeleteBatcher } from '#queue/delete-batcher.ts';
 import type { Queue, ReceivedMessage } from '#queue/port.ts';
 import { systemClock, type WorkerClock } from './clock.ts';
 import type { ExecutionClient } from './execution-client.ts';
 import { ProcessTaskExecutor, type TaskExecutor } from './executor.ts';
-import { DeleteBatcher } from './reports.ts';
 import { runWorkload, type WorkloadDeps } from './run-workload.ts';
 
 const MAX_BATCH = 10;

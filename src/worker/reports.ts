@@ -1,4 +1,3 @@
-import type { Queue } from '#queue/port.ts';
 import type { FinishState, StartedTask } from './execution-client.ts';
 import type { RunnerOutcome } from './protocol.ts';
 
@@ -43,24 +42,4 @@ export function truncate(message: string): string {
   if (message.length <= MAX_ERROR_MESSAGE) return message;
   const notice = '… [truncated; see the log of this try]';
   return message.slice(0, MAX_ERROR_MESSAGE - notice.length) + notice;
-}
-
-/** Deletes received messages in batch calls: workloads started in the same turn share one delete. */
-export class DeleteBatcher {
-  readonly #pending = new Map<Queue, { receipts: string[]; flushed: Promise<void> }>();
-
-  delete(queue: Queue, receiptHandle: string): Promise<void> {
-    let batch = this.#pending.get(queue);
-    if (!batch) {
-      const receipts: string[] = [];
-      const flushed = new Promise<void>((resolve) => setImmediate(resolve)).then(() => {
-        this.#pending.delete(queue);
-        return queue.delete(receipts);
-      });
-      batch = { receipts, flushed };
-      this.#pending.set(queue, batch);
-    }
-    batch.receipts.push(receiptHandle);
-    return batch.flushed;
-  }
 }
