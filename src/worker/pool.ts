@@ -12,6 +12,11 @@ import { runWorkload, type WorkloadDeps } from './run-workload.ts';
 
 const MAX_BATCH = 10;
 const LONG_POLL_MS = 10_000;
+/**
+ * How long started workloads' messages wait to be deleted together (a started try's redelivery
+ * is refused anyway; far below the smallest visibility timeout, 1 s).
+ */
+const WORKLOAD_DELETE_DELAY_MS = 100;
 /** How long a busy pool waits for more free slots before receiving. */
 const REFILL_WAIT_MS = 5;
 
@@ -76,7 +81,7 @@ export class WorkerPool {
   #loop: Promise<void> | null = null;
   #loopAbort = new AbortController();
   #slotFreed: (() => void) | null = null;
-  readonly #deletes = new DeleteBatcher();
+  readonly #deletes = new DeleteBatcher({ delayMs: WORKLOAD_DELETE_DELAY_MS });
   readonly #polls = new Map<Queue, Poll>();
 
   constructor(options: WorkerPoolOptions) {
@@ -144,6 +149,7 @@ export class WorkerPool {
     clearTimeout(timer);
     for (const entry of this.#running.values()) entry.stop.abort('handed_back');
     await Promise.all([...this.#running.values()].map((entry) => entry.done));
+    await this.#deletes.flush();
     this.#processes?.close();
   }
 
@@ -185,15 +191,22 @@ export class WorkerPool {
     });
   }
 
-  /** Up to `max` ready messages, taking from higher-priority queues first, without waiting. */
+  /**
+   * Up to `max` ready messages, taking from higher-priority queues first, without waiting. A queue
+   * with a long-poll outstanding is not asked again: what arrives there answers that poll, and
+   * the next round takes it first. A queue found empty gets such a long-poll, so that a busy
+   * queue's rounds do not each cost an empty receive on every idle one.
+   */
   async #probe(queues: readonly Queue[], max: number): Promise<Received[]> {
     const taken: Received[] = [];
     for (const queue of queues) {
       if (taken.length >= max) break;
+      if (this.#polls.has(queue)) continue;
       const messages = await queue.receive({
         maxMessages: Math.min(MAX_BATCH, max - taken.length),
         waitTimeMs: 0,
       });
+      if (messages.length === 0 && !this.#stopping) this.#poll(queue, max);
       for (const message of messages) taken.push({ queue, message });
     }
     return taken;
@@ -205,28 +218,30 @@ export class WorkerPool {
    * workload that arrives on another queue.
    */
   async #longPoll(queues: readonly Queue[], max: number): Promise<Received[]> {
-    for (const queue of queues) {
-      if (this.#polls.has(queue)) continue;
-      const poll: Poll = { result: null, answered: Promise.resolve() };
-      poll.answered = queue
-        .receive({
-          maxMessages: Math.min(MAX_BATCH, max),
-          waitTimeMs: LONG_POLL_MS,
-          signal: this.#loopAbort.signal,
-        })
-        .then(
-          (messages) => {
-            poll.result = messages.map((message) => ({ queue, message }));
-          },
-          (error: unknown) => {
-            poll.result = [];
-            this.#options.log.warn('Receiving task workloads failed', { queue: queue.name, error });
-          },
-        );
-      this.#polls.set(queue, poll);
-    }
+    for (const queue of queues) if (!this.#polls.has(queue)) this.#poll(queue, max);
     await Promise.race([...this.#polls.values()].map((poll) => poll.answered));
     return this.#release(this.#harvest(queues), max);
+  }
+
+  /** Starts the long-poll of `queue`; its messages wait in the poll until a round takes them. */
+  #poll(queue: Queue, max: number): void {
+    const poll: Poll = { result: null, answered: Promise.resolve() };
+    poll.answered = queue
+      .receive({
+        maxMessages: Math.min(MAX_BATCH, max),
+        waitTimeMs: LONG_POLL_MS,
+        signal: this.#loopAbort.signal,
+      })
+      .then(
+        (messages) => {
+          poll.result = messages.map((message) => ({ queue, message }));
+        },
+        (error: unknown) => {
+          poll.result = [];
+          this.#options.log.warn('Receiving task workloads failed', { queue: queue.name, error });
+        },
+      );
+    this.#polls.set(queue, poll);
   }
 
   /** Messages of the long-polls that have answered, highest-priority queue first. */

@@ -163,6 +163,20 @@ describe('WorkerPool', () => {
     expect(receivesOf()).toEqual(idleBefore);
   });
 
+  it('does not ask an idle higher-priority queue again on every round of a busy one', async () => {
+    const calls: Call[] = [];
+    const { pool: started, queues: q } = startPool(calls, 2);
+    const tasks = Array.from({ length: 12 }, (_, index) => `busy${index}`);
+    // A backlog: every round finds full receives on the default queue.
+    await q.queues.tasks_default.send(tasks.map((taskId) => ({ body: workload(taskId) })));
+    started.start();
+    await waitFor(() => calls.filter((call) => call.action === 'state').length === tasks.length);
+    // Rounds of two on the default queue; the idle high-priority queue was probed once and then
+    // long-polled, not probed again each round.
+    expect(q.queues.tasks_default.operations().receive).toBeGreaterThanOrEqual(6);
+    expect(q.queues.tasks_high.operations().receive).toBeLessThanOrEqual(2);
+  });
+
   it('stops a task at its execution timeout and reports a retryable failure', async () => {
     const calls: Call[] = [];
     const { pool: started, queues: q } = startPool(calls, 1);
