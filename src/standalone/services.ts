@@ -18,7 +18,6 @@ import { parseExecutionKeys } from '#engine/tokens.ts';
 import { closeServer, listenOn } from '#http/server.ts';
 import { FileLogStore } from '#logs/file-store.ts';
 import { MetricsRegistry } from '#metrics/registry.ts';
-import { DeleteBatcher } from '#queue/delete-batcher.ts';
 import { createInMemoryQueues } from '#queue/memory.ts';
 import { MAX_BATCH, type Queue, type Queues } from '#queue/port.ts';
 import { DynamoStore } from '#store/dynamodb.ts';
@@ -386,23 +385,13 @@ export function taskWorkerPool(deps: {
   });
 }
 
-/**
- * How long the scheduler loop holds handled scheduling requests before deleting them in one call
- * (far below the smallest visibility timeout, 1 s, so they are not handed out again meanwhile).
- */
-export const SCHEDULING_DELETE_DELAY_MS = 200;
-
 export async function schedulerLoop(
   queue: Queue,
   engineFor: () => EngineDeps,
   signal: AbortSignal,
   log: Logger,
   batchSize: number,
-  deleteDelayMs = SCHEDULING_DELETE_DELAY_MS,
 ): Promise<void> {
-  // Handled requests are deleted together: one delete call per full batch or per delay, not one
-  // per pass (a pass's batch is often one request when they come one at a time).
-  const deletes = new DeleteBatcher({ delayMs: deleteDelayMs });
   while (!signal.aborted) {
     try {
       const messages = await queue.receive({
@@ -425,20 +414,15 @@ export async function schedulerLoop(
         messages.push(...more);
       }
       const { retry } = await handleSchedulingMessages(engineFor(), messages);
-      for (const message of messages) {
-        if (retry.includes(message.receiptHandle)) continue;
-        deletes.delete(queue, message.receiptHandle).catch((error: unknown) => {
-          log.warn('Deleting handled scheduling requests failed; they come back and are handled again', {
-            error,
-          });
-        });
-      }
+      const done = messages
+        .map((message) => message.receiptHandle)
+        .filter((receipt) => !retry.includes(receipt));
+      await queue.delete(done);
     } catch (error) {
       log.error('Scheduler loop error', { error });
       await new Promise((resolve) => setTimeout(resolve, 1_000));
     }
   }
-  await deletes.flush();
 }
 
 /** Ticks until the reconcile cursor has gone once round every active run (bounded). */

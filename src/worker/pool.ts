@@ -4,25 +4,27 @@ import { type TaskWorkload, taskWorkloadSchema } from '#contracts/messages.ts';
 import type { Logger } from '#engine/logger.ts';
 import type { MetricsRegistry } from '#metrics/registry.ts';
 import { DeleteBatcher } from '#queue/delete-batcher.ts';
-import type { Queue, ReceivedMessage } from '#queue/port.ts';
+import { MAX_BATCH, type Queue, type ReceivedMessage } from '#queue/port.ts';
 import { systemClock, type WorkerClock } from './clock.ts';
 import type { ExecutionClient } from './execution-client.ts';
 import { ProcessTaskExecutor, type TaskExecutor } from './executor.ts';
 import { runWorkload, type WorkloadDeps } from './run-workload.ts';
 
-const MAX_BATCH = 10;
 const LONG_POLL_MS = 10_000;
 /**
- * How long started workloads' messages wait to be deleted together (a started try's redelivery
- * is refused anyway; far below the smallest visibility timeout, 1 s).
+ * Started workloads' messages are deleted together, at most this long after they were received
+ * (a try that takes longer to start is deleted at once after): a started try's redelivery is
+ * refused anyway, and this is far below the smallest visibility timeout (1 s).
  */
-const WORKLOAD_DELETE_DELAY_MS = 100;
+const WORKLOAD_DELETE_DELAY_MS = 250;
 /** How long a busy pool waits for more free slots before receiving. */
 const REFILL_WAIT_MS = 5;
 
 interface Received {
   queue: Queue;
   message: ReceivedMessage;
+  /** When the receive answered (epoch ms): the message's visibility timeout runs from then. */
+  receivedAt: number;
 }
 
 /** An outstanding long-poll on one queue; `result` is set once it answered. */
@@ -81,7 +83,14 @@ export class WorkerPool {
   #loop: Promise<void> | null = null;
   #loopAbort = new AbortController();
   #slotFreed: (() => void) | null = null;
-  readonly #deletes = new DeleteBatcher({ delayMs: WORKLOAD_DELETE_DELAY_MS });
+  readonly #deletes = new DeleteBatcher({
+    delayMs: WORKLOAD_DELETE_DELAY_MS,
+    onError: (error, count) =>
+      this.#options.log.warn(
+        `Deleting ${count} started workloads failed; their redeliveries will be refused`,
+        { error },
+      ),
+  });
   readonly #polls = new Map<Queue, Poll>();
 
   constructor(options: WorkerPoolOptions) {
@@ -170,7 +179,7 @@ export class WorkerPool {
       probe = messages.length >= Math.min(MAX_BATCH, free);
       // A stop that began while receiving: nothing new starts, the messages go back at once.
       if (this.#stopping) await this.#release(messages, 0);
-      else for (const { queue, message } of messages) this.#launch(queue, message);
+      else for (const received of messages) this.#launch(received);
     }
   }
 
@@ -191,23 +200,17 @@ export class WorkerPool {
     });
   }
 
-  /**
-   * Up to `max` ready messages, taking from higher-priority queues first, without waiting. A queue
-   * with a long-poll outstanding is not asked again: what arrives there answers that poll, and
-   * the next round takes it first. A queue found empty gets such a long-poll, so that a busy
-   * queue's rounds do not each cost an empty receive on every idle one.
-   */
+  /** Up to `max` ready messages, taking from higher-priority queues first, without waiting. */
   async #probe(queues: readonly Queue[], max: number): Promise<Received[]> {
     const taken: Received[] = [];
     for (const queue of queues) {
       if (taken.length >= max) break;
-      if (this.#polls.has(queue)) continue;
       const messages = await queue.receive({
         maxMessages: Math.min(MAX_BATCH, max - taken.length),
         waitTimeMs: 0,
       });
-      if (messages.length === 0 && !this.#stopping) this.#poll(queue, max);
-      for (const message of messages) taken.push({ queue, message });
+      const receivedAt = Date.now();
+      for (const message of messages) taken.push({ queue, message, receivedAt });
     }
     return taken;
   }
@@ -218,30 +221,29 @@ export class WorkerPool {
    * workload that arrives on another queue.
    */
   async #longPoll(queues: readonly Queue[], max: number): Promise<Received[]> {
-    for (const queue of queues) if (!this.#polls.has(queue)) this.#poll(queue, max);
+    for (const queue of queues) {
+      if (this.#polls.has(queue)) continue;
+      const poll: Poll = { result: null, answered: Promise.resolve() };
+      poll.answered = queue
+        .receive({
+          maxMessages: Math.min(MAX_BATCH, max),
+          waitTimeMs: LONG_POLL_MS,
+          signal: this.#loopAbort.signal,
+        })
+        .then(
+          (messages) => {
+            const receivedAt = Date.now();
+            poll.result = messages.map((message) => ({ queue, message, receivedAt }));
+          },
+          (error: unknown) => {
+            poll.result = [];
+            this.#options.log.warn('Receiving task workloads failed', { queue: queue.name, error });
+          },
+        );
+      this.#polls.set(queue, poll);
+    }
     await Promise.race([...this.#polls.values()].map((poll) => poll.answered));
     return this.#release(this.#harvest(queues), max);
-  }
-
-  /** Starts the long-poll of `queue`; its messages wait in the poll until a round takes them. */
-  #poll(queue: Queue, max: number): void {
-    const poll: Poll = { result: null, answered: Promise.resolve() };
-    poll.answered = queue
-      .receive({
-        maxMessages: Math.min(MAX_BATCH, max),
-        waitTimeMs: LONG_POLL_MS,
-        signal: this.#loopAbort.signal,
-      })
-      .then(
-        (messages) => {
-          poll.result = messages.map((message) => ({ queue, message }));
-        },
-        (error: unknown) => {
-          poll.result = [];
-          this.#options.log.warn('Receiving task workloads failed', { queue: queue.name, error });
-        },
-      );
-    this.#polls.set(queue, poll);
   }
 
   /** Messages of the long-polls that have answered, highest-priority queue first. */
@@ -263,11 +265,11 @@ export class WorkerPool {
     return received.slice(0, max);
   }
 
-  #launch(queue: Queue, message: ReceivedMessage): void {
+  #launch(received: Received): void {
     const stop = new AbortController();
     this.#launches += 1;
     const id = this.#launches;
-    const done = this.#execute(queue, message, stop)
+    const done = this.#execute(received, stop)
       .catch((error: unknown) => this.#options.log.error('Running a workload failed', { error }))
       .finally(() => {
         this.#running.delete(id);
@@ -278,7 +280,7 @@ export class WorkerPool {
     this.#running.set(id, { stop, done });
   }
 
-  async #execute(queue: Queue, message: ReceivedMessage, stop: AbortController): Promise<void> {
+  async #execute({ queue, message, receivedAt }: Received, stop: AbortController): Promise<void> {
     const { log } = this.#options;
     let workload: TaskWorkload;
     try {
@@ -291,11 +293,7 @@ export class WorkerPool {
     const result = await runWorkload(this.#deps, workload, {
       signal: stop.signal,
       // The start made the store the owner of this try; the delete need not hold up the task.
-      onStarted: () => {
-        this.#deletes.delete(queue, message.receiptHandle).catch((error: unknown) => {
-          log.warn('Deleting a started workload failed; its redelivery will be refused', { error });
-        });
-      },
+      onStarted: () => this.#deletes.delete(queue, message.receiptHandle, receivedAt),
     });
     if (!result.started && result.deleteMessage) await queue.delete([message.receiptHandle]);
     else if (!result.started && stop.signal.aborted) {

@@ -150,9 +150,9 @@ export class SchedulerHarness {
     this.metrics.addSource(() => readinessGauges(this.readiness));
   }
 
-  /** A fresh engine instance on the harness's store, clock and timers. */
-  engineDeps(queues: Queues = this.queues.queues, orphans?: OrphanPolicy): EngineDeps {
-    return {
+  /** Another scheduler on the same store and clock; on the harness's queues unless given others. */
+  newScheduler(queues: Queues = this.queues.queues, orphans?: OrphanPolicy): SchedulerCalls {
+    const deps = (): EngineDeps => ({
       store: this.store,
       queues,
       dags: new DagVersionCache(this.store),
@@ -164,12 +164,7 @@ export class SchedulerHarness {
       now: this.now,
       readiness: this.readiness,
       ...(orphans ? { orphans } : {}),
-    };
-  }
-
-  /** Another scheduler on the same store and clock; on the harness's queues unless given others. */
-  newScheduler(queues: Queues = this.queues.queues, orphans?: OrphanPolicy): SchedulerCalls {
-    const deps = () => this.engineDeps(queues, orphans);
+    });
     return {
       handleRequests: async (runs) => {
         const messages = runs.map((run, index): ReceivedMessage => {

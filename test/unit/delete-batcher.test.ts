@@ -24,6 +24,17 @@ function recordingQueue() {
   };
 }
 
+function batcher(delayMs?: number) {
+  const errors: [string, number][] = [];
+  const deletes = new DeleteBatcher({
+    ...(delayMs === undefined ? {} : { delayMs }),
+    onError: (error, count) => errors.push([String(error), count]),
+  });
+  return { deletes, errors };
+}
+
+const turn = () => new Promise((resolve) => setImmediate(resolve));
+
 describe('DeleteBatcher', () => {
   afterEach(() => {
     vi.useRealTimers();
@@ -31,58 +42,71 @@ describe('DeleteBatcher', () => {
 
   it('sends the receipts given in one turn in one call', async () => {
     const { queue, calls } = recordingQueue();
-    const batcher = new DeleteBatcher();
-    await Promise.all([batcher.delete(queue, 'a'), batcher.delete(queue, 'b')]);
-    await batcher.delete(queue, 'c');
+    const { deletes } = batcher();
+    deletes.delete(queue, 'a');
+    deletes.delete(queue, 'b');
+    await turn();
+    deletes.delete(queue, 'c');
+    await turn();
     expect(calls).toEqual([['a', 'b'], ['c']]);
   });
 
-  it('holds receipts for the delay, one call for all of them', async () => {
+  it('holds receipts until the first one is `delayMs` past its receive, one call for all', async () => {
     vi.useFakeTimers();
     const { queue, calls } = recordingQueue();
-    const batcher = new DeleteBatcher({ delayMs: 200 });
-    const first = batcher.delete(queue, 'a');
+    const { deletes } = batcher(200);
+    deletes.delete(queue, 'a', Date.now());
     await vi.advanceTimersByTimeAsync(150);
-    const second = batcher.delete(queue, 'b');
+    deletes.delete(queue, 'b', Date.now());
     expect(calls).toEqual([]);
-    // The delay counts from the batch's first receipt.
     await vi.advanceTimersByTimeAsync(50);
-    await Promise.all([first, second]);
     expect(calls).toEqual([['a', 'b']]);
+  });
+
+  it('deletes at once a message whose handling took longer than the delay', async () => {
+    vi.useFakeTimers();
+    const { queue, calls } = recordingQueue();
+    const { deletes } = batcher(200);
+    deletes.delete(queue, 'fresh', Date.now());
+    // Received 500 ms ago: due already, and it takes the waiting receipt with it.
+    deletes.delete(queue, 'slow', Date.now() - 500);
+    await vi.advanceTimersByTimeAsync(0);
+    expect(calls).toEqual([['fresh', 'slow']]);
   });
 
   it('sends a full batch at once, and the next receipts start a new one', async () => {
     vi.useFakeTimers();
     const { queue, calls } = recordingQueue();
-    const batcher = new DeleteBatcher({ delayMs: 60_000 });
-    const full = Array.from({ length: 10 }, (_, i) => batcher.delete(queue, `r${i}`));
-    await Promise.all(full);
-    expect(calls).toEqual([Array.from({ length: 10 }, (_, i) => `r${i}`)]);
-    const eleventh = batcher.delete(queue, 'r10');
-    await batcher.flush();
-    await eleventh;
+    const { deletes } = batcher(60_000);
+    for (let index = 0; index < 10; index += 1) deletes.delete(queue, `r${index}`);
+    await vi.advanceTimersByTimeAsync(0);
+    expect(calls).toEqual([Array.from({ length: 10 }, (_, index) => `r${index}`)]);
+    deletes.delete(queue, 'r10');
+    await deletes.flush();
     expect(calls[1]).toEqual(['r10']);
   });
 
   it('keeps queues apart', async () => {
     const one = recordingQueue();
     const two = recordingQueue();
-    const batcher = new DeleteBatcher();
-    await Promise.all([batcher.delete(one.queue, 'a'), batcher.delete(two.queue, 'b')]);
+    const { deletes } = batcher();
+    deletes.delete(one.queue, 'a');
+    deletes.delete(two.queue, 'b');
+    await deletes.flush();
     expect([one.calls, two.calls]).toEqual([[['a']], [['b']]]);
   });
 
-  it("rejects the batch's promises with a failed call's error; flush settles without throwing", async () => {
+  it('reports a failed call once, with its receipt count, and goes on', async () => {
     const { queue, calls, failNextCall } = recordingQueue();
-    const batcher = new DeleteBatcher({ delayMs: 60_000 });
+    const { deletes, errors } = batcher(60_000);
     failNextCall();
-    const refused = batcher.delete(queue, 'a');
-    await batcher.flush();
-    await expect(refused).rejects.toThrow('delete refused');
-    const next = batcher.delete(queue, 'b');
-    expect(calls).toEqual([['a']]);
-    await batcher.flush();
-    await next;
-    expect(calls).toEqual([['a'], ['b']]);
+    deletes.delete(queue, 'a');
+    deletes.delete(queue, 'b');
+    await deletes.flush();
+    expect(errors).toEqual([['Error: delete refused', 2]]);
+    deletes.delete(queue, 'c');
+    await deletes.flush();
+    expect(calls).toEqual([['a', 'b'], ['c']]);
+    expect(errors).toHaveLength(1);
   });
 });
