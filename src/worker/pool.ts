@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { type TaskWorkload, taskWorkloadSchema } from '#contracts/messages.ts';
 import type { Logger } from '#engine/logger.ts';
 import type { MetricsRegistry } from '#metrics/registry.ts';
@@ -17,6 +18,8 @@ const LONG_POLL_MS = 10_000;
  * refused anyway, and this is far below the smallest visibility timeout (1 s).
  */
 const WORKLOAD_DELETE_DELAY_MS = 250;
+/** How long a queue whose receive failed waits before its next long-poll. */
+const RECEIVE_RETRY_MS = 1_000;
 /** How long a busy pool waits for more free slots before receiving. */
 const REFILL_WAIT_MS = 5;
 
@@ -205,10 +208,17 @@ export class WorkerPool {
     const taken: Received[] = [];
     for (const queue of queues) {
       if (taken.length >= max) break;
-      const messages = await queue.receive({
-        maxMessages: Math.min(MAX_BATCH, max - taken.length),
-        waitTimeMs: 0,
-      });
+      let messages: ReceivedMessage[];
+      try {
+        messages = await queue.receive({
+          maxMessages: Math.min(MAX_BATCH, max - taken.length),
+          waitTimeMs: 0,
+        });
+      } catch (error) {
+        // The other queues are still asked; this one's long-poll retries it after a pause.
+        this.#options.log.warn('Receiving task workloads failed', { queue: queue.name, error });
+        continue;
+      }
       const receivedAt = Date.now();
       for (const message of messages) taken.push({ queue, message, receivedAt });
     }
@@ -235,9 +245,11 @@ export class WorkerPool {
             const receivedAt = Date.now();
             poll.result = messages.map((message) => ({ queue, message, receivedAt }));
           },
-          (error: unknown) => {
-            poll.result = [];
+          async (error: unknown) => {
             this.#options.log.warn('Receiving task workloads failed', { queue: queue.name, error });
+            // A queue that fails at once would otherwise be asked again at once, round after round.
+            await sleep(RECEIVE_RETRY_MS, undefined, { signal: this.#loopAbort.signal }).catch(() => {});
+            poll.result = [];
           },
         );
       this.#polls.set(queue, poll);
@@ -260,8 +272,14 @@ export class WorkerPool {
 
   /** Keeps `max` messages and makes the rest visible again at once for the next receive. */
   async #release(received: Received[], max: number): Promise<Received[]> {
-    for (const extra of received.slice(max))
-      await extra.queue.changeVisibility(extra.message.receiptHandle, 0);
+    for (const extra of received.slice(max)) {
+      await extra.queue.changeVisibility(extra.message.receiptHandle, 0).catch((error: unknown) => {
+        this.#options.log.warn(
+          'Releasing a received workload failed; it comes back after its visibility timeout',
+          { queue: extra.queue.name, error },
+        );
+      });
+    }
     return received.slice(0, max);
   }
 

@@ -5,6 +5,7 @@ import type { TaskWorkload } from '#contracts/messages.ts';
 import { silentLogger } from '#engine/logger.ts';
 import { MetricsRegistry } from '#metrics/registry.ts';
 import { createInMemoryQueues, type InMemoryQueues } from '#queue/memory.ts';
+import type { Queue } from '#queue/port.ts';
 import { ExecutionClient } from '#worker/execution-client.ts';
 import { WorkerPool } from '#worker/pool.ts';
 import { CANCEL_GRACE_MS } from '#worker/runner-process.ts';
@@ -88,14 +89,23 @@ afterEach(async () => {
   queues?.close();
 });
 
-function startPool(calls: Call[], slots: number): { pool: WorkerPool; queues: InMemoryQueues } {
+function startPool(
+  calls: Call[],
+  slots: number,
+  /** Stands in for the high-priority queue (a failing one). */
+  high?: (queue: Queue) => Queue,
+): { pool: WorkerPool; queues: InMemoryQueues } {
   queues = createInMemoryQueues({
     queueVisibilityTimeoutSeconds: 30,
     queueMaxReceives: 5,
     queueMaxMessageBytes: 262_144,
   });
   pool = new WorkerPool({
-    queues: [queues.queues.tasks_high, queues.queues.tasks_default, queues.queues.tasks_low],
+    queues: [
+      high ? high(queues.queues.tasks_high) : queues.queues.tasks_high,
+      queues.queues.tasks_default,
+      queues.queues.tasks_low,
+    ],
     client: new ExecutionClient('http://api.invalid', { fetch: fakeExecutionApi(calls) }),
     slots,
     dagsFolder: DAGS_FOLDER,
@@ -176,6 +186,34 @@ describe('WorkerPool', () => {
     await waitFor(async () => (await q.queues.tasks_default.stats()).inFlight === 0);
     // Four starts over 60 ms, one delete call.
     expect(q.queues.tasks_default.operations().delete).toBe(1);
+  });
+
+  it('keeps working, without spinning, while a queue fails every receive', async () => {
+    const calls: Call[] = [];
+    let failedReceives = 0;
+    const failing = (queue: Queue): Queue =>
+      new Proxy(queue, {
+        get(target, property) {
+          if (property === 'receive') {
+            return async () => {
+              failedReceives += 1;
+              throw new Error('receive refused');
+            };
+          }
+          const value = Reflect.get(target, property, target);
+          return typeof value === 'function' ? value.bind(target) : value;
+        },
+      });
+    const { pool: started, queues: q } = startPool(calls, 2, failing);
+    started.start();
+    await q.queues.tasks_default.send([{ body: workload('one') }]);
+    await waitFor(() => calls.filter((call) => call.action === 'state').length === 1);
+    await new Promise((resolve) => setTimeout(resolve, 1_500));
+    await q.queues.tasks_default.send([{ body: workload('two') }]);
+    await waitFor(() => calls.filter((call) => call.action === 'state').length === 2);
+    // Asked again about once a second (a probe and a long-poll per pause), not in a tight loop.
+    expect(failedReceives).toBeGreaterThanOrEqual(2);
+    expect(failedReceives).toBeLessThanOrEqual(10);
   });
 
   it('stops a task at its execution timeout and reports a retryable failure', async () => {
