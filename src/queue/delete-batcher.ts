@@ -14,13 +14,15 @@ export interface DeleteBatcherOptions {
  * Deletes handled messages in batch calls (one delete takes `MAX_BATCH` receipts). A batch is sent
  * when it is full, else at the earliest deadline of its receipts: each message's receive time
  * plus `delayMs`, so a message whose handling took longer than the delay is deleted at once after
- * it, and none is held toward its visibility timeout. If the process stops before the call, the
- * message comes back after its visibility timeout and is handled again, which a message that is
- * only a hint (or a workload whose try has started) allows.
+ * it, and none waits longer than `delayMs` (whatever receive time it is given). If the process
+ * stops before the call, the message comes back after its visibility timeout and is handled
+ * again, which a message that is only a hint (or a workload whose try has started) allows.
  */
 export class DeleteBatcher {
   readonly #options: DeleteBatcherOptions;
   readonly #pending = new Map<Queue, Batch>();
+  /** Batches sent and not yet answered: `flush` waits for them too. */
+  readonly #sending = new Set<Promise<void>>();
 
   constructor(options: DeleteBatcherOptions) {
     this.#options = options;
@@ -28,22 +30,29 @@ export class DeleteBatcher {
 
   /** Deletes `receiptHandle` by `receivedAt` (epoch ms; default now) plus the delay. */
   delete(queue: Queue, receiptHandle: string, receivedAt?: number): void {
-    const now = Date.now();
+    const delay = this.#options.delayMs ?? 0;
+    const elapsed = receivedAt === undefined ? 0 : Date.now() - receivedAt;
+    // Never more than the delay (a receive time ahead of the clock: it was stepped back); NaN: due.
+    const wait = Number.isNaN(elapsed) ? 0 : Math.min(delay, Math.max(0, delay - elapsed));
     let batch = this.#pending.get(queue);
     if (!batch) {
-      batch = new Batch(queue, this.#options.onError, () => this.#pending.delete(queue));
+      const created: Batch = new Batch(queue, this.#options.onError, () => {
+        this.#pending.delete(queue);
+        this.#sending.add(created.done);
+        void created.done.finally(() => this.#sending.delete(created.done));
+      });
+      batch = created;
       this.#pending.set(queue, batch);
     }
     batch.receipts.push(receiptHandle);
     if (batch.receipts.length >= MAX_BATCH) batch.send();
-    else batch.sendWithin(Math.max(0, (receivedAt ?? now) + (this.#options.delayMs ?? 0) - now));
+    else batch.sendWithin(wait);
   }
 
-  /** Sends every pending batch now and waits for the answers. */
+  /** Sends every pending batch now and waits for the answers to every batch sent. */
   async flush(): Promise<void> {
-    const batches = [...this.#pending.values()];
-    for (const batch of batches) batch.send();
-    await Promise.all(batches.map((batch) => batch.done));
+    for (const batch of [...this.#pending.values()]) batch.send();
+    await Promise.all([...this.#sending]);
   }
 }
 
@@ -62,7 +71,13 @@ class Batch {
       this.#release = resolve;
     })
       .then(() => queue.delete(this.receipts))
-      .catch((error: unknown) => onError(error, this.receipts.length));
+      .catch((error: unknown) => {
+        try {
+          onError(error, this.receipts.length);
+        } catch {
+          // Reporting failed too: the messages come back after their visibility timeout either way.
+        }
+      });
     this.#onSent = onSent;
   }
 

@@ -67,8 +67,9 @@ export interface WorkerPoolOptions {
  * The standalone executor: N slots, each running one try at a time (in a task runner process
  * by default). It takes workloads from the task queues (highest priority first) and runs each
  * with `runWorkload`: start, heartbeat, report. Once a TI is running, the store owns it
- * (heartbeats, zombie detection), so the queue message is deleted right after the start
- * instead of being held for the whole try.
+ * (heartbeats, zombie detection), so the queue message is deleted once the try has started
+ * (with the others received within `WORKLOAD_DELETE_DELAY_MS`, in one call) instead of being
+ * held for the whole try.
  */
 export class WorkerPool {
   readonly #options: WorkerPoolOptions;
@@ -95,6 +96,8 @@ export class WorkerPool {
       ),
   });
   readonly #polls = new Map<Queue, Poll>();
+  /** Queues whose last receive failed, with when (performance.now()) a probe may ask them again. */
+  readonly #retryAt = new Map<Queue, number>();
 
   constructor(options: WorkerPoolOptions) {
     this.#options = options;
@@ -208,6 +211,7 @@ export class WorkerPool {
     const taken: Received[] = [];
     for (const queue of queues) {
       if (taken.length >= max) break;
+      if ((this.#retryAt.get(queue) ?? 0) > performance.now()) continue;
       let messages: ReceivedMessage[];
       try {
         messages = await queue.receive({
@@ -215,8 +219,9 @@ export class WorkerPool {
           waitTimeMs: 0,
         });
       } catch (error) {
-        // The other queues are still asked; this one's long-poll retries it after a pause.
+        // The other queues are still asked; this one is not, for a pause (its long-poll neither).
         this.#options.log.warn('Receiving task workloads failed', { queue: queue.name, error });
+        this.#retryAt.set(queue, performance.now() + RECEIVE_RETRY_MS);
         continue;
       }
       const receivedAt = Date.now();
@@ -247,6 +252,7 @@ export class WorkerPool {
           },
           async (error: unknown) => {
             this.#options.log.warn('Receiving task workloads failed', { queue: queue.name, error });
+            this.#retryAt.set(queue, performance.now() + RECEIVE_RETRY_MS);
             // A queue that fails at once would otherwise be asked again at once, round after round.
             await sleep(RECEIVE_RETRY_MS, undefined, { signal: this.#loopAbort.signal }).catch(() => {});
             poll.result = [];

@@ -3,12 +3,15 @@ import { DeleteBatcher } from '#queue/delete-batcher.ts';
 import type { Queue } from '#queue/port.ts';
 
 /** A queue that records each delete call's receipts and fails the calls it is told to. */
-function recordingQueue() {
+function recordingQueue(answerAfterMs = 0) {
   const calls: string[][] = [];
+  const answered: string[][] = [];
   let failNext = false;
   const queue = {
     async delete(receipts: readonly string[]) {
       calls.push([...receipts]);
+      if (answerAfterMs > 0) await new Promise((resolve) => setTimeout(resolve, answerAfterMs));
+      answered.push([...receipts]);
       if (failNext) {
         failNext = false;
         throw new Error('delete refused');
@@ -18,6 +21,7 @@ function recordingQueue() {
   return {
     queue,
     calls,
+    answered,
     failNextCall() {
       failNext = true;
     },
@@ -108,5 +112,40 @@ describe('DeleteBatcher', () => {
     await deletes.flush();
     expect(calls).toEqual([['a', 'b'], ['c']]);
     expect(errors).toHaveLength(1);
+  });
+
+  it('waits, on flush, for batches already sent and not yet answered', async () => {
+    const { queue, answered } = recordingQueue(100);
+    const { deletes } = batcher(60_000);
+    // A full batch goes at once; flush still waits for its answer.
+    for (let index = 0; index < 10; index += 1) deletes.delete(queue, `r${index}`);
+    await deletes.flush();
+    expect(answered).toHaveLength(1);
+  });
+
+  it('holds no receipt longer than the delay, whatever receive time it is given', async () => {
+    vi.useFakeTimers();
+    const { queue, calls } = recordingQueue();
+    const { deletes } = batcher(250);
+    // A receive time ahead of the clock (the clock was stepped back): due within the delay.
+    deletes.delete(queue, 'ahead', Date.now() + 3_600_000);
+    await vi.advanceTimersByTimeAsync(250);
+    expect(calls).toEqual([['ahead']]);
+    // Not a number: due at once.
+    deletes.delete(queue, 'unknown', Number.NaN);
+    await vi.advanceTimersByTimeAsync(0);
+    expect(calls).toEqual([['ahead'], ['unknown']]);
+  });
+
+  it('goes on when reporting a failed call throws', async () => {
+    const { queue, failNextCall } = recordingQueue();
+    const deletes = new DeleteBatcher({
+      onError: () => {
+        throw new Error('the logger broke');
+      },
+    });
+    failNextCall();
+    deletes.delete(queue, 'a');
+    await expect(deletes.flush()).resolves.toBeUndefined();
   });
 });
