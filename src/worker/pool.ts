@@ -18,7 +18,7 @@ const LONG_POLL_MS = 10_000;
  * refused anyway, and this is far below the smallest visibility timeout (1 s).
  */
 const WORKLOAD_DELETE_DELAY_MS = 250;
-/** How long a queue whose receive failed waits before its next long-poll. */
+/** How long a queue whose receive failed is left alone (no probe, no new long-poll). */
 const RECEIVE_RETRY_MS = 1_000;
 /** How long a busy pool waits for more free slots before receiving. */
 const REFILL_WAIT_MS = 5;
@@ -26,7 +26,7 @@ const REFILL_WAIT_MS = 5;
 interface Received {
   queue: Queue;
   message: ReceivedMessage;
-  /** When the receive answered (epoch ms): the message's visibility timeout runs from then. */
+  /** When the receive answered (epoch ms): about when the message's visibility timeout began. */
   receivedAt: number;
 }
 
