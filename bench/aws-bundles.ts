@@ -4,8 +4,8 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { type BuildOptions, build, type Metafile, type Plugin } from 'esbuild';
-import { CJS_BUILTIN_ALIASES, ESM_REQUIRE_BANNER } from '../lib/bundling.ts';
-import { FUNCTION_ENTRIES, SERVICE_NAMES, TRIGGERER_SERVICE_NAME } from '../lib/functions.ts';
+import { bundleAliases, ESM_REQUIRE_BANNER } from '../lib/bundling.ts';
+import { API_FUNCTIONS, FUNCTION_ENTRIES, SERVICE_NAMES, TRIGGERER_SERVICE_NAME } from '../lib/functions.ts';
 import { TRIGGERER_ENTRY } from '../lib/triggerer-image.ts';
 import { round } from './aws-cost.ts';
 
@@ -22,7 +22,7 @@ const COMMON: BuildOptions = {
   sourcemap: true,
   sourcesContent: false,
   banner: { js: ESM_REQUIRE_BANNER },
-  alias: { ...CJS_BUILTIN_ALIASES },
+  alias: bundleAliases({ withoutZodLocales: false }),
   metafile: true,
   logLevel: 'warning',
 };
@@ -59,8 +59,10 @@ export interface BundleSize {
   largest_inputs: Record<string, number>;
   zod_bytes: number;
   zod_locales_bytes: number;
-  /** The AWS SDK packages imported from the runtime. */
+  /** The AWS SDK packages imported from the runtime when the function loads. */
   sdk_imports: string[];
+  /** Those imported from the runtime on first use (a dynamic `import()`), not at load. */
+  sdk_lazy_imports: string[];
   under_target: boolean;
 }
 
@@ -86,6 +88,9 @@ export async function bundleFunctions(root: string, outdir: string): Promise<Rec
     const outfile = join(outdir, target.name, target.kind === 'lambda' ? 'index.mjs' : 'main.mjs');
     const options: BuildOptions = {
       ...(target.kind === 'lambda' ? LAMBDA : COMMON),
+      alias: bundleAliases({
+        withoutZodLocales: API_FUNCTIONS.has(target.name as keyof typeof FUNCTION_ENTRIES),
+      }),
       entryPoints: [resolve(root, target.entry)],
       outfile,
       absWorkingDir: root,
@@ -121,11 +126,8 @@ export async function bundleFunctions(root: string, outdir: string): Promise<Rec
       ),
       zod_bytes: zod,
       zod_locales_bytes: zodLocales,
-      sdk_imports: [
-        ...new Set(
-          output.imports.filter((i) => i.external && i.path.startsWith('@aws-sdk/')).map((i) => i.path),
-        ),
-      ].sort(),
+      sdk_imports: sdkImports(output, (kind) => kind !== 'dynamic-import'),
+      sdk_lazy_imports: sdkImports(output, (kind) => kind === 'dynamic-import'),
       under_target: bytes < BUNDLE_TARGET_BYTES,
     };
   }
@@ -136,6 +138,11 @@ function outputOf(metafile: Metafile, outfile: string, root: string): Metafile['
   const entry = Object.entries(metafile.outputs).find(([path]) => resolve(root, path) === outfile);
   if (!entry) throw new Error(`bench/aws: esbuild's metafile has no output ${outfile}`);
   return entry[1];
+}
+
+function sdkImports(output: Metafile['outputs'][string], kind: (kind: string) => boolean): string[] {
+  const paths = output.imports.filter((i) => i.external && i.path.startsWith('@aws-sdk/') && kind(i.kind));
+  return [...new Set(paths.map((i) => i.path))].sort();
 }
 
 function packageOf(path: string): string {

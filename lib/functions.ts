@@ -9,7 +9,7 @@ import {
 } from 'aws-cdk-lib/aws-lambda-nodejs';
 import { LogGroup, RetentionDays } from 'aws-cdk-lib/aws-logs';
 import type { Construct } from 'constructs';
-import { aliasEsbuildArgs, ESM_REQUIRE_BANNER } from './bundling.ts';
+import { aliasEsbuildArgs, bundleAliases, ESM_REQUIRE_BANNER } from './bundling.ts';
 import { acknowledge } from './nag.ts';
 
 /** The Lambda functions of a deployment and their entry files, relative to the project root. */
@@ -22,6 +22,9 @@ export const FUNCTION_ENTRIES = {
 } as const;
 
 export type UpdraftFunctionName = keyof typeof FUNCTION_ENTRIES;
+
+/** The functions serving the router of `src/api` (bundled with `ZOD_WITHOUT_LOCALES_ALIAS`). */
+export const API_FUNCTIONS: ReadonlySet<UpdraftFunctionName> = new Set(['api', 'executionApi']);
 
 /**
  * Code for a function in place of the esbuild bundle of its entry: for tests and for users who
@@ -153,7 +156,7 @@ function bundledFunction(
       mainFields: ['module', 'main'],
       externalModules: ['@aws-sdk/*'],
       banner: ESM_REQUIRE_BANNER,
-      esbuildArgs: aliasEsbuildArgs(),
+      esbuildArgs: aliasEsbuildArgs(bundleAliases({ withoutZodLocales: API_FUNCTIONS.has(options.name) })),
       commandHooks,
       ...options.overrides?.bundling,
     },

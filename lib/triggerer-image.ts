@@ -2,7 +2,7 @@ import { copyFileSync, existsSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildSync } from 'esbuild';
-import { CJS_BUILTIN_ALIASES, ESM_REQUIRE_BANNER } from './bundling.ts';
+import { bundleAliases, ESM_REQUIRE_BANNER } from './bundling.ts';
 import { removeOnExit } from './temp-files.ts';
 
 /** The triggerer's container entry and image recipe, relative to the project root. */
@@ -44,7 +44,7 @@ export function stageTriggererContext(projectRoot: string): string {
     sourcemap: true,
     sourcesContent: false,
     banner: { js: ESM_REQUIRE_BANNER },
-    alias: { ...CJS_BUILTIN_ALIASES },
+    alias: bundleAliases({ withoutZodLocales: false }),
     logLevel: 'warning',
     absWorkingDir: projectRoot,
   });

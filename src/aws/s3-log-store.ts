@@ -1,11 +1,5 @@
 import { createHash } from 'node:crypto';
-import {
-  GetObjectCommand,
-  ListObjectsV2Command,
-  type ListObjectsV2CommandOutput,
-  PutObjectCommand,
-  type S3Client,
-} from '@aws-sdk/client-s3';
+import type { ListObjectsV2CommandOutput, S3Client } from '@aws-sdk/client-s3';
 import type { TaskInstanceKey } from '#core/models.ts';
 import type { LogStore } from '#logs/port.ts';
 import { awsErrorName, S3LogStoreError } from './errors.ts';
@@ -19,8 +13,27 @@ const HASHED_HEAD = 60;
 /** Chunk reads in flight at once for one `read`. */
 const READ_CONCURRENCY = 8;
 
+type S3Module = typeof import('@aws-sdk/client-s3');
+
+let s3Module: Promise<S3Module> | undefined;
+
+/**
+ * The S3 client library, imported on first use: it is the largest AWS SDK client the API
+ * functions use (about 25 ms of a cold start), and most of their calls touch no log. A bundle
+ * keeps this dynamic import of an external package as it is, so the library loads only when a
+ * log is written or read.
+ */
+export function loadS3(): Promise<S3Module> {
+  s3Module ??= import('@aws-sdk/client-s3').catch((error: unknown) => {
+    s3Module = undefined;
+    throw error;
+  });
+  return s3Module;
+}
+
 export interface S3LogStoreOptions {
-  client: S3Client;
+  /** The client, or how to make it once the library is loaded (on the store's first call). */
+  client: S3Client | ((s3: S3Module) => S3Client);
   bucket: string;
 }
 
@@ -32,19 +45,29 @@ export interface S3LogStoreOptions {
  * read-after-write consistency makes a chunk visible to every API instance once the put returns.
  */
 export class S3LogStore implements LogStore {
-  readonly #client: S3Client;
+  readonly #makeClient: (s3: S3Module) => S3Client;
+  #client: S3Client | undefined;
   readonly #bucket: string;
 
   constructor(options: S3LogStoreOptions) {
-    this.#client = options.client;
+    const { client } = options;
+    this.#makeClient = typeof client === 'function' ? client : () => client;
     this.#bucket = options.bucket;
+  }
+
+  /** The library and the client, both made on first use. */
+  async #s3(): Promise<{ s3: S3Module; client: S3Client }> {
+    const s3 = await loadS3();
+    this.#client ??= this.#makeClient(s3);
+    return { s3, client: this.#client };
   }
 
   async appendChunk(key: TaskInstanceKey, tryNumber: number, chunkId: string, text: string): Promise<void> {
     const objectKey = `${this.prefixOf(key, tryNumber)}${chunkSegmentOf(chunkId)}`;
     try {
-      await this.#client.send(
-        new PutObjectCommand({
+      const { s3, client } = await this.#s3();
+      await client.send(
+        new s3.PutObjectCommand({
           Bucket: this.#bucket,
           Key: objectKey,
           Body: text,
@@ -90,7 +113,8 @@ export class S3LogStore implements LogStore {
       };
       let output: ListObjectsV2CommandOutput;
       try {
-        output = await this.#client.send(new ListObjectsV2Command(input));
+        const { s3, client } = await this.#s3();
+        output = await client.send(new s3.ListObjectsV2Command(input));
       } catch (error) {
         throw this.#failure('ListObjectsV2', prefix, error);
       }
@@ -105,7 +129,8 @@ export class S3LogStore implements LogStore {
 
   async #get(objectKey: string): Promise<string | undefined> {
     try {
-      const output = await this.#client.send(new GetObjectCommand({ Bucket: this.#bucket, Key: objectKey }));
+      const { s3, client } = await this.#s3();
+      const output = await client.send(new s3.GetObjectCommand({ Bucket: this.#bucket, Key: objectKey }));
       return (await output.Body?.transformToString('utf-8')) ?? '';
     } catch (error) {
       // Expired by the lifecycle rule between the list and the get: the chunk is gone, not broken.

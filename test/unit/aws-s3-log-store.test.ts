@@ -111,6 +111,33 @@ describe('S3LogStore.appendChunk', () => {
   });
 });
 
+describe('S3LogStore client', () => {
+  it('is made on the first call, once, by a factory given the S3 library', async () => {
+    s3.on(PutObjectCommand).resolves({});
+    const made: S3Client[] = [];
+    const store = new S3LogStore({
+      client: (library) => {
+        const client = new library.S3Client({ region: 'eu-west-1' });
+        made.push(client);
+        return client;
+      },
+      bucket: BUCKET,
+    });
+    expect(made).toHaveLength(0);
+
+    await Promise.all([
+      store.appendChunk(key, 2, workerChunkId(1), 'a\n'),
+      store.appendChunk(key, 2, workerChunkId(2), 'b\n'),
+    ]);
+    s3.on(ListObjectsV2Command).resolves({ Contents: [] });
+    await store.read(key, 2);
+
+    expect(made).toHaveLength(1);
+    expect(made[0]).toBeInstanceOf(S3Client);
+    expect(s3).toHaveReceivedCommandTimes(PutObjectCommand, 2);
+  });
+});
+
 describe('S3LogStore.read', () => {
   it('reads chunks listed across two pages, in chunk id order, the note last', async () => {
     s3.on(ListObjectsV2Command)
