@@ -5,7 +5,12 @@ import { dirname, join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { type BuildOptions, build, type Metafile, type Plugin } from 'esbuild';
 import { bundleAliases, ESM_REQUIRE_BANNER } from '../lib/bundling.ts';
-import { API_FUNCTIONS, FUNCTION_ENTRIES, SERVICE_NAMES, TRIGGERER_SERVICE_NAME } from '../lib/functions.ts';
+import {
+  FUNCTION_ENTRIES,
+  functionBundling,
+  SERVICE_NAMES,
+  TRIGGERER_SERVICE_NAME,
+} from '../lib/functions.ts';
 import { TRIGGERER_ENTRY } from '../lib/triggerer-image.ts';
 import { round } from './aws-cost.ts';
 
@@ -26,8 +31,19 @@ const COMMON: BuildOptions = {
   metafile: true,
   logLevel: 'warning',
 };
-/** Lambda functions leave the AWS SDK to the runtime; the triggerer's container bundles everything. */
-const LAMBDA: BuildOptions = { ...COMMON, external: ['@aws-sdk/*'], mainFields: ['module', 'main'] };
+/**
+ * Lambda functions bundle the AWS SDK or leave it to the runtime as `functionBundling` says; the
+ * triggerer's container bundles everything.
+ */
+function lambdaOptions(name: keyof typeof FUNCTION_ENTRIES): BuildOptions {
+  const plan = functionBundling(name);
+  return {
+    ...COMMON,
+    external: [...plan.externalModules],
+    alias: { ...plan.aliases },
+    mainFields: ['module', 'main'],
+  };
+}
 
 export interface BundleTarget {
   name: string;
@@ -87,10 +103,7 @@ export async function bundleFunctions(root: string, outdir: string): Promise<Rec
   for (const target of BUNDLE_TARGETS) {
     const outfile = join(outdir, target.name, target.kind === 'lambda' ? 'index.mjs' : 'main.mjs');
     const options: BuildOptions = {
-      ...(target.kind === 'lambda' ? LAMBDA : COMMON),
-      alias: bundleAliases({
-        withoutZodLocales: API_FUNCTIONS.has(target.name as keyof typeof FUNCTION_ENTRIES),
-      }),
+      ...(target.kind === 'lambda' ? lambdaOptions(target.name as keyof typeof FUNCTION_ENTRIES) : COMMON),
       entryPoints: [resolve(root, target.entry)],
       outfile,
       absWorkingDir: root,
@@ -207,7 +220,10 @@ export interface ColdImports {
   deployed: { baseline_ms: number; baseline_runs_ms: number[]; functions: Record<string, ColdImport> };
   /** The same bundles without source-map support: what `--enable-source-maps` costs. */
   without_source_maps: { baseline_ms: number; functions: Record<string, ColdImport> };
-  /** Only the AWS SDK packages a function imports from the runtime (as deployed). */
+  /**
+   * Only the AWS SDK packages a function imports from the runtime at load (as deployed); an empty
+   * module for the functions that import none.
+   */
   sdk_only: Record<string, ColdImport>;
 }
 

@@ -37,11 +37,12 @@ export function renderAwsTable(aws: AwsBenchResult): string {
     `  cold import, ms from process start, median of ${cold.runs} fresh processes (target net < ${aws.targets.cold_import_ms} ms)`,
     `    empty module (Node's start): ${ms(cold.deployed.baseline_ms)} ms with --enable-source-maps, ${ms(cold.without_source_maps.baseline_ms)} ms without`,
   );
-  const coldWidths = [16, 8, 8, 16, 14, 0];
-  lines.push(row(['function', 'total', 'net', 'net w/o maps', 'SDK only net', ''], coldWidths));
+  const coldWidths = [16, 8, 8, 16, 17, 0];
+  lines.push(row(['function', 'total', 'net', 'net w/o maps', 'runtime SDK net', ''], coldWidths));
   for (const [name, entry] of Object.entries(cold.deployed.functions)) {
     const plain = cold.without_source_maps.functions[name];
-    const sdk = cold.sdk_only[name];
+    // Only where the function imports SDK packages from the runtime at load.
+    const sdk = (aws.bundles[name]?.sdk_imports.length ?? 0) > 0 ? cold.sdk_only[name] : undefined;
     const problems = [
       entry.net_ms >= aws.targets.cold_import_ms ? 'over target' : '',
       entry.network_attempts.length > 0 ? `network: ${entry.network_attempts.join(', ')}` : '',

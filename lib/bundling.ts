@@ -40,9 +40,30 @@ export const ZOD_WITHOUT_LOCALES_ALIAS: Readonly<Record<string, string>> = {
   zod: join(import.meta.dirname, 'bundling', 'zod.js'),
 };
 
-/** The aliases of a function's bundle: the API functions also get `ZOD_WITHOUT_LOCALES_ALIAS`. */
-export function bundleAliases(options: { withoutZodLocales: boolean }): Record<string, string> {
-  return { ...CJS_BUILTIN_ALIASES, ...(options.withoutZodLocales ? ZOD_WITHOUT_LOCALES_ALIAS : {}) };
+/**
+ * The SDK's default credential chain, for the functions that bundle the AWS SDK, replaced by one
+ * that reads the environment only, where Lambda puts the function role's credentials (and where
+ * the chain looks first). The chain's other sources (profiles, SSO, web identity, containers,
+ * instance metadata, and the STS and SSO clients they use) are about 140 KB of a bundle that
+ * never uses them on Lambda.
+ */
+export const LAMBDA_CREDENTIALS_ALIAS: Readonly<Record<string, string>> = {
+  '@aws-sdk/credential-provider-node': join(import.meta.dirname, 'bundling', 'credential-provider-lambda.js'),
+};
+
+/**
+ * The aliases of a bundle: always `CJS_BUILTIN_ALIASES`; `ZOD_WITHOUT_LOCALES_ALIAS` for the API
+ * functions, `LAMBDA_CREDENTIALS_ALIAS` for the functions that bundle the AWS SDK.
+ */
+export function bundleAliases(options: {
+  withoutZodLocales: boolean;
+  lambdaCredentials?: boolean;
+}): Record<string, string> {
+  return {
+    ...CJS_BUILTIN_ALIASES,
+    ...(options.withoutZodLocales ? ZOD_WITHOUT_LOCALES_ALIAS : {}),
+    ...(options.lambdaCredentials ? LAMBDA_CREDENTIALS_ALIAS : {}),
+  };
 }
 
 /** Aliases as `NodejsFunction`'s `esbuildArgs` (its `--alias:from=to` flags). */

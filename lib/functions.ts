@@ -27,6 +27,37 @@ export type UpdraftFunctionName = keyof typeof FUNCTION_ENTRIES;
 export const API_FUNCTIONS: ReadonlySet<UpdraftFunctionName> = new Set(['api', 'executionApi']);
 
 /**
+ * The AWS SDK packages every function leaves to the Lambda runtime. The S3 client (the log bucket)
+ * is imported on the first log call only (`src/aws/s3-log-store.ts`), and it is the largest
+ * client: bundled, the API functions would pass 1 MB.
+ */
+export const RUNTIME_SDK_MODULES: readonly string[] = ['@aws-sdk/client-s3'];
+
+/** How a function's bundle is built: what it leaves to the runtime, and its aliases. */
+export interface FunctionBundling {
+  readonly externalModules: readonly string[];
+  readonly aliases: Readonly<Record<string, string>>;
+}
+
+/**
+ * The worker uses no AWS SDK client (it signs its Execution API calls itself), so it leaves the
+ * whole SDK to the runtime. The functions that use the table bundle the SDK, but for
+ * `RUNTIME_SDK_MODULES`, with the environment-only credential provider: the runtime's SDK is
+ * CommonJS spread over about a hundred files, and importing the DynamoDB client from it costs
+ * 50–100 ms of a cold start, about twice as much as the same code minified into the bundle.
+ */
+export function functionBundling(name: UpdraftFunctionName): FunctionBundling {
+  const withoutZodLocales = API_FUNCTIONS.has(name);
+  if (name === 'worker') {
+    return { externalModules: ['@aws-sdk/*'], aliases: bundleAliases({ withoutZodLocales }) };
+  }
+  return {
+    externalModules: RUNTIME_SDK_MODULES,
+    aliases: bundleAliases({ withoutZodLocales, lambdaCredentials: true }),
+  };
+}
+
+/**
  * Code for a function in place of the esbuild bundle of its entry: for tests and for users who
  * build their handlers elsewhere. The code must export `handler` from `index` (`index.handler`).
  */
@@ -76,7 +107,8 @@ export interface UpdraftFunctionOptions {
 /**
  * One Updraft function with the secure, observable defaults: Node.js 24 on arm64, X-Ray tracing,
  * JSON logs into a log group with a retention, Powertools environment, and an esbuild bundle
- * (ESM, minified, source maps) that leaves `@aws-sdk/*` to the runtime, which provides it.
+ * (ESM, minified, source maps; the AWS SDK bundled or left to the runtime as `functionBundling`
+ * says).
  */
 export function createUpdraftFunction(
   scope: Construct,
@@ -133,6 +165,7 @@ function bundledFunction(
   props: NodejsFunctionProps,
 ): NodejsFunction {
   const afterBundling = options.afterBundling;
+  const plan = functionBundling(options.name);
   const commandHooks: ICommandHooks = {
     beforeBundling: () => [],
     beforeInstall: () => [],
@@ -154,9 +187,9 @@ function bundledFunction(
       sourceMap: true,
       sourcesContent: false,
       mainFields: ['module', 'main'],
-      externalModules: ['@aws-sdk/*'],
+      externalModules: [...plan.externalModules],
       banner: ESM_REQUIRE_BANNER,
-      esbuildArgs: aliasEsbuildArgs(bundleAliases({ withoutZodLocales: API_FUNCTIONS.has(options.name) })),
+      esbuildArgs: aliasEsbuildArgs(plan.aliases),
       commandHooks,
       ...options.overrides?.bundling,
     },

@@ -1,10 +1,13 @@
-import { execFileSync } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { build } from 'esbuild';
 import { afterAll, describe, expect, it } from 'vitest';
+import { startEmbeddedDynamo } from '#store/embedded.ts';
 import { bundleAliases, CJS_BUILTIN_ALIASES, ESM_REQUIRE_BANNER } from '../../lib/bundling.ts';
+import { functionBundling } from '../../lib/functions.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'updraft-bundling-aliases-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -157,5 +160,87 @@ describe('the API router bundled with the zod alias', () => {
       body: { status: 422, detail: 'Invalid request: conf: Invalid input: expected record, received number' },
     });
     expect(Object.keys(fromBundle.doc.paths).length).toBeGreaterThan(20);
+  });
+});
+
+/** Creates a table, writes an item and reads it back through the bundled SDK; prints the item. */
+const SDK_PROBE = `
+import { CreateTableCommand, DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { DynamoDBDocumentClient, GetCommand, PutCommand } from '@aws-sdk/lib-dynamodb';
+const client = new DynamoDBClient({ region: 'us-east-1', endpoint: process.env.PROBE_ENDPOINT });
+try {
+  await client.send(new CreateTableCommand({
+    TableName: 'probe', BillingMode: 'PAY_PER_REQUEST',
+    AttributeDefinitions: [{ AttributeName: 'pk', AttributeType: 'S' }],
+    KeySchema: [{ AttributeName: 'pk', KeyType: 'HASH' }],
+  }));
+  const documents = DynamoDBDocumentClient.from(client);
+  await documents.send(new PutCommand({ TableName: 'probe', Item: { pk: 'a', value: 42 } }));
+  const { Item } = await documents.send(new GetCommand({ TableName: 'probe', Key: { pk: 'a' } }));
+  console.log(JSON.stringify({ item: Item }));
+} catch (error) {
+  console.log(JSON.stringify({ error: error.message }));
+}
+`;
+
+/**
+ * The functions that use the table bundle the AWS SDK with the environment-only credential
+ * provider (lib/functions.ts, functionBundling): the bundled client must reach DynamoDB with the
+ * credentials Lambda puts in the environment, and say which are missing without them.
+ */
+describe('the AWS SDK bundled with the Lambda credential provider', () => {
+  it('signs with the credentials of the environment, and names them when they are missing', async () => {
+    const root = join(import.meta.dirname, '..', '..');
+    const plan = functionBundling('scheduler');
+    const out = join(dir, 'sdk-probe.mjs');
+    const result = await build({
+      stdin: { contents: SDK_PROBE, loader: 'js', resolveDir: root, sourcefile: 'sdk-probe.mjs' },
+      outfile: out,
+      bundle: true,
+      platform: 'node',
+      format: 'esm',
+      minify: true,
+      mainFields: ['module', 'main'],
+      external: [...plan.externalModules],
+      banner: { js: ESM_REQUIRE_BANNER },
+      alias: { ...plan.aliases },
+      metafile: true,
+      logLevel: 'silent',
+    });
+    const kept = Object.values(result.metafile.outputs).flatMap((output) =>
+      Object.entries(output.inputs).flatMap(([path, input]) => (input.bytesInOutput > 0 ? [path] : [])),
+    );
+    expect(kept.some((path) => path.includes('node_modules/@aws-sdk/client-dynamodb/'))).toBe(true);
+    expect(
+      kept.filter((path) =>
+        /@aws-sdk\/(credential-provider-(node|ini|sso|process)|nested-clients)\//.test(path),
+      ),
+    ).toEqual([]);
+
+    const dynamo = await startEmbeddedDynamo();
+    try {
+      // Asynchronously: the embedded DynamoDB answers from this process's event loop.
+      const run = async (credentials: Record<string, string>) => {
+        // No HOME, profile or container variables: the environment's keys are the only source.
+        const env = { PATH: process.env.PATH ?? '', PROBE_ENDPOINT: dynamo.endpoint, ...credentials };
+        const { stdout } = await promisify(execFile)(process.execPath, [out], {
+          encoding: 'utf8',
+          cwd: dir,
+          env,
+          timeout: 30_000,
+        });
+        return JSON.parse(stdout.trim());
+      };
+      expect(
+        await run({
+          AWS_ACCESS_KEY_ID: 'AKIDEXAMPLE',
+          AWS_SECRET_ACCESS_KEY: 'secret',
+          AWS_SESSION_TOKEN: 'token',
+        }),
+      ).toEqual({ item: { pk: 'a', value: 42 } });
+      expect((await run({})).error).toMatch(/AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY are not set/);
+    } finally {
+      await dynamo.close();
+    }
   });
 });

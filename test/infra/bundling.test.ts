@@ -53,17 +53,34 @@ describe('bundles', () => {
     }
   });
 
-  it('leaves the AWS SDK to the Lambda runtime: imported by name, none of its sources bundled', () => {
-    for (const [name, fn] of Object.entries(bundled())) {
-      const dir = assetOf(fn);
-      const sources = JSON.parse(readFileSync(join(dir, 'index.mjs.map'), 'utf8')).sources as string[];
+  it('bundles the AWS SDK into the functions that use the table, but S3 and the credential chain; leaves it to the runtime in the worker', () => {
+    const sdkSources = (fn: Parameters<typeof logicalIdOf>[0]) =>
+      (JSON.parse(readFileSync(join(assetOf(fn), 'index.mjs.map'), 'utf8')).sources as string[]).filter(
+        (source) => source.includes('node_modules/@aws-sdk/'),
+      );
+    const { worker, ...withTable } = bundled();
+    expect(sdkSources(worker)).toEqual([]);
+    for (const [name, fn] of Object.entries(withTable)) {
+      const sources = sdkSources(fn);
       expect(
-        sources.filter((source) => source.includes('node_modules/@aws-sdk/')),
+        sources.some((source) => source.includes('/@aws-sdk/client-dynamodb/')),
+        name,
+      ).toBe(true);
+      expect(
+        sources.filter((source) =>
+          /\/@aws-sdk\/(client-s3|credential-provider-(node|ini|sso|process|web-identity)|nested-clients)\//.test(
+            source,
+          ),
+        ),
         name,
       ).toEqual([]);
     }
-    const api = readFileSync(join(assetOf(bundled().api), 'index.mjs'), 'utf8');
-    expect(api).toMatch(/(from\s*|import\()\s*"@aws-sdk\/client-dynamodb"/);
+    // The log bucket's client comes from the runtime, on the first log call.
+    for (const fn of [withTable.api, withTable.executionApi]) {
+      const code = readFileSync(join(assetOf(fn), 'index.mjs'), 'utf8');
+      expect(code).toMatch(/import\(\s*"@aws-sdk\/client-s3"\s*\)/);
+      expect(code).not.toMatch(/from\s*"@aws-sdk\//);
+    }
   });
 
   it('imports node:http and node:https only through require (an ES import of them loads undici at cold start)', () => {
