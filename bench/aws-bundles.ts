@@ -193,13 +193,22 @@ if (process.argv[3] === 'sigterm-on-listen') {
 let error;
 try { await import(process.argv[2]); } catch (e) { error = String(e?.stack ?? e).slice(0, 2000); }
 const importedMs = performance.now();
+let lazyMs;
+if (process.env.PROBE_LAZY && !error) {
+  try {
+    for (const name of process.env.PROBE_LAZY.split(',')) await import(name);
+    lazyMs = performance.now() - importedMs;
+  } catch (e) { error = String(e?.stack ?? e).slice(0, 2000); }
+}
 await new Promise((resolve) => setTimeout(resolve, 100));
-process.stdout.write('\\n${PROBE_MARKER}' + JSON.stringify({ importedMs, network, error }) + '\\n');
+process.stdout.write('\\n${PROBE_MARKER}' + JSON.stringify({ importedMs, lazyMs, network, error }) + '\\n');
 exit(0);
 `;
 
 interface ProbeResult {
   importedMs: number;
+  /** The time the function's lazy runtime SDK imports then took (PROBE_LAZY). */
+  lazyMs?: number;
   network: string[];
   error?: string;
 }
@@ -210,6 +219,11 @@ export interface ColdImport {
   /** The median minus the empty module's (Node's own start) in the same variant. */
   net_ms: number;
   runs_ms: number[];
+  /**
+   * Median ms of importing the packages the function loads from the runtime on first use (its
+   * `sdk_lazy_imports`), right after the bundle: what the first call that needs them pays.
+   */
+  lazy_import_ms?: number;
   network_attempts: string[];
   errors: string[];
 }
@@ -256,8 +270,11 @@ export function measureColdImports(
       imports.map((name) => `import '${name}';\n`).join(''),
     );
   }
-  const envOf = (target: BundleTarget | undefined): NodeJS.ProcessEnv => ({
+  const envOf = (target: BundleTarget | undefined, lazy: boolean): NodeJS.ProcessEnv => ({
     PATH: process.env.PATH,
+    ...(lazy && target && (sizes[target.name]?.sdk_lazy_imports.length ?? 0) > 0
+      ? { PROBE_LAZY: sizes[target.name]?.sdk_lazy_imports.join(',') }
+      : {}),
     HOME: home,
     AWS_REGION: 'us-east-1',
     AWS_DEFAULT_REGION: 'us-east-1',
@@ -279,7 +296,12 @@ export function measureColdImports(
         }
       : {}),
   });
-  const once = (file: string, target: BundleTarget | undefined, sourceMaps: boolean): ProbeResult => {
+  const once = (
+    file: string,
+    target: BundleTarget | undefined,
+    sourceMaps: boolean,
+    lazy: boolean,
+  ): ProbeResult => {
     const child = spawnSync(
       process.execPath,
       [
@@ -288,7 +310,7 @@ export function measureColdImports(
         pathToFileURL(file).href,
         ...(target?.kind === 'container' ? ['sigterm-on-listen'] : []),
       ],
-      { env: envOf(target), encoding: 'utf8', timeout: 60_000, cwd: dirname(file) },
+      { env: envOf(target, lazy), encoding: 'utf8', timeout: 60_000, cwd: dirname(file) },
     );
     const line = child.stdout?.split('\n').find((text) => text.startsWith(PROBE_MARKER));
     if (!line) {
@@ -301,12 +323,18 @@ export function measureColdImports(
     return JSON.parse(line.slice(PROBE_MARKER.length)) as ProbeResult;
   };
 
-  type Job = { key: string; file: string; target: BundleTarget | undefined; sourceMaps: boolean };
+  type Job = {
+    key: string;
+    file: string;
+    target: BundleTarget | undefined;
+    sourceMaps: boolean;
+    lazy?: boolean;
+  };
   const jobs: Job[] = [
     { key: 'baseline', file: join(outdir, 'empty.mjs'), target: undefined, sourceMaps: true },
     { key: 'baseline/plain', file: join(outdir, 'empty.mjs'), target: undefined, sourceMaps: false },
     ...targets.flatMap((target) => [
-      { key: `fn/${target.name}`, file: target.file, target, sourceMaps: true },
+      { key: `fn/${target.name}`, file: target.file, target, sourceMaps: true, lazy: true },
       { key: `plain/${target.name}`, file: target.file, target, sourceMaps: false },
       ...(target.kind === 'lambda'
         ? [
@@ -325,7 +353,7 @@ export function measureColdImports(
     for (let round = 0; round < runs; round += 1) {
       for (const job of jobs) {
         const list = results.get(job.key) ?? [];
-        list.push(once(job.file, job.target, job.sourceMaps));
+        list.push(once(job.file, job.target, job.sourceMaps, job.lazy === true));
         results.set(job.key, list);
       }
     }
@@ -336,10 +364,12 @@ export function measureColdImports(
     const list = results.get(key) ?? [];
     const times = list.map((result) => result.importedMs);
     const med = median(times);
+    const lazy = list.flatMap((result) => (result.lazyMs === undefined ? [] : [result.lazyMs]));
     return {
       median_ms: round(med, 1),
       net_ms: round(med - baselineMs, 1),
       runs_ms: times.map((ms) => round(ms, 1)),
+      ...(lazy.length > 0 ? { lazy_import_ms: round(median(lazy), 1) } : {}),
       network_attempts: [...new Set(list.flatMap((result) => result.network))],
       errors: [...new Set(list.flatMap((result) => (result.error ? [result.error] : [])))],
     };

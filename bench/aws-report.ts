@@ -37,8 +37,13 @@ export function renderAwsTable(aws: AwsBenchResult): string {
     `  cold import, ms from process start, median of ${cold.runs} fresh processes (target net < ${aws.targets.cold_import_ms} ms)`,
     `    empty module (Node's start): ${ms(cold.deployed.baseline_ms)} ms with --enable-source-maps, ${ms(cold.without_source_maps.baseline_ms)} ms without`,
   );
-  const coldWidths = [16, 8, 8, 16, 17, 0];
-  lines.push(row(['function', 'total', 'net', 'net w/o maps', 'runtime SDK net', ''], coldWidths));
+  const coldWidths = [16, 8, 8, 16, 17, 22, 0];
+  lines.push(
+    row(
+      ['function', 'total', 'net', 'net w/o maps', 'runtime SDK net', 'lazy SDK, first use', ''],
+      coldWidths,
+    ),
+  );
   for (const [name, entry] of Object.entries(cold.deployed.functions)) {
     const plain = cold.without_source_maps.functions[name];
     // Only where the function imports SDK packages from the runtime at load.
@@ -56,6 +61,7 @@ export function renderAwsTable(aws: AwsBenchResult): string {
           ms(entry.net_ms),
           plain ? ms(plain.net_ms) : '-',
           sdk ? ms(sdk.net_ms) : '-',
+          entry.lazy_import_ms === undefined ? '-' : ms(entry.lazy_import_ms),
           problems.length ? `  ${problems.join('; ')}` : '',
         ],
         coldWidths,

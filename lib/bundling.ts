@@ -1,4 +1,6 @@
-import { join } from 'node:path';
+import { readFileSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 
 /**
  * What every esbuild bundle of Updraft shares: the Lambda functions (lib/functions.ts), the
@@ -29,23 +31,55 @@ export const CJS_BUILTIN_ALIASES: Readonly<Record<string, string>> = {
 };
 
 /**
- * Zod's classic API without its 47 translated error-message locales (about 265 KB of the 930 KB
- * API bundles): `@hono/zod-openapi` passes the whole `z` namespace to `extendZodWithOpenApi`, so
- * the bundler cannot drop the `locales` (and `core.locales`) it never uses. The alias hands every
- * importer of `zod` the same classic API with `locales` empty; English messages stay (zod sets
- * them up itself). For the API functions only: the worker bundles the user's DAG code, which may
+ * Zod's classic API without its 62 translated error-message locales (268 KB of the 934 KB the API
+ * bundles were with them): `@hono/zod-openapi` passes the whole `z` namespace to
+ * `extendZodWithOpenApi`, so the bundler cannot drop the `locales` (and `core.locales`) it never
+ * uses. The alias hands every importer of `zod` the same classic API with `locales` empty
+ * (`lib/bundling/zod.js`); English messages stay (zod sets them up itself). esbuild also applies
+ * an alias to a package's subpaths, and the longest alias wins: every subpath zod exports is
+ * aliased back to zod itself, so `zod/v4/core` or `zod/mini` still get the real modules (with
+ * their locales). For the API functions only: the worker bundles the user's DAG code, which may
  * use a locale.
  */
 export const ZOD_WITHOUT_LOCALES_ALIAS: Readonly<Record<string, string>> = {
   zod: join(import.meta.dirname, 'bundling', 'zod.js'),
+  ...zodSubpathAliases(),
 };
 
 /**
+ * `zod/<subpath>` to the module zod's `exports` gives an import of it; a subpath with a pattern
+ * below it (`v4/locales/*`) to its folder, so the pattern's modules resolve in it too. Plus
+ * `zod/v4/classic`, which zod does not export: the shims import the classic API from it.
+ */
+function zodSubpathAliases(): Record<string, string> {
+  const packageJson = fileURLToPath(import.meta.resolve('zod/package.json'));
+  const root = dirname(packageJson);
+  const exported = Object.keys(
+    (JSON.parse(readFileSync(packageJson, 'utf8')) as { exports: object }).exports,
+  );
+  const aliases: Record<string, string> = { 'zod/v4/classic': join(root, 'v4', 'classic') };
+  for (const key of exported) {
+    if (key === '.' || key === './package.json' || key.includes('*')) continue;
+    const specifier = `zod/${key.slice(2)}`;
+    const file = fileURLToPath(import.meta.resolve(specifier));
+    const hasPattern = exported.includes(`${key}/*`);
+    if (hasPattern && basename(file) !== 'index.js') {
+      throw new Error(
+        `zod's export ${key} is not a folder's index.js (${file}): lib/bundling.ts cannot alias ${key}/*`,
+      );
+    }
+    aliases[specifier] = hasPattern ? dirname(file) : file;
+  }
+  return aliases;
+}
+
+/**
  * The SDK's default credential chain, for the functions that bundle the AWS SDK, replaced by one
- * that reads the environment only, where Lambda puts the function role's credentials (and where
- * the chain looks first). The chain's other sources (profiles, SSO, web identity, containers,
- * instance metadata, and the STS and SSO clients they use) are about 140 KB of a bundle that
- * never uses them on Lambda.
+ * that reads the environment, where Lambda puts the function role's credentials (and where the
+ * chain looks first), and imports the runtime's own chain only where the environment holds no
+ * keys (`lib/bundling/credential-provider-lambda.js`). The chain's other sources (profiles, SSO,
+ * web identity, containers, instance metadata, and the STS and SSO clients they use) would be
+ * about 140 KB of each such bundle.
  */
 export const LAMBDA_CREDENTIALS_ALIAS: Readonly<Record<string, string>> = {
   '@aws-sdk/credential-provider-node': join(import.meta.dirname, 'bundling', 'credential-provider-lambda.js'),

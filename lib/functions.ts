@@ -27,9 +27,20 @@ export type UpdraftFunctionName = keyof typeof FUNCTION_ENTRIES;
 export const API_FUNCTIONS: ReadonlySet<UpdraftFunctionName> = new Set(['api', 'executionApi']);
 
 /**
- * The AWS SDK packages every function leaves to the Lambda runtime. The S3 client (the log bucket)
- * is imported on the first log call only (`src/aws/s3-log-store.ts`), and it is the largest
- * client: bundled, the API functions would pass 1 MB.
+ * The functions that use the table and bundle the AWS SDK (see `functionBundling`); the others
+ * leave it to the Lambda runtime.
+ */
+export const SDK_BUNDLING_FUNCTIONS: ReadonlySet<UpdraftFunctionName> = new Set([
+  'api',
+  'executionApi',
+  'scheduler',
+  'registerDags',
+]);
+
+/**
+ * The AWS SDK packages the functions of `SDK_BUNDLING_FUNCTIONS` leave to the runtime: the S3
+ * client (the log bucket), imported on the first log call only (`src/aws/s3-log-store.ts`), and
+ * the largest client: bundled, it would take the API functions over 1 MiB.
  */
 export const RUNTIME_SDK_MODULES: readonly string[] = ['@aws-sdk/client-s3'];
 
@@ -40,15 +51,16 @@ export interface FunctionBundling {
 }
 
 /**
- * The worker uses no AWS SDK client (it signs its Execution API calls itself), so it leaves the
- * whole SDK to the runtime. The functions that use the table bundle the SDK, but for
- * `RUNTIME_SDK_MODULES`, with the environment-only credential provider: the runtime's SDK is
+ * The functions that use the table bundle the SDK, but for `RUNTIME_SDK_MODULES`, with the
+ * environment-first credential provider (`LAMBDA_CREDENTIALS_ALIAS`): the runtime's SDK is
  * CommonJS spread over about a hundred files, and importing the DynamoDB client from it costs
- * 50–100 ms of a cold start, about twice as much as the same code minified into the bundle.
+ * 50–100 ms of a cold start, about twice as much as the same code minified into the bundle. The
+ * worker leaves the whole SDK to the runtime: it signs its own Execution API calls, and imports
+ * an SDK client only on first use (the SNS and SES notifiers of `src/sdk/notifiers.ts`).
  */
 export function functionBundling(name: UpdraftFunctionName): FunctionBundling {
   const withoutZodLocales = API_FUNCTIONS.has(name);
-  if (name === 'worker') {
+  if (!SDK_BUNDLING_FUNCTIONS.has(name)) {
     return { externalModules: ['@aws-sdk/*'], aliases: bundleAliases({ withoutZodLocales }) };
   }
   return {
@@ -99,7 +111,8 @@ export interface UpdraftFunctionOptions {
   readonly afterBundling?: (outputDir: string) => string[];
   /**
    * Merged over the defaults; a user's props win except for the description, timeout (set with
-   * `timeout`), code, entry and handler.
+   * `timeout`), code, entry and handler. `bundling` is merged one level down: an `esbuildArgs` or
+   * `externalModules` given here replaces the aliases and externals of `functionBundling`.
    */
   readonly overrides?: Partial<NodejsFunctionProps>;
 }

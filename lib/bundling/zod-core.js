@@ -1,3 +1,3 @@
 // Zod's core with `locales` empty: see zod-classic.js.
-export * from '../../node_modules/zod/v4/core/index.js';
+export * from 'zod/v4/core';
 export const locales = {};

@@ -15,26 +15,15 @@ const READ_CONCURRENCY = 8;
 
 type S3Module = typeof import('@aws-sdk/client-s3');
 
-let s3Module: Promise<S3Module> | undefined;
-
-/**
- * The S3 client library, imported on first use: it is the largest AWS SDK client the API
- * functions use (about 25 ms of a cold start), and most of their calls touch no log. A bundle
- * keeps this dynamic import of an external package as it is, so the library loads only when a
- * log is written or read.
- */
-export function loadS3(): Promise<S3Module> {
-  s3Module ??= import('@aws-sdk/client-s3').catch((error: unknown) => {
-    s3Module = undefined;
-    throw error;
-  });
-  return s3Module;
-}
-
 export interface S3LogStoreOptions {
   /** The client, or how to make it once the library is loaded (on the store's first call). */
   client: S3Client | ((s3: S3Module) => S3Client);
   bucket: string;
+  /**
+   * How the S3 client library is loaded (default: a dynamic import of `@aws-sdk/client-s3`). A
+   * load that fails is tried again on the next call.
+   */
+  loadLibrary?: () => Promise<S3Module>;
 }
 
 /**
@@ -46,18 +35,25 @@ export interface S3LogStoreOptions {
  */
 export class S3LogStore implements LogStore {
   readonly #makeClient: (s3: S3Module) => S3Client;
+  readonly #loadLibrary: () => Promise<S3Module>;
+  #library: Promise<S3Module> | undefined;
   #client: S3Client | undefined;
   readonly #bucket: string;
 
   constructor(options: S3LogStoreOptions) {
     const { client } = options;
     this.#makeClient = typeof client === 'function' ? client : () => client;
+    this.#loadLibrary = options.loadLibrary ?? importS3;
     this.#bucket = options.bucket;
   }
 
   /** The library and the client, both made on first use. */
   async #s3(): Promise<{ s3: S3Module; client: S3Client }> {
-    const s3 = await loadS3();
+    this.#library ??= this.#loadLibrary().catch((error: unknown) => {
+      this.#library = undefined;
+      throw error;
+    });
+    const s3 = await this.#library;
     this.#client ??= this.#makeClient(s3);
     return { s3, client: this.#client };
   }
@@ -145,6 +141,17 @@ export class S3LogStore implements LogStore {
       cause: error,
     });
   }
+}
+
+/**
+ * The S3 client library, imported on the first log call rather than when the function loads:
+ * most API calls touch no log. In the Lambda functions it comes from the runtime (not bundled:
+ * it would take the API bundles over 1 MiB), with its own copy of the SDK's core, so this first
+ * import costs about 50 ms of that call on each instance. A bundle keeps this dynamic import of
+ * an external package as it is.
+ */
+function importS3(): Promise<S3Module> {
+  return import('@aws-sdk/client-s3');
 }
 
 /**

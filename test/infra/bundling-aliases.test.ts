@@ -1,5 +1,5 @@
 import { execFile, execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -40,7 +40,7 @@ describe('the node:http and node:https aliases of the bundles', () => {
       alias: { ...CJS_BUILTIN_ALIASES },
       logLevel: 'silent',
     });
-    const printed = execFileSync(process.execPath, [out], { encoding: 'utf8' });
+    const printed = execFileSync(process.execPath, [out], { encoding: 'utf8', timeout: 30_000 });
     expect(JSON.parse(printed)).toEqual(['function', 'function', 'function', 'function', true]);
   });
 });
@@ -92,7 +92,7 @@ describe('the zod alias of the API bundles', () => {
     const locales = kept.filter((path) => /zod\/v4\/locales\/(?!en\.js)/.test(path));
     expect(kept.some((path) => path.endsWith('zod/v4/locales/en.js'))).toBe(true);
     expect(locales).toEqual([]);
-    const printed = JSON.parse(execFileSync(process.execPath, [out], { encoding: 'utf8' }));
+    const printed = JSON.parse(execFileSync(process.execPath, [out], { encoding: 'utf8', timeout: 30_000 }));
     expect(printed).toEqual({
       same: true,
       good: { name: 'ab', count: 3 },
@@ -101,6 +101,42 @@ describe('the zod alias of the API bundles', () => {
       locales: 0,
       core: true,
     });
+  });
+});
+
+describe('the zod alias of the API bundles, for subpath imports', () => {
+  it('leaves every subpath zod exports to zod itself', async () => {
+    const entry = join(dir, 'zod-subpaths.mjs');
+    writeFileSync(
+      entry,
+      [
+        "import { z } from 'zod';",
+        "import * as v4 from 'zod/v4';",
+        "import * as core from 'zod/v4/core';",
+        "import * as mini from 'zod/mini';",
+        "import fr from 'zod/v4/locales/fr.js';",
+        "import * as locales from 'zod/v4/locales';",
+        'console.log(JSON.stringify({',
+        '  sameClasses: v4.ZodString === z.ZodString && core.$ZodType === z.core.$ZodType,',
+        '  mini: mini.string().parse("x"),',
+        '  fr: typeof fr === "function" && typeof locales.de === "function",',
+        '  aliased: Object.keys(z.locales).length,',
+        '}));',
+      ].join('\n'),
+    );
+    const out = join(dir, 'zod-subpaths-out.mjs');
+    await build({
+      entryPoints: [entry],
+      outfile: out,
+      bundle: true,
+      platform: 'node',
+      format: 'esm',
+      alias: bundleAliases({ withoutZodLocales: true }),
+      nodePaths: [join(import.meta.dirname, '..', '..', 'node_modules')],
+      logLevel: 'silent',
+    });
+    const printed = JSON.parse(execFileSync(process.execPath, [out], { encoding: 'utf8', timeout: 30_000 }));
+    expect(printed).toEqual({ sameClasses: true, mini: 'x', fr: true, aliased: 0 });
   });
 });
 
@@ -139,6 +175,9 @@ describe('the API router bundled with the zod alias', () => {
       }),
     );
     const out = join(dir, 'api-probe.mjs');
+    // As the API function is bundled (lib/functions.ts), but with the AWS SDK left out: the
+    // probe's store and queues are stand-ins.
+    const plan = functionBundling('api');
     await build({
       stdin: { contents: API_PROBE, loader: 'js', resolveDir: root, sourcefile: 'api-probe.mjs' },
       outfile: out,
@@ -147,13 +186,15 @@ describe('the API router bundled with the zod alias', () => {
       format: 'esm',
       minify: true,
       keepNames: true,
+      mainFields: ['module', 'main'],
       external: ['@aws-sdk/*'],
-      nodePaths: [join(root, 'node_modules')],
       banner: { js: ESM_REQUIRE_BANNER },
-      alias: bundleAliases({ withoutZodLocales: true }),
+      alias: { ...plan.aliases },
       logLevel: 'silent',
     });
-    const fromBundle = lastLine(execFileSync(process.execPath, [out], { encoding: 'utf8', cwd: dir }));
+    const fromBundle = lastLine(
+      execFileSync(process.execPath, [out], { encoding: 'utf8', cwd: dir, timeout: 60_000 }),
+    );
     expect(fromBundle).toEqual(fromSource);
     expect(fromBundle.invalid).toEqual({
       status: 422,
@@ -170,14 +211,14 @@ import { DynamoDBDocumentClient, GetCommand, PutCommand } from '@aws-sdk/lib-dyn
 const client = new DynamoDBClient({ region: 'us-east-1', endpoint: process.env.PROBE_ENDPOINT });
 try {
   await client.send(new CreateTableCommand({
-    TableName: 'probe', BillingMode: 'PAY_PER_REQUEST',
+    TableName: process.env.PROBE_TABLE, BillingMode: 'PAY_PER_REQUEST',
     AttributeDefinitions: [{ AttributeName: 'pk', AttributeType: 'S' }],
     KeySchema: [{ AttributeName: 'pk', KeyType: 'HASH' }],
   }));
   const documents = DynamoDBDocumentClient.from(client);
-  await documents.send(new PutCommand({ TableName: 'probe', Item: { pk: 'a', value: 42 } }));
-  const { Item } = await documents.send(new GetCommand({ TableName: 'probe', Key: { pk: 'a' } }));
-  console.log(JSON.stringify({ item: Item }));
+  await documents.send(new PutCommand({ TableName: process.env.PROBE_TABLE, Item: { pk: 'a', value: 42 } }));
+  const { Item } = await documents.send(new GetCommand({ TableName: process.env.PROBE_TABLE, Key: { pk: 'a' } }));
+  console.log(JSON.stringify({ item: Item, key: (await client.config.credentials()).accessKeyId }));
 } catch (error) {
   console.log(JSON.stringify({ error: error.message }));
 }
@@ -186,10 +227,11 @@ try {
 /**
  * The functions that use the table bundle the AWS SDK with the environment-only credential
  * provider (lib/functions.ts, functionBundling): the bundled client must reach DynamoDB with the
- * credentials Lambda puts in the environment, and say which are missing without them.
+ * credentials Lambda puts in the environment; without them, fall back to the runtime's default
+ * chain, and say which variables are missing when that finds none either.
  */
 describe('the AWS SDK bundled with the Lambda credential provider', () => {
-  it('signs with the credentials of the environment, and names them when they are missing', async () => {
+  it("signs with the environment's credentials, else the runtime's chain, else names what is missing", async () => {
     const root = join(import.meta.dirname, '..', '..');
     const plan = functionBundling('scheduler');
     const out = join(dir, 'sdk-probe.mjs');
@@ -220,10 +262,18 @@ describe('the AWS SDK bundled with the Lambda credential provider', () => {
     const dynamo = await startEmbeddedDynamo();
     try {
       // Asynchronously: the embedded DynamoDB answers from this process's event loop.
-      const run = async (credentials: Record<string, string>) => {
-        // No HOME, profile or container variables: the environment's keys are the only source.
-        const env = { PATH: process.env.PATH ?? '', PROBE_ENDPOINT: dynamo.endpoint, ...credentials };
-        const { stdout } = await promisify(execFile)(process.execPath, [out], {
+      let runs = 0;
+      const run = async (file: string, variables: Record<string, string>) => {
+        runs += 1;
+        // No instance metadata (no network), no HOME unless given: only the sources the case sets.
+        const env = {
+          PATH: process.env.PATH ?? '',
+          PROBE_ENDPOINT: dynamo.endpoint,
+          PROBE_TABLE: `probe${runs}`,
+          AWS_EC2_METADATA_DISABLED: 'true',
+          ...variables,
+        };
+        const { stdout } = await promisify(execFile)(process.execPath, [file], {
           encoding: 'utf8',
           cwd: dir,
           env,
@@ -231,14 +281,28 @@ describe('the AWS SDK bundled with the Lambda credential provider', () => {
         });
         return JSON.parse(stdout.trim());
       };
-      expect(
-        await run({
-          AWS_ACCESS_KEY_ID: 'AKIDEXAMPLE',
-          AWS_SECRET_ACCESS_KEY: 'secret',
-          AWS_SESSION_TOKEN: 'token',
-        }),
-      ).toEqual({ item: { pk: 'a', value: 42 } });
-      expect((await run({})).error).toMatch(/AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY are not set/);
+      const keys = { AWS_ACCESS_KEY_ID: 'AKIDENVIRONMENT', AWS_SECRET_ACCESS_KEY: 'secret' };
+      expect(await run(out, { ...keys, AWS_SESSION_TOKEN: 'token' })).toEqual({
+        item: { pk: 'a', value: 42 },
+        key: 'AKIDENVIRONMENT',
+      });
+      // No keys and no runtime SDK next to the bundle: the error names the variables.
+      expect((await run(out, {})).error).toMatch(/AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY are not set/);
+      // No keys, and a runtime SDK whose chain finds a profile: that profile signs.
+      const runtime = join(dir, 'with-runtime-sdk');
+      const home = join(dir, 'home');
+      mkdirSync(join(home, '.aws'), { recursive: true });
+      writeFileSync(
+        join(home, '.aws', 'credentials'),
+        '[default]\naws_access_key_id = AKIDPROFILE\naws_secret_access_key = secret\n',
+      );
+      mkdirSync(runtime);
+      symlinkSync(join(root, 'node_modules'), join(runtime, 'node_modules'), 'dir');
+      copyFileSync(out, join(runtime, 'sdk-probe.mjs'));
+      expect(await run(join(runtime, 'sdk-probe.mjs'), { HOME: home })).toEqual({
+        item: { pk: 'a', value: 42 },
+        key: 'AKIDPROFILE',
+      });
     } finally {
       await dynamo.close();
     }

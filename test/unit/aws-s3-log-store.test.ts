@@ -136,6 +136,32 @@ describe('S3LogStore client', () => {
     expect(made[0]).toBeInstanceOf(S3Client);
     expect(s3).toHaveReceivedCommandTimes(PutObjectCommand, 2);
   });
+
+  it('wraps a failed load of the S3 library like a failed call, and loads it again on the next call', async () => {
+    s3.on(PutObjectCommand).resolves({});
+    let loads = 0;
+    const store = new S3LogStore({
+      client: (library) => new library.S3Client({ region: 'eu-west-1' }),
+      bucket: BUCKET,
+      loadLibrary: async () => {
+        loads += 1;
+        if (loads === 1) throw new Error("Cannot find package '@aws-sdk/client-s3'");
+        return import('@aws-sdk/client-s3');
+      },
+    });
+
+    const failed = store.appendChunk(key, 2, workerChunkId(1), 'a\n');
+    await expect(failed).rejects.toBeInstanceOf(S3LogStoreError);
+    await expect(failed).rejects.toThrow(
+      `PutObject of s3://${BUCKET}/${TRY_PREFIX}${workerChunkId(1)} failed: Cannot find package '@aws-sdk/client-s3'`,
+    );
+    expect(s3).toHaveReceivedCommandTimes(PutObjectCommand, 0);
+
+    await store.appendChunk(key, 2, workerChunkId(1), 'a\n');
+    await store.appendChunk(key, 2, workerChunkId(2), 'b\n');
+    expect(loads).toBe(2);
+    expect(s3).toHaveReceivedCommandTimes(PutObjectCommand, 2);
+  });
 });
 
 describe('S3LogStore.read', () => {
