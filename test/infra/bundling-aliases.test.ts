@@ -3,7 +3,7 @@ import { copyFileSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSyn
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { build } from 'esbuild';
+import { type BuildOptions, type BuildResult, build } from 'esbuild';
 import { afterAll, describe, expect, it } from 'vitest';
 import { startEmbeddedDynamo } from '#store/embedded.ts';
 import { bundleAliases, CJS_BUILTIN_ALIASES, ESM_REQUIRE_BANNER } from '../../lib/bundling.ts';
@@ -11,6 +11,31 @@ import { functionBundling } from '../../lib/functions.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'updraft-bundling-aliases-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+const projectRoot = join(import.meta.dirname, '..', '..');
+
+/** An ES module bundle for Node with the `require` banner, its packages resolved in the project. */
+function bundleForNode(
+  options: BuildOptions & { outfile: string },
+): Promise<BuildResult<{ metafile: true }>> {
+  return build({
+    bundle: true,
+    platform: 'node',
+    format: 'esm',
+    banner: { js: ESM_REQUIRE_BANNER },
+    nodePaths: [join(projectRoot, 'node_modules')],
+    logLevel: 'silent',
+    ...options,
+    metafile: true,
+  });
+}
+
+/** The input files a bundle kept: every file read is an input; those kept have bytes in the output. */
+function keptInputs(result: BuildResult<{ metafile: true }>): string[] {
+  return Object.values(result.metafile.outputs).flatMap((output) =>
+    Object.entries(output.inputs).flatMap(([path, input]) => (input.bytesInOutput > 0 ? [path] : [])),
+  );
+}
 
 /**
  * The aliases replace bundled ES imports of `node:http(s)` with a CommonJS module: the bundle
@@ -30,16 +55,7 @@ describe('the node:http and node:https aliases of the bundles', () => {
       ].join('\n'),
     );
     const out = join(dir, 'out.mjs');
-    await build({
-      entryPoints: [entry],
-      outfile: out,
-      bundle: true,
-      platform: 'node',
-      format: 'esm',
-      banner: { js: ESM_REQUIRE_BANNER },
-      alias: { ...CJS_BUILTIN_ALIASES },
-      logLevel: 'silent',
-    });
+    await bundleForNode({ entryPoints: [entry], outfile: out, alias: { ...CJS_BUILTIN_ALIASES } });
     const printed = execFileSync(process.execPath, [out], { encoding: 'utf8', timeout: 30_000 });
     expect(JSON.parse(printed)).toEqual(['function', 'function', 'function', 'function', true]);
   });
@@ -72,22 +88,12 @@ describe('the zod alias of the API bundles', () => {
       ].join('\n'),
     );
     const out = join(dir, 'zod-out.mjs');
-    const result = await build({
-      entryPoints: [entry],
-      outfile: out,
-      bundle: true,
-      platform: 'node',
-      format: 'esm',
-      banner: { js: ESM_REQUIRE_BANNER },
-      alias: bundleAliases({ withoutZodLocales: true }),
-      // The entry is outside the project: its packages are the project's.
-      nodePaths: [join(import.meta.dirname, '..', '..', 'node_modules')],
-      metafile: true,
-      logLevel: 'silent',
-    });
-    // Every file read is an input; those the bundle kept have bytes in the output.
-    const kept = Object.values(result.metafile.outputs).flatMap((output) =>
-      Object.entries(output.inputs).flatMap(([path, input]) => (input.bytesInOutput > 0 ? [path] : [])),
+    const kept = keptInputs(
+      await bundleForNode({
+        entryPoints: [entry],
+        outfile: out,
+        alias: bundleAliases({ withoutZodLocales: true }),
+      }),
     );
     const locales = kept.filter((path) => /zod\/v4\/locales\/(?!en\.js)/.test(path));
     expect(kept.some((path) => path.endsWith('zod/v4/locales/en.js'))).toBe(true);
@@ -125,15 +131,10 @@ describe('the zod alias of the API bundles, for subpath imports', () => {
       ].join('\n'),
     );
     const out = join(dir, 'zod-subpaths-out.mjs');
-    await build({
+    await bundleForNode({
       entryPoints: [entry],
       outfile: out,
-      bundle: true,
-      platform: 'node',
-      format: 'esm',
       alias: bundleAliases({ withoutZodLocales: true }),
-      nodePaths: [join(import.meta.dirname, '..', '..', 'node_modules')],
-      logLevel: 'silent',
     });
     const printed = JSON.parse(execFileSync(process.execPath, [out], { encoding: 'utf8', timeout: 30_000 }));
     expect(printed).toEqual({ sameClasses: true, mini: 'x', fr: true, aliased: 0 });
@@ -165,7 +166,7 @@ console.log(JSON.stringify({ doc: await doc.json(), invalid: { status: invalid.s
 
 describe('the API router bundled with the zod alias', () => {
   it('documents the same OpenAPI and answers invalid input as the sources do', async () => {
-    const root = join(import.meta.dirname, '..', '..');
+    const root = projectRoot;
     const lastLine = (printed: string) => JSON.parse(printed.trim().split('\n').at(-1) as string);
     // The probe is plain JavaScript: from the sources, Node runs it as it is, in the project.
     const fromSource = lastLine(
@@ -178,19 +179,14 @@ describe('the API router bundled with the zod alias', () => {
     // As the API function is bundled (lib/functions.ts), but with the AWS SDK left out: the
     // probe's store and queues are stand-ins.
     const plan = functionBundling('api');
-    await build({
+    await bundleForNode({
       stdin: { contents: API_PROBE, loader: 'js', resolveDir: root, sourcefile: 'api-probe.mjs' },
       outfile: out,
-      bundle: true,
-      platform: 'node',
-      format: 'esm',
       minify: true,
       keepNames: true,
       mainFields: ['module', 'main'],
       external: ['@aws-sdk/*'],
-      banner: { js: ESM_REQUIRE_BANNER },
       alias: { ...plan.aliases },
-      logLevel: 'silent',
     });
     const fromBundle = lastLine(
       execFileSync(process.execPath, [out], { encoding: 'utf8', cwd: dir, timeout: 60_000 }),
@@ -232,25 +228,18 @@ try {
  */
 describe('the AWS SDK bundled with the Lambda credential provider', () => {
   it("signs with the environment's credentials, else the runtime's chain, else names what is missing", async () => {
-    const root = join(import.meta.dirname, '..', '..');
+    const root = projectRoot;
     const plan = functionBundling('scheduler');
     const out = join(dir, 'sdk-probe.mjs');
-    const result = await build({
-      stdin: { contents: SDK_PROBE, loader: 'js', resolveDir: root, sourcefile: 'sdk-probe.mjs' },
-      outfile: out,
-      bundle: true,
-      platform: 'node',
-      format: 'esm',
-      minify: true,
-      mainFields: ['module', 'main'],
-      external: [...plan.externalModules],
-      banner: { js: ESM_REQUIRE_BANNER },
-      alias: { ...plan.aliases },
-      metafile: true,
-      logLevel: 'silent',
-    });
-    const kept = Object.values(result.metafile.outputs).flatMap((output) =>
-      Object.entries(output.inputs).flatMap(([path, input]) => (input.bytesInOutput > 0 ? [path] : [])),
+    const kept = keptInputs(
+      await bundleForNode({
+        stdin: { contents: SDK_PROBE, loader: 'js', resolveDir: root, sourcefile: 'sdk-probe.mjs' },
+        outfile: out,
+        minify: true,
+        mainFields: ['module', 'main'],
+        external: [...plan.externalModules],
+        alias: { ...plan.aliases },
+      }),
     );
     expect(kept.some((path) => path.includes('node_modules/@aws-sdk/client-dynamodb/'))).toBe(true);
     expect(
