@@ -21,8 +21,8 @@ const COMMON: BuildOptions = {
   format: 'esm',
   target: 'node24',
   minify: true,
-  // Function names survive minification: a callback is resolved by its name, checked against the
-  // name the DAG was serialized with.
+  // Function names survive minification in the triggerer, which runs DAG code: a callback is
+  // resolved by its name. The Lambda functions keep them as `functionBundling` says.
   keepNames: true,
   sourcemap: true,
   sourcesContent: false,
@@ -41,6 +41,7 @@ function lambdaOptions(name: keyof typeof FUNCTION_ENTRIES): BuildOptions {
     ...COMMON,
     external: [...plan.externalModules],
     alias: { ...plan.aliases },
+    keepNames: plan.keepNames,
     mainFields: ['module', 'main'],
   };
 }

@@ -44,10 +44,17 @@ export const SDK_BUNDLING_FUNCTIONS: ReadonlySet<UpdraftFunctionName> = new Set(
  */
 export const RUNTIME_SDK_MODULES: readonly string[] = ['@aws-sdk/client-s3'];
 
-/** How a function's bundle is built: what it leaves to the runtime, and its aliases. */
+/** How a function's bundle is built: what it leaves to the runtime, its aliases, and names. */
 export interface FunctionBundling {
   readonly externalModules: readonly string[];
   readonly aliases: Readonly<Record<string, string>>;
+  /**
+   * Whether function and class names survive minification: in the worker, which bundles the DAG
+   * code, a callback is resolved by its name, checked against the name the DAG was serialized
+   * with (from the sources, at synth). The other functions never look a name up, and their stack
+   * traces are mapped by the source map; keeping names would add about 60 KiB to the API bundles.
+   */
+  readonly keepNames: boolean;
 }
 
 /**
@@ -60,12 +67,14 @@ export interface FunctionBundling {
  */
 export function functionBundling(name: UpdraftFunctionName): FunctionBundling {
   const withoutZodLocales = API_FUNCTIONS.has(name);
+  const keepNames = name === 'worker';
   if (!SDK_BUNDLING_FUNCTIONS.has(name)) {
-    return { externalModules: ['@aws-sdk/*'], aliases: bundleAliases({ withoutZodLocales }) };
+    return { externalModules: ['@aws-sdk/*'], aliases: bundleAliases({ withoutZodLocales }), keepNames };
   }
   return {
     externalModules: RUNTIME_SDK_MODULES,
     aliases: bundleAliases({ withoutZodLocales, lambdaCredentials: true }),
+    keepNames,
   };
 }
 
@@ -194,9 +203,7 @@ function bundledFunction(
       format: OutputFormat.ESM,
       target: 'node24',
       minify: true,
-      // Function names survive minification: a callback is resolved by its name, checked against the
-      // name the DAG was serialized with.
-      keepNames: true,
+      keepNames: plan.keepNames,
       sourceMap: true,
       sourcesContent: false,
       mainFields: ['module', 'main'],

@@ -7,7 +7,7 @@ import { type BuildOptions, type BuildResult, build } from 'esbuild';
 import { afterAll, describe, expect, it } from 'vitest';
 import { startEmbeddedDynamo } from '#store/embedded.ts';
 import { bundleAliases, CJS_BUILTIN_ALIASES, ESM_REQUIRE_BANNER } from '../../lib/bundling.ts';
-import { functionBundling } from '../../lib/functions.ts';
+import { FUNCTION_ENTRIES, functionBundling, type UpdraftFunctionName } from '../../lib/functions.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'updraft-bundling-aliases-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -183,7 +183,7 @@ describe('the API router bundled with the zod alias', () => {
       stdin: { contents: API_PROBE, loader: 'js', resolveDir: root, sourcefile: 'api-probe.mjs' },
       outfile: out,
       minify: true,
-      keepNames: true,
+      keepNames: plan.keepNames,
       mainFields: ['module', 'main'],
       external: ['@aws-sdk/*'],
       alias: { ...plan.aliases },
@@ -295,5 +295,24 @@ describe('the AWS SDK bundled with the Lambda credential provider', () => {
     } finally {
       await dynamo.close();
     }
+  });
+});
+
+describe('functionBundling', () => {
+  it('keeps names only in the worker (DAG callbacks are resolved by name), and the SDK where the table is used', () => {
+    const plans = Object.fromEntries(
+      (Object.keys(FUNCTION_ENTRIES) as UpdraftFunctionName[]).map((name) => {
+        const plan = functionBundling(name);
+        return [name, { keepNames: plan.keepNames, external: plan.externalModules }];
+      }),
+    );
+    const bundled = { keepNames: false, external: ['@aws-sdk/client-s3'] };
+    expect(plans).toEqual({
+      api: bundled,
+      executionApi: bundled,
+      scheduler: bundled,
+      registerDags: bundled,
+      worker: { keepNames: true, external: ['@aws-sdk/*'] },
+    });
   });
 });
