@@ -51,8 +51,10 @@ export interface FunctionBundling {
   /**
    * Whether function and class names survive minification: in the worker, which bundles the DAG
    * code, a callback is resolved by its name, checked against the name the DAG was serialized
-   * with (from the sources, at synth). The other functions never look a name up, and their stack
-   * traces are mapped by the source map; keeping names would add about 60 KiB to the API bundles.
+   * with (from the sources, at synth). The other functions look no name up, and their stack traces
+   * are mapped by the source map; keeping names would add about 60 KiB to the API bundles. (The
+   * AWS SDK tells its default logger apart by its class name: every client the functions make is
+   * given a logger of its own, `sdkClientLogger`.)
    */
   readonly keepNames: boolean;
 }

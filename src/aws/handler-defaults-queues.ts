@@ -3,13 +3,14 @@ import { QUEUE_NAMES, type Queue, type QueueName, type Queues } from '#queue/por
 import { queueUrlEnvVar, requireEnv } from './environment.ts';
 import type { DepFactories } from './handler-deps.ts';
 import { HandlerError } from './handler-errors.ts';
+import { sdkClientLogger } from './handler-observability.ts';
 import { SqsQueue } from './sqs-queue.ts';
 
 /** The queues bound to this function (`UPDRAFT_QUEUE_URL_<NAME>`) on SQS. */
 export const factories: Pick<DepFactories, 'queues'> = {
-  queues: async (deps, { tracer }) => {
+  queues: async (deps, { tracer, logger }) => {
     const settings = await deps.get('settings');
-    const client = tracer.captureAWSv3Client(new SQSClient({}));
+    const client = tracer.captureAWSv3Client(new SQSClient({ logger: sdkClientLogger(logger) }));
     const queues = {} as Record<QueueName, Queue>;
     for (const name of QUEUE_NAMES) {
       const queueUrl = process.env[queueUrlEnvVar(name)];

@@ -2,6 +2,7 @@ import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { AWS_ENV, requireEnv } from './environment.ts';
 import type { DepFactories } from './handler-deps.ts';
 import type { Observability } from './handler-observability.ts';
+import { sdkClientLogger } from './handler-observability.ts';
 import { apiTokenOf, CachedSecrets, executionKeysOf } from './handler-secrets.ts';
 
 /**
@@ -24,7 +25,7 @@ export const factories: Pick<DepFactories, 'apiToken' | 'executionKeys'> = {
 let secrets: CachedSecrets | undefined;
 function secretsOf({ tracer, logger }: Observability): CachedSecrets {
   secrets ??= new CachedSecrets({
-    client: tracer.captureAWSv3Client(new SecretsManagerClient({})),
+    client: tracer.captureAWSv3Client(new SecretsManagerClient({ logger: sdkClientLogger(logger) })),
     warn: (message, fields) => logger.warn(message, fields),
   });
   return secrets;

@@ -1,5 +1,6 @@
 import { SchedulerClient } from '@aws-sdk/client-scheduler';
 import type { DepFactories } from './handler-deps.ts';
+import { sdkClientLogger } from './handler-observability.ts';
 import { AwsWakeTimers, wakeTimerSettingsFrom } from './wake-timers.ts';
 
 /**
@@ -7,11 +8,11 @@ import { AwsWakeTimers, wakeTimerSettingsFrom } from './wake-timers.ts';
  * Scheduler one-time schedules beyond (`UPDRAFT_TIMER_*`).
  */
 export const factories: Pick<DepFactories, 'timers'> = {
-  timers: async (deps, { tracer }) => {
+  timers: async (deps, { tracer, logger }) => {
     const [queues, now] = await Promise.all([deps.get('queues'), deps.get('now')]);
     return new AwsWakeTimers({
       queue: queues.scheduler,
-      scheduler: tracer.captureAWSv3Client(new SchedulerClient({})),
+      scheduler: tracer.captureAWSv3Client(new SchedulerClient({ logger: sdkClientLogger(logger) })),
       ...wakeTimerSettingsFrom(process.env),
       now,
     });

@@ -97,3 +97,32 @@ export class EmfMetricsRegistry extends MetricsRegistry {
     this.#metrics.addMetric(name, MetricUnit.Count, value);
   }
 }
+
+/** The logger an AWS SDK client takes (`@smithy/types`' `Logger`). */
+export interface SdkClientLogger {
+  trace(...content: unknown[]): void;
+  debug(...content: unknown[]): void;
+  info(...content: unknown[]): void;
+  warn(...content: unknown[]): void;
+  error(...content: unknown[]): void;
+}
+
+/**
+ * The logger given to every AWS SDK client the functions make: the SDK's own warnings and errors
+ * (sockets at capacity, a request past its timeout) go to the function's log as warnings, and its
+ * line per request (`info`, with the command's input and output) is dropped, as the SDK's default
+ * does. Given explicitly because the SDK tells its default apart by its class name, which a
+ * minified bundle does not keep: left to the default, a bundled client's HTTP handler would lose
+ * those warnings.
+ */
+export function sdkClientLogger(logger: PowertoolsLogger): SdkClientLogger {
+  const text = (content: unknown[]) =>
+    content.map((part) => (typeof part === 'string' ? part : JSON.stringify(part))).join(' ');
+  return {
+    trace: () => {},
+    debug: () => {},
+    info: () => {},
+    warn: (...content) => logger.warn('AWS SDK warning', { sdk: text(content) }),
+    error: (...content) => logger.warn('AWS SDK error', { sdk: text(content) }),
+  };
+}

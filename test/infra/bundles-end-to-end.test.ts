@@ -3,6 +3,7 @@ import { mkdtempSync, rmSync, symlinkSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { build } from 'esbuild';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createDynamoClient, ensureTable, startEmbeddedDynamo } from '#store/embedded.ts';
@@ -111,7 +112,9 @@ beforeAll(async () => {
       ]),
     ),
   });
-  for (const name of names) bundles[name] = await import(join(dir, name, 'index.mjs'));
+  // Loaded by Node itself (vitest.config.ts externalizes this folder), as Lambda loads them: through
+  // vitest's module runner a bundle would get a `require` of its own and load without its banner.
+  for (const name of names) bundles[name] = await import(pathToFileURL(join(dir, name, 'index.mjs')).href);
 }, 120_000);
 
 afterAll(async () => {
