@@ -105,6 +105,9 @@ beforeAll(async () => {
     UPDRAFT_TIMER_ROLE_ARN: 'arn:aws:iam::123456789012:role/timers',
     UPDRAFT_TIMER_GROUP_NAME: 'updraft',
     UPDRAFT_EXECUTION_API_URL: 'https://execution.lambda-url.us-east-1.on.aws',
+    // No triggerer here: example_callbacks' async callbacks run on the worker, as its sync ones do.
+    UPDRAFT_ASYNC_CALLBACKS_RUN_ON: 'worker',
+    UPDRAFT_EXAMPLE_WEBHOOK_URL: `${aws.endpoint}/hooks`,
     ...Object.fromEntries(
       QUEUES.map((queue) => [
         `UPDRAFT_QUEUE_URL_${queue.toUpperCase()}`,
@@ -155,6 +158,45 @@ async function drain(queue: (typeof QUEUES)[number], handler: Handler, batchSize
   return handed;
 }
 
+/** The worker's handler, reaching the Execution API's function through its URL: here, its handler. */
+function workerHandler(): Handler {
+  const executionApi = handlerOf('executionApi');
+  const executionFetch = (async (input: Parameters<typeof fetch>[0], init?: RequestInit) => {
+    const event = await httpEventOf(new Request(input, init), 'function-url');
+    return responseOf((await executionApi(event, lambdaContext('updraft-execution-api'))) as never);
+  }) as typeof fetch;
+  const makeWorker = bundles.worker?.makeHandler as (deps: { executionFetch: typeof fetch }) => Handler;
+  return makeWorker({ executionFetch });
+}
+
+/**
+ * Delivers what the functions send until the run has ended: scheduling requests to the scheduler,
+ * workloads and callbacks to the worker, and, when nothing is left to deliver, the periodic tick
+ * (a retry waits for its delay of 1 s). Returns the run's final state.
+ */
+async function runToEnd(dagId: string, runId: string, worker: Handler): Promise<string> {
+  const scheduler = handlerOf('scheduler');
+  let state = 'queued';
+  for (let round = 0; round < 60 && (state === 'queued' || state === 'running'); round += 1) {
+    let handed = await drain('scheduler', scheduler, 10);
+    for (const queue of ['tasks_high', 'tasks_default', 'tasks_low', 'callbacks'] as const) {
+      handed += await drain(queue, worker, 10);
+    }
+    if (handed > 0) continue;
+    state = (await api('GET', `/api/v2/dags/${dagId}/dagRuns/${runId}`)).body.state as string;
+    if (state === 'queued' || state === 'running') {
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      await scheduler(scheduledEvent(), lambdaContext('updraft-scheduler'));
+    }
+  }
+  // Callbacks owed at the run's end are still on their way: deliver them too.
+  for (let round = 0; round < 5; round += 1) {
+    await drain('scheduler', scheduler, 10);
+    if ((await drain('callbacks', worker, 10)) === 0) break;
+  }
+  return state;
+}
+
 describe('the deployed bundles', () => {
   it('register the DAGs, run example_etl to success with its retry, and serve its logs from S3', async () => {
     const serialized = serializeDagsFolder(join(root, 'dags'), { timeoutMs: 30_000 });
@@ -174,30 +216,8 @@ describe('the deployed bundles', () => {
     expect((await api('PATCH', '/api/v2/dags/example_etl', { is_paused: false })).status).toBe(200);
     expect((await api('POST', '/api/v2/dags/example_etl/dagRuns', { dag_run_id: 'e2e' })).status).toBe(201);
 
-    // Workers reach the Execution API's function through its URL: here, its handler.
-    const executionApi = handlerOf('executionApi');
-    const executionFetch = (async (input: Parameters<typeof fetch>[0], init?: RequestInit) => {
-      const event = await httpEventOf(new Request(input, init), 'function-url');
-      return responseOf((await executionApi(event, lambdaContext('updraft-execution-api'))) as never);
-    }) as typeof fetch;
-    const makeWorker = bundles.worker?.makeHandler as (deps: { executionFetch: typeof fetch }) => Handler;
-    const worker = makeWorker({ executionFetch });
-    const scheduler = handlerOf('scheduler');
-
-    let state = 'queued';
-    for (let round = 0; round < 60 && (state === 'queued' || state === 'running'); round += 1) {
-      let handed = await drain('scheduler', scheduler, 10);
-      for (const queue of ['tasks_high', 'tasks_default', 'tasks_low', 'callbacks'] as const) {
-        handed += await drain(queue, worker, 10);
-      }
-      if (handed > 0) continue;
-      state = (await api('GET', '/api/v2/dags/example_etl/dagRuns/e2e')).body.state as string;
-      if (state === 'queued' || state === 'running') {
-        // A retry waits for its delay (1 s): the periodic tick finds it due.
-        await new Promise((resolve) => setTimeout(resolve, 500));
-        await scheduler(scheduledEvent(), lambdaContext('updraft-scheduler'));
-      }
-    }
+    const worker = workerHandler();
+    const state = await runToEnd('example_etl', 'e2e', worker);
     expect(state).toBe('success');
     const instances = (await api('GET', '/api/v2/dags/example_etl/dagRuns/e2e/taskInstances')).body
       .task_instances as { task_id: string; state: string; try_number: number }[];
@@ -229,5 +249,19 @@ describe('the deployed bundles', () => {
       status: 422,
       body: { status: 422, detail: 'Invalid request: conf: Invalid input: expected record, received number' },
     });
+  }, 120_000);
+
+  it("run example_callbacks' callbacks on the worker, found by their names in the worker's bundle", async () => {
+    expect((await api('PATCH', '/api/v2/dags/example_callbacks', { is_paused: false })).status).toBe(200);
+    expect((await api('POST', '/api/v2/dags/example_callbacks/dagRuns', { dag_run_id: 'cb' })).status).toBe(
+      201,
+    );
+    expect(await runToEnd('example_callbacks', 'cb', workerHandler())).toBe('success');
+    const callbacks = (await api('GET', '/api/v2/dags/example_callbacks/dagRuns/cb/callbacks')).body
+      .callbacks as { name: string; state: string; place: string }[];
+    expect(
+      callbacks.map((callback) => `${callback.name}:${callback.state}:${callback.place}`).sort(),
+    ).toEqual(['noteRetry:success:worker', 'runDone:success:worker', 'webhookNotifier:success:worker']);
+    expect(aws.requests.filter((request) => request.path === '/hooks')).toHaveLength(1);
   }, 120_000);
 });

@@ -7,7 +7,8 @@ import type { AddressInfo } from 'node:net';
  * 127.0.0.1 as the services answer them, for tests that run the real bundles (SDK clients and
  * all) where no local implementation exists: Secrets Manager `GetSecretValue`, SQS
  * `SendMessageBatch` and `GetQueueAttributes` (JSON protocol), S3 `PutObject`, `ListObjectsV2` and
- * `GetObject` (path style). Every request is recorded with its headers.
+ * `GetObject` (path style). Every request is recorded with its headers. A POST to `/hooks` is
+ * answered 204, for the example DAGs' webhook notifier.
  */
 export interface FakeAws {
   endpoint: string;
@@ -71,6 +72,10 @@ export async function startFakeAws(options: { secrets: Record<string, string> })
         return json(200, { Attributes: attributes }, type);
       }
       return json(400, { __type: 'com.amazonaws.sqs#UnsupportedOperation', message: target }, type);
+    }
+    if (request.method === 'POST' && url.pathname === '/hooks') {
+      response.writeHead(204);
+      return response.end();
     }
     const [, bucket = '', ...rest] = url.pathname.split('/');
     const key = decodeURIComponent(rest.join('/'));
