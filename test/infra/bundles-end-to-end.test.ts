@@ -121,7 +121,8 @@ beforeAll(async () => {
 }, 120_000);
 
 afterAll(async () => {
-  process.env = savedEnv;
+  for (const key of Object.keys(process.env)) if (!(key in savedEnv)) delete process.env[key];
+  Object.assign(process.env, savedEnv);
   await aws?.close();
   await dynamo?.close();
   xray?.close();
