@@ -7,7 +7,7 @@ import { type BuildOptions, build, type Metafile, type Plugin } from 'esbuild';
 import { bundleAliases, ESM_REQUIRE_BANNER } from '../lib/bundling.ts';
 import {
   FUNCTION_ENTRIES,
-  functionBundling,
+  functionBuildOptions,
   SERVICE_NAMES,
   TRIGGERER_SERVICE_NAME,
 } from '../lib/functions.ts';
@@ -36,14 +36,7 @@ const COMMON: BuildOptions = {
  * triggerer's container bundles everything.
  */
 function lambdaOptions(name: keyof typeof FUNCTION_ENTRIES): BuildOptions {
-  const plan = functionBundling(name);
-  return {
-    ...COMMON,
-    external: [...plan.externalModules],
-    alias: { ...plan.aliases },
-    keepNames: plan.keepNames,
-    mainFields: ['module', 'main'],
-  };
+  return { ...COMMON, ...functionBuildOptions(name) };
 }
 
 export interface BundleTarget {

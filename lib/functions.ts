@@ -9,6 +9,7 @@ import {
 } from 'aws-cdk-lib/aws-lambda-nodejs';
 import { LogGroup, RetentionDays } from 'aws-cdk-lib/aws-logs';
 import type { Construct } from 'constructs';
+import type { BuildOptions } from 'esbuild';
 import { aliasEsbuildArgs, bundleAliases, ESM_REQUIRE_BANNER } from './bundling.ts';
 import { acknowledge } from './nag.ts';
 
@@ -77,6 +78,29 @@ export function functionBundling(name: UpdraftFunctionName): FunctionBundling {
     externalModules: RUNTIME_SDK_MODULES,
     aliases: bundleAliases({ withoutZodLocales, lambdaCredentials: true }),
     keepNames,
+  };
+}
+
+/**
+ * A function's bundle as esbuild options: what `bundledFunction` asks of `NodejsFunction`, for
+ * the builds made without the CDK (the benchmark's, the tests'). The caller adds the entry, the
+ * output and its own logging.
+ */
+export function functionBuildOptions(name: UpdraftFunctionName): BuildOptions {
+  const plan = functionBundling(name);
+  return {
+    bundle: true,
+    platform: 'node',
+    format: 'esm',
+    target: 'node24',
+    minify: true,
+    keepNames: plan.keepNames,
+    sourcemap: true,
+    sourcesContent: false,
+    mainFields: ['module', 'main'],
+    external: [...plan.externalModules],
+    banner: { js: ESM_REQUIRE_BANNER },
+    alias: { ...plan.aliases },
   };
 }
 

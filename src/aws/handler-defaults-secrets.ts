@@ -1,8 +1,7 @@
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { AWS_ENV, requireEnv } from './environment.ts';
 import type { DepFactories } from './handler-deps.ts';
-import type { Observability } from './handler-observability.ts';
-import { sdkClientLogger } from './handler-observability.ts';
+import { type Observability, sdkClientLogger } from './handler-observability.ts';
 import { apiTokenOf, CachedSecrets, executionKeysOf } from './handler-secrets.ts';
 
 /**

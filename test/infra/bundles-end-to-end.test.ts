@@ -7,9 +7,8 @@ import { pathToFileURL } from 'node:url';
 import { build } from 'esbuild';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createDynamoClient, ensureTable, startEmbeddedDynamo } from '#store/embedded.ts';
-import { ESM_REQUIRE_BANNER } from '../../lib/bundling.ts';
 import { serializeDagsFolder } from '../../lib/dags.ts';
-import { FUNCTION_ENTRIES, functionBundling, type UpdraftFunctionName } from '../../lib/functions.ts';
+import { FUNCTION_ENTRIES, functionBuildOptions, type UpdraftFunctionName } from '../../lib/functions.ts';
 import { type FakeAws, startFakeAws } from '../support/fake-aws-http.ts';
 import {
   httpEventOf,
@@ -41,23 +40,11 @@ const savedEnv = { ...process.env };
 const bundles: Partial<Record<UpdraftFunctionName, Record<string, unknown>>> = {};
 
 async function bundle(name: UpdraftFunctionName): Promise<void> {
-  const plan = functionBundling(name);
   await build({
+    ...functionBuildOptions(name),
     entryPoints: [join(root, FUNCTION_ENTRIES[name])],
     outfile: join(dir, name, 'index.mjs'),
     absWorkingDir: root,
-    bundle: true,
-    platform: 'node',
-    format: 'esm',
-    target: 'node24',
-    minify: true,
-    keepNames: plan.keepNames,
-    sourcemap: true,
-    sourcesContent: false,
-    mainFields: ['module', 'main'],
-    external: [...plan.externalModules],
-    banner: { js: ESM_REQUIRE_BANNER },
-    alias: { ...plan.aliases },
     logLevel: 'silent',
   });
 }

@@ -7,7 +7,12 @@ import { type BuildOptions, type BuildResult, build } from 'esbuild';
 import { afterAll, describe, expect, it } from 'vitest';
 import { startEmbeddedDynamo } from '#store/embedded.ts';
 import { bundleAliases, CJS_BUILTIN_ALIASES, ESM_REQUIRE_BANNER } from '../../lib/bundling.ts';
-import { FUNCTION_ENTRIES, functionBundling, type UpdraftFunctionName } from '../../lib/functions.ts';
+import {
+  FUNCTION_ENTRIES,
+  functionBuildOptions,
+  functionBundling,
+  type UpdraftFunctionName,
+} from '../../lib/functions.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'updraft-bundling-aliases-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -178,15 +183,11 @@ describe('the API router bundled with the zod alias', () => {
     const out = join(dir, 'api-probe.mjs');
     // As the API function is bundled (lib/functions.ts), but with the AWS SDK left out: the
     // probe's store and queues are stand-ins.
-    const plan = functionBundling('api');
     await bundleForNode({
+      ...functionBuildOptions('api'),
       stdin: { contents: API_PROBE, loader: 'js', resolveDir: root, sourcefile: 'api-probe.mjs' },
       outfile: out,
-      minify: true,
-      keepNames: plan.keepNames,
-      mainFields: ['module', 'main'],
       external: ['@aws-sdk/*'],
-      alias: { ...plan.aliases },
     });
     const fromBundle = lastLine(
       execFileSync(process.execPath, [out], { encoding: 'utf8', cwd: dir, timeout: 60_000 }),
@@ -229,16 +230,12 @@ try {
 describe('the AWS SDK bundled with the Lambda credential provider', () => {
   it("signs with the environment's credentials, else the runtime's chain, else names what is missing", async () => {
     const root = projectRoot;
-    const plan = functionBundling('scheduler');
     const out = join(dir, 'sdk-probe.mjs');
     const kept = keptInputs(
       await bundleForNode({
+        ...functionBuildOptions('scheduler'),
         stdin: { contents: SDK_PROBE, loader: 'js', resolveDir: root, sourcefile: 'sdk-probe.mjs' },
         outfile: out,
-        minify: true,
-        mainFields: ['module', 'main'],
-        external: [...plan.externalModules],
-        alias: { ...plan.aliases },
       }),
     );
     expect(kept.some((path) => path.includes('node_modules/@aws-sdk/client-dynamodb/'))).toBe(true);
