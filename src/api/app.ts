@@ -19,6 +19,7 @@ import { bearerMatches, idWithHashIn } from './auth.ts';
 import { registerCallbackRoutes } from './callback-routes.ts';
 import { registerDagRoutes } from './dag-routes.ts';
 import { errorAnswer } from './errors.ts';
+import { registerExecutionBatchRoute } from './execution-batch-routes.ts';
 import { registerExecutionRoutes } from './execution-routes.ts';
 import { unknownQueryParameters } from './query-check.ts';
 import {
@@ -47,6 +48,7 @@ export interface ApiDeps {
     Settings,
     | 'confMaxBytes'
     | 'requestMaxBytes'
+    | 'executionBatchMaxCalls'
     | 'xcomMaxBytes'
     | 'logChunkMaxBytes'
     | 'logMaxBytes'
@@ -178,6 +180,7 @@ export function createApi(deps: ApiDeps): ApiApp {
   registerTaskRoutes(app, deps);
   registerTriggerListRoutes(app, deps);
   registerExecutionRoutes(app, deps);
+  registerExecutionBatchRoute(app, deps);
   registerCallbackRoutes(app, deps);
   registerTriggerRoutes(app, deps);
 

@@ -5,6 +5,7 @@ import { handle } from 'hono/aws-lambda';
 import type { ApiApp } from '#api/app.ts';
 import { bearerTokenOf } from '#api/auth.ts';
 import { createApiStack } from '#api/stack.ts';
+import { EXECUTION_BATCH_PATH } from '#contracts/execution-api.ts';
 import type { SchedulingNotifier } from '#engine/notifier.ts';
 import { type ExecutionKeys, keyIdOf, keyringEntries, type TaskTokenSigner } from '#engine/tokens.ts';
 import { type AwsDefaults, type HandlerDeps, LazyDeps } from './handler-deps.ts';
@@ -114,12 +115,11 @@ export function makeHttpHandler(kind: HttpFunction, given: Partial<HandlerDeps &
    * not have (a rotation put a new key first, and the scheduler signs with it already), the
    * keyring is read again first, at most once per `KEYRING_REFRESH_INTERVAL_MS`.
    */
-  async function routerFor(headers: Record<string, string | undefined>) {
+  async function routerFor(request: HttpEvent) {
     const current = await router();
     if (kind !== 'execution') return current;
-    const token = bearerTokenOf(headers.authorization);
-    const kid = token === undefined ? undefined : keyIdOf(token);
-    if (kid === undefined || current.kids.has(kid)) return current;
+    const kids = tokensOf(request).map(keyIdOf);
+    if (kids.every((kid) => kid === undefined || current.kids.has(kid))) return current;
     const now = (await deps.get('now'))();
     if (now - keyringRefreshedAt < KEYRING_REFRESH_INTERVAL_MS) return current;
     keyringRefreshedAt = now;
@@ -131,7 +131,7 @@ export function makeHttpHandler(kind: HttpFunction, given: Partial<HandlerDeps &
     async (event: HttpEvent, context: Context): Promise<APIGatewayProxyStructuredResultV2> => {
       let request =
         kind === 'execution' ? { ...event, headers: restoreTaskToken(event.headers ?? {}) } : event;
-      const { handle: serve, notifier, tokens } = await routerFor(request.headers ?? {});
+      const { handle: serve, notifier, tokens } = await routerFor(request);
       if (kind === 'execution' && isTriggererRegistration(request, await deps.get('triggererRoleId'))) {
         const credential = await tokens.issueClaims(
           { kind: 'triggerer' },
@@ -149,6 +149,30 @@ export function makeHttpHandler(kind: HttpFunction, given: Partial<HandlerDeps &
     },
     observability,
   );
+}
+
+/**
+ * The task tokens a request carries: its bearer token, and for a batch (`POST /execution/batch`)
+ * each call's. Only read to know which key ids it was signed with; the routes check them.
+ */
+function tokensOf(request: HttpEvent): string[] {
+  const bearer = bearerTokenOf(request.headers?.authorization);
+  const tokens = bearer === undefined ? [] : [bearer];
+  if (request.rawPath !== EXECUTION_BATCH_PATH || !request.body) return tokens;
+  try {
+    const text = request.isBase64Encoded
+      ? Buffer.from(request.body, 'base64').toString('utf8')
+      : request.body;
+    const calls = (JSON.parse(text) as { calls?: unknown }).calls;
+    if (!Array.isArray(calls)) return tokens;
+    for (const call of calls) {
+      const token = (call as { token?: unknown } | null)?.token;
+      if (typeof token === 'string') tokens.push(token);
+    }
+  } catch {
+    // Not JSON: the route answers 422.
+  }
+  return tokens;
 }
 
 /** A credential given for one job registration lives only as long as that call may take. */

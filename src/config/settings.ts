@@ -108,6 +108,17 @@ export const settingsSchema = z
       .int()
       .min(1024)
       .default(1024 * 1024),
+    /**
+     * Most worker calls one Execution API batch request carries (POST /execution/batch): the API
+     * refuses a larger batch, and a Lambda worker puts at most this many into one. 1: a Lambda
+     * worker sends every call alone.
+     */
+    executionBatchMaxCalls: z.coerce.number().int().min(1).max(100).default(10),
+    /**
+     * How long a Lambda worker holds a start or report to send it with others in one batch, unless
+     * every workload of its invocation is already waiting on a call.
+     */
+    executionBatchWindowMs: z.coerce.number().int().min(0).max(1_000).default(20),
     queueMaxMessageBytes: z.coerce
       .number()
       .int()
@@ -311,6 +322,8 @@ export const SETTING_ENV_VARS: Readonly<Record<keyof Settings, string>> = {
   logMaxBytes: 'UPDRAFT_LOG_MAX_BYTES',
   logChunkMaxBytes: 'UPDRAFT_LOG_CHUNK_MAX_BYTES',
   requestMaxBytes: 'UPDRAFT_REQUEST_MAX_BYTES',
+  executionBatchMaxCalls: 'UPDRAFT_EXECUTION_BATCH_MAX_CALLS',
+  executionBatchWindowMs: 'UPDRAFT_EXECUTION_BATCH_WINDOW_MS',
   queueMaxMessageBytes: 'UPDRAFT_QUEUE_MAX_MESSAGE_BYTES',
   queueVisibilityTimeoutSeconds: 'UPDRAFT_QUEUE_VISIBILITY_TIMEOUT_SECONDS',
   queueMaxReceives: 'UPDRAFT_QUEUE_MAX_RECEIVES',

@@ -162,3 +162,58 @@ export function decodeTaskInstanceId(id: string): TaskInstanceKey | undefined {
     return undefined;
   }
 }
+
+/**
+ * One request that carries several worker calls, each under its own token, so a worker running
+ * several workloads at once (a Lambda batch) pays one invocation for their starts, or their
+ * reports, instead of one each. The API serves each call exactly as if it came alone (same
+ * route, token check, validation and answer) and sends the scheduling requests they made
+ * together, before it answers.
+ */
+export const EXECUTION_BATCH_PATH = '/execution/batch';
+
+/** The calls a batch may carry: a worker's calls that change a TI or a callback attempt. */
+export const BATCHABLE_CALLS: readonly { method: 'PATCH' | 'PUT'; path: RegExp }[] = [
+  { method: 'PATCH', path: /^\/execution\/task-instances\/[^/?#]+\/run$/ },
+  { method: 'PUT', path: /^\/execution\/task-instances\/[^/?#]+\/heartbeat$/ },
+  { method: 'PATCH', path: /^\/execution\/task-instances\/[^/?#]+\/state$/ },
+  { method: 'PATCH', path: /^\/execution\/callbacks\/[^/?#]+\/run$/ },
+  { method: 'PATCH', path: /^\/execution\/callbacks\/[^/?#]+\/state$/ },
+];
+
+export function isBatchableCall(method: string, path: string): boolean {
+  return BATCHABLE_CALLS.some((call) => call.method === method && call.path.test(path));
+}
+
+export const batchCallSchema = z
+  .strictObject({
+    method: z.enum(['PATCH', 'PUT']),
+    /** The call's own path, as it would be sent alone (e.g. `/execution/task-instances/{ti_id}/run`). */
+    path: z.string().min(1).max(2048),
+    /** The call's task or callback token (what it would send as `Authorization: Bearer …`). */
+    token: z.string().min(1).max(16_384),
+    body: z.record(z.string(), z.unknown()),
+  })
+  .meta({ id: 'BatchedCall' });
+
+export const executionBatchBody = z
+  .strictObject({ calls: z.array(batchCallSchema).min(1) })
+  .meta({ id: 'ExecutionBatch' });
+
+export const batchResultSchema = z
+  .object({
+    /** The status the call would have been answered with alone. */
+    status: z.number().int(),
+    /** Its JSON answer (an error's `detail` and `status` included). */
+    body: z.unknown(),
+    /** The `Updraft-Refreshed-Token` header it would have carried. */
+    refreshed_token: z.string().optional(),
+  })
+  .meta({ id: 'BatchedCallResult' });
+
+export const executionBatchResultsSchema = z
+  .object({ results: z.array(batchResultSchema) })
+  .meta({ id: 'ExecutionBatchResults' });
+
+export type BatchCall = z.infer<typeof batchCallSchema>;
+export type BatchResult = z.infer<typeof batchResultSchema>;

@@ -1,3 +1,4 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { SCHEDULING_REQUEST_MAX_TASK_INSTANCES, type SchedulingRequest } from '#contracts/messages.ts';
 import type { DagRunKey, TaskInstanceKey } from '#core/models.ts';
 import type { Queue } from '#queue/port.ts';
@@ -10,11 +11,14 @@ import { sendAll } from '#queue/send.ts';
  * which the pass reads first) and leave in batch calls.
  * `notify` resolves once the request was handed to the queue: a caller (an API call, a Lambda
  * invocation) awaits it before returning, so a frozen or recycled instance never loses it.
+ * Inside `collect`, requests are gathered instead and sent when its work is done.
  */
 export class SchedulingNotifier {
   readonly #queue: Queue;
   readonly #onError: (error: unknown) => void;
-  #pending = new Map<string, { run: DagRunKey; changed: Map<string, TaskInstanceKey> }>();
+  #pending: PendingRequests = new Map();
+  /** The requests gathered by the `collect` call the current code runs in, if any. */
+  readonly #collecting = new AsyncLocalStorage<PendingRequests>();
   /** The flush that will send what is pending now; null when nothing waits to be sent. */
   #scheduled: Promise<void> | null = null;
   readonly #inFlight = new Set<Promise<void>>();
@@ -30,16 +34,12 @@ export class SchedulingNotifier {
    * to `onError` and the caller's state change stands.
    */
   notify(run: DagRunKey | TaskInstanceKey): Promise<void> {
-    const id = `${run.dagId}\u0000${run.runId}`;
-    let pending = this.#pending.get(id);
-    if (!pending) {
-      pending = { run: { dagId: run.dagId, runId: run.runId }, changed: new Map() };
-      this.#pending.set(id, pending);
+    const collecting = this.#collecting.getStore();
+    if (collecting) {
+      addRequest(collecting, run);
+      return Promise.resolve();
     }
-    if ('taskId' in run) {
-      const { dagId, runId, taskId, mapIndex } = run;
-      pending.changed.set(`${taskId}\u0000${mapIndex}`, { dagId, runId, taskId, mapIndex });
-    }
+    addRequest(this.#pending, run);
     if (this.#scheduled === null) {
       const flush = new Promise<void>((resolve) => setImmediate(resolve)).then(() => this.#flush());
       this.#scheduled = flush;
@@ -49,15 +49,35 @@ export class SchedulingNotifier {
     return this.#scheduled;
   }
 
+  /**
+   * Runs `work` with every request it makes (in any of its async continuations) gathered instead
+   * of sent: `notify` resolves at once there, and the gathered requests, coalesced per run, leave
+   * together once `work` settles, before `collect` does. A batch of calls served side by side
+   * thus sends one request per run instead of one per call.
+   */
+  async collect<T>(work: () => Promise<T>): Promise<T> {
+    const gathered: PendingRequests = new Map();
+    try {
+      return await this.#collecting.run(gathered, work);
+    } finally {
+      if (gathered.size > 0) await this.#send(gathered);
+    }
+  }
+
   /** Resolves once everything notified so far has been sent. */
   async drain(): Promise<void> {
     while (this.#inFlight.size > 0) await Promise.all(this.#inFlight);
   }
 
   async #flush(): Promise<void> {
-    const runs = [...this.#pending.values()];
+    const pending = this.#pending;
     this.#pending = new Map();
     this.#scheduled = null;
+    await this.#send(pending);
+  }
+
+  async #send(pending: PendingRequests): Promise<void> {
+    const runs = [...pending.values()];
     try {
       await sendAll(
         this.#queue,
@@ -68,6 +88,22 @@ export class SchedulingNotifier {
     } catch (error) {
       this.#onError(error);
     }
+  }
+}
+
+/** Requests waiting to be sent, by run: the run and the TIs that changed in it. */
+type PendingRequests = Map<string, { run: DagRunKey; changed: Map<string, TaskInstanceKey> }>;
+
+function addRequest(pending: PendingRequests, run: DagRunKey | TaskInstanceKey): void {
+  const id = `${run.dagId}\u0000${run.runId}`;
+  let entry = pending.get(id);
+  if (!entry) {
+    entry = { run: { dagId: run.dagId, runId: run.runId }, changed: new Map() };
+    pending.set(id, entry);
+  }
+  if ('taskId' in run) {
+    const { dagId, runId, taskId, mapIndex } = run;
+    entry.changed.set(`${taskId}\u0000${mapIndex}`, { dagId, runId, taskId, mapIndex });
   }
 }
 

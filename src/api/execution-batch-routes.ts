@@ -1,0 +1,105 @@
+import { createRoute, type OpenAPIHono } from '@hono/zod-openapi';
+import { SETTING_ENV_VARS } from '#config/settings.ts';
+import { errorSchema } from '#contracts/common.ts';
+import {
+  type BatchCall,
+  type BatchResult,
+  EXECUTION_API_VERSION_HEADER,
+  EXECUTION_BATCH_PATH,
+  executionBatchBody,
+  executionBatchResultsSchema,
+  isBatchableCall,
+  REFRESHED_TOKEN_HEADER,
+} from '#contracts/execution-api.ts';
+import { InvalidRequestError } from '#engine/errors.ts';
+import type { ApiDeps } from './app.ts';
+import { jsonBody as body, jsonContent as json } from './route-docs.ts';
+
+/**
+ * `POST /execution/batch`: several worker calls in one request, each served by its own route as
+ * if it came alone (its token checked, its body validated, its answer kept), side by side. The
+ * scheduling requests they make are gathered and sent together, per run, before the answer:
+ * a Lambda worker's batch of reports costs one invocation and one queue request instead of one
+ * of each per report. The batch itself carries no token; every call carries its own.
+ */
+export function registerExecutionBatchRoute(
+  app: OpenAPIHono,
+  deps: Pick<ApiDeps, 'notifier' | 'metrics' | 'settings'>,
+): void {
+  const maxCalls = deps.settings.executionBatchMaxCalls;
+  app.openapi(
+    createRoute({
+      method: 'post',
+      path: EXECUTION_BATCH_PATH,
+      tags: ['Execution'],
+      description: `Up to ${maxCalls} calls (UPDRAFT_EXECUTION_BATCH_MAX_CALLS) to the start, heartbeat and report routes of task instances and callbacks, each with its own token.`,
+      request: { body: body(executionBatchBody) },
+      responses: {
+        200: json(
+          executionBatchResultsSchema,
+          'One result per call, in the order sent: the status, answer and refreshed token the call would have had alone',
+        ),
+        413: json(errorSchema, 'The request body is over UPDRAFT_REQUEST_MAX_BYTES'),
+        422: json(errorSchema, `Invalid request, or more calls than UPDRAFT_EXECUTION_BATCH_MAX_CALLS`),
+      },
+    }),
+    async (c) => {
+      const { calls } = c.req.valid('json');
+      if (calls.length > maxCalls) {
+        return c.json(
+          {
+            detail: `A batch of ${calls.length} calls is over the limit of ${maxCalls} (${SETTING_ENV_VARS.executionBatchMaxCalls})`,
+            status: 422,
+          },
+          422,
+        );
+      }
+      const version = c.req.header(EXECUTION_API_VERSION_HEADER);
+      deps.metrics.increment('execution_api.batches');
+      deps.metrics.increment('execution_api.batched_calls', calls.length);
+      const results = await deps.notifier.collect(() =>
+        Promise.all(calls.map((call) => serveCall(app, call, version))),
+      );
+      return c.json({ results }, 200);
+    },
+  );
+}
+
+/** One call of a batch, through the router as a request of its own. */
+async function serveCall(
+  app: OpenAPIHono,
+  call: BatchCall,
+  version: string | undefined,
+): Promise<BatchResult> {
+  if (!isBatchableCall(call.method, call.path)) {
+    const detail = new InvalidRequestError(
+      `${call.method} ${call.path} cannot be sent in a batch: only the start, heartbeat and report calls of task instances and callbacks can`,
+    ).message;
+    return { status: 400, body: { detail, status: 400 } };
+  }
+  const response = await app.request(call.path, {
+    method: call.method,
+    headers: {
+      authorization: `Bearer ${call.token}`,
+      'content-type': 'application/json',
+      ...(version ? { [EXECUTION_API_VERSION_HEADER]: version } : {}),
+    },
+    body: JSON.stringify(call.body),
+  });
+  const text = await response.text();
+  const refreshed = response.headers.get(REFRESHED_TOKEN_HEADER);
+  return {
+    status: response.status,
+    body: parsed(text),
+    ...(refreshed ? { refreshed_token: refreshed } : {}),
+  };
+}
+
+function parsed(text: string): unknown {
+  if (text === '') return null;
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    return text;
+  }
+}
