@@ -4,6 +4,7 @@ import { BatchProcessor, EventType, processPartialResponse } from '@aws-lambda-p
 import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
 import { workerMessageSchema } from '#contracts/messages.ts';
 import { type CallbackExecutor, runCallbackWorkload } from '#worker/callback-pool.ts';
+import { ExecutionBatcher } from '#worker/execution-batcher.ts';
 import { ExecutionClient } from '#worker/execution-client.ts';
 import type { TaskExecutor } from '#worker/executor.ts';
 import { runWorkload, type WorkloadDeps } from '#worker/run-workload.ts';
@@ -57,6 +58,9 @@ export function makeWorkerHandler(given: Partial<HandlerDeps & Observability> = 
   const log = engineLoggerOf(observability.logger, { component: 'worker' });
   const workerId = `${process.env.AWS_LAMBDA_FUNCTION_NAME ?? 'worker'}:${randomUUID().slice(0, 8)}`;
   let workloadDeps: WorkloadDeps | undefined;
+  let batcher: ExecutionBatcher | undefined;
+  /** Records of the current invocation still running: when each waits on a call, their calls leave. */
+  let recordsInProgress = 0;
 
   async function workloadDepsOf(): Promise<WorkloadDeps> {
     if (workloadDeps) return workloadDeps;
@@ -67,8 +71,17 @@ export function makeWorkerHandler(given: Partial<HandlerDeps & Observability> = 
       deps.get('executor'),
       deps.get('clock'),
     ]);
+    batcher = new ExecutionBatcher({
+      fetch,
+      baseUrl: executionApiUrl,
+      maxCalls: settings.executionBatchMaxCalls,
+      windowMs: settings.executionBatchWindowMs,
+      requestMaxBytes: settings.requestMaxBytes,
+      callers: () => recordsInProgress,
+      log,
+    });
     workloadDeps = {
-      client: new ExecutionClient(executionApiUrl, { fetch }),
+      client: new ExecutionClient(executionApiUrl, { fetch: batcher.fetch }),
       executor,
       clock,
       settings: {
@@ -83,6 +96,16 @@ export function makeWorkerHandler(given: Partial<HandlerDeps & Observability> = 
   }
 
   async function runRecord(record: SQSRecord, workload: WorkloadDeps, deadline: AbortSignal): Promise<void> {
+    try {
+      await runMessage(record, workload, deadline);
+    } finally {
+      recordsInProgress -= 1;
+      // The others may all be waiting on a call now: theirs leave without waiting out the window.
+      batcher?.check();
+    }
+  }
+
+  async function runMessage(record: SQSRecord, workload: WorkloadDeps, deadline: AbortSignal): Promise<void> {
     let message: ReturnType<typeof workerMessageSchema.parse>;
     try {
       message = workerMessageSchema.parse(JSON.parse(record.body));
@@ -154,6 +177,8 @@ export function makeWorkerHandler(given: Partial<HandlerDeps & Observability> = 
       const limitMs = Math.max(0, remaining - Math.min(HAND_BACK_MARGIN_MS, remaining / 3));
       timer = setTimeout(() => deadline.abort(outlivedReason(limitMs, remaining - limitMs)), limitMs);
     }
+    // Every record counts as in progress from the start, so the first start waits for the others.
+    recordsInProgress += event.Records.length;
     try {
       // A processor per invocation: it keeps the batch's records and outcomes while it runs.
       return await processPartialResponse(

@@ -26,6 +26,7 @@ import { makeHandler as makeExecutionApiHandler } from '../../functions/executio
 import { makeHandler as makeRegisterHandler } from '../../functions/register-dags.ts';
 import { makeHandler as makeSchedulerHandler, type TickResult } from '../../functions/scheduler.ts';
 import { makeHandler as makeWorkerHandler } from '../../functions/worker.ts';
+import { answeredCalls, taskInstanceCall } from '../support/execution-calls.ts';
 import {
   type CapturedMetrics,
   EventSourceMappings,
@@ -360,10 +361,19 @@ async function startWorld(): Promise<World> {
       refusedStarts.push(key);
       return Response.json({ Message: 'Forbidden' }, { status: 403 });
     }
+    const sent = request.body ? await request.clone().text() : '';
     const response = await executionApi(request);
-    if (key && response.status === 200) {
-      const { try_number } = (await response.clone().json()) as { try_number: number };
-      starts.push(`${key.dagId}/${key.taskId}#${try_number}`);
+    const path = new URL(request.url).pathname;
+    for (const call of answeredCalls(
+      request.method,
+      path,
+      sent,
+      response.status,
+      await response.clone().text(),
+    )) {
+      const ti = taskInstanceCall(call.path);
+      if (ti?.action === 'run' && call.status === 200)
+        starts.push(`${ti.key.dagId}/${ti.key.taskId}#${(call.answer as { try_number: number }).try_number}`);
     }
     return response;
   }) as typeof fetch;

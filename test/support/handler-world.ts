@@ -7,7 +7,6 @@ import type {
 } from 'aws-lambda';
 import type { HandlerDeps } from '#aws/handler-deps.ts';
 import type { Settings } from '#config/settings.ts';
-import { decodeTaskInstanceId } from '#contracts/execution-api.ts';
 import type { TaskInstance } from '#contracts/public-api.ts';
 import { createInMemoryQueues, type InMemoryQueues } from '#queue/memory.ts';
 import type { QueueName, ReceivedMessage } from '#queue/port.ts';
@@ -20,6 +19,7 @@ import { makeHandler as makeExecutionApiHandler } from '../../functions/executio
 import { makeHandler as makeRegisterHandler } from '../../functions/register-dags.ts';
 import { makeHandler as makeSchedulerHandler } from '../../functions/scheduler.ts';
 import { makeHandler as makeWorkerHandler } from '../../functions/worker.ts';
+import { answeredCalls, taskInstanceCall } from './execution-calls.ts';
 import {
   fetchThrough,
   type LambdaHandler,
@@ -101,12 +101,19 @@ export async function startHandlerWorld(settings: Settings, dags: readonly Dag[]
   );
   const executionFetch = (async (input: string | URL | Request, init?: RequestInit) => {
     const request = new Request(input, init);
+    const sent = request.body ? await request.clone().text() : '';
     const response = await executionApi(request);
-    const run = /\/execution\/task-instances\/([^/]+)\/run$/.exec(new URL(request.url).pathname);
-    const key = run?.[1] ? decodeTaskInstanceId(run[1]) : undefined;
-    if (key && response.status === 200) {
-      const { try_number } = (await response.clone().json()) as { try_number: number };
-      starts.push(`${key.taskId}#${try_number}`);
+    const path = new URL(request.url).pathname;
+    for (const call of answeredCalls(
+      request.method,
+      path,
+      sent,
+      response.status,
+      await response.clone().text(),
+    )) {
+      const ti = taskInstanceCall(call.path);
+      if (ti?.action === 'run' && call.status === 200)
+        starts.push(`${ti.key.taskId}#${(call.answer as { try_number: number }).try_number}`);
     }
     return response;
   }) as typeof fetch;
