@@ -11,7 +11,7 @@ function recordingQueue() {
     name: 'scheduler',
     async send(messages: readonly OutgoingMessage[]) {
       calls.push(messages.map((message) => JSON.parse(message.body) as unknown));
-      if (held) await held;
+      if (held !== undefined) await held;
       return { failed: [] };
     },
   } as unknown as Queue;
