@@ -4,6 +4,8 @@ import type { BatchResult } from '#contracts/execution-api.ts';
 import type { SchedulingRequest } from '#contracts/messages.ts';
 import type { TaskInstanceKey } from '#core/models.ts';
 import { dag } from '#sdk/index.ts';
+import { ExecutionBatcher } from '#worker/execution-batcher.ts';
+import { ExecutionClient } from '#worker/execution-client.ts';
 import { type ApiHarness, type ErrorBody, startApiHarness, tiKey, tiPath, WORKER } from './api-harness.ts';
 
 const wide = dag({ id: 'wide' }, (d) => {
@@ -164,5 +166,49 @@ describe('a batch call and its own route', () => {
     const token = (await batch([startCall(ti.key, ti.token)])).body.results[0]?.refreshed_token as string;
     const response = await batch([{ method: 'PUT', path: tiPath(ti.key, 'heartbeat'), token, body: {} }]);
     expect(response.body.results[0]).toMatchObject({ status: 200, body: { ok: true } });
+  });
+});
+
+describe('a worker client whose calls go through ExecutionBatcher', () => {
+  it('starts and reports TIs in one request each, every caller answered as if alone', async () => {
+    const tis = await queued(3);
+    const requests: string[] = [];
+    const batcher = new ExecutionBatcher({
+      fetch: ((input: string | URL | Request, init?: RequestInit) => {
+        requests.push(new URL(String(input)).pathname);
+        return fetch(input, init);
+      }) as typeof fetch,
+      baseUrl: api.baseUrl,
+      maxCalls: 10,
+      windowMs: 1_000,
+      requestMaxBytes: api.settings.requestMaxBytes,
+      callers: () => tis.length,
+    });
+    const client = new ExecutionClient(api.baseUrl, { fetch: batcher.fetch });
+    const started = await Promise.all(tis.map(({ key, token }) => client.start(token, key, WORKER)));
+    expect(requests).toEqual(['/execution/batch']);
+    expect(started.map(({ started: answer }) => answer.task_id)).toEqual(['a', 'b', 'c']);
+    const tokens = started.map(({ refreshedToken }) => refreshedToken as string);
+    expect(tokens.every((token) => typeof token === 'string')).toBe(true);
+
+    // A refused call fails for its caller only, as the client's own error (not retried).
+    const again = await Promise.allSettled(
+      tis.map(({ key }, index) => client.start(tokens[index] as string, key, WORKER)),
+    );
+    expect(again.map((result) => result.status)).toEqual(['rejected', 'rejected', 'rejected']);
+    expect((again[0] as PromiseRejectedResult).reason).toMatchObject({ status: 409, retryable: false });
+    expect(requests).toEqual(['/execution/batch', '/execution/batch']);
+
+    await schedulingRequests();
+    const reports = await Promise.all(
+      tis.map(({ key }, index) =>
+        client.finish(tokens[index] as string, key, { state: 'success', report_id: randomUUID(), xcom: '1' }),
+      ),
+    );
+    expect(reports).toEqual([{ duplicate: false }, { duplicate: false }, { duplicate: false }]);
+    expect(requests).toHaveLength(3);
+    expect(await schedulingRequests()).toHaveLength(1);
+    for (const { key } of tis)
+      expect(await api.store.getTaskInstance(key)).toMatchObject({ state: 'success' });
   });
 });
