@@ -42,7 +42,8 @@ export class WorkloadNotDoneError extends HandlerError {
  * The worker: SQS batches from the task queues and the callback queue, each record one workload
  * run start to report with `runWorkload` (the same entry the standalone pool calls), the try's
  * code in this process. A batch's records run side by side, so the invocation lasts as long as
- * its longest workload. A record is reported as a batch item failure, so SQS delivers it again,
+ * its longest workload; their Execution API calls travel together (`ExecutionBatcher`): the
+ * starts of a batch in one request, and the reports that end close together in one. A record is reported as a batch item failure, so SQS delivers it again,
  * when the workload is not done with: the Execution API was unreachable or refused the start,
  * the function was about to time out before the start, or the body is malformed (it then goes to
  * the dead-letter queue after the queue's receives, never dropped). A try that started is owned

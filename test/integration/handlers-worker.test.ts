@@ -27,13 +27,40 @@ type Behaviour = 'start' | 'refuse' | 'conflict';
 interface Stub {
   fetch: typeof fetch;
   finished: { taskId: string; body: Record<string, unknown> }[];
+  /** The path of each request the worker sent. */
+  requests: string[];
 }
 
-/** Starts `start_*` tasks, answers 403 to `refuse_*` and 409 to `conflict_*`, records the reports. */
-function executionApiStub(): Stub {
+/**
+ * Starts `start_*` tasks, answers 403 to `refuse_*` and 409 to `conflict_*`, records the reports;
+ * serves `POST /execution/batch` call by call, unless `batchRoute` is false (an API without it).
+ */
+function executionApiStub(options: { batchRoute?: boolean } = {}): Stub {
   const finished: Stub['finished'] = [];
+  const requests: string[] = [];
   const stub = async (input: string | URL | Request, init?: RequestInit): Promise<Response> => {
     const request = new Request(input, init);
+    requests.push(new URL(request.url).pathname);
+    if (new URL(request.url).pathname === '/execution/batch' && options.batchRoute !== false) {
+      const { calls } = (await request.json()) as {
+        calls: { method: string; path: string; body: unknown }[];
+      };
+      const results = await Promise.all(
+        calls.map(async (call) => {
+          const answer = await serve(
+            new Request(`${EXECUTION_API_URL}${call.path}`, {
+              method: call.method,
+              body: JSON.stringify(call.body),
+            }),
+          );
+          return { status: answer.status, body: await answer.json() };
+        }),
+      );
+      return Response.json({ results });
+    }
+    return serve(request);
+  };
+  const serve = async (request: Request): Promise<Response> => {
     const [, id, action] = /\/execution\/task-instances\/([^/]+)\/(run|state|heartbeat)$/.exec(
       new URL(request.url).pathname,
     ) ?? [undefined, '', ''];
@@ -52,7 +79,7 @@ function executionApiStub(): Stub {
     }
     return Response.json({ ok: true });
   };
-  return { fetch: stub as typeof fetch, finished };
+  return { fetch: stub as typeof fetch, finished, requests };
 }
 
 function startedTask(taskId: string): StartedTask {
@@ -164,6 +191,38 @@ describe('the worker handler', () => {
     expect(stub.finished.map((report) => report.body.state)).toEqual(taskIds.map(() => 'success'));
   });
 
+  it("sends a batch's starts in one Execution API request and its reports, ending together, in another", async () => {
+    const stub = executionApiStub();
+    const taskIds = Array.from({ length: 10 }, (_, index) => `start_${index}`);
+    const response = await worker(stub)(event(taskIds.map(workload)), lambdaContext('w'));
+    expect(response).toEqual({ batchItemFailures: [] });
+    expect(stub.requests).toEqual(['/execution/batch', '/execution/batch']);
+    expect(stub.finished.map((report) => report.taskId).sort()).toEqual([...taskIds].sort());
+  });
+
+  it('sends each call alone to an Execution API without the batch route, and to one with batches off', async () => {
+    const withoutRoute = executionApiStub({ batchRoute: false });
+    const taskIds = ['start_a', 'start_b', 'start_c'];
+    const response = await worker(withoutRoute)(event(taskIds.map(workload)), lambdaContext('w'));
+    expect(response).toEqual({ batchItemFailures: [] });
+    expect(withoutRoute.requests.filter((path) => path === '/execution/batch')).toEqual(['/execution/batch']);
+    expect(withoutRoute.requests.filter((path) => path.endsWith('/run'))).toHaveLength(3);
+    expect(withoutRoute.finished).toHaveLength(3);
+
+    const single = executionApiStub();
+    const off = makeHandler({
+      ...quietObservability(),
+      settings: settingsSchema.parse({ executionBatchMaxCalls: 1 }),
+      clock: systemClock,
+      executionApiUrl: EXECUTION_API_URL,
+      executionFetch: single.fetch,
+      executor: succeeding,
+    }) as unknown as LambdaHandler<unknown, SQSBatchResponse>;
+    await off(event(taskIds.map(workload)), lambdaContext('w'));
+    expect(single.requests.filter((path) => path === '/execution/batch')).toEqual([]);
+    expect(single.finished).toHaveLength(3);
+  });
+
   it('reports every record when none is done, rather than failing the invocation', async () => {
     const stub = executionApiStub();
     const response = await worker(stub)(event([workload('refuse_a'), 'not json']), lambdaContext('w'));
@@ -223,7 +282,8 @@ describe('the worker handler', () => {
     }) as typeof fetch;
     const handler = makeHandler({
       ...quietObservability(),
-      settings: settingsSchema.parse({}),
+      // Each start alone, so fetchStarting sees it.
+      settings: settingsSchema.parse({ executionBatchMaxCalls: 1 }),
       executionApiUrl: EXECUTION_API_URL,
       executionFetch: fetchStarting,
     }) as unknown as LambdaHandler<unknown, SQSBatchResponse>;

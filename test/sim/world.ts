@@ -5,6 +5,8 @@ import type { SerializedDag } from '#core/serialized-dag.ts';
 import type { QueueName } from '#queue/port.ts';
 import { DynamoStore } from '#store/dynamodb.ts';
 import { createDynamoClient, ensureTable, startEmbeddedDynamo, toDocumentClient } from '#store/embedded.ts';
+import { ExecutionBatcher } from '#worker/execution-batcher.ts';
+import { answeredCalls } from '../support/execution-calls.ts';
 import {
   CallbackLedger,
   checkCallbacksDrained,
@@ -119,6 +121,16 @@ class World {
   readonly #triggererCount: number;
   #phase: 'setup' | 'faults' | 'heal' = 'setup';
   #unpaused = false;
+  /**
+   * For half the seeds, the task workers' start, heartbeat and report calls go through one shared
+   * ExecutionBatcher (as a Lambda worker's records do): batches of them meet the API's faults.
+   */
+  readonly #batcher: ExecutionBatcher | undefined;
+  /** Who hears the answer of a call a worker made, by the call (see #callKey). */
+  readonly #callObservers = new Map<
+    string,
+    (status: number, requestText: string, responseText: string) => void
+  >();
 
   constructor(options: SimOptions, client: DynamoDBClient) {
     this.#options = options;
@@ -213,6 +225,44 @@ class World {
       faults: () => this.#faults,
       onKilled: (actor) => this.#triggerers.killed(actor),
     });
+    this.#batcher = root.fork('batching').chance(0.5)
+      ? new ExecutionBatcher({
+          baseUrl: 'http://sim',
+          maxCalls: this.#settings.executionBatchMaxCalls,
+          windowMs: this.#settings.executionBatchWindowMs,
+          requestMaxBytes: this.#settings.requestMaxBytes,
+          now: () => this.#kernel.now,
+          setTimer: (ms, fire) => {
+            let cancelled = false;
+            this.#kernel.spawn('batch-window', async () => {
+              await this.#kernel.sleep(ms);
+              if (!cancelled) fire();
+            });
+            return () => {
+              cancelled = true;
+            };
+          },
+          // Each request in an actor of its own: a worker that dies does not take others' answers along.
+          fetch: (async (input: string | URL | Request, init?: RequestInit) => {
+            const { result } = this.#kernel.spawn('batch-call', async () => {
+              try {
+                const request = new Request(input, init);
+                return {
+                  response: await this.#fetch(request, (status, requestText, responseText) =>
+                    this.#observeCalls(request, status, requestText, responseText),
+                  ),
+                };
+              } catch (error) {
+                return { error };
+              }
+            });
+            const outcome = await result;
+            if (!outcome) throw new Error('sim: the batch call actor died');
+            if ('error' in outcome) throw outcome.error;
+            return outcome.response;
+          }) as typeof fetch,
+        })
+      : undefined;
     this.#triggerers = new SimTriggerers({
       kernel: this.#kernel,
       callbackExecutor: this.#callbackExecutor,
@@ -292,6 +342,7 @@ class World {
       trace: this.#kernel.traceTail(),
       stats: {
         executions: this.#ledger.executions.length,
+        batching: this.#batcher !== undefined,
         successesLostToFaults: successesLostToFaults(this.#ledger),
         runs: this.#workload.runs.length,
         cleared: this.#cleared.size,
@@ -486,20 +537,26 @@ class World {
       let deleted = false;
       // The phase of the try this worker runs: 0, or the deferral its start answer resumes.
       let phase = 0;
+      // What left the router for one of this worker's calls (sent alone or in a batch).
+      const observe = (path: string, status: number, requestText: string, responseText: string) => {
+        if (status !== 200) return;
+        if (path.endsWith('/run')) {
+          const started = JSON.parse(responseText) as { resume?: { deferral_seq: number } | null };
+          phase = started.resume?.deferral_seq ?? 0;
+          this.#ledger.started.add(phaseKey(ti, workload.try_number, phase));
+        } else if (path.endsWith('/state')) {
+          const state = (JSON.parse(requestText) as { state: string }).state;
+          this.#ledger.accepted.set(phaseKey(ti, workload.try_number, phase), state);
+        }
+      };
       const outcome = await runWorkload(
         {
           fetch: (request) =>
-            this.#fetch(request, (status, requestText, responseText) => {
-              if (status !== 200) return;
-              if (request.url.endsWith('/run')) {
-                const started = JSON.parse(responseText) as { resume?: { deferral_seq: number } | null };
-                phase = started.resume?.deferral_seq ?? 0;
-                this.#ledger.started.add(phaseKey(ti, workload.try_number, phase));
-              } else if (request.url.endsWith('/state')) {
-                const state = (JSON.parse(requestText) as { state: string }).state;
-                this.#ledger.accepted.set(phaseKey(ti, workload.try_number, phase), state);
-              }
-            }),
+            this.#batcher
+              ? this.#batchedFetch(this.#batcher, request, observe)
+              : this.#fetch(request, (status, requestText, responseText) =>
+                  observe(new URL(request.url).pathname, status, requestText, responseText),
+                ),
           clock: {
             now: () => this.#kernel.now,
             sleep: (ms, signal) => this.#kernel.sleep(ms, signal).catch(() => undefined),
@@ -522,6 +579,38 @@ class World {
       if (outcome.deleteMessage && !deleted) await queue.delete([receiptHandle]);
     });
     this.#busy.add(actor);
+  }
+
+  /** A worker's call through the shared batcher; `observe` hears its answer however it travels. */
+  async #batchedFetch(
+    batcher: ExecutionBatcher,
+    request: Request,
+    observe: (path: string, status: number, requestText: string, responseText: string) => void,
+  ): Promise<Response> {
+    const text = request.body ? await request.clone().text() : '';
+    const path = new URL(request.url).pathname;
+    this.#callObservers.set(callKey(request.method, path, text), (status, requestText, responseText) =>
+      observe(path, status, requestText, responseText),
+    );
+    return batcher.fetch(request.url, {
+      method: request.method,
+      headers: request.headers,
+      ...(text ? { body: text } : {}),
+      signal: request.signal,
+    });
+  }
+
+  /** Hands each call a request to the API carried (one, or a batch's) to the worker that made it. */
+  #observeCalls(request: Request, status: number, requestText: string, responseText: string): void {
+    const path = new URL(request.url).pathname;
+    for (const call of answeredCalls(request.method, path, requestText, status, responseText)) {
+      const body = JSON.stringify(call.body);
+      this.#callObservers.get(callKey(call.method, call.path, body))?.(
+        call.status,
+        body,
+        JSON.stringify(call.answer),
+      );
+    }
   }
 
   /**
@@ -695,4 +784,9 @@ function countBy(keys: readonly string[]): Record<string, number> {
   const counts: Record<string, number> = {};
   for (const key of [...keys].sort()) counts[key] = (counts[key] ?? 0) + 1;
   return counts;
+}
+
+/** A worker's call, as its answer names it: method, path and body (a start names its worker, a report its id). */
+function callKey(method: string, path: string, bodyText: string): string {
+  return `${method} ${path} ${bodyText}`;
 }
