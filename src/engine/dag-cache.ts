@@ -4,12 +4,14 @@ import { NotFoundError } from './errors.ts';
 
 /**
  * Serialized DAG versions are immutable, so a version read once can be kept for good.
- * The cache is bounded: least recently used versions are dropped first.
+ * The cache is bounded: least recently used versions are dropped first. Callers that ask for a
+ * version while it is being read share that read (the calls of a batch, served side by side).
  */
 export class DagVersionCache {
   readonly #store: Store;
   readonly #maxEntries: number;
   readonly #entries = new Map<string, SerializedDag>();
+  readonly #loading = new Map<string, Promise<SerializedDag>>();
 
   constructor(store: Store, maxEntries = 500) {
     this.#store = store;
@@ -24,6 +26,15 @@ export class DagVersionCache {
       this.#entries.set(cacheKey, cached);
       return cached;
     }
+    let loading = this.#loading.get(cacheKey);
+    if (!loading) {
+      loading = this.#load(dagId, versionHash, cacheKey).finally(() => this.#loading.delete(cacheKey));
+      this.#loading.set(cacheKey, loading);
+    }
+    return loading;
+  }
+
+  async #load(dagId: string, versionHash: string, cacheKey: string): Promise<SerializedDag> {
     const dag = await this.#store.getSerializedDag(dagId, versionHash);
     if (!dag) throw new NotFoundError(`Serialized DAG ${dagId} version ${versionHash} is not in the store`);
     this.#entries.set(cacheKey, dag);
