@@ -2,6 +2,7 @@ import { createRoute, type OpenAPIHono } from '@hono/zod-openapi';
 import { SETTING_ENV_VARS } from '#config/settings.ts';
 import { errorSchema } from '#contracts/common.ts';
 import {
+  BATCH_ANSWER_MAX_BYTES,
   type BatchCall,
   type BatchResult,
   EXECUTION_API_VERSION_HEADER,
@@ -24,7 +25,7 @@ import { jsonBody as body, jsonContent as json } from './route-docs.ts';
  */
 export function registerExecutionBatchRoute(
   app: OpenAPIHono,
-  deps: Pick<ApiDeps, 'notifier' | 'metrics' | 'settings'>,
+  deps: Pick<ApiDeps, 'notifier' | 'metrics' | 'settings' | 'log'>,
 ): void {
   const maxCalls = deps.settings.executionBatchMaxCalls;
   app.openapi(
@@ -32,6 +33,8 @@ export function registerExecutionBatchRoute(
       method: 'post',
       path: EXECUTION_BATCH_PATH,
       tags: ['Execution'],
+      // The batch carries no token of its own: each call carries its call's.
+      security: [],
       description: `Up to ${maxCalls} calls (UPDRAFT_EXECUTION_BATCH_MAX_CALLS) to the start, heartbeat and report routes of task instances and callbacks, each with its own token.`,
       request: { body: body(executionBatchBody) },
       responses: {
@@ -39,6 +42,7 @@ export function registerExecutionBatchRoute(
           executionBatchResultsSchema,
           'One result per call, in the order sent: the status, answer and refreshed token the call would have had alone',
         ),
+        400: json(errorSchema, 'An Updraft-API-Version this server does not speak'),
         413: json(errorSchema, 'The request body is over UPDRAFT_REQUEST_MAX_BYTES'),
         422: json(errorSchema, `Invalid request, or more calls than UPDRAFT_EXECUTION_BATCH_MAX_CALLS`),
       },
@@ -57,21 +61,51 @@ export function registerExecutionBatchRoute(
       const version = c.req.header(EXECUTION_API_VERSION_HEADER);
       deps.metrics.increment('execution_api.batches');
       deps.metrics.increment('execution_api.batched_calls', calls.length);
+      // serveCall never throws: every call settles before the gathered requests are sent.
       const results = await deps.notifier.collect(() =>
-        Promise.all(calls.map((call) => serveCall(app, call, version))),
+        Promise.all(calls.map((call) => serveCall(app, call, version, deps.log))),
       );
-      return c.json({ results }, 200);
+      return c.json({ results: withinAnswerBudget(results) }, 200);
     },
   );
 }
 
-/** One call of a batch, through the router as a request of its own. */
+/**
+ * One call of a batch, through the router as a request of its own. Never throws: a call the
+ * router could not even be asked (a malformed request) is that call's 500.
+ */
 async function serveCall(
   app: OpenAPIHono,
   call: BatchCall,
   version: string | undefined,
+  log: ApiDeps['log'],
 ): Promise<BatchResult> {
-  if (!isBatchableCall(call.method, call.path)) {
+  try {
+    return await dispatch(app, call, version);
+  } catch (error) {
+    const message = error instanceof Error ? error.message : String(error);
+    log.error('A batched call failed before its route answered', {
+      call: `${call.method} ${call.path}`,
+      error: message.replaceAll(call.token, '[token]'),
+    });
+    return { status: 500, body: { detail: 'Internal server error', status: 500 } };
+  }
+}
+
+/** A call the batch may carry, with a path that is already normal (no dot segment to resolve). */
+function isServable(call: BatchCall): boolean {
+  return (
+    isBatchableCall(call.method, call.path) &&
+    new URL(call.path, 'http://batch.invalid').pathname === call.path
+  );
+}
+
+async function dispatch(
+  app: OpenAPIHono,
+  call: BatchCall,
+  version: string | undefined,
+): Promise<BatchResult> {
+  if (!isServable(call)) {
     const detail = new InvalidRequestError(
       `${call.method} ${call.path} cannot be sent in a batch: only the start, heartbeat and report calls of task instances and callbacks can`,
     ).message;
@@ -93,6 +127,20 @@ async function serveCall(
     body: parsed(text),
     ...(refreshed ? { refreshed_token: refreshed } : {}),
   };
+}
+
+/**
+ * The results as answered: those past BATCH_ANSWER_MAX_BYTES (in order) become a 503 that asks
+ * for the call alone (it was applied; alone it is answered again, by its start or report id).
+ */
+function withinAnswerBudget(results: BatchResult[]): BatchResult[] {
+  let bytes = 0;
+  return results.map((result) => {
+    bytes += Buffer.byteLength(JSON.stringify(result));
+    if (bytes <= BATCH_ANSWER_MAX_BYTES) return result;
+    const detail = `This call's answer does not fit in the batch's answer (at most ${BATCH_ANSWER_MAX_BYTES} bytes); it was applied: send it again alone`;
+    return { status: 503, body: { detail, status: 503 }, send_alone: true as const };
+  });
 }
 
 function parsed(text: string): unknown {

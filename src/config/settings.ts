@@ -255,6 +255,15 @@ export const settingsSchema = z
         message: `must be at most a fifth of heartbeatTimeoutMs (${settings.heartbeatTimeoutMs} ms), so a worker that cannot heartbeat stops its task before the try is treated as a zombie`,
       });
     }
+    // A batch's window must leave most of a worker's call timeout to the call itself.
+    const callTimeoutMs = workerCallTimeoutMs(settings.heartbeatTimeoutMs);
+    if (settings.executionBatchWindowMs * 4 > callTimeoutMs) {
+      context.addIssue({
+        code: 'custom',
+        path: ['executionBatchWindowMs'],
+        message: `must be at most a quarter of a worker's call timeout (${callTimeoutMs} ms, from heartbeatTimeoutMs (UPDRAFT_HEARTBEAT_TIMEOUT_MS) ${settings.heartbeatTimeoutMs} ÷ 8, between 250 and 10000), so a call held for a batch still has time to be answered. Lower executionBatchWindowMs or raise heartbeatTimeoutMs`,
+      });
+    }
     if (settings.triggererHeartbeatIntervalMs * 2 > settings.triggererHeartbeatTimeoutMs) {
       context.addIssue({
         code: 'custom',
@@ -287,6 +296,15 @@ export const settingsSchema = z
   });
 
 export type Settings = z.infer<typeof settingsSchema>;
+
+/**
+ * The timeout of a worker's start or heartbeat call: short enough that a hung call cannot push
+ * the worker's stop past the zombie threshold. Also the most the rest of the log may take after
+ * the task ended, before the report goes.
+ */
+export function workerCallTimeoutMs(heartbeatTimeoutMs: number): number {
+  return Math.max(250, Math.min(10_000, heartbeatTimeoutMs / 8));
+}
 
 /** Environment variable of each setting. */
 export const SETTING_ENV_VARS: Readonly<Record<keyof Settings, string>> = {

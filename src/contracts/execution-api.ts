@@ -172,18 +172,30 @@ export function decodeTaskInstanceId(id: string): TaskInstanceKey | undefined {
  */
 export const EXECUTION_BATCH_PATH = '/execution/batch';
 
-/** The calls a batch may carry: a worker's calls that change a TI or a callback attempt. */
+/**
+ * The calls a batch may carry: a worker's calls that change a TI or a callback attempt. Both
+ * kinds of id are base64url (`encodeTaskInstanceId`, callback ids are hashes), so a path with
+ * anything else in its id (a dot segment, a backslash, an escape) is not one of these calls.
+ */
 export const BATCHABLE_CALLS: readonly { method: 'PATCH' | 'PUT'; path: RegExp }[] = [
-  { method: 'PATCH', path: /^\/execution\/task-instances\/[^/?#]+\/run$/ },
-  { method: 'PUT', path: /^\/execution\/task-instances\/[^/?#]+\/heartbeat$/ },
-  { method: 'PATCH', path: /^\/execution\/task-instances\/[^/?#]+\/state$/ },
-  { method: 'PATCH', path: /^\/execution\/callbacks\/[^/?#]+\/run$/ },
-  { method: 'PATCH', path: /^\/execution\/callbacks\/[^/?#]+\/state$/ },
+  { method: 'PATCH', path: /^\/execution\/task-instances\/[A-Za-z0-9_-]+\/run$/ },
+  { method: 'PUT', path: /^\/execution\/task-instances\/[A-Za-z0-9_-]+\/heartbeat$/ },
+  { method: 'PATCH', path: /^\/execution\/task-instances\/[A-Za-z0-9_-]+\/state$/ },
+  { method: 'PATCH', path: /^\/execution\/callbacks\/[A-Za-z0-9_-]+\/run$/ },
+  { method: 'PATCH', path: /^\/execution\/callbacks\/[A-Za-z0-9_-]+\/state$/ },
 ];
 
 export function isBatchableCall(method: string, path: string): boolean {
   return BATCHABLE_CALLS.some((call) => call.method === method && call.path.test(path));
 }
+
+/**
+ * Most bytes of a batch's answer: a function URL answers at most 6 MB. Calls whose answers do
+ * not fit (start answers carry the run's conf) are answered 503 with `send_alone`, after they
+ * were applied: sent again alone, each gets its answer (a start by its `start_id`, a report by
+ * its `report_id`).
+ */
+export const BATCH_ANSWER_MAX_BYTES = 5 * 1024 * 1024;
 
 export const batchCallSchema = z
   .strictObject({
@@ -191,7 +203,11 @@ export const batchCallSchema = z
     /** The call's own path, as it would be sent alone (e.g. `/execution/task-instances/{ti_id}/run`). */
     path: z.string().min(1).max(2048),
     /** The call's task or callback token (what it would send as `Authorization: Bearer …`). */
-    token: z.string().min(1).max(16_384),
+    token: z
+      .string()
+      .min(1)
+      .max(16_384)
+      .regex(/^[A-Za-z0-9._~+/=-]+$/, 'a token is made of base64url characters and dots'),
     body: z.record(z.string(), z.unknown()),
   })
   .meta({ id: 'BatchedCall' });
@@ -208,6 +224,8 @@ export const batchResultSchema = z
     body: z.unknown(),
     /** The `Updraft-Refreshed-Token` header it would have carried. */
     refreshed_token: z.string().optional(),
+    /** Set on a 503 for a call that was applied but whose answer did not fit: send it again alone. */
+    send_alone: z.literal(true).optional(),
   })
   .meta({ id: 'BatchedCallResult' });
 

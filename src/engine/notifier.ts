@@ -18,7 +18,7 @@ export class SchedulingNotifier {
   readonly #onError: (error: unknown) => void;
   #pending: PendingRequests = new Map();
   /** The requests gathered by the `collect` call the current code runs in, if any. */
-  readonly #collecting = new AsyncLocalStorage<PendingRequests>();
+  readonly #collecting = new AsyncLocalStorage<{ requests: PendingRequests; open: boolean }>();
   /** The flush that will send what is pending now; null when nothing waits to be sent. */
   #scheduled: Promise<void> | null = null;
   readonly #inFlight = new Set<Promise<void>>();
@@ -35,8 +35,8 @@ export class SchedulingNotifier {
    */
   notify(run: DagRunKey | TaskInstanceKey): Promise<void> {
     const collecting = this.#collecting.getStore();
-    if (collecting) {
-      addRequest(collecting, run);
+    if (collecting?.open) {
+      addRequest(collecting.requests, run);
       return Promise.resolve();
     }
     addRequest(this.#pending, run);
@@ -56,11 +56,13 @@ export class SchedulingNotifier {
    * thus sends one request per run instead of one per call.
    */
   async collect<T>(work: () => Promise<T>): Promise<T> {
-    const gathered: PendingRequests = new Map();
+    const gathered = { requests: new Map() as PendingRequests, open: true };
     try {
       return await this.#collecting.run(gathered, work);
     } finally {
-      if (gathered.size > 0) await this.#send(gathered);
+      // A continuation of `work` still running after it settled sends its requests itself.
+      gathered.open = false;
+      if (gathered.requests.size > 0) await this.#send(gathered.requests);
     }
   }
 

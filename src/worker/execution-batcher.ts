@@ -64,6 +64,9 @@ export class ExecutionBatcher {
   #cancelTimer: (() => void) | undefined;
   /** Until when batching is off (the API has no batch route). */
   #offUntil = 0;
+  /** Most calls a batch takes until `#capUntil`, after the API refused a batch as too large. */
+  #cap = Number.POSITIVE_INFINITY;
+  #capUntil = 0;
 
   readonly #setTimer: (ms: number, fire: () => void) => () => void;
 
@@ -82,32 +85,35 @@ export class ExecutionBatcher {
     const pending = this.#batchable(input, init);
     if (!pending) return this.#options.fetch(input, init);
     return new Promise<Response>((resolve, reject) => {
-      const entry: Pending = {
-        ...pending,
-        resolve: (response) => {
-          entry.done = true;
-          resolve(response);
-        },
-        reject: (error) => {
-          entry.done = true;
-          reject(error);
-        },
-        done: false,
-      };
       const signal = init.signal;
       if (signal?.aborted) {
         reject(signal.reason);
         return;
       }
-      signal?.addEventListener(
-        'abort',
-        () => {
+      const onAbort = () => {
+        if (entry.done) return;
+        this.#waiting = this.#waiting.filter((waiting) => waiting !== entry);
+        entry.reject(signal?.reason);
+      };
+      const settle = () => {
+        entry.done = true;
+        signal?.removeEventListener('abort', onAbort);
+      };
+      const entry: Pending = {
+        ...pending,
+        resolve: (response) => {
           if (entry.done) return;
-          this.#waiting = this.#waiting.filter((waiting) => waiting !== entry);
-          entry.reject(signal.reason);
+          settle();
+          resolve(response);
         },
-        { once: true },
-      );
+        reject: (error) => {
+          if (entry.done) return;
+          settle();
+          reject(error);
+        },
+        done: false,
+      };
+      signal?.addEventListener('abort', onAbort, { once: true });
       this.#add(entry);
     });
   };
@@ -131,7 +137,7 @@ export class ExecutionBatcher {
     input: string | URL | Request,
     init: RequestInit,
   ): Omit<Pending, 'resolve' | 'reject' | 'done'> | undefined {
-    if (this.#options.maxCalls < 2 || this.#now() < this.#offUntil) return undefined;
+    if (this.#maxCalls() < 2 || this.#now() < this.#offUntil) return undefined;
     if (typeof input !== 'string' || !input.startsWith(this.#options.baseUrl)) return undefined;
     const path = input.slice(this.#options.baseUrl.length);
     const method = (init.method ?? 'GET').toUpperCase();
@@ -153,6 +159,12 @@ export class ExecutionBatcher {
     return { call: { method, path, token, body: body as Record<string, unknown> }, bytes, input, init };
   }
 
+  #maxCalls(): number {
+    return this.#now() < this.#capUntil
+      ? Math.min(this.#cap, this.#options.maxCalls)
+      : this.#options.maxCalls;
+  }
+
   #maxBatchBytes(): number {
     return this.#options.requestMaxBytes - BATCH_ENVELOPE_BYTES;
   }
@@ -161,7 +173,7 @@ export class ExecutionBatcher {
     const bytes = this.#waiting.reduce((sum, waiting) => sum + waiting.bytes, 0);
     if (bytes + entry.bytes > this.#maxBatchBytes()) this.#flush();
     this.#waiting.push(entry);
-    if (this.#waiting.length >= this.#options.maxCalls || this.#allWait()) {
+    if (this.#waiting.length >= this.#maxCalls() || this.#allWait()) {
       this.#flush();
       return;
     }
@@ -184,10 +196,23 @@ export class ExecutionBatcher {
 
   /** One call sent as the client made it. */
   #alone(entry: Pending): void {
-    this.#options.fetch(entry.input, entry.init).then(entry.resolve, entry.reject);
+    try {
+      this.#options.fetch(entry.input, entry.init).then(entry.resolve, entry.reject);
+    } catch (error) {
+      entry.reject(error);
+    }
   }
 
+  /** Sends a batch; whatever happens, every one of its calls is settled. */
   async #send(batch: Pending[]): Promise<void> {
+    try {
+      await this.#sendBatch(batch);
+    } catch (error) {
+      for (const entry of batch) entry.reject(error);
+    }
+  }
+
+  async #sendBatch(batch: Pending[]): Promise<void> {
     // The batch is abandoned only when every caller gave up on it.
     const abandon = new AbortController();
     const signals = batch.map((entry) => entry.init.signal).filter((signal) => signal != null);
@@ -226,8 +251,11 @@ export class ExecutionBatcher {
       return;
     }
     if (response.status === 413 || response.status === 422) {
+      // Its limits are below this worker's: batches stay under half this one's size for a while.
+      this.#cap = Math.floor(batch.length / 2);
+      this.#capUntil = this.#now() + BATCH_ROUTE_RETRY_MS;
       this.#options.log?.warn(
-        `The Execution API refused a batch of ${batch.length} calls (${response.status}: ${text.slice(0, 300)}); they go one a request`,
+        `The Execution API refused a batch of ${batch.length} calls (${response.status}: ${text.slice(0, 300)}); they go one a request, and batches take at most ${this.#cap} calls for ${BATCH_ROUTE_RETRY_MS / 60_000} minutes`,
       );
       for (const entry of batch) this.#alone(entry);
       return;
@@ -247,6 +275,11 @@ export class ExecutionBatcher {
     }
     batch.forEach((entry, index) => {
       const result = results[index] as BatchResult;
+      // Applied, but its answer did not fit in the batch's: alone, it is answered again.
+      if (result.send_alone === true) {
+        this.#alone(entry);
+        return;
+      }
       const headers: Record<string, string> = { 'content-type': 'application/json' };
       if (result.refreshed_token) headers[REFRESHED_TOKEN_HEADER] = result.refreshed_token;
       entry.resolve(new Response(JSON.stringify(result.body ?? null), { status: result.status, headers }));
@@ -262,7 +295,7 @@ function resultsOf(text: string, count: number): BatchResult[] | undefined {
       (result) =>
         result !== null &&
         typeof result === 'object' &&
-        Number.isInteger((result as { status?: unknown }).status) &&
+        isAnswerStatus((result as { status?: unknown }).status) &&
         ((result as { refreshed_token?: unknown }).refreshed_token === undefined ||
           typeof (result as { refreshed_token?: unknown }).refreshed_token === 'string'),
     );
@@ -270,4 +303,16 @@ function resultsOf(text: string, count: number): BatchResult[] | undefined {
   } catch {
     return undefined;
   }
+}
+
+/** A status a call's answer can carry with a body (and `Response` can be made with). */
+function isAnswerStatus(status: unknown): boolean {
+  return (
+    Number.isInteger(status) &&
+    (status as number) >= 200 &&
+    (status as number) <= 599 &&
+    status !== 204 &&
+    status !== 205 &&
+    status !== 304
+  );
 }

@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { workerCallTimeoutMs } from '#config/settings.ts';
 import type { TaskWorkload } from '#contracts/messages.ts';
 import { formatTaskInstanceKey, type TaskInstanceKey } from '#core/models.ts';
 import type { Logger } from '#engine/logger.ts';
@@ -63,13 +64,9 @@ export interface WorkloadResult {
 const START_RETRY = { attempts: 4, baseDelayMs: 250, maxDelayMs: 2_000 };
 const START_WINDOW_MS = 10_000;
 
-/**
- * The timeout of one start or heartbeat call: short enough that a hung call cannot push the
- * worker's stop past the zombie threshold. Also the most the rest of the log may take after the
- * task ended, before the report goes.
- */
+/** The timeout of one start or heartbeat call (see `workerCallTimeoutMs`). */
 function callTimeoutMs(settings: WorkloadDeps['settings']): number {
-  return Math.max(250, Math.min(10_000, settings.heartbeatTimeoutMs / 8));
+  return workerCallTimeoutMs(settings.heartbeatTimeoutMs);
 }
 
 /** Output not yet sent goes out on the next heartbeat once it waited this many intervals. */

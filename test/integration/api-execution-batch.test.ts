@@ -1,12 +1,20 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import type { BatchResult } from '#contracts/execution-api.ts';
+import { BATCH_ANSWER_MAX_BYTES, type BatchResult } from '#contracts/execution-api.ts';
 import type { SchedulingRequest } from '#contracts/messages.ts';
 import type { TaskInstanceKey } from '#core/models.ts';
 import { dag } from '#sdk/index.ts';
 import { ExecutionBatcher } from '#worker/execution-batcher.ts';
 import { ExecutionClient } from '#worker/execution-client.ts';
-import { type ApiHarness, type ErrorBody, startApiHarness, tiKey, tiPath, WORKER } from './api-harness.ts';
+import {
+  type ApiHarness,
+  type ErrorBody,
+  type StartedTaskBody,
+  startApiHarness,
+  tiKey,
+  tiPath,
+  WORKER,
+} from './api-harness.ts';
 
 const wide = dag({ id: 'wide' }, (d) => {
   for (const id of ['a', 'b', 'c', 'd', 'e', 'f', 'g', 'h', 'i', 'j', 'k']) d.task(id, async () => 1);
@@ -210,5 +218,98 @@ describe('a worker client whose calls go through ExecutionBatcher', () => {
     expect(await schedulingRequests()).toHaveLength(1);
     for (const { key } of tis)
       expect(await api.store.getTaskInstance(key)).toMatchObject({ state: 'success' });
+  });
+});
+
+describe('a batch that tries to break out', () => {
+  it('refuses paths that resolve to another route, and applies nothing through them', async () => {
+    const [ti] = await queued(1);
+    if (!ti) throw new Error('one TI');
+    const smuggled = [
+      '/execution/task-instances/..\\..\\api\\v2\\dags/run',
+      '/execution/task-instances/%2e%2e/run',
+      '/execution/task-instances/../../api/v2/dags/wide/run',
+      '/api/v2/dags/wide',
+      '/execution/triggers/events',
+    ];
+    const response = await batch(
+      smuggled.map((path) => ({ method: 'PATCH', path, token: ti.token, body: { is_paused: true } })),
+    );
+    expect(response.status).toBe(200);
+    expect(response.body.results.map((result) => result.status)).toEqual(smuggled.map(() => 400));
+    const dagNow = await api.request<{ is_paused: boolean }>('GET', '/api/v2/dags/wide');
+    expect(dagNow.body.is_paused).toBe(false);
+  });
+
+  it('refuses a batch with a token no header could carry whole, naming it without echoing it', async () => {
+    const [first, second] = await queued(2);
+    if (!first || !second) throw new Error('two TIs');
+    const response = await batch([
+      startCall(first.key, first.token),
+      startCall(second.key, `${second.token}\nX`),
+    ]);
+    expect(response.status).toBe(422);
+    expect(response.body.detail).toContain('calls.1.token');
+    expect(JSON.stringify(response.body)).not.toContain(second.token);
+    expect(await api.store.getTaskInstance(first.key)).toMatchObject({ state: 'queued' });
+  });
+});
+
+describe('a batch whose answers do not fit in one answer', () => {
+  let big: ApiHarness;
+
+  beforeAll(async () => {
+    big = await startApiHarness({
+      confMaxBytes: 350_000,
+      requestMaxBytes: 1024 * 1024,
+      xcomMaxBytes: 48 * 1024,
+      logChunkMaxBytes: 128 * 1024,
+      logMaxBytes: 5 * 1024 * 1024,
+    });
+    await big.registerDags([wide]);
+  });
+  afterAll(async () => {
+    await big?.close();
+  });
+
+  it('answers the calls past the budget 503 with send_alone, and each, sent again alone, gets its answer', async () => {
+    const conf = { blob: 'x'.repeat(340_000) };
+    expect(
+      (await big.request('POST', '/api/v2/dags/wide/dagRuns', { dag_run_id: 'large', conf })).status,
+    ).toBe(201);
+    const ids = ['a', 'b', 'c', 'd', 'e', 'f', 'g', 'h', 'i'];
+    const tis = await Promise.all(
+      ids.map(async (id) => {
+        const key = tiKey('wide', 'large', id);
+        return { key, token: await big.queueTaskInstance(key) };
+      }),
+    );
+    const calls = tis.map(({ key, token }) => ({
+      method: 'PATCH',
+      path: tiPath(key, 'run'),
+      token,
+      body: { ...WORKER, start_id: `start-${key.taskId}` },
+    }));
+    const response = await big.request<Batch>('POST', '/execution/batch', { calls }, null);
+    expect(response.status).toBe(200);
+    const statuses = response.body.results.map((result) => result.status);
+    const refused = response.body.results.filter((result) => result.send_alone === true);
+    expect(refused.length).toBeGreaterThan(0);
+    expect(statuses.slice(0, ids.length - refused.length).every((status) => status === 200)).toBe(true);
+    expect(Buffer.byteLength(JSON.stringify(response.body))).toBeLessThanOrEqual(
+      BATCH_ANSWER_MAX_BYTES + 1024,
+    );
+    // Every start was applied; a refused one, sent alone with its start id, is answered again.
+    for (const { key } of tis)
+      expect(await big.store.getTaskInstance(key)).toMatchObject({ state: 'running' });
+    const index = statuses.lastIndexOf(503);
+    const again = await big.request<StartedTaskBody>(
+      'PATCH',
+      tiPath(tis[index]!.key, 'run'),
+      calls[index]!.body,
+      tis[index]!.token,
+    );
+    expect(again.status).toBe(200);
+    expect(again.body.conf).toEqual(conf);
   });
 });

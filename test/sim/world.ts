@@ -232,6 +232,8 @@ class World {
           windowMs: this.#settings.executionBatchWindowMs,
           requestMaxBytes: this.#settings.requestMaxBytes,
           now: () => this.#kernel.now,
+          // The task workers at work: when each waits on a call, the batch leaves at once.
+          callers: () => [...this.#busy].filter((actor) => actor.alive && !actor.done).length,
           setTimer: (ms, fire) => {
             let cancelled = false;
             this.#kernel.spawn('batch-window', async () => {
@@ -521,7 +523,7 @@ class World {
   }
 
   #spawnWorker(): void {
-    const { actor } = this.#kernel.spawn('worker', async (self) => {
+    const { actor, result } = this.#kernel.spawn('worker', async (self) => {
       let received: { queue: SimQueue; receiptHandle: string; body: string } | undefined;
       for (const name of TASK_QUEUES) {
         const [message] = await this.#queues[name].receive({ maxMessages: 1, waitTimeMs: 0 });
@@ -579,6 +581,8 @@ class World {
       if (outcome.deleteMessage && !deleted) await queue.delete([receiptHandle]);
     });
     this.#busy.add(actor);
+    // Once this worker is done, the others' calls may be all that is left to wait for.
+    void result.then(() => this.#batcher?.check());
   }
 
   /** A worker's call through the shared batcher; `observe` hears its answer however it travels. */

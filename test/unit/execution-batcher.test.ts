@@ -288,4 +288,105 @@ describe('ExecutionBatcher', () => {
     await expect(calls[1]).rejects.toThrow('two gone');
     expect(batchSignal?.aborted).toBe(true);
   });
+
+  it('sends a call alone when its result asks for it, or when the answer carries a status no answer can have', async () => {
+    const asks = harness({ maxCalls: 2 }, (seen) =>
+      seen.url.endsWith('/execution/batch')
+        ? Response.json({
+            results: [
+              { status: 200, body: { first: true } },
+              { status: 503, body: { detail: 'too large', status: 503 }, send_alone: true },
+            ],
+          })
+        : answerEach(seen),
+    );
+    const answers = await Promise.all([call(asks.batcher, 'a'), call(asks.batcher, 'b')]);
+    expect(await Promise.all(answers.map((response) => response.json()))).toEqual([
+      { first: true },
+      { path: runPath('b'), alone: true },
+    ]);
+
+    const odd = harness({ maxCalls: 2 }, (seen) =>
+      seen.url.endsWith('/execution/batch')
+        ? Response.json({
+            results: [
+              { status: 204, body: null },
+              { status: 200, body: {} },
+            ],
+          })
+        : answerEach(seen),
+    );
+    const responses = await Promise.all([call(odd.batcher, 'a'), call(odd.batcher, 'b')]);
+    expect(responses.map((response) => response.status)).toEqual([200, 200]);
+    expect(odd.seen.map((seen) => new URL(seen.url).pathname)).toEqual([
+      '/execution/batch',
+      runPath('a'),
+      runPath('b'),
+    ]);
+  });
+
+  it('after a batch refused as too large or too many, sends smaller batches for a while', async () => {
+    let limit = 2;
+    const h = harness({ maxCalls: 4 }, (seen) => {
+      if (!seen.url.endsWith('/execution/batch')) return answerEach(seen);
+      return callsOf(seen).length > limit
+        ? Response.json({ detail: 'over the limit', status: 422 }, { status: 422 })
+        : answerEach(seen);
+    });
+    await Promise.all(['a', 'b', 'c', 'd'].map((id) => call(h.batcher, id)));
+    await Promise.all(['e', 'f', 'g', 'h'].map((id) => call(h.batcher, id)));
+    const batches = h.seen
+      .filter((seen) => seen.url.endsWith('/execution/batch'))
+      .map((seen) => callsOf(seen).length);
+    expect(batches).toEqual([4, 2, 2]);
+    expect(h.warnings).toHaveLength(1);
+    h.advance(BATCH_ROUTE_RETRY_MS);
+    limit = 10;
+    await Promise.all(['i', 'j', 'k', 'l'].map((id) => call(h.batcher, id)));
+    expect(callsOf(h.seen.at(-1))).toHaveLength(4);
+  });
+
+  it('fails a call whose fetch throws at once, and a batch whose fetch does, without an unhandled rejection', async () => {
+    const throwing = (() => {
+      throw new TypeError('bad fetch');
+    }) as unknown as typeof fetch;
+    let fire: () => void = () => undefined;
+    const batcher = new ExecutionBatcher({
+      fetch: throwing,
+      baseUrl: BASE,
+      maxCalls: 2,
+      windowMs: 20,
+      requestMaxBytes: 1024 * 1024,
+      setTimer: (_ms, fired) => {
+        fire = fired;
+        return () => undefined;
+      },
+    });
+    const h = { batcher };
+    const alone = call(h.batcher, 'a');
+    fire();
+    await expect(alone).rejects.toThrow('bad fetch');
+    const pair = await Promise.allSettled([call(h.batcher, 'b'), call(h.batcher, 'c')]);
+    expect(pair.map((result) => result.status)).toEqual(['rejected', 'rejected']);
+  });
+
+  it('lets go of a signal once its call settled', async () => {
+    const h = harness({ maxCalls: 2 });
+    const controller = new AbortController();
+    let listeners = 0;
+    const signal = controller.signal;
+    const add = signal.addEventListener.bind(signal);
+    const remove = signal.removeEventListener.bind(signal);
+    signal.addEventListener = ((...args: Parameters<AbortSignal['addEventListener']>) => {
+      listeners += 1;
+      add(...args);
+    }) as AbortSignal['addEventListener'];
+    signal.removeEventListener = ((...args: Parameters<AbortSignal['removeEventListener']>) => {
+      listeners -= 1;
+      remove(...args);
+    }) as AbortSignal['removeEventListener'];
+    for (let round = 0; round < 5; round += 1)
+      await Promise.all([call(h.batcher, 'a', { signal }), call(h.batcher, 'b')]);
+    expect(listeners).toBe(0);
+  });
 });

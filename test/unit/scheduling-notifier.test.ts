@@ -109,4 +109,28 @@ describe('SchedulingNotifier.collect', () => {
     await notifier.collect(async () => notifier.notify(ti('r1', 'a')));
     expect(errors).toHaveLength(1);
   });
+
+  it('sends a request made by work that outlived its collect on its own, not into the batch already sent', async () => {
+    const { queue, calls } = recordingQueue();
+    const notifier = new SchedulingNotifier(queue, () => undefined);
+    let late: Promise<void> | undefined;
+    await notifier.collect(async () => {
+      await notifier.notify(ti('r1', 'a'));
+      // A continuation collect does not wait for (as a call of a batch that failed early would be).
+      late = new Promise<void>((resolve) => setTimeout(resolve, 5)).then(() =>
+        notifier.notify(ti('r1', 'late')),
+      );
+    });
+    expect(calls).toHaveLength(1);
+    await late;
+    expect(calls).toHaveLength(2);
+    expect(calls[1]).toEqual([
+      {
+        type: 'schedule_run',
+        dag_id: 'd',
+        run_id: 'r1',
+        task_instances: [{ task_id: 'late', map_index: -1 }],
+      },
+    ]);
+  });
 });
