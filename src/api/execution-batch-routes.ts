@@ -136,9 +136,12 @@ async function dispatch(
 function withinAnswerBudget(results: BatchResult[]): BatchResult[] {
   let bytes = 0;
   return results.map((result) => {
-    bytes += Buffer.byteLength(JSON.stringify(result));
-    if (bytes <= BATCH_ANSWER_MAX_BYTES) return result;
-    const detail = `This call's answer does not fit in the batch's answer (at most ${BATCH_ANSWER_MAX_BYTES} bytes); it was applied: send it again alone`;
+    const size = Buffer.byteLength(JSON.stringify(result));
+    if (bytes + size <= BATCH_ANSWER_MAX_BYTES) {
+      bytes += size;
+      return result;
+    }
+    const detail = `This call's answer does not fit in the batch's answer (at most ${BATCH_ANSWER_MAX_BYTES} bytes): send it again alone, where it is answered as it was here (a start by its start_id, a report by its report_id)`;
     return { status: 503, body: { detail, status: 503 }, send_alone: true as const };
   });
 }

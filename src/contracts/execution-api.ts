@@ -197,6 +197,9 @@ export function isBatchableCall(method: string, path: string): boolean {
  */
 export const BATCH_ANSWER_MAX_BYTES = 5 * 1024 * 1024;
 
+/** What a task or callback token is made of (JWS compact: base64url parts and dots). */
+export const TASK_TOKEN_PATTERN = /^[A-Za-z0-9._~+/=-]+$/;
+
 export const batchCallSchema = z
   .strictObject({
     method: z.enum(['PATCH', 'PUT']),
@@ -207,7 +210,7 @@ export const batchCallSchema = z
       .string()
       .min(1)
       .max(16_384)
-      .regex(/^[A-Za-z0-9._~+/=-]+$/, 'a token is made of base64url characters and dots'),
+      .regex(TASK_TOKEN_PATTERN, 'a token is made of base64url characters and dots'),
     body: z.record(z.string(), z.unknown()),
   })
   .meta({ id: 'BatchedCall' });

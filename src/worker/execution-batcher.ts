@@ -5,6 +5,7 @@ import {
   EXECUTION_BATCH_PATH,
   isBatchableCall,
   REFRESHED_TOKEN_HEADER,
+  TASK_TOKEN_PATTERN,
 } from '#contracts/execution-api.ts';
 import type { Logger } from '#engine/logger.ts';
 
@@ -146,6 +147,8 @@ export class ExecutionBatcher {
     const authorization = new Headers(init.headers).get('authorization') ?? '';
     if (!authorization.startsWith('Bearer ')) return undefined;
     const token = authorization.slice('Bearer '.length);
+    // A token the batch route would refuse (and its whole batch with it) goes alone.
+    if (!TASK_TOKEN_PATTERN.test(token)) return undefined;
     const bytes = Buffer.byteLength(init.body) + token.length + path.length + CALL_ENVELOPE_BYTES;
     // A large call (an XCom, a long log chunk) leaves alone rather than crowd out the others.
     if (bytes > this.#maxBatchBytes() / 2) return undefined;
@@ -183,15 +186,15 @@ export class ExecutionBatcher {
   #flush(): void {
     this.#cancelTimer?.();
     this.#cancelTimer = undefined;
-    const batch = this.#waiting.filter((entry) => !entry.done);
+    const waiting = this.#waiting.filter((entry) => !entry.done);
     this.#waiting = [];
-    if (batch.length === 0) return;
-    if (batch.length === 1) {
-      const [only] = batch as [Pending];
-      this.#alone(only);
-      return;
+    // The cap may have dropped while these waited (a refused batch): no batch goes over it.
+    const size = Math.max(1, this.#maxCalls());
+    for (let start = 0; start < waiting.length; start += size) {
+      const batch = waiting.slice(start, start + size);
+      if (batch.length === 1) this.#alone(batch[0] as Pending);
+      else void this.#send(batch);
     }
-    void this.#send(batch);
   }
 
   /** One call sent as the client made it. */
@@ -216,12 +219,19 @@ export class ExecutionBatcher {
     // The batch is abandoned only when every caller gave up on it.
     const abandon = new AbortController();
     const signals = batch.map((entry) => entry.init.signal).filter((signal) => signal != null);
-    if (signals.length === batch.length) {
-      const check = () => {
-        if (signals.every((signal) => signal.aborted)) abandon.abort(signals[0]?.reason);
-      };
-      for (const signal of signals) signal.addEventListener('abort', check, { once: true });
+    const check = () => {
+      if (signals.every((signal) => signal.aborted)) abandon.abort(signals[0]?.reason);
+    };
+    const watched = signals.length === batch.length ? signals : [];
+    for (const signal of watched) signal.addEventListener('abort', check, { once: true });
+    try {
+      await this.#exchange(batch, abandon.signal);
+    } finally {
+      for (const signal of watched) signal.removeEventListener('abort', check);
     }
+  }
+
+  async #exchange(batch: Pending[], signal: AbortSignal): Promise<void> {
     const first = new Headers(batch[0]?.init.headers);
     const version = first.get(EXECUTION_API_VERSION_HEADER);
     let response: Response;
@@ -235,7 +245,7 @@ export class ExecutionBatcher {
           ...(version ? { [EXECUTION_API_VERSION_HEADER]: version } : {}),
         },
         body: JSON.stringify({ calls: batch.map((entry) => entry.call) }),
-        signal: abandon.signal,
+        signal,
       });
       text = await response.text();
     } catch (error) {
@@ -252,7 +262,8 @@ export class ExecutionBatcher {
     }
     if (response.status === 413 || response.status === 422) {
       // Its limits are below this worker's: batches stay under half this one's size for a while.
-      this.#cap = Math.floor(batch.length / 2);
+      const halved = Math.floor(batch.length / 2);
+      this.#cap = this.#now() < this.#capUntil ? Math.min(this.#cap, halved) : halved;
       this.#capUntil = this.#now() + BATCH_ROUTE_RETRY_MS;
       this.#options.log?.warn(
         `The Execution API refused a batch of ${batch.length} calls (${response.status}: ${text.slice(0, 300)}); they go one a request, and batches take at most ${this.#cap} calls for ${BATCH_ROUTE_RETRY_MS / 60_000} minutes`,

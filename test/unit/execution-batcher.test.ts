@@ -389,4 +389,54 @@ describe('ExecutionBatcher', () => {
       await Promise.all([call(h.batcher, 'a', { signal }), call(h.batcher, 'b')]);
     expect(listeners).toBe(0);
   });
+
+  it('keeps the smallest cap of refusals close together, and splits what waits to stay under it', async () => {
+    const h = harness({ maxCalls: 4 }, (seen) => {
+      if (!seen.url.endsWith('/execution/batch')) return answerEach(seen);
+      return callsOf(seen).length > 2
+        ? Response.json({ detail: 'over the limit', status: 422 }, { status: 422 })
+        : answerEach(seen);
+    });
+    await Promise.all(['a', 'b', 'c', 'd'].map((id) => call(h.batcher, id))); // refused: cap 2
+    await Promise.all(['e', 'f', 'g', 'h'].map((id) => call(h.batcher, id)));
+    const sizes = h.seen
+      .filter((seen) => seen.url.endsWith('/execution/batch'))
+      .map((seen) => callsOf(seen).length);
+    expect(sizes).toEqual([4, 2, 2]);
+
+    // Calls that waited under a larger cap leave in batches of the new one.
+    let answerFirst: (response: Response) => void = () => undefined;
+    let batches = 0;
+    const later = harness({ maxCalls: 10 }, (seen) => {
+      if (!seen.url.endsWith('/execution/batch')) return answerEach(seen);
+      batches += 1;
+      if (batches > 1) return answerEach(seen);
+      return new Promise<Response>((resolve) => {
+        answerFirst = resolve;
+      });
+    });
+    const first = ['a', 'b', 'c', 'd'].map((id) => call(later.batcher, id));
+    later.fireTimers(); // the first batch of 4 is in flight
+    const waiting = ['e', 'f', 'g', 'h', 'i'].map((id) => call(later.batcher, id));
+    answerFirst(Response.json({ detail: 'too large', status: 413 }, { status: 413 }));
+    await Promise.all(first);
+    later.fireTimers();
+    await Promise.all(waiting);
+    const laterSizes = later.seen
+      .filter((seen) => seen.url.endsWith('/execution/batch'))
+      .map((seen) => callsOf(seen).length);
+    expect(laterSizes).toEqual([4, 2, 2]); // and the fifth alone
+  });
+
+  it('sends a call whose token the batch route would refuse alone', async () => {
+    const h = harness({ maxCalls: 2 });
+    const calls = [
+      call(h.batcher, 'a', { token: 'bad token' }),
+      call(h.batcher, 'b', { token: 'good.token' }),
+    ];
+    expect(h.seen[0]?.url).toBe(`${BASE}${runPath('a')}`);
+    h.fireTimers();
+    await Promise.all(calls);
+    expect(h.seen[1]?.url).toBe(`${BASE}${runPath('b')}`);
+  });
 });
