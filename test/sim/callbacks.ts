@@ -35,6 +35,8 @@ export interface CallbackAttempt {
   effect?: boolean;
   /** The worker died after the effect and before the report. */
   diedAfterEffect?: boolean;
+  /** The API accepted a report of this callback after this attempt had its effect. */
+  reported?: boolean;
 }
 
 export class CallbackLedger {
@@ -60,10 +62,23 @@ export class CallbackLedger {
     return record;
   }
 
-  /** The actor died: every attempt it was running (a triggerer runs many at once) ended with it. */
+  /**
+   * The actor died: every attempt it was running (a triggerer runs many at once) ended with it,
+   * and one that had its effect but whose report the API had not yet accepted (killed by another
+   * attempt's fault while its report was on its way) died after its effect.
+   */
   actorDied(actor: string, nowMs: number): void {
+    for (const record of this.attempts) {
+      if (record.actor !== actor) continue;
+      if (record.endAt === undefined) record.endAt = nowMs;
+      if (record.effect && !record.reported) record.diedAfterEffect = true;
+    }
+  }
+
+  /** A report of the callback left the router accepted (200): its attempt that had its effect is reported. */
+  reportAccepted(callbackId: string): void {
     for (const record of this.attempts)
-      if (record.actor === actor && record.endAt === undefined) record.endAt = nowMs;
+      if (record.callbackId === callbackId && record.effect) record.reported = true;
   }
 }
 

@@ -42,7 +42,8 @@ describe.concurrent('deterministic simulation', () => {
       trace: first?.trace,
     });
   });
-  for (const { seed, found } of PINNED_SEEDS) {
+  // A pinned seed that is also a fixed one runs once, above.
+  for (const { seed, found } of PINNED_SEEDS.filter((pinned) => !FIXED_SEEDS.includes(pinned.seed))) {
     it(`holds every invariant for pinned seed ${seed} (${found})`, { timeout: SEED_TIMEOUT_MS }, async () => {
       const result = await runSimulation({ seed });
       expect(result.failures, explain(result)).toEqual([]);

@@ -60,6 +60,8 @@ const TASK_QUEUES: QueueName[] = ['tasks_high', 'tasks_default', 'tasks_low'];
 const MAX_WORKERS = 4;
 const MAX_BATCHES = 3;
 const MAX_CALLBACK_WORKERS = 2;
+/** A callback attempt's report (a worker's or a triggerer's). */
+const CALLBACK_REPORT = /^\/execution\/callbacks\/([^/]+)\/state$/;
 
 export interface SimOptions {
   seed: number;
@@ -645,6 +647,9 @@ class World {
       kernel.log(`${request.method} ${path} → ${answer.status}${drop ? ' (connection dropped)' : ''}`);
       // The answer left the router (the store changed) even if its caller died meanwhile.
       observe?.(answer.status, requestText, answer.text, invocation.actor.name);
+      const callbackReport = CALLBACK_REPORT.exec(path);
+      if (callbackReport?.[1] && answer.status === 200)
+        this.#callbackLedger.reportAccepted(callbackReport[1]);
     }
     await kernel.whileAlive(Promise.resolve()); // a dead caller never hears the answer
     if (!answer)
