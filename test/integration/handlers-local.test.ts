@@ -26,7 +26,7 @@ import { makeHandler as makeExecutionApiHandler } from '../../functions/executio
 import { makeHandler as makeRegisterHandler } from '../../functions/register-dags.ts';
 import { makeHandler as makeSchedulerHandler, type TickResult } from '../../functions/scheduler.ts';
 import { makeHandler as makeWorkerHandler } from '../../functions/worker.ts';
-import { answeredCalls, taskInstanceCall } from '../support/execution-calls.ts';
+import { sendNotingStarts } from '../support/execution-calls.ts';
 import {
   type CapturedMetrics,
   EventSourceMappings,
@@ -355,26 +355,14 @@ async function startWorld(): Promise<World> {
     if (!request.headers.get('authorization')?.startsWith('AWS4-HMAC-SHA256 ')) {
       return Response.json({ Message: 'Forbidden' }, { status: 403 });
     }
-    const started = /\/execution\/task-instances\/([^/]+)\/run$/.exec(new URL(request.url).pathname);
-    const key = started?.[1] ? decodeTaskInstanceId(started[1]) : undefined;
+    const run = /\/execution\/task-instances\/([^/]+)\/run$/.exec(new URL(request.url).pathname);
+    const key = run?.[1] ? decodeTaskInstanceId(run[1]) : undefined;
     if (key?.taskId === 'extract' && refusedStarts.length === 0) {
       refusedStarts.push(key);
       return Response.json({ Message: 'Forbidden' }, { status: 403 });
     }
-    const sent = request.body ? await request.clone().text() : '';
-    const response = await executionApi(request);
-    const path = new URL(request.url).pathname;
-    for (const call of answeredCalls(
-      request.method,
-      path,
-      sent,
-      response.status,
-      await response.clone().text(),
-    )) {
-      const ti = taskInstanceCall(call.path);
-      if (ti?.action === 'run' && call.status === 200)
-        starts.push(`${ti.key.dagId}/${ti.key.taskId}#${(call.answer as { try_number: number }).try_number}`);
-    }
+    const { response, started } = await sendNotingStarts(request, executionApi);
+    for (const tried of started) starts.push(`${tried.key.dagId}/${tried.key.taskId}#${tried.tryNumber}`);
     return response;
   }) as typeof fetch;
   const executionFetch = createSignedFetch({

@@ -50,3 +50,23 @@ export function taskInstanceCall(path: string): { key: TaskInstanceKey; action: 
   const key = match?.[1] ? decodeTaskInstanceId(match[1]) : undefined;
   return key && match?.[2] ? { key, action: match[2] } : undefined;
 }
+
+/**
+ * Sends a request to the Execution API through `send`, and names the tries it started: each start
+ * it carried (alone or in a batch) that the API answered 200.
+ */
+export async function sendNotingStarts(
+  request: Request,
+  send: (request: Request) => Promise<Response>,
+): Promise<{ response: Response; started: { key: TaskInstanceKey; tryNumber: number }[] }> {
+  const sent = request.body ? await request.clone().text() : '';
+  const response = await send(request);
+  const path = new URL(request.url).pathname;
+  const answered = answeredCalls(request.method, path, sent, response.status, await response.clone().text());
+  const started = answered.flatMap((call) => {
+    const ti = taskInstanceCall(call.path);
+    if (ti?.action !== 'run' || call.status !== 200) return [];
+    return [{ key: ti.key, tryNumber: (call.answer as { try_number: number }).try_number }];
+  });
+  return { response, started };
+}

@@ -19,7 +19,7 @@ import { makeHandler as makeExecutionApiHandler } from '../../functions/executio
 import { makeHandler as makeRegisterHandler } from '../../functions/register-dags.ts';
 import { makeHandler as makeSchedulerHandler } from '../../functions/scheduler.ts';
 import { makeHandler as makeWorkerHandler } from '../../functions/worker.ts';
-import { answeredCalls, taskInstanceCall } from './execution-calls.ts';
+import { sendNotingStarts } from './execution-calls.ts';
 import {
   fetchThrough,
   type LambdaHandler,
@@ -101,20 +101,8 @@ export async function startHandlerWorld(settings: Settings, dags: readonly Dag[]
   );
   const executionFetch = (async (input: string | URL | Request, init?: RequestInit) => {
     const request = new Request(input, init);
-    const sent = request.body ? await request.clone().text() : '';
-    const response = await executionApi(request);
-    const path = new URL(request.url).pathname;
-    for (const call of answeredCalls(
-      request.method,
-      path,
-      sent,
-      response.status,
-      await response.clone().text(),
-    )) {
-      const ti = taskInstanceCall(call.path);
-      if (ti?.action === 'run' && call.status === 200)
-        starts.push(`${ti.key.taskId}#${(call.answer as { try_number: number }).try_number}`);
-    }
+    const { response, started } = await sendNotingStarts(request, executionApi);
+    for (const { key, tryNumber } of started) starts.push(`${key.taskId}#${tryNumber}`);
     return response;
   }) as typeof fetch;
   const byId = Object.fromEntries(dags.map((d) => [d.dagId, d]));
