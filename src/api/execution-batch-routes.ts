@@ -12,7 +12,6 @@ import {
   isBatchableCall,
   REFRESHED_TOKEN_HEADER,
 } from '#contracts/execution-api.ts';
-import { InvalidRequestError } from '#engine/errors.ts';
 import type { ApiDeps } from './app.ts';
 import { jsonBody as body, jsonContent as json } from './route-docs.ts';
 
@@ -106,9 +105,7 @@ async function dispatch(
   version: string | undefined,
 ): Promise<BatchResult> {
   if (!isServable(call)) {
-    const detail = new InvalidRequestError(
-      `${call.method} ${call.path} cannot be sent in a batch: only the start, heartbeat and report calls of task instances and callbacks can`,
-    ).message;
+    const detail = `${call.method} ${call.path} cannot be sent in a batch: only the start, heartbeat and report calls of task instances and callbacks can`;
     return { status: 400, body: { detail, status: 400 } };
   }
   const response = await app.request(call.path, {
@@ -130,8 +127,9 @@ async function dispatch(
 }
 
 /**
- * The results as answered: those past BATCH_ANSWER_MAX_BYTES (in order) become a 503 that asks
- * for the call alone (it was applied; alone it is answered again, by its start or report id).
+ * The results as answered: those that would take the answer past BATCH_ANSWER_MAX_BYTES become a
+ * 503 that asks for the call alone (it was served; alone it is answered again, a start by its
+ * start id, a report by its report id).
  */
 function withinAnswerBudget(results: BatchResult[]): BatchResult[] {
   let bytes = 0;

@@ -43,14 +43,15 @@ export class WorkloadNotDoneError extends HandlerError {
  * run start to report with `runWorkload` (the same entry the standalone pool calls), the try's
  * code in this process. A batch's records run side by side, so the invocation lasts as long as
  * its longest workload; their Execution API calls travel together (`ExecutionBatcher`): the
- * starts of a batch in one request, and the reports that end close together in one. A record is reported as a batch item failure, so SQS delivers it again,
- * when the workload is not done with: the Execution API was unreachable or refused the start,
- * the function was about to time out before the start, or the body is malformed (it then goes to
- * the dead-letter queue after the queue's receives, never dropped). A try that started is owned
- * by the store from then on: its record succeeds whatever the try's outcome, and a redelivery is
- * refused by the API (409) and succeeds too. A try still running `HAND_BACK_MARGIN_MS` before the
- * function's timeout is stopped and reported failed (retryable, the reason in its log). Reaches
- * nothing but the Execution API: no table, no queue (the event source mapping deletes the records).
+ * starts of a batch in one request, and the reports that end close together in one. A record is
+ * reported as a batch item failure, so SQS delivers it again, when the workload is not done
+ * with: the Execution API was unreachable or refused the start, the function was about to time
+ * out before the start, or the body is malformed (it then goes to the dead-letter queue after
+ * the queue's receives, never dropped). A try that started is owned by the store from then on:
+ * its record succeeds whatever the try's outcome, and a redelivery is refused by the API (409)
+ * and succeeds too. A try still running `HAND_BACK_MARGIN_MS` before the function's timeout is
+ * stopped and reported failed (retryable, the reason in its log). Reaches nothing but the
+ * Execution API: no table, no queue (the event source mapping deletes the records).
  */
 export function makeWorkerHandler(given: Partial<HandlerDeps & Observability> = {}) {
   const observability = createObservability('updraft-worker', given);

@@ -192,7 +192,7 @@ export function isBatchableCall(method: string, path: string): boolean {
 /**
  * Most bytes of a batch's answer: a function URL answers at most 6 MB. Calls whose answers do
  * not fit (start answers carry the run's conf) are answered 503 with `send_alone`, after they
- * were applied: sent again alone, each gets its answer (a start by its `start_id`, a report by
+ * were served: sent again alone, each gets its answer (a start by its `start_id`, a report by
  * its `report_id`).
  */
 export const BATCH_ANSWER_MAX_BYTES = 5 * 1024 * 1024;

@@ -124,11 +124,6 @@ export class ExecutionBatcher {
     if (this.#waiting.length > 0 && this.#allWait()) this.#flush();
   }
 
-  /** Sends what waits now. */
-  flush(): void {
-    this.#flush();
-  }
-
   #allWait(): boolean {
     const callers = this.#options.callers?.();
     return callers !== undefined && this.#waiting.length >= callers;
