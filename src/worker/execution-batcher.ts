@@ -3,6 +3,7 @@ import {
   type BatchResult,
   EXECUTION_API_VERSION_HEADER,
   EXECUTION_BATCH_PATH,
+  executionBatchResultsSchema,
   isBatchableCall,
   REFRESHED_TOKEN_HEADER,
   TASK_TOKEN_PATTERN,
@@ -293,32 +294,21 @@ export class ExecutionBatcher {
   }
 }
 
+/** The batch's results as the contract describes them, one per call, each with a status an answer can have. */
 function resultsOf(text: string, count: number): BatchResult[] | undefined {
+  let parsed: ReturnType<typeof executionBatchResultsSchema.safeParse>;
   try {
-    const results = (JSON.parse(text) as { results?: unknown }).results;
-    if (!Array.isArray(results) || results.length !== count) return undefined;
-    const valid = results.every(
-      (result) =>
-        result !== null &&
-        typeof result === 'object' &&
-        isAnswerStatus((result as { status?: unknown }).status) &&
-        ((result as { refreshed_token?: unknown }).refreshed_token === undefined ||
-          typeof (result as { refreshed_token?: unknown }).refreshed_token === 'string'),
-    );
-    return valid ? (results as BatchResult[]) : undefined;
+    parsed = executionBatchResultsSchema.safeParse(JSON.parse(text));
   } catch {
     return undefined;
   }
+  if (!parsed.success || parsed.data.results.length !== count) return undefined;
+  return parsed.data.results.every((result) => isAnswerStatus(result.status))
+    ? parsed.data.results
+    : undefined;
 }
 
 /** A status a call's answer can carry with a body (and `Response` can be made with). */
-function isAnswerStatus(status: unknown): boolean {
-  return (
-    Number.isInteger(status) &&
-    (status as number) >= 200 &&
-    (status as number) <= 599 &&
-    status !== 204 &&
-    status !== 205 &&
-    status !== 304
-  );
+function isAnswerStatus(status: number): boolean {
+  return status >= 200 && status <= 599 && status !== 204 && status !== 205 && status !== 304;
 }
