@@ -10,7 +10,8 @@ import { CallerCounter } from './counter.ts';
 /**
  * `in_process`: one long-lived engine, as `updraft standalone` runs.
  * `lambda_shape`: every scheduling batch, tick and API call in a fresh engine instance with empty
- * caches, as separate Lambda invocations would run them.
+ * caches, as separate Lambda invocations would run them (the API's stateless route table is built
+ * once: see `createFreshEngineApi`).
  */
 export const MODES = ['in_process', 'lambda_shape'] as const;
 export type Mode = (typeof MODES)[number];

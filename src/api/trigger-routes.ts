@@ -62,7 +62,6 @@ export function registerTriggerRoutes(app: OpenAPIHono, deps: ApiDeps): void {
     scheme: 'bearer',
   });
   app.openAPIRegistry.registerComponent('securitySchemes', 'jobToken', { type: 'http', scheme: 'bearer' });
-  const { triggers } = deps;
 
   const verified = async (c: Context): Promise<VerifiedToken> => {
     const token = bearerTokenOf(c.req.header('authorization'));
@@ -98,7 +97,7 @@ export function registerTriggerRoutes(app: OpenAPIHono, deps: ApiDeps): void {
       if (claims.kind !== 'triggerer')
         throw new ForbiddenError(`A ${claims.kind} token cannot register a triggerer job`);
       const request = c.req.valid('json');
-      const { job: registered, token } = await triggers.registerJob({
+      const { job: registered, token } = await deps.triggers.registerJob({
         hostname: request.hostname,
         capacity: request.capacity,
         queues: request.queues ?? ['default'],
@@ -130,7 +129,7 @@ export function registerTriggerRoutes(app: OpenAPIHono, deps: ApiDeps): void {
     async (c) => {
       const { jobId } = await job(c, c.req.valid('param').job_id);
       const { running } = c.req.valid('json');
-      await triggers.heartbeat(jobId, running);
+      await deps.triggers.heartbeat(jobId, running);
       deps.metrics.gauge('triggers.running', running);
       return c.json({ ok: true as const }, 200);
     },
@@ -147,7 +146,7 @@ export function registerTriggerRoutes(app: OpenAPIHono, deps: ApiDeps): void {
     }),
     async (c) => {
       const { jobId } = await job(c, c.req.valid('param').job_id);
-      await triggers.complete(jobId);
+      await deps.triggers.complete(jobId);
       return c.json({ ok: true as const }, 200);
     },
   );
@@ -164,7 +163,7 @@ export function registerTriggerRoutes(app: OpenAPIHono, deps: ApiDeps): void {
     async (c) => {
       const { jobId } = await job(c);
       const { limit, queues } = c.req.valid('json');
-      return c.json({ trigger_ids: await triggers.load(jobId, limit, queues) }, 200);
+      return c.json({ trigger_ids: await deps.triggers.load(jobId, limit, queues) }, 200);
     },
   );
 
@@ -182,7 +181,7 @@ export function registerTriggerRoutes(app: OpenAPIHono, deps: ApiDeps): void {
     }),
     async (c) => {
       const { jobId } = await job(c);
-      const { workloads, stop } = await triggers.workloads(jobId, c.req.valid('json').trigger_ids);
+      const { workloads, stop } = await deps.triggers.workloads(jobId, c.req.valid('json').trigger_ids);
       return c.json({ workloads: workloads.map(workloadOf), stop }, 200);
     },
   );
@@ -201,7 +200,7 @@ export function registerTriggerRoutes(app: OpenAPIHono, deps: ApiDeps): void {
     }),
     async (c) => {
       const { jobId } = await job(c);
-      await triggers.runningJob(jobId);
+      await deps.triggers.runningJob(jobId);
       const workloads = await deps.callbacks.claimForTriggerer(jobId, c.req.valid('json').limit);
       return c.json({ workloads }, 200);
     },
@@ -219,7 +218,7 @@ export function registerTriggerRoutes(app: OpenAPIHono, deps: ApiDeps): void {
     async (c) => {
       const { jobId } = await job(c);
       const request = c.req.valid('json');
-      const outcome = await triggers.event(
+      const outcome = await deps.triggers.event(
         jobId,
         c.req.valid('param').trigger_id,
         { type: request.type, payload: request.payload },
@@ -247,7 +246,7 @@ export function registerTriggerRoutes(app: OpenAPIHono, deps: ApiDeps): void {
     async (c) => {
       const { jobId } = await job(c);
       const sent = c.req.valid('json').events;
-      const results = await triggers.events(
+      const results = await deps.triggers.events(
         jobId,
         sent.map(({ trigger_id, type, payload, log }) => ({
           triggerId: trigger_id,
@@ -281,7 +280,7 @@ export function registerTriggerRoutes(app: OpenAPIHono, deps: ApiDeps): void {
     async (c) => {
       const { jobId } = await job(c);
       const request = c.req.valid('json');
-      const outcome = await triggers.failure(
+      const outcome = await deps.triggers.failure(
         jobId,
         c.req.valid('param').trigger_id,
         request.error,
@@ -306,7 +305,11 @@ export function registerTriggerRoutes(app: OpenAPIHono, deps: ApiDeps): void {
     async (c) => {
       const { jobId } = await job(c);
       const request = c.req.valid('json');
-      const { stop, adopt } = await triggers.cleanup(jobId, request.trigger_ids, request.complete ?? false);
+      const { stop, adopt } = await deps.triggers.cleanup(
+        jobId,
+        request.trigger_ids,
+        request.complete ?? false,
+      );
       return c.json({ stop, ...(request.complete ? { adopt } : {}) }, 200);
     },
   );
@@ -328,7 +331,7 @@ export function registerTriggerRoutes(app: OpenAPIHono, deps: ApiDeps): void {
     }),
     async (c) => {
       const { jobId } = await job(c);
-      const { ids, nextCursor } = await triggers.held(jobId, c.req.valid('json').cursor);
+      const { ids, nextCursor } = await deps.triggers.held(jobId, c.req.valid('json').cursor);
       return c.json(
         { trigger_ids: ids, ...(nextCursor === undefined ? {} : { next_cursor: nextCursor }) },
         200,
@@ -350,7 +353,7 @@ export function registerTriggerRoutes(app: OpenAPIHono, deps: ApiDeps): void {
     }),
     async (c) => {
       const { jobId } = await job(c);
-      await triggers.appendLogs(jobId, c.req.valid('json').chunks);
+      await deps.triggers.appendLogs(jobId, c.req.valid('json').chunks);
       return c.json({ ok: true as const }, 200);
     },
   );

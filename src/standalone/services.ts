@@ -3,7 +3,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import type { Server } from 'node:http';
 import { join } from 'node:path';
 import type { ApiApp } from '#api/app.ts';
-import { createApiStack } from '#api/stack.ts';
+import { createApiStack, createFreshEngineApi } from '#api/stack.ts';
 import { BundleStore } from '#bundles/store.ts';
 import { apiUrlOf, type Settings } from '#config/settings.ts';
 import type { DagRunKey } from '#core/models.ts';
@@ -145,8 +145,9 @@ export async function startStandalone(settings: Settings, options: StandaloneOpt
     storeHealth: () => dynamo.health(),
   };
   const { api, dags, notifier, tokens, callbacks } = createApiStack(stackDeps);
-  const apiFetch: (request: Request) => Response | Promise<Response> = options.freshInstances
-    ? (request) => createApiStack(stackDeps).api.fetch(request)
+  const freshEngineApi = options.freshInstances ? createFreshEngineApi(stackDeps) : undefined;
+  const apiFetch: (request: Request) => Response | Promise<Response> = freshEngineApi
+    ? (request) => freshEngineApi.fetch(request)
     : (request) => api.fetch(request);
   const demoJobs = new DemoJobService();
   const demoHooks = new DemoHookReceiver();

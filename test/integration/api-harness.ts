@@ -2,7 +2,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PutCommand } from '@aws-sdk/lib-dynamodb';
-import { createApiStack } from '#api/stack.ts';
+import { createApiStack, createFreshEngineApi } from '#api/stack.ts';
 import { type Settings, settingsSchema } from '#config/settings.ts';
 import type { ErrorBody } from '#contracts/common.ts';
 import { encodeTaskInstanceId, type StartedTask } from '#contracts/execution-api.ts';
@@ -106,7 +106,11 @@ export interface ApiHarness {
  */
 export async function startApiHarness(
   overrides: Partial<Settings> = {},
-  options: { executionKeys?: ExecutionKeyring } = {},
+  options: {
+    executionKeys?: ExecutionKeyring;
+    /** Serve every request with a fresh engine instance (`createFreshEngineApi`), as the Lambda shape does. */
+    freshEngine?: boolean;
+  } = {},
 ): Promise<ApiHarness> {
   const home = await mkdtemp(join(tmpdir(), 'updraft-api-'));
   const settings = settingsSchema.parse({ home, port: 0, ...TEST_LIMITS, ...overrides });
@@ -127,7 +131,7 @@ export async function startApiHarness(
     },
   };
   const now = () => clock.nowMs;
-  const { api, tokens, notifier, callbacks } = createApiStack({
+  const stackDeps = {
     store,
     queues,
     logs: new FileLogStore(join(home, 'logs')),
@@ -137,8 +141,10 @@ export async function startApiHarness(
     executionKeys: options.executionKeys ?? EXECUTION_KEYS,
     log: silentLogger,
     now,
-  });
-  const server = await listenOn(api.fetch, 0, '127.0.0.1');
+  };
+  const { api, tokens, notifier, callbacks } = createApiStack(stackDeps);
+  const serve = options.freshEngine ? createFreshEngineApi(stackDeps).fetch : api.fetch;
+  const server = await listenOn(serve, 0, '127.0.0.1');
   const baseUrl = localUrlOf(server);
 
   return {

@@ -2,13 +2,13 @@
  * The ONE adapter between the simulation and the engine. Everything the sim drives goes through
  * these functions, each of which builds a fresh engine instance (no memory between calls, as on
  * Lambda): `handleSchedulingMessages` and `runSchedulerTick` (src/engine/entrypoints.ts), the API
- * router of `createApiStack` (one stack per call, no socket), `runWorkload`
+ * as `createFreshEngineApi` serves it (a fresh engine instance per call, no socket), `runWorkload`
  * (src/worker/run-workload.ts) with the sim clock and the sim's TaskExecutor, and the real
  * `Triggerer` (src/triggerer/triggerer.ts), long-lived like the process it is, on the sim clock
  * and the sim's timers, reaching the API through the sim.
  */
 
-import { createApiStack } from '#api/stack.ts';
+import { createFreshEngineApi } from '#api/stack.ts';
 import type { Settings } from '#config/settings.ts';
 import type { CallbackWorkload, TaskWorkload } from '#contracts/messages.ts';
 import type { TaskInstanceKey, TriggererJob } from '#core/models.ts';
@@ -87,19 +87,26 @@ export async function runSchedulerTick(world: EngineWorld): Promise<void> {
   await entrypoints.runSchedulerTick(engineDeps(world));
 }
 
-/** One API call, served by a fresh stack without a socket. */
+/** Each world's API: one route table, a fresh engine instance per call. */
+const apis = new WeakMap<EngineWorld, ReturnType<typeof createFreshEngineApi>>();
+
+/** One API call, served by a fresh engine instance without a socket. */
 export async function handleApiRequest(world: EngineWorld, request: Request): Promise<Response> {
-  const { api } = createApiStack({
-    store: withSimJobIds(world.store, world.newJobId),
-    queues: world.queues,
-    logs: world.logs,
-    metrics: new MetricsRegistry(),
-    settings: world.settings,
-    apiToken: API_TOKEN,
-    executionKeys: EXECUTION_SECRET,
-    log: silentLogger,
-    now: world.now,
-  });
+  let api = apis.get(world);
+  if (!api) {
+    api = createFreshEngineApi({
+      store: withSimJobIds(world.store, world.newJobId),
+      queues: world.queues,
+      logs: world.logs,
+      metrics: new MetricsRegistry(),
+      settings: world.settings,
+      apiToken: API_TOKEN,
+      executionKeys: EXECUTION_SECRET,
+      log: silentLogger,
+      now: world.now,
+    });
+    apis.set(world, api);
+  }
   return api.fetch(request);
 }
 
