@@ -21,7 +21,8 @@ export function dagRunsRef(dagId: string): SlotPoolRef {
  * queued → running under the DAG's `max_active_runs`, counted in the DAG's run-slot item: the run
  * first takes a holder there (a conditional write, exact under any concurrency), then moves to
  * running. A holder whose run never started (the pass stopped in between) is found by the run's
- * next pass, which starts it; holders of runs that finished without giving theirs back are
+ * next pass, which starts it; one taken before a clear queued the run again (another clear count)
+ * is released and taken anew; holders of runs that finished without giving theirs back are
  * released here when the item is full. Returns the started run, or undefined when it stays queued.
  */
 export async function startRun(
@@ -33,7 +34,22 @@ export async function startRun(
   const ref = dagRunsRef(run.dagId);
   for (let attempt = 1; attempt <= UPDATE_ATTEMPTS; attempt += 1) {
     const state = await deps.store.getSlotPool(ref);
-    if (!state.holders[run.runId]) {
+    const held = state.holders[run.runId];
+    if (held && held.tryNumber !== run.clearCount) {
+      // Taken for an earlier start, before a clear queued the finished run again: the late
+      // release of that finish would take it from this start. It goes, and this start takes its own.
+      try {
+        await deps.store.updateSlotPool(ref, {
+          size: 0,
+          acquire: [],
+          release: [{ id: run.runId, passId: held.passId, slots: held.slots }],
+        });
+      } catch (error) {
+        if (!(error instanceof ConditionFailedError)) throw error;
+      }
+      continue;
+    }
+    if (!held) {
       if (state.used >= maxActiveRuns) {
         if ((await releaseFinishedRunHolders(deps, run.dagId, state)) === 0) return undefined;
         continue;
@@ -42,7 +58,14 @@ export async function startRun(
         await deps.store.updateSlotPool(ref, {
           size: maxActiveRuns,
           acquire: [
-            { id: run.runId, slots: 1, tryNumber: 0, passId, at: new Date(deps.now()).toISOString() },
+            // The run's clear count: which start of the run the holder was taken for.
+            {
+              id: run.runId,
+              slots: 1,
+              tryNumber: run.clearCount,
+              passId,
+              at: new Date(deps.now()).toISOString(),
+            },
           ],
           release: [],
         });
@@ -67,13 +90,18 @@ export async function startRun(
 
 /**
  * Gives back a finished run's place under `max_active_runs`. Only a holder taken before the run
- * finished is released: one taken since belongs to the run's next start after a clear.
+ * finished (at the clear count it finished at, or an earlier one) is released: one taken since
+ * belongs to the run's next start after a clear.
  */
-export async function releaseRunSlot(deps: RunSlotDeps, run: DagRunKey, finishedAt: string): Promise<void> {
+export async function releaseRunSlot(
+  deps: RunSlotDeps,
+  run: DagRunKey & { clearCount: number },
+  finishedAt: string,
+): Promise<void> {
   const ref = dagRunsRef(run.dagId);
   for (let attempt = 1; attempt <= UPDATE_ATTEMPTS; attempt += 1) {
     const holder = (await deps.store.getSlotPool(ref)).holders[run.runId];
-    if (!holder || holder.at > finishedAt) return;
+    if (!holder || holder.at > finishedAt || holder.tryNumber > run.clearCount) return;
     try {
       await deps.store.updateSlotPool(ref, {
         size: 0,

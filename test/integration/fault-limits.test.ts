@@ -2,6 +2,8 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { settingsSchema } from '#config/settings.ts';
 import type { DagRunKey } from '#core/models.ts';
 import { clearTaskInstances } from '#engine/clear.ts';
+import { silentLogger } from '#engine/logger.ts';
+import { dagRunsRef, releaseRunSlot } from '#engine/run-slots.ts';
 import { dag } from '#sdk/index.ts';
 import { type SchedulerHarness, startSchedulerHarness, tiKey } from './scheduler-harness.ts';
 
@@ -65,6 +67,37 @@ describe('limits under concurrent fresh instances', () => {
     await h.newScheduler().tick();
     const states = [(await h.run(first)).state, (await h.run(second)).state].sort();
     expect(states).toEqual(['queued', 'running']);
+  });
+
+  it("a finish's late slot release does not take the place of the run's start after a clear", async () => {
+    const single = dag({ id: 'one', maxActiveRuns: 1 }, (d) => d.task('work', noop));
+    const [versioned] = await h.register(single);
+    const first = await h.createRun(versioned!, { runId: 'a' });
+    await h.newScheduler().handleRequests([first]);
+    await h.succeed(tiKey(first, 'work'));
+    // A pass finishes the run and stops before giving its place back (simulation seed 13).
+    const running = await h.run(first);
+    const endDate = new Date(h.now()).toISOString();
+    await h.store.transitionDagRun(
+      running,
+      { state: 'running', clearCount: running.clearCount },
+      { state: 'success', endDate },
+      { owed: [] },
+    );
+    await clearTaskInstances(
+      { store: h.store, dags: h.dags, notifier: h.notifier, now: h.now },
+      { dagId: 'one', runId: 'a', taskIds: [], includeDownstream: false, onlyFailed: false, dryRun: false },
+    );
+    h.clock.now += 1_000;
+    await h.newScheduler().handleRequests([first]);
+    expect((await h.run(first)).state).toBe('running');
+    // The stopped pass's release, retried late, concerns the finished start only.
+    await releaseRunSlot({ store: h.store, log: silentLogger, now: h.now }, running, endDate);
+    const second = await h.createRun(versioned!, { runId: 'b' });
+    await Promise.all([1, 2].map(() => h.newScheduler().handleRequests([second])));
+    expect([(await h.run(first)).state, (await h.run(second)).state]).toEqual(['running', 'queued']);
+    const slots = await h.store.getSlotPool(dagRunsRef('one'));
+    expect([slots.used, Object.keys(slots.holders)]).toEqual([1, ['a']]);
   });
 });
 
