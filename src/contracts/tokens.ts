@@ -28,6 +28,11 @@ export const taskInstanceTokenPayloadSchema = z.object({
   task_id: z.string(),
   map_index: z.number().int(),
   try_number: z.number().int().min(1),
+  /**
+   * The run's DAG version (a run keeps its version for life), so a call can read the serialized
+   * DAG without reading the run first. Absent from tokens issued before it was added.
+   */
+  dag_version: z.string().min(1).max(200).optional(),
   ...lifetime,
 });
 
@@ -66,6 +71,8 @@ export type TokenPayload = z.infer<typeof tokenPayloadSchema>;
 export interface TaskInstanceTokenClaims extends TaskInstanceKey {
   kind: 'task_instance';
   tryNumber: number;
+  /** The run's DAG version, when the token names it. */
+  dagVersion?: string;
 }
 
 export interface TriggererTokenClaims {
@@ -103,6 +110,7 @@ export function payloadOf(claims: TokenClaims, iat: number, exp: number): TokenP
         task_id: claims.taskId,
         map_index: claims.mapIndex,
         try_number: claims.tryNumber,
+        ...(claims.dagVersion === undefined ? {} : { dag_version: claims.dagVersion }),
         iat,
         exp,
       };
@@ -133,6 +141,7 @@ export function claimsOf(payload: TokenPayload): TokenClaims {
         taskId: payload.task_id,
         mapIndex: payload.map_index,
         tryNumber: payload.try_number,
+        ...(payload.dag_version === undefined ? {} : { dagVersion: payload.dag_version }),
       };
     case 'triggerer':
       return { kind: 'triggerer' };

@@ -34,6 +34,12 @@ export interface TaskLifecycleDeps {
   callbacks?: Pick<CallbackService, 'materialize'>;
 }
 
+/**
+ * The TI a call names, with its run's DAG version when the caller's token names it (a run keeps
+ * its version for life): the DAG is then read without reading the run first.
+ */
+export type CalledTaskInstance = TaskInstanceKey & { dagVersion?: string | undefined };
+
 export interface StartedTaskInstance {
   ti: TaskInstance;
   run: DagRun;
@@ -122,12 +128,11 @@ export class TaskLifecycle {
 
   /** queued → running, only for the try the workload was issued for. */
   async start(
-    key: TaskInstanceKey,
+    key: CalledTaskInstance,
     tryNumber: number,
     worker: { hostname: string; workerId: string; startId?: string | undefined },
   ): Promise<StartedTaskInstance> {
-    const run = await this.#run(key);
-    const dag = await this.#deps.dags.get(run.dagId, run.dagVersion);
+    const { run, dag } = await this.#runAndDag(key);
     const task = findTask(dag, key);
     const nowMs = this.#deps.now();
     const now = new Date(nowMs).toISOString();
@@ -195,7 +200,7 @@ export class TaskLifecycle {
    * store fails is returned as `logError` (the scheduler is still asked), never thrown.
    */
   async finish(
-    key: TaskInstanceKey,
+    key: CalledTaskInstance,
     tryNumber: number,
     report: TaskReport,
     options: FinishOptions,
@@ -223,11 +228,11 @@ export class TaskLifecycle {
         ? {}
         : await this.#appendChunk(key, tryNumber, options.log, reportPhase(current, report));
       // The first call may have died before it materialized what the report owed.
-      await this.#materialize(await this.#run(key), current);
+      await this.#materialize(key, current);
       await this.#deps.notifier.notify(key);
       return { ti: current, duplicate: true, ...appended };
     }
-    await this.#materialize(await this.#run(key), ti);
+    await this.#materialize(key, ti);
     const appended = await this.#appendChunk(key, tryNumber, options.log, reportPhase(ti, report));
     if (report.state === 'deferred') this.#deps.metrics?.increment('ti.deferred');
     await this.#deps.notifier.notify(key);
@@ -235,7 +240,7 @@ export class TaskLifecycle {
   }
 
   /** Ids of the tasks upstream of `key`'s task, transitively, in the run's DAG version. */
-  async upstreamTaskIds(key: TaskInstanceKey): Promise<ReadonlySet<string>> {
+  async upstreamTaskIds(key: CalledTaskInstance): Promise<ReadonlySet<string>> {
     const dag = await this.#dagOf(key);
     const byId = new Map(dag.tasks.map((task) => [task.taskId, task]));
     const found = new Set<string>();
@@ -248,7 +253,7 @@ export class TaskLifecycle {
     return found;
   }
 
-  async #record(key: TaskInstanceKey, tryNumber: number, report: TaskReport, reportId: string) {
+  async #record(key: CalledTaskInstance, tryNumber: number, report: TaskReport, reportId: string) {
     const nowMs = this.#deps.now();
     const ended = { endDate: new Date(nowMs).toISOString(), heartbeatAt: null, reportId };
     const task = findTask(await this.#dagOf(key), key);
@@ -364,12 +369,16 @@ export class TaskLifecycle {
     });
   }
 
-  /** Turns what the TI owes into callback items before the call answers (the tick does it otherwise). */
-  async #materialize(run: DagRun, ti: TaskInstance, dag?: SerializedDag): Promise<void> {
+  /**
+   * Turns what the TI owes into callback items before the call answers (the tick does it
+   * otherwise). The run is read only when something is owed.
+   */
+  async #materialize(run: DagRun | DagRunKey, ti: TaskInstance, dag?: SerializedDag): Promise<void> {
     const owed = ti.owedCallbacks;
     if (!owed || owed.length === 0 || !this.#deps.callbacks) return;
     try {
-      await this.#deps.callbacks.materialize({ run, ti }, owed, dag);
+      const fullRun = 'state' in run ? run : await this.#run(run);
+      await this.#deps.callbacks.materialize({ run: fullRun, ti }, owed, dag);
     } catch {
       // The change is recorded and its callbacks are owed durably: the tick's sweep materializes them.
       this.#deps.metrics?.increment('callbacks.materialize_deferred');
@@ -454,18 +463,45 @@ export class TaskLifecycle {
     return current;
   }
 
+  /** The run and its DAG version, read side by side when the call names the version. */
+  async #runAndDag(key: CalledTaskInstance): Promise<{ run: DagRun; dag: SerializedDag }> {
+    const named = key.dagVersion;
+    if (named === undefined) {
+      const run = await this.#run(key);
+      return { run, dag: await this.#deps.dags.get(run.dagId, run.dagVersion) };
+    }
+    const [run, dag] = await Promise.all([
+      this.#run(key),
+      this.#deps.dags.get(key.dagId, named).catch((error: unknown) => {
+        if (error instanceof NotFoundError) return undefined;
+        throw error;
+      }),
+    ]);
+    // Never differs for a token this API signed; the run is the truth if it does.
+    if (dag && run.dagVersion === named) return { run, dag };
+    return { run, dag: await this.#deps.dags.get(run.dagId, run.dagVersion) };
+  }
+
   async #run(key: DagRunKey): Promise<DagRun> {
     const run = await this.#runs.get(key);
     if (!run) throw new NotFoundError(`DAG run ${key.dagId}/${key.runId} not found`);
     return run;
   }
 
-  async #dagOf(key: DagRunKey): Promise<SerializedDag> {
+  /** The DAG version of the call's run: named by its token, else read from the run. */
+  async #dagOf(key: CalledTaskInstance): Promise<SerializedDag> {
+    if (key.dagVersion !== undefined) {
+      const named = await this.#deps.dags.get(key.dagId, key.dagVersion).catch((error: unknown) => {
+        if (error instanceof NotFoundError) return undefined;
+        throw error;
+      });
+      if (named) return named;
+    }
     const run = await this.#run(key);
     return this.#deps.dags.get(run.dagId, run.dagVersion);
   }
 
-  async #checkBranchChoice(key: TaskInstanceKey, followTaskIds: string[]): Promise<void> {
+  async #checkBranchChoice(key: CalledTaskInstance, followTaskIds: string[]): Promise<void> {
     const dag = await this.#dagOf(key);
     const downstream = new Set(dag.tasks.filter((t) => t.upstream.includes(key.taskId)).map((t) => t.taskId));
     const unknown = followTaskIds.filter((id) => !downstream.has(id));

@@ -24,7 +24,8 @@ export type OrderedKeyring = ReadonlyMap<string, string>;
 export type ExecutionKeys = ExecutionKeyring | OrderedKeyring;
 
 /** What a task token is issued for: one try of one task instance. */
-export type TaskTokenGrant = TaskInstanceKey & { tryNumber: number };
+/** One try of one TI; `dagVersion` (its run's) lets the API read the DAG without reading the run. */
+export type TaskTokenGrant = TaskInstanceKey & { tryNumber: number; dagVersion?: string | undefined };
 
 /** A token that passed every check: its claims and its lifetime. */
 export interface VerifiedToken {
@@ -174,6 +175,7 @@ export class TaskTokenSigner {
       taskId: grant.taskId,
       mapIndex: grant.mapIndex,
       tryNumber: grant.tryNumber,
+      ...(grant.dagVersion === undefined ? {} : { dagVersion: grant.dagVersion }),
     };
     return this.issueClaims(claims, lifetimeStartMs);
   }

@@ -21,7 +21,21 @@ export class WorkloadSender {
   async send(run: DagRun, taskInstances: readonly TaskInstance[], dag: SerializedDag): Promise<void> {
     const nowMs = this.#deps.now();
     const byQueue = new Map<keyof typeof TASK_QUEUE_OF, { body: string }[]>();
-    const tokens = await Promise.all(taskInstances.map((ti) => this.#deps.tokens.issue(ti, nowMs)));
+    const tokens = await Promise.all(
+      taskInstances.map((ti) =>
+        this.#deps.tokens.issue(
+          {
+            dagId: ti.dagId,
+            runId: ti.runId,
+            taskId: ti.taskId,
+            mapIndex: ti.mapIndex,
+            tryNumber: ti.tryNumber,
+            dagVersion: run.dagVersion,
+          },
+          nowMs,
+        ),
+      ),
+    );
     for (const [index, ti] of taskInstances.entries()) {
       const workload: TaskWorkload = {
         type: 'execute_task',

@@ -114,4 +114,49 @@ describe('the API with a fresh engine instance per request', () => {
     expect(requests).toHaveLength(1);
     expect(requests[0]).toMatchObject({ dag_id: 'three', run_id: 'batched' });
   });
+
+  it("reads no run item for a report when the token names the run's DAG version", async () => {
+    const [a, b] = (await queuedRun('versioned')) as [Queued, Queued, Queued];
+    const run = await api.store.getDagRun({ dagId: 'three', runId: 'versioned' });
+    // As the scheduler's WorkloadSender issues them: with the run's DAG version.
+    const named = await api.tokens.issue(
+      { ...a.key, tryNumber: 1, dagVersion: run!.dagVersion },
+      api.clock.nowMs,
+    );
+    // A token naming another version (never signed by this API): the run's version wins.
+    const wrong = await api.tokens.issue(
+      { ...b.key, tryNumber: 1, dagVersion: 'f'.repeat(64) },
+      api.clock.nowMs,
+    );
+    const runReads = vi.spyOn(api.store, 'getDagRun');
+    const dagReads = vi.spyOn(api.store, 'getSerializedDag');
+    try {
+      const started = await api.request('PATCH', tiPath(a.key, 'run'), WORKER, named);
+      expect(started.status).toBe(200);
+      expect(started.body).toMatchObject({ dag_version: run!.dagVersion });
+      expect([runReads.mock.calls.length, dagReads.mock.calls.length]).toEqual([1, 1]);
+      const refreshed = started.headers.get('updraft-refreshed-token');
+      expect(refreshed).toBeTruthy();
+      const report = await api.request(
+        'PATCH',
+        tiPath(a.key, 'state'),
+        { state: 'success', report_id: randomUUID(), xcom: '1' },
+        refreshed,
+      );
+      expect(report.status).toBe(200);
+      // The refreshed token kept the version: the report read the DAG and no run.
+      expect([runReads.mock.calls.length, dagReads.mock.calls.length]).toEqual([1, 2]);
+      expect(await api.store.getTaskInstance(a.key)).toMatchObject({ state: 'success' });
+
+      runReads.mockClear();
+      dagReads.mockClear();
+      const other = await api.request('PATCH', tiPath(b.key, 'run'), WORKER, wrong);
+      expect(other.status).toBe(200);
+      expect(other.body).toMatchObject({ dag_version: run!.dagVersion, task_id: 'b' });
+      expect(dagReads.mock.calls.map((call) => call[1])).toEqual(['f'.repeat(64), run!.dagVersion]);
+    } finally {
+      runReads.mockRestore();
+      dagReads.mockRestore();
+    }
+  });
 });
