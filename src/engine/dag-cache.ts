@@ -18,7 +18,21 @@ export class DagVersionCache {
     this.#maxEntries = maxEntries;
   }
 
-  async get(dagId: string, versionHash: string): Promise<SerializedDag> {
+  /** Whether the version is kept, or being read. */
+  holds(dagId: string, versionHash: string): boolean {
+    const cacheKey = `${dagId}@${versionHash}`;
+    return this.#entries.has(cacheKey) || this.#loading.has(cacheKey);
+  }
+
+  /**
+   * The version, read by `read` (default: the store's `getSerializedDag`) when it is neither kept
+   * nor being read; undefined from `read` is a version that does not exist.
+   */
+  async get(
+    dagId: string,
+    versionHash: string,
+    read?: () => Promise<SerializedDag | undefined>,
+  ): Promise<SerializedDag> {
     const cacheKey = `${dagId}@${versionHash}`;
     const cached = this.#entries.get(cacheKey);
     if (cached) {
@@ -28,14 +42,19 @@ export class DagVersionCache {
     }
     let loading = this.#loading.get(cacheKey);
     if (!loading) {
-      loading = this.#load(dagId, versionHash, cacheKey).finally(() => this.#loading.delete(cacheKey));
+      loading = this.#load(dagId, versionHash, cacheKey, read).finally(() => this.#loading.delete(cacheKey));
       this.#loading.set(cacheKey, loading);
     }
     return loading;
   }
 
-  async #load(dagId: string, versionHash: string, cacheKey: string): Promise<SerializedDag> {
-    const dag = await this.#store.getSerializedDag(dagId, versionHash);
+  async #load(
+    dagId: string,
+    versionHash: string,
+    cacheKey: string,
+    read = () => this.#store.getSerializedDag(dagId, versionHash),
+  ): Promise<SerializedDag> {
+    const dag = await read();
     if (!dag) throw new NotFoundError(`Serialized DAG ${dagId} version ${versionHash} is not in the store`);
     this.#entries.set(cacheKey, dag);
     if (this.#entries.size > this.#maxEntries) {

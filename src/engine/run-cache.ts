@@ -18,13 +18,25 @@ export class RunCache {
 
   /** The run, or undefined when it does not exist (not remembered: it may be created later). */
   async get(key: DagRunKey): Promise<DagRun | undefined> {
-    const cacheKey = `${key.dagId}\u0000${key.runId}`;
-    const cached = this.#runs.get(cacheKey);
+    const cached = this.peek(key);
     if (cached) return cached;
     const run = await this.#store.getDagRun(key);
-    if (!run) return undefined;
-    this.#runs.set(cacheKey, run);
-    if (this.#runs.size > RUN_CACHE_SIZE) this.#runs.delete(this.#runs.keys().next().value as string);
+    if (run) this.remember(run);
     return run;
   }
+
+  /** The run if it is kept; never reads. */
+  peek(key: DagRunKey): DagRun | undefined {
+    return this.#runs.get(cacheKeyOf(key));
+  }
+
+  /** Keeps a run read elsewhere. */
+  remember(run: DagRun): void {
+    this.#runs.set(cacheKeyOf(run), run);
+    if (this.#runs.size > RUN_CACHE_SIZE) this.#runs.delete(this.#runs.keys().next().value as string);
+  }
+}
+
+function cacheKeyOf(key: DagRunKey): string {
+  return `${key.dagId}\u0000${key.runId}`;
 }

@@ -470,16 +470,31 @@ export class TaskLifecycle {
       const run = await this.#run(key);
       return { run, dag: await this.#deps.dags.get(run.dagId, run.dagVersion) };
     }
+    // Neither kept nor being read (a fresh instance): both in one request.
+    const both =
+      this.#runs.peek(key) || this.#deps.dags.holds(key.dagId, named)
+        ? undefined
+        : this.#deps.store.getDagRunWithDagVersion(key, named);
     const [run, dag] = await Promise.all([
-      this.#run(key),
-      this.#deps.dags.get(key.dagId, named).catch((error: unknown) => {
-        if (error instanceof NotFoundError) return undefined;
-        throw error;
-      }),
+      both ? this.#runFrom(key, both) : this.#run(key),
+      this.#deps.dags
+        .get(key.dagId, named, both && (async () => (await both).dag))
+        .catch((error: unknown) => {
+          if (error instanceof NotFoundError) return undefined;
+          throw error;
+        }),
     ]);
     // Never differs for a token this API signed; the run is the truth if it does.
     if (dag && run.dagVersion === named) return { run, dag };
     return { run, dag: await this.#deps.dags.get(run.dagId, run.dagVersion) };
+  }
+
+  /** The run of a combined read, kept for the later reads of this instance. */
+  async #runFrom(key: DagRunKey, read: Promise<{ run?: DagRun }>): Promise<DagRun> {
+    const { run } = await read;
+    if (!run) throw new NotFoundError(`DAG run ${key.dagId}/${key.runId} not found`);
+    this.#runs.remember(run);
+    return run;
   }
 
   async #run(key: DagRunKey): Promise<DagRun> {

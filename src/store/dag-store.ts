@@ -6,6 +6,7 @@ import { ConditionFailedError, ItemTooLargeError, NotFoundError } from './errors
 import {
   describeStoredItem,
   ExpressionBuilder,
+  type Item,
   importErrorToItem,
   isConditionalCheckFailed,
   itemToDag,
@@ -68,13 +69,7 @@ export class DynamoDagStore implements DagStore {
 
   async getSerializedDag(dagId: string, versionHash: string): Promise<SerializedDag | undefined> {
     const item = await this.#table.get(serializedDagKey(dagId, versionHash));
-    if (item === undefined) return undefined;
-    // Versions written before compression hold their JSON as text.
-    const json =
-      item.serializedGzip instanceof Uint8Array
-        ? gunzipSync(item.serializedGzip).toString('utf8')
-        : String(item.serialized);
-    return serializedDagSchema.parse(JSON.parse(json));
+    return item === undefined ? undefined : itemToSerializedDag(item);
   }
 
   async upsertDag(record: DagRecordUpsert): Promise<DagRecord> {
@@ -180,4 +175,13 @@ export class DynamoDagStore implements DagStore {
     }
     return errors;
   }
+}
+
+/** A serialized DAG version as stored: gzip-compressed JSON (versions written before compression hold text). */
+export function itemToSerializedDag(item: Item): SerializedDag {
+  const json =
+    item.serializedGzip instanceof Uint8Array
+      ? gunzipSync(item.serializedGzip).toString('utf8')
+      : String(item.serialized);
+  return serializedDagSchema.parse(JSON.parse(json));
 }

@@ -123,6 +123,12 @@ export class DynamoStore implements Store {
   getDagRun(key: DagRunKey): Promise<DagRun | undefined> {
     return this.#runs.getDagRun(key);
   }
+  getDagRunWithDagVersion(
+    key: DagRunKey,
+    versionHash: string,
+  ): Promise<{ run?: DagRun; dag?: SerializedDag }> {
+    return this.#runs.getDagRunWithDagVersion(key, versionHash);
+  }
   getRunSnapshot(key: DagRunKey): Promise<RunSnapshot | undefined> {
     return this.#runs.getRunSnapshot(key);
   }

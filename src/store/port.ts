@@ -196,6 +196,11 @@ export interface RunStore {
    */
   createDagRun(run: DagRun, taskInstances: TaskInstance[]): Promise<void>;
   getDagRun(key: DagRunKey): Promise<DagRun | undefined>;
+  /** The run and one version of its DAG in one request (either is absent when it does not exist). */
+  getDagRunWithDagVersion(
+    key: DagRunKey,
+    versionHash: string,
+  ): Promise<{ run?: DagRun; dag?: SerializedDag }>;
   /** A run with its unmapped task instances and its task slots: one consistent query of the run partition. */
   getRunSnapshot(key: DagRunKey): Promise<RunSnapshot | undefined>;
   /** The run, its task slots and its summary, without its TIs: one query of a few items, whatever the run's size. */

@@ -1,8 +1,10 @@
 import type { QueryCommandInput } from '@aws-sdk/lib-dynamodb';
 import { type DagRun, type DagRunKey, formatTaskInstanceKey, type TaskInstance } from '#core/models.ts';
 import { type RunSummary, type SummaryEntry, summaryOf } from '#core/run-summary.ts';
+import type { SerializedDag } from '#core/serialized-dag.ts';
 import type { DagRunState } from '#core/states.ts';
-import type { DynamoDagStore } from './dag-store.ts';
+import { batchGetAll } from './batch.ts';
+import { type DynamoDagStore, itemToSerializedDag } from './dag-store.ts';
 import {
   AlreadyExistsError,
   ConditionFailedError,
@@ -39,6 +41,7 @@ import {
   RUNS_BY_LOGICAL_DATE_INDEX,
   runPartition,
   runsByLogicalDateKey,
+  serializedDagKey,
 } from './keys.ts';
 import { queryAllPages, queryPage } from './pagination.ts';
 import type {
@@ -123,6 +126,22 @@ export class DynamoRunStore implements RunStore {
   async getDagRun(key: DagRunKey): Promise<DagRun | undefined> {
     const item = await this.#table.get(dagRunKey(key));
     return item === undefined ? undefined : itemToDagRun(item);
+  }
+
+  async getDagRunWithDagVersion(
+    key: DagRunKey,
+    versionHash: string,
+  ): Promise<{ run?: DagRun; dag?: SerializedDag }> {
+    const runKey = dagRunKey(key);
+    const versionKey = serializedDagKey(key.dagId, versionHash);
+    const items = await batchGetAll(this.#table.client, this.#table.tableName, [runKey, versionKey]);
+    const found = (wanted: Item) => items.find((item) => item.pk === wanted.pk && item.sk === wanted.sk);
+    const runItem = found(runKey);
+    const versionItem = found(versionKey);
+    return {
+      ...(runItem ? { run: itemToDagRun(runItem) } : {}),
+      ...(versionItem ? { dag: itemToSerializedDag(versionItem) } : {}),
+    };
   }
 
   async getRunSnapshot(key: DagRunKey): Promise<RunSnapshot | undefined> {

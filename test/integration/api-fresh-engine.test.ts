@@ -118,11 +118,9 @@ describe('the API with a fresh engine instance per request', () => {
   it("reads no run item for a report when the token names the run's DAG version", async () => {
     const [a, b] = (await queuedRun('versioned')) as [Queued, Queued, Queued];
     const run = await api.store.getDagRun({ dagId: 'three', runId: 'versioned' });
+    const version = run!.dagVersion;
     // As the scheduler's WorkloadSender issues them: with the run's DAG version.
-    const named = await api.tokens.issue(
-      { ...a.key, tryNumber: 1, dagVersion: run!.dagVersion },
-      api.clock.nowMs,
-    );
+    const named = await api.tokens.issue({ ...a.key, tryNumber: 1, dagVersion: version }, api.clock.nowMs);
     // A token naming another version (never signed by this API): the run's version wins.
     const wrong = await api.tokens.issue(
       { ...b.key, tryNumber: 1, dagVersion: 'f'.repeat(64) },
@@ -130,11 +128,18 @@ describe('the API with a fresh engine instance per request', () => {
     );
     const runReads = vi.spyOn(api.store, 'getDagRun');
     const dagReads = vi.spyOn(api.store, 'getSerializedDag');
+    const bothReads = vi.spyOn(api.store, 'getDagRunWithDagVersion');
+    const counts = () => [
+      bothReads.mock.calls.length,
+      runReads.mock.calls.length,
+      dagReads.mock.calls.length,
+    ];
     try {
+      // The start reads the run and the DAG version in one request.
       const started = await api.request('PATCH', tiPath(a.key, 'run'), WORKER, named);
       expect(started.status).toBe(200);
-      expect(started.body).toMatchObject({ dag_version: run!.dagVersion });
-      expect([runReads.mock.calls.length, dagReads.mock.calls.length]).toEqual([1, 1]);
+      expect(started.body).toMatchObject({ dag_version: version, task_id: 'a' });
+      expect(counts()).toEqual([1, 0, 0]);
       const refreshed = started.headers.get('updraft-refreshed-token');
       expect(refreshed).toBeTruthy();
       const report = await api.request(
@@ -145,18 +150,55 @@ describe('the API with a fresh engine instance per request', () => {
       );
       expect(report.status).toBe(200);
       // The refreshed token kept the version: the report read the DAG and no run.
-      expect([runReads.mock.calls.length, dagReads.mock.calls.length]).toEqual([1, 2]);
+      expect(counts()).toEqual([1, 0, 1]);
       expect(await api.store.getTaskInstance(a.key)).toMatchObject({ state: 'success' });
 
-      runReads.mockClear();
-      dagReads.mockClear();
       const other = await api.request('PATCH', tiPath(b.key, 'run'), WORKER, wrong);
       expect(other.status).toBe(200);
-      expect(other.body).toMatchObject({ dag_version: run!.dagVersion, task_id: 'b' });
-      expect(dagReads.mock.calls.map((call) => call[1])).toEqual(['f'.repeat(64), run!.dagVersion]);
+      expect(other.body).toMatchObject({ dag_version: version, task_id: 'b' });
+      expect(bothReads.mock.calls.at(-1)?.[1]).toBe('f'.repeat(64));
+      expect(dagReads.mock.calls.at(-1)?.[1]).toBe(version);
     } finally {
       runReads.mockRestore();
       dagReads.mockRestore();
+      bothReads.mockRestore();
+    }
+  });
+
+  it("shares a batch's DAG read when its calls name the version: one combined read, then the run alone", async () => {
+    const tis = await queuedRun('named_batch');
+    const run = await api.store.getDagRun({ dagId: 'three', runId: 'named_batch' });
+    const tokens = await Promise.all(
+      tis.map(({ key }) =>
+        api.tokens.issue({ ...key, tryNumber: 1, dagVersion: run!.dagVersion }, api.clock.nowMs),
+      ),
+    );
+    const runReads = vi.spyOn(api.store, 'getDagRun');
+    const dagReads = vi.spyOn(api.store, 'getSerializedDag');
+    const bothReads = vi.spyOn(api.store, 'getDagRunWithDagVersion');
+    try {
+      const starts = await api.request<{ results: BatchResult[] }>(
+        'POST',
+        '/execution/batch',
+        {
+          calls: tis.map(({ key }, index) => ({
+            method: 'PATCH',
+            path: tiPath(key, 'run'),
+            token: tokens[index],
+            body: WORKER,
+          })),
+        },
+        null,
+      );
+      expect(starts.body.results.map((result) => result.status)).toEqual([200, 200, 200]);
+      // The first call reads both; the others wait on its DAG and read their run (the cache keeps
+      // runs only once read).
+      expect([bothReads.mock.calls.length, dagReads.mock.calls.length]).toEqual([1, 0]);
+      expect(runReads.mock.calls.length).toBeLessThanOrEqual(2);
+    } finally {
+      runReads.mockRestore();
+      dagReads.mockRestore();
+      bothReads.mockRestore();
     }
   });
 });

@@ -249,6 +249,18 @@ describe('DynamoStore DAG runs', () => {
     expect(await store.getDagRun({ dagId: 'etl', runId: 'manual__1' })).toEqual(run);
   });
 
+  it('reads a run and a version of its DAG in one request, either absent when it does not exist', async () => {
+    const store = await harness.newStore();
+    const run = dagRun('etl', 'manual__1');
+    const dag = serializedDag('etl', ['extract', 'load']);
+    await store.createDagRun(run, []);
+    await store.putSerializedDag('hash-1', dag);
+    const key = { dagId: 'etl', runId: 'manual__1' };
+    expect(await store.getDagRunWithDagVersion(key, 'hash-1')).toEqual({ run, dag });
+    expect(await store.getDagRunWithDagVersion(key, 'nope')).toEqual({ run });
+    expect(await store.getDagRunWithDagVersion({ dagId: 'etl', runId: 'other' }, 'hash-1')).toEqual({ dag });
+  });
+
   it('refuses a second run with the same id and leaves the first untouched', async () => {
     const store = await harness.newStore();
     const run = dagRun('etl', 'manual__1');

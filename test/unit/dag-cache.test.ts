@@ -45,4 +45,23 @@ describe('DagVersionCache', () => {
     expect(await found).toBe(dag);
     expect(reads).toEqual(['d@v1', 'd@v1', 'd@v1']);
   });
+
+  it('reads through the given reader when the version is neither kept nor being read, and says what it holds', async () => {
+    const { store, reads, pending } = slowStore();
+    const cache = new DagVersionCache(store);
+    expect(cache.holds('d', 'v1')).toBe(false);
+    let given: (dag: SerializedDag | undefined) => void = () => {};
+    const viaReader = cache.get('d', 'v1', () => new Promise((resolve) => (given = resolve)));
+    expect(cache.holds('d', 'v1')).toBe(true);
+    // A caller while it is being read shares it; the reader of a later caller is not used.
+    const sharing = cache.get('d', 'v1', () => Promise.reject(new Error('not called')));
+    given(dag);
+    expect(await Promise.all([viaReader, sharing])).toEqual([dag, dag]);
+    expect(reads).toEqual([]);
+    expect(cache.holds('d', 'v1')).toBe(true);
+    // A reader that finds nothing: the version does not exist, and nothing is kept.
+    await expect(cache.get('d', 'v2', async () => undefined)).rejects.toBeInstanceOf(NotFoundError);
+    expect(cache.holds('d', 'v2')).toBe(false);
+    expect(pending).toEqual([]);
+  });
 });
