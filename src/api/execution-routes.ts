@@ -123,8 +123,12 @@ export function registerExecutionRoutes(app: OpenAPIHono, deps: ApiDeps): void {
         workerId: request.worker_id,
         startId: request.start_id,
       });
-      // The try's token lives from its start, whatever time it spent queued.
-      c.header(REFRESHED_TOKEN_HEADER, await refreshed(claims, deps.now()));
+      // The try's token lives from its start, whatever time it spent queued, and names the run's
+      // DAG version (a token from an older scheduler may not).
+      c.header(
+        REFRESHED_TOKEN_HEADER,
+        await refreshed({ ...claims, dagVersion: run.dagVersion }, deps.now()),
+      );
       return c.json(
         {
           dag_id: ti.dagId,

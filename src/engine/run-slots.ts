@@ -21,8 +21,8 @@ export function dagRunsRef(dagId: string): SlotPoolRef {
  * queued → running under the DAG's `max_active_runs`, counted in the DAG's run-slot item: the run
  * first takes a holder there (a conditional write, exact under any concurrency), then moves to
  * running. A holder whose run never started (the pass stopped in between) is found by the run's
- * next pass, which starts it; one taken before a clear queued the run again (another clear count)
- * is released and taken anew; holders of runs that finished without giving theirs back are
+ * next pass, which starts it; one taken at an older clear count (before a clear queued the run
+ * again) is released and taken anew, and the start is conditional on the clear count read; holders of runs that finished without giving theirs back are
  * released here when the item is full. Returns the started run, or undefined when it stays queued.
  */
 export async function startRun(
@@ -35,9 +35,11 @@ export async function startRun(
   for (let attempt = 1; attempt <= UPDATE_ATTEMPTS; attempt += 1) {
     const state = await deps.store.getSlotPool(ref);
     const held = state.holders[run.runId];
-    if (held && held.tryNumber !== run.clearCount) {
+    if (held && held.tryNumber < run.clearCount) {
       // Taken for an earlier start, before a clear queued the finished run again: the late
       // release of that finish would take it from this start. It goes, and this start takes its own.
+      // A holder of a later clear count belongs to a pass that read the run after this one: it
+      // stays, and this pass's start (conditional on the clear count it read) is refused.
       try {
         await deps.store.updateSlotPool(ref, {
           size: 0,
@@ -75,12 +77,15 @@ export async function startRun(
       }
     }
     try {
-      return await deps.store.transitionDagRun(run, 'queued', {
-        state: 'running',
-        startDate: new Date(deps.now()).toISOString(),
-      });
+      // At the clear count the holder names: a pass that read the run before a clear cannot
+      // start it on a holder that the clear's next start gives back.
+      return await deps.store.transitionDagRun(
+        run,
+        { state: 'queued', clearCount: run.clearCount },
+        { state: 'running', startDate: new Date(deps.now()).toISOString() },
+      );
     } catch (error) {
-      // Started by another pass meanwhile (its holder is this one), or no longer queued.
+      // Started by another pass meanwhile (its holder is this one), no longer queued, or cleared since.
       if (error instanceof ConditionFailedError) return undefined;
       throw error;
     }

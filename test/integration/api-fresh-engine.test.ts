@@ -53,6 +53,14 @@ describe('the API with a fresh engine instance per request', () => {
       for (const { key, token } of [a, b]) {
         const started = await api.request('PATCH', tiPath(key, 'run'), WORKER, token);
         expect(started.status).toBe(200);
+        // A token from an older scheduler (no DAG version): the refreshed one names it.
+        expect((await api.tokens.check(token, api.clock.nowMs)).claims.kind).toBe('task_instance');
+        expect('dagVersion' in (await api.tokens.check(token, api.clock.nowMs)).claims).toBe(false);
+        const refreshed = started.headers.get('updraft-refreshed-token') ?? '';
+        expect((await api.tokens.check(refreshed, api.clock.nowMs)).claims).toMatchObject({
+          ...key,
+          dagVersion: (started.body as { dag_version: string }).dag_version,
+        });
       }
       expect(dagReads).toHaveBeenCalledTimes(2);
       const report = await api.request(

@@ -3,8 +3,9 @@ import { settingsSchema } from '#config/settings.ts';
 import type { DagRunKey } from '#core/models.ts';
 import { clearTaskInstances } from '#engine/clear.ts';
 import { silentLogger } from '#engine/logger.ts';
-import { dagRunsRef, releaseRunSlot } from '#engine/run-slots.ts';
+import { dagRunsRef, releaseRunSlot, startRun } from '#engine/run-slots.ts';
 import { dag } from '#sdk/index.ts';
+import type { Store } from '#store/port.ts';
 import { type SchedulerHarness, startSchedulerHarness, tiKey } from './scheduler-harness.ts';
 
 let h: SchedulerHarness;
@@ -98,6 +99,52 @@ describe('limits under concurrent fresh instances', () => {
     expect([(await h.run(first)).state, (await h.run(second)).state]).toEqual(['running', 'queued']);
     const slots = await h.store.getSlotPool(dagRunsRef('one'));
     expect([slots.used, Object.keys(slots.holders)]).toEqual([1, ['a']]);
+  });
+});
+
+describe('max_active_runs while a clear is under way', () => {
+  it('a pass that read the run mid-clear cannot start it on a holder the next start gives back', async () => {
+    const single = dag({ id: 'one', maxActiveRuns: 1 }, (d) => d.task('work', noop));
+    const [versioned] = await h.register(single);
+    const a = await h.createRun(versioned!, { runId: 'a' });
+    await h.newScheduler().handleRequests([a]);
+    await h.succeed(tiKey(a, 'work'));
+    await h.newScheduler().handleRequests([a]);
+    expect((await h.run(a)).state).toBe('success');
+    const b = await h.createRun(versioned!, { runId: 'b' });
+
+    // A clear, step by step as clearTaskInstances takes them: begin, queued again, end.
+    const begun = await h.store.markRunCleared(a, 'begin');
+    await h.store.transitionDagRun(begun, begun.state, { state: 'queued', endDate: null });
+    const readMidClear = await h.run(a);
+    await h.store.markRunCleared(a, 'end');
+    const readAfter = await h.run(a);
+    expect([readMidClear.clearCount, readAfter.clearCount, readAfter.state]).toEqual([1, 2, 'queued']);
+
+    const deps = (store: Store) => ({ store, log: silentLogger, now: h.now });
+    // The pass that read the run mid-clear takes a holder, and its start is refused.
+    expect(await startRun(deps(h.store), readMidClear, 1, 'mid')).toBeUndefined();
+    // The pass that read it after gives that holder back; run b's pass takes the place meanwhile.
+    let tookPlace = false;
+    const racing = new Proxy(h.store, {
+      get(target, property, receiver) {
+        if (property === 'updateSlotPool')
+          return async (...args: Parameters<Store['updateSlotPool']>) => {
+            const result = await target.updateSlotPool(...args);
+            if (!tookPlace && args[1].release.length > 0) {
+              tookPlace = true;
+              await startRun(deps(h.store), await h.run(b), 1, 'b');
+            }
+            return result;
+          };
+        const value: unknown = Reflect.get(target, property, receiver);
+        return typeof value === 'function' ? value.bind(target) : value;
+      },
+    });
+    expect(await startRun(deps(racing), readAfter, 1, 'after')).toBeUndefined();
+    expect([(await h.run(a)).state, (await h.run(b)).state]).toEqual(['queued', 'running']);
+    const slots = await h.store.getSlotPool(dagRunsRef('one'));
+    expect([slots.used, Object.keys(slots.holders)]).toEqual([1, ['b']]);
   });
 });
 

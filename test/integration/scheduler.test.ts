@@ -47,6 +47,7 @@ describe('Scheduler on a linear chain', () => {
       kind: 'task_instance',
       ...tiKey(run, 'a'),
       tryNumber: 1,
+      dagVersion: versioned!.versionHash,
     });
     expect(await h.drainWorkloads()).toEqual([]);
   });
@@ -227,6 +228,7 @@ describe('Scheduler on retries', () => {
       kind: 'task_instance',
       ...tiKey(run, 'flaky'),
       tryNumber: 2,
+      dagVersion: versioned!.versionHash,
     });
   });
 });
