@@ -22,8 +22,9 @@ export function dagRunsRef(dagId: string): SlotPoolRef {
  * first takes a holder there (a conditional write, exact under any concurrency), then moves to
  * running. A holder whose run never started (the pass stopped in between) is found by the run's
  * next pass, which starts it; one taken at an older clear count (before a clear queued the run
- * again) is released and taken anew, and the start is conditional on the clear count read; holders of runs that finished without giving theirs back are
- * released here when the item is full. Returns the started run, or undefined when it stays queued.
+ * again) is released and taken anew, and the start is conditional on the clear count read;
+ * holders of runs that finished without giving theirs back are released here when the item is
+ * full. Returns the started run, or undefined when it stays queued.
  */
 export async function startRun(
   deps: RunSlotDeps,
