@@ -55,6 +55,6 @@ export const PINNED_SEEDS: readonly { seed: number; found: string }[] = [
   {
     seed: 13,
     found:
-      "2-max-active-runs: a pass finished a run and was held before giving its place back; a clear queued the run again and the next pass started it on the old holder, which the late release then took: three runs under max 2 (a holder now names the clear count it was taken at)",
+      '2-max-active-runs: a pass finished a run and was held before giving its place back; a clear queued the run again and the next pass started it on the old holder, which the late release then took: three runs under max 2 (a holder now names the clear count it was taken at)',
   },
 ];
