@@ -88,10 +88,9 @@ export function createFreshEngineApi(deps: ApiStackDeps): { fetch(request: Reque
       return current().callbacks;
     },
   });
-  return {
-    fetch: async (request) =>
-      scope.getStore() ? api.fetch(request) : scope.run(createApiEngine(deps), () => api.fetch(request)),
-  };
+  // A batch's calls go through the router from inside their batch's request (`app.request`), so
+  // they run in its scope and share its engine.
+  return { fetch: async (request) => scope.run(createApiEngine(deps), () => api.fetch(request)) };
 }
 
 /** The engine pieces behind one API instance, on the caller's adapters. */
