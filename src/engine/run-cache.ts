@@ -16,24 +16,27 @@ export class RunCache {
     this.#store = store;
   }
 
-  /** The run, or undefined when it does not exist (not remembered: it may be created later). */
-  async get(key: DagRunKey): Promise<DagRun | undefined> {
-    const cached = this.peek(key);
+  /**
+   * The run, read by `read` (default: the store's `getDagRun`) when it is not kept; undefined when
+   * it does not exist (not remembered: it may be created later).
+   */
+  async get(
+    key: DagRunKey,
+    read: () => Promise<DagRun | undefined> = () => this.#store.getDagRun(key),
+  ): Promise<DagRun | undefined> {
+    const cacheKey = cacheKeyOf(key);
+    const cached = this.#runs.get(cacheKey);
     if (cached) return cached;
-    const run = await this.#store.getDagRun(key);
-    if (run) this.remember(run);
+    const run = await read();
+    if (!run) return undefined;
+    this.#runs.set(cacheKey, run);
+    if (this.#runs.size > RUN_CACHE_SIZE) this.#runs.delete(this.#runs.keys().next().value as string);
     return run;
   }
 
-  /** The run if it is kept; never reads. */
-  peek(key: DagRunKey): DagRun | undefined {
-    return this.#runs.get(cacheKeyOf(key));
-  }
-
-  /** Keeps a run read elsewhere. */
-  remember(run: DagRun): void {
-    this.#runs.set(cacheKeyOf(run), run);
-    if (this.#runs.size > RUN_CACHE_SIZE) this.#runs.delete(this.#runs.keys().next().value as string);
+  /** Whether the run is kept. */
+  holds(key: DagRunKey): boolean {
+    return this.#runs.has(cacheKeyOf(key));
   }
 }
 

@@ -472,44 +472,42 @@ export class TaskLifecycle {
     }
     // Neither kept nor being read (a fresh instance): both in one request.
     const both =
-      this.#runs.peek(key) || this.#deps.dags.holds(key.dagId, named)
+      this.#runs.holds(key) || this.#deps.dags.holds(key.dagId, named)
         ? undefined
         : this.#deps.store.getDagRunWithDagVersion(key, named);
     const [run, dag] = await Promise.all([
-      both ? this.#runFrom(key, both) : this.#run(key),
-      this.#deps.dags
-        .get(key.dagId, named, both && (async () => (await both).dag))
-        .catch((error: unknown) => {
-          if (error instanceof NotFoundError) return undefined;
-          throw error;
-        }),
+      this.#run(key, both && (async () => (await both).run)),
+      this.#storedVersion(key.dagId, named, both && (async () => (await both).dag)),
     ]);
     // Never differs for a token this API signed; the run is the truth if it does.
     if (dag && run.dagVersion === named) return { run, dag };
     return { run, dag: await this.#deps.dags.get(run.dagId, run.dagVersion) };
   }
 
-  /** The run of a combined read, kept for the later reads of this instance. */
-  async #runFrom(key: DagRunKey, read: Promise<{ run?: DagRun }>): Promise<DagRun> {
-    const { run } = await read;
+  async #run(key: DagRunKey, read?: () => Promise<DagRun | undefined>): Promise<DagRun> {
+    const run = await this.#runs.get(key, read);
     if (!run) throw new NotFoundError(`DAG run ${key.dagId}/${key.runId} not found`);
-    this.#runs.remember(run);
     return run;
   }
 
-  async #run(key: DagRunKey): Promise<DagRun> {
-    const run = await this.#runs.get(key);
-    if (!run) throw new NotFoundError(`DAG run ${key.dagId}/${key.runId} not found`);
-    return run;
+  /** A DAG version a token names, or undefined when the store has no such version. */
+  async #storedVersion(
+    dagId: string,
+    versionHash: string,
+    read?: () => Promise<SerializedDag | undefined>,
+  ): Promise<SerializedDag | undefined> {
+    try {
+      return await this.#deps.dags.get(dagId, versionHash, read);
+    } catch (error) {
+      if (error instanceof NotFoundError) return undefined;
+      throw error;
+    }
   }
 
   /** The DAG version of the call's run: named by its token, else read from the run. */
   async #dagOf(key: CalledTaskInstance): Promise<SerializedDag> {
     if (key.dagVersion !== undefined) {
-      const named = await this.#deps.dags.get(key.dagId, key.dagVersion).catch((error: unknown) => {
-        if (error instanceof NotFoundError) return undefined;
-        throw error;
-      });
+      const named = await this.#storedVersion(key.dagId, key.dagVersion);
       if (named) return named;
     }
     const run = await this.#run(key);
