@@ -1,7 +1,7 @@
 import type { DagRun, DagRunKey } from '#core/models.ts';
 import { isFinishedDagRunState } from '#core/states.ts';
 import { ConditionFailedError } from '#store/errors.ts';
-import type { RunStore, SchedulingStateStore, SlotPoolRef, SlotPoolState } from '#store/port.ts';
+import type { RunStore, SchedulingStateStore, SlotHolder, SlotPoolRef, SlotPoolState } from '#store/port.ts';
 import { SLOT_POOL_ENTRIES_PER_UPDATE } from '#store/slot-pool-update.ts';
 import type { Logger } from './logger.ts';
 
@@ -42,11 +42,7 @@ export async function startRun(
       // A holder of a later clear count belongs to a pass that read the run after this one: it
       // stays, and this pass's start (conditional on the clear count it read) is refused.
       try {
-        await deps.store.updateSlotPool(ref, {
-          size: 0,
-          acquire: [],
-          release: [{ id: run.runId, passId: held.passId, slots: held.slots }],
-        });
+        await giveBack(deps, ref, [held]);
       } catch (error) {
         if (!(error instanceof ConditionFailedError)) throw error;
       }
@@ -109,11 +105,7 @@ export async function releaseRunSlot(
     const holder = (await deps.store.getSlotPool(ref)).holders[run.runId];
     if (!holder || holder.at > finishedAt || holder.tryNumber > run.clearCount) return;
     try {
-      await deps.store.updateSlotPool(ref, {
-        size: 0,
-        acquire: [],
-        release: [{ id: run.runId, passId: holder.passId, slots: holder.slots }],
-      });
+      await giveBack(deps, ref, [holder]);
       return;
     } catch (error) {
       if (!(error instanceof ConditionFailedError)) throw error;
@@ -128,17 +120,16 @@ async function releaseFinishedRunHolders(
   state: SlotPoolState,
 ): Promise<number> {
   const ref = dagRunsRef(dagId);
-  const stale: { id: string; passId: string; slots: number }[] = [];
+  const stale: SlotHolder[] = [];
   // A bounded number per call (one update's worth): the rest are found by the next pass.
   for (const holder of Object.values(state.holders)) {
     if (stale.length >= SLOT_POOL_ENTRIES_PER_UPDATE) break;
     const held = await deps.store.getDagRun({ dagId, runId: holder.id });
-    if (!held || isFinishedDagRunState(held.state))
-      stale.push({ id: holder.id, passId: holder.passId, slots: holder.slots });
+    if (!held || isFinishedDagRunState(held.state)) stale.push(holder);
   }
   if (stale.length === 0) return 0;
   try {
-    await deps.store.updateSlotPool(ref, { size: 0, acquire: [], release: stale });
+    await giveBack(deps, ref, stale);
     deps.log.info('Released places under max_active_runs held by finished runs', {
       dagId,
       runs: stale.map((holder) => holder.id),
@@ -148,4 +139,13 @@ async function releaseFinishedRunHolders(
     if (error instanceof ConditionFailedError) return 1; // Changed meanwhile: read it again.
     throw error;
   }
+}
+
+/** Gives the holders' places back in one conditional update (each release names its pass and slots). */
+function giveBack(deps: RunSlotDeps, ref: SlotPoolRef, holders: readonly SlotHolder[]): Promise<unknown> {
+  return deps.store.updateSlotPool(ref, {
+    size: 0,
+    acquire: [],
+    release: holders.map(({ id, passId, slots }) => ({ id, passId, slots })),
+  });
 }

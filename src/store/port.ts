@@ -132,7 +132,7 @@ export interface SlotHolder {
   id: string;
   /** Weight: the TI's pool slots; 1 for run_tasks and dag_runs. */
   slots: number;
-  /** The try the holder is for (the TI's try after queueing); 0 for runs. */
+  /** The try the holder is for (the TI's try after queueing); for dag_runs, the run's clear count. */
   tryNumber: number;
   /** Who reserved it: the random id of the scheduling pass. */
   passId: string;
