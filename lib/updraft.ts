@@ -249,15 +249,18 @@ export class Updraft extends Construct {
     this.logs.bindReader(this.api.function);
     this.queues.bindSender(this.api.function, 'scheduler');
 
+    const schedulerWindow = props.scheduler?.maxBatchingWindow ?? Duration.seconds(1);
     this.scheduler = new UpdraftScheduler(this, 'Scheduler', {
       defaults,
       queues: this.queues,
       timeout: schedulerTimeout,
       memorySize: props.scheduler?.memorySize ?? 512,
       tickInterval,
-      // SQS's largest batch without a longer window; UPDRAFT_SCHEDULER_BATCH_SIZE sizes standalone's batches.
-      batchSize: props.scheduler?.batchSize ?? 10,
-      maxBatchingWindow: props.scheduler?.maxBatchingWindow ?? Duration.seconds(1),
+      // As standalone's UPDRAFT_SCHEDULER_BATCH_SIZE: under load one invocation serves each run once
+      // for up to 100 requests; the window, not the size, bounds how long a request waits. Without a
+      // window SQS hands at most 10.
+      batchSize: props.scheduler?.batchSize ?? (schedulerWindow.toMilliseconds() > 0 ? 100 : 10),
+      maxBatchingWindow: schedulerWindow,
       maxConcurrency: props.scheduler?.maxConcurrency ?? 5,
       environment,
       ...(props.scheduler?.functionProps ? { functionProps: props.scheduler.functionProps } : {}),

@@ -25,6 +25,7 @@ import { toDocumentClient } from '#store/embedded.ts';
 import { instrumentClient, type RequestCounter } from '#store/instrument.ts';
 import type { Store } from '#store/port.ts';
 import { CallbackWorkerPool } from '#worker/callback-pool.ts';
+import { ExecutionBatcher } from '#worker/execution-batcher.ts';
 import { ExecutionClient } from '#worker/execution-client.ts';
 import { ProcessTaskExecutor } from '#worker/executor.ts';
 import { WorkerPool } from '#worker/pool.ts';
@@ -47,8 +48,8 @@ export interface StandaloneOptions {
   requestCounter?: RequestCounter;
   /**
    * The Lambda shape (benchmarks, tests): every scheduling batch, tick and API call runs in a fresh
-   * engine instance with empty caches, as separate function invocations would, and a scheduling
-   * batch is one receive of at most 10 (an SQS event source's batch).
+   * engine instance with empty caches, as separate function invocations would, and the task
+   * workers send their Execution API calls in batches, as the worker function does.
    */
   freshInstances?: boolean;
   cwd?: string;
@@ -210,18 +211,34 @@ export async function startStandalone(settings: Settings, options: StandaloneOpt
   };
   await refreshDags();
 
-  const executionClient = new ExecutionClient(apiUrl, {
-    fetch: (input, init) => Promise.resolve(apiFetch(new Request(input, init))),
-  });
+  const sendToApi = (input: string | URL | Request, init?: RequestInit) =>
+    Promise.resolve(apiFetch(new Request(input, init)));
+  const executionClient = new ExecutionClient(apiUrl, { fetch: sendToApi });
+  // In the Lambda shape the task workers' calls travel in batches, as the worker function's do:
+  // the starts and reports of the workloads in progress in one `POST /execution/batch`.
+  let runningWorkloads = () => 0;
+  const batcher = options.freshInstances
+    ? new ExecutionBatcher({
+        fetch: sendToApi,
+        baseUrl: apiUrl,
+        maxCalls: settings.executionBatchMaxCalls,
+        windowMs: settings.executionBatchWindowMs,
+        requestMaxBytes: settings.requestMaxBytes,
+        callers: () => runningWorkloads(),
+        log,
+      })
+    : undefined;
   const workers = taskWorkerPool({
     settings,
     queues,
-    client: executionClient,
+    client: batcher ? new ExecutionClient(apiUrl, { fetch: batcher.fetch }) : executionClient,
     bundlesFolder: bundles.folder,
     metrics,
     log: log.child({ component: 'worker' }),
     cwd,
+    ...(batcher ? { onWorkloadEnd: () => batcher.check() } : {}),
   });
+  runningWorkloads = () => workers.runningCount;
   workerId = workers.workerId;
   metrics.addSource(async () => {
     const callbacksQueue = await queues.callbacks.stats();
@@ -273,9 +290,7 @@ export async function startStandalone(settings: Settings, options: StandaloneOpt
   // A fresh instance has only what a new Lambda invocation would have: empty caches.
   const engineFor = (): EngineDeps =>
     options.freshInstances ? { ...engine, dags: new DagVersionCache(store) } : engine;
-  // In the Lambda shape a batch is what an SQS event source hands one invocation: one receive of 10.
-  const batchSize = options.freshInstances ? MAX_BATCH : settings.schedulerBatchSize;
-  const loop = schedulerLoop(queues.scheduler, engineFor, stopLoop.signal, log, batchSize);
+  const loop = schedulerLoop(queues.scheduler, engineFor, stopLoop.signal, log, settings.schedulerBatchSize);
   const background = new BackgroundTasks(log);
   const cycle = { queued: 0, running: 0 };
   background.every(settings.schedulerTickMs, async () => {
@@ -366,6 +381,7 @@ export function taskWorkerPool(deps: {
   metrics: MetricsRegistry;
   log: Logger;
   cwd: string;
+  onWorkloadEnd?: () => void;
 }): WorkerPool {
   const { settings, queues } = deps;
   return new WorkerPool({
@@ -383,6 +399,7 @@ export function taskWorkerPool(deps: {
     metrics: deps.metrics,
     log: deps.log,
     cwd: deps.cwd,
+    ...(deps.onWorkloadEnd ? { onWorkloadEnd: deps.onWorkloadEnd } : {}),
   });
 }
 

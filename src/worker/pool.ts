@@ -58,6 +58,8 @@ export interface WorkerPoolOptions {
   spareRunners?: number;
   /** UPDRAFT_ALLOWED_DESERIALIZATION_CLASSES, for resumed tries. */
   allowedDeserializationClasses?: readonly string[];
+  /** Called each time a workload ends (an `ExecutionBatcher` sends what waits: see its `check`). */
+  onWorkloadEnd?: () => void;
   /** Runs the tries; default: task runner processes, one per slot. */
   executor?: TaskExecutor;
   clock?: WorkerClock;
@@ -129,6 +131,11 @@ export class WorkerPool {
       'executor.open_slots': options.slots - this.#running.size,
       'executor.running_tasks': this.#running.size,
     }));
+  }
+
+  /** Workloads running now, one per busy slot. */
+  get runningCount(): number {
+    return this.#running.size;
   }
 
   get workerId(): string {
@@ -297,6 +304,7 @@ export class WorkerPool {
       .catch((error: unknown) => this.#options.log.error('Running a workload failed', { error }))
       .finally(() => {
         this.#running.delete(id);
+        this.#options.onWorkloadEnd?.();
         const wake = this.#slotFreed;
         this.#slotFreed = null;
         wake?.();

@@ -72,10 +72,10 @@ describe('event source mappings', () => {
     expect(ceilings).toEqual({ callbacks: 5, tasks_high: 10, tasks_default: 10, tasks_low: 2 });
   });
 
-  it('feeds the scheduler batches of up to 10 requests gathered for up to a second, five invocations at most', () => {
+  it('feeds the scheduler batches of up to 100 requests gathered for up to a second, five invocations at most', () => {
     const mapping = mappingOf(queueIdOf('scheduler'));
     expect(mapping.FunctionName).toEqual({ Ref: logicalIdOf(synthesized.stack.updraft.scheduler.function) });
-    expect(mapping.BatchSize).toBe(10);
+    expect(mapping.BatchSize).toBe(100);
     expect(mapping.MaximumBatchingWindowInSeconds).toBe(1);
     expect(mapping.ScalingConfig?.MaximumConcurrency).toBe(5);
   });
@@ -129,7 +129,7 @@ describe('event source options', () => {
       mappingsOf(synthesized).map((mapping) => [mapping.EventSourceArn['Fn::GetAtt'][0], mapping.BatchSize]),
     );
     for (const name of WORKER_QUEUES) expect(sizes.get(logicalIdOf(queues[name].queue)), name).toBe(1);
-    expect(sizes.get(logicalIdOf(queues.scheduler.queue))).toBe(10);
+    expect(sizes.get(logicalIdOf(queues.scheduler.queue))).toBe(100);
   });
 
   it.each([0, 11, 2.5])(
