@@ -1,3 +1,5 @@
+import type { SlotPoolState } from '#store/port.ts';
+
 /**
  * The passes of one batch (one invocation's scheduling requests, or one tick) take turns on each
  * pool: one pass at a time reads and writes it, so the passes of a batch no longer race each
@@ -9,12 +11,24 @@
  * other turn came between (the state is as of the turn before: `asOf === turn - 1`; a read made
  * while a turn was under way is as of none); otherwise it reads the pool again in its turn. So a
  * pass never plans from a state another pass saw, and one reserving in rounds reads the pool
- * once unless other passes' turns come between its rounds. Only an optimization: passes of other
- * instances still race, and every write stays conditional on what the pass read.
+ * once unless other passes' turns come between its rounds. A turn also hands the state it left
+ * (what its write returned, or what it started from and left as it was) to the next turn, with
+ * when the request that produced it was sent. The next pass starts from it instead of reading the
+ * pool again, but only if that request left after the pass's read of its run's head came back:
+ * then it shows every holder the head lists (a pool holder is taken before a run lists it). Only
+ * an optimization: passes of other instances still race, and every write stays conditional on
+ * what the pass read (a lost race reads again).
  */
+/** A pool's state, and when (`performance.now()`) the request that returned it was sent. */
+export interface PoolStateSeen {
+  state: SlotPoolState;
+  sentAt: number;
+}
+
 export class PoolTurns {
   readonly #tails = new Map<string, Promise<unknown>>();
   readonly #turns = new Map<string, number>();
+  readonly #left = new Map<string, { turn: number; state: PoolStateSeen }>();
 
   /** The number of the last turn begun on `pool` (0 before the first). */
   turn(pool: string): number {
@@ -24,6 +38,20 @@ export class PoolTurns {
   /** Whether no turn on `pool` is under way or waiting: a read now is as of `turn(pool)`. */
   idle(pool: string): boolean {
     return !this.#tails.has(pool);
+  }
+
+  /** Records the state of `pool` as turn `turn` leaves it. */
+  leave(pool: string, turn: number, seen: PoolStateSeen): void {
+    this.#left.set(pool, { turn, state: seen });
+  }
+
+  /**
+   * The state the turn right before `turn` left `pool` in, if it recorded one produced by a
+   * request sent at `notBefore` or later (`performance.now()`).
+   */
+  leftBefore(pool: string, turn: number, notBefore: number): PoolStateSeen | undefined {
+    const left = this.#left.get(pool);
+    return left?.turn === turn - 1 && left.state.sentAt >= notBefore ? left.state : undefined;
   }
 
   /** Runs `work` with its turn's number once the turns taken on `pool` before it have ended. */

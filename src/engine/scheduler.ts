@@ -124,6 +124,7 @@ export async function scheduleRun(
   const passId = randomBytes(9).toString('base64url');
   deps.metrics.increment('scheduler.passes');
   const head = await deps.store.getRunHead(key);
+  const headReadAt = performance.now();
   if (!head) return;
   let { run } = head;
   if (isFinishedDagRunState(run.state)) {
@@ -220,6 +221,7 @@ export async function scheduleRun(
   const missing = await evaluate(deps, context, { ...head, run, taskInstances }, view, dag, passId, {
     states: poolStates,
     asOf: poolAsOf,
+    headReadAt,
   });
   if ((await writeBackSummary(deps.store, run, view.summary, view.fresh.values())) === 'lost') {
     await again();
@@ -345,7 +347,11 @@ async function evaluate(
   view: PassView,
   dag: SerializedDag,
   passId: string,
-  pools: { states: ReadonlyMap<string, SlotPoolState>; asOf: ReadonlyMap<string, number> },
+  pools: {
+    states: ReadonlyMap<string, SlotPoolState>;
+    asOf: ReadonlyMap<string, number>;
+    headReadAt: number;
+  },
 ): Promise<string[]> {
   const nowMs = deps.now();
   const { run } = snapshot;
@@ -417,6 +423,7 @@ async function evaluate(
     graceMs: deps.settings.heartbeatTimeoutMs,
     poolStates: pools.states,
     poolAsOf: pools.asOf,
+    headReadAt: pools.headReadAt,
     turns: context.poolTurns,
   });
   starving.push(...reservation.starving);

@@ -155,6 +155,11 @@ export interface ReservationInput {
    */
   turns?: PoolTurns;
   poolAsOf?: ReadonlyMap<string, number>;
+  /**
+   * When (`performance.now()`) the pass's read of the run's head came back: a turn may start from
+   * a state an earlier turn left only if it was read or written after that (see PoolTurns).
+   */
+  headReadAt?: number;
   /** Pools whose waiting list keeps the run although this round starves nothing there. */
   keepWaitingIn?: ReadonlySet<string>;
   /** Filled with the pool states the writes of this reservation returned (for the next round). */
@@ -404,9 +409,14 @@ async function reserveInPoolNow(
     // A state read earlier in the pass may be stale: the write is conditional, and a lost race
     // reads again. In a turn, it is known stale when another turn came since (see PoolTurns).
     const current = turn === undefined || input.poolAsOf?.get(pool) === turn - 1;
-    const state =
-      (attempt === 1 && current ? input.poolStates?.get(pool) : undefined) ??
-      (await deps.store.getSlotPool(ref));
+    const known = attempt === 1 && current ? input.poolStates?.get(pool) : undefined;
+    const handed =
+      attempt === 1 && known === undefined && turn !== undefined && input.headReadAt !== undefined
+        ? input.turns?.leftBefore(pool, turn, input.headReadAt)
+        : undefined;
+    // When the request behind `state` was sent; a state the pass read itself is after its head.
+    const sentAt = handed?.sentAt ?? (known ? (input.headReadAt ?? 0) : performance.now());
+    const state = known ?? handed?.state ?? (await deps.store.getSlotPool(ref));
     if (turn !== undefined) input.observed?.asOf.set(pool, turn);
     // Give back this pool's slots of the run's stale holders, each only while the same pass's reservation.
     const release = runReleased
@@ -481,11 +491,14 @@ async function reserveInPoolNow(
     };
     if (change.acquire.length === 0 && release.length === 0 && !change.setWaiting && !change.removeWaiting) {
       input.observed?.pools.set(pool, state);
+      if (turn !== undefined) input.turns?.leave(pool, turn, { state, sentAt });
       return { granted, starving, nudge: [], incomplete: noRoom.size > 0 };
     }
     try {
+      const writtenAt = performance.now();
       const after = await deps.store.updateSlotPool(ref, change);
       input.observed?.pools.set(pool, after);
+      if (turn !== undefined) input.turns?.leave(pool, turn, { state: after, sentAt: writtenAt });
       const nudge = release.length > 0 ? waitingToNudge(after, size, self) : [];
       return { granted, starving, nudge, incomplete: noRoom.size > 0 };
     } catch (error) {

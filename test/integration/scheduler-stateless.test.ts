@@ -110,8 +110,10 @@ describe('Stateless scheduler: pools', () => {
     expect(retry).toEqual([]);
     expect(await queuedCount(runs)).toBe(18);
     expect(counts.refused).toBe(0);
-    // Each pass read the pool before its turn; those whose turn came after another's read it again.
-    expect(counts.reads).toBeLessThanOrEqual(2 * runs.length);
+    // A turn starts from the state the turn before it left: only the passes that began while
+    // others' turns were under way read the pool, once each.
+    expect(counts.reads).toBeGreaterThanOrEqual(1);
+    expect(counts.reads).toBeLessThanOrEqual(runs.length);
   });
 
   it('reads the pool once in a pass that reserves in rounds', async () => {

@@ -37,6 +37,35 @@ describe('PoolTurns', () => {
   });
 });
 
+describe('PoolTurns.leave', () => {
+  const seen = (used: number, sentAt: number) => ({ state: { used, holders: {}, waiting: {} }, sentAt });
+
+  it('hands the state a turn left to the turn right after it, and to no later one', async () => {
+    const turns = new PoolTurns();
+    const handed: unknown[] = [];
+    await turns.take('a', async (turn) => {
+      handed.push(turns.leftBefore('a', turn, 0));
+      turns.leave('a', turn, seen(1, 10));
+    });
+    await turns.take('a', async (turn) => {
+      handed.push(turns.leftBefore('a', turn, 10));
+    });
+    await turns.take('a', async (turn) => {
+      handed.push(turns.leftBefore('a', turn, 0));
+    });
+    expect(handed).toEqual([undefined, seen(1, 10), undefined]);
+    expect(turns.leftBefore('b', 1, 0)).toBeUndefined();
+  });
+
+  it('hands none produced by a request sent before the given time (the pass read its head later)', async () => {
+    const turns = new PoolTurns();
+    await turns.take('a', async (turn) => turns.leave('a', turn, seen(1, 10)));
+    await turns.take('a', async (turn) => {
+      expect(turns.leftBefore('a', turn, 11)).toBeUndefined();
+    });
+  });
+});
+
 describe('PoolTurns.idle', () => {
   it('is false while a turn is under way or waiting, and true once the last has ended', async () => {
     const turns = new PoolTurns();
