@@ -1,5 +1,6 @@
 import type { DagRun, DagRunKey } from '#core/models.ts';
-import type { Store } from '#store/port.ts';
+import type { SerializedDag } from '#core/serialized-dag.ts';
+import type { DagVersionKey, Store } from '#store/port.ts';
 
 /** Runs kept at most; the oldest entry goes first. */
 const RUN_CACHE_SIZE = 10_000;
@@ -42,4 +43,55 @@ export class RunCache {
 
 function cacheKeyOf(key: DagRunKey): string {
   return `${key.dagId}\u0000${key.runId}`;
+}
+
+/**
+ * Runs and DAG versions asked for in one turn of the event loop, read together: one request for
+ * the start calls of a batch, which are served side by side and each need their run and its DAG
+ * version. Only a way to read; what is read is kept by the caches (`RunCache`, `DagVersionCache`).
+ */
+export class RunReads {
+  readonly #store: Pick<Store, 'getDagRunsWithDagVersions'>;
+  #open: Gathering | undefined;
+
+  constructor(store: Pick<Store, 'getDagRunsWithDagVersions'>) {
+    this.#store = store;
+  }
+
+  /** The run (and the DAG version, when named), read with the others asked for in this turn. */
+  async read(run: DagRunKey, version?: DagVersionKey): Promise<{ run?: DagRun; dag?: SerializedDag }> {
+    const gathering = this.#open ?? this.#gather();
+    gathering.runs.set(cacheKeyOf(run), { dagId: run.dagId, runId: run.runId });
+    if (version) gathering.versions.set(`${version.dagId}\u0000${version.versionHash}`, version);
+    const read = await gathering.result;
+    const found = read.runs.find((each) => each.dagId === run.dagId && each.runId === run.runId);
+    const dag = version
+      ? read.versions.find((each) => each.dagId === version.dagId && each.versionHash === version.versionHash)
+          ?.dag
+      : undefined;
+    return { ...(found ? { run: found } : {}), ...(dag ? { dag } : {}) };
+  }
+
+  #gather(): Gathering {
+    const gathering: Gathering = {
+      runs: new Map(),
+      versions: new Map(),
+      result: new Promise<void>((resolve) => setImmediate(resolve)).then(() => {
+        // Asked for from now on: the next request.
+        if (this.#open === gathering) this.#open = undefined;
+        return this.#store.getDagRunsWithDagVersions(
+          [...gathering.runs.values()],
+          [...gathering.versions.values()],
+        );
+      }),
+    };
+    this.#open = gathering;
+    return gathering;
+  }
+}
+
+interface Gathering {
+  runs: Map<string, DagRunKey>;
+  versions: Map<string, DagVersionKey>;
+  result: Promise<Awaited<ReturnType<Store['getDagRunsWithDagVersions']>>>;
 }

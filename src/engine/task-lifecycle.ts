@@ -18,7 +18,7 @@ import type { Store, TaskInstanceChanges, TaskInstanceExpectation } from '#store
 import { type CallbackService, owedOnTask } from './callbacks.ts';
 import type { DagVersionCache } from './dag-cache.ts';
 import { InvalidRequestError, LimitExceededError, NotFoundError, StateConflictError } from './errors.ts';
-import { RunCache } from './run-cache.ts';
+import { RunCache, RunReads } from './run-cache.ts';
 import { DEFAULT_TRIGGER_QUEUE, deferralTimeoutAt, triggerIdOf } from './triggers.ts';
 
 export interface TaskLifecycleDeps {
@@ -115,10 +115,12 @@ export class TaskLifecycle {
   readonly #logMaxChunks: number;
   /** Runs by key: what is read of them (dates, conf, DAG version) never changes. */
   readonly #runs: RunCache;
+  readonly #reads: RunReads;
 
   constructor(deps: TaskLifecycleDeps) {
     this.#deps = deps;
     this.#runs = new RunCache(deps.store);
+    this.#reads = new RunReads(deps.store);
     this.#logMaxChunks = logMaxChunksOf(deps.settings);
   }
 
@@ -470,14 +472,19 @@ export class TaskLifecycle {
       const run = await this.#run(key);
       return { run, dag: await this.#deps.dags.get(run.dagId, run.dagVersion) };
     }
-    // Neither kept nor being read (a fresh instance): both in one request.
-    const both =
-      this.#runs.holds(key) || this.#deps.dags.holds(key.dagId, named)
-        ? undefined
-        : this.#deps.store.getDagRunWithDagVersion(key, named);
+    // What is neither kept nor being read (a fresh instance) is read in one request with what
+    // the calls served beside this one need (a batch's starts).
+    const dagKept = this.#deps.dags.holds(key.dagId, named);
+    const together = this.#runs.holds(key)
+      ? undefined
+      : this.#reads.read(key, dagKept ? undefined : { dagId: key.dagId, versionHash: named });
     const [run, dag] = await Promise.all([
-      this.#run(key, both && (async () => (await both).run)),
-      this.#storedVersion(key.dagId, named, both && (async () => (await both).dag)),
+      this.#run(key, together && (async () => (await together).run)),
+      this.#storedVersion(
+        key.dagId,
+        named,
+        together && !dagKept ? async () => (await together).dag : undefined,
+      ),
     ]);
     // Never differs for a token this API signed; the run is the truth if it does.
     if (dag && run.dagVersion === named) return { run, dag };

@@ -22,6 +22,7 @@ import type {
   DagRecordUpsert,
   DagRunChanges,
   DagRunExpectation,
+  DagVersionKey,
   ImportError,
   OwedOwner,
   Page,
@@ -123,11 +124,11 @@ export class DynamoStore implements Store {
   getDagRun(key: DagRunKey): Promise<DagRun | undefined> {
     return this.#runs.getDagRun(key);
   }
-  getDagRunWithDagVersion(
-    key: DagRunKey,
-    versionHash: string,
-  ): Promise<{ run?: DagRun; dag?: SerializedDag }> {
-    return this.#runs.getDagRunWithDagVersion(key, versionHash);
+  getDagRunsWithDagVersions(
+    runs: readonly DagRunKey[],
+    versions: readonly DagVersionKey[],
+  ): Promise<{ runs: DagRun[]; versions: (DagVersionKey & { dag: SerializedDag })[] }> {
+    return this.#runs.getDagRunsWithDagVersions(runs, versions);
   }
   getRunSnapshot(key: DagRunKey): Promise<RunSnapshot | undefined> {
     return this.#runs.getRunSnapshot(key);

@@ -188,6 +188,12 @@ export interface DagStore {
   listImportErrors(): Promise<ImportError[]>;
 }
 
+/** One version of a DAG, by the hash of its serialized form. */
+export interface DagVersionKey {
+  dagId: string;
+  versionHash: string;
+}
+
 /** DAG runs. */
 export interface RunStore {
   /**
@@ -196,11 +202,14 @@ export interface RunStore {
    */
   createDagRun(run: DagRun, taskInstances: TaskInstance[]): Promise<void>;
   getDagRun(key: DagRunKey): Promise<DagRun | undefined>;
-  /** The run and one version of its DAG in one request (either is absent when it does not exist). */
-  getDagRunWithDagVersion(
-    key: DagRunKey,
-    versionHash: string,
-  ): Promise<{ run?: DagRun; dag?: SerializedDag }>;
+  /**
+   * Runs and versions of their DAGs read together: one BatchGetItem per 100 keys. Those that do
+   * not exist are left out.
+   */
+  getDagRunsWithDagVersions(
+    runs: readonly DagRunKey[],
+    versions: readonly DagVersionKey[],
+  ): Promise<{ runs: DagRun[]; versions: (DagVersionKey & { dag: SerializedDag })[] }>;
   /** A run with its unmapped task instances and its task slots: one consistent query of the run partition. */
   getRunSnapshot(key: DagRunKey): Promise<RunSnapshot | undefined>;
   /** The run, its task slots and its summary, without its TIs: one query of a few items, whatever the run's size. */

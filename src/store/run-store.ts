@@ -47,6 +47,7 @@ import { queryAllPages, queryPage } from './pagination.ts';
 import type {
   DagRunChanges,
   DagRunExpectation,
+  DagVersionKey,
   Page,
   PageRequest,
   RunHead,
@@ -128,19 +129,24 @@ export class DynamoRunStore implements RunStore {
     return item === undefined ? undefined : itemToDagRun(item);
   }
 
-  async getDagRunWithDagVersion(
-    key: DagRunKey,
-    versionHash: string,
-  ): Promise<{ run?: DagRun; dag?: SerializedDag }> {
-    const runKey = dagRunKey(key);
-    const versionKey = serializedDagKey(key.dagId, versionHash);
-    const items = await batchGetAll(this.#table.client, this.#table.tableName, [runKey, versionKey]);
-    const found = (wanted: Item) => items.find((item) => item.pk === wanted.pk && item.sk === wanted.sk);
-    const runItem = found(runKey);
-    const versionItem = found(versionKey);
+  async getDagRunsWithDagVersions(
+    runs: readonly DagRunKey[],
+    versions: readonly DagVersionKey[],
+  ): Promise<{ runs: DagRun[]; versions: (DagVersionKey & { dag: SerializedDag })[] }> {
+    const runKeys = runs.map(dagRunKey);
+    const versionKeys = versions.map((version) => serializedDagKey(version.dagId, version.versionHash));
+    const items = await batchGetAll(this.#table.client, this.#table.tableName, [...runKeys, ...versionKeys]);
+    const byKey = new Map(items.map((item) => [`${item.pk}\u0000${item.sk}`, item]));
+    const found = (wanted: Item) => byKey.get(`${wanted.pk}\u0000${wanted.sk}`);
     return {
-      ...(runItem ? { run: itemToDagRun(runItem) } : {}),
-      ...(versionItem ? { dag: itemToSerializedDag(versionItem) } : {}),
+      runs: runKeys.flatMap((key) => {
+        const item = found(key);
+        return item ? [itemToDagRun(item)] : [];
+      }),
+      versions: versions.flatMap((version, index) => {
+        const item = found(versionKeys[index] as Item);
+        return item ? [{ ...version, dag: itemToSerializedDag(item) }] : [];
+      }),
     };
   }
 

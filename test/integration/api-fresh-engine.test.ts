@@ -136,7 +136,7 @@ describe('the API with a fresh engine instance per request', () => {
     );
     const runReads = vi.spyOn(api.store, 'getDagRun');
     const dagReads = vi.spyOn(api.store, 'getSerializedDag');
-    const bothReads = vi.spyOn(api.store, 'getDagRunWithDagVersion');
+    const bothReads = vi.spyOn(api.store, 'getDagRunsWithDagVersions');
     const counts = () => [
       bothReads.mock.calls.length,
       runReads.mock.calls.length,
@@ -164,7 +164,7 @@ describe('the API with a fresh engine instance per request', () => {
       const other = await api.request('PATCH', tiPath(b.key, 'run'), WORKER, wrong);
       expect(other.status).toBe(200);
       expect(other.body).toMatchObject({ dag_version: version, task_id: 'b' });
-      expect(bothReads.mock.calls.at(-1)?.[1]).toBe('f'.repeat(64));
+      expect(bothReads.mock.calls.at(-1)?.[1]).toEqual([{ dagId: 'three', versionHash: 'f'.repeat(64) }]);
       expect(dagReads.mock.calls.at(-1)?.[1]).toBe(version);
     } finally {
       runReads.mockRestore();
@@ -173,7 +173,7 @@ describe('the API with a fresh engine instance per request', () => {
     }
   });
 
-  it("shares a batch's DAG read when its calls name the version: one combined read, then the run alone", async () => {
+  it("reads a batch's runs and DAG version in one request when its calls name the version", async () => {
     const tis = await queuedRun('named_batch');
     const run = await api.store.getDagRun({ dagId: 'three', runId: 'named_batch' });
     const tokens = await Promise.all(
@@ -183,7 +183,7 @@ describe('the API with a fresh engine instance per request', () => {
     );
     const runReads = vi.spyOn(api.store, 'getDagRun');
     const dagReads = vi.spyOn(api.store, 'getSerializedDag');
-    const bothReads = vi.spyOn(api.store, 'getDagRunWithDagVersion');
+    const bothReads = vi.spyOn(api.store, 'getDagRunsWithDagVersions');
     try {
       const starts = await api.request<{ results: BatchResult[] }>(
         'POST',
@@ -199,10 +199,12 @@ describe('the API with a fresh engine instance per request', () => {
         null,
       );
       expect(starts.body.results.map((result) => result.status)).toEqual([200, 200, 200]);
-      // The first call reads both; the others wait on its DAG and read their run (the cache keeps
-      // runs only once read).
-      expect([bothReads.mock.calls.length, dagReads.mock.calls.length]).toEqual([1, 0]);
-      expect(runReads.mock.calls.length).toBeLessThanOrEqual(2);
+      // The calls, served side by side, ask in the same turn: one request for the run and the version.
+      expect([bothReads.mock.calls.length, dagReads.mock.calls.length, runReads.mock.calls.length]).toEqual([
+        1, 0, 0,
+      ]);
+      expect(bothReads.mock.calls[0]?.[0]).toEqual([{ dagId: 'three', runId: 'named_batch' }]);
+      expect(bothReads.mock.calls[0]?.[1]).toEqual([{ dagId: 'three', versionHash: run!.dagVersion }]);
     } finally {
       runReads.mockRestore();
       dagReads.mockRestore();

@@ -249,16 +249,30 @@ describe('DynamoStore DAG runs', () => {
     expect(await store.getDagRun({ dagId: 'etl', runId: 'manual__1' })).toEqual(run);
   });
 
-  it('reads a run and a version of its DAG in one request, either absent when it does not exist', async () => {
+  it('reads runs and versions of their DAGs together, leaving out those that do not exist', async () => {
     const store = await harness.newStore();
     const run = dagRun('etl', 'manual__1');
+    const second = dagRun('etl', 'manual__2');
     const dag = serializedDag('etl', ['extract', 'load']);
     await store.createDagRun(run, []);
+    await store.createDagRun(second, []);
     await store.putSerializedDag('hash-1', dag);
     const key = { dagId: 'etl', runId: 'manual__1' };
-    expect(await store.getDagRunWithDagVersion(key, 'hash-1')).toEqual({ run, dag });
-    expect(await store.getDagRunWithDagVersion(key, 'nope')).toEqual({ run });
-    expect(await store.getDagRunWithDagVersion({ dagId: 'etl', runId: 'other' }, 'hash-1')).toEqual({ dag });
+    const version = { dagId: 'etl', versionHash: 'hash-1' };
+    expect(await store.getDagRunsWithDagVersions([key], [version])).toEqual({
+      runs: [run],
+      versions: [{ ...version, dag }],
+    });
+    expect(
+      await store.getDagRunsWithDagVersions(
+        [key, { dagId: 'etl', runId: 'other' }, { dagId: 'etl', runId: 'manual__2' }],
+        [{ dagId: 'etl', versionHash: 'nope' }],
+      ),
+    ).toEqual({ runs: [run, second], versions: [] });
+    expect(await store.getDagRunsWithDagVersions([], [version])).toEqual({
+      runs: [],
+      versions: [{ ...version, dag }],
+    });
   });
 
   it('refuses a second run with the same id and leaves the first untouched', async () => {
