@@ -82,13 +82,20 @@ export interface EngineDeps {
 /** Caches shared by the passes of one call (one batch of requests, one tick). */
 export interface PassContext {
   dagRecords: Map<string, DagRecord | undefined>;
+  /** DAG records being read: the passes running side by side share one read. */
+  dagRecordReads: Map<string, Promise<DagRecord | undefined>>;
   poolWarnings: PoolWarnings;
   /** The passes of one batch take turns on each pool (see PoolTurns). */
   poolTurns: PoolTurns;
 }
 
 export function newPassContext(deps: Pick<EngineDeps, 'settings' | 'log'>): PassContext {
-  return { dagRecords: new Map(), poolWarnings: new PoolWarnings(deps), poolTurns: new PoolTurns() };
+  return {
+    dagRecords: new Map(),
+    dagRecordReads: new Map(),
+    poolWarnings: new PoolWarnings(deps),
+    poolTurns: new PoolTurns(),
+  };
 }
 
 /** Store writes one pass keeps in flight: one queue batch (SQS sends at most 10 per call). */
@@ -489,8 +496,17 @@ async function releaseStaleSlots(
 }
 
 async function dagRecordOf(deps: EngineDeps, context: PassContext, dagId: string) {
-  if (!context.dagRecords.has(dagId)) context.dagRecords.set(dagId, await deps.store.getDag(dagId));
-  return context.dagRecords.get(dagId);
+  if (context.dagRecords.has(dagId)) return context.dagRecords.get(dagId);
+  let reading = context.dagRecordReads.get(dagId);
+  if (!reading) {
+    reading = deps.store.getDag(dagId);
+    context.dagRecordReads.set(dagId, reading);
+    // A failed read is not shared: the next pass reads again.
+    reading.catch(() => context.dagRecordReads.delete(dagId));
+  }
+  const record = await reading;
+  context.dagRecords.set(dagId, record);
+  return record;
 }
 
 async function createMissing(deps: EngineDeps, run: DagRun, dag: SerializedDag, taskIds: string[]) {

@@ -116,6 +116,35 @@ describe('Stateless scheduler: pools', () => {
     expect(counts.reads).toBeLessThanOrEqual(runs.length);
   });
 
+  it('reads the DAG record once for the passes of one batch, also those running side by side', async () => {
+    const [versioned] = await h.register(pooled('shared_record', 'default_pool', 2));
+    const runs = await Promise.all(
+      ['a', 'b', 'c', 'd', 'e', 'f'].map((runId) => h.createRun(versioned!, { runId })),
+    );
+    // Started (a queued run's start reads the record again, to see a pause made since), t0 ended.
+    await handleSchedulingMessages(
+      engineDeps(h, h.store),
+      runs.map((run) => requestFor(run)),
+    );
+    for (const run of runs) await h.succeed(tiKey(run, 't0'));
+    let reads = 0;
+    const store = wrapStore(h.store, (real) => ({
+      getDag: async (dagId: string) => {
+        reads += 1;
+        return real.getDag(dagId);
+      },
+    }));
+
+    const { retry } = await handleSchedulingMessages(
+      engineDeps(h, store),
+      runs.map((run) => requestFor(run)),
+    );
+
+    expect(retry).toEqual([]);
+    expect(await queuedCount(runs)).toBe(6);
+    expect(reads).toBe(1);
+  });
+
   it('reads the pool once in a pass that reserves in rounds', async () => {
     const wide = dag({ id: 'wide_rounds', maxActiveTasks: 1_000 }, (d) => {
       for (let index = 0; index < 40; index += 1) d.task(`t${index}`, noop);
