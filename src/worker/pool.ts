@@ -300,7 +300,13 @@ export class WorkerPool {
     const stop = new AbortController();
     this.#launches += 1;
     const id = this.#launches;
-    const done = this.#execute(received, stop)
+    // Counted as running before its first call leaves, and so are the others of its receive
+    // (launched in the same turn; each begins a microtask later): a batcher that waits for every
+    // running workload's call sends their starts together.
+    const entry = { stop, done: Promise.resolve() };
+    this.#running.set(id, entry);
+    entry.done = Promise.resolve()
+      .then(() => this.#execute(received, stop))
       .catch((error: unknown) => this.#options.log.error('Running a workload failed', { error }))
       .finally(() => {
         this.#running.delete(id);
@@ -309,7 +315,6 @@ export class WorkerPool {
         this.#slotFreed = null;
         wake?.();
       });
-    this.#running.set(id, { stop, done });
   }
 
   async #execute({ queue, message, receivedAt }: Received, stop: AbortController): Promise<void> {
