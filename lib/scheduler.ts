@@ -33,12 +33,23 @@ export class SchedulerConfigurationError extends Error {
  * queue brings event-driven passes after each task state change, so downstream tasks start
  * without waiting for a tick.
  */
+/** SQS event source batch limits (AWS Lambda): without a batching window, and with one of 1 s or more. */
+const MAX_BATCH_WITHOUT_WINDOW = 10;
+const MAX_BATCH_WITH_WINDOW = 10_000;
+
 export class UpdraftScheduler extends Construct {
   readonly function: NodejsFunction;
   readonly tickRule: Rule;
 
   constructor(scope: Construct, id: string, props: UpdraftSchedulerProps) {
     super(scope, id);
+    const windowSeconds = props.maxBatchingWindow.toMilliseconds() / 1000;
+    const largest = windowSeconds >= 1 ? MAX_BATCH_WITH_WINDOW : MAX_BATCH_WITHOUT_WINDOW;
+    if (!Number.isInteger(props.batchSize) || props.batchSize < 1 || props.batchSize > largest) {
+      throw new SchedulerConfigurationError(
+        `scheduler.batchSize ${JSON.stringify(props.batchSize)} is not a whole number from 1 to ${largest} (an SQS event source delivers at most ${MAX_BATCH_WITHOUT_WINDOW} messages an invocation without a batching window of at least one second, and ${MAX_BATCH_WITH_WINDOW} with one; scheduler.maxBatchingWindow is ${windowSeconds} s)`,
+      );
+    }
     if (props.tickInterval.toSeconds() < 60 || props.tickInterval.toSeconds() % 60 !== 0) {
       throw new SchedulerConfigurationError(
         `The scheduler tick must be a whole number of minutes (EventBridge rates start at one minute), got ${props.tickInterval.toHumanString()}`,

@@ -261,7 +261,7 @@ export class Updraft extends Construct {
       // As standalone's UPDRAFT_SCHEDULER_BATCH_SIZE: under load one invocation serves each run once
       // for up to 100 requests; the window, not the size, bounds how long a request waits. Without a
       // window SQS hands at most 10.
-      batchSize: props.scheduler?.batchSize ?? (schedulerWindow.toMilliseconds() > 0 ? 100 : 10),
+      batchSize: props.scheduler?.batchSize ?? (schedulerWindow.toMilliseconds() >= 1000 ? 100 : 10),
       maxBatchingWindow: schedulerWindow,
       maxConcurrency: props.scheduler?.maxConcurrency ?? 5,
       environment,

@@ -132,6 +132,55 @@ describe('event source options', () => {
     expect(sizes.get(logicalIdOf(queues.scheduler.queue))).toBe(100);
   });
 
+  it('feeds the scheduler batches of up to 10 without a batching window, as SQS allows', () => {
+    const synthesized = synthesizeTemplate(
+      testStackProps({ scheduler: { maxBatchingWindow: Duration.seconds(0) } }),
+    );
+    const mapping = mappingsOf(synthesized).find(
+      (each) =>
+        each.EventSourceArn['Fn::GetAtt'][0] ===
+        logicalIdOf(synthesized.stack.updraft.queues.queues.scheduler.queue),
+    );
+    expect(mapping?.BatchSize).toBe(10);
+  });
+
+  it.each([
+    [100, 0],
+    [11, 0],
+    [10_001, 1],
+    [0, 1],
+    [2.5, 1],
+  ])(
+    'refuses a scheduler batch size of %s with a %s s window, naming the setting and its range',
+    (batchSize, window) => {
+      expect(() =>
+        synthesizeTemplate(
+          testStackProps({ scheduler: { batchSize, maxBatchingWindow: Duration.seconds(window) } }),
+        ),
+      ).toThrow(
+        new RegExp(
+          `scheduler\\.batchSize ${batchSize} is not a whole number from 1 to ${window >= 1 ? 10_000 : 10}`,
+        ),
+      );
+    },
+  );
+
+  it('takes a scheduler batch size just under the limits', () => {
+    for (const [batchSize, window] of [
+      [10, 0],
+      [10_000, 1],
+    ] as const) {
+      const synthesized = synthesizeTemplate(
+        testStackProps({ scheduler: { batchSize, maxBatchingWindow: Duration.seconds(window) } }),
+      );
+      const { scheduler } = synthesized.stack.updraft.queues.queues;
+      const mapping = mappingsOf(synthesized).find(
+        (each) => each.EventSourceArn['Fn::GetAtt'][0] === logicalIdOf(scheduler.queue),
+      );
+      expect(mapping?.BatchSize).toBe(batchSize);
+    }
+  });
+
   it.each([0, 11, 2.5])(
     'refuses a worker batch size of %s, naming the setting and its range',
     (batchSize) => {
