@@ -48,7 +48,9 @@ function cacheKeyOf(key: DagRunKey): string {
 /**
  * Runs and DAG versions asked for in one turn of the event loop, read together: one request for
  * the start calls of a batch, which are served side by side and each need their run and its DAG
- * version. Only a way to read; what is read is kept by the caches (`RunCache`, `DagVersionCache`).
+ * version. When that request fails, each call reads its own alone, so one bad item fails only
+ * the calls that need it. Only a way to read; what is read is kept by the caches (`RunCache`,
+ * `DagVersionCache`).
  */
 export class RunReads {
   readonly #store: Pick<Store, 'getDagRunsWithDagVersions'>;
@@ -63,7 +65,17 @@ export class RunReads {
     const gathering = this.#open ?? this.#gather();
     gathering.runs.set(cacheKeyOf(run), { dagId: run.dagId, runId: run.runId });
     if (version) gathering.versions.set(`${version.dagId}\u0000${version.versionHash}`, version);
-    const read = await gathering.result;
+    let read: Awaited<Gathering['result']>;
+    try {
+      read = await gathering.result;
+    } catch (error) {
+      // Another call's run or version may have failed the request: this call's alone.
+      if (gathering.runs.size + gathering.versions.size <= 1 + (version ? 1 : 0)) throw error;
+      read = await this.#store.getDagRunsWithDagVersions(
+        [{ dagId: run.dagId, runId: run.runId }],
+        version ? [version] : [],
+      );
+    }
     const found = read.runs.find((each) => each.dagId === run.dagId && each.runId === run.runId);
     const dag = version
       ? read.versions.find((each) => each.dagId === version.dagId && each.versionHash === version.versionHash)

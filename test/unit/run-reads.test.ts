@@ -60,4 +60,22 @@ describe('RunReads', () => {
     ]);
     expect(results.map((result) => result.status)).toEqual(['rejected', 'rejected']);
   });
+
+  it('reads each call alone when the shared request fails: only the call whose item fails it fails', async () => {
+    const store = fakeStore();
+    const real = store.getDagRunsWithDagVersions.getMockImplementation()!;
+    store.getDagRunsWithDagVersions.mockImplementation(async (runs, versions) => {
+      if (runs.some((run) => run.runId === 'broken')) throw new Error('cannot parse the item');
+      return real(runs, versions);
+    });
+    const reads = new RunReads(store);
+    const results = await Promise.allSettled([
+      reads.read({ dagId: 'd', runId: 'a' }),
+      reads.read({ dagId: 'd', runId: 'broken' }),
+    ]);
+    expect(results.map((result) => result.status)).toEqual(['fulfilled', 'rejected']);
+    expect(results[0]).toMatchObject({ value: { run: runOf('a') } });
+    // The shared request, then each call's own.
+    expect(store.getDagRunsWithDagVersions).toHaveBeenCalledTimes(3);
+  });
 });
