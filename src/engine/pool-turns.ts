@@ -9,15 +9,15 @@ import type { SlotPoolState } from '#store/port.ts';
  * Turns are numbered per pool. A pass starts a turn from a pool state it read or wrote itself
  * (after its read of the run's head, so it sees every holder the run's item lists) only when no
  * other turn came between (the state is as of the turn before: `asOf === turn - 1`; a read made
- * while a turn was under way is as of none); otherwise it reads the pool again in its turn. So a
- * pass never plans from a state another pass saw, and one reserving in rounds reads the pool
- * once unless other passes' turns come between its rounds. A turn also hands the state it left
- * (what its write returned, or what it started from and left as it was) to the next turn, with
- * when the request that produced it was sent. The next pass starts from it instead of reading the
- * pool again, but only if that request left after the pass's read of its run's head came back:
- * then it shows every holder the head lists (a pool holder is taken before a run lists it). Only
- * an optimization: passes of other instances still race, and every write stays conditional on
- * what the pass read (a lost race reads again).
+ * while a turn was under way is as of none); otherwise, in its turn, it starts from the state
+ * the turn before it left, or reads the pool. A turn hands on the state it left (what its write
+ * returned, or what it started from and left as it was) with when the request that produced it
+ * was sent; the next pass starts from it only if that request left after the pass's read of its
+ * run's head came back (then it shows every holder the head lists: a pool holder is taken before
+ * a run lists it), and no give-back outside the turns (`releaseOwned`) has changed the pool since.
+ * So one reserving in rounds reads the pool once, and a batch's passes read a busy pool about
+ * half as often as one read each. Only an optimization: passes of other instances still race,
+ * and every write stays conditional on what the pass read (a lost race reads again).
  */
 /** A pool's state, and when (`performance.now()`) the request that returned it was sent. */
 export interface PoolStateSeen {
@@ -43,6 +43,11 @@ export class PoolTurns {
   /** Records the state of `pool` as turn `turn` leaves it. */
   leave(pool: string, turn: number, seen: PoolStateSeen): void {
     this.#left.set(pool, { turn, state: seen });
+  }
+
+  /** Drops the state a turn left: a write outside the turns (a give-back) is about to change the pool. */
+  forget(pool: string): void {
+    this.#left.delete(pool);
   }
 
   /**

@@ -140,7 +140,7 @@ export async function scheduleRun(
       const holders = await deps.store.getTaskInstances(
         Object.values(head.taskSlots.holders).flatMap((holder) => keyOfHolder(holder.id) ?? []),
       );
-      await releaseStaleSlots(deps, head, holders, passId);
+      await releaseStaleSlots(deps, head, holders, passId, context.poolTurns);
     }
     deps.readiness?.delete(readinessKey(run));
     return;
@@ -181,7 +181,7 @@ export async function scheduleRun(
     run.startDate !== null &&
     nowMs >= Date.parse(run.startDate) + dag.dagRunTimeoutMs
   ) {
-    await timeOutRun(deps, run, dag, dag.dagRunTimeoutMs, nowMs, passId);
+    await timeOutRun(deps, run, dag, dag.dagRunTimeoutMs, nowMs, passId, context.poolTurns);
     return;
   }
   const poolStates = new Map<string, SlotPoolState>();
@@ -220,7 +220,7 @@ export async function scheduleRun(
   if (reconciled.resend.length > 0) await sendWorkloads(deps, run, reconciled.resend, dag);
   const taskInstances = view.taskInstances.map((ti) => view.fresh.get(taskHolderId(ti)) ?? ti);
   if (paused) {
-    await releaseStaleSlots(deps, head, taskInstances, passId);
+    await releaseStaleSlots(deps, head, taskInstances, passId, context.poolTurns);
     if ((await writeBackSummary(deps.store, run, view.summary, view.fresh.values())) === 'lost')
       await again();
     return;
@@ -263,6 +263,7 @@ async function timeOutRun(
   timeoutMs: number,
   nowMs: number,
   passId: string,
+  turns: PoolTurns,
 ): Promise<void> {
   const snapshot = await deps.store.getRunSnapshot(run);
   if (!snapshot) return;
@@ -307,7 +308,7 @@ async function timeOutRun(
     errorMessage: message,
     errorType: 'dagrun_timeout',
   });
-  await releaseStaleSlots(deps, after, after.taskInstances, passId);
+  await releaseStaleSlots(deps, after, after.taskInstances, passId, turns);
 }
 
 /** Materializes the callbacks these TIs owe; a failure leaves them to the tick's sweep. */
@@ -441,7 +442,15 @@ async function evaluate(
     ready: evaluation.ready.length,
     starving: starving.length + unread,
   });
-  const queued = await queueTaskInstances(deps, run, dag, reservation.admitted, nowMs, passId);
+  const queued = await queueTaskInstances(
+    deps,
+    run,
+    dag,
+    reservation.admitted,
+    nowMs,
+    passId,
+    context.poolTurns,
+  );
   for (const ti of queued) view.fresh.set(taskHolderId(ti), ti);
   const admittedAll = reservation.admitted.length === candidates.length;
   // Ready TIs this pass did not read although slots were free (over its read limit): another pass.
@@ -472,6 +481,7 @@ async function releaseStaleSlots(
   snapshot: RunHead,
   taskInstances: readonly TaskInstance[],
   passId: string,
+  turns: PoolTurns,
 ): Promise<void> {
   if (Object.keys(snapshot.taskSlots.holders).length === 0) return;
   const review = reviewRunHolders(
@@ -492,6 +502,8 @@ async function releaseStaleSlots(
     release,
     maxToAdmit: 0,
     graceMs: deps.settings.heartbeatTimeoutMs,
+    // In the batch's turns, as every pass's pool writes are.
+    turns,
   });
 }
 
@@ -530,6 +542,7 @@ async function deferAtStart(
   tis: TaskInstance[],
   nowMs: number,
   passId: string,
+  turns: PoolTurns,
 ): Promise<void> {
   const nowIso = new Date(nowMs).toISOString();
   await mapConcurrently(tis, WRITE_CONCURRENCY, async (ti) => {
@@ -593,6 +606,7 @@ async function deferAtStart(
       { ref: runTasksRef(run), id: nextHolderId(ti), passId },
       { ref: poolRef(ti.pool), id: nextHolderId(ti), passId },
     ]),
+    turns,
   );
 }
 
@@ -609,6 +623,7 @@ async function queueTaskInstances(
   admitted: TaskInstance[],
   nowMs: number,
   passId: string,
+  turns: PoolTurns,
 ): Promise<TaskInstance[]> {
   const queuedAt = new Date(nowMs).toISOString();
   const written: TaskInstance[] = [];
@@ -616,7 +631,7 @@ async function queueTaskInstances(
     isResuming(ti) ? undefined : dag.tasks.find((task) => task.taskId === ti.taskId)?.startTrigger;
   const inTrigger = admitted.filter((ti) => startTriggerOf(ti) !== undefined);
   if (inTrigger.length > 0) {
-    await deferAtStart(deps, run, dag, inTrigger, nowMs, passId);
+    await deferAtStart(deps, run, dag, inTrigger, nowMs, passId, turns);
     admitted = admitted.filter((ti) => startTriggerOf(ti) === undefined);
   }
   for (let start = 0; start < admitted.length; start += WRITE_CONCURRENCY) {
@@ -657,6 +672,7 @@ async function queueTaskInstances(
           { ref: runTasksRef(run), id: nextHolderId(ti), passId },
           { ref: poolRef(ti.pool), id: nextHolderId(ti), passId },
         ]),
+        turns,
       );
     }
     deps.metrics.increment('ti.scheduled', queued.length);

@@ -326,6 +326,7 @@ async function reserveRound(deps: SlotDeps, input: ReservationInput): Promise<Re
     await releaseOwned(
       deps,
       [...tis].map((ti) => ({ ref: poolRef(ti.pool), id: nextHolderId(ti), passId: input.passId })),
+      input.turns,
     ).catch(() => undefined);
   };
   for (const pool of [...pools].sort()) {
@@ -368,6 +369,7 @@ async function reserveRound(deps: SlotDeps, input: ReservationInput): Promise<Re
       id: nextHolderId(ti),
       passId: input.passId,
     })),
+    input.turns,
   );
   return { admitted, starving, nudge, ...(incomplete ? { incomplete } : {}) };
 }
@@ -612,6 +614,8 @@ export async function fence(deps: { store: TaskInstanceStore }, ti: TaskInstance
 export async function releaseOwned(
   deps: SlotDeps,
   holders: readonly { ref: SlotPoolRef; id: string; passId: string }[],
+  /** The batch's turns: a pool given back to outside them no longer matches the state a turn left. */
+  turns?: PoolTurns,
 ): Promise<void> {
   const byRef = new Map<string, { ref: SlotPoolRef; items: { id: string; passId: string }[] }>();
   for (const holder of holders) {
@@ -627,6 +631,7 @@ export async function releaseOwned(
     })),
   );
   for (const { ref, items } of chunks) {
+    if (ref.kind === 'pool') turns?.forget(ref.pool);
     for (let attempt = 1; attempt <= UPDATE_ATTEMPTS; attempt += 1) {
       const state = await deps.store.getSlotPool(ref);
       const release = items.flatMap((h) => {

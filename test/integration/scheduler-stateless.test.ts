@@ -1,6 +1,9 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { DagRunKey } from '#core/models.ts';
 import { handleSchedulingMessages, runSchedulerTick } from '#engine/entrypoints.ts';
+import { silentLogger } from '#engine/logger.ts';
+import { PoolTurns } from '#engine/pool-turns.ts';
+import { releaseOwned } from '#engine/slots.ts';
 import { dag } from '#sdk/index.ts';
 import { ConditionFailedError } from '#store/errors.ts';
 import type { SlotPoolChange, SlotPoolRef } from '#store/port.ts';
@@ -143,6 +146,25 @@ describe('Stateless scheduler: pools', () => {
     expect(retry).toEqual([]);
     expect(await queuedCount(runs)).toBe(6);
     expect(reads).toBe(1);
+  });
+
+  it('forgets the state a turn left once a pass gives slots back outside the turns', async () => {
+    const ref: SlotPoolRef = { kind: 'pool', pool: 'pair' };
+    const holder = { id: 'x#r#t0#-1#1', slots: 1, tryNumber: 1, passId: 'p1', at: new Date().toISOString() };
+    const state = await h.store.updateSlotPool(ref, { size: 2, acquire: [holder], release: [] });
+    const turns = new PoolTurns();
+    await turns.take('pair', async (turn) => turns.leave('pair', turn, { state, sentAt: 0 }));
+
+    await releaseOwned(
+      { store: h.store, settings: { pools: { pair: 2 } }, log: silentLogger },
+      [{ ref, id: holder.id, passId: 'p1' }],
+      turns,
+    );
+
+    expect((await h.store.getSlotPool(ref)).used).toBe(0);
+    await turns.take('pair', async (turn) => {
+      expect(turns.leftBefore('pair', turn, 0)).toBeUndefined();
+    });
   });
 
   it('reads the pool once in a pass that reserves in rounds', async () => {

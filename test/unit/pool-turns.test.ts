@@ -57,6 +57,15 @@ describe('PoolTurns.leave', () => {
     expect(turns.leftBefore('b', 1, 0)).toBeUndefined();
   });
 
+  it('hands none once a give-back outside the turns forgot it', async () => {
+    const turns = new PoolTurns();
+    await turns.take('a', async (turn) => turns.leave('a', turn, seen(1, 10)));
+    turns.forget('a');
+    await turns.take('a', async (turn) => {
+      expect(turns.leftBefore('a', turn, 0)).toBeUndefined();
+    });
+  });
+
   it('hands none produced by a request sent before the given time (the pass read its head later)', async () => {
     const turns = new PoolTurns();
     await turns.take('a', async (turn) => turns.leave('a', turn, seen(1, 10)));
