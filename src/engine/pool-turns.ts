@@ -45,9 +45,14 @@ export class PoolTurns {
     this.#left.set(pool, { turn, state: seen });
   }
 
-  /** Drops the state a turn left: a write outside the turns (a give-back) is about to change the pool. */
+  /**
+   * A write outside the turns (a give-back) is changing the pool: the state the last turn left is
+   * dropped, and the turn count moves on, so every state read or left before now counts as stale
+   * (`asOf` and `leftBefore` compare turn numbers). Called before such a write and after it.
+   */
   forget(pool: string): void {
     this.#left.delete(pool);
+    this.#turns.set(pool, this.turn(pool) + 1);
   }
 
   /**

@@ -632,19 +632,32 @@ export async function releaseOwned(
   );
   for (const { ref, items } of chunks) {
     if (ref.kind === 'pool') turns?.forget(ref.pool);
-    for (let attempt = 1; attempt <= UPDATE_ATTEMPTS; attempt += 1) {
-      const state = await deps.store.getSlotPool(ref);
-      const release = items.flatMap((h) => {
-        const held = state.holders[h.id];
-        return held?.passId === h.passId ? [{ ...h, slots: held.slots }] : [];
-      });
-      if (release.length === 0) break;
-      try {
-        await deps.store.updateSlotPool(ref, { size: 0, acquire: [], release });
-        break;
-      } catch (error) {
-        if (!(error instanceof ConditionFailedError)) throw error;
-      }
+    try {
+      await releaseChunk(deps, ref, items);
+    } finally {
+      // Also what was read or left while the write was on its way is stale now.
+      if (ref.kind === 'pool') turns?.forget(ref.pool);
+    }
+  }
+}
+
+async function releaseChunk(
+  deps: SlotDeps,
+  ref: SlotPoolRef,
+  items: readonly { id: string; passId: string }[],
+): Promise<void> {
+  for (let attempt = 1; attempt <= UPDATE_ATTEMPTS; attempt += 1) {
+    const state = await deps.store.getSlotPool(ref);
+    const release = items.flatMap((h) => {
+      const held = state.holders[h.id];
+      return held?.passId === h.passId ? [{ ...h, slots: held.slots }] : [];
+    });
+    if (release.length === 0) return;
+    try {
+      await deps.store.updateSlotPool(ref, { size: 0, acquire: [], release });
+      return;
+    } catch (error) {
+      if (!(error instanceof ConditionFailedError)) throw error;
     }
   }
 }
