@@ -1,6 +1,6 @@
 import type { DagRun, DagRunKey } from '#core/models.ts';
 import type { SerializedDag } from '#core/serialized-dag.ts';
-import type { DagVersionKey, Store } from '#store/port.ts';
+import type { DagVersionKey, ItemRead, RunsWithVersions, Store } from '#store/port.ts';
 
 /** Runs kept at most; the oldest entry goes first. */
 const RUN_CACHE_SIZE = 10_000;
@@ -48,9 +48,9 @@ function cacheKeyOf(key: DagRunKey): string {
 /**
  * Runs and DAG versions asked for in one turn of the event loop, read together: one request for
  * the start calls of a batch, which are served side by side and each need their run and its DAG
- * version. When that request fails, each call reads its own alone, so one bad item fails only
- * the calls that need it. Only a way to read; what is read is kept by the caches (`RunCache`,
- * `DagVersionCache`).
+ * version. An item that cannot be decoded fails only the calls that need it; a failed request
+ * fails them all (each is retried by its worker). Only a way to read; what is read is kept by the
+ * caches (`RunCache`, `DagVersionCache`).
  */
 export class RunReads {
   readonly #store: Pick<Store, 'getDagRunsWithDagVersions'>;
@@ -65,21 +65,14 @@ export class RunReads {
     const gathering = this.#open ?? this.#gather();
     gathering.runs.set(cacheKeyOf(run), { dagId: run.dagId, runId: run.runId });
     if (version) gathering.versions.set(`${version.dagId}\u0000${version.versionHash}`, version);
-    let read: Awaited<Gathering['result']>;
-    try {
-      read = await gathering.result;
-    } catch (error) {
-      // Another call's run or version may have failed the request: this call's alone.
-      if (gathering.runs.size + gathering.versions.size <= 1 + (version ? 1 : 0)) throw error;
-      read = await this.#store.getDagRunsWithDagVersions(
-        [{ dagId: run.dagId, runId: run.runId }],
-        version ? [version] : [],
-      );
-    }
-    const found = read.runs.find((each) => each.dagId === run.dagId && each.runId === run.runId);
+    const read = await gathering.result;
+    const found = readValue(read.runs.find((each) => each.dagId === run.dagId && each.runId === run.runId));
     const dag = version
-      ? read.versions.find((each) => each.dagId === version.dagId && each.versionHash === version.versionHash)
-          ?.dag
+      ? readValue(
+          read.versions.find(
+            (each) => each.dagId === version.dagId && each.versionHash === version.versionHash,
+          ),
+        )
       : undefined;
     return { ...(found ? { run: found } : {}), ...(dag ? { dag } : {}) };
   }
@@ -102,8 +95,15 @@ export class RunReads {
   }
 }
 
+/** The value read, undefined when absent; thrown when its item could not be decoded. */
+function readValue<Value>(read: ItemRead<object, Value> | undefined): Value | undefined {
+  if (read === undefined) return undefined;
+  if ('error' in read) throw read.error;
+  return read.value;
+}
+
 interface Gathering {
   runs: Map<string, DagRunKey>;
   versions: Map<string, DagVersionKey>;
-  result: Promise<Awaited<ReturnType<Store['getDagRunsWithDagVersions']>>>;
+  result: Promise<RunsWithVersions>;
 }

@@ -30,6 +30,7 @@ import type {
   ReconcileCursor,
   RunHead,
   RunSnapshot,
+  RunsWithVersions,
   RunTransitionOptions,
   SlotPoolChange,
   SlotPoolRef,
@@ -127,7 +128,7 @@ export class DynamoStore implements Store {
   getDagRunsWithDagVersions(
     runs: readonly DagRunKey[],
     versions: readonly DagVersionKey[],
-  ): Promise<{ runs: DagRun[]; versions: (DagVersionKey & { dag: SerializedDag })[] }> {
+  ): Promise<RunsWithVersions> {
     return this.#runs.getDagRunsWithDagVersions(runs, versions);
   }
   getRunSnapshot(key: DagRunKey): Promise<RunSnapshot | undefined> {

@@ -194,6 +194,15 @@ export interface DagVersionKey {
   versionHash: string;
 }
 
+/** One item of a read of several: its value, or why its stored item could not be decoded. */
+export type ItemRead<Key, Value> = Key & ({ value: Value } | { error: Error });
+
+/** What `getDagRunsWithDagVersions` returns. */
+export interface RunsWithVersions {
+  runs: ItemRead<DagRunKey, DagRun>[];
+  versions: ItemRead<DagVersionKey, SerializedDag>[];
+}
+
 /** DAG runs. */
 export interface RunStore {
   /**
@@ -204,12 +213,13 @@ export interface RunStore {
   getDagRun(key: DagRunKey): Promise<DagRun | undefined>;
   /**
    * Runs and versions of their DAGs read together: one BatchGetItem per 100 keys. Those that do
-   * not exist are left out.
+   * not exist are left out; one whose stored item cannot be decoded comes back as its error, so
+   * it fails only the caller that needs it.
    */
   getDagRunsWithDagVersions(
     runs: readonly DagRunKey[],
     versions: readonly DagVersionKey[],
-  ): Promise<{ runs: DagRun[]; versions: (DagVersionKey & { dag: SerializedDag })[] }>;
+  ): Promise<RunsWithVersions>;
   /** A run with its unmapped task instances and its task slots: one consistent query of the run partition. */
   getRunSnapshot(key: DagRunKey): Promise<RunSnapshot | undefined>;
   /** The run, its task slots and its summary, without its TIs: one query of a few items, whatever the run's size. */

@@ -1,7 +1,6 @@
 import type { QueryCommandInput } from '@aws-sdk/lib-dynamodb';
 import { type DagRun, type DagRunKey, formatTaskInstanceKey, type TaskInstance } from '#core/models.ts';
 import { type RunSummary, type SummaryEntry, summaryOf } from '#core/run-summary.ts';
-import type { SerializedDag } from '#core/serialized-dag.ts';
 import type { DagRunState } from '#core/states.ts';
 import { batchGetAll } from './batch.ts';
 import { type DynamoDagStore, itemToSerializedDag } from './dag-store.ts';
@@ -48,11 +47,13 @@ import type {
   DagRunChanges,
   DagRunExpectation,
   DagVersionKey,
+  ItemRead,
   Page,
   PageRequest,
   RunHead,
   RunSnapshot,
   RunStore,
+  RunsWithVersions,
   RunTransitionOptions,
   SlotPoolState,
 } from './port.ts';
@@ -132,20 +133,22 @@ export class DynamoRunStore implements RunStore {
   async getDagRunsWithDagVersions(
     runs: readonly DagRunKey[],
     versions: readonly DagVersionKey[],
-  ): Promise<{ runs: DagRun[]; versions: (DagVersionKey & { dag: SerializedDag })[] }> {
+  ): Promise<RunsWithVersions> {
     const runKeys = runs.map(dagRunKey);
     const versionKeys = versions.map((version) => serializedDagKey(version.dagId, version.versionHash));
     const items = await batchGetAll(this.#table.client, this.#table.tableName, [...runKeys, ...versionKeys]);
     const byKey = new Map(items.map((item) => [`${item.pk}\u0000${item.sk}`, item]));
     const found = (wanted: Item) => byKey.get(`${wanted.pk}\u0000${wanted.sk}`);
     return {
-      runs: runKeys.flatMap((key) => {
-        const item = found(key);
-        return item ? [itemToDagRun(item)] : [];
+      runs: runs.flatMap((run, index) => {
+        const item = found(runKeys[index] as Item);
+        const key = { dagId: run.dagId, runId: run.runId };
+        return item ? [decoded(key, () => itemToDagRun(item))] : [];
       }),
       versions: versions.flatMap((version, index) => {
         const item = found(versionKeys[index] as Item);
-        return item ? [{ ...version, dag: itemToSerializedDag(item) }] : [];
+        const key = { dagId: version.dagId, versionHash: version.versionHash };
+        return item ? [decoded(key, () => itemToSerializedDag(item))] : [];
       }),
     };
   }
@@ -339,5 +342,14 @@ export class DynamoRunStore implements RunStore {
       (error) => new NotFoundError(`DAG run ${key.dagId}/${key.runId} does not exist`, { cause: error }),
     );
     return itemToDagRun(item);
+  }
+}
+
+/** An item of a read of several, decoded: a failure stays with its item. */
+function decoded<Key extends object, Value>(key: Key, decode: () => Value): ItemRead<Key, Value> {
+  try {
+    return { ...key, value: decode() };
+  } catch (error) {
+    return { ...key, error: error instanceof Error ? error : new Error(String(error)) };
   }
 }

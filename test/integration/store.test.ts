@@ -260,19 +260,53 @@ describe('DynamoStore DAG runs', () => {
     const key = { dagId: 'etl', runId: 'manual__1' };
     const version = { dagId: 'etl', versionHash: 'hash-1' };
     expect(await store.getDagRunsWithDagVersions([key], [version])).toEqual({
-      runs: [run],
-      versions: [{ ...version, dag }],
+      runs: [{ ...key, value: run }],
+      versions: [{ ...version, value: dag }],
     });
     expect(
       await store.getDagRunsWithDagVersions(
         [key, { dagId: 'etl', runId: 'other' }, { dagId: 'etl', runId: 'manual__2' }],
         [{ dagId: 'etl', versionHash: 'nope' }],
       ),
-    ).toEqual({ runs: [run, second], versions: [] });
+    ).toEqual({
+      runs: [
+        { ...key, value: run },
+        { dagId: 'etl', runId: 'manual__2', value: second },
+      ],
+      versions: [],
+    });
     expect(await store.getDagRunsWithDagVersions([], [version])).toEqual({
       runs: [],
-      versions: [{ ...version, dag }],
+      versions: [{ ...version, value: dag }],
     });
+  });
+
+  it('gives back an item that cannot be decoded as its error, and the others as read', async () => {
+    const tableName = await harness.newTable();
+    const store = harness.storeOn(tableName);
+    const run = dagRun('etl', 'manual__1');
+    await store.createDagRun(run, []);
+    await store.putSerializedDag('hash-1', serializedDag('etl', ['extract']));
+    // A version item whose compressed body is not gzip.
+    await harness.documentClient.send(
+      new PutCommand({
+        TableName: tableName,
+        Item: { ...serializedDagKey('etl', 'hash-2'), serializedGzip: new Uint8Array([1, 2, 3]) },
+      }),
+    );
+    const key = { dagId: 'etl', runId: 'manual__1' };
+    const read = await store.getDagRunsWithDagVersions(
+      [key],
+      [
+        { dagId: 'etl', versionHash: 'hash-1' },
+        { dagId: 'etl', versionHash: 'hash-2' },
+      ],
+    );
+    expect(read.runs).toEqual([{ ...key, value: run }]);
+    expect(read.versions.map((version) => ('value' in version ? 'value' : 'error'))).toEqual([
+      'value',
+      'error',
+    ]);
   });
 
   it('refuses a second run with the same id and leaves the first untouched', async () => {

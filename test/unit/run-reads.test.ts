@@ -2,18 +2,25 @@ import { describe, expect, it, vi } from 'vitest';
 import type { DagRun, DagRunKey } from '#core/models.ts';
 import type { SerializedDag } from '#core/serialized-dag.ts';
 import { RunReads } from '#engine/run-cache.ts';
-import type { DagVersionKey } from '#store/port.ts';
+import type { DagVersionKey, RunsWithVersions } from '#store/port.ts';
 
 const runOf = (runId: string) => ({ dagId: 'd', runId, dagVersion: 'v1' }) as unknown as DagRun;
 const dag = { dagId: 'd' } as unknown as SerializedDag;
 
+/** Runs named `missing` do not exist; one named `broken` is stored but cannot be decoded. */
 function fakeStore(fail = false) {
   const getDagRunsWithDagVersions = vi.fn(
-    async (runs: readonly DagRunKey[], versions: readonly DagVersionKey[]) => {
+    async (runs: readonly DagRunKey[], versions: readonly DagVersionKey[]): Promise<RunsWithVersions> => {
       if (fail) throw new Error('throttled');
       return {
-        runs: runs.filter((run) => run.runId !== 'missing').map((run) => runOf(run.runId)),
-        versions: versions.map((version) => ({ ...version, dag })),
+        runs: runs
+          .filter((run) => run.runId !== 'missing')
+          .map((run) =>
+            run.runId === 'broken'
+              ? { ...run, error: new Error('cannot decode the item') }
+              : { ...run, value: runOf(run.runId) },
+          ),
+        versions: versions.map((version) => ({ ...version, value: dag })),
       };
     },
   );
@@ -52,22 +59,8 @@ describe('RunReads', () => {
     expect(store.getDagRunsWithDagVersions).toHaveBeenCalledTimes(2);
   });
 
-  it("fails each caller's read when the request fails", async () => {
-    const reads = new RunReads(fakeStore(true));
-    const results = await Promise.allSettled([
-      reads.read({ dagId: 'd', runId: 'a' }),
-      reads.read({ dagId: 'd', runId: 'b' }),
-    ]);
-    expect(results.map((result) => result.status)).toEqual(['rejected', 'rejected']);
-  });
-
-  it('reads each call alone when the shared request fails: only the call whose item fails it fails', async () => {
+  it('fails only the call whose item cannot be decoded, in one request', async () => {
     const store = fakeStore();
-    const real = store.getDagRunsWithDagVersions.getMockImplementation()!;
-    store.getDagRunsWithDagVersions.mockImplementation(async (runs, versions) => {
-      if (runs.some((run) => run.runId === 'broken')) throw new Error('cannot parse the item');
-      return real(runs, versions);
-    });
     const reads = new RunReads(store);
     const results = await Promise.allSettled([
       reads.read({ dagId: 'd', runId: 'a' }),
@@ -75,7 +68,18 @@ describe('RunReads', () => {
     ]);
     expect(results.map((result) => result.status)).toEqual(['fulfilled', 'rejected']);
     expect(results[0]).toMatchObject({ value: { run: runOf('a') } });
-    // The shared request, then each call's own.
-    expect(store.getDagRunsWithDagVersions).toHaveBeenCalledTimes(3);
+    expect(results[1]).toMatchObject({ reason: new Error('cannot decode the item') });
+    expect(store.getDagRunsWithDagVersions).toHaveBeenCalledTimes(1);
+  });
+
+  it("fails each caller's read when the request fails, with no further requests", async () => {
+    const store = fakeStore(true);
+    const reads = new RunReads(store);
+    const results = await Promise.allSettled([
+      reads.read({ dagId: 'd', runId: 'a' }),
+      reads.read({ dagId: 'd', runId: 'b' }),
+    ]);
+    expect(results.map((result) => result.status)).toEqual(['rejected', 'rejected']);
+    expect(store.getDagRunsWithDagVersions).toHaveBeenCalledTimes(1);
   });
 });
