@@ -13,7 +13,7 @@ export interface UpdraftSchedulerProps {
   readonly memorySize: number;
   /** Period of the tick: due runs, reconciliation, deadlines (EventBridge allows one minute or more). */
   readonly tickInterval: Duration;
-  /** Scheduling requests handled by one invocation (1–10). */
+  /** Scheduling requests handled by one invocation at most (1–10 without a batching window of a second or more, 1–10,000 with one). */
   readonly batchSize: number;
   /** How long the event source gathers requests before invoking with fewer than a full batch. */
   readonly maxBatchingWindow: Duration;
@@ -27,16 +27,17 @@ export class SchedulerConfigurationError extends Error {
   override name = 'SchedulerConfigurationError';
 }
 
+/** SQS event source limits (AWS Lambda): batch sizes without a batching window of 1 s or more and with one, and the longest window. */
+const MAX_BATCH_WITHOUT_WINDOW = 10;
+const MAX_BATCH_WITH_WINDOW = 10_000;
+const MAX_BATCHING_WINDOW_SECONDS = 300;
+
 /**
  * The scheduler: one Lambda function invoked two ways. An EventBridge rule sends the periodic
  * tick (new runs due by their schedules, timeouts, zombies, deadlines), and the scheduling-request
  * queue brings event-driven passes after each task state change, so downstream tasks start
  * without waiting for a tick.
  */
-/** SQS event source batch limits (AWS Lambda): without a batching window, and with one of 1 s or more. */
-const MAX_BATCH_WITHOUT_WINDOW = 10;
-const MAX_BATCH_WITH_WINDOW = 10_000;
-
 export class UpdraftScheduler extends Construct {
   readonly function: NodejsFunction;
   readonly tickRule: Rule;
@@ -44,6 +45,15 @@ export class UpdraftScheduler extends Construct {
   constructor(scope: Construct, id: string, props: UpdraftSchedulerProps) {
     super(scope, id);
     const windowSeconds = props.maxBatchingWindow.toMilliseconds() / 1000;
+    if (
+      !Number.isInteger(windowSeconds) ||
+      windowSeconds < 0 ||
+      windowSeconds > MAX_BATCHING_WINDOW_SECONDS
+    ) {
+      throw new SchedulerConfigurationError(
+        `scheduler.maxBatchingWindow ${props.maxBatchingWindow.toHumanString()} is not a whole number of seconds from 0 to ${MAX_BATCHING_WINDOW_SECONDS} (what an SQS event source takes)`,
+      );
+    }
     const largest = windowSeconds >= 1 ? MAX_BATCH_WITH_WINDOW : MAX_BATCH_WITHOUT_WINDOW;
     if (!Number.isInteger(props.batchSize) || props.batchSize < 1 || props.batchSize > largest) {
       throw new SchedulerConfigurationError(

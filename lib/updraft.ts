@@ -80,9 +80,9 @@ export interface UpdraftProps {
   readonly scheduler?: FunctionSettings & {
     /** Period of the tick, whole minutes (default one minute). */
     readonly tickInterval?: Duration;
-    /** Scheduling requests one invocation takes at most (default 100; 10 without a batching window). */
+    /** Scheduling requests one invocation takes at most (default 100; 10 with a window under a second). */
     readonly batchSize?: number;
-    /** How long the event source gathers requests before invoking with fewer (default one second). */
+    /** How long the event source gathers requests before invoking with fewer (default one second; whole seconds, 0 to 300). */
     readonly maxBatchingWindow?: Duration;
     readonly maxConcurrency?: number;
   };

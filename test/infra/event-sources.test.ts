@@ -165,6 +165,16 @@ describe('event source options', () => {
     },
   );
 
+  it.each([
+    [Duration.millis(500), '500 millis'],
+    [Duration.millis(1500), '1 second 500 millis'],
+    [Duration.seconds(301), '5 minutes 1 second'],
+  ])('refuses a scheduler batching window of %s, naming the setting and its range', (window, shown) => {
+    expect(() => synthesizeTemplate(testStackProps({ scheduler: { maxBatchingWindow: window } }))).toThrow(
+      `scheduler.maxBatchingWindow ${shown} is not a whole number of seconds from 0 to 300`,
+    );
+  });
+
   it('takes a scheduler batch size just under the limits', () => {
     for (const [batchSize, window] of [
       [10, 0],
