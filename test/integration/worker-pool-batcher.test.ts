@@ -1,5 +1,4 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import type { TaskWorkload } from '#contracts/messages.ts';
 import { silentLogger } from '#engine/logger.ts';
 import { MetricsRegistry } from '#metrics/registry.ts';
 import { createInMemoryQueues, type InMemoryQueues } from '#queue/memory.ts';
@@ -7,22 +6,13 @@ import { ExecutionBatcher } from '#worker/execution-batcher.ts';
 import { ExecutionClient } from '#worker/execution-client.ts';
 import type { TaskExecutor } from '#worker/executor.ts';
 import { WorkerPool } from '#worker/pool.ts';
-import { startedTaskFixture } from '../unit/helpers/worker-fakes.ts';
+import { startedTaskFixture, taskWorkloadFixture } from '../unit/helpers/worker-fakes.ts';
 
 let queues: InMemoryQueues | undefined;
 let pool: WorkerPool | undefined;
 afterEach(async () => {
   await pool?.stop();
   queues?.close();
-});
-
-const workload = (taskId: string): TaskWorkload => ({
-  type: 'execute_task',
-  ti: { dag_id: 'd', run_id: 'r', task_id: taskId, map_index: -1 },
-  try_number: 1,
-  token: 'token',
-  fileloc: 'd.ts',
-  dag_version: 'v',
 });
 
 /** The pool and a batcher wired as standalone's Lambda shape wires them (services.ts). */
@@ -78,7 +68,7 @@ describe('WorkerPool with an ExecutionBatcher', () => {
     });
     running = () => pool!.runningCount;
     await queues.queues.tasks_default.send(
-      ['a', 'b', 'c', 'd'].map((t) => ({ body: JSON.stringify(workload(t)) })),
+      ['a', 'b', 'c', 'd'].map((t) => ({ body: JSON.stringify(taskWorkloadFixture(t)) })),
     );
     pool.start();
     const deadline = Date.now() + 5_000;

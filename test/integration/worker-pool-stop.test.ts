@@ -1,13 +1,12 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import type { StartedTask } from '#contracts/execution-api.ts';
-import type { TaskWorkload } from '#contracts/messages.ts';
 import { silentLogger } from '#engine/logger.ts';
 import { MetricsRegistry } from '#metrics/registry.ts';
 import { createInMemoryQueues, type InMemoryQueues } from '#queue/memory.ts';
 import { ExecutionClient } from '#worker/execution-client.ts';
 import type { TaskExecutor } from '#worker/executor.ts';
 import { WorkerPool } from '#worker/pool.ts';
-import { startedTaskFixture } from '../unit/helpers/worker-fakes.ts';
+import { startedTaskFixture, taskWorkloadFixture } from '../unit/helpers/worker-fakes.ts';
 
 /** Graceful stop of the worker pool while a start call is in flight (real timers, fake API). */
 
@@ -20,14 +19,7 @@ afterEach(() => {
   queues?.close();
 });
 
-const workload: TaskWorkload = {
-  type: 'execute_task',
-  ti: { dag_id: 'd', run_id: 'r', task_id: 't', map_index: -1 },
-  try_number: 1,
-  token: 'token',
-  fileloc: 'd.ts',
-  dag_version: 'v',
-};
+const workload = taskWorkloadFixture();
 
 describe('WorkerPool.stop while a start is in flight', () => {
   it('is bounded by the grace (plus the cancel grace), and starts no task once stopping', async () => {

@@ -1,5 +1,5 @@
 import type { StartedTask } from '#contracts/execution-api.ts';
-import type { CallbackWorkload } from '#contracts/messages.ts';
+import type { CallbackWorkload, TaskWorkload } from '#contracts/messages.ts';
 import type { Logger } from '#engine/logger.ts';
 import type { WorkerClock } from '#worker/clock.ts';
 import type { TaskRunContext } from '#worker/protocol.ts';
@@ -118,6 +118,18 @@ export function taskRunContextFixture(dagId: string, taskId: string): TaskRunCon
     dataIntervalEnd: null,
     params: {},
     conf: {},
+  };
+}
+
+/** A task workload for try 1 of task `taskId` of run d/r. */
+export function taskWorkloadFixture(taskId = 't'): TaskWorkload {
+  return {
+    type: 'execute_task',
+    ti: { dag_id: 'd', run_id: 'r', task_id: taskId, map_index: -1 },
+    try_number: 1,
+    token: 'token',
+    fileloc: 'd.ts',
+    dag_version: 'v',
   };
 }
 
