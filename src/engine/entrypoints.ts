@@ -116,7 +116,7 @@ export async function runSchedulerTick(
     records.push(...page.items);
     dagCursor = page.nextCursor;
   } while (dagCursor);
-  for (const record of records) context.dagRecords.set(record.dagId, record);
+  for (const record of records) context.dagRecords.set(record.dagId, Promise.resolve(record));
   await createDueRuns(deps, records);
 
   const { cursor, version } = await deps.store.getReconcileCursor();

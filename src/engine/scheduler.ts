@@ -81,9 +81,8 @@ export interface EngineDeps {
 
 /** Caches shared by the passes of one call (one batch of requests, one tick). */
 export interface PassContext {
-  dagRecords: Map<string, DagRecord | undefined>;
-  /** DAG records being read: the passes running side by side share one read. */
-  dagRecordReads: Map<string, Promise<DagRecord | undefined>>;
+  /** DAG records read or being read: the passes running side by side share one read. */
+  dagRecords: Map<string, Promise<DagRecord | undefined>>;
   poolWarnings: PoolWarnings;
   /** The passes of one batch take turns on each pool (see PoolTurns). */
   poolTurns: PoolTurns;
@@ -92,7 +91,6 @@ export interface PassContext {
 export function newPassContext(deps: Pick<EngineDeps, 'settings' | 'log'>): PassContext {
   return {
     dagRecords: new Map(),
-    dagRecordReads: new Map(),
     poolWarnings: new PoolWarnings(deps),
     poolTurns: new PoolTurns(),
   };
@@ -507,17 +505,14 @@ async function releaseStaleSlots(
   });
 }
 
-async function dagRecordOf(deps: EngineDeps, context: PassContext, dagId: string) {
-  if (context.dagRecords.has(dagId)) return context.dagRecords.get(dagId);
-  let reading = context.dagRecordReads.get(dagId);
-  if (!reading) {
-    reading = deps.store.getDag(dagId);
-    context.dagRecordReads.set(dagId, reading);
+function dagRecordOf(deps: EngineDeps, context: PassContext, dagId: string) {
+  let record = context.dagRecords.get(dagId);
+  if (!record) {
+    record = deps.store.getDag(dagId);
+    context.dagRecords.set(dagId, record);
     // A failed read is not shared: the next pass reads again.
-    reading.catch(() => context.dagRecordReads.delete(dagId));
+    record.catch(() => context.dagRecords.delete(dagId));
   }
-  const record = await reading;
-  context.dagRecords.set(dagId, record);
   return record;
 }
 
