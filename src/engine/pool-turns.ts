@@ -28,7 +28,7 @@ export interface PoolStateSeen {
 export class PoolTurns {
   readonly #tails = new Map<string, Promise<unknown>>();
   readonly #turns = new Map<string, number>();
-  readonly #left = new Map<string, { turn: number; state: PoolStateSeen }>();
+  readonly #left = new Map<string, { turn: number; seen: PoolStateSeen }>();
 
   /** The number of the last turn begun on `pool` (0 before the first). */
   turn(pool: string): number {
@@ -42,7 +42,7 @@ export class PoolTurns {
 
   /** Records the state of `pool` as turn `turn` leaves it. */
   leave(pool: string, turn: number, seen: PoolStateSeen): void {
-    this.#left.set(pool, { turn, state: seen });
+    this.#left.set(pool, { turn, seen });
   }
 
   /**
@@ -61,7 +61,7 @@ export class PoolTurns {
    */
   leftBefore(pool: string, turn: number, notBefore: number): PoolStateSeen | undefined {
     const left = this.#left.get(pool);
-    return left?.turn === turn - 1 && left.state.sentAt >= notBefore ? left.state : undefined;
+    return left?.turn === turn - 1 && left.seen.sentAt >= notBefore ? left.seen : undefined;
   }
 
   /** Runs `work` with its turn's number once the turns taken on `pool` before it have ended. */
