@@ -13,8 +13,11 @@ export interface UpdraftSchedulerProps {
   readonly memorySize: number;
   /** Period of the tick: due runs, reconciliation, deadlines (EventBridge allows one minute or more). */
   readonly tickInterval: Duration;
-  /** Scheduling requests handled by one invocation at most (1–10 without a batching window of a second or more, 1–10,000 with one). */
-  readonly batchSize: number;
+  /**
+   * Scheduling requests handled by one invocation at most (1–10 without a batching window of a
+   * second or more, 1–10,000 with one; default 100 with such a window, else 10).
+   */
+  readonly batchSize?: number;
   /** How long the event source gathers requests before invoking with fewer than a full batch. */
   readonly maxBatchingWindow: Duration;
   /** Scheduler invocations running at once for scheduling requests (2–1000). */
@@ -31,6 +34,12 @@ export class SchedulerConfigurationError extends Error {
 const MAX_BATCH_WITHOUT_WINDOW = 10;
 const MAX_BATCH_WITH_WINDOW = 10_000;
 const MAX_BATCHING_WINDOW_SECONDS = 300;
+/**
+ * The default batch with a window, as standalone's UPDRAFT_SCHEDULER_BATCH_SIZE: under load one
+ * invocation serves each run once for up to 100 requests; the window, not the size, bounds how
+ * long a request waits.
+ */
+const DEFAULT_BATCH_WITH_WINDOW = 100;
 
 /**
  * The scheduler: one Lambda function invoked two ways. An EventBridge rule sends the periodic
@@ -54,10 +63,12 @@ export class UpdraftScheduler extends Construct {
         `scheduler.maxBatchingWindow ${props.maxBatchingWindow.toHumanString()} is not a whole number of seconds from 0 to ${MAX_BATCHING_WINDOW_SECONDS} (what an SQS event source takes)`,
       );
     }
-    const largest = windowSeconds >= 1 ? MAX_BATCH_WITH_WINDOW : MAX_BATCH_WITHOUT_WINDOW;
-    if (!Number.isInteger(props.batchSize) || props.batchSize < 1 || props.batchSize > largest) {
+    const windowed = windowSeconds >= 1;
+    const largest = windowed ? MAX_BATCH_WITH_WINDOW : MAX_BATCH_WITHOUT_WINDOW;
+    const batchSize = props.batchSize ?? (windowed ? DEFAULT_BATCH_WITH_WINDOW : MAX_BATCH_WITHOUT_WINDOW);
+    if (!Number.isInteger(batchSize) || batchSize < 1 || batchSize > largest) {
       throw new SchedulerConfigurationError(
-        `scheduler.batchSize ${JSON.stringify(props.batchSize)} is not a whole number from 1 to ${largest} (an SQS event source delivers at most ${MAX_BATCH_WITHOUT_WINDOW} messages an invocation without a batching window of at least one second, and ${MAX_BATCH_WITH_WINDOW} with one; scheduler.maxBatchingWindow is ${windowSeconds} s)`,
+        `scheduler.batchSize ${JSON.stringify(batchSize)} is not a whole number from 1 to ${largest} (an SQS event source delivers at most ${MAX_BATCH_WITHOUT_WINDOW} messages an invocation without a batching window of at least one second, and ${MAX_BATCH_WITH_WINDOW} with one; scheduler.maxBatchingWindow is ${windowSeconds} s)`,
       );
     }
     if (props.tickInterval.toSeconds() < 60 || props.tickInterval.toSeconds() % 60 !== 0) {
@@ -83,7 +94,7 @@ export class UpdraftScheduler extends Construct {
     });
     props.queues.bindConsumer(this.function, 'scheduler', {
       functionTimeout: props.timeout,
-      batchSize: props.batchSize,
+      batchSize,
       maxBatchingWindow: props.maxBatchingWindow,
       maxConcurrency: props.maxConcurrency,
     });

@@ -251,18 +251,14 @@ export class Updraft extends Construct {
     this.logs.bindReader(this.api.function);
     this.queues.bindSender(this.api.function, 'scheduler');
 
-    const schedulerWindow = props.scheduler?.maxBatchingWindow ?? Duration.seconds(1);
     this.scheduler = new UpdraftScheduler(this, 'Scheduler', {
       defaults,
       queues: this.queues,
       timeout: schedulerTimeout,
       memorySize: props.scheduler?.memorySize ?? 512,
       tickInterval,
-      // As standalone's UPDRAFT_SCHEDULER_BATCH_SIZE: under load one invocation serves each run once
-      // for up to 100 requests; the window, not the size, bounds how long a request waits. Without a
-      // window SQS hands at most 10.
-      batchSize: props.scheduler?.batchSize ?? (schedulerWindow.toMilliseconds() >= 1000 ? 100 : 10),
-      maxBatchingWindow: schedulerWindow,
+      ...(props.scheduler?.batchSize === undefined ? {} : { batchSize: props.scheduler.batchSize }),
+      maxBatchingWindow: props.scheduler?.maxBatchingWindow ?? Duration.seconds(1),
       maxConcurrency: props.scheduler?.maxConcurrency ?? 5,
       environment,
       ...(props.scheduler?.functionProps ? { functionProps: props.scheduler.functionProps } : {}),
