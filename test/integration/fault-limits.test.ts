@@ -29,6 +29,30 @@ async function queuedSlots(runs: DagRunKey[]): Promise<number> {
   return total;
 }
 
+/**
+ * DAG `one` (max_active_runs 1, one task `work`) and its run `a`, started and its task succeeded;
+ * with `finished`, a second pass has also finished the run.
+ */
+async function runOfOneAtATime(options: { finished: boolean }) {
+  const [versioned] = await h.register(dag({ id: 'one', maxActiveRuns: 1 }, (d) => d.task('work', noop)));
+  const run = await h.createRun(versioned!, { runId: 'a' });
+  await h.newScheduler().handleRequests([run]);
+  await h.succeed(tiKey(run, 'work'));
+  if (options.finished) {
+    await h.newScheduler().handleRequests([run]);
+    expect((await h.run(run)).state).toBe('success');
+  }
+  return { versioned: versioned!, run };
+}
+
+/** Clears every TI of run `a` of DAG `one`, as the API's clear does. */
+function clearRunA() {
+  return clearTaskInstances(
+    { store: h.store, dags: h.dags, notifier: h.notifier, now: h.now },
+    { dagId: 'one', runId: 'a', taskIds: [], includeDownstream: false, onlyFailed: false, dryRun: false },
+  );
+}
+
 describe('limits under concurrent fresh instances', () => {
   it('a pool of 3 with 2-slot and 1-slot TIs never admits more than 3 slots', async () => {
     const mixed = dag({ id: 'mixed', maxActiveRuns: 10 }, (d) => {
@@ -50,20 +74,11 @@ describe('limits under concurrent fresh instances', () => {
   });
 
   it('a cleared finished run does not start beside the running one under max_active_runs 1', async () => {
-    const single = dag({ id: 'one', maxActiveRuns: 1 }, (d) => d.task('work', noop));
-    const [versioned] = await h.register(single);
-    const first = await h.createRun(versioned!, { runId: 'a' });
-    await h.newScheduler().handleRequests([first]);
-    await h.succeed(tiKey(first, 'work'));
-    await h.newScheduler().handleRequests([first]);
-    expect((await h.run(first)).state).toBe('success');
-    const second = await h.createRun(versioned!, { runId: 'b' });
+    const { versioned, run: first } = await runOfOneAtATime({ finished: true });
+    const second = await h.createRun(versioned, { runId: 'b' });
     await h.newScheduler().handleRequests([second]);
     expect((await h.run(second)).state).toBe('running');
-    await clearTaskInstances(
-      { store: h.store, dags: h.dags, notifier: h.notifier, now: h.now },
-      { dagId: 'one', runId: 'a', taskIds: [], includeDownstream: false, onlyFailed: false, dryRun: false },
-    );
+    await clearRunA();
     await Promise.all([1, 2, 3].map(() => h.newScheduler().handleRequests([first, second])));
     await h.newScheduler().tick();
     const states = [(await h.run(first)).state, (await h.run(second)).state].sort();
@@ -71,11 +86,7 @@ describe('limits under concurrent fresh instances', () => {
   });
 
   it("a finish's late slot release does not take the place of the run's start after a clear", async () => {
-    const single = dag({ id: 'one', maxActiveRuns: 1 }, (d) => d.task('work', noop));
-    const [versioned] = await h.register(single);
-    const first = await h.createRun(versioned!, { runId: 'a' });
-    await h.newScheduler().handleRequests([first]);
-    await h.succeed(tiKey(first, 'work'));
+    const { versioned, run: first } = await runOfOneAtATime({ finished: false });
     // A pass finishes the run and stops before giving its place back (simulation seed 13).
     const running = await h.run(first);
     const endDate = new Date(h.now()).toISOString();
@@ -85,16 +96,13 @@ describe('limits under concurrent fresh instances', () => {
       { state: 'success', endDate },
       { owed: [] },
     );
-    await clearTaskInstances(
-      { store: h.store, dags: h.dags, notifier: h.notifier, now: h.now },
-      { dagId: 'one', runId: 'a', taskIds: [], includeDownstream: false, onlyFailed: false, dryRun: false },
-    );
+    await clearRunA();
     h.clock.now += 1_000;
     await h.newScheduler().handleRequests([first]);
     expect((await h.run(first)).state).toBe('running');
     // The stopped pass's release, retried late, concerns the finished start only.
     await releaseRunSlot({ store: h.store, log: silentLogger, now: h.now }, running, endDate);
-    const second = await h.createRun(versioned!, { runId: 'b' });
+    const second = await h.createRun(versioned, { runId: 'b' });
     await Promise.all([1, 2].map(() => h.newScheduler().handleRequests([second])));
     expect([(await h.run(first)).state, (await h.run(second)).state]).toEqual(['running', 'queued']);
     const slots = await h.store.getSlotPool(dagRunsRef('one'));
@@ -104,14 +112,8 @@ describe('limits under concurrent fresh instances', () => {
 
 describe('max_active_runs while a clear is under way', () => {
   it('a pass that read the run mid-clear cannot start it on a holder the next start gives back', async () => {
-    const single = dag({ id: 'one', maxActiveRuns: 1 }, (d) => d.task('work', noop));
-    const [versioned] = await h.register(single);
-    const a = await h.createRun(versioned!, { runId: 'a' });
-    await h.newScheduler().handleRequests([a]);
-    await h.succeed(tiKey(a, 'work'));
-    await h.newScheduler().handleRequests([a]);
-    expect((await h.run(a)).state).toBe('success');
-    const b = await h.createRun(versioned!, { runId: 'b' });
+    const { versioned, run: a } = await runOfOneAtATime({ finished: true });
+    const b = await h.createRun(versioned, { runId: 'b' });
 
     // A clear, step by step as clearTaskInstances takes them: begin, queued again, end.
     const begun = await h.store.markRunCleared(a, 'begin');
