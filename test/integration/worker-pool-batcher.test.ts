@@ -1,12 +1,9 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { silentLogger } from '#engine/logger.ts';
-import { MetricsRegistry } from '#metrics/registry.ts';
 import { createInMemoryQueues, type InMemoryQueues } from '#queue/memory.ts';
 import { ExecutionBatcher } from '#worker/execution-batcher.ts';
-import { ExecutionClient } from '#worker/execution-client.ts';
 import type { TaskExecutor } from '#worker/executor.ts';
-import { WorkerPool } from '#worker/pool.ts';
-import { startedTaskFixture, taskWorkloadFixture } from '../unit/helpers/worker-fakes.ts';
+import type { WorkerPool } from '#worker/pool.ts';
+import { fakeApiWorkerPool, startedTaskFixture, taskWorkloadFixture } from '../unit/helpers/worker-fakes.ts';
 
 let queues: InMemoryQueues | undefined;
 let pool: WorkerPool | undefined;
@@ -53,17 +50,11 @@ describe('WorkerPool with an ExecutionBatcher', () => {
         return { kind: 'success', xcom: '1' };
       },
     };
-    pool = new WorkerPool({
-      queues: [queues.queues.tasks_default],
-      client: new ExecutionClient('http://api.invalid', { fetch: batcher.fetch }),
-      slots: 4,
-      dagsFolder: '.',
-      heartbeatIntervalMs: 5_000,
-      heartbeatTimeoutMs: 60_000,
-      shutdownGraceMs: 200,
-      metrics: new MetricsRegistry(),
-      log: silentLogger,
+    pool = fakeApiWorkerPool({
+      queue: queues.queues.tasks_default,
+      fetch: batcher.fetch,
       executor,
+      slots: 4,
       onWorkloadEnd: () => batcher.check(),
     });
     running = () => pool!.runningCount;

@@ -1,12 +1,8 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import type { StartedTask } from '#contracts/execution-api.ts';
-import { silentLogger } from '#engine/logger.ts';
-import { MetricsRegistry } from '#metrics/registry.ts';
 import { createInMemoryQueues, type InMemoryQueues } from '#queue/memory.ts';
-import { ExecutionClient } from '#worker/execution-client.ts';
 import type { TaskExecutor } from '#worker/executor.ts';
-import { WorkerPool } from '#worker/pool.ts';
-import { startedTaskFixture, taskWorkloadFixture } from '../unit/helpers/worker-fakes.ts';
+import { fakeApiWorkerPool, startedTaskFixture, taskWorkloadFixture } from '../unit/helpers/worker-fakes.ts';
 
 /** Graceful stop of the worker pool while a start call is in flight (real timers, fake API). */
 
@@ -51,17 +47,11 @@ describe('WorkerPool.stop while a start is in flight', () => {
         return { kind: 'success', xcom: '1' };
       },
     };
-    const pool = new WorkerPool({
-      queues: [queues.queues.tasks_default],
-      client: new ExecutionClient('http://api.invalid', { fetch: fetchStub }),
-      slots: 1,
-      dagsFolder: '.',
-      heartbeatIntervalMs: 5_000,
-      heartbeatTimeoutMs: 60_000,
-      shutdownGraceMs: 200,
-      metrics: new MetricsRegistry(),
-      log: silentLogger,
+    const pool = fakeApiWorkerPool({
+      queue: queues.queues.tasks_default,
+      fetch: fetchStub,
       executor,
+      slots: 1,
     });
     pool.start();
     await queues.queues.tasks_default.send([{ body: JSON.stringify(workload) }]);

@@ -1,7 +1,12 @@
 import type { StartedTask } from '#contracts/execution-api.ts';
 import type { CallbackWorkload, TaskWorkload } from '#contracts/messages.ts';
-import type { Logger } from '#engine/logger.ts';
+import { type Logger, silentLogger } from '#engine/logger.ts';
+import { MetricsRegistry } from '#metrics/registry.ts';
+import type { Queue } from '#queue/port.ts';
 import type { WorkerClock } from '#worker/clock.ts';
+import { ExecutionClient } from '#worker/execution-client.ts';
+import type { TaskExecutor } from '#worker/executor.ts';
+import { WorkerPool, type WorkerPoolOptions } from '#worker/pool.ts';
 import type { TaskRunContext } from '#worker/protocol.ts';
 
 /**
@@ -145,4 +150,30 @@ export function callbackWorkloadFixture(id: string): CallbackWorkload {
     fileloc: 'd.ts',
     dag_version: 'v',
   };
+}
+
+/**
+ * A worker pool on one queue, running tries with `executor` and reaching the Execution API
+ * through `fetch` (at http://api.invalid), with a short grace and no heartbeat in a test's time.
+ */
+export function fakeApiWorkerPool(options: {
+  queue: Queue;
+  fetch: typeof fetch;
+  executor: TaskExecutor;
+  slots: number;
+  onWorkloadEnd?: WorkerPoolOptions['onWorkloadEnd'];
+}): WorkerPool {
+  return new WorkerPool({
+    queues: [options.queue],
+    client: new ExecutionClient('http://api.invalid', { fetch: options.fetch }),
+    slots: options.slots,
+    dagsFolder: '.',
+    heartbeatIntervalMs: 5_000,
+    heartbeatTimeoutMs: 60_000,
+    shutdownGraceMs: 200,
+    metrics: new MetricsRegistry(),
+    log: silentLogger,
+    executor: options.executor,
+    ...(options.onWorkloadEnd ? { onWorkloadEnd: options.onWorkloadEnd } : {}),
+  });
 }
